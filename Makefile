@@ -1,0 +1,42 @@
+# syncbench: two commands do all set-up on a fresh machine.
+#   make demo   create .venv, install with the embedded MPICH, train ring on 8 ranks, print a summary
+#   make test   create .venv, run unit tests, MPI tests at 1-4 ranks, and smoke tests of every command
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+MPIEXEC:= $(VENV)/bin/mpiexec
+RANKS  ?= 8
+DEMO_ARGS ?= --strategy ring --model cnn --dataset digits --steps 200 --lr 0.1 --eval-every 50
+
+.PHONY: venv demo test test-unit test-mpi test-smoke lint clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[mpich,test]'
+	touch $@
+
+demo: venv
+	$(MPIEXEC) -n $(RANKS) $(PY) -m bench train $(DEMO_ARGS) --out results/demo_ring_n$(RANKS).h5
+
+test: venv
+	$(PY) -m pytest tests/unit -q
+	$(PY) tests/run_mpi.py --sizes 1,2,3,4 -q
+	$(PY) -m pytest tests/smoke -q
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+test-mpi: venv
+	$(PY) tests/run_mpi.py --sizes 1,2,3,4 -q
+
+test-smoke: venv
+	$(PY) -m pytest tests/smoke -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

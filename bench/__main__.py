@@ -1,0 +1,44 @@
+"""``python -m bench train|micro|overhead|info`` (run under mpiexec or srun; see README.md).
+
+    mpiexec -n 8 python -m bench train --strategy ring --model cnn --dataset digits --steps 100
+    mpiexec -n 4 python -m bench micro --op allreduce --max 4194304
+    python -m bench overhead --model resnet20
+    mpiexec -n 2 python -m bench info
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mpi4py import MPI
+
+from bench.runtime import run_main
+
+
+def main(argv: list[str]) -> int:
+    comm = MPI.COMM_WORLD
+    from bench.cli import parse
+    from bench.runtime import agree
+
+    args = agree(comm, parse, argv, comm.rank)
+    if args.command == "train":
+        from bench.train import train
+
+        return train(args.cfg, comm)
+    if args.command == "info":
+        from bench.info import info
+
+        return info(comm)
+    if args.command == "micro":
+        from bench.micro import micro
+
+        return micro(args, comm)
+    if args.command == "overhead":
+        from bench.overhead import overhead
+
+        return overhead(args, comm)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""Command line of ``python -m bench``: ``train``, ``micro``, ``overhead`` and ``info``.
+
+The ``train`` options are generated from :data:`bench.config.FIELDS`, so ``--help`` lists every option with
+its default and can never drift from the config stored in results files. Under ``mpiexec`` every rank parses
+the same arguments; only rank 0 prints help, and parse errors become :class:`UsageError` so that they are
+reported once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.config import FIELDS, build, load_toml
+from bench.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that prints only on rank 0 and raises instead of exiting on errors."""
+
+    rank = 0
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+    def _print_message(self, message, file=None):
+        if _Parser.rank == 0 and message:
+            (file or sys.stdout).write(message)
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, f in FIELDS.items():
+        meta = f.metadata
+        group = groups.setdefault(meta["group"], parser.add_argument_group(f"{meta['group']} options"))
+        flag = "--" + name.replace("_", "-")
+        choices = f" {{{','.join(meta['choices'])}}}" if meta["choices"] else ""
+        default = f.default if f.default != "" else "none"
+        help_text = f"{meta['help']}{choices} (default: {default})".replace("%", "%%")
+        if isinstance(f.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, type=type(f.default), default=None, metavar=name.upper(), help=help_text)
+
+
+def make_parser(rank: int = 0) -> argparse.ArgumentParser:
+    _Parser.rank = rank
+    parser = _Parser(
+        prog="python -m bench",
+        description="syncbench: time compute against communication for five ways of keeping replicas in step.",
+        epilog="Launch under MPI, e.g. mpiexec -n 8 python -m bench train --strategy ring",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train a model with one strategy and write a results file")
+    train.add_argument("--config", default="", help="TOML file of options; command-line options override it")
+    _add_config_options(train)
+
+    micro = sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks")
+    micro.add_argument("--op", default="allreduce", choices=("latency", "allreduce"), help="benchmark (default: allreduce)")
+    micro.add_argument("--impl", default="ours,naive,mpi", help="implementations to compare (default: ours,naive,mpi)")
+    micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
+    micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
+    micro.add_argument("--iters", type=int, default=50, help="timed iterations at small sizes (default: 50)")
+    micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")
+    micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
+
+    over = sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank")
+    over.add_argument("--model", default="cnn", choices=FIELDS["model"].metadata["choices"], help="model (default: cnn)")
+    over.add_argument("--dataset", default="digits", choices=FIELDS["dataset"].metadata["choices"], help="(default: digits)")
+    over.add_argument("--batch-size", type=int, default=32, help="mini-batch (default: 32)")
+    over.add_argument("--steps", type=int, default=40, help="steps per variant, interleaved (default: 40)")
+    over.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+
+    sub.add_parser("info", help="print MPI library, ranks, cores, threads per rank and versions")
+    return parser
+
+
+def parse(argv: list[str], rank: int = 0):
+    """Parse ``argv``; for ``train`` also resolve the config (TOML, then command line) into ``args.config``."""
+    args = make_parser(rank).parse_args(argv)
+    if args.command == "train":
+        values = load_toml(args.config) if args.config else {}
+        values.update({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
+        args.cfg = build(values)
+    for name in ("min", "max", "iters", "steps", "batch_size"):
+        if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    return args

@@ -1,0 +1,169 @@
+"""The run configuration: one dataclass that is the single source of option names, defaults and help.
+
+The command line (:mod:`bench.cli`) and ``--config file.toml`` are both built from :data:`FIELDS`, and the
+resolved config (defaults included) is stored as JSON in every results file, so a run can be repeated from
+the file it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UsageError
+
+STRATEGIES = ("ring",)
+"""Strategies this build can run (later issues add ps, ssp, localsgd, fedavg)."""
+MODELS = ("mlp", "cnn", "resnet20", "transformer")
+DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
+PARTITIONS = ("iid", "dirichlet", "shards", "natural")
+DEVICES = ("cpu", "cuda")
+
+
+def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False):
+    """A config field with its help text (``choices`` are checked in :func:`validate`)."""
+    meta = {"help": help, "choices": choices, "group": group, "hidden": hidden}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    # --- what to run ---
+    strategy: str = opt("ring", "synchronisation strategy", STRATEGIES, "run")
+    model: str = opt("cnn", "model to train", MODELS, "run")
+    dataset: str = opt("digits", "dataset (mnist and cifar10 read files from --data-dir)", DATASETS, "run")
+    steps: int = opt(100, "optimizer steps to run (per rank)", group="run")
+    out: str = opt(
+        "results/{strategy}_{model}_{dataset}_n{ranks}.h5",
+        "results file; {strategy} {model} {dataset} {ranks} {job} {seed} are filled in",
+        group="run",
+    )
+    seed: int = opt(0, "seed for data, partition, model init and sampling", group="run")
+    # --- optimisation ---
+    batch_size: int = opt(32, "per-rank mini-batch size (weak scaling: global batch grows with ranks)")
+    global_batch_size: int = opt(0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size")
+    lr: float = opt(0.05, "learning rate")
+    momentum: float = opt(0.0, "SGD momentum")
+    weight_decay: float = opt(0.0, "SGD weight decay (L2)")
+    bucket_mb: float = opt(0.0, "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)")
+    # --- data ---
+    data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
+    partition: str = opt("iid", "how training data is split over ranks", PARTITIONS, "data")
+    alpha: float = opt(0.5, "Dirichlet concentration for --partition dirichlet (smaller: more skew)", group="data")
+    shards_per_part: int = opt(2, "label shards per partition for --partition shards", group="data")
+    test_fraction: float = opt(0.2, "held-out fraction for datasets without a test split", group="data")
+    synthetic_shape: str = opt("1x16x16", "synthetic sample shape CxHxW, or a single number for flat", group="data")
+    synthetic_samples: int = opt(8192, "synthetic dataset size (train + test)", group="data")
+    synthetic_classes: int = opt(10, "synthetic number of classes", group="data")
+    leaf_alpha: float = opt(1.0, "LEAF synthetic(alpha, beta): model heterogeneity across devices", group="data")
+    leaf_beta: float = opt(1.0, "LEAF synthetic(alpha, beta): data heterogeneity across devices", group="data")
+    leaf_devices: int = opt(32, "LEAF synthetic: number of devices (natural partitions)", group="data")
+    # --- measurement ---
+    eval_every: int = opt(50, "evaluate test accuracy every N steps (and after the last); 0: only at the end", group="measurement")
+    sync_wait: bool = opt(
+        True, "time a barrier before each step's communication as 'wait' (rank skew), not as communication",
+        group="measurement",
+    )
+    trace: bool = opt(False, "record start times of every phase for timeline/trace export", group="measurement")
+    flush_every: int = opt(50, "write the results file every N steps, so a killed run keeps its steps", group="measurement")
+    # --- system ---
+    device: str = opt("cpu", "compute device; on cuda, gradients are staged through pinned host buffers", DEVICES, "system")
+    threads: int = opt(0, "torch threads per rank (0: cores on the node / ranks on the node, at least 1)", group="system")
+    timeout: float = opt(300.0, "abort the job if a rank waits on peers longer than this many seconds", group="system")
+    quiet: bool = opt(False, "no progress bar", group="system")
+    fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing")
+    fail_step: int = opt(0, "... at this step", group="testing")
+
+    # ---- derived values ---------------------------------------------------------------------------
+    def per_rank_batch(self, ranks_computing: int) -> int:
+        if self.global_batch_size > 0:
+            return self.global_batch_size // ranks_computing
+        return self.batch_size
+
+    @property
+    def scaling(self) -> str:
+        """``strong`` (fixed global batch) or ``weak`` (fixed per-rank batch): the analysis groups by it."""
+        return "strong" if self.global_batch_size > 0 else "weak"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self) | {"scaling": self.scaling}, sort_keys=True)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def load_toml(path: str) -> dict:
+    """Read ``--config``: keys are option names (``batch_size`` or ``batch-size``), optionally under
+    ``[train]``."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
+    raw = raw.get("train", raw)
+    values = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise UsageError(f"--config {path}: unknown option '{key}'")
+        values[name] = value
+    return values
+
+
+def build(values: dict) -> Config:
+    """Make a :class:`Config` from parsed values (TOML first, command line over it) and check it."""
+    cfg = Config()
+    for name, value in values.items():
+        default = FIELDS[name].default
+        try:
+            value = type(default)(value) if not isinstance(default, bool) else _as_bool(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"--{name.replace('_', '-')}: expected {type(default).__name__}, got {value!r}") from None
+        setattr(cfg, name, value)
+    validate(cfg)
+    return cfg
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need no MPI and no data. Everything here fails identically on every rank."""
+    for name, f in FIELDS.items():
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, name) not in choices:
+            raise UsageError(
+                f"unknown {name.replace('_', ' ')} '{getattr(cfg, name)}'; choose from: {', '.join(choices)}"
+            )
+    positive = ("steps", "batch_size", "flush_every", "synthetic_samples", "synthetic_classes", "leaf_devices")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ("global_batch_size", "eval_every", "bucket_mb", "momentum", "weight_decay", "threads", "timeout"):
+        if getattr(cfg, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise UsageError(f"--lr must be positive, got {cfg.lr}")
+    if not 0 < cfg.test_fraction < 1:
+        raise UsageError(f"--test-fraction must be in (0, 1), got {cfg.test_fraction}")
+    if cfg.alpha <= 0:
+        raise UsageError(f"--alpha must be positive, got {cfg.alpha}")
+    if cfg.dataset in ("mnist", "cifar10") and not cfg.data_dir:
+        raise UsageError(f"--dataset {cfg.dataset} reads local files: give --data-dir (no downloads here)")
+    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
+        raise UsageError(f"--data-dir {cfg.data_dir}: not a directory")
+    if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":
+        raise UsageError("--partition natural needs a dataset with natural groups (leaf-synthetic)")

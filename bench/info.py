@@ -1,0 +1,37 @@
+"""``python -m bench info``: what a run here would use: MPI library, ranks, cores, threads, versions."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from mpi4py import MPI
+
+from bench import provenance
+from bench.runtime import usable_cores
+
+
+def info(comm: MPI.Comm) -> int:
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    local = node.size
+    node.Free()
+    hosts = comm.gather(socket.gethostname(), root=0)
+    if comm.rank == 0:
+        import torch
+
+        cores = usable_cores()
+        print(f"MPI library      {provenance.mpi_library()}")
+        print(f"MPI standard     {'.'.join(map(str, MPI.Get_version()))}, thread level {MPI.Query_thread()}")
+        print(f"ranks            {comm.size} on {len(set(hosts))} host(s): {', '.join(sorted(set(hosts)))}")
+        print(f"cores            {cores} usable on this host, {local} rank(s) on it")
+        print(f"threads per rank {max(1, cores // local)} (default: cores / ranks on the node, at least 1)")
+        if local > cores:
+            print(f"note             {local} ranks share {cores} cores: timings are oversubscribed")
+        print(f"cuda             {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+        for key, value in provenance.versions().items():
+            print(f"{key:16s} {value}")
+        print(f"git commit       {provenance.git_commit()}")
+        job = os.environ.get("SLURM_JOB_ID")
+        if job:
+            print(f"slurm job        {job} ({os.environ.get('SLURM_JOB_NODELIST', '')})")
+    return 0

@@ -1,0 +1,34 @@
+"""Mini-batches from one partition: reshuffled every epoch from (seed, partition, epoch), equal-sized batches
+(the last incomplete batch of an epoch is dropped, so every rank's batch has the same size and the averaged
+gradient equals the gradient over the concatenated global batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class PartitionLoader:
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, part: int, device: torch.device):
+        if batch_size > len(y):
+            raise ValueError(f"batch size {batch_size} is larger than the partition ({len(y)} samples)")
+        self.x = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)
+        self.batch_size = batch_size
+        self.seed, self.part = seed, part
+        self.epoch, self._pos = -1, 0
+        self._order = np.empty(0, dtype=np.int64)
+        self.per_epoch = len(y) // batch_size
+
+    def _new_epoch(self) -> None:
+        self.epoch += 1
+        rng = np.random.default_rng([self.seed, self.part, self.epoch])
+        self._order = torch.from_numpy(rng.permutation(len(self.y))).to(self.x.device)
+        self._pos = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pos + self.batch_size > len(self._order):
+            self._new_epoch()
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.x[idx], self.y[idx]

@@ -1,0 +1,93 @@
+"""Build everything a training run needs, on every rank, failing the same way everywhere (see
+:func:`bench.runtime.agree`): data, partition, model, strategy, output path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from bench import data, models, partition, results
+from bench.errors import UsageError
+from bench.loader import PartitionLoader
+from bench.strategies import REGISTRY, Strategy
+from kernels.topology import TopologyError
+
+
+@dataclass
+class Run:
+    cfg: object
+    dataset: data.Dataset
+    parts: list[np.ndarray]
+    model: torch.nn.Module
+    layers: list[models.Layer]
+    strategy: Strategy
+    loader: PartitionLoader | None
+    device: torch.device
+    out: str
+    batch: int
+
+
+def output_path(cfg, size: int) -> str:
+    fields = {"strategy": cfg.strategy, "model": cfg.model, "dataset": cfg.dataset, "ranks": size,
+              "seed": cfg.seed, "job": os.environ.get("SLURM_JOB_ID", "local")}
+    try:
+        return cfg.out.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"--out {cfg.out}: bad placeholder ({exc}); use {{strategy}} {{model}} {{dataset}} "
+                         "{ranks} {job} {seed}") from None
+
+
+def pick_device(cfg) -> torch.device:
+    if cfg.device == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: this torch build or machine has no CUDA device")
+        node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+        local = node.rank
+        node.Free()
+        dev = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+        return dev
+    return torch.device("cpu")
+
+
+def build(cfg, comm: MPI.Comm) -> Run:
+    device = pick_device(cfg)
+    out = output_path(cfg, comm.size)
+    if comm.rank == 0:
+        try:
+            results.check_writable(out)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    ds = data.load(cfg)
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed).to(device)
+    layers = models.layers_of(model)
+    try:
+        strategy = REGISTRY[cfg.strategy](cfg, comm, model, layers, device)
+    except TopologyError as exc:
+        raise UsageError(str(exc)) from None
+    n_parts = strategy.compute_ranks
+    if cfg.global_batch_size and cfg.global_batch_size % n_parts:
+        raise UsageError(f"--global-batch-size {cfg.global_batch_size} does not split evenly over {n_parts} ranks")
+    batch = cfg.per_rank_batch(n_parts)
+    if batch <= 0:
+        raise UsageError(f"per-rank batch is 0: --global-batch-size {cfg.global_batch_size} < {n_parts} ranks")
+    try:
+        parts = partition.make(cfg.partition, ds.y_train, n_parts, cfg.seed, alpha=cfg.alpha,
+                               shards_per_part=cfg.shards_per_part, groups=ds.groups)
+    except ValueError as exc:
+        raise UsageError(f"--partition {cfg.partition}: {exc}") from None
+    smallest = min(len(p) for p in parts)
+    if batch > smallest:
+        raise UsageError(f"batch size {batch} is larger than the smallest partition ({smallest} samples of "
+                         f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks")
+    loader = None
+    if strategy.computes:
+        mine = parts[strategy.data_part]
+        loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], batch, cfg.seed, strategy.data_part, device)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return Run(cfg, ds, parts, model, layers, strategy, loader, device, out, batch)

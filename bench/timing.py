@@ -1,0 +1,134 @@
+"""Clocks and per-layer compute timing.
+
+Forward time of a layer is measured exactly, from a forward pre-hook to a forward hook on its module.
+Backward time is measured from events in the order autograd produces them: a layer's backward *ends* when
+the last of its parameters' gradients has been accumulated (``register_post_accumulate_grad_hook``), and its
+time is the gap since the previous layer ended (or since ``backward()`` began). That partitions the whole
+backward pass among layers, charging parameter-free operations (activations, pooling) to the next layer
+autograd finishes. On CUDA the marks are CUDA events, resolved after one synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench.models import Layer
+
+
+class CpuClock:
+    """Marks are ``time.perf_counter()`` floats."""
+
+    def mark(self):
+        return time.perf_counter()
+
+    def resolve(self) -> None:
+        pass
+
+    @staticmethod
+    def seconds(a, b) -> float:
+        return b - a
+
+
+class CudaClock:
+    """Marks are CUDA events recorded on the current stream; :meth:`resolve` synchronises once."""
+
+    def mark(self):
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def resolve(self) -> None:
+        torch.cuda.synchronize()
+
+    @staticmethod
+    def seconds(a, b) -> float:
+        return a.elapsed_time(b) / 1000.0
+
+
+def make_clock(device: str):
+    return CudaClock() if device == "cuda" else CpuClock()
+
+
+class LayerTimer:
+    """Module and gradient hooks that record per-layer forward and backward times into caller-given rows.
+
+    Usage per step: :meth:`start_backward` just before ``loss.backward()``, then :meth:`collect` after it,
+    which fills ``forward[l]``, ``backward[l]`` (seconds) and, if given, ``starts`` for a timeline.
+    """
+
+    def __init__(self, layers: list[Layer], clock):
+        self.layers = layers
+        self.clock = clock
+        n = len(layers)
+        self._fwd_start = [None] * n
+        self._fwd_end = [None] * n
+        self._bwd_end = [None] * n
+        self._bwd_order: list[int] = []
+        self._pending = [0] * n
+        self._bwd_start = None
+        self._handles = []
+        self.enabled = True
+        for layer in layers:
+            self._handles.append(layer.module.register_forward_pre_hook(self._pre(layer.index)))
+            self._handles.append(layer.module.register_forward_hook(self._post(layer.index)))
+            for p in layer.params:
+                self._handles.append(p.register_post_accumulate_grad_hook(self._grad(layer.index)))
+
+    def _pre(self, i):
+        def hook(module, args):
+            if self.enabled:
+                self._fwd_start[i] = self.clock.mark()
+
+        return hook
+
+    def _post(self, i):
+        def hook(module, args, output):
+            if self.enabled:
+                self._fwd_end[i] = self.clock.mark()
+
+        return hook
+
+    def _grad(self, i):
+        def hook(param):
+            if not self.enabled:
+                return
+            self._pending[i] -= 1
+            if self._pending[i] == 0:
+                self._bwd_end[i] = self.clock.mark()
+                self._bwd_order.append(i)
+
+        return hook
+
+    def start_backward(self) -> None:
+        self._pending = [len(layer.params) for layer in self.layers]
+        self._bwd_order.clear()
+        self._bwd_start = self.clock.mark()
+
+    def collect(self, forward: np.ndarray, backward: np.ndarray, t0=None, starts: dict | None = None) -> None:
+        """Write this step's seconds per layer; ``starts`` (optional) gets phase start times relative to ``t0``."""
+        self.clock.resolve()
+        sec = self.clock.seconds
+        for i in range(len(self.layers)):
+            s, e = self._fwd_start[i], self._fwd_end[i]
+            forward[i] = sec(s, e) if s is not None and e is not None else 0.0
+        backward[:] = 0.0
+        prev = self._bwd_start
+        for i in self._bwd_order:
+            backward[i] = sec(prev, self._bwd_end[i])
+            if starts is not None:
+                starts["backward"][i] = sec(t0, prev)
+            prev = self._bwd_end[i]
+        if starts is not None:
+            for i in range(len(self.layers)):
+                if self._fwd_start[i] is not None:
+                    starts["forward"][i] = sec(t0, self._fwd_start[i])
+        self._fwd_start = [None] * len(self.layers)
+        self._fwd_end = [None] * len(self.layers)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()

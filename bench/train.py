@@ -1,0 +1,32 @@
+"""``python -m bench train``: set up on every rank (agreeing on errors), then run the driver loop."""
+
+from __future__ import annotations
+
+import json
+
+from mpi4py import MPI
+
+from bench import provenance, setup
+from bench.driver import Trainer
+from bench.runtime import StopFlag, agree, check_world_size, configure_threads
+
+
+def train(cfg, comm: MPI.Comm) -> int:
+    stop = StopFlag()
+    stop.install()
+    agree(comm, check_world_size, comm)
+    threads = agree(comm, configure_threads, comm, cfg.threads)
+    run = agree(comm, setup.build, cfg, comm)
+    attrs = provenance.collect(comm, threads)
+    attrs |= {
+        "strategy": cfg.strategy,
+        "config": json.loads(cfg.to_json()),
+        "roles": comm.allgather(run.strategy.topology.role),
+        "strategy_info": run.strategy.describe(),
+        "per_rank_batch": run.batch,
+        "compute_ranks": run.strategy.compute_ranks,
+        "device": str(run.device),
+        "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
+        "comm: host clock around each exchange; wait: barrier before communication",
+    }
+    return Trainer(run, comm, attrs, stop).train()

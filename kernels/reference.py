@@ -1,0 +1,66 @@
+"""Pure numpy maths behind the kernels: no MPI here, so each function is tested on its own.
+
+These are the oracles the MPI kernels are checked against, and the formulas the strategies share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels.topology import block_bounds
+
+
+def ring_chunks(n: int, p: int) -> list[tuple[int, int]]:
+    """Half-open bounds of the ``p`` chunks a length-``n`` buffer is cut into for a ring all-reduce.
+    Chunks differ in size by at most one element; when ``n < p`` the last ``p - n`` chunks are empty."""
+    return [block_bounds(n, p, i) for i in range(p)]
+
+
+def reduce_scatter_schedule(index: int, p: int, step: int) -> tuple[int, int]:
+    """(chunk sent, chunk received) by ring position ``index`` in reduce-scatter step ``step`` (0-based).
+
+    After ``p - 1`` steps position ``i`` holds the full sum of chunk ``(i + 1) % p`` (Patarasuk & Yuan 2009,
+    "Bandwidth optimal all-reduce algorithms for clusters of workstations", Sec. 3).
+    """
+    return (index - step) % p, (index - step - 1) % p
+
+
+def all_gather_schedule(index: int, p: int, step: int) -> tuple[int, int]:
+    """(chunk sent, chunk received) by ring position ``index`` in all-gather step ``step``: it forwards the
+    fully reduced chunk it got last, starting with its own ``(index + 1) % p``."""
+    return (index - step + 1) % p, (index - step) % p
+
+
+def weighted_mean(arrays: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """``sum_k (w_k / sum w) a_k`` in float64: the FedAvg aggregate (McMahan et al. 2017, Algorithm 1)."""
+    if len(arrays) != len(weights) or not arrays:
+        raise ValueError("need one weight per array and at least one array")
+    total = float(np.sum(weights))
+    if total <= 0:
+        raise ValueError("weights must sum to a positive number")
+    out = np.zeros_like(arrays[0], dtype=np.float64)
+    for a, w in zip(arrays, weights, strict=True):
+        out += (w / total) * a.astype(np.float64)
+    return out
+
+
+def ring_bus_bandwidth(size_bytes: float, seconds: float, p: int) -> tuple[float, float]:
+    """(algbw, busbw) in bytes/s with the nccl-tests definitions: algbw = S / t; all-reduce busbw =
+    algbw * 2 (p - 1) / p (nccl-tests doc/PERFORMANCE.md)."""
+    algbw = size_bytes / seconds
+    return algbw, algbw * (2.0 * (p - 1) / p if p > 1 else 0.0)
+
+
+def ring_elements_sent(n: int, p: int, index: int) -> int:
+    """Elements ring position ``index`` sends in one ring all-reduce of ``n`` elements: the chunks it sends in
+    the ``p - 1`` reduce-scatter and ``p - 1`` all-gather steps (about ``2 (p - 1) n / p``)."""
+    if p == 1 or n == 0:
+        return 0
+    chunks = ring_chunks(n, p)
+    total = 0
+    for step in range(p - 1):
+        lo, hi = chunks[reduce_scatter_schedule(index, p, step)[0]]
+        total += hi - lo
+        lo, hi = chunks[all_gather_schedule(index, p, step)[0]]
+        total += hi - lo
+    return total

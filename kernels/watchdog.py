@@ -1,0 +1,72 @@
+"""A per-process watchdog that turns a hang into an abort with a message naming the rank.
+
+Blocking MPI calls cannot time out by themselves. Rather than polling requests in Python (slow, and a
+receive loop that sleeps between polls is exactly what we avoid), the main thread *arms* the watchdog with
+a deadline and a description before a phase that waits on peers, and disarms it after. A daemon thread
+checks the deadline; if it passes, it prints ``rank R: timed out after T s in <what>`` and calls
+``MPI_Abort`` on ``COMM_WORLD``, which ends every rank of the job. Arming costs two attribute writes, so it
+can wrap every step. mpi4py releases the GIL inside blocking calls, so the thread runs while rank R waits.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+from mpi4py import MPI
+
+ABORT_CODE_TIMEOUT = 124
+
+
+class Watchdog:
+    def __init__(self, comm: MPI.Comm = MPI.COMM_WORLD, poll_s: float = 0.5):
+        self._comm = comm
+        self._poll_s = poll_s
+        self._deadline = float("inf")
+        self._what = ""
+        self._timeout = 0.0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="syncbench-watchdog", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._poll_s)
+            if time.monotonic() > self._deadline:
+                rank = self._comm.Get_rank()
+                sys.stderr.write(
+                    f"syncbench: rank {rank}: timed out after {self._timeout:g} s waiting in {self._what}; "
+                    "aborting the job (raise --timeout if peers are just slow)\n"
+                )
+                sys.stderr.flush()
+                self._comm.Abort(ABORT_CODE_TIMEOUT)
+
+    def arm(self, timeout_s: float, what: str) -> None:
+        """Abort the job unless :meth:`disarm` (or another :meth:`arm`) comes within ``timeout_s`` seconds."""
+        if timeout_s <= 0:
+            return
+        self._ensure_thread()
+        self._what = what
+        self._timeout = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+
+    def disarm(self) -> None:
+        self._deadline = float("inf")
+
+    @contextmanager
+    def guard(self, timeout_s: float, what: str):
+        self.arm(timeout_s, what)
+        try:
+            yield
+        finally:
+            self.disarm()
+
+
+WATCHDOG = Watchdog()
+"""The process-wide watchdog (one thread per process)."""
