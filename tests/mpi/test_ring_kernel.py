@@ -1,0 +1,52 @@
+"""Ring and naive all-reduce == MPI's own Allreduce, for many sizes, dtypes and both COMM_SELF / COMM_WORLD."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
+from kernels.topology import Topology
+
+from .conftest import all_agree
+
+SIZES = [0, 1, 2, 3, 4, 5, 7, 64, 1000, 12345]
+DTYPES = [np.float32, np.float64, np.int32, np.int64]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("comm", [MPI.COMM_SELF, MPI.COMM_WORLD], ids=["self", "world"])
+@pytest.mark.parametrize("kernel", [RingAllreduce, NaiveAllreduce])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_allreduce_equals_mpi(comm, kernel, dtype):
+    topo = Topology.ring(comm.rank, comm.size)
+    reduce = kernel(comm, topo)
+    ok = True
+    for n in SIZES:
+        rng = np.random.default_rng([n, comm.rank])
+        buf = (rng.integers(-50, 50, n)).astype(dtype)  # integer values: float sums are exact in any order
+        expect = np.empty_like(buf)
+        comm.Allreduce(buf, expect, op=MPI.SUM)
+        out = reduce(buf, key=n)
+        ok &= out is buf and np.array_equal(buf, expect)
+    assert all_agree(ok)
+
+
+@pytest.mark.mpi
+def test_float_sums_close_to_mpi_and_identical_across_ranks():
+    comm = MPI.COMM_WORLD
+    reduce = RingAllreduce(comm, Topology.ring(comm.rank, comm.size))
+    buf = np.random.default_rng(comm.rank).standard_normal(10_001).astype(np.float32)
+    expect = np.empty_like(buf)
+    comm.Allreduce(buf, expect, op=MPI.SUM)
+    reduce(buf)
+    close = np.allclose(buf, expect, rtol=1e-5, atol=1e-5)
+    same = comm.allgather(buf.tobytes())
+    assert all_agree(close and all(s == same[0] for s in same))
+
+
+@pytest.mark.mpi
+def test_rejects_non_contiguous():
+    comm = MPI.COMM_WORLD
+    reduce = RingAllreduce(comm, Topology.ring(comm.rank, comm.size))
+    with pytest.raises(TypeError):
+        reduce(np.zeros((4, 4))[:, 0])

@@ -1,0 +1,112 @@
+"""Strategy ``ring`` against oracles: one process on the concatenated global batch; identical replicas; the
+results file's documented datasets."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mpi4py import MPI
+
+from bench import data, models, partition, setup
+from bench.config import Config, validate
+from bench.driver import Trainer
+from bench.loader import PartitionLoader
+from bench.runtime import StopFlag
+
+from .conftest import all_agree
+
+
+def make_cfg(tmp, **kw):
+    base = dict(model="mlp", dataset="synthetic", synthetic_shape="1x6x6", synthetic_samples=512, steps=5,
+                batch_size=8, lr=0.1, seed=3, quiet=True, eval_every=0, out=os.path.join(tmp, "r.h5"))
+    cfg = Config(**(base | kw))
+    validate(cfg)
+    return cfg
+
+
+def serial_oracle(cfg, ranks):
+    """One process: each step takes the concatenation of every rank's batch (same loaders, same seeds)."""
+    ds = data.load(cfg)
+    parts = partition.make(cfg.partition, ds.y_train, ranks, cfg.seed, alpha=cfg.alpha)
+    loaders = [PartitionLoader(ds.x_train[p], ds.y_train[p], cfg.batch_size, cfg.seed, r, torch.device("cpu"))
+               for r, p in enumerate(parts)]
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for _ in range(cfg.steps):
+        batches = [ld.next() for ld in loaders]
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return [p.detach().numpy().copy() for p in model.parameters()]
+
+
+def trainer_for(cfg):
+    comm = MPI.COMM_WORLD
+    run = setup.build(cfg, comm)
+    return Trainer(run, comm, {"strategy": cfg.strategy, "config": {}, "world_size": comm.size}, StopFlag())
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(model="cnn", momentum=0.9, weight_decay=1e-3), dict(bucket_mb=0.01, partition="dirichlet")],
+    ids=["mlp-sgd", "cnn-momentum-wd", "mlp-buckets-dirichlet"],
+)
+def test_ring_equals_serial_oracle_and_replicas_stay_identical(shared_tmp, kw):
+    comm = MPI.COMM_WORLD
+    torch.set_num_threads(1)
+    cfg = make_cfg(shared_tmp, **kw)
+    trainer = trainer_for(cfg)
+    identical = True
+    for step in range(cfg.steps):
+        trainer.step(step, 0.0)
+        flat = np.concatenate([p.detach().numpy().ravel() for p in trainer.run.model.parameters()])
+        digests = comm.allgather(flat.tobytes())
+        identical &= all(d == digests[0] for d in digests)
+    ours = [p.detach().numpy() for p in trainer.run.model.parameters()]
+    close = True
+    if comm.rank == 0:
+        oracle = serial_oracle(cfg, comm.size)
+        close = all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(ours, oracle))
+        moved = any(not np.allclose(a, b) for a, b in
+                    zip(oracle, [p.detach().numpy() for p in models.build(cfg.model, (1, 6, 6), 10, cfg.seed).parameters()]))
+        close &= moved  # the oracle really trained
+    assert all_agree(identical), "replicas diverged"
+    assert all_agree(close), "ring parameters differ from the serial global-batch oracle"
+
+
+@pytest.mark.mpi
+def test_results_file_has_documented_datasets(shared_tmp):
+    comm = MPI.COMM_WORLD
+    cfg = make_cfg(shared_tmp, steps=6, eval_every=3, flush_every=4, trace=True)
+    trainer = trainer_for(cfg)
+    trainer.train()
+    comm.Barrier()
+    ok, why = True, ""
+    if comm.rank == 0:
+        p, s, L = comm.size, 6, len(trainer.run.layers)
+        with h5py.File(cfg.out, "r") as f:
+            shapes = {
+                "timing/forward": (p, s, L), "timing/backward": (p, s, L), "timing/comm": (p, s, L),
+                "timing/comm_bytes": (p, s, L), "timing/step": (p, s), "timing/wait": (p, s),
+                "metrics/loss": (p, s), "layers/name": (L,), "layers/numel": (L,), "layers/bytes": (L,),
+                "metrics/test_accuracy": (2,), "timeline/forward_start": (p, s, L),
+            }
+            for name, shape in shapes.items():
+                if name not in f or f[name].shape != shape or "units" not in f[name].attrs:
+                    ok, why = False, f"{name}: {f[name].shape if name in f else 'missing'} != {shape}"
+            if ok:
+                ok &= bool((f["timing/forward"][()] > 0).all() and (f["timing/backward"][()] > 0).all())
+                ok &= bool((f["timing/step"][()] > 0).all())
+                expect_comm = p > 1
+                ok &= bool((f["timing/comm"][()] > 0).all()) == expect_comm or not expect_comm
+                ok &= bool((f["timing/comm_bytes"][()].sum(axis=(1, 2)) > 0).all()) == expect_comm
+                ok &= f.attrs["completed_steps"] == s and f.attrs["status"] == "complete"
+                ok &= int(f.attrs["world_size"]) == p and f.attrs["strategy"] == "ring"
+                why = why or "timings or attributes wrong"
+    assert all_agree(ok), why

@@ -1,0 +1,106 @@
+"""Pure parts of kernels/: rank arithmetic, tags, ring schedule (simulated in numpy), maths."""
+
+import numpy as np
+import pytest
+
+from kernels import reference
+from kernels.tags import Tag, tag_for
+from kernels.topology import Topology, TopologyError, block_bounds
+
+
+@pytest.mark.parametrize("n,parts", [(0, 1), (0, 3), (5, 8), (10, 3), (1000, 7), (7, 7)])
+def test_block_bounds_cover_exactly(n, parts):
+    bounds = [block_bounds(n, parts, i) for i in range(parts)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    for (lo, hi), (lo2, _) in zip(bounds, bounds[1:]):
+        assert hi == lo2
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_ring_neighbours_form_one_cycle():
+    for size in (1, 2, 3, 5, 8):
+        seen, r = [], 0
+        for _ in range(size):
+            seen.append(r)
+            topo = Topology.ring(r, size)
+            assert Topology.ring(topo.right, size).left == r
+            r = topo.right
+        assert sorted(seen) == list(range(size)) and r == 0
+
+
+def test_parameter_server_roles_and_errors():
+    topo = Topology.parameter_server(3, 5, 2)
+    assert topo.role == "worker" and topo.servers == (0, 1) and topo.workers == (2, 3, 4)
+    assert topo.ring_ranks == (2, 3, 4) and topo.left == 2 and topo.right == 4
+    with pytest.raises(TopologyError, match="no worker"):
+        Topology.parameter_server(0, 2, 2)
+    with pytest.raises(TopologyError, match=">= 1"):
+        Topology.parameter_server(0, 2, 0)
+
+
+def test_federated_clients_each_hosted_once():
+    size, k = 5, 23
+    topo = Topology.federated(0, size, k)
+    hosted = [c for r in range(1, size) for c in topo.clients_of_rank[r]]
+    assert sorted(hosted) == list(range(k))
+    assert all(topo.host_of_client(c) in range(1, size) for c in range(k))
+    with pytest.raises(TopologyError, match="K >= size - 1"):
+        Topology.federated(0, 8, 3)
+
+
+def test_tags_distinct_per_kind_and_in_range():
+    for index in (0, 1, 99, 5000, 10**6):
+        tags = {tag_for(kind, index) for kind in Tag}
+        assert len(tags) == len(Tag)
+        assert all(0 <= t <= 32767 for t in tags)
+
+
+def simulate_ring(buffers):
+    """Run the ring schedule on a list of per-rank numpy buffers, sequentially: the oracle for the schedule."""
+    p = len(buffers)
+    bufs = [b.copy() for b in buffers]
+    chunks = reference.ring_chunks(bufs[0].size, p)
+    for step in range(p - 1):
+        msgs = [bufs[i][slice(*chunks[reference.reduce_scatter_schedule(i, p, step)[0]])].copy() for i in range(p)]
+        for i in range(p):
+            recv_c = reference.reduce_scatter_schedule(i, p, step)[1]
+            bufs[i][slice(*chunks[recv_c])] += msgs[(i - 1) % p]
+    for step in range(p - 1):
+        msgs = [bufs[i][slice(*chunks[reference.all_gather_schedule(i, p, step)[0]])].copy() for i in range(p)]
+        for i in range(p):
+            recv_c = reference.all_gather_schedule(i, p, step)[1]
+            bufs[i][slice(*chunks[recv_c])] = msgs[(i - 1) % p]
+    return bufs
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("n", [0, 1, 3, 8, 17, 100])
+def test_ring_schedule_sums(p, n):
+    rng = np.random.default_rng(p * 100 + n)
+    bufs = [rng.integers(0, 10, n).astype(np.int64) for _ in range(p)]
+    expect = np.sum(bufs, axis=0) if n else np.zeros(0)
+    for out in simulate_ring(bufs):
+        np.testing.assert_array_equal(out, expect)
+
+
+def test_ring_elements_sent_is_2_p_minus_1_over_p():
+    for p in (2, 3, 4, 7):
+        n = 7 * 1000
+        total = sum(reference.ring_elements_sent(n, p, i) for i in range(p))
+        assert total == 2 * (p - 1) * n  # all ranks together send 2 (p-1) n elements
+    assert reference.ring_elements_sent(10, 1, 0) == 0
+
+
+def test_weighted_mean_matches_numpy_average():
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(6) for _ in range(4)]
+    weights = [3, 1, 0, 6]
+    np.testing.assert_allclose(reference.weighted_mean(arrays, weights), np.average(arrays, axis=0, weights=weights))
+    with pytest.raises(ValueError):
+        reference.weighted_mean(arrays, [0, 0, 0, 0])
+
+
+def test_bus_bandwidth_definition():
+    algbw, busbw = reference.ring_bus_bandwidth(1e6, 1e-3, 4)
+    assert algbw == pytest.approx(1e9) and busbw == pytest.approx(1.5e9)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import models
+from bench.strategies.base import bucket_groups
+from bench.timing import CpuClock, LayerTimer
+
+
+@pytest.mark.parametrize("name", list(models.MODEL_CLASSES))
+def test_layer_lists_cover_all_parameters(name):
+    model = models.build(name, (3, 32, 32), 10, seed=0)
+    layers = models.layers_of(model)
+    assert sum(layer.numel for layer in layers) == sum(p.numel() for p in model.parameters())
+    assert len({layer.name for layer in layers}) == len(layers)
+    assert [layer.index for layer in layers] == list(range(len(layers)))
+
+
+def test_layer_names_and_sizes():
+    cnn = models.layers_of(models.build("cnn", (1, 28, 28), 10, 0))
+    assert [layer.name for layer in cnn] == ["conv1", "conv2", "fc1", "fc2"]
+    # FedAvg CNN on MNIST: 1,663,370 parameters (McMahan et al. 2017)
+    assert sum(layer.numel for layer in cnn) == 1_663_370
+    resnet = models.build("resnet20", (3, 32, 32), 10, 0)
+    assert 0.26e6 < sum(p.numel() for p in resnet.parameters()) < 0.28e6
+
+
+def test_same_seed_same_weights():
+    a, b = models.build("mlp", (1, 8, 8), 10, 3), models.build("mlp", (1, 8, 8), 10, 3)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("name", list(models.MODEL_CLASSES))
+def test_layer_timer_measures_every_layer(name):
+    torch.manual_seed(0)
+    model = models.build(name, (1, 8, 8), 10, 0)
+    layers = models.layers_of(model)
+    timer = LayerTimer(layers, CpuClock())
+    fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    loss = F.cross_entropy(model(x), y)
+    timer.start_backward()
+    loss.backward()
+    timer.collect(fwd, bwd)
+    assert (fwd > 0).all(), fwd
+    assert (bwd > 0).all(), bwd
+    timer.remove()
+
+
+def test_bucket_groups_backward_order_and_cover():
+    model = models.build("resnet20", (3, 32, 32), 10, 0)
+    layers = models.layers_of(model)
+    assert bucket_groups(layers, 0)[0] == (len(layers) - 1,)
+    groups = bucket_groups(layers, 0.05)
+    flat = [i for g in groups for i in g]
+    assert flat == list(reversed(range(len(layers))))
+    assert len(groups) < len(layers)

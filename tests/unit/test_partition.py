@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from bench import partition
+
+
+def labels(n=2000, classes=10, seed=0):
+    return np.random.default_rng(seed).integers(0, classes, n)
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet", "shards"])
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_partitions_are_disjoint_and_cover(kind, parts):
+    y = labels()
+    out = partition.make(kind, y, parts, seed=1, alpha=0.5)
+    allidx = np.concatenate(out)
+    assert len(out) == parts
+    assert allidx.size == y.size and np.unique(allidx).size == y.size
+
+
+def test_iid_sizes_balanced():
+    sizes = [p.size for p in partition.make("iid", labels(1001), 8, seed=0)]
+    assert max(sizes) - min(sizes) <= 1 and sum(sizes) == 1001
+
+
+def test_deterministic_from_seed():
+    y = labels()
+    for kind in ("iid", "dirichlet", "shards"):
+        a = partition.make(kind, y, 5, seed=7)
+        b = partition.make(kind, y, 5, seed=7)
+        c = partition.make(kind, y, 5, seed=8)
+        assert all(np.array_equal(x, z) for x, z in zip(a, b))
+        assert not all(np.array_equal(x, z) for x, z in zip(a, c))
+
+
+def test_dirichlet_skew_grows_as_alpha_shrinks():
+    y = labels(5000)
+    skews = [partition.label_skew(partition.make("dirichlet", y, 10, seed=3, alpha=a), y) for a in (100, 1, 0.1)]
+    assert skews[0] < skews[1] < skews[2]
+    assert skews[0] < 0.1 and skews[2] > 0.5
+
+
+def test_shards_give_few_labels_per_part():
+    y = np.repeat(np.arange(10), 100)
+    for p in partition.make("shards", y, 10, seed=0, shards_per_part=2):
+        assert np.unique(y[p]).size <= 2
+
+
+def test_natural_keeps_groups_whole():
+    groups = np.repeat(np.arange(6), [5, 3, 7, 2, 9, 4])
+    out = partition.natural(groups, 3)
+    for p in out:
+        for g in np.unique(groups[p]):
+            assert np.isin(np.flatnonzero(groups == g), p).all()
+    with pytest.raises(ValueError):
+        partition.natural(groups, 7)
