@@ -1,9 +1,9 @@
 """``python -m bench train|micro|overhead|info`` (run under mpiexec or srun; see README.md).
 
-    mpiexec -n 8 python -m bench train --strategy ring --model cnn --dataset digits --steps 100
-    mpiexec -n 4 python -m bench micro --op allreduce --max 4194304
-    python -m bench overhead --model resnet20
-    mpiexec -n 2 python -m bench info
+mpiexec -n 8 python -m bench train --strategy ring --model cnn --dataset digits --steps 100
+mpiexec -n 4 python -m bench micro --op allreduce --max 4194304
+python -m bench overhead --model resnet20
+mpiexec -n 2 python -m bench info
 """
 
 from __future__ import annotations

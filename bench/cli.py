@@ -56,7 +56,9 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     _add_config_options(train)
 
     micro = sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks")
-    micro.add_argument("--op", default="allreduce", choices=("latency", "allreduce"), help="benchmark (default: allreduce)")
+    micro.add_argument(
+        "--op", default="allreduce", choices=("latency", "allreduce"), help="benchmark (default: allreduce)"
+    )
     micro.add_argument("--impl", default="ours,naive,mpi", help="implementations to compare (default: ours,naive,mpi)")
     micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
     micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
@@ -65,8 +67,12 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
 
     over = sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank")
-    over.add_argument("--model", default="cnn", choices=FIELDS["model"].metadata["choices"], help="model (default: cnn)")
-    over.add_argument("--dataset", default="digits", choices=FIELDS["dataset"].metadata["choices"], help="(default: digits)")
+    over.add_argument(
+        "--model", default="cnn", choices=FIELDS["model"].metadata["choices"], help="model (default: cnn)"
+    )
+    over.add_argument(
+        "--dataset", default="digits", choices=FIELDS["dataset"].metadata["choices"], help="(default: digits)"
+    )
     over.add_argument("--batch-size", type=int, default=32, help="mini-batch (default: 32)")
     over.add_argument("--steps", type=int, default=40, help="steps per variant, interleaved (default: 40)")
     over.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")

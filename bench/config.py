@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from bench.errors import UsageError
 
@@ -62,16 +63,25 @@ class Config:
     leaf_beta: float = opt(1.0, "LEAF synthetic(alpha, beta): data heterogeneity across devices", group="data")
     leaf_devices: int = opt(32, "LEAF synthetic: number of devices (natural partitions)", group="data")
     # --- measurement ---
-    eval_every: int = opt(50, "evaluate test accuracy every N steps (and after the last); 0: only at the end", group="measurement")
+    eval_every: int = opt(
+        50, "evaluate test accuracy every N steps (and after the last); 0: only at the end", group="measurement"
+    )
     sync_wait: bool = opt(
-        True, "time a barrier before each step's communication as 'wait' (rank skew), not as communication",
+        True,
+        "time a barrier before each step's communication as 'wait' (rank skew), not as communication",
         group="measurement",
     )
     trace: bool = opt(False, "record start times of every phase for timeline/trace export", group="measurement")
-    flush_every: int = opt(50, "write the results file every N steps, so a killed run keeps its steps", group="measurement")
+    flush_every: int = opt(
+        50, "write the results file every N steps, so a killed run keeps its steps", group="measurement"
+    )
     # --- system ---
-    device: str = opt("cpu", "compute device; on cuda, gradients are staged through pinned host buffers", DEVICES, "system")
-    threads: int = opt(0, "torch threads per rank (0: cores on the node / ranks on the node, at least 1)", group="system")
+    device: str = opt(
+        "cpu", "compute device; on cuda, gradients are staged through pinned host buffers", DEVICES, "system"
+    )
+    threads: int = opt(
+        0, "torch threads per rank (0: cores on the node / ranks on the node, at least 1)", group="system"
+    )
     timeout: float = opt(300.0, "abort the job if a rank waits on peers longer than this many seconds", group="system")
     quiet: bool = opt(False, "no progress bar", group="system")
     fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing")

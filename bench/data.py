@@ -34,8 +34,9 @@ class Dataset:
 def load(cfg) -> Dataset:
     """Load ``cfg.dataset`` (see :mod:`bench.config` for the options each one reads)."""
     if cfg.dataset == "synthetic":
-        return synthetic(cfg.synthetic_samples, parse_shape(cfg.synthetic_shape), cfg.synthetic_classes,
-                         cfg.seed, cfg.test_fraction)
+        return synthetic(
+            cfg.synthetic_samples, parse_shape(cfg.synthetic_shape), cfg.synthetic_classes, cfg.seed, cfg.test_fraction
+        )
     if cfg.dataset == "digits":
         return digits(cfg.seed, cfg.test_fraction)
     if cfg.dataset == "leaf-synthetic":
@@ -92,8 +93,16 @@ def digits(seed: int, test_fraction: float) -> Dataset:
     return Dataset("digits", xt, yt, xs, ys, 10)
 
 
-def leaf_synthetic(devices: int, alpha: float, beta: float, seed: int, test_fraction: float,
-                   dim: int = 60, classes: int = 10, max_samples: int = 1000) -> Dataset:
+def leaf_synthetic(
+    devices: int,
+    alpha: float,
+    beta: float,
+    seed: int,
+    test_fraction: float,
+    dim: int = 60,
+    classes: int = 10,
+    max_samples: int = 1000,
+) -> Dataset:
     """Synthetic(alpha, beta) of LEAF (Caldas et al. 2018) as defined in FedProx (Li et al. 2020, Sec. 5.1):
     for device k, u_k ~ N(0, alpha), B_k ~ N(0, beta); W_k, b_k ~ N(u_k, 1); v_k ~ N(B_k, 1);
     x ~ N(v_k, Sigma) with Sigma_jj = j^-1.2; y = argmax(W_k x + b_k). Device sizes ~ lognormal(4, 2) + 50,
@@ -143,10 +152,16 @@ def mnist(folder: Path) -> Dataset:
     """MNIST (or Fashion-MNIST) from the four idx files, plain or gzipped, scaled to [0, 1]."""
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = read_idx(_open_maybe_gz(folder, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"]),
-                          3, f"{prefix} images")
-        labels = read_idx(_open_maybe_gz(folder, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"]),
-                          1, f"{prefix} labels")
+        images = read_idx(
+            _open_maybe_gz(folder, [f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"]),
+            3,
+            f"{prefix} images",
+        )
+        labels = read_idx(
+            _open_maybe_gz(folder, [f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"]),
+            1,
+            f"{prefix} labels",
+        )
         if images.shape[0] != labels.shape[0]:
             raise UsageError(f"--data-dir {folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
         parts[split] = ((images.astype(np.float32) / 255.0)[:, None], labels.astype(np.int64))

@@ -72,9 +72,10 @@ def bench_allreduce(comm, sizes, impls, warmup, iters) -> dict:
             else:
                 kern = kernels[impl]
 
-                def op(buf=buf, kern=kern):
+                def op(buf=buf, kern=kern, base=base):
                     buf[:] = base
                     kern(buf)
+
             samples = _time(comm, op, warmup, iterations(size, iters))
             if impl != "mpi":
                 ok = np.array_equal(buf, expect)

@@ -54,9 +54,14 @@ def measure(model_name: str, dataset: str, batch: int, steps: int, block: int = 
             timer.remove()
             timer = None
     med = {k: float(np.median(v)) for k, v in times.items()}
-    return {"model": model_name, "layers": len(layers), "steps_each": len(times["plain"]),
-            "plain_s": med["plain"], "instrumented_s": med["instrumented"],
-            "overhead": med["instrumented"] / med["plain"] - 1.0}
+    return {
+        "model": model_name,
+        "layers": len(layers),
+        "steps_each": len(times["plain"]),
+        "plain_s": med["plain"],
+        "instrumented_s": med["instrumented"],
+        "overhead": med["instrumented"] / med["plain"] - 1.0,
+    }
 
 
 def overhead(args, comm) -> int:
@@ -64,8 +69,10 @@ def overhead(args, comm) -> int:
         return 0
     torch.set_num_threads(args.threads)
     r = measure(args.model, args.dataset, args.batch_size, args.steps)
-    print(f"hook overhead, {r['model']} ({r['layers']} layers), batch {args.batch_size}, {args.threads} thread(s), "
-          f"{r['steps_each']} steps each, interleaved:")
+    print(
+        f"hook overhead, {r['model']} ({r['layers']} layers), batch {args.batch_size}, {args.threads} thread(s), "
+        f"{r['steps_each']} steps each, interleaved:"
+    )
     print(f"  plain step        {r['plain_s'] * 1e3:8.3f} ms (median)")
     print(f"  instrumented step {r['instrumented_s'] * 1e3:8.3f} ms (median)")
     print(f"  overhead          {100 * r['overhead']:+8.2f} %")

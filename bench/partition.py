@@ -70,7 +70,13 @@ def natural(groups: np.ndarray, parts: int) -> list[np.ndarray]:
 
 
 def make(
-    kind: str, labels: np.ndarray, parts: int, seed: int, *, alpha: float = 0.5, shards_per_part: int = 2,
+    kind: str,
+    labels: np.ndarray,
+    parts: int,
+    seed: int,
+    *,
+    alpha: float = 0.5,
+    shards_per_part: int = 2,
     groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Dispatch on the ``--partition`` name. The generator is seeded from ``seed`` alone."""

@@ -30,7 +30,9 @@ class Progress:
         elif self.count % self._next_line == 0 or self.count == self.total:
             elapsed = time.perf_counter() - self._t0
             eta = elapsed / self.count * (self.total - self.count)
-            sys.stderr.write(f"[{self.count}/{self.total} {self.unit}s] {elapsed:.1f}s elapsed, ETA {eta:.1f}s {text}\n")
+            sys.stderr.write(
+                f"[{self.count}/{self.total} {self.unit}s] {elapsed:.1f}s elapsed, ETA {eta:.1f}s {text}\n"
+            )
             sys.stderr.flush()
 
     def close(self) -> None:

@@ -32,6 +32,10 @@ class SetupFailed(Exception):
 def agree(comm: MPI.Comm, fn, *args, **kwargs):
     """Run ``fn`` on every rank; if it fails anywhere, fail everywhere in the same way.
 
+    Rule for ``fn``: it must not fail on some ranks *before* a collective that other ranks then enter (that
+    collective and our ``allgather`` would never match). Put rank-local work that may fail (files, data) in one
+    phase and collective wiring, whose checks fail alike on all ranks, in another.
+
     The lowest rank with a :class:`UsageError` decides the message; an unexpected exception on a rank is
     printed there with its traceback. Uses the pickled ``allgather`` once per set-up phase (never on a hot path).
     """

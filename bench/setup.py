@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,8 +13,10 @@ from mpi4py import MPI
 from bench import data, models, partition, results
 from bench.errors import UsageError
 from bench.loader import PartitionLoader
+from bench.runtime import agree
 from bench.strategies import REGISTRY, Strategy
 from kernels.topology import TopologyError
+from kernels.watchdog import WATCHDOG
 
 
 @dataclass
@@ -33,13 +34,21 @@ class Run:
 
 
 def output_path(cfg, size: int) -> str:
-    fields = {"strategy": cfg.strategy, "model": cfg.model, "dataset": cfg.dataset, "ranks": size,
-              "seed": cfg.seed, "job": os.environ.get("SLURM_JOB_ID", "local")}
+    fields = {
+        "strategy": cfg.strategy,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "ranks": size,
+        "seed": cfg.seed,
+        "job": os.environ.get("SLURM_JOB_ID", "local"),
+    }
     try:
         return cfg.out.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(f"--out {cfg.out}: bad placeholder ({exc}); use {{strategy}} {{model}} {{dataset}} "
-                         "{ranks} {job} {seed}") from None
+        raise UsageError(
+            f"--out {cfg.out}: bad placeholder ({exc}); use {{strategy}} {{model}} {{dataset}} "
+            "{ranks} {job} {seed}"
+        ) from None
 
 
 def pick_device(cfg) -> torch.device:
@@ -55,16 +64,32 @@ def pick_device(cfg) -> torch.device:
     return torch.device("cpu")
 
 
-def build(cfg, comm: MPI.Comm) -> Run:
-    device = pick_device(cfg)
+def check_output(cfg, comm: MPI.Comm) -> str:
+    """Phase 1 (rank 0 only touches the file system): the results path must be writable."""
     out = output_path(cfg, comm.size)
     if comm.rank == 0:
         try:
             results.check_writable(out)
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
+def prepare(cfg) -> tuple:
+    """Phase 2, no communication: data and model. May fail on some ranks only (e.g. a file one node lacks)."""
     ds = data.load(cfg)
-    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed).to(device)
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    return ds, model
+
+
+def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
+    """Phase 3: device, strategy (which duplicates the communicator: a collective) and partition.
+
+    Every check here fails identically on every rank *before* any collective call, so no rank can be left
+    waiting in one; see :func:`bench.runtime.agree`.
+    """
+    device = pick_device(cfg)
+    model = model.to(device)
     layers = models.layers_of(model)
     try:
         strategy = REGISTRY[cfg.strategy](cfg, comm, model, layers, device)
@@ -77,17 +102,34 @@ def build(cfg, comm: MPI.Comm) -> Run:
     if batch <= 0:
         raise UsageError(f"per-rank batch is 0: --global-batch-size {cfg.global_batch_size} < {n_parts} ranks")
     try:
-        parts = partition.make(cfg.partition, ds.y_train, n_parts, cfg.seed, alpha=cfg.alpha,
-                               shards_per_part=cfg.shards_per_part, groups=ds.groups)
+        parts = partition.make(
+            cfg.partition,
+            ds.y_train,
+            n_parts,
+            cfg.seed,
+            alpha=cfg.alpha,
+            shards_per_part=cfg.shards_per_part,
+            groups=ds.groups,
+        )
     except ValueError as exc:
         raise UsageError(f"--partition {cfg.partition}: {exc}") from None
     smallest = min(len(p) for p in parts)
     if batch > smallest:
-        raise UsageError(f"batch size {batch} is larger than the smallest partition ({smallest} samples of "
-                         f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks")
+        raise UsageError(
+            f"batch size {batch} is larger than the smallest partition ({smallest} samples of "
+            f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks"
+        )
     loader = None
     if strategy.computes:
         mine = parts[strategy.data_part]
         loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], batch, cfg.seed, strategy.data_part, device)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     return Run(cfg, ds, parts, model, layers, strategy, loader, device, out, batch)
+
+
+def build(cfg, comm: MPI.Comm) -> Run:
+    """All of set-up, in the three phases above, each agreed on by every rank; the watchdog ends the job if
+    set-up stalls anyway (it is disarmed by the first training step's re-arming)."""
+    WATCHDOG.arm(cfg.timeout, "set-up")
+    out = agree(comm, check_output, cfg, comm)
+    ds, model = agree(comm, prepare, cfg)
+    return agree(comm, connect, cfg, comm, out, ds, model)

@@ -35,13 +35,17 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str) ->
     steps = rec.gathered
     parts = split(data)
     samples = steps * run.batch * run.strategy.compute_ranks
-    print(f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
-          f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})")
+    print(
+        f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
+        f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"
+    )
     print(f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} steps/s, wall {wall:.2f} s)")
     print(f"  median step     {parts['median_step'] * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
     total = parts["step"] or 1.0
-    shares = "  ".join(f"{k} {100 * parts[k] / total:.1f}%" for k in
-                       ("forward", "backward", "communication", "wait", "optimizer", "data", "other"))
+    shares = "  ".join(
+        f"{k} {100 * parts[k] / total:.1f}%"
+        for k in ("forward", "backward", "communication", "wait", "optimizer", "data", "other")
+    )
     print(f"  step time split {shares}")
     compute = parts["forward"] + parts["backward"]
     if compute > 0:

@@ -16,7 +16,7 @@ def train(cfg, comm: MPI.Comm) -> int:
     stop.install()
     agree(comm, check_world_size, comm)
     threads = agree(comm, configure_threads, comm, cfg.threads)
-    run = agree(comm, setup.build, cfg, comm)
+    run = setup.build(cfg, comm)
     attrs = provenance.collect(comm, threads)
     attrs |= {
         "strategy": cfg.strategy,

@@ -25,5 +25,4 @@ def bench(ranks: int, *args: str, timeout: float = 180, env: dict | None = None,
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", MPIEXEC_TIMEOUT=str(int(timeout)))
     full_env.update(env or {})
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, env=full_env,
-                          cwd=cwd or ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30, env=full_env, cwd=cwd or ROOT)

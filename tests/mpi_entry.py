@@ -15,4 +15,8 @@ if rank > 0:
 os.chdir(root)
 import pytest  # noqa: E402
 
-sys.exit(pytest.main(["--with-mpi", "-p", "no:cacheprovider", "--timeout=240", "--timeout-method=thread", "tests/mpi", *sys.argv[1:]]))
+sys.exit(
+    pytest.main(
+        ["--with-mpi", "-p", "no:cacheprovider", "--timeout=240", "--timeout-method=thread", "tests/mpi", *sys.argv[1:]]
+    )
+)

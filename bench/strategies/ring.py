@@ -24,9 +24,7 @@ class RingStrategy(Strategy):
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        self._exchanges = [
-            Exchange(group, self._reducer(g)) for g, group in enumerate(self.staging.groups)
-        ]
+        self._exchanges = [Exchange(group, self._reducer(g)) for g, group in enumerate(self.staging.groups)]
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)

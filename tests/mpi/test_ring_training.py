@@ -20,8 +20,19 @@ from .conftest import all_agree
 
 
 def make_cfg(tmp, **kw):
-    base = dict(model="mlp", dataset="synthetic", synthetic_shape="1x6x6", synthetic_samples=512, steps=5,
-                batch_size=8, lr=0.1, seed=3, quiet=True, eval_every=0, out=os.path.join(tmp, "r.h5"))
+    base = dict(
+        model="mlp",
+        dataset="synthetic",
+        synthetic_shape="1x6x6",
+        synthetic_samples=512,
+        steps=5,
+        batch_size=8,
+        lr=0.1,
+        seed=3,
+        quiet=True,
+        eval_every=0,
+        out=os.path.join(tmp, "r.h5"),
+    )
     cfg = Config(**(base | kw))
     validate(cfg)
     return cfg
@@ -31,8 +42,10 @@ def serial_oracle(cfg, ranks):
     """One process: each step takes the concatenation of every rank's batch (same loaders, same seeds)."""
     ds = data.load(cfg)
     parts = partition.make(cfg.partition, ds.y_train, ranks, cfg.seed, alpha=cfg.alpha)
-    loaders = [PartitionLoader(ds.x_train[p], ds.y_train[p], cfg.batch_size, cfg.seed, r, torch.device("cpu"))
-               for r, p in enumerate(parts)]
+    loaders = [
+        PartitionLoader(ds.x_train[p], ds.y_train[p], cfg.batch_size, cfg.seed, r, torch.device("cpu"))
+        for r, p in enumerate(parts)
+    ]
     model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     for _ in range(cfg.steps):
@@ -73,8 +86,12 @@ def test_ring_equals_serial_oracle_and_replicas_stay_identical(shared_tmp, kw):
     if comm.rank == 0:
         oracle = serial_oracle(cfg, comm.size)
         close = all(np.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(ours, oracle))
-        moved = any(not np.allclose(a, b) for a, b in
-                    zip(oracle, [p.detach().numpy() for p in models.build(cfg.model, (1, 6, 6), 10, cfg.seed).parameters()]))
+        moved = any(
+            not np.allclose(a, b)
+            for a, b in zip(
+                oracle, [p.detach().numpy() for p in models.build(cfg.model, (1, 6, 6), 10, cfg.seed).parameters()]
+            )
+        )
         close &= moved  # the oracle really trained
     assert all_agree(identical), "replicas diverged"
     assert all_agree(close), "ring parameters differ from the serial global-batch oracle"
@@ -92,10 +109,18 @@ def test_results_file_has_documented_datasets(shared_tmp):
         p, s, L = comm.size, 6, len(trainer.run.layers)
         with h5py.File(cfg.out, "r") as f:
             shapes = {
-                "timing/forward": (p, s, L), "timing/backward": (p, s, L), "timing/comm": (p, s, L),
-                "timing/comm_bytes": (p, s, L), "timing/step": (p, s), "timing/wait": (p, s),
-                "metrics/loss": (p, s), "layers/name": (L,), "layers/numel": (L,), "layers/bytes": (L,),
-                "metrics/test_accuracy": (2,), "timeline/forward_start": (p, s, L),
+                "timing/forward": (p, s, L),
+                "timing/backward": (p, s, L),
+                "timing/comm": (p, s, L),
+                "timing/comm_bytes": (p, s, L),
+                "timing/step": (p, s),
+                "timing/wait": (p, s),
+                "metrics/loss": (p, s),
+                "layers/name": (L,),
+                "layers/numel": (L,),
+                "layers/bytes": (L,),
+                "metrics/test_accuracy": (2,),
+                "timeline/forward_start": (p, s, L),
             }
             for name, shape in shapes.items():
                 if name not in f or f[name].shape != shape or "units" not in f[name].attrs:

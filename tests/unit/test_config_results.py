@@ -17,7 +17,7 @@ def test_help_documents_every_option_with_default(capsys):
     with pytest.raises(SystemExit):
         cli.parse(["train", "--help"])
     text = capsys.readouterr().out
-    for name, f in FIELDS.items():
+    for name in FIELDS:
         flag = "--" + name.replace("_", "-")
         assert flag in text, flag
     assert text.count("(default:") >= len(FIELDS)
@@ -44,7 +44,7 @@ def test_bad_input_is_a_usage_error(argv, match):
 
 def test_toml_then_command_line(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('[train]\nsteps = 7\nbatch-size = 4\nlr = 0.2\ntrace = true\n')
+    path.write_text("[train]\nsteps = 7\nbatch-size = 4\nlr = 0.2\ntrace = true\n")
     args = cli.parse(["train", "--config", str(path), "--steps", "9"])
     assert (args.cfg.steps, args.cfg.batch_size, args.cfg.lr, args.cfg.trace) == (9, 4, 0.2, True)
     path.write_text("stepz = 3\n")
@@ -65,8 +65,11 @@ def test_schema_round_trip(tmp_path):
     byt[:] = 7
     rec.gather(4)  # a run that finished 4 of 5 steps
     path = str(tmp_path / "r.h5")
-    results.write(path, {"strategy": "ring", "config": {"steps": 5}, "world_size": 1},
-                  rec.datasets() | {"layers/name": (np.array(["a", "b", "c"]), "1")})
+    results.write(
+        path,
+        {"strategy": "ring", "config": {"steps": 5}, "world_size": 1},
+        rec.datasets() | {"layers/name": (np.array(["a", "b", "c"]), "1")},
+    )
     run = load(path)
     assert run.strategy == "ring" and run.config == {"steps": 5} and run.world_size == 1
     assert run.data["timing/forward"].shape == (1, 4, 3)

@@ -12,7 +12,7 @@ from kernels.topology import Topology, TopologyError, block_bounds
 def test_block_bounds_cover_exactly(n, parts):
     bounds = [block_bounds(n, parts, i) for i in range(parts)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
-    for (lo, hi), (lo2, _) in zip(bounds, bounds[1:]):
+    for (_, hi), (lo2, _) in zip(bounds, bounds[1:]):
         assert hi == lo2
     sizes = [hi - lo for lo, hi in bounds]
     assert max(sizes) - min(sizes) <= 1

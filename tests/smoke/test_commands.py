@@ -1,0 +1,133 @@
+"""Every ``python -m bench`` command at tiny sizes, launched as a user would, plus its error paths."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+
+from tests.helpers import ROOT, bench, mpiexec
+
+TINY = ["--steps", "4", "--batch-size", "8", "--quiet", "--eval-every", "2"]
+
+
+@pytest.mark.parametrize(
+    "model,dataset",
+    [("mlp", "synthetic"), ("cnn", "digits"), ("resnet20", "digits"), ("transformer", "leaf-synthetic")],
+)
+def test_train_each_model(tmp_path, model, dataset):
+    out = tmp_path / "r.h5"
+    extra = ["--synthetic-shape", "1x8x8", "--synthetic-samples", "400"] if dataset == "synthetic" else []
+    if dataset == "leaf-synthetic":
+        extra = ["--partition", "natural", "--leaf-devices", "4"]
+    proc = bench(2, "train", "--model", model, "--dataset", dataset, *TINY, *extra, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "throughput" in proc.stdout and "comm/compute" in proc.stdout
+    with h5py.File(out) as f:
+        assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
+
+
+def test_info_and_help():
+    proc = bench(2, "info")
+    assert proc.returncode == 0, proc.stderr
+    assert "MPI library" in proc.stdout and "ranks            2" in proc.stdout
+    proc = bench(2, "train", "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.count("usage:") == 1 and "--bucket-mb" in proc.stdout
+
+
+def test_micro_and_overhead(tmp_path):
+    out = tmp_path / "m.h5"
+    proc = bench(3, "micro", "--max", "4096", "--iters", "5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "ours/mpi" in proc.stdout
+    with h5py.File(out) as f:
+        assert f["micro/allreduce/ours/time_s"].shape[0] == 10  # 8 B .. 4096 B
+    proc = bench(2, "micro", "--op", "latency", "--max", "64", "--iters", "5")
+    assert proc.returncode == 0, proc.stderr
+    proc = bench(1, "overhead", "--steps", "10")
+    assert proc.returncode == 0 and "overhead" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "nope"], "unknown strategy 'nope'"),
+        (["--steps", "0"], "--steps must be positive"),
+        (["--batch-size", "5000"], "larger than the smallest partition"),
+        (["--dataset", "mnist", "--data-dir", "."], "missing train-images-idx3-ubyte"),
+        (["--out", "/proc/forbidden/r.h5"], "cannot write there"),
+    ],
+)
+def test_bad_input_one_message_nonzero_exit(args, message):
+    proc = bench(3, "train", "--quiet", *args, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.count(message) == 1, proc.stderr  # once, from rank 0
+    assert "Traceback" not in proc.stderr
+
+
+def test_failing_rank_aborts_job_naming_rank(tmp_path):
+    t = time.monotonic()
+    proc = bench(
+        3,
+        "train",
+        *TINY,
+        "--steps",
+        "50",
+        "--fail-rank",
+        "1",
+        "--fail-step",
+        "2",
+        "--out",
+        str(tmp_path / "r.h5"),
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "rank 1 of 3 failed" in proc.stderr and "injected failure" in proc.stderr
+    assert time.monotonic() - t < 100
+
+
+def test_sigterm_keeps_completed_steps(tmp_path):
+    out = tmp_path / "r.h5"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [
+        mpiexec(),
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "bench",
+        "train",
+        "--model",
+        "mlp",
+        "--dataset",
+        "digits",
+        "--steps",
+        "100000",
+        "--quiet",
+        "--eval-every",
+        "0",
+        "--flush-every",
+        "1000",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(12)  # past start-up (torch import) into training
+    proc.send_signal(signal.SIGTERM)  # hydra forwards it to every rank
+    stdout, stderr = proc.communicate(timeout=60)
+    with h5py.File(out) as f:
+        done = int(f.attrs["completed_steps"])
+        assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "SIGTERM"
+        assert 0 < done < 100000 and done % 10 == 0
+        assert f["timing/step"].shape == (2, done) and (f["timing/step"][()] > 0).all()
+    assert "stopped" in stdout, stderr
+
+
+def test_srun_without_pmi_guard():
+    env = {"SLURM_NTASKS": "4", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "1"}
+    proc = bench(1, "train", *TINY, env=env, timeout=60)
+    assert proc.returncode != 0 and "srun --mpi=pmi2" in proc.stderr
