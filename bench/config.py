@@ -16,8 +16,8 @@ import tomllib
 
 from bench.errors import UsageError
 
-STRATEGIES = ("ring",)
-"""Strategies this build can run (later issues add ps, ssp, localsgd, fedavg)."""
+STRATEGIES = ("ring", "localsgd")
+"""Strategies this build can run (later issues add ps, ssp, fedavg)."""
 MODELS = ("mlp", "cnn", "resnet20", "transformer")
 DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
@@ -50,6 +50,13 @@ class Config:
     momentum: float = opt(0.0, "SGD momentum")
     weight_decay: float = opt(0.0, "SGD weight decay (L2)")
     bucket_mb: float = opt(0.0, "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)")
+    # --- localsgd ---
+    local_steps: int = opt(4, "localsgd: local steps (tau) between parameter averages", group="localsgd")
+    warmup_steps: int = opt(
+        0, "localsgd: average after every step for the first N steps (post-local SGD)", group="localsgd"
+    )
+    outer_momentum: float = opt(0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd")
+    outer_lr: float = opt(1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd")
     # --- data ---
     data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
     partition: str = opt("iid", "how training data is split over ranks", PARTITIONS, "data")
@@ -158,13 +165,33 @@ def validate(cfg: Config) -> None:
             raise UsageError(
                 f"unknown {name.replace('_', ' ')} '{getattr(cfg, name)}'; choose from: {', '.join(choices)}"
             )
-    positive = ("steps", "batch_size", "flush_every", "synthetic_samples", "synthetic_classes", "leaf_devices")
+    positive = (
+        "steps",
+        "batch_size",
+        "local_steps",
+        "outer_lr",
+        "flush_every",
+        "synthetic_samples",
+        "synthetic_classes",
+        "leaf_devices",
+    )
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in ("global_batch_size", "eval_every", "bucket_mb", "momentum", "weight_decay", "threads", "timeout"):
+    for name in (
+        "global_batch_size",
+        "eval_every",
+        "warmup_steps",
+        "bucket_mb",
+        "momentum",
+        "weight_decay",
+        "threads",
+        "timeout",
+    ):
         if getattr(cfg, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.outer_momentum < 1:
+        raise UsageError(f"--outer-momentum must be in [0, 1), got {cfg.outer_momentum}")
     if cfg.lr <= 0:
         raise UsageError(f"--lr must be positive, got {cfg.lr}")
     if not 0 < cfg.test_fraction < 1:

@@ -58,6 +58,7 @@ class Trainer:
         self.cfg = run.cfg
         self.rec = Recorder(comm, self.cfg.steps)
         declare_series(self.rec, len(run.layers), self.cfg.trace)
+        run.strategy.declare(self.rec)
         self.timer = LayerTimer(run.layers, make_clock(run.device.type))
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0
@@ -101,7 +102,7 @@ class Trainer:
         if cfg.trace:
             starts = {"forward": rec["timeline/forward_start"][step], "backward": rec["timeline/backward_start"][step]}
         self.timer.collect(rec["timing/forward"][step], rec["timing/backward"][step], t0, starts)
-        barrier = strat.barrier_for_wait() if cfg.sync_wait else None
+        barrier = strat.barrier_for_wait(step) if cfg.sync_wait else None
         if barrier is not None:
             t = time.perf_counter()
             barrier.Barrier()
@@ -112,6 +113,7 @@ class Trainer:
         if run.device.type == "cuda":
             torch.cuda.synchronize()
         rec["timing/optimizer"][step] = time.perf_counter() - t
+        self._exchange(step, strat.after_update(step), t0)
         rec["metrics/loss"][step] = loss.item()
         rec["timing/step"][step] = time.perf_counter() - t_start
 

@@ -52,16 +52,18 @@ def output_path(cfg, size: int) -> str:
 
 
 def pick_device(cfg) -> torch.device:
-    if cfg.device == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: this torch build or machine has no CUDA device")
-        node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
-        local = node.rank
-        node.Free()
-        dev = torch.device("cuda", local % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-        return dev
-    return torch.device("cpu")
+    """``cuda:<node-local rank mod devices>`` or ``cpu``. The node-local rank is a collective (Split_type), so
+    it is computed before any check that could fail on one node only (a node without a GPU)."""
+    if cfg.device != "cuda":
+        return torch.device("cpu")
+    node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
+    local = node.rank
+    node.Free()
+    if not torch.cuda.is_available():
+        raise UsageError("--device cuda: this torch build or machine has no CUDA device")
+    dev = torch.device("cuda", local % torch.cuda.device_count())
+    torch.cuda.set_device(dev)
+    return dev
 
 
 def check_output(cfg, comm: MPI.Comm) -> str:

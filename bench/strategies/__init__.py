@@ -8,8 +8,9 @@ themselves). Register new strategies in :data:`REGISTRY`.
 from __future__ import annotations
 
 from bench.strategies.base import Exchange, Strategy
+from bench.strategies.localsgd import LocalSGDStrategy
 from bench.strategies.ring import RingStrategy
 
-REGISTRY: dict[str, type[Strategy]] = {"ring": RingStrategy}
+REGISTRY: dict[str, type[Strategy]] = {"ring": RingStrategy, "localsgd": LocalSGDStrategy}
 
 __all__ = ["REGISTRY", "Exchange", "Strategy"]

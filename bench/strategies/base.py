@@ -62,13 +62,21 @@ class Strategy:
         """Communication of gradients. Must be provided."""
         raise NotImplementedError
 
-    def barrier_for_wait(self) -> MPI.Comm | None:
-        """Communicator whose barrier measures rank skew as wait (sync strategies); None: no such barrier."""
+    def barrier_for_wait(self, step: int) -> MPI.Comm | None:
+        """Communicator whose barrier, just before this step's communication, measures rank skew as wait
+        (synchronous strategies); None: no barrier this step."""
         return self.comm
 
     def apply_update(self, step: int) -> None:
         """Apply the optimizer step."""
         raise NotImplementedError
+
+    def after_update(self, step: int) -> list[Exchange]:
+        """Communication after the update (e.g. parameter averaging). Default: none."""
+        return []
+
+    def declare(self, rec) -> None:
+        """Add strategy-specific series to the Recorder (same names and order on every rank)."""
 
     def stop_comm(self) -> MPI.Comm:
         """Ranks that must agree to stop early (on a signal) at the same step."""
@@ -122,10 +130,8 @@ class HostStaging:
             self.host[g].copy_(torch.cat(parts), non_blocking=False)
         return self.numpy[g]
 
-    def unpack(self, g: int, grads: bool = True, scale: float = 1.0) -> None:
+    def unpack(self, g: int, grads: bool = True) -> None:
         src = self.host[g]
-        if scale != 1.0:
-            src.mul_(scale)
         off = 0
         for t in self._tensors(self.groups[g], grads):
             n = t.numel()

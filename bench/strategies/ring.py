@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from bench.strategies.base import Exchange, HostStaging, Strategy, bucket_groups
-from kernels.reference import ring_elements_sent
+from bench.strategies.averaging import average_exchanges
+from bench.strategies.base import HostStaging, Strategy, bucket_groups
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
 
@@ -24,23 +24,10 @@ class RingStrategy(Strategy):
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        self._exchanges = [Exchange(group, self._reducer(g)) for g, group in enumerate(self.staging.groups)]
+        self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
-
-    def _reducer(self, g: int):
-        topo = self.topology
-        p = topo.ring_size
-        buf = self.staging.numpy[g]
-        sent = ring_elements_sent(buf.size, p, topo.ring_index) * buf.itemsize
-
-        def run() -> int:
-            self.allreduce(self.staging.pack(g), key=g)
-            self.staging.unpack(g, scale=1.0 / p)
-            return sent
-
-        return run
 
     def after_backward(self, step):
         return self._exchanges

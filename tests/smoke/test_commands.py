@@ -30,6 +30,17 @@ def test_train_each_model(tmp_path, model, dataset):
         assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
 
 
+def test_train_localsgd(tmp_path):
+    out = tmp_path / "l.h5"
+    args = ["--strategy", "localsgd", "--local-steps", "2", "--warmup-steps", "1", "--outer-momentum", "0.3"]
+    proc = bench(3, "train", "--model", "mlp", *TINY, *args, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        assert list(f["localsgd/synced"][0]) == [1, 1, 0, 1] and f["localsgd/synced"].attrs["units"] == "1"
+        comm = f["timing/comm_bytes"][()].sum(axis=2)
+        assert (comm[:, [0, 1, 3]] > 0).all() and (comm[:, 2] == 0).all()  # bytes only on averaging steps
+
+
 def test_info_and_help():
     proc = bench(2, "info")
     assert proc.returncode == 0, proc.stderr
@@ -131,3 +142,24 @@ def test_srun_without_pmi_guard():
     env = {"SLURM_NTASKS": "4", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "1"}
     proc = bench(1, "train", *TINY, env=env, timeout=60)
     assert proc.returncode != 0 and "srun --mpi=pmi2" in proc.stderr
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device on this machine")
+def test_train_on_cuda(tmp_path):
+    out = tmp_path / "r.h5"
+    proc = bench(2, "train", "--device", "cuda", "--model", "cnn", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["device"].startswith("cuda") and (f["timing/forward"][()] > 0).all()
+
+
+@pytest.mark.skipif(_cuda_available(), reason="checks the message given where CUDA is missing")
+def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
+    proc = bench(2, "train", "--device", "cuda", *TINY, "--out", str(tmp_path / "r.h5"))
+    assert proc.returncode == 2 and proc.stderr.count("no CUDA device") == 1, proc.stderr

@@ -1,0 +1,33 @@
+"""Averaging over the ring: the one place that turns staged buffers + the ring kernel into timed exchanges.
+
+``ring`` averages gradients before the update; ``localsgd`` averages parameters after local updates. Both
+pack a group of layers into a host buffer, sum it around the ring, and unpack it scaled by 1/p.
+"""
+
+from __future__ import annotations
+
+from bench.strategies.base import Exchange, HostStaging
+from kernels.reference import ring_elements_sent
+from kernels.ring_allreduce import RingAllreduce
+
+
+def average_exchanges(staging: HostStaging, allreduce: RingAllreduce, grads: bool, after=None) -> list[Exchange]:
+    """One :class:`Exchange` per staged group: mean over the ring of the group's gradients (``grads``) or
+    parameters. ``after(g)``, if given, runs on the averaged host buffer before it is written back (SlowMo)."""
+    topo = allreduce.topology
+    p = topo.ring_size
+    exchanges = []
+    for g, group in enumerate(staging.groups):
+        buf = staging.numpy[g]
+        sent = ring_elements_sent(buf.size, p, topo.ring_index) * buf.itemsize
+
+        def run(g=g, sent=sent) -> int:
+            allreduce(staging.pack(g, grads=grads), key=g)
+            staging.host[g].mul_(1.0 / p)
+            if after is not None:
+                after(g)
+            staging.unpack(g, grads=grads)
+            return sent
+
+        exchanges.append(Exchange(group, run))
+    return exchanges

@@ -1,0 +1,81 @@
+"""``localsgd``: every rank takes ``--local-steps`` (tau) SGD steps on its own data, then parameters are averaged
+around the ring, per layer and timed per layer.
+
+- Warm-up (post-local SGD, Lin et al. 2020, "Don't use large mini-batches, use local SGD", Sec. 3): for the first
+  ``--warmup-steps`` steps parameters are averaged after every step.
+- The last step always averages, so the model evaluated and written at the end is the global average.
+- SlowMo (Wang et al. 2020, "SlowMo: improving communication-efficient distributed SGD with slow momentum",
+  Algorithm 1): with x0 the parameters at the previous average and x the new average,
+  u <- beta u + (x0 - x) / lr;  x0 <- x0 - alpha lr u.  beta = 0, alpha = 1 is plain averaging (and skipped).
+With tau = 1 and plain SGD this is the same update as ``ring``: mean(x - lr g_r) = x - lr mean(g_r).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.strategies.averaging import average_exchanges
+from bench.strategies.ring import RingStrategy
+
+
+def is_sync_step(step: int, steps: int, tau: int, warmup: int) -> bool:
+    """Does step ``step`` (0-based) end with an average? Every step during warm-up, then every tau-th step,
+    and always the last step."""
+    if step < warmup or step == steps - 1:
+        return True
+    return (step - warmup + 1) % tau == 0
+
+
+class LocalSGDStrategy(RingStrategy):
+    """Same ring, staging and local optimizer as ``ring``; averages parameters instead of gradients."""
+
+    name = "localsgd"
+
+    def __init__(self, cfg, comm, model, layers, device):
+        super().__init__(cfg, comm, model, layers, device)
+        self.slowmo = not (cfg.outer_momentum == 0.0 and cfg.outer_lr == 1.0)
+        after = None
+        if self.slowmo:
+            self.slow = [self.staging.pack(g, grads=False).copy() for g in range(len(self.staging.groups))]
+            self.velocity = [torch.zeros_like(h) for h in self.staging.host]
+            after = self._outer_update
+        self._exchanges = average_exchanges(self.staging, self.allreduce, grads=False, after=after)
+        self._synced = None
+
+    def declare(self, rec):
+        self._synced = rec.add("localsgd/synced", "1")
+
+    def _outer_update(self, g: int) -> None:
+        cfg = self.cfg
+        avg = self.staging.host[g]
+        slow = torch.from_numpy(self.slow[g])
+        u = self.velocity[g]
+        u.mul_(cfg.outer_momentum).add_((slow - avg) / cfg.lr)
+        slow.sub_(cfg.outer_lr * cfg.lr * u)
+        avg.copy_(slow)
+
+    def _sync(self, step: int) -> bool:
+        cfg = self.cfg
+        return is_sync_step(step, cfg.steps, cfg.local_steps, cfg.warmup_steps)
+
+    def after_backward(self, step):
+        return []
+
+    def barrier_for_wait(self, step):
+        return self.comm if self._sync(step) else None
+
+    def after_update(self, step):
+        if not self._sync(step):
+            return []
+        if self._synced is not None:
+            self._synced[step] = 1
+        return self._exchanges
+
+    def describe(self):
+        cfg = self.cfg
+        return super().describe() | {
+            "local_steps": cfg.local_steps,
+            "warmup_steps": cfg.warmup_steps,
+            "outer_momentum": cfg.outer_momentum,
+            "outer_lr": cfg.outer_lr,
+        }
