@@ -183,5 +183,5 @@ class Trainer:
         self.flush(status)
         WATCHDOG.disarm()
         if self.comm.rank == 0:
-            print_summary(self.run, self.rec, self.evals, wall, status, self.stopped_by)
+            print_summary(self.run, self.rec, self.evals, wall, status, self.stopped_by, self.attrs)
         return 0

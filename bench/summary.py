@@ -30,7 +30,7 @@ def split(rec_data: dict, warmup: int = 1) -> dict:
     return out
 
 
-def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str) -> None:
+def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict) -> None:
     data = {name: arr for name, (arr, _) in rec.datasets().items()}
     steps = rec.gathered
     parts = split(data)
@@ -53,4 +53,12 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str) ->
     if evals:
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
+    hosts = attrs.get("hosts", [])
+    per_host = max((hosts.count(h) for h in set(hosts)), default=1)
+    cores = attrs.get("cores_per_host", 0)
+    if cores and per_host * attrs.get("threads_per_rank", 1) > cores:
+        print(
+            f"  note            {per_host} ranks x {attrs.get('threads_per_rank', 1)} thread(s) share {cores} cores "
+            "on a host: oversubscribed, so times include waiting for a core"
+        )
     print(f"  results         {run.out}")

@@ -30,6 +30,30 @@ def test_train_each_model(tmp_path, model, dataset):
         assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
 
 
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_train_from_data_dir(tmp_path, dataset):
+    """The file readers end to end: small MNIST idx / CIFAR-10 binary files written here, then a real run."""
+    import numpy as np
+
+    from tests.unit.test_data import write_cifar, write_idx
+
+    rng = np.random.default_rng(0)
+    if dataset == "mnist":
+        for prefix, n in (("train", 64), ("t10k", 16)):
+            write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress=True)
+            write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), compress=True)
+    else:
+        write_cifar(tmp_path / "data_batch_1.bin", rng.integers(0, 10, 64), rng)
+        write_cifar(tmp_path / "test_batch.bin", rng.integers(0, 10, 16), rng)
+    out = tmp_path / "r.h5"
+    proc = bench(
+        2, "train", "--dataset", dataset, "--data-dir", str(tmp_path), "--model", "mlp", *TINY, "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        assert list(f["data/partition_sizes"][()]) == [32, 32]
+
+
 def test_train_localsgd(tmp_path):
     out = tmp_path / "l.h5"
     args = ["--strategy", "localsgd", "--local-steps", "2", "--warmup-steps", "1", "--outer-momentum", "0.3"]
