@@ -50,6 +50,9 @@ class Config:
     momentum: float = opt(0.0, "SGD momentum")
     weight_decay: float = opt(0.0, "SGD weight decay (L2)")
     bucket_mb: float = opt(0.0, "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)")
+    # --- stragglers ---
+    straggler: str = opt("", "slow ranks' compute: RANK:FACTOR[,RANK:FACTOR] (e.g. 1:3)", group="stragglers")
+    straggler_dist: str = opt("", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers")
     # --- localsgd ---
     local_steps: int = opt(4, "localsgd: local steps (tau) between parameter averages", group="localsgd")
     warmup_steps: int = opt(

@@ -15,6 +15,7 @@ from bench import results
 from bench.progress import Progress
 from bench.recorder import Recorder
 from bench.runtime import StopFlag
+from bench.stragglers import Straggler
 from bench.summary import print_summary
 from bench.timing import LayerTimer, make_clock
 from kernels.watchdog import WATCHDOG
@@ -28,7 +29,7 @@ def declare_series(rec: Recorder, n_layers: int, trace: bool) -> None:
     rec.add("timing/backward", "s", L)
     rec.add("timing/comm", "s", L)
     rec.add("timing/comm_bytes", "bytes", L, dtype=np.int64)
-    for name in ("step", "wait", "data", "optimizer"):
+    for name in ("step", "wait", "data", "optimizer", "injected"):
         rec.add(f"timing/{name}", "s")
     rec.add("metrics/loss", "1")
     if trace:
@@ -60,6 +61,7 @@ class Trainer:
         declare_series(self.rec, len(run.layers), self.cfg.trace)
         run.strategy.declare(self.rec)
         self.timer = LayerTimer(run.layers, make_clock(run.device.type))
+        self.straggler = Straggler(self.cfg, comm.rank, comm.size)
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0
         self.stopped_by = ""
@@ -95,6 +97,7 @@ class Trainer:
         if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
             raise RuntimeError(f"injected failure at step {step} (--fail-rank {cfg.fail_rank})")
         run.model.zero_grad(set_to_none=True)
+        t_compute = time.perf_counter()
         loss = F.cross_entropy(run.model(x), y)
         self.timer.start_backward()
         loss.backward()
@@ -102,6 +105,8 @@ class Trainer:
         if cfg.trace:
             starts = {"forward": rec["timeline/forward_start"][step], "backward": rec["timeline/backward_start"][step]}
         self.timer.collect(rec["timing/forward"][step], rec["timing/backward"][step], t0, starts)
+        if self.straggler.active:
+            rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
         barrier = strat.barrier_for_wait(step) if cfg.sync_wait else None
         if barrier is not None:
             t = time.perf_counter()

@@ -14,6 +14,7 @@ from bench import data, models, partition, results
 from bench.errors import UsageError
 from bench.loader import PartitionLoader
 from bench.runtime import agree
+from bench.stragglers import Straggler
 from bench.strategies import REGISTRY, Strategy
 from kernels.topology import TopologyError
 from kernels.watchdog import WATCHDOG
@@ -77,6 +78,11 @@ def check_output(cfg, comm: MPI.Comm) -> str:
     return out
 
 
+def check_options(cfg, comm: MPI.Comm) -> None:
+    """Phase 0: options that depend on the world size."""
+    Straggler(cfg, comm.rank, comm.size)
+
+
 def prepare(cfg) -> tuple:
     """Phase 2, no communication: data and model. May fail on some ranks only (e.g. a file one node lacks)."""
     ds = data.load(cfg)
@@ -132,6 +138,7 @@ def build(cfg, comm: MPI.Comm) -> Run:
     """All of set-up, in the three phases above, each agreed on by every rank; the watchdog ends the job if
     set-up stalls anyway (it is disarmed by the first training step's re-arming)."""
     WATCHDOG.arm(cfg.timeout, "set-up")
+    agree(comm, check_options, cfg, comm)
     out = agree(comm, check_output, cfg, comm)
     ds, model = agree(comm, prepare, cfg)
     return agree(comm, connect, cfg, comm, out, ds, model)

@@ -22,6 +22,7 @@ def split(rec_data: dict, warmup: int = 1) -> dict:
         "wait": rec_data["timing/wait"][sl].sum(),
         "optimizer": rec_data["timing/optimizer"][sl].sum(),
         "data": rec_data["timing/data"][sl].sum(),
+        "injected": rec_data["timing/injected"][sl].sum(),
     }
     total = step[sl].sum()
     out["other"] = max(0.0, total - sum(out.values()))
@@ -44,7 +45,7 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, at
     total = parts["step"] or 1.0
     shares = "  ".join(
         f"{k} {100 * parts[k] / total:.1f}%"
-        for k in ("forward", "backward", "communication", "wait", "optimizer", "data", "other")
+        for k in ("forward", "backward", "communication", "wait", "optimizer", "data", "injected", "other")
     )
     print(f"  step time split {shares}")
     compute = parts["forward"] + parts["backward"]

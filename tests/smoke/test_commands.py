@@ -187,3 +187,8 @@ def test_train_on_cuda(tmp_path):
 def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
     proc = bench(2, "train", "--device", "cuda", *TINY, "--out", str(tmp_path / "r.h5"))
     assert proc.returncode == 2 and proc.stderr.count("no CUDA device") == 1, proc.stderr
+
+
+def test_bad_straggler_option_is_one_message():
+    proc = bench(2, "train", *TINY, "--straggler", "7:2", timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("out of range for 2 ranks") == 1, proc.stderr
