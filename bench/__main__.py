@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import sys
 
-from mpi4py import MPI
+from bench.signals import STOP, block_early
 
-from bench.runtime import run_main
+block_early()  # before MPI and torch start threads: see bench/signals.py
+
+from mpi4py import MPI  # noqa: E402
+
+from bench.runtime import run_main  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     comm = MPI.COMM_WORLD
+    STOP.start()
     from bench.cli import parse
     from bench.runtime import agree
 

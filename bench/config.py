@@ -96,6 +96,7 @@ class Config:
     quiet: bool = opt(False, "no progress bar", group="system")
     fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing")
     fail_step: int = opt(0, "... at this step", group="testing")
+    fail_mode: str = opt("raise", "... by raising, or by blocking for ever in a receive", ("raise", "hang"), "testing")
 
     # ---- derived values ---------------------------------------------------------------------------
     def per_rank_batch(self, ranks_computing: int) -> int:

@@ -14,10 +14,11 @@ from mpi4py import MPI
 from bench import results
 from bench.progress import Progress
 from bench.recorder import Recorder
-from bench.runtime import StopFlag
+from bench.signals import StopFlag
 from bench.stragglers import Straggler
 from bench.summary import print_summary
 from bench.timing import LayerTimer, make_clock
+from kernels.tags import Tag, tag_for
 from kernels.watchdog import WATCHDOG
 
 STOP_CHECK_EVERY = 10  # steps between agreements on a pending stop signal
@@ -95,7 +96,7 @@ class Trainer:
         x, y = run.loader.next()
         rec["timing/data"][step] = time.perf_counter() - t
         if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
-            raise RuntimeError(f"injected failure at step {step} (--fail-rank {cfg.fail_rank})")
+            self._inject_failure(step)
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
         loss = F.cross_entropy(run.model(x), y)
@@ -121,6 +122,12 @@ class Trainer:
         self._exchange(step, strat.after_update(step), t0)
         rec["metrics/loss"][step] = loss.item()
         rec["timing/step"][step] = time.perf_counter() - t_start
+
+    def _inject_failure(self, step: int) -> None:
+        """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
+        if self.cfg.fail_mode == "hang":
+            self.comm.Recv(np.empty(1), source=MPI.ANY_SOURCE, tag=tag_for(Tag.TEST))
+        raise RuntimeError(f"injected failure at step {step} (--fail-rank {self.cfg.fail_rank})")
 
     # ---- loop -----------------------------------------------------------------------------------------
     def _should_stop(self, step: int) -> bool:

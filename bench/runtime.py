@@ -12,7 +12,6 @@ Two kinds of failure, handled differently so that a job never hangs and never pr
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import traceback
 
@@ -115,21 +114,3 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-class StopFlag:
-    """Set by SIGTERM (Slurm's time limit, scancel, a killed mpiexec) or SIGUSR1 (Slurm's ``--signal``
-    warning); the driver checks it at agreed steps and finishes with what it has."""
-
-    def __init__(self):
-        self.signal_name = ""
-
-    def __bool__(self) -> bool:
-        return bool(self.signal_name)
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            signal.signal(sig, self._handler)
-
-    def _handler(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name

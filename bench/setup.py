@@ -20,6 +20,9 @@ from kernels.topology import TopologyError
 from kernels.watchdog import WATCHDOG
 
 
+SETUP_TIMEOUT_S = 600.0
+
+
 @dataclass
 class Run:
     cfg: object
@@ -135,9 +138,10 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
 
 
 def build(cfg, comm: MPI.Comm) -> Run:
-    """All of set-up, in the three phases above, each agreed on by every rank; the watchdog ends the job if
-    set-up stalls anyway (it is disarmed by the first training step's re-arming)."""
-    WATCHDOG.arm(cfg.timeout, "set-up")
+    """All of set-up, in the phases above, each agreed on by every rank. The watchdog ends the job if set-up
+    stalls anyway; set-up includes rank-local work (reading data), so it gets at least SETUP_TIMEOUT_S, not
+    just ``--timeout`` (which bounds waiting on peers). The training loop re-arms it."""
+    WATCHDOG.arm(max(cfg.timeout, SETUP_TIMEOUT_S), "set-up")
     agree(comm, check_options, cfg, comm)
     out = agree(comm, check_output, cfg, comm)
     ds, model = agree(comm, prepare, cfg)

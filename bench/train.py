@@ -8,12 +8,11 @@ from mpi4py import MPI
 
 from bench import provenance, setup
 from bench.driver import Trainer
-from bench.runtime import StopFlag, agree, check_world_size, configure_threads
+from bench.runtime import agree, check_world_size, configure_threads
+from bench.signals import STOP
 
 
 def train(cfg, comm: MPI.Comm) -> int:
-    stop = StopFlag()
-    stop.install()
     agree(comm, check_world_size, comm)
     threads = agree(comm, configure_threads, comm, cfg.threads)
     run = setup.build(cfg, comm)
@@ -29,4 +28,5 @@ def train(cfg, comm: MPI.Comm) -> int:
         "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
         "comm: host clock around each exchange; wait: barrier before communication",
     }
-    return Trainer(run, comm, attrs, stop).train()
+    STOP.accept(grace_s=cfg.timeout or 300.0)
+    return Trainer(run, comm, attrs, STOP).train()

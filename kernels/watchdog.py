@@ -27,6 +27,8 @@ class Watchdog:
         self._deadline = float("inf")
         self._what = ""
         self._timeout = 0.0
+        self._hard_deadline = float("inf")
+        self._hard_what = ""
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -38,14 +40,26 @@ class Watchdog:
     def _run(self) -> None:
         while True:
             time.sleep(self._poll_s)
-            if time.monotonic() > self._deadline:
-                rank = self._comm.Get_rank()
-                sys.stderr.write(
-                    f"syncbench: rank {rank}: timed out after {self._timeout:g} s waiting in {self._what}; "
-                    "aborting the job (raise --timeout if peers are just slow)\n"
+            now = time.monotonic()
+            if now > self._deadline:
+                self.abort(
+                    f"timed out after {self._timeout:g} s waiting in {self._what}; aborting the job "
+                    "(raise --timeout if peers are just slow)"
                 )
-                sys.stderr.flush()
-                self._comm.Abort(ABORT_CODE_TIMEOUT)
+            if now > self._hard_deadline:
+                self.abort(f"{self._hard_what}; aborting the job")
+
+    def abort(self, message: str) -> None:
+        """Print ``rank R: message`` and end every rank of the job (callable from any thread)."""
+        sys.stderr.write(f"syncbench: rank {self._comm.Get_rank()}: {message}\n")
+        sys.stderr.flush()
+        self._comm.Abort(ABORT_CODE_TIMEOUT)
+
+    def hard_deadline(self, timeout_s: float, what: str) -> None:
+        """Abort after ``timeout_s`` whatever :meth:`arm` does meanwhile (used once a stop was requested)."""
+        self._ensure_thread()
+        self._hard_what = what
+        self._hard_deadline = min(self._hard_deadline, time.monotonic() + timeout_s)
 
     def arm(self, timeout_s: float, what: str) -> None:
         """Abort the job unless :meth:`disarm` (or another :meth:`arm`) comes within ``timeout_s`` seconds."""

@@ -14,7 +14,7 @@ from bench import data, models, partition, setup
 from bench.config import Config, validate
 from bench.driver import Trainer
 from bench.loader import PartitionLoader
-from bench.runtime import StopFlag
+from bench.signals import StopFlag
 
 from .conftest import all_agree
 

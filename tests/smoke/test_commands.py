@@ -125,6 +125,63 @@ def test_failing_rank_aborts_job_naming_rank(tmp_path):
     assert time.monotonic() - t < 100
 
 
+def test_hung_rank_is_ended_by_the_watchdog(tmp_path):
+    t = time.monotonic()
+    proc = bench(
+        3,
+        "train",
+        *TINY,
+        "--steps",
+        "50",
+        "--fail-rank",
+        "2",
+        "--fail-step",
+        "1",
+        "--fail-mode",
+        "hang",
+        "--timeout",
+        "5",
+        "--out",
+        str(tmp_path / "r.h5"),
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "timed out after 5 s waiting in step 1" in proc.stderr, proc.stderr
+    assert time.monotonic() - t < 60
+
+
+def test_sigterm_ends_a_hung_job(tmp_path):
+    """A rank blocked in MPI cannot run a Python signal handler; the signal thread must still end the job."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [
+        mpiexec(),
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "bench",
+        "train",
+        *TINY,
+        "--steps",
+        "50",
+        "--fail-rank",
+        "1",
+        "--fail-mode",
+        "hang",
+        "--timeout",
+        "10",
+        "--out",
+        str(tmp_path / "r.h5"),
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(12)
+    t = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and time.monotonic() - t < 30, stderr
+    assert "rank" in stderr
+
+
 def test_sigterm_keeps_completed_steps(tmp_path):
     out = tmp_path / "r.h5"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
