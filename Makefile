@@ -1,6 +1,7 @@
 # syncbench: two commands do all set-up on a fresh machine.
 #   make demo   create .venv, install with the embedded MPICH, train ring on 8 ranks, print a summary
-#   make test   create .venv, run unit tests, MPI tests at 1-4 ranks, and smoke tests of every command
+#   make test   create .venv, run unit tests, MPI tests at 1-4 ranks, smoke tests of every command, and the
+#               slurm/ scripts on a real Slurm where sbatch is on PATH (.ci/run starts a local one)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -23,7 +24,7 @@ demo: venv
 test: venv
 	$(PY) -m pytest tests/unit -q
 	$(PY) tests/run_mpi.py --sizes 1,2,3,4 -q
-	$(PY) -m pytest tests/smoke -q
+	$(PY) -m pytest tests/smoke tests/slurm -q -rs
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q
@@ -37,6 +38,7 @@ test-smoke: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	shellcheck -x slurm/*.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

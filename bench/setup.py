@@ -19,7 +19,6 @@ from bench.strategies import REGISTRY, Strategy
 from kernels.topology import TopologyError
 from kernels.watchdog import WATCHDOG
 
-
 SETUP_TIMEOUT_S = 600.0
 
 

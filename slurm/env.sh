@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# Shared settings for syncbench's sbatch scripts; sourced by each of them, never run.
+#
+# Submit from the syncbench checkout (sbatch copies the script elsewhere, so it finds this file through
+# SLURM_SUBMIT_DIR); mkdir -p logs first: Slurm fails a job whose --output folder does not exist.
+#
+# Every choice can be set in the environment before sbatch (sbatch passes the environment on):
+#   SYNCBENCH_DIR  the syncbench checkout                 default: $SLURM_SUBMIT_DIR
+#   VENV           virtual environment to activate        default: $SYNCBENCH_DIR/.venv ("" = use PATH as it is)
+#   LAUNCHER       srun | mpiexec                         default: srun (as: srun --mpi=$SRUN_MPI)
+#   SRUN_MPI       srun's PMI plugin                      default: pmi2 (PyPI's MPICH has no PMIx)
+#   RESULTS_DIR    where results files go                 default: $SYNCBENCH_DIR/results
+#   THREADS        torch threads per rank                 default: $SLURM_CPUS_PER_TASK, else 1
+#   BENCH_TIMEOUT  bench --timeout: seconds a rank may wait on peers, and the grace to stop after the
+#                  time-limit warning (keep it below the --signal lead time)   default: 100
+set -euo pipefail
+
+SYNCBENCH_DIR=${SYNCBENCH_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
+VENV=${VENV-$SYNCBENCH_DIR/.venv}
+LAUNCHER=${LAUNCHER:-srun}
+SRUN_MPI=${SRUN_MPI:-pmi2}
+RESULTS_DIR=${RESULTS_DIR:-$SYNCBENCH_DIR/results}
+THREADS=${THREADS:-${SLURM_CPUS_PER_TASK:-1}}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}
+export OMP_NUM_THREADS=$THREADS
+
+cd "$SYNCBENCH_DIR"
+if [ -n "$VENV" ]; then
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+fi
+mkdir -p "$RESULTS_DIR"
+
+# results/<strategy>_<model>_n<tasks>_<job>.h5 (array jobs: <job>_<task>)
+result_path() {
+  local job=${SLURM_JOB_ID:-local}
+  [ -n "${SLURM_ARRAY_TASK_ID:-}" ] && job=${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}
+  printf '%s/%s_%s_n%s_%s.h5' "$RESULTS_DIR" "$1" "$2" "${SLURM_NTASKS:-1}" "$job"
+}
+
+# run_bench ARGS...: python -m bench ARGS on every task of the job. Slurm's warning signal (--signal=B:USR1@T)
+# reaches only this batch shell, so it is forwarded to the launcher, which passes it to every rank; the ranks
+# then stop at the next agreed step and write their results.
+run_bench() {
+  local cmd
+  case "$LAUNCHER" in
+    srun) cmd=(srun --mpi="$SRUN_MPI" --kill-on-bad-exit=1 python -m bench "$@") ;;
+    mpiexec) cmd=(mpiexec -n "${SLURM_NTASKS:?}" python -m bench "$@") ;;
+    *) echo "slurm/env.sh: LAUNCHER must be srun or mpiexec, not '$LAUNCHER'" >&2; return 2 ;;
+  esac
+  echo "+ ${cmd[*]}"
+  "${cmd[@]}" &
+  local pid=$! rc=0
+  trap 'kill -USR1 "$pid" 2>/dev/null || true' USR1
+  trap 'kill -TERM "$pid" 2>/dev/null || true' TERM
+  wait "$pid" || rc=$?
+  while kill -0 "$pid" 2>/dev/null; do  # a trapped signal ends `wait` early: wait again for the real exit
+    rc=0
+    wait "$pid" || rc=$?
+  done
+  trap - USR1 TERM
+  return "$rc"
+}
