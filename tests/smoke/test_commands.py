@@ -185,30 +185,13 @@ def test_sigterm_ends_a_hung_job(tmp_path):
 def test_sigterm_keeps_completed_steps(tmp_path):
     out = tmp_path / "r.h5"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = [
-        mpiexec(),
-        "-n",
-        "2",
-        sys.executable,
-        "-m",
-        "bench",
-        "train",
-        "--model",
-        "mlp",
-        "--dataset",
-        "digits",
-        "--steps",
-        "100000",
-        "--quiet",
-        "--eval-every",
-        "0",
-        "--flush-every",
-        "1000",
-        "--out",
-        str(out),
-    ]
+    train = ["train", "--model", "mlp", "--dataset", "digits", "--steps", "100000", "--quiet", "--eval-every", "0"]
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "bench", *train, "--flush-every", "200", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(12)  # past start-up (torch import) into training
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)  # the first flush proves training is under way (a signal during set-up aborts instead)
+    assert out.exists(), "no flush within 120 s"
     proc.send_signal(signal.SIGTERM)  # hydra forwards it to every rank
     stdout, stderr = proc.communicate(timeout=60)
     with h5py.File(out) as f:
