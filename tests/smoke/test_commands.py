@@ -125,6 +125,28 @@ def test_failing_rank_aborts_job_naming_rank(tmp_path):
     assert time.monotonic() - t < 100
 
 
+def test_exception_outside_main_aborts_the_job():
+    """An exception before run_main (e.g. an import failing on one node) must end the job, not hang its peers."""
+    code = (
+        "import bench.__main__, sys\n"
+        "from mpi4py import MPI\n"
+        "if MPI.COMM_WORLD.rank == 1:\n"
+        "    raise ImportError('simulated broken install on one node')\n"
+        "MPI.COMM_WORLD.Barrier()\n"
+    )
+    t = time.monotonic()
+    proc = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=dict(os.environ, MPIEXEC_TIMEOUT="80"),
+    )
+    assert proc.returncode != 0 and time.monotonic() - t < 60
+    assert "rank 1 of 2 failed" in proc.stderr and "simulated broken install" in proc.stderr
+
+
 def test_hung_rank_is_ended_by_the_watchdog(tmp_path):
     t = time.monotonic()
     proc = bench(
