@@ -4,9 +4,11 @@
 - ``allreduce``: our ring kernel (``ours``), the naive reference (``naive``) and the MPI library's
   ``Allreduce`` (``mpi``) side by side on the same float32 buffers; every size is checked against MPI.
 
-Per iteration: a barrier, then the operation timed with ``MPI.Wtime``; the iteration's time is the slowest
-rank's. Warm-up iterations run in the same loop and are discarded; every timed sample is kept. Bandwidths use
-the nccl-tests definitions (algbw = S / t; all-reduce busbw = algbw * 2 (n - 1) / n).
+Per iteration and implementation (implementations interleaved, so all see the same noise): the buffer is reset,
+then a barrier, then the operation timed with ``MPI.Wtime``; the iteration's time is the slowest rank's. Every
+implementation reduces in place (MPI with ``MPI_IN_PLACE``), so none pays for a copy the others skip. Warm-up
+iterations run in the same loop and are discarded; every timed sample is kept. Bandwidths use the nccl-tests
+definitions (algbw = S / t; all-reduce busbw = algbw * 2 (n - 1) / n).
 """
 
 from __future__ import annotations
@@ -39,21 +41,30 @@ def iterations(size: int, iters: int) -> int:
     return max(5, min(iters, int(iters * (1 << 20) / max(size, 1))))
 
 
-def _time(comm, fn, warmup: int, n: int) -> np.ndarray:
-    samples = np.empty(n)
+def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndarray]:
+    """Time every op of ``ops`` (name -> callable) ``n`` times, interleaved (op A, op B, op A, ...) so that all
+    see the same machine noise. ``reset(name)`` runs before the barrier, outside the timed region. Each
+    sample is the slowest rank's time for that iteration."""
+    samples = {name: np.empty(n) for name in ops}
     for i in range(warmup + n):
-        comm.Barrier()
-        t = MPI.Wtime()
-        fn()
-        dt = MPI.Wtime() - t
-        if i >= warmup:
-            samples[i - warmup] = dt
-    worst = np.empty_like(samples)
-    comm.Allreduce(samples, worst, op=MPI.MAX)
-    return worst
+        for name, fn in ops.items():
+            if reset is not None:
+                reset(name)
+            comm.Barrier()
+            t = MPI.Wtime()
+            fn()
+            dt = MPI.Wtime() - t
+            if i >= warmup:
+                samples[name][i - warmup] = dt
+    for name, arr in samples.items():
+        worst = np.empty_like(arr)
+        comm.Allreduce(arr, worst, op=MPI.MAX)
+        samples[name] = worst
+    return samples
 
 
 def bench_allreduce(comm, sizes, impls, warmup, iters) -> dict:
+    """All-reduce (sum) in place on a float32 buffer, for every implementation, checked against MPI's result."""
     topo = Topology.ring(comm.rank, comm.size)
     kernels = {"ours": RingAllreduce(comm, topo), "naive": NaiveAllreduce(comm, topo)}
     out = {impl: [] for impl in impls}
@@ -62,26 +73,22 @@ def bench_allreduce(comm, sizes, impls, warmup, iters) -> dict:
         base = ((np.arange(n) % 7) + comm.rank + 1).astype(np.float32)  # integer-valued: sums are exact
         expect = np.empty_like(base)
         comm.Allreduce(base, expect, op=MPI.SUM)
+        bufs = {impl: base.copy() for impl in impls}
+        ops = {}
         for impl in impls:
-            buf = base.copy()
             if impl == "mpi":
-                recv = np.empty_like(buf)
-
-                def op(buf=buf, recv=recv):
-                    comm.Allreduce(buf, recv, op=MPI.SUM)
+                ops[impl] = lambda b=bufs[impl]: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)
             else:
-                kern = kernels[impl]
+                ops[impl] = lambda b=bufs[impl], k=kernels[impl]: k(b)
 
-                def op(buf=buf, kern=kern, base=base):
-                    buf[:] = base
-                    kern(buf)
+        def reset(impl, bufs=bufs, base=base):
+            bufs[impl][:] = base
 
-            samples = _time(comm, op, warmup, iterations(size, iters))
-            if impl != "mpi":
-                ok = np.array_equal(buf, expect)
-                if not comm.allreduce(ok, op=MPI.LAND):
-                    raise RuntimeError(f"{impl} all-reduce of {size} bytes differs from MPI Allreduce")
-            out[impl].append(samples)
+        samples = _time(comm, ops, warmup, iterations(size, iters), reset=reset)
+        for impl in impls:
+            if not comm.allreduce(bool(np.array_equal(bufs[impl], expect)), op=MPI.LAND):
+                raise RuntimeError(f"{impl} all-reduce of {size} bytes differs from the expected sum")
+            out[impl].append(samples[impl])
     return out
 
 
@@ -101,7 +108,7 @@ def bench_latency(comm, sizes, warmup, iters) -> dict:
                 comm.Recv(buf, 0, tag)
                 comm.Send(buf, 0, tag)
 
-        res.append(_time(comm, op, warmup, iterations(size, iters)) / 2)
+        res.append(_time(comm, {"ours": op}, warmup, iterations(size, iters))["ours"] / 2)
     return {"ours": res}
 
 
