@@ -1,13 +1,13 @@
 """Averaging over the ring: the one place that turns staged buffers + the ring kernel into timed exchanges.
 
 ``ring`` averages gradients before the update; ``localsgd`` averages parameters after local updates. Both
-pack a group of layers into a host buffer, sum it around the ring, and unpack it scaled by 1/p.
+pack a group of layers into a host buffer, sum it over the ring's ranks (ring schedule, or recursive doubling
+for small buffers), and unpack it scaled by 1/p.
 """
 
 from __future__ import annotations
 
 from bench.strategies.base import Exchange, HostStaging
-from kernels.reference import ring_elements_sent
 from kernels.ring_allreduce import RingAllreduce
 
 
@@ -19,7 +19,7 @@ def average_exchanges(staging: HostStaging, allreduce: RingAllreduce, grads: boo
     exchanges = []
     for g, group in enumerate(staging.groups):
         buf = staging.numpy[g]
-        sent = ring_elements_sent(buf.size, p, topo.ring_index) * buf.itemsize
+        sent = allreduce.elements_sent(buf.size, buf.itemsize) * buf.itemsize
 
         def run(g=g, sent=sent) -> int:
             allreduce(staging.pack(g, grads=grads), key=g)

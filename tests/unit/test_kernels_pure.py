@@ -84,6 +84,43 @@ def test_ring_schedule_sums(p, n):
         np.testing.assert_array_equal(out, expect)
 
 
+def simulate_doubling(buffers):
+    """Run doubling_plan's schedule sequentially on per-rank buffers (the oracle for the plan)."""
+    from kernels.recursive_doubling import doubling_plan
+
+    p = len(buffers)
+    bufs = [b.copy() for b in buffers]
+    plans = [doubling_plan(i, p) for i in range(p)]
+    for i, (_, _, role) in enumerate(plans):
+        if role == "take":
+            bufs[i] = bufs[i] + bufs[i - 1]
+    rounds = max(len(pl[1]) for pl in plans)
+    for k in range(rounds):
+        new = [b.copy() for b in bufs]
+        for i, (_, partners, role) in enumerate(plans):
+            if role != "give":
+                new[i] = bufs[i] + bufs[partners[k]]
+        bufs = new
+    for i, (_, _, role) in enumerate(plans):
+        if role == "give":
+            bufs[i] = bufs[i + 1].copy()
+    return bufs
+
+
+@pytest.mark.parametrize("p", range(1, 10))
+def test_recursive_doubling_plan_sums_for_any_p(p):
+    from kernels.recursive_doubling import doubling_plan
+
+    rng = np.random.default_rng(p)
+    bufs = [rng.integers(0, 10, 5) for _ in range(p)]
+    for out in simulate_doubling(bufs):
+        np.testing.assert_array_equal(out, np.sum(bufs, axis=0))
+    for i in range(p):  # partners are mutual
+        _, partners, _ = doubling_plan(i, p)
+        for k, j in enumerate(partners):
+            assert doubling_plan(j, p)[1][k] == i
+
+
 def test_ring_elements_sent_is_2_p_minus_1_over_p():
     for p in (2, 3, 4, 7):
         n = 7 * 1000
