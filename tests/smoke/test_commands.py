@@ -104,25 +104,19 @@ def test_bad_input_one_message_nonzero_exit(args, message):
     assert "Traceback" not in proc.stderr
 
 
-def test_failing_rank_aborts_job_naming_rank(tmp_path):
+def run_with_failure(tmp_path, fail_rank: int, fail_step: int, *extra: str):
+    """A 3-rank run in which ``fail_rank`` fails at ``fail_step`` (--fail-mode in ``extra``); returns (process, seconds)."""
     t = time.monotonic()
-    proc = bench(
-        3,
-        "train",
-        *TINY,
-        "--steps",
-        "50",
-        "--fail-rank",
-        "1",
-        "--fail-step",
-        "2",
-        "--out",
-        str(tmp_path / "r.h5"),
-        timeout=120,
-    )
+    args = ["--steps", "50", "--fail-rank", str(fail_rank), "--fail-step", str(fail_step), *extra]
+    proc = bench(3, "train", *TINY, *args, "--out", str(tmp_path / "r.h5"), timeout=120)
+    return proc, time.monotonic() - t
+
+
+def test_failing_rank_aborts_job_naming_rank(tmp_path):
+    proc, seconds = run_with_failure(tmp_path, 1, 2)
     assert proc.returncode != 0
     assert "rank 1 of 3 failed" in proc.stderr and "injected failure" in proc.stderr
-    assert time.monotonic() - t < 100
+    assert seconds < 100
 
 
 def test_exception_outside_main_aborts_the_job():
@@ -148,28 +142,10 @@ def test_exception_outside_main_aborts_the_job():
 
 
 def test_hung_rank_is_ended_by_the_watchdog(tmp_path):
-    t = time.monotonic()
-    proc = bench(
-        3,
-        "train",
-        *TINY,
-        "--steps",
-        "50",
-        "--fail-rank",
-        "2",
-        "--fail-step",
-        "1",
-        "--fail-mode",
-        "hang",
-        "--timeout",
-        "5",
-        "--out",
-        str(tmp_path / "r.h5"),
-        timeout=120,
-    )
+    proc, seconds = run_with_failure(tmp_path, 2, 1, "--fail-mode", "hang", "--timeout", "5")
     assert proc.returncode != 0
     assert "timed out after 5 s waiting in step 1" in proc.stderr, proc.stderr
-    assert time.monotonic() - t < 60
+    assert seconds < 60
 
 
 def test_sigterm_ends_a_hung_job(tmp_path):
