@@ -105,7 +105,7 @@ def test_bad_input_one_message_nonzero_exit(args, message):
 
 
 def run_with_failure(tmp_path, fail_rank: int, fail_step: int, *extra: str):
-    """A 3-rank run in which ``fail_rank`` fails at ``fail_step`` (--fail-mode in ``extra``); returns (process, seconds)."""
+    """3 ranks; ``fail_rank`` fails at ``fail_step`` (--fail-mode in ``extra``). Returns (process, seconds)."""
     t = time.monotonic()
     args = ["--steps", "50", "--fail-rank", str(fail_rank), "--fail-step", str(fail_step), *extra]
     proc = bench(3, "train", *TINY, *args, "--out", str(tmp_path / "r.h5"), timeout=120)
