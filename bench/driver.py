@@ -66,6 +66,7 @@ class Trainer:
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0
         self.stopped_by = ""
+        self.side_s = 0.0  # evaluation and results writing inside the loop: not training time
 
     # ---- one step -------------------------------------------------------------------------------------
     def _exchange(self, step: int, exchanges, t0) -> None:
@@ -179,6 +180,7 @@ class Trainer:
             progress.update(loss=self.rec["metrics/loss"][step])
             last = self.done == cfg.steps
             stop = not last and self._should_stop(step)
+            t_side = time.perf_counter()
             if (cfg.eval_every and self.done % cfg.eval_every == 0) or last or stop:
                 self._evaluate(step)
             if stop:
@@ -186,14 +188,16 @@ class Trainer:
                 break
             if not last and self.done % cfg.flush_every == 0:
                 self.flush("running")
+            self.side_s += time.perf_counter() - t_side
         WATCHDOG.arm(cfg.timeout, "finishing the strategy")
         self.run.strategy.finish()
         wall = time.perf_counter() - t0
         progress.close()
         status = "stopped" if self.stopped_by else "complete"
         self.attrs["train_wall_s"] = wall
+        self.attrs["eval_and_io_s"] = self.side_s
         self.flush(status)
         WATCHDOG.disarm()
         if self.comm.rank == 0:
-            print_summary(self.run, self.rec, self.evals, wall, status, self.stopped_by, self.attrs)
+            print_summary(self.run, self.rec, self.evals, wall - self.side_s, status, self.stopped_by, self.attrs)
         return 0

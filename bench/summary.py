@@ -32,6 +32,7 @@ def split(rec_data: dict, warmup: int = 1) -> dict:
 
 
 def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict) -> None:
+    """``wall``: seconds of the training loop without evaluation and results writing."""
     data = {name: arr for name, (arr, _) in rec.datasets().items()}
     steps = rec.gathered
     parts = split(data)
@@ -40,7 +41,11 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, at
         f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
         f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"
     )
-    print(f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} steps/s, wall {wall:.2f} s)")
+    side = attrs.get("eval_and_io_s", 0.0)
+    print(
+        f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} steps/s over {wall:.2f} s of "
+        f"training; {side:.2f} s of evaluation and file writes left out)"
+    )
     print(f"  median step     {parts['median_step'] * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
     total = parts["step"] or 1.0
     shares = "  ".join(
