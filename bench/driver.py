@@ -85,7 +85,6 @@ class Trainer:
                 bytes_row[i] += int(round(sent * share))
                 if starts is not None:
                     starts[i] = t - t0
-        return None
 
     def step(self, step: int, t0: float) -> None:
         cfg, run, rec, strat = self.cfg, self.run, self.rec, self.run.strategy
