@@ -90,12 +90,18 @@ def layer_split(run: RunResults, warmup: int = 1) -> list[dict]:
     ]
 
 
-def oversubscribed(run: RunResults) -> bool:
-    """More busy threads on a host than it has cores: times then include waiting for a core, and a speedup
-    is bounded by the cores, not the ranks."""
-    hosts = run.attrs.get("hosts") or []
+def oversubscription(attrs: dict) -> tuple[bool, int]:
+    """(oversubscribed, ranks on the busiest host) from a results file's root attributes: more busy threads on
+    a host than it has cores means times include waiting for a core, and a speedup is bounded by the cores,
+    not the ranks."""
+    hosts = attrs.get("hosts") or []
     per_host = max((hosts.count(h) for h in set(hosts)), default=1)
-    return per_host * int(run.attrs.get("threads_per_rank", 1)) > int(run.attrs.get("cores_per_host", 0) or 10**9)
+    cores = int(attrs.get("cores_per_host", 0) or 0)
+    return bool(cores) and per_host * int(attrs.get("threads_per_rank", 1)) > cores, per_host
+
+
+def oversubscribed(run: RunResults) -> bool:
+    return oversubscription(run.attrs)[0]
 
 
 NOT_WORKLOAD = (

@@ -16,22 +16,9 @@ block_early()  # before MPI and torch start threads: see bench/signals.py
 
 from mpi4py import MPI  # noqa: E402
 
+from kernels.watchdog import abort_on_exception  # noqa: E402
 
-def _abort_on_uncaught(exc_type, exc, tb):
-    """Any exception that escapes everything else, including one raised while importing our modules (a broken
-    install on one node): print it once, naming the rank, and abort the job. A rank that merely exited would
-    leave its peers blocked in MPI for ever (seen with MPICH's hydra)."""
-    import traceback
-
-    comm = MPI.COMM_WORLD
-    sys.stderr.write(f"syncbench: rank {comm.rank} of {comm.size} failed; aborting the job:\n")
-    sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
-    sys.stderr.flush()
-    if comm.size > 1:
-        comm.Abort(1)
-
-
-sys.excepthook = _abort_on_uncaught
+sys.excepthook = abort_on_exception  # any uncaught exception, import-time too, ends the job
 
 from bench.runtime import run_main  # noqa: E402
 

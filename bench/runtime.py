@@ -18,6 +18,7 @@ import traceback
 from mpi4py import MPI
 
 from bench.errors import UsageError
+from kernels.watchdog import abort_on_exception
 
 
 class SetupFailed(Exception):
@@ -72,11 +73,7 @@ def run_main(main, argv: list[str]) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
     except BaseException:  # noqa: BLE001 - any failure after set-up must end the whole job
-        sys.stderr.write(f"syncbench: rank {comm.rank} of {comm.size} failed; aborting the job:\n")
-        sys.stderr.write(traceback.format_exc())
-        sys.stderr.flush()
-        if comm.size > 1:
-            comm.Abort(1)
+        abort_on_exception(*sys.exc_info())
         return 1
 
 

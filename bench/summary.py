@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.metrics import oversubscription
+
 
 def split(rec_data: dict, warmup: int = 1) -> dict:
     """Seconds per phase summed over ranks and steps ``>= warmup`` (all steps if there are no more)."""
@@ -59,10 +61,9 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, at
     if evals:
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
-    hosts = attrs.get("hosts", [])
-    per_host = max((hosts.count(h) for h in set(hosts)), default=1)
+    over, per_host = oversubscription(attrs)
     cores = attrs.get("cores_per_host", 0)
-    if cores and per_host * attrs.get("threads_per_rank", 1) > cores:
+    if over:
         print(
             f"  note            {per_host} ranks x {attrs.get('threads_per_rank', 1)} thread(s) share {cores} cores "
             "on a host: oversubscribed, so times include waiting for a core"

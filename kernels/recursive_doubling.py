@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from kernels.tags import Tag, tag_for
+from kernels.buffers import ScratchPool
+from kernels.tags import Tag, tag_for, tag_upper_bound
 from kernels.topology import Topology
 
 
@@ -48,9 +49,8 @@ class RecursiveDoublingAllreduce:
     def __init__(self, comm: MPI.Comm, topology: Topology):
         self.comm = comm
         self.topology = topology
-        self._scratch: dict[np.dtype, np.ndarray] = {}
-        ub = comm.Get_attr(MPI.TAG_UB)
-        self._tag_ub = int(ub) if ub else 32767
+        self._scratch = ScratchPool()
+        self._tag_ub = tag_upper_bound(comm)
 
     def elements_sent(self, n: int) -> int:
         """Elements this rank sends in one call on ``n`` elements."""
@@ -67,10 +67,7 @@ class RecursiveDoublingAllreduce:
             return buf
         ranks, idx = topo.ring_ranks, topo.ring_index
         tag = tag_for(Tag.RING, key, self._tag_ub)
-        scratch = self._scratch.get(buf.dtype)
-        if scratch is None or scratch.size < n:
-            scratch = self._scratch[buf.dtype] = np.empty(n, dtype=buf.dtype)
-        incoming = scratch[:n]
+        incoming = self._scratch.get(buf.dtype, n)
         vrank, partners, role = doubling_plan(idx, p)
         if role == "give":
             self.comm.Send(buf, ranks[idx + 1], tag)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from kernels.buffers import ScratchPool
 from kernels.recursive_doubling import RecursiveDoublingAllreduce
 from kernels.reference import all_gather_schedule, reduce_scatter_schedule, ring_chunks, ring_elements_sent
-from kernels.tags import Tag, tag_for
+from kernels.tags import Tag, tag_for, tag_upper_bound
 from kernels.topology import Topology
 
 SMALL_BYTES = 128 * 1024
@@ -36,15 +37,8 @@ class RingAllreduce:
         self.topology = topology
         self.small_bytes = small_bytes
         self._small = RecursiveDoublingAllreduce(comm, topology)
-        self._scratch: dict[np.dtype, np.ndarray] = {}
-        self._tag_ub = _tag_upper_bound(comm)
-
-    def _scratch_for(self, dtype: np.dtype, count: int) -> np.ndarray:
-        buf = self._scratch.get(dtype)
-        if buf is None or buf.size < count:
-            buf = np.empty(max(count, 1), dtype=dtype)
-            self._scratch[dtype] = buf
-        return buf[:count]
+        self._scratch = ScratchPool()
+        self._tag_ub = tag_upper_bound(comm)
 
     def elements_sent(self, n: int, itemsize: int = 4) -> int:
         """Elements this rank sends in one call on ``n`` elements of ``itemsize`` bytes (on the path taken)."""
@@ -65,7 +59,7 @@ class RingAllreduce:
             return self._small(buf, key)
         idx, left, right = topo.ring_index, topo.left, topo.right
         chunks = ring_chunks(n, p)
-        scratch = self._scratch_for(buf.dtype, chunks[0][1] - chunks[0][0])
+        scratch = self._scratch.get(buf.dtype, chunks[0][1] - chunks[0][0])
         tag = tag_for(Tag.RING, key, self._tag_ub)
         sendrecv = self.comm.Sendrecv
         for step in range(p - 1):
@@ -90,7 +84,7 @@ class NaiveAllreduce:
     def __init__(self, comm: MPI.Comm, topology: Topology):
         self.comm = comm
         self.topology = topology
-        self._tag_ub = _tag_upper_bound(comm)
+        self._tag_ub = tag_upper_bound(comm)
 
     def __call__(self, buf: np.ndarray, key: int = 0) -> np.ndarray:
         _check_buffer(buf)
@@ -115,8 +109,3 @@ class NaiveAllreduce:
 def _check_buffer(buf: np.ndarray) -> None:
     if not isinstance(buf, np.ndarray) or buf.ndim != 1 or not buf.flags.c_contiguous:
         raise TypeError("all-reduce kernels need a contiguous 1-D numpy array")
-
-
-def _tag_upper_bound(comm: MPI.Comm) -> int:
-    ub = comm.Get_attr(MPI.TAG_UB)
-    return int(ub) if ub else 32767

@@ -37,3 +37,11 @@ def tag_for(base: Tag, index: int = 0, tag_ub: int = 32767) -> int:
     kinds = len(Tag) + 1
     period = (tag_ub // kinds) * kinds
     return (index * kinds + int(base)) % period
+
+
+def tag_upper_bound(comm) -> int:
+    """The largest tag ``comm`` accepts (``MPI_TAG_UB``; at least 32767 by the standard)."""
+    from mpi4py import MPI
+
+    ub = comm.Get_attr(MPI.TAG_UB)
+    return int(ub) if ub else 32767

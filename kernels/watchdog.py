@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 
 from mpi4py import MPI
@@ -80,6 +81,17 @@ class Watchdog:
             yield
         finally:
             self.disarm()
+
+
+def abort_on_exception(exc_type, exc, tb, comm: MPI.Comm = MPI.COMM_WORLD) -> None:
+    """Print an exception once, naming the rank, and abort the job (on one rank there is nothing to abort).
+    Used as ``sys.excepthook`` (so an import failing on one node is covered) and by ``run_main``: a rank that
+    merely exited would leave its peers blocked in MPI for ever (seen with MPICH's hydra)."""
+    sys.stderr.write(f"syncbench: rank {comm.rank} of {comm.size} failed; aborting the job:\n")
+    sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
+    sys.stderr.flush()
+    if comm.size > 1:
+        comm.Abort(1)
 
 
 WATCHDOG = Watchdog()
