@@ -25,15 +25,20 @@ from bench.runtime import run_main  # noqa: E402
 
 def main(argv: list[str]) -> int:
     comm = MPI.COMM_WORLD
-    STOP.start()
     from bench.cli import parse
     from bench.runtime import agree
 
-    args = agree(comm, parse, argv, comm.rank)
+    args = agree(comm, parse, argv, comm.rank)  # a signal meanwhile stays pending (blocked) until STOP.start()
     if args.command == "train":
         from bench.train import train
 
+        # A stop signal from now on (Slurm's time-limit warning may come while a slow node still imports or loads
+        # data) is kept, and the loop stops at its first agreed step: the job ends cleanly with a results file.
+        STOP.accept(grace_s=args.cfg.timeout or 300.0)
+        STOP.start()
+
         return train(args.cfg, comm)
+    STOP.start()
     if args.command == "info":
         from bench.info import info
 

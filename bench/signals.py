@@ -5,9 +5,10 @@ MPI call, so a hung rank could not be stopped that way. Instead :func:`block_ear
 first thread, before MPI or torch start theirs (threads inherit the mask), and a dedicated thread takes them
 with ``sigwait``:
 
-- outside the training loop, a signal aborts the job at once, with a message naming the rank;
-- inside it (:meth:`StopFlag.accept`), the first SIGTERM (Slurm's time limit, scancel, a killed mpiexec) or
-  SIGUSR1 (Slurm's ``--signal`` warning) asks the loop to stop at the next agreed step and write its results;
+- before ``train`` accepts them (argument parsing, ``micro``, ``overhead``), a signal aborts the job at once, with
+  a message naming the rank;
+- once it has (:meth:`StopFlag.accept`, called before set-up), the first SIGTERM (Slurm's time limit, scancel, a killed mpiexec) or
+  SIGUSR1 (Slurm's ``--signal`` warning) asks the loop to stop at the next agreed step (the first one, when it came during set-up) and write its results;
   a rank that cannot get there within the grace period aborts the job; a second signal aborts at once.
 """
 

@@ -28,5 +28,4 @@ def train(cfg, comm: MPI.Comm) -> int:
         "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
         "comm: host clock around each exchange; wait: barrier before communication",
     }
-    STOP.accept(grace_s=cfg.timeout or 300.0)
     return Trainer(run, comm, attrs, STOP).train()

@@ -209,7 +209,7 @@ def test_sigterm_keeps_completed_steps(tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)  # the first flush proves training is under way (a signal during set-up aborts instead)
+        time.sleep(0.5)  # the first flush proves training is under way
     assert out.exists(), "no flush within 120 s"
     proc.send_signal(signal.SIGTERM)  # hydra forwards it to every rank
     stdout, stderr = proc.communicate(timeout=60)
@@ -219,6 +219,41 @@ def test_sigterm_keeps_completed_steps(tmp_path):
         assert 0 < done < 100000 and done % 10 == 0
         assert f["timing/step"].shape == (2, done) and (f["timing/step"][()] > 0).all()
     assert "stopped" in stdout, stderr
+
+
+def _blocks_stop_signals(pid: int) -> bool:
+    """True once the process has run bench.signals.block_early (SIGUSR1 in its blocked-signal mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigBlk:"))
+    return bool(mask & (1 << (signal.SIGUSR1 - 1)))
+
+
+def test_signal_during_setup_stops_at_the_first_agreed_step(tmp_path):
+    """Slurm's warning can reach a job whose ranks still import torch or load data (this made CI fail once:
+    the job aborted). The signal must be kept and the loop stop at its first agreement, after 10 steps."""
+    out = tmp_path / "r.h5"
+    train = ["train", "--model", "mlp", "--dataset", "digits", "--steps", "1000", "--quiet", "--eval-every", "0"]
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "bench", *train, "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    pids: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        pids = rank_pids(str(out))
+        if len(pids) == 2 and all(_blocks_stop_signals(pid) for pid in pids):
+            break
+        time.sleep(0.01)
+    assert len(pids) == 2, "ranks did not start"
+    assert not out.exists()  # still setting up
+    for pid in pids:
+        os.kill(pid, signal.SIGUSR1)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "SIGUSR1"
+        assert int(f.attrs["completed_steps"]) == 10
 
 
 def test_srun_without_pmi_guard():
