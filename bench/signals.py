@@ -7,9 +7,10 @@ with ``sigwait``:
 
 - before ``train`` accepts them (argument parsing, ``micro``, ``overhead``), a signal aborts the job at once, with
   a message naming the rank;
-- once it has (:meth:`StopFlag.accept`, called before set-up), the first SIGTERM (Slurm's time limit, scancel, a killed mpiexec) or
-  SIGUSR1 (Slurm's ``--signal`` warning) asks the loop to stop at the next agreed step (the first one, when it came during set-up) and write its results;
-  a rank that cannot get there within the grace period aborts the job; a second signal aborts at once.
+- once it has (:meth:`StopFlag.accept`, called before set-up), the first SIGTERM (Slurm's time limit, scancel,
+  a killed mpiexec) or SIGUSR1 (Slurm's ``--signal`` warning) asks the loop to stop at the next agreed step (the
+  first one, when it came during set-up) and write its results; a rank that cannot get there within the grace
+  period aborts the job; a second signal aborts at once.
 """
 
 from __future__ import annotations
