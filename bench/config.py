@@ -85,6 +85,12 @@ class Config:
     flush_every: int = opt(
         50, "write the results file every N steps, so a killed run keeps its steps", group="measurement"
     )
+    stop_file: str = opt(
+        "",
+        "stop at the next agreed step once this file exists and write results (its text, e.g. SIGUSR1, is "
+        "recorded as the reason); the Slurm scripts point it at their time-limit warning",
+        group="measurement",
+    )
     # --- system ---
     device: str = opt(
         "cpu", "compute device; on cuda, gradients are staged through pinned host buffers", DEVICES, "system"

@@ -133,6 +133,7 @@ class Trainer:
     def _should_stop(self, step: int) -> bool:
         if (step + 1) % STOP_CHECK_EVERY:
             return False
+        self.stop.poll_file(self.cfg.stop_file)
         flag = np.array([1 if self.stop else 0], dtype=np.int32)
         self.run.strategy.stop_comm().Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
         return bool(flag[0])
@@ -183,7 +184,7 @@ class Trainer:
             if (cfg.eval_every and self.done % cfg.eval_every == 0) or last or stop:
                 self._evaluate(step)
             if stop:
-                self.stopped_by = self.stop.signal_name or "signal on another rank"
+                self.stopped_by = self.stop.signal_name or "stop request on another rank"
                 break
             if not last and self.done % cfg.flush_every == 0:
                 self.flush("running")

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -48,6 +49,16 @@ class StopFlag:
         """From now on a first signal means: stop at the next agreed step, within ``grace_s`` seconds."""
         self.grace_s = grace_s
         self.accepting = True
+
+    def poll_file(self, path: str) -> None:
+        """A stop request by file (``--stop-file``): a signal can kill a process that has not yet blocked it
+        (Slurm may send its warning up to a minute early, even before the ranks start), a file cannot."""
+        if path and not self.signal_name and os.path.exists(path):
+            try:
+                reason = Path(path).read_text().strip()
+            except OSError:
+                reason = ""
+            self.signal_name = reason or f"stop file {path}"
 
     def _wait(self) -> None:
         from kernels.watchdog import WATCHDOG

@@ -24,6 +24,14 @@ THREADS=${THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}
 export OMP_NUM_THREADS=$THREADS
 
+# Slurm's time-limit warning (--signal=B:USR1@T) reaches only this batch shell, and may come up to a minute
+# early, even before the ranks have started (a rank that has not yet blocked the signal would die of it). So it is
+# turned into a stop file, which `bench train --stop-file` checks at every agreed step. Trap it first thing.
+SYNCBENCH_STOP_FILE=$RESULTS_DIR/.stop-${SLURM_JOB_ID:-$$}
+trap 'mkdir -p "$RESULTS_DIR" && echo SIGUSR1 > "$SYNCBENCH_STOP_FILE"' USR1
+rm -f "$SYNCBENCH_STOP_FILE"
+trap 'rm -f "$SYNCBENCH_STOP_FILE"' EXIT
+
 cd "$SYNCBENCH_DIR"
 if [ -n "$VENV" ]; then
   # shellcheck disable=SC1091
@@ -38,26 +46,26 @@ result_path() {
   printf '%s/%s_%s_n%s_%s.h5' "$RESULTS_DIR" "$1" "$2" "${SLURM_NTASKS:-1}" "$job"
 }
 
-# run_bench ARGS...: python -m bench ARGS on every task of the job. Slurm's warning signal (--signal=B:USR1@T)
-# reaches only this batch shell, so it is forwarded to the launcher, which passes it to every rank; the ranks
-# then stop at the next agreed step and write their results.
+# run_bench ARGS...: python -m bench ARGS on every task of the job (`train` also gets --stop-file, above; the
+# ranks then stop at the next agreed step and write their results). SIGTERM (scancel, the limit itself) is
+# forwarded to the launcher, which passes it to every rank.
 run_bench() {
-  local cmd
+  local cmd args=("$@")
+  [ "${1:-}" = train ] && args+=(--stop-file "$SYNCBENCH_STOP_FILE")
   case "$LAUNCHER" in
-    srun) cmd=(srun --mpi="$SRUN_MPI" --kill-on-bad-exit=1 python -m bench "$@") ;;
-    mpiexec) cmd=(mpiexec -n "${SLURM_NTASKS:?}" python -m bench "$@") ;;
+    srun) cmd=(srun --mpi="$SRUN_MPI" --kill-on-bad-exit=1 python -m bench "${args[@]}") ;;
+    mpiexec) cmd=(mpiexec -n "${SLURM_NTASKS:?}" python -m bench "${args[@]}") ;;
     *) echo "slurm/env.sh: LAUNCHER must be srun or mpiexec, not '$LAUNCHER'" >&2; return 2 ;;
   esac
   echo "+ ${cmd[*]}"
   "${cmd[@]}" &
   local pid=$! rc=0
-  trap 'kill -USR1 "$pid" 2>/dev/null || true' USR1
   trap 'kill -TERM "$pid" 2>/dev/null || true' TERM
   wait "$pid" || rc=$?
   while kill -0 "$pid" 2>/dev/null; do  # a trapped signal ends `wait` early: wait again for the real exit
     rc=0
     wait "$pid" || rc=$?
   done
-  trap - USR1 TERM
+  trap - TERM
   return "$rc"
 }
