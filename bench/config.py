@@ -16,8 +16,8 @@ import tomllib
 
 from bench.errors import UsageError
 
-STRATEGIES = ("ring", "localsgd")
-"""Strategies this build can run (later issues add ps, ssp, fedavg)."""
+STRATEGIES = ("ring", "localsgd", "ps", "ssp")
+"""Strategies this build can run (fedavg comes with its issue)."""
 MODELS = ("mlp", "cnn", "resnet20", "transformer")
 DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
@@ -60,6 +60,17 @@ class Config:
     )
     outer_momentum: float = opt(0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd")
     outer_lr: float = opt(1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd")
+    # --- parameter server ---
+    servers: int = opt(1, "ps/ssp: ranks 0..S-1 are parameter servers, the rest workers", group="parameter server")
+    ps_mode: str = opt(
+        "sync",
+        "ps: sync (BSP: apply the mean of all W gradients) or async (Downpour: apply each on arrival)",
+        ("sync", "async"),
+        "parameter server",
+    )
+    staleness: int = opt(
+        2, "ssp: a worker may be at most this many steps ahead of the slowest (0: BSP)", group="parameter server"
+    )
     # --- data ---
     data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
     partition: str = opt("iid", "how training data is split over ranks", PARTITIONS, "data")
@@ -197,6 +208,7 @@ def validate(cfg: Config) -> None:
         "weight_decay",
         "threads",
         "timeout",
+        "staleness",
     ):
         if getattr(cfg, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")

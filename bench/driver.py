@@ -66,6 +66,8 @@ class Trainer:
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0
         self.stopped_by = ""
+        self.steps_done: np.ndarray | None = None  # per rank, when ranks take different numbers of steps
+        self.extra: dict = {}  # the strategy's own datasets, as last gathered (rank 0)
         self.side_s = 0.0  # evaluation and results writing inside the loop: not training time
 
     # ---- one step -------------------------------------------------------------------------------------
@@ -78,11 +80,18 @@ class Trainer:
             t = time.perf_counter()
             sent = ex.run()
             dt = time.perf_counter() - t
+            extra = self.rec[ex.series][step] if ex.series else None
+            if not ex.layers:
+                if extra is not None:
+                    self.rec[ex.series][step] += dt
+                continue
             total = sum(layers[i].bytes for i in ex.layers) or 1
             for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
                 share = layers[i].bytes / total
                 comm_row[i] += dt * share
                 bytes_row[i] += int(round(sent * share))
+                if extra is not None:
+                    extra[i] += dt * share
                 if starts is not None:
                     starts[i] = t - t0
 
@@ -91,6 +100,11 @@ class Trainer:
         t_start = time.perf_counter()
         if cfg.trace:
             rec["timeline/step_start"][step] = t_start - t0
+        if not strat.computes:  # a lock-step server (ps sync): its own times, no compute
+            strat.serve_step(step)
+            rec["metrics/loss"][step] = np.nan
+            rec["timing/step"][step] = time.perf_counter() - t_start
+            return
         self._exchange(step, strat.before_step(step), t0)
         t = time.perf_counter()
         x, y = run.loader.next()
@@ -120,6 +134,7 @@ class Trainer:
             torch.cuda.synchronize()
         rec["timing/optimizer"][step] = time.perf_counter() - t
         self._exchange(step, strat.after_update(step), t0)
+        strat.end_step(step)
         rec["metrics/loss"][step] = loss.item()
         rec["timing/step"][step] = time.perf_counter() - t_start
 
@@ -149,27 +164,35 @@ class Trainer:
     def flush(self, status: str) -> None:
         with WATCHDOG.guard(self.cfg.timeout, "gathering results to rank 0"):
             self.rec.gather(self.done)
+            extra = self.run.strategy.gather_datasets()
         if self.comm.rank != 0:
             return
+        self.extra = extra
         ev = np.array(self.evals, dtype=np.float64).reshape(-1, 3)
         datasets = self.rec.datasets()
         datasets["metrics/eval_step"] = (ev[:, 0].astype(np.int64), "step")
         datasets["metrics/test_accuracy"] = (ev[:, 1], "1")
         datasets["metrics/test_loss"] = (ev[:, 2], "1")
         attrs = self.attrs | {"status": status, "completed_steps": self.done, "stopped_by": self.stopped_by}
-        results.write(self.run.out, attrs, datasets | self.attrs_datasets())
+        results.write(self.run.out, attrs, datasets | self.attrs_datasets() | extra)
 
     def attrs_datasets(self) -> dict:
         layers = self.run.layers
+        steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
         return {
             "layers/name": (np.array([layer.name for layer in layers]), "1"),
             "layers/numel": (np.array([layer.numel for layer in layers], dtype=np.int64), "1"),
             "layers/bytes": (np.array([layer.bytes for layer in layers], dtype=np.int64), "bytes"),
             "data/partition_sizes": (np.array([len(p) for p in self.run.parts], dtype=np.int64), "samples"),
+            "timing/steps_done": (steps_done, "steps"),
         }
 
     def train(self) -> int:
         cfg = self.cfg
+        if not self.run.strategy.lockstep:
+            from bench.decoupled import train_decoupled
+
+            return train_decoupled(self)
         self.comm.Barrier()
         t0 = time.perf_counter()  # ranks leave the barrier together: a shared origin for timelines
         progress = Progress(cfg.steps, enabled=self.comm.rank == 0 and not cfg.quiet, unit="step")
@@ -177,7 +200,7 @@ class Trainer:
             WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on peers)")
             self.step(step, t0)
             self.done = step + 1
-            progress.update(loss=self.rec["metrics/loss"][step])
+            progress.update(loss=self.rec["metrics/loss"][step] if self.run.strategy.computes else None)
             last = self.done == cfg.steps
             stop = not last and self._should_stop(step)
             t_side = time.perf_counter()

@@ -23,7 +23,7 @@ class Progress:
         if not self.enabled:
             return
         self.count += 1
-        text = " ".join(f"{k}={v:.4g}" for k, v in postfix.items())
+        text = " ".join(f"{k}={v:.4g}" for k, v in postfix.items() if v is not None)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(text, refresh=False)

@@ -42,6 +42,22 @@ class Recorder:
         self.series[name] = Series(name, units, local, full)
         return local
 
+    def ensure(self, rows: int) -> None:
+        """Room for ``rows`` rows (decoupled strategies, whose ranks take different numbers of steps, grow their
+        series as they go; rows a rank never reached stay zero, and its steps done are recorded beside them)."""
+        if rows <= self.steps:
+            return
+        new = max(rows, 2 * self.steps)
+        for s in self.series.values():
+            grown = np.zeros((new, *s.local.shape[1:]), dtype=s.local.dtype)
+            grown[: self.steps] = s.local
+            s.local = grown
+            if s.full is not None:
+                full = np.zeros((s.full.shape[0], new, *s.full.shape[2:]), dtype=s.full.dtype)
+                full[:, : self.steps] = s.full
+                s.full = full
+        self.steps = new
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.series[name].local
 

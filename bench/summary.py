@@ -33,12 +33,15 @@ def split(rec_data: dict, warmup: int = 1) -> dict:
     return out
 
 
-def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict) -> None:
-    """``wall``: seconds of the training loop without evaluation and results writing."""
-    data = {name: arr for name, (arr, _) in rec.datasets().items()}
+def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
+    """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
+    all (default: every computing rank took every step). Shares count computing ranks only (not servers)."""
+    computing = [i for i, role in enumerate(attrs.get("roles", [])) if role in ("peer", "worker")]
+    data = {name: arr[computing] if computing else arr for name, (arr, _) in rec.datasets().items()}
     steps = rec.gathered
     parts = split(data)
-    samples = steps * run.batch * run.strategy.compute_ranks
+    if samples is None:
+        samples = steps * run.batch * run.strategy.compute_ranks
     print(
         f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
         f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"

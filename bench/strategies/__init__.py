@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from bench.strategies.base import Exchange, Strategy
 from bench.strategies.localsgd import LocalSGDStrategy
+from bench.strategies.ps import PSStrategy, SSPStrategy
 from bench.strategies.ring import RingStrategy
 
-REGISTRY: dict[str, type[Strategy]] = {"ring": RingStrategy, "localsgd": LocalSGDStrategy}
+REGISTRY: dict[str, type[Strategy]] = {
+    "ring": RingStrategy,
+    "localsgd": LocalSGDStrategy,
+    "ps": PSStrategy,
+    "ssp": SSPStrategy,
+}
 
 __all__ = ["REGISTRY", "Exchange", "Strategy"]

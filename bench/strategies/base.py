@@ -15,11 +15,15 @@ from kernels.topology import Topology
 
 @dataclass
 class Exchange:
-    """One timed unit of communication: ``run()`` moves the data of ``layers`` and returns the bytes this rank
-    sent. When it covers several layers (a bucket) the driver shares its time among them by bytes."""
+    """One timed unit of communication: ``run()`` moves the data of ``layers`` and returns the bytes it moved
+    (sent; received for a parameter-server pull). When it covers several layers (a bucket) the driver shares its
+    time among them by bytes. ``series`` names a Recorder series that also gets the time: per layer when the
+    exchange has layers (e.g. ``ps/push``), a scalar per step when it has none (e.g. ``timing/wait``, for waiting
+    on a reply header, which is no layer's communication)."""
 
     layers: tuple[int, ...]
     run: Callable[[], int]
+    series: str | None = None
 
 
 class Strategy:
@@ -74,6 +78,19 @@ class Strategy:
     def after_update(self, step: int) -> list[Exchange]:
         """Communication after the update (e.g. parameter averaging). Default: none."""
         return []
+
+    def end_step(self, step: int) -> None:
+        """After the step's last exchange (e.g. record what the replies said). Default: nothing."""
+
+    @property
+    def lockstep(self) -> bool:
+        """True: every rank takes the same steps and can join collectives at step boundaries (the driver's
+        loop with stop agreement and periodic flushes). False: see :mod:`bench.decoupled`."""
+        return True
+
+    def gather_datasets(self) -> dict:
+        """Collective over the world: extra datasets for the results file, returned on rank 0."""
+        return {}
 
     def declare(self, rec) -> None:
         """Add strategy-specific series to the Recorder (same names and order on every rank)."""

@@ -96,6 +96,10 @@ def test_micro_and_overhead(tmp_path):
         (["--batch-size", "5000"], "larger than the smallest partition"),
         (["--dataset", "mnist", "--data-dir", "."], "missing train-images-idx3-ubyte"),
         (["--out", "/proc/forbidden/r.h5"], "cannot write there"),
+        (["--strategy", "ps", "--servers", "3"], "leaves no worker on 3 ranks"),
+        (["--strategy", "ssp", "--servers", "5"], "leaves no worker on 3 ranks"),
+        (["--strategy", "ssp", "--staleness", "-1"], "--staleness must be >= 0"),
+        (["--strategy", "ps", "--straggler", "3:2"], "rank 3 is out of range for 3 ranks"),
     ],
 )
 def test_bad_input_one_message_nonzero_exit(args, message):
@@ -254,6 +258,27 @@ def test_signal_during_setup_stops_at_the_first_agreed_step(tmp_path):
     with h5py.File(out) as f:
         assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "SIGUSR1"
         assert int(f.attrs["completed_steps"]) == 10
+
+
+@pytest.mark.parametrize("strategy", ["ssp", "ps-async"])
+def test_stop_file_ends_a_decoupled_run_in_order(tmp_path, strategy):
+    """Workers of ps async / ssp are at different steps, so no collective can agree on a stop: it travels in
+    the push headers and the servers' replies. The run must end cleanly with its file."""
+    out, stop = tmp_path / "r.h5", tmp_path / "stop"
+    mode = ["--strategy", "ssp"] if strategy == "ssp" else ["--strategy", "ps", "--ps-mode", "async"]
+    train = ["train", *mode, "--model", "mlp", "--steps", "1000000", "--quiet", "--straggler", "3:2"]
+    cmd = [mpiexec(), "-n", "4", sys.executable, "-m", "bench", *train, "--stop-file", str(stop), "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)
+    stop.write_text("test stop\n")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "test stop"
+        done = f["timing/steps_done"][()]
+        assert (done[1:] > 0).all() and done[1:3].min() > done[3]  # rank 3 is the straggler
+        assert f["ps/updates/staleness"].size > 0
+    assert "staleness" in stdout
 
 
 def test_srun_without_pmi_guard():

@@ -1,0 +1,174 @@
+"""``ps`` (sharded parameter server, ``--ps-mode sync|async``) and ``ssp`` (stale synchronous parallel).
+
+Ranks 0..S-1 are servers (``--servers S``) and own the parameters, sharded by :func:`kernels.shard_map.shard_map`;
+the W other ranks are workers that compute gradients on their partitions, push them piece by piece, and pull the
+new parameters (worker side: :mod:`ps_worker`; server policies: :mod:`ps_server`, :mod:`ps_events`).
+
+``sync`` runs in the driver's lock-step loop (servers take part in its stop agreement and periodic results
+flushes, like every synchronous strategy). ``async`` and ``ssp`` are *decoupled*: workers run at their own pace and
+the run ends by messages (see :mod:`bench.decoupled`). With plain SGD on equal batches, sync PS with W workers
+updates the parameters exactly as ``ring`` on W ranks does (one step on the mean gradient).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from bench.strategies.base import Strategy
+from bench.strategies.ps_events import EventServer
+from bench.strategies.ps_server import Server
+from bench.strategies.ps_worker import PSWorker
+from kernels.shard_map import shard_map
+from kernels.topology import Topology, TopologyError
+from kernels.watchdog import WATCHDOG
+
+
+class PSStrategy(Strategy):
+    name = "ps"
+
+    def __init__(self, cfg, comm, model, layers, device):
+        super().__init__(cfg, comm, model, layers, device)
+        topo = self.topology
+        self.mode = self.policy()
+        try:
+            self.smap = shard_map([layer.numel for layer in layers], len(topo.servers))
+        except ValueError as exc:
+            raise TopologyError(f"--servers {len(topo.servers)}: {exc}") from None
+        self.worker_comm = self.comm.Split(0 if topo.role == "worker" else 1, topo.rank)
+        self.server: Server | None = None
+        self.worker: PSWorker | None = None
+        if topo.role == "server":
+            initial = torch.cat([p.data.reshape(-1) for layer in layers for p in layer.params]).cpu().numpy()
+            index = topo.servers.index(topo.rank)
+            if self.lockstep:
+                self.server = Server(cfg, self.comm, index, topo.workers, self.smap, initial)
+            else:
+                budget = cfg.steps * len(topo.workers)
+                self.server = EventServer(
+                    cfg, self.comm, index, topo.workers, self.smap, initial, self.mode, cfg.staleness, budget
+                )
+        else:
+            self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers=not self.lockstep)
+            self._push = self.worker.push_exchanges()
+            self._pull = self.worker.pull_exchanges()
+        self.series: dict[str, np.ndarray] = {}
+
+    def policy(self) -> str:
+        return self.cfg.ps_mode
+
+    @property
+    def lockstep(self) -> bool:
+        return self.mode == "sync"
+
+    def make_topology(self, rank, size):
+        return Topology.parameter_server(rank, size, self.cfg.servers)
+
+    @property
+    def computes(self):
+        return self.topology.role == "worker"
+
+    @property
+    def compute_ranks(self):
+        return len(self.topology.workers)
+
+    @property
+    def data_part(self):
+        return self.topology.workers.index(self.world.rank) if self.computes else 0
+
+    def eval_rank(self):
+        return self.topology.workers[0]
+
+    # ---- series ------------------------------------------------------------------------------------------
+    def declare(self, rec):
+        L = (len(self.layers),)
+        self.rec = rec
+        for kind in ("push", "pull"):
+            rec.add(f"ps/{kind}", "s", L)
+        for name in ("server_receive", "server_apply", "server_send", "server_idle", "blocked"):
+            rec.add(f"ps/{name}", "s")
+        rec.add("ps/clock_spread", "clocks")
+
+    # ---- worker hooks --------------------------------------------------------------------------------------
+    def before_step(self, step):
+        """The replies that let this step start: how far ahead of the slowest worker, and how long held back."""
+        self.worker.begin_step(step)
+        if not self.lockstep:
+            self.rec["ps/clock_spread"][step] = self.worker.clock_spread
+            self.rec["ps/blocked"][step] = self.worker.blocked_s
+        return []
+
+    def after_backward(self, step):
+        return self._push
+
+    def barrier_for_wait(self, step):
+        return self.worker_comm if self.lockstep else None
+
+    def apply_update(self, step):
+        """The servers apply updates; a worker's model changes only by pulling."""
+
+    def after_update(self, step):
+        return self._pull
+
+    # ---- server side -------------------------------------------------------------------------------------
+    def serve_step(self, step):
+        """Lock-step (sync) server: one step, its times into the recorder."""
+        row = self.server.serve_step(step)
+        for name, value in zip(("server_receive", "server_apply", "server_send", "server_idle"), row):
+            self.rec[f"ps/{name}"][step] = value
+        return sum(row)
+
+    def serve_events(self, stop_flag, timeout: float, on_row=None) -> int:
+        """Decoupled server: serve until every worker has said goodbye; returns its number of rows."""
+        self.server.serve(stop_flag, timeout, on_row)
+        rows = self.server.rows
+        self.rec.ensure(len(rows))
+        for k, row in enumerate(rows):
+            for name, value in zip(("server_receive", "server_apply", "server_send", "server_idle"), row):
+                self.rec[f"ps/{name}"][k] = value
+            self.rec["timing/step"][k] = sum(row)
+        return len(rows)
+
+    def collect_model(self, timeout: float) -> None:
+        """Decoupled modes: the servers' final parameters to the evaluating worker (whose pulled copy may be older
+        than the last updates)."""
+        target = self.eval_rank()
+        with WATCHDOG.guard(timeout, "sending the final parameters to the evaluating worker"):
+            if self.server is not None:
+                MPI.Request.Waitall(self.server.send_values(target, self.server.values))
+            elif self.world.rank == target:
+                for exchange in self._pull[1:]:
+                    exchange.run()
+
+    def gather_datasets(self) -> dict:
+        """Collective: every applied update's staleness, from the servers to rank 0."""
+        logs = self.comm.gather(self.server.updates if self.server else [], root=0)
+        if self.comm.rank != 0:
+            return {}
+        rows = [(server, *u) for server, log in enumerate(logs) for u in log]
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        units = "clocks" if self.mode != "async" else "updates"
+        return {
+            "ps/updates/server": (arr[:, 0].astype(np.int64), "rank"),
+            "ps/updates/worker": (arr[:, 1].astype(np.int64), "rank"),
+            "ps/updates/step": (arr[:, 2].astype(np.int64), "step"),
+            "ps/updates/staleness": (arr[:, 3], units),
+        }
+
+    def describe(self):
+        cfg = self.cfg
+        return super().describe() | {
+            "mode": self.mode,
+            "servers": cfg.servers,
+            "staleness_bound": cfg.staleness if self.mode == "ssp" else (0 if self.lockstep else -1),
+            "update_budget": cfg.steps * len(self.topology.workers),
+            "shard_map": self.smap.describe(),
+        }
+
+
+class SSPStrategy(PSStrategy):
+    name = "ssp"
+
+    def policy(self) -> str:
+        return "ssp"

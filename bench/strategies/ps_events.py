@@ -1,0 +1,141 @@
+"""The event-driven server loop of ``ps --ps-mode async`` and ``ssp`` (policies: see :mod:`ps_server`).
+
+The loop takes one header at a time from any worker (``Probe`` on ANY_SOURCE), receives that worker's pieces,
+applies what may be applied, and answers every worker the bound now allows. The run ends in order without any
+collective: when the server has received ``steps * W`` gradients (the same budget of updates as ``sync``: fast
+workers take more steps than slow ones), when a worker asks to stop (a signal or stop file on that rank), or
+when another server has ended it (a worker's goodbye), every reply carries the stop flag; each worker then says
+goodbye to every server, and a server returns once all W have, with all its sends completed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+from mpi4py import MPI
+
+from bench.strategies.ps_protocol import HEADER_LEN, Kind, header, to_server_tag, to_worker_tag
+from bench.strategies.ps_server import Server, mean_in_worker_order
+from kernels.watchdog import WATCHDOG
+
+
+class EventServer(Server):
+    def __init__(self, cfg, comm, index, workers, smap, initial, mode: str, staleness: int, budget: int):
+        super().__init__(cfg, comm, index, workers, smap, initial)
+        self.mode, self.bound, self.budget = mode, staleness, budget
+        W = len(workers)
+        self.clocks = np.zeros(W, dtype=np.int64)  # gradients received from each worker
+        self.version = 0  # async: updates applied; ssp: clocks applied
+        self.pending: dict[int, dict[int, tuple[np.ndarray, float]]] = defaultdict(dict)  # ssp: clock -> grads
+        self.deferred: dict[int, float] = {}  # worker index -> time its reply was first due
+        self.replies: list[list[MPI.Request]] = [[] for _ in workers]
+        self.reply_values = [np.empty(self.numel, dtype=np.float32) for _ in workers]
+        self.reply_heads = [np.empty(HEADER_LEN) for _ in workers]  # alive until their Isend completes
+        self.stopping = False
+        self.rows: list[list[float]] = []  # per server step (W gradients): receive, apply, send, idle
+        self.staleness_units = "updates" if mode == "async" else "clocks"
+
+    def _row(self) -> list[float]:
+        k = int(self.clocks.sum() - 1) // len(self.workers) if self.clocks.any() else 0
+        while len(self.rows) <= k:
+            self.rows.append([0.0, 0.0, 0.0, 0.0])
+        return self.rows[k]
+
+    def serve(self, stop_flag, timeout: float, on_row=None) -> None:
+        """Serve until every worker has said goodbye; ``on_row()`` after every W gradients (progress)."""
+        W = len(self.workers)
+        done = np.zeros(W, dtype=bool)
+        head = np.empty(HEADER_LEN)
+        status = MPI.Status()
+        while not done.all():
+            missing = [w for w, d in zip(self.workers, done) if not d]
+            WATCHDOG.arm(timeout, f"parameter server waiting for workers {missing}")
+            t0 = time.perf_counter()
+            self.comm.Probe(MPI.ANY_SOURCE, to_server_tag(self.tag_ub), status)
+            source = status.Get_source()
+            self.comm.Recv(head, source, to_server_tag(self.tag_ub))
+            t1 = time.perf_counter()
+            w = self.workers.index(source)
+            if int(head[0]) == Kind.BYE:
+                done[w] = True
+                self.stopping = True
+                self._answer()
+                continue
+            grad = self._buffer()
+            MPI.Request.Waitall(self.receive_grads(source, grad))
+            t2 = time.perf_counter()
+            self.clocks[w] += 1
+            stop_flag.poll_file(self.cfg.stop_file)
+            if head[3] or stop_flag or self.clocks.sum() >= self.budget:
+                self.stopping = True
+            self._take(w, int(head[1]), float(head[2]), grad)
+            t3 = time.perf_counter()
+            self.deferred[w] = t3
+            self._answer()
+            row = self._row()
+            row[0] += t2 - t1
+            row[1] += t3 - t2
+            row[2] += time.perf_counter() - t3
+            row[3] += t1 - t0
+            if on_row is not None and self.clocks.sum() % W == 0:
+                on_row()
+        WATCHDOG.arm(timeout, "parameter server completing its last replies")
+        for reqs in self.replies:
+            MPI.Request.Waitall(reqs)
+        self._apply_leftovers()
+        WATCHDOG.disarm()
+
+    # ---- applying ----------------------------------------------------------------------------------------
+    def _take(self, w: int, step: int, version: float, grad: np.ndarray) -> None:
+        rank = self.workers[w]
+        if self.mode == "async":
+            grad *= 1.0 / len(self.workers)
+            self._apply(grad)
+            self.updates.append((rank, step, self.version - version))
+            self.version += 1
+            self._free.append(grad)
+            return
+        self.pending[step][w] = (grad, version)
+        while self.version < self.clocks.min():  # clock `version` is complete: commit it
+            self._commit(self.version)
+            self.version += 1
+
+    def _commit(self, clock: int) -> None:
+        grads = self.pending.pop(clock)
+        order = sorted(grads)
+        self._apply(mean_in_worker_order([grads[w][0] for w in order], self._mean))
+        self.updates.extend((self.workers[w], clock, clock - grads[w][1]) for w in order)
+        self._free.extend(grads[w][0] for w in order)
+
+    def _apply_leftovers(self) -> None:
+        """ssp: gradients of clocks not every worker reached (fast workers at the end): each counts 1/W."""
+        for clock in sorted(self.pending):
+            grads = self.pending.pop(clock)
+            total = np.zeros(self.numel, dtype=np.float32)
+            for w in sorted(grads):
+                total += grads[w][0]
+                self.updates.append((self.workers[w], clock, clock - grads[w][1]))
+            total *= 1.0 / len(self.workers)
+            self._apply(total)
+
+    # ---- answering ---------------------------------------------------------------------------------------
+    def _allowed(self, w: int) -> bool:
+        """May worker ``w`` (which has pushed clocks[w] gradients) start its next step?"""
+        if self.stopping or self.mode == "async":
+            return True
+        return self.clocks.min() >= self.clocks[w] - self.bound
+
+    def _answer(self) -> None:
+        now = time.perf_counter()
+        for w in [w for w in self.deferred if self._allowed(w)]:
+            lead = float(self.clocks[w] - self.clocks.min())  # clocks ahead of the slowest worker (<= s in ssp)
+            since = self.deferred.pop(w)
+            MPI.Request.Waitall(self.replies[w])  # the worker got the last reply before pushing again
+            np.copyto(self.reply_values[w], self.values)
+            rank = self.workers[w]
+            msg = self.reply_heads[w]
+            msg[:] = header(Kind.REPLY, self.version, 1.0 if self.stopping else 0.0, lead, now - since)
+            self.replies[w] = [self.comm.Isend(msg, rank, to_worker_tag(self.tag_ub))]
+            self.replies[w] += self.send_values(rank, self.reply_values[w])

@@ -1,0 +1,86 @@
+"""The server side of the parameter server: one shard of the parameters, its optimizer, and the three policies.
+
+- ``sync`` (BSP, :meth:`Server.serve_step`): lock-step; receive every worker's pieces (non-blocking receives from
+  known sources), average in worker order, one optimizer step, send the new parameters to every worker.
+- ``ssp`` (Ho et al. 2013, "More effective distributed ML via a stale synchronous parallel parameter server"):
+  event-driven (:meth:`Server.serve`). A worker's clock is the number of gradients it has pushed; the gradients of
+  clock c are applied together, averaged in worker order, once every worker has pushed clock c (updates are
+  committed at clock boundaries, as in the paper). A worker that has pushed clock c - 1 gets its reply (and so may
+  start step c) only when every worker's clock is >= c - s. With s = 0 this is exactly ``sync``.
+  Staleness (clocks) = clocks applied when the gradient is applied - clocks applied in the parameters it was
+  computed on; the bound guarantees it is <= s.
+- ``async`` (Dean et al. 2012, Downpour SGD): event-driven; each gradient is applied as it arrives, scaled by 1/W so
+  that W updates move the parameters as far as one synchronous step, and the worker is answered at once.
+  Staleness (updates) = updates applied at apply time - updates applied in the parameters it was computed on.
+
+Replies are sent non-blocking from a per-worker copy of the parameters, so a server never blocks on a worker that is
+busy elsewhere; every outstanding request is completed before the server returns.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from bench.strategies.ps_protocol import pull_tag, push_tag
+from kernels.shard_map import ShardMap
+from kernels.tags import tag_upper_bound
+
+
+def mean_in_worker_order(grads: list[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """sum_w g_w / W, summed in worker order so that ``sync`` and ``ssp`` with s = 0 give identical bits."""
+    np.copyto(out, grads[0])
+    for g in grads[1:]:
+        out += g
+    out *= 1.0 / len(grads)
+    return out
+
+
+class Server:
+    def __init__(self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray):
+        self.cfg, self.comm, self.workers = cfg, comm, workers
+        lo, hi = smap.server_range(index)
+        self.param = torch.nn.Parameter(torch.from_numpy(initial[lo:hi].copy()))
+        self.optimizer = torch.optim.SGD([self.param], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.values = self.param.data.numpy()  # shares memory with the parameter
+        self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
+        self.tag_ub = tag_upper_bound(comm)
+        self.numel = hi - lo
+        self._free: list[np.ndarray] = []
+        self._mean = np.empty(self.numel, dtype=np.float32)
+        self.updates: list[tuple[int, int, float]] = []  # (worker rank, worker step, staleness) per applied gradient
+
+    # ---- shared pieces ----------------------------------------------------------------------------------
+    def _buffer(self) -> np.ndarray:
+        return self._free.pop() if self._free else np.empty(self.numel, dtype=np.float32)
+
+    def receive_grads(self, worker: int, into: np.ndarray) -> list[MPI.Request]:
+        return [self.comm.Irecv(into[sl], worker, push_tag(i, self.tag_ub)) for i, sl in self.slices]
+
+    def send_values(self, worker: int, values: np.ndarray) -> list[MPI.Request]:
+        return [self.comm.Isend(values[sl], worker, pull_tag(i, self.tag_ub)) for i, sl in self.slices]
+
+    def _apply(self, grad: np.ndarray) -> None:
+        self.param.grad = torch.from_numpy(grad)
+        self.optimizer.step()
+
+    # ---- sync (lock-step, inside the driver's loop) -------------------------------------------------------
+    def serve_step(self, step: int) -> tuple[float, float, float, float]:
+        """One BSP step; returns seconds spent (receive, apply, send, idle)."""
+        bufs = [self._buffer() for _ in self.workers]
+        reqs = [r for w, buf in zip(self.workers, bufs) for r in self.receive_grads(w, buf)]
+        t0 = time.perf_counter()
+        MPI.Request.Waitany(reqs)  # idle until the first gradient piece arrives
+        t1 = time.perf_counter()
+        MPI.Request.Waitall(reqs)
+        t2 = time.perf_counter()
+        self._apply(mean_in_worker_order(bufs, self._mean))
+        self.updates.extend((w, step, 0.0) for w in self.workers)
+        t3 = time.perf_counter()
+        MPI.Request.Waitall([r for w in self.workers for r in self.send_values(w, self.values)])
+        t4 = time.perf_counter()
+        self._free.extend(bufs)
+        return t2 - t1, t3 - t2, t4 - t3, t1 - t0

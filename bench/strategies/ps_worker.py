@@ -1,0 +1,90 @@
+"""The worker side of the parameter server: push each layer's gradient pieces to their owners, pull fresh
+parameters back, one timed exchange per layer (the driver times them into ``ps/push`` and ``ps/pull``).
+
+Pieces are walked in layer order, which visits servers in increasing order (see :mod:`kernels.shard_map`); with
+blocking sends that total order is what rules out a cycle of workers and servers waiting on each other. In the
+event-driven modes a header goes to a server just before the first piece for it, and replies start with a header
+whose wait is the time this worker was held back (by the staleness bound, or by a busy server).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from bench.strategies.base import Exchange, HostStaging
+from bench.strategies.ps_protocol import HEADER_LEN, Kind, header, pull_tag, push_tag, to_server_tag, to_worker_tag
+from kernels.shard_map import ShardMap
+from kernels.tags import tag_upper_bound
+
+FLOAT_BYTES = 4
+
+
+class PSWorker:
+    def __init__(self, comm: MPI.Comm, servers: tuple[int, ...], layers, device, smap: ShardMap, headers: bool):
+        self.comm, self.servers, self.headers = comm, servers, headers
+        self.staging = HostStaging(layers, device)  # one buffer per layer, layer order
+        self.by_layer = [smap.pieces_of_layer(i) for i in range(len(layers))]
+        self.tag_ub = tag_upper_bound(comm)
+        self.version = np.zeros(len(servers))  # server version of the parameters last pulled from each server
+        self.replies = np.zeros((len(servers), HEADER_LEN))
+        self.step = 0
+        self.stop_request = False  # set by the driver from its stop flag; travels in the next push header
+        self.stop_seen = False  # a server said: this was the last step
+        self._header_sent = [False] * len(servers)
+
+    # ---- push ------------------------------------------------------------------------------------------
+    def push_exchanges(self) -> list[Exchange]:
+        return [Exchange((i,), lambda i=i: self._push_layer(i), series="ps/push") for i in range(len(self.by_layer))]
+
+    def begin_step(self, step: int) -> None:
+        self.step = step
+        self._header_sent = [False] * len(self.servers)
+
+    def _push_layer(self, layer: int) -> int:
+        buf = self.staging.pack(layer, grads=True)
+        sent = 0
+        for piece in self.by_layer[layer]:
+            dest = self.servers[piece.server]
+            if self.headers and not self._header_sent[piece.server]:
+                stop = 1.0 if self.stop_request else 0.0
+                msg = header(Kind.PUSH, self.step, self.version[piece.server], stop)
+                self.comm.Send(msg, dest, to_server_tag(self.tag_ub))
+                self._header_sent[piece.server] = True
+                sent += msg.nbytes
+            self.comm.Send(buf[piece.lo : piece.hi], dest, push_tag(piece.index, self.tag_ub))
+            sent += piece.numel * FLOAT_BYTES
+        return sent
+
+    # ---- pull ------------------------------------------------------------------------------------------
+    def pull_exchanges(self) -> list[Exchange]:
+        layers = [Exchange((i,), lambda i=i: self._pull_layer(i), series="ps/pull") for i in range(len(self.by_layer))]
+        if not self.headers:
+            return layers
+        return [Exchange((), self._receive_replies, series="timing/wait"), *layers]
+
+    def _receive_replies(self) -> int:
+        for s, rank in enumerate(self.servers):
+            self.comm.Recv(self.replies[s], rank, to_worker_tag(self.tag_ub))
+        self.version[:] = self.replies[:, 1]
+        self.stop_seen = bool(self.replies[:, 2].any())
+        return 0
+
+    @property
+    def clock_spread(self) -> float:
+        return float(self.replies[:, 3].max())
+
+    @property
+    def blocked_s(self) -> float:
+        return float(self.replies[:, 4].max())
+
+    def _pull_layer(self, layer: int) -> int:
+        buf = self.staging.numpy[layer]
+        for piece in self.by_layer[layer]:
+            self.comm.Recv(buf[piece.lo : piece.hi], self.servers[piece.server], pull_tag(piece.index, self.tag_ub))
+        self.staging.unpack(layer, grads=False)
+        return sum(piece.numel for piece in self.by_layer[layer]) * FLOAT_BYTES  # received: a pull moves these
+
+    def say_bye(self, steps_done: int) -> None:
+        for rank in self.servers:
+            self.comm.Send(header(Kind.BYE, steps_done), rank, to_server_tag(self.tag_ub))

@@ -1,0 +1,56 @@
+"""The parameter-server shard map (pure): every element owned exactly once, balanced by bytes, small layers whole."""
+
+import pytest
+
+from kernels.shard_map import shard_map
+
+CASES = [
+    ([100, 10, 1000, 10], 1),
+    ([100, 10, 1000, 10], 2),
+    ([100, 10, 1000, 10], 3),
+    ([5, 5, 5, 5, 5, 5], 3),
+    ([1_600_000, 200, 10, 3000, 10], 4),  # one dominant layer: split in chunks
+    ([7], 7),
+    ([3, 1, 1, 2], 7),
+]
+
+
+@pytest.mark.parametrize("numels,servers", CASES)
+def test_pieces_tile_every_layer_once(numels, servers):
+    smap = shard_map(numels, servers)
+    for layer, n in enumerate(numels):
+        pieces = sorted(smap.pieces_of_layer(layer), key=lambda p: p.lo)
+        assert pieces[0].lo == 0 and pieces[-1].hi == n
+        assert all(a.hi == b.lo for a, b in zip(pieces, pieces[1:]))
+    assert sum(p.numel for p in smap.pieces) == sum(numels)
+    assert [p.index for p in smap.pieces] == list(range(len(smap.pieces)))
+    # layer order visits servers in non-decreasing order (the deadlock-freedom argument)
+    order = [p.server for p in smap.pieces]
+    assert order == sorted(order)
+    assert all(n > 0 for n in smap.server_numel())
+
+
+@pytest.mark.parametrize("numels,servers", CASES)
+def test_balanced_by_bytes(numels, servers):
+    smap = shard_map(numels, servers, tolerance=0.1)
+    target = sum(numels) / servers
+    assert max(smap.server_numel()) <= 1.2 * target + 1
+
+
+def test_small_layers_stay_whole_when_that_balances():
+    smap = shard_map([5, 5, 5, 5, 5, 5], 3)
+    assert smap.bounds == (0, 10, 20, 30)
+    assert all(p.lo == 0 and p.hi == 5 for p in smap.pieces)
+
+
+def test_dominant_layer_is_split():
+    smap = shard_map([1_600_000, 200, 10], 4)
+    assert len(smap.pieces_of_layer(0)) == 4
+    assert {p.server for p in smap.pieces_of_layer(0)} == {0, 1, 2, 3}
+
+
+def test_too_few_parameters_is_an_error():
+    with pytest.raises(ValueError, match="cannot be spread"):
+        shard_map([2, 1], 4)
+    with pytest.raises(ValueError):
+        shard_map([2], 0)
