@@ -44,48 +44,69 @@ class EventServer(Server):
         return self.rows[k]
 
     def serve(self, stop_flag, timeout: float, on_row=None) -> None:
-        """Serve until every worker has said goodbye; ``on_row()`` after every W gradients (progress)."""
+        """Serve until every worker has said goodbye; ``on_row()`` after every W gradients (progress).
+
+        Each worker has at most one push in flight, so the receives of its next push (header and pieces) are
+        posted as soon as the previous one is taken: a worker's large pieces never wait for the server to get
+        round to posting a receive, and one worker slow to send does not hold up the others."""
         W = len(self.workers)
         done = np.zeros(W, dtype=bool)
-        head = np.empty(HEADER_LEN)
-        status = MPI.Status()
+        heads = [np.empty(HEADER_LEN) for _ in self.workers]
+        posted = [self._post(w, heads[w]) for w in range(W)]
+        arrived = [False] * W
         while not done.all():
             missing = [w for w, d in zip(self.workers, done) if not d]
             WATCHDOG.arm(timeout, f"parameter server waiting for workers {missing}")
+            receiving = any(arrived)  # a header is in and its pieces are under way; else the server idles
             t0 = time.perf_counter()
-            self.comm.Probe(MPI.ANY_SOURCE, to_server_tag(self.tag_ub), status)
-            source = status.Get_source()
-            self.comm.Recv(head, source, to_server_tag(self.tag_ub))
-            t1 = time.perf_counter()
-            w = self.workers.index(source)
-            if int(head[0]) == Kind.BYE:
-                done[w] = True
-                self.stopping = True
-                self._answer()
-                continue
-            grad = self._buffer()
-            MPI.Request.Waitall(self.receive_grads(source, grad))
-            t2 = time.perf_counter()
-            self.clocks[w] += 1
-            stop_flag.poll_file(self.cfg.stop_file)
-            if head[3] or stop_flag or self.clocks.sum() >= self.budget:
-                self.stopping = True
-            self._take(w, int(head[1]), float(head[2]), grad)
-            t3 = time.perf_counter()
-            self.deferred[w] = t3
-            self._answer()
-            row = self._row()
-            row[0] += t2 - t1
-            row[1] += t3 - t2
-            row[2] += time.perf_counter() - t3
-            row[3] += t1 - t0
-            if on_row is not None and self.clocks.sum() % W == 0:
-                on_row()
+            MPI.Request.Waitany([r for w in range(W) if not done[w] for r in posted[w][1]])
+            self._row()[0 if receiving else 3] += time.perf_counter() - t0
+            for w in range(W):
+                if done[w] or not (arrived[w] or posted[w][1][0].Test()):
+                    continue
+                arrived[w] = True
+                grad, reqs = posted[w]
+                if int(heads[w][0]) == Kind.BYE:  # no pieces will follow: withdraw their receives
+                    for r in reqs[1:]:
+                        r.Cancel()
+                    MPI.Request.Waitall(reqs)
+                    self._free.append(grad)
+                    done[w], arrived[w] = True, False
+                    self.stopping = True
+                    self._answer()
+                    continue
+                if not MPI.Request.Testall(reqs):
+                    continue
+                self._push_arrived(w, heads[w].copy(), grad, stop_flag)
+                posted[w], arrived[w] = self._post(w, heads[w]), False
+                if on_row is not None and self.clocks.sum() % W == 0:
+                    on_row()
         WATCHDOG.arm(timeout, "parameter server completing its last replies")
         for reqs in self.replies:
             MPI.Request.Waitall(reqs)
         self._apply_leftovers()
         WATCHDOG.disarm()
+
+    def _post(self, w: int, head: np.ndarray) -> tuple[np.ndarray, list[MPI.Request]]:
+        """Receives for worker ``w``'s next message: its header first, then the pieces of a push."""
+        grad = self._buffer()
+        rank = self.workers[w]
+        reqs = [self.comm.Irecv(head, rank, to_server_tag(self.tag_ub)), *self.receive_grads(rank, grad)]
+        return grad, reqs
+
+    def _push_arrived(self, w: int, head: np.ndarray, grad: np.ndarray, stop_flag) -> None:
+        t0 = time.perf_counter()
+        self.clocks[w] += 1
+        stop_flag.poll_file(self.cfg.stop_file)
+        if head[3] or stop_flag or self.clocks.sum() >= self.budget:
+            self.stopping = True
+        self._take(w, int(head[1]), float(head[2]), grad)
+        t1 = time.perf_counter()
+        self.deferred[w] = t1
+        self._answer()
+        row = self._row()
+        row[1] += t1 - t0
+        row[2] += time.perf_counter() - t1
 
     # ---- applying ----------------------------------------------------------------------------------------
     def _take(self, w: int, step: int, version: float, grad: np.ndarray) -> None:

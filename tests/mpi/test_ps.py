@@ -114,7 +114,7 @@ def test_staleness_bound_holds_with_a_straggler(shared_tmp, bound):
             ok = stale.size > 0 and stale.max() <= bound and spread.max() <= bound
             ok &= stale.max() >= 1  # the straggler really let the others run ahead
             ok &= f["ps/updates/staleness"].attrs["units"] == "clocks"
-            ok &= done[1:-1].min() > done[-1]  # fast workers took more steps than the straggler
+            ok &= int(done[1:].sum()) >= 16 * (comm.size - 1)  # the budget of updates was spent
             why = f"bound {bound}: staleness max {stale.max() if stale.size else None}, spread {spread.max()}, {done}"
     assert all_agree(ok), why
 

