@@ -37,12 +37,18 @@ class StepStats:
 
 def step_stats(run: RunResults, warmup: int = 1) -> StepStats:
     """Time per step = the slowest computing rank's step time (a synchronous step ends when the last rank
-    ends); median and quartiles over steps. Throughput = global batch / median step time."""
+    ends); median and quartiles over steps. Throughput = global batch / median step time; for decoupled runs
+    (``ps`` async, ``ssp``: ranks took different numbers of steps) = samples trained / training wall time."""
     per_step = _measured(run, "timing/step", warmup).max(axis=0)
-    global_batch = int(run.attrs.get("per_rank_batch", 0)) * int(run.attrs.get("compute_ranks", 0))
+    batch = int(run.attrs.get("per_rank_batch", 0))
+    global_batch = batch * int(run.attrs.get("compute_ranks", 0))
     med = float(np.median(per_step))
     p25, p75 = (float(q) for q in np.percentile(per_step, [25, 75]))
-    return StepStats(med, p25, p75, per_step.size, global_batch / med if med > 0 else 0.0)
+    rate = global_batch / med if med > 0 else 0.0
+    done = run.data.get("timing/steps_done")
+    if done is not None and len(set(done[compute_ranks(run)].tolist())) > 1 and run.attrs.get("train_wall_s"):
+        rate = float(done[compute_ranks(run)].sum()) * batch / float(run.attrs["train_wall_s"])
+    return StepStats(med, p25, p75, per_step.size, rate)
 
 
 @dataclass
