@@ -16,8 +16,7 @@ import tomllib
 
 from bench.errors import UsageError
 
-STRATEGIES = ("ring", "localsgd", "ps", "ssp")
-"""Strategies this build can run (fedavg comes with its issue)."""
+STRATEGIES = ("ring", "localsgd", "ps", "ssp", "fedavg")
 MODELS = ("mlp", "cnn", "resnet20", "transformer")
 DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
@@ -46,7 +45,7 @@ class Config:
     # --- optimisation ---
     batch_size: int = opt(32, "per-rank mini-batch size (weak scaling: global batch grows with ranks)")
     global_batch_size: int = opt(0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size")
-    lr: float = opt(0.05, "learning rate")
+    lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
     momentum: float = opt(0.0, "SGD momentum")
     weight_decay: float = opt(0.0, "SGD weight decay (L2)")
     bucket_mb: float = opt(0.0, "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)")
@@ -70,6 +69,29 @@ class Config:
     )
     staleness: int = opt(
         2, "ssp: a worker may be at most this many steps ahead of the slowest (0: BSP)", group="parameter server"
+    )
+    # --- federated averaging ---
+    clients: int = opt(16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg")
+    fraction: float = opt(0.1, "fedavg: fraction C of the clients sampled each round, in (0, 1]", group="fedavg")
+    rounds: int = opt(20, "fedavg: communication rounds", group="fedavg")
+    local_epochs: int = opt(
+        1, "fedavg: local epochs E over the client's data per round (--batch-size B)", group="fedavg"
+    )
+    fedprox_mu: float = opt(0.0, "fedavg: FedProx proximal term mu (0: plain FedAvg)", group="fedavg")
+    server_opt: str = opt(
+        "avg",
+        "fedavg: server update on the averaged model (FedOpt): avg, avgm, adam",
+        ("avg", "avgm", "adam"),
+        "fedavg",
+    )
+    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg")
+    server_momentum: float = opt(0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg")
+    dropout: float = opt(0.0, "fedavg: probability that a sampled client fails to report", group="fedavg")
+    deadline: float = opt(
+        float("inf"), "fedavg: seconds after a round starts; later updates are dropped (late)", group="fedavg"
+    )
+    client_speed: str = opt(
+        "", "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA", group="fedavg"
     )
     # --- data ---
     data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
@@ -188,6 +210,10 @@ def validate(cfg: Config) -> None:
             )
     positive = (
         "steps",
+        "clients",
+        "rounds",
+        "local_epochs",
+        "server_lr",
         "batch_size",
         "local_steps",
         "outer_lr",
@@ -209,11 +235,20 @@ def validate(cfg: Config) -> None:
         "threads",
         "timeout",
         "staleness",
+        "fedprox_mu",
     ):
         if getattr(cfg, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.outer_momentum < 1:
         raise UsageError(f"--outer-momentum must be in [0, 1), got {cfg.outer_momentum}")
+    if not 0 < cfg.fraction <= 1:
+        raise UsageError(f"--fraction must be in (0, 1], got {cfg.fraction}")
+    if not 0 <= cfg.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.deadline <= 0:
+        raise UsageError(f"--deadline must be positive (seconds), got {cfg.deadline}")
+    if not 0 <= cfg.server_momentum < 1:
+        raise UsageError(f"--server-momentum must be in [0, 1), got {cfg.server_momentum}")
     if cfg.lr <= 0:
         raise UsageError(f"--lr must be positive, got {cfg.lr}")
     if not 0 < cfg.test_fraction < 1:

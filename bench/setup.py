@@ -124,7 +124,12 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
     except ValueError as exc:
         raise UsageError(f"--partition {cfg.partition}: {exc}") from None
     smallest = min(len(p) for p in parts)
-    if batch > smallest:
+    if smallest == 0:
+        raise UsageError(
+            f"--partition {cfg.partition} left a partition empty ({len(ds.y_train)} samples over {n_parts} parts): "
+            "use fewer clients or ranks, or another partition"
+        )
+    if batch > smallest and strategy.needs_full_batches:
         raise UsageError(
             f"batch size {batch} is larger than the smallest partition ({smallest} samples of "
             f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks"

@@ -37,7 +37,7 @@ def parse_factors(text: str, world_size: int) -> dict[int, float]:
     return out
 
 
-def parse_dist(text: str) -> float:
+def parse_dist(text: str, option: str = "--straggler-dist") -> float:
     """``"lognormal:0.5"`` -> sigma 0.5; empty -> 0 (no random slowdown)."""
     if not text:
         return 0.0
@@ -47,7 +47,7 @@ def parse_dist(text: str) -> float:
     except ValueError:
         sigma = -1.0
     if kind != "lognormal" or sigma < 0:
-        raise UsageError(f"--straggler-dist '{text}': expected lognormal:SIGMA with SIGMA >= 0")
+        raise UsageError(f"{option} '{text}': expected lognormal:SIGMA with SIGMA >= 0")
     return sigma
 
 

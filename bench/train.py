@@ -28,4 +28,8 @@ def train(cfg, comm: MPI.Comm) -> int:
         "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
         "comm: host clock around each exchange; wait: barrier before communication",
     }
+    if cfg.strategy == "fedavg":
+        from bench.federated.loop import FederatedLoop
+
+        return FederatedLoop(run, comm, attrs, STOP).train()
     return Trainer(run, comm, attrs, STOP).train()

@@ -8,6 +8,7 @@ themselves). Register new strategies in :data:`REGISTRY`.
 from __future__ import annotations
 
 from bench.strategies.base import Exchange, Strategy
+from bench.strategies.fedavg import FedAvgStrategy
 from bench.strategies.localsgd import LocalSGDStrategy
 from bench.strategies.ps import PSStrategy, SSPStrategy
 from bench.strategies.ring import RingStrategy
@@ -17,6 +18,7 @@ REGISTRY: dict[str, type[Strategy]] = {
     "localsgd": LocalSGDStrategy,
     "ps": PSStrategy,
     "ssp": SSPStrategy,
+    "fedavg": FedAvgStrategy,
 }
 
 __all__ = ["REGISTRY", "Exchange", "Strategy"]

@@ -28,6 +28,7 @@ class Exchange:
 
 class Strategy:
     name = "base"
+    needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
 
     def __init__(self, cfg, comm: MPI.Comm, model: torch.nn.Module, layers: list[Layer], device: torch.device):
         self.cfg = cfg

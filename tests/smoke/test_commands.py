@@ -100,6 +100,11 @@ def test_micro_and_overhead(tmp_path):
         (["--strategy", "ssp", "--servers", "5"], "leaves no worker on 3 ranks"),
         (["--strategy", "ssp", "--staleness", "-1"], "--staleness must be >= 0"),
         (["--strategy", "ps", "--straggler", "3:2"], "rank 3 is out of range for 3 ranks"),
+        (["--strategy", "fedavg", "--clients", "1"], "--clients 1 is fewer than the 2 client ranks"),
+        (["--strategy", "fedavg", "--fraction", "0"], "--fraction must be in (0, 1]"),
+        (["--strategy", "fedavg", "--fraction", "1.5"], "--fraction must be in (0, 1]"),
+        (["--strategy", "fedavg", "--deadline", "0"], "--deadline must be positive"),
+        (["--strategy", "fedavg", "--clients", "5000", "--partition", "iid"], "left a partition empty"),
     ],
 )
 def test_bad_input_one_message_nonzero_exit(args, message):
@@ -279,6 +284,24 @@ def test_stop_file_ends_a_decoupled_run_in_order(tmp_path, strategy):
         assert (done[1:] > 0).all()
         assert f["ps/updates/staleness"].size > 0
     assert "staleness" in stdout
+
+
+def test_fedavg_256_clients_on_8_ranks_learns(tmp_path):
+    """The issue's acceptance run: 256 clients, C = 0.1, E = 1, Dirichlet(0.5) digits, 20 rounds, 8 ranks."""
+    out = tmp_path / "f.h5"
+    args = ["--strategy", "fedavg", "--clients", "256", "--fraction", "0.1", "--local-epochs", "1"]
+    args += ["--dataset", "digits", "--partition", "dirichlet", "--alpha", "0.5", "--rounds", "20", "--eval-every", "5"]
+    proc = bench(8, "train", *args, "--quiet", "--out", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        acc = f["metrics/test_accuracy"][()]
+        assert f.attrs["status"] == "complete" and f["metrics/eval_step"].shape == (4,)
+        assert acc[-1] > 0.3, acc  # chance is 0.1
+        assert f["fedavg/sampled"][0].sum() == 20 * 26 and f["fedavg/clients/client"].shape == (520,)
+        assert set(f["fedavg/clients/rank"][()].astype(int)) <= set(range(1, 8))
+        assert f["fedavg/download"][1:].sum() > 0 and f["fedavg/aggregator_receive"][0].sum() > 0
+        assert f["fedavg/peak_rss"][0] > 0
+    assert "test accuracy" in proc.stdout and "clients         sampled 520" in proc.stdout
 
 
 def test_srun_without_pmi_guard():

@@ -1,0 +1,137 @@
+"""A client-host rank's side of a FedAvg round: download the global model (per layer, timed), train each of its
+sampled clients from it (E local epochs, batch B, optional FedProx term; per-layer forward/backward timed by the
+same hooks as every strategy), and upload each client's model with its sample count (per layer, timed).
+
+One message per sampled client goes to the aggregator, in client-id order: a header
+``[client, n_k, status, train_s, injected_s, loss]`` and, if the status is OK, the model layer by layer. A dropped
+client (``--dropout``) sends only its header, so the aggregator never waits for an update that will not come.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mpi4py import MPI
+
+from bench.federated.sampling import drops_out, speed_factor
+from bench.strategies.base import HostStaging
+from kernels.tags import Tag, tag_for, tag_upper_bound
+
+HEADER_LEN = 6
+OK, DROPPED, LATE = 0, 1, 2
+STATUS_NAMES = {OK: "ok", DROPPED: "dropped", LATE: "late"}
+
+
+def header_tag(tag_ub: int) -> int:
+    return tag_for(Tag.FED_CONTROL, 0, tag_ub)
+
+
+def model_tag(layer: int, tag_ub: int) -> int:
+    return tag_for(Tag.FED_MODEL, layer, tag_ub)
+
+
+def update_tag(layer: int, tag_ub: int) -> int:
+    return tag_for(Tag.FED_UPDATE, layer, tag_ub)
+
+
+class ClientHost:
+    def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float):
+        self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
+        self.layers = run.layers
+        self.staging = HostStaging(run.layers, run.device)
+        self.tag_ub = tag_upper_bound(comm)
+        self.data = {}
+        for k in clients:
+            idx = run.parts[k]
+            x = torch.from_numpy(np.ascontiguousarray(run.dataset.x_train[idx])).to(run.device)
+            y = torch.from_numpy(np.ascontiguousarray(run.dataset.y_train[idx])).to(run.device)
+            self.data[k] = (x, y)
+        self.global_values = [np.empty_like(b) for b in self.staging.numpy]
+        self._fwd = np.zeros(len(self.layers))
+        self._bwd = np.zeros(len(self.layers))
+
+    def download(self, row_comm: np.ndarray, row_bytes: np.ndarray, row_down: np.ndarray) -> float:
+        """Receive the global model; returns the seconds spent waiting for the round to start (not transfer)."""
+        t = time.perf_counter()
+        self.comm.Probe(0, model_tag(0, self.tag_ub))
+        waited = time.perf_counter() - t
+        for i, buf in enumerate(self.global_values):
+            t = time.perf_counter()
+            self.comm.Recv(buf, 0, model_tag(i, self.tag_ub))
+            dt = time.perf_counter() - t
+            row_down[i] += dt
+            row_comm[i] += dt
+            row_bytes[i] += buf.nbytes
+        return waited
+
+    def _load_global(self) -> None:
+        for i, values in enumerate(self.global_values):
+            np.copyto(self.staging.numpy[i], values)
+            self.staging.unpack(i, grads=False)
+
+    def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> tuple[float, float, int]:
+        """E local epochs of client ``k`` from the global model; returns (mean loss, compute seconds, n_k)."""
+        cfg, model = self.cfg, self.run.model
+        self._load_global()
+        x, y = self.data[k]
+        n = len(y)
+        batch = min(cfg.batch_size, n)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        anchor = [p.detach().clone() for p in model.parameters()] if cfg.fedprox_mu > 0 else None
+        losses = []
+        t0 = time.perf_counter()
+        for epoch in range(cfg.local_epochs):
+            order = np.random.default_rng([cfg.seed, k, round_, epoch]).permutation(n)
+            for lo in range(0, n - batch + 1, batch):
+                idx = torch.from_numpy(order[lo : lo + batch]).to(x.device)
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                if anchor is not None:  # FedProx (Li et al. 2020, Eq. 2): + mu/2 ||w - w_global||^2
+                    prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                    loss = loss + 0.5 * cfg.fedprox_mu * prox
+                self.timer.start_backward()
+                loss.backward()
+                self.timer.collect(self._fwd, self._bwd)
+                fwd_row += self._fwd
+                bwd_row += self._bwd
+                opt.step()
+                losses.append(loss.item())
+        if self.run.device.type == "cuda":
+            torch.cuda.synchronize()
+        return float(np.mean(losses)), time.perf_counter() - t0, n
+
+    def run_round(self, round_: int, sampled: list[int], rec, step: int) -> None:
+        """Download once, then train and upload each sampled client of this host."""
+        row = {name: rec[name][step] for name in ("timing/comm", "timing/comm_bytes", "fedavg/download")}
+        rec["timing/wait"][step] += self.download(row["timing/comm"], row["timing/comm_bytes"], row["fedavg/download"])
+        losses = []
+        for k in sampled:
+            head = np.zeros(HEADER_LEN)
+            head[0] = k
+            if drops_out(self.cfg.seed, round_, k, self.cfg.dropout):
+                head[2] = DROPPED
+                self.comm.Send(head, 0, header_tag(self.tag_ub))
+                continue
+            loss, compute_s, n = self.train(k, round_, rec["timing/forward"][step], rec["timing/backward"][step])
+            extra = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * compute_s
+            if extra > 0:
+                time.sleep(extra)
+                rec["timing/injected"][step] += extra
+            losses.append(loss)
+            head[1:] = [n, OK, compute_s, extra, loss]
+            self.comm.Send(head, 0, header_tag(self.tag_ub))
+            self.upload(rec, step)
+        rec["metrics/loss"][step] = float(np.mean(losses)) if losses else np.nan
+
+    def upload(self, rec, step: int) -> None:
+        for i in range(len(self.layers)):
+            t = time.perf_counter()
+            buf = self.staging.pack(i, grads=False)
+            self.comm.Send(buf, 0, update_tag(i, self.tag_ub))
+            dt = time.perf_counter() - t
+            rec["fedavg/upload"][step][i] += dt
+            rec["timing/comm"][step][i] += dt
+            rec["timing/comm_bytes"][step][i] += buf.nbytes

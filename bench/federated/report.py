@@ -1,0 +1,64 @@
+"""The summary rank 0 prints after a FedAvg run: rounds, accuracy, where round time went, clients, memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.metrics import oversubscription
+
+
+def round_split(data: dict) -> dict:
+    """Seconds summed over rounds. Client hosts (ranks >= 1), mean over hosts: compute = forward + backward,
+    communication = model download + upload, injected = simulated device slowness. Aggregator (rank 0): send,
+    receive, aggregate, idle (waiting for any client's message)."""
+    hosts = slice(1, None)
+    out = {
+        "round": float(data["timing/step"][0].sum()),
+        "compute": float(
+            (data["timing/forward"][hosts].sum(axis=(1, 2)) + data["timing/backward"][hosts].sum(axis=(1, 2))).mean()
+        ),
+        "communication": float(data["timing/comm"][hosts].sum(axis=(1, 2)).mean()),
+        "injected": float(data["timing/injected"][hosts].sum(axis=1).mean()),
+    }
+    for name in ("send", "receive", "aggregate", "idle"):
+        out[f"aggregator_{name}"] = float(data[f"fedavg/aggregator_{name}"][0].sum())
+    return out
+
+
+def print_round_summary(loop, wall: float, status: str) -> None:
+    cfg, rec = loop.cfg, loop.rec
+    data = {name: arr for name, (arr, _) in rec.datasets().items()}
+    rounds = rec.gathered
+    split = round_split(data)
+    counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
+    print(
+        f"syncbench fedavg: {cfg.model} on {cfg.dataset}, {loop.comm.size} ranks, {cfg.clients} clients "
+        f"(C={cfg.fraction:g}, E={cfg.local_epochs}, B={cfg.batch_size}), {rounds} rounds ({status})"
+    )
+    per_round = data["timing/step"][0][:rounds]
+    print(f"  round time      median {1e3 * np.median(per_round):.1f} ms, {wall:.2f} s of training in all")
+    total = split["round"] or 1.0
+    print(
+        f"  aggregator      send {100 * split['aggregator_send'] / total:.1f}%  "
+        f"receive {100 * split['aggregator_receive'] / total:.1f}%  "
+        f"aggregate {100 * split['aggregator_aggregate'] / total:.1f}%  "
+        f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
+    )
+    print(
+        f"  client hosts    compute {split['compute']:.2f} s  communication {split['communication']:.2f} s  "
+        f"injected {split['injected']:.2f} s  (mean per host rank, all rounds)"
+    )
+    print(
+        f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "
+        f"late {counts['late']}"
+    )
+    if loop.evals:
+        r, acc, loss = loop.evals[-1]
+        print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after round {int(r) + 1})")
+    import resource
+
+    print(f"  rank 0 peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
+    over, per_host = oversubscription(loop.attrs)
+    if over:
+        print(f"  note            {per_host} ranks share {loop.attrs.get('cores_per_host', 0)} cores: oversubscribed")
+    print(f"  results         {loop.run.out}")

@@ -1,0 +1,87 @@
+"""The aggregator's side of a FedAvg round (rank 0).
+
+1. Send the global model, layer by layer, to every rank hosting a sampled client (non-blocking, from one snapshot:
+   the global model does not change until the round is aggregated).
+2. Take one message per sampled client, in arrival order (``Probe`` on any source): a dropped client's header
+   alone; otherwise its header, then its model into one scratch buffer, folded at once into the running weighted
+   sum (:class:`StreamingMean`): O(model) memory however many clients report. A message whose header arrives
+   after ``--deadline`` seconds is still received (its host sent it) but left out of the average: it is *late*.
+3. Global model <- server optimizer step on the weighted mean (plain FedAvg: the mean itself).
+Every wait is under the watchdog: a client rank that never answers aborts the job with a message naming it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from bench.federated.aggregate import ServerOptimizer, StreamingMean
+from bench.federated.client import DROPPED, HEADER_LEN, LATE, OK, header_tag, model_tag, update_tag
+from kernels.tags import tag_upper_bound
+from kernels.watchdog import WATCHDOG
+
+
+class Aggregator:
+    def __init__(self, cfg, comm: MPI.Comm, layers, initial: np.ndarray, topology):
+        self.cfg, self.comm, self.topology = cfg, comm, topology
+        self.tag_ub = tag_upper_bound(comm)
+        self.offsets = np.cumsum([0] + [layer.numel for layer in layers])
+        self.values = initial.astype(np.float32).copy()  # the global model, flat
+        self.snapshot = np.empty_like(self.values)
+        self.scratch = np.empty_like(self.values)
+        self.mean = StreamingMean(self.values.size)
+        self.opt = ServerOptimizer(cfg.server_opt, self.values.size, cfg.server_lr, cfg.server_momentum)
+        self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
+
+    def layer(self, values: np.ndarray, i: int) -> np.ndarray:
+        return values[self.offsets[i] : self.offsets[i + 1]]
+
+    def run_round(self, round_: int, sampled: np.ndarray, timeout: float) -> dict:
+        """One round; returns its times (send, receive, aggregate, idle, late) and counts."""
+        hosts = sorted({self.topology.host_of_client(int(k)) for k in sampled})
+        t0 = time.perf_counter()
+        np.copyto(self.snapshot, self.values)
+        n_layers = len(self.offsets) - 1
+        sends = [
+            self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub))
+            for h in hosts
+            for i in range(n_layers)
+        ]
+        t_sent = time.perf_counter()
+        self.mean.reset()
+        times = {"send": t_sent - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0}
+        counts = {"sampled": len(sampled), "finished": 0, "dropped": 0, "late": 0}
+        head = np.empty(HEADER_LEN)
+        status = MPI.Status()
+        waiting = {int(k): self.topology.host_of_client(int(k)) for k in sampled}
+        while waiting:
+            WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
+            t = time.perf_counter()
+            self.comm.Probe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
+            source = status.Get_source()
+            self.comm.Recv(head, source, header_tag(self.tag_ub))
+            arrival = time.perf_counter()
+            times["idle"] += arrival - t
+            k, n_k, state = int(head[0]), float(head[1]), int(head[2])
+            waiting.pop(k)
+            if state == OK:
+                for i in range(n_layers):
+                    self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
+                t_recv = time.perf_counter()
+                times["receive"] += t_recv - arrival
+                if arrival - t0 > self.cfg.deadline:
+                    state = LATE
+                else:
+                    self.mean.add(self.scratch, n_k)
+                    times["aggregate"] += time.perf_counter() - t_recv
+            counts[{OK: "finished", DROPPED: "dropped", LATE: "late"}[state]] += 1
+            self.log.append((round_, k, source, n_k, state, head[3], head[4], head[5], arrival - t0))
+        t = time.perf_counter()
+        MPI.Request.Waitall(sends)
+        if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
+            self.opt.step(self.values, self.mean.mean())
+        times["aggregate"] += time.perf_counter() - t
+        WATCHDOG.disarm()
+        return times | counts

@@ -1,0 +1,108 @@
+"""FedAvg against oracles: with every client, one local step, equal n_k and plain SGD it is localsgd with tau = 1
+(= one SGD step on the mean gradient); updates after the deadline are excluded (the model stays as it was)."""
+
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from mpi4py import MPI
+
+from bench import setup
+from bench.driver import Trainer
+from bench.federated.loop import FederatedLoop
+from bench.signals import StopFlag
+
+from .conftest import all_agree
+from .test_ring_training import make_cfg
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
+
+
+def fed_cfg(tmp, **kw):
+    """K = size - 1 clients over 480 training samples: equal n_k = 480 / K, and batch = n_k (one local step)."""
+    k = MPI.COMM_WORLD.size - 1
+    base = dict(strategy="fedavg", clients=k, fraction=1.0, rounds=4, local_epochs=1, synthetic_samples=600)
+    cfg = make_cfg(tmp, **(base | kw))
+    return dataclasses.replace(cfg, batch_size=480 // k)
+
+
+def run_fedavg(cfg) -> FederatedLoop:
+    comm = MPI.COMM_WORLD
+    run = setup.build(cfg, comm)
+    attrs = {"strategy": "fedavg", "config": {}, "world_size": comm.size, "roles": []}
+    loop = FederatedLoop(run, comm, attrs, StopFlag())
+    loop.train()
+    comm.Barrier()
+    return loop
+
+
+def test_fedavg_equals_localsgd_tau1(shared_tmp):
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    cfg = fed_cfg(shared_tmp)
+    loop = run_fedavg(cfg)
+    global_model = comm.bcast(loop.aggregator.values if comm.rank == 0 else None, root=0)
+    sub = comm.Split(0 if comm.rank >= 1 else MPI.UNDEFINED, comm.rank)
+    ok = True
+    if sub != MPI.COMM_NULL:
+        lcfg = dataclasses.replace(cfg, strategy="localsgd", local_steps=1, steps=cfg.rounds, out=cfg.out + ".l")
+        run = setup.build(lcfg, sub)
+        trainer = Trainer(run, sub, {"strategy": "localsgd", "config": {}, "world_size": sub.size}, StopFlag())
+        for step in range(lcfg.steps):
+            trainer.step(step, 0.0)
+        local = torch.cat([p.detach().reshape(-1) for p in run.model.parameters()]).numpy()
+        moved = not np.allclose(
+            local,
+            torch.cat(
+                [
+                    p.reshape(-1)
+                    for p in setup.models.build(
+                        cfg.model, run.dataset.shape, run.dataset.classes, cfg.seed
+                    ).parameters()
+                ]
+            )
+            .detach()
+            .numpy(),
+        )
+        ok = moved and np.allclose(global_model, local, rtol=1e-4, atol=1e-5)
+        sub.Free()
+    assert all_agree(ok), "fedavg (C=1, one local step, equal n_k) differs from localsgd tau=1"
+
+
+def test_late_and_dropped_updates_are_recorded_and_excluded(shared_tmp):
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    cfg = fed_cfg(shared_tmp, deadline=1e-9, out=f"{shared_tmp}/late.h5")
+    loop = run_fedavg(cfg)
+    ok, why = True, ""
+    if comm.rank == 0:
+        initial = torch.cat(
+            [
+                p.data.reshape(-1)
+                for p in setup.models.build(
+                    cfg.model, loop.run.dataset.shape, loop.run.dataset.classes, cfg.seed
+                ).parameters()
+            ]
+        ).numpy()
+        ok = np.array_equal(loop.aggregator.values, initial)  # every update came after the deadline
+        with h5py.File(cfg.out) as f:
+            k = comm.size - 1
+            ok &= bool((f["fedavg/clients/status"][()] == 2).all()) and f["fedavg/late"][0].sum() == 4 * k
+            ok &= f["fedavg/clients/round"].shape == (4 * k,) and f["fedavg/finished"][0].sum() == 0
+        why = "late updates were averaged in or not recorded"
+    assert all_agree(ok), why
+    cfg = fed_cfg(shared_tmp, dropout=0.5, rounds=6, out=f"{shared_tmp}/drop.h5")
+    run_fedavg(cfg)
+    if comm.rank == 0:
+        with h5py.File(cfg.out) as f:
+            status = f["fedavg/clients/status"][()]
+            sampled, fin, drop = (f[f"fedavg/{n}"][0] for n in ("sampled", "finished", "dropped"))
+            ok = bool((sampled == fin + drop).all()) and int(drop.sum()) == int((status == 1).sum())
+            ok &= int(drop.sum()) > 0 or comm.size == 2  # 6 rounds x K clients at P = 0.5
+    assert all_agree(ok), "dropouts not recorded consistently"

@@ -1,0 +1,76 @@
+"""FedAvg's pure parts: aggregation against numpy, streaming against batch, sampling, server optimizers."""
+
+import numpy as np
+import pytest
+
+from bench.federated.aggregate import ServerOptimizer, StreamingMean
+from bench.federated.sampling import drops_out, sample_clients, speed_factor
+from kernels.reference import weighted_mean
+
+
+def updates(k=7, size=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((k, size)).astype(np.float32), rng.integers(1, 100, size=k).astype(float)
+
+
+def test_streaming_mean_equals_numpy_weighted_mean_and_batch_reference():
+    models, n = updates()
+    agg = StreamingMean(models.shape[1])
+    for m, w in zip(models, n):  # one at a time, as they arrive
+        agg.add(m, w)
+    expect = np.average(models.astype(np.float64), axis=0, weights=n)
+    np.testing.assert_allclose(agg.mean(), expect, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(agg.mean(), weighted_mean(list(models), list(n)), rtol=1e-6, atol=1e-6)
+    order = np.random.default_rng(1).permutation(len(n))  # arrival order does not matter
+    again = StreamingMean(models.shape[1])
+    for i in order:
+        again.add(models[i], n[i])
+    np.testing.assert_allclose(again.mean(), agg.mean(), rtol=1e-6, atol=1e-7)
+
+
+def test_streaming_mean_memory_is_one_model():
+    agg = StreamingMean(1000)
+    for _ in range(300):
+        agg.add(np.ones(1000, dtype=np.float32), 2.0)
+    assert agg.total.nbytes == 8000 and agg.weight == 600.0
+
+
+def test_empty_round_has_no_mean():
+    with pytest.raises(ValueError):
+        StreamingMean(3).mean()
+
+
+def test_sampling_is_seeded_differs_across_rounds_and_has_the_right_size():
+    a = [tuple(sample_clients(5, r, 256, 0.1)) for r in range(10)]
+    b = [tuple(sample_clients(5, r, 256, 0.1)) for r in range(10)]
+    assert a == b
+    assert len(set(a)) == 10  # a different sample every round
+    assert all(len(s) == 26 and len(set(s)) == 26 and max(s) < 256 for s in a)
+    assert tuple(sample_clients(6, 0, 256, 0.1)) != a[0]
+    assert list(sample_clients(0, 0, 5, 1.0)) == [0, 1, 2, 3, 4]
+    assert len(sample_clients(0, 0, 5, 0.01)) == 1  # at least one client
+
+
+def test_dropout_rate_and_speed_factors():
+    drops = [drops_out(1, r, k, 0.3) for r in range(50) for k in range(40)]
+    assert 0.25 < np.mean(drops) < 0.35
+    assert not any(drops_out(1, r, 0, 0.0) for r in range(20))
+    assert speed_factor(1, 3, 0.0) == 1.0
+    f = [speed_factor(1, k, 0.5) for k in range(200)]
+    assert min(f) >= 1.0 and max(f) > 1.5 and f == [speed_factor(1, k, 0.5) for k in range(200)]
+
+
+def test_server_optimizers_closed_form():
+    x, avg = np.zeros(3, dtype=np.float32), np.array([1.0, 2.0, -1.0], dtype=np.float32)
+    ServerOptimizer("avg", 3).step(x, avg)
+    np.testing.assert_array_equal(x, avg)
+    x = np.zeros(3, dtype=np.float32)
+    opt = ServerOptimizer("avgm", 3, lr=0.5, beta1=0.9)
+    opt.step(x, avg)  # m = delta = avg; x = 0.5 avg
+    np.testing.assert_allclose(x, 0.5 * avg)
+    opt.step(x, avg)  # delta = 0.5 avg; m = 0.9 avg + 0.5 avg = 1.4 avg; x = 0.5 avg + 0.7 avg
+    np.testing.assert_allclose(x, 1.2 * avg, rtol=1e-6)
+    x = np.zeros(3, dtype=np.float32)
+    adam = ServerOptimizer("adam", 3, lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
+    adam.step(x, avg)  # m = 0.1 d, v = 0.01 d^2 -> x = 0.1 * 0.1 d / (0.1 |d| + 1e-3)
+    np.testing.assert_allclose(x, 0.01 * avg / (0.1 * np.abs(avg) + 1e-3), rtol=1e-5)
