@@ -1,6 +1,7 @@
 """The real sbatch scripts on a real Slurm (../shared/slurm-local, started by .ci/run). Skipped where there is
 no sbatch. Each job runs the venv of this pytest, writes into a temporary folder, and is small."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,16 +24,39 @@ def sbatch(tmp_path, *args, env=None, timeout=300):
     return proc, logs
 
 
-@pytest.mark.parametrize("script,strategy", [("slurm/ring.sh", "ring"), ("slurm/localsgd.sh", "localsgd")])
-def test_script_writes_results_with_job_provenance(tmp_path, script, strategy):
-    proc, logs = sbatch(tmp_path, "--ntasks=3", script, "--steps", "6", "--quiet", env={"MODEL": "mlp"})
+@pytest.mark.parametrize(
+    "script,strategy,name,extra",
+    [
+        ("slurm/ring.sh", "ring", "ring", ["--steps", "6"]),
+        ("slurm/localsgd.sh", "localsgd", "localsgd", ["--steps", "6"]),
+        ("slurm/ps.sh", "ps", "ps-sync", ["--steps", "6"]),
+        ("slurm/ssp.sh", "ssp", "ssp", ["--steps", "6"]),
+        ("slurm/fedavg_256.sh", "fedavg", "fedavg", ["--rounds", "2"]),
+    ],
+)
+def test_script_writes_results_with_job_provenance(tmp_path, script, strategy, name, extra):
+    proc, logs = sbatch(tmp_path, "--ntasks=3", script, *extra, "--quiet", env={"MODEL": "mlp"})
     assert proc.returncode == 0, proc.stderr + logs
     job = proc.stdout.split()[-1]
-    out = tmp_path / f"{strategy}_mlp_n3_{job}.h5"
+    out = tmp_path / f"{name}_mlp_n3_{job}.h5"
     with h5py.File(out) as f:
         assert f.attrs["strategy"] == strategy and f.attrs["world_size"] == 3
         assert f.attrs["slurm_job_id"] == job and "#SBATCH" in f.attrs["batch_script"]
-        assert f.attrs["status"] == "complete" and (f["timing/step"][()] > 0).all()
+        assert f.attrs["status"] == "complete" and (f["timing/step"][()] > 0).any(axis=1).all()
+        assert f.attrs["schema_version"] == 1
+        if strategy == "fedavg":  # the same 256 logical clients on 2 client ranks
+            assert json.loads(f.attrs["config"])["clients"] == 256
+            assert json.loads(f.attrs["clients_of_rank"])["2"] == list(range(128, 256))
+
+
+def test_sweep_submits_one_job_per_size(tmp_path):
+    env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(tmp_path), MODEL="mlp", SIZES="1 2", WAIT="1")
+    env["SBATCH_ARGS"] = f"--output={tmp_path}/%x-%j.out"
+    cmd = ["bash", "slurm/sweep.sh", "slurm/ring.sh", "--steps", "3", "--quiet"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    sizes = sorted(int(p.name.split("_n")[1].split("_")[0]) for p in tmp_path.glob("ring_mlp_n*.h5"))
+    assert sizes == [1, 2]
 
 
 def test_time_limit_warning_keeps_completed_steps(tmp_path):
