@@ -31,7 +31,8 @@ class EventServer(Server):
         self.pending: dict[int, dict[int, tuple[np.ndarray, float]]] = defaultdict(dict)  # ssp: clock -> grads
         self.deferred: dict[int, float] = {}  # worker index -> time its reply was first due
         self.replies: list[list[MPI.Request]] = [[] for _ in workers]
-        self.reply_values = [np.empty(self.numel, dtype=np.float32) for _ in workers]
+        self.snapshots: list[tuple[np.ndarray, list[MPI.Request]]] = []  # parameter copies being sent
+        self._spare: list[np.ndarray] = []
         self.reply_heads = [np.empty(HEADER_LEN) for _ in workers]  # alive until their Isend completes
         self.stopping = False
         self.rows: list[list[float]] = []  # per server step (W gradients): receive, apply, send, idle
@@ -148,15 +149,34 @@ class EventServer(Server):
             return True
         return self.clocks.min() >= self.clocks[w] - self.bound
 
+    def _snapshot(self) -> tuple[np.ndarray, list[MPI.Request]]:
+        """A copy of the parameters to send from (they change with the next update). Workers answered together
+        (e.g. all of them when a clock commits) share one copy; copies whose sends completed are reused."""
+        keep = []
+        for values, reqs in self.snapshots:
+            if MPI.Request.Testall(reqs):
+                self._spare.append(values)
+            else:
+                keep.append((values, reqs))
+        self.snapshots = keep
+        values = self._spare.pop() if self._spare else np.empty(self.numel, dtype=np.float32)
+        np.copyto(values, self.values)
+        self.snapshots.append((values, []))
+        return self.snapshots[-1]
+
     def _answer(self) -> None:
         now = time.perf_counter()
-        for w in [w for w in self.deferred if self._allowed(w)]:
+        released = [w for w in self.deferred if self._allowed(w)]
+        if not released:
+            return
+        values, sends = self._snapshot()
+        for w in released:
             lead = float(self.clocks[w] - self.clocks.min())  # clocks ahead of the slowest worker (<= s in ssp)
             since = self.deferred.pop(w)
             MPI.Request.Waitall(self.replies[w])  # the worker got the last reply before pushing again
-            np.copyto(self.reply_values[w], self.values)
             rank = self.workers[w]
             msg = self.reply_heads[w]
             msg[:] = header(Kind.REPLY, self.version, 1.0 if self.stopping else 0.0, lead, now - since)
             self.replies[w] = [self.comm.Isend(msg, rank, to_worker_tag(self.tag_ub))]
-            self.replies[w] += self.send_values(rank, self.reply_values[w])
+            self.replies[w] += self.send_values(rank, values)
+            sends.extend(self.replies[w])
