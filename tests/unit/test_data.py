@@ -86,7 +86,9 @@ def test_synthetic_deterministic_and_shaped():
 def test_digits_is_real_bundled_data():
     ds = data.digits(0, 0.2)
     assert ds.x_train.shape[1:] == (1, 8, 8) and len(ds.y_train) + len(ds.y_test) == 1797
-    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+    everything = np.concatenate([ds.x_train.ravel(), ds.x_test.ravel()])  # standardised over the whole set
+    assert abs(everything.mean()) < 1e-4 and abs(everything.std() - 1.0) < 1e-4
+    assert len(np.unique(ds.x_train)) == 17  # the 17 grey levels 0..16 of the original images
 
 
 def test_leaf_synthetic_groups_and_labels():
