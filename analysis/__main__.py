@@ -1,5 +1,11 @@
-"""``python -m analysis tables RESULTS... [-o report/] [--warmup N]``: speedup/efficiency and communication
-tables from results files (files or folders of ``*.h5``). Needs numpy and h5py only: no MPI, no torch.
+"""``python -m analysis report|tables|plots|trace|model``: tables, figures, traces and the cost model from results
+files (files or folders of ``*.h5``). Needs numpy, h5py and matplotlib only: no MPI, no torch.
+
+    python -m analysis report results/ -o report/       # report.md: every table, figures, cost model, provenance
+    python -m analysis tables results/ -o report/       # tables only (Markdown, CSV, LaTeX)
+    python -m analysis plots results/ -o report/figures
+    python -m analysis trace run.h5 -o run.json         # Chrome trace events (needs bench train --trace)
+    python -m analysis model results/ micro.h5          # cost model: fit, validation, predictions at scale
 
 A file that cannot be read (killed mid-write, another schema, not HDF5) gets one line naming it, and the
 tables go on with the files that are good.
@@ -23,11 +29,16 @@ def find_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def load_all(paths: list[str]) -> list:
+def load_all(paths: list[str], micro: list | None = None) -> list:
+    """Training runs from ``paths``; microbenchmark files go to ``micro`` when a list is given."""
     runs = []
     for path in find_files(paths):
         try:
             run = load(path)
+            if run.attrs.get("kind") == "micro":
+                if micro is not None:
+                    micro.append(run)
+                continue
             if "timing/step" not in run.data or run.data["timing/step"].shape[1] == 0:
                 raise ResultsError(f"{path}: no training steps in the file")
             runs.append(run)
@@ -116,22 +127,98 @@ def build_tables(runs, warmup: int) -> list[Table]:
     return [speed, comm]
 
 
+def _common(p, out_help: str) -> None:
+    p.add_argument("paths", nargs="+", help="results files or folders of *.h5 (microbenchmark files too)")
+    p.add_argument("-o", "--out", default="", help=out_help)
+    p.add_argument("--warmup", type=int, default=1, help="steps left out at the start of each run (default: 1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    tables = sub.add_parser("tables", help="speedup and communication tables")
-    tables.add_argument("paths", nargs="+", help="results files or folders of *.h5")
-    tables.add_argument("-o", "--out", default="", help="folder for .md/.csv/.tex copies (default: print only)")
-    tables.add_argument("--warmup", type=int, default=1, help="steps left out at the start of each run (default: 1)")
+    _common(sub.add_parser("report", help="report.md with every table, the figures and the cost model"), "folder")
+    _common(sub.add_parser("tables", help="speedup and communication tables"), "folder for .md/.csv/.tex copies")
+    _common(sub.add_parser("plots", help="figures as PNG and PDF"), "folder (default: figures)")
+    model = sub.add_parser("model", help="alpha-beta cost model: fit, validation, predictions at scale")
+    _common(model, "folder for the table")
+    for p in (sub.choices["report"], model):
+        p.add_argument("--alpha", type=float, default=0.0, help="latency in seconds (instead of fitting it)")
+        p.add_argument("--beta", type=float, default=0.0, help="seconds per byte (instead of fitting it)")
+    trace = sub.add_parser("trace", help="Chrome trace-event JSON of one run (needs bench train --trace)")
+    trace.add_argument("path", help="results file")
+    trace.add_argument("-o", "--out", required=True, help="JSON file to write")
+    trace.add_argument("--first", type=int, default=0, help="first step (default: 0)")
+    trace.add_argument("--steps", type=int, default=0, help="steps to export (default: all)")
     args = parser.parse_args(argv)
-    runs = load_all(args.paths)
+    if args.command == "trace":
+        return _trace(args)
+    micro: list = []
+    runs = load_all(args.paths, micro)
     if not runs:
         print(f"analysis: no readable results files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
-    for table in build_tables(runs, args.warmup):
+    if args.command == "plots":
+        return _plots(runs, Path(args.out or "figures"), args.warmup)
+    fit = None
+    if getattr(args, "alpha", 0) > 0 and getattr(args, "beta", 0) > 0:
+        from analysis.costmodel import Fit
+
+        fit = Fit(args.alpha, args.beta, 0.0)
+    if args.command == "model":
+        return _model(runs, micro, fit, args)
+    tables = build_tables(runs, args.warmup)
+    if args.command == "report":
+        from analysis.report import write_report
+
+        path = write_report(runs, micro, Path(args.out or "report"), args.warmup, fit, tables)
+        print(f"analysis: wrote {path}")
+        return 0
+    for table in tables:
         print(table.markdown())
         if args.out:
             table.save(Path(args.out))
+    return 0
+
+
+def _trace(args) -> int:
+    from analysis.trace import write_trace
+
+    try:
+        n = write_trace(load(args.path), args.out, args.first, args.steps or None)
+    except ResultsError as exc:
+        print(f"analysis: {exc}", file=sys.stderr)
+        return 1
+    print(f"analysis: wrote {n} trace events to {args.out} (open in https://ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
+def _plots(runs, out: Path, warmup: int) -> int:
+    from analysis import plots
+
+    figs = plots.speedup_plot(speedups([r for r in runs if r.strategy != "fedavg"], warmup), out)
+    figs += plots.accuracy_plot(runs, out) + plots.staleness_plot(runs, out)
+    for run in runs:
+        if run.strategy != "fedavg":
+            figs += plots.layer_bars(run, out, warmup) + plots.timeline_plot(run, out)
+    print("\n".join(f"analysis: wrote {p}" for p in figs))
+    return 0
+
+
+def _model(runs, micro, fit, args) -> int:
+    from analysis.compare import model_table
+    from analysis.report import SCALE, fit_from_micro
+
+    fit = fit or fit_from_micro(micro)
+    if fit is None:
+        print(
+            "analysis: the cost model needs a microbenchmark file (bench micro --out) or --alpha/--beta",
+            file=sys.stderr,
+        )
+        return 2
+    table = model_table(runs, fit, SCALE, args.warmup)
+    print(table.markdown())
+    if args.out:
+        table.save(Path(args.out))
     return 0
 
 

@@ -57,9 +57,18 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
 
     micro = sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks")
     micro.add_argument(
-        "--op", default="allreduce", choices=("latency", "allreduce"), help="benchmark (default: allreduce)"
+        "--op",
+        default="allreduce",
+        choices=("allreduce", "latency", "bw", "ps-pushpull", "fedavg-round"),
+        help="benchmark (default: allreduce)",
     )
-    micro.add_argument("--impl", default="ours,naive,mpi", help="implementations to compare (default: ours,naive,mpi)")
+    micro.add_argument(
+        "--impl",
+        default="",
+        help="implementations to compare, e.g. ours,mpi,gloo (allreduce: ours naive mpi gloo pickle; "
+        "fedavg-round: ours mpi; default: allreduce ours,naive,mpi, other ops all)",
+    )
+    micro.add_argument("--pickle", action="store_true", help="allreduce: add mpi4py's pickled lowercase allreduce")
     micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
     micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
     micro.add_argument("--iters", type=int, default=50, help="timed iterations at small sizes (default: 50)")

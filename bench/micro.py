@@ -1,8 +1,5 @@
-"""``python -m bench micro``: OSU-style microbenchmarks through mpi4py's buffer API.
-
-- ``latency``: ping-pong between ranks 0 and 1; one-way latency = round trip / 2 (OSU ``osu_latency``).
-- ``allreduce``: our ring kernel (``ours``), the naive reference (``naive``) and the MPI library's
-  ``Allreduce`` (``mpi``) side by side on the same float32 buffers; every size is checked against MPI.
+"""``python -m bench micro``: OSU-style microbenchmarks through mpi4py's buffer API (operations:
+:mod:`bench.micro_ops`; every size of every implementation is checked against a reference).
 
 Per iteration and implementation (implementations interleaved, so all see the same noise): the buffer is reset,
 then a barrier, then the operation timed with ``MPI.Wtime``; the iteration's time is the slowest rank's. Every
@@ -18,13 +15,18 @@ from mpi4py import MPI
 
 from bench import results
 from bench.errors import UsageError
+from bench.micro_ops import (
+    OP_IMPLS,
+    bench_allreduce,
+    bench_bw,
+    bench_fedavg_round,
+    bench_latency,
+    bench_ps_pushpull,
+)
 from kernels.reference import ring_bus_bandwidth
-from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
-from kernels.tags import Tag, tag_for
-from kernels.topology import Topology
 from kernels.watchdog import WATCHDOG
 
-IMPLS = ("ours", "naive", "mpi")
+DEFAULT_IMPLS = {"allreduce": "ours,naive,mpi"}
 
 
 def sizes_between(lo: int, hi: int) -> list[int]:
@@ -63,68 +65,34 @@ def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndar
     return samples
 
 
-def bench_allreduce(comm, sizes, impls, warmup, iters) -> dict:
-    """All-reduce (sum) in place on a float32 buffer, for every implementation, checked against MPI's result."""
-    topo = Topology.ring(comm.rank, comm.size)
-    kernels = {"ours": RingAllreduce(comm, topo), "naive": NaiveAllreduce(comm, topo)}
-    out = {impl: [] for impl in impls}
-    for size in sizes:
-        n = size // 4
-        base = ((np.arange(n) % 7) + comm.rank + 1).astype(np.float32)  # integer-valued: sums are exact
-        expect = np.empty_like(base)
-        comm.Allreduce(base, expect, op=MPI.SUM)
-        bufs = {impl: base.copy() for impl in impls}
-        ops = {}
-        for impl in impls:
-            if impl == "mpi":
-                ops[impl] = lambda b=bufs[impl]: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)
-            else:
-                ops[impl] = lambda b=bufs[impl], k=kernels[impl]: k(b)
-
-        def reset(impl, bufs=bufs, base=base):
-            bufs[impl][:] = base
-
-        samples = _time(comm, ops, warmup, iterations(size, iters), reset=reset)
-        for impl in impls:
-            if not comm.allreduce(bool(np.array_equal(bufs[impl], expect)), op=MPI.LAND):
-                raise RuntimeError(f"{impl} all-reduce of {size} bytes differs from the expected sum")
-            out[impl].append(samples[impl])
-    return out
-
-
-def bench_latency(comm, sizes, warmup, iters) -> dict:
-    if comm.size < 2:
-        raise UsageError("micro --op latency needs at least 2 ranks")
-    tag = tag_for(Tag.MICRO)
-    res = []
-    for size in sizes:
-        buf = np.zeros(size, dtype=np.uint8)
-
-        def op(buf=buf):
-            if comm.rank == 0:
-                comm.Send(buf, 1, tag)
-                comm.Recv(buf, 1, tag)
-            elif comm.rank == 1:
-                comm.Recv(buf, 0, tag)
-                comm.Send(buf, 0, tag)
-
-        res.append(_time(comm, {"ours": op}, warmup, iterations(size, iters))["ours"] / 2)
-    return {"ours": res}
+def choose_impls(op: str, text: str, pickle: bool) -> tuple[str, ...]:
+    known = OP_IMPLS[op]
+    impls = [i for i in (text or DEFAULT_IMPLS.get(op, ",".join(known))).split(",") if i]
+    if pickle and "pickle" not in impls:
+        impls.append("pickle")
+    bad = [i for i in impls if i not in known]
+    if bad:
+        raise UsageError(f"--impl for --op {op}: unknown {', '.join(bad)}; choose from {', '.join(known)}")
+    return tuple(impls)
 
 
 def micro(args, comm: MPI.Comm) -> int:
-    impls = tuple(i for i in args.impl.split(",") if i)
-    bad = [i for i in impls if i not in IMPLS]
-    if bad:
-        raise UsageError(f"--impl: unknown {', '.join(bad)}; choose from {', '.join(IMPLS)}")
+    impls = choose_impls(args.op, args.impl, args.pickle)
     if args.min > args.max:
         raise UsageError(f"--min {args.min} is larger than --max {args.max}")
     sizes = sizes_between(args.min, args.max)
+
+    def timer(ops, size, reset=None):
+        return _time(comm, ops, args.warmup, iterations(size, args.iters), reset)
+
     with WATCHDOG.guard(600, f"micro {args.op}"):
         if args.op == "allreduce":
-            data = bench_allreduce(comm, sizes, impls, args.warmup, args.iters)
+            data = bench_allreduce(comm, sizes, impls, timer)
+        elif args.op == "fedavg-round":
+            data = bench_fedavg_round(comm, sizes, impls, timer)
         else:
-            data = bench_latency(comm, sizes, args.warmup, args.iters)
+            run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[args.op]
+            data = run(comm, sizes, timer)
     if comm.rank == 0:
         report(args.op, sizes, data, comm.size)
         if args.out:
@@ -135,19 +103,19 @@ def micro(args, comm: MPI.Comm) -> int:
 def report(op: str, sizes, data: dict, p: int) -> None:
     impls = list(data)
     print(f"# micro {op}, {p} ranks; median over samples (slowest rank per iteration)")
-    head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12} {i + ' busGB/s':>14}" for i in impls)
-    if "ours" in impls and "mpi" in impls:
-        head += f" {'ours/mpi':>9}"
+    bw = "busGB/s" if op == "allreduce" else "GB/s"  # nccl-tests bus bandwidth; else algbw = S / t
+    ratios = [ref for ref in ("mpi", "gloo") if "ours" in impls and ref in impls]
+    head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12} {i + ' ' + bw:>14}" for i in impls)
+    head += "".join(f" {'ours/' + ref:>10}" for ref in ratios)
     print(head)
     for k, size in enumerate(sizes):
         row = f"{size:>10} "
         med = {}
         for impl in impls:
             med[impl] = float(np.median(data[impl][k]))
-            _, bus = ring_bus_bandwidth(size, med[impl], p)
-            row += f"{med[impl] * 1e6:>12.2f} {bus / 1e9:>14.3f} "
-        if "ours" in med and "mpi" in med:
-            row += f"{med['ours'] / med['mpi']:>9.2f}"
+            alg, bus = ring_bus_bandwidth(size, med[impl], p)
+            row += f"{med[impl] * 1e6:>12.2f} {(bus if op == 'allreduce' else alg) / 1e9:>14.3f} "
+        row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
         print(row)
 
 

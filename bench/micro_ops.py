@@ -1,0 +1,198 @@
+"""The operations ``python -m bench micro`` times (harness, report and file: :mod:`bench.micro`).
+
+Each returns {implementation: [samples per size]} and checks its result on every size against a reference
+(MPI's own collective, or a closed form), raising if any rank's result differs.
+
+- ``allreduce``: sum in place of a float32 buffer. ``ours`` (ring, recursive doubling below 128 KiB), ``naive``
+  (gather to root + broadcast), ``mpi`` (``Allreduce`` with MPI_IN_PLACE), ``gloo`` (torch.distributed
+  ``all_reduce`` on the gloo backend), ``pickle`` (mpi4py's lowercase ``allreduce``: the object is pickled).
+- ``latency``: ping-pong between ranks 0 and 1, one-way = round trip / 2 (OSU ``osu_latency``).
+- ``bw``: a window of 64 non-blocking sends from rank 0 to 1, then a 1-byte acknowledgement; bandwidth = window
+  x size / time (OSU ``osu_bw``).
+- ``ps-pushpull``: one parameter-server round trip: every worker (ranks 1..p-1) pushes ``size`` bytes to the
+  server (rank 0), which answers each with ``size`` bytes (non-blocking, as the PS server does).
+- ``fedavg-round``: the aggregator (rank 0) sends ``size`` bytes to every other rank and folds each returned
+  buffer into a weighted sum as it arrives (``ours``); ``mpi`` does the same with ``Bcast`` + ``Reduce``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from bench.errors import UsageError
+from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
+from kernels.tags import Tag, tag_for
+from kernels.topology import Topology
+
+OP_IMPLS = {
+    "allreduce": ("ours", "naive", "mpi", "gloo", "pickle"),
+    "latency": ("ours",),
+    "bw": ("ours",),
+    "ps-pushpull": ("ours",),
+    "fedavg-round": ("ours", "mpi"),
+}
+WINDOW = 64
+
+
+def _check(comm, ok: bool, what: str) -> None:
+    if not comm.allreduce(bool(ok), op=MPI.LAND):
+        raise RuntimeError(f"{what}: result differs from the reference")
+
+
+def allreduce_ops(comm, n: int, impls, base: np.ndarray):
+    """(ops, buffers, results) for one size: every op reduces its own copy of ``base`` in place."""
+    topo = Topology.ring(comm.rank, comm.size)
+    kernels = {"ours": RingAllreduce(comm, topo), "naive": NaiveAllreduce(comm, topo)}
+    bufs = {impl: base.copy() for impl in impls}
+    results = {}
+    ops = {}
+    for impl in impls:
+        b = bufs[impl]
+        if impl == "mpi":
+            ops[impl] = lambda b=b: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)
+        elif impl == "gloo":
+            import torch
+
+            from bench.gloo import init_gloo
+
+            dist, t = init_gloo(comm), torch.from_numpy(b)
+            ops[impl] = lambda t=t, dist=dist: dist.all_reduce(t)
+        elif impl == "pickle":
+            ops[impl] = lambda b=b, impl=impl: results.__setitem__(impl, comm.allreduce(b, op=MPI.SUM))
+        else:
+            ops[impl] = lambda b=b, k=kernels[impl]: k(b)
+    return ops, bufs, results
+
+
+def bench_allreduce(comm, sizes, impls, timer) -> dict:
+    out = {impl: [] for impl in impls}
+    for size in sizes:
+        n = size // 4
+        base = ((np.arange(n) % 7) + comm.rank + 1).astype(np.float32)  # integer-valued: sums are exact
+        expect = np.empty_like(base)
+        comm.Allreduce(base, expect, op=MPI.SUM)
+        ops, bufs, results = allreduce_ops(comm, n, impls, base)
+
+        def reset(impl, bufs=bufs, base=base):
+            bufs[impl][:] = base
+
+        samples = timer(ops, size, reset)
+        for impl in impls:
+            got = results.get(impl, bufs[impl])
+            _check(comm, np.array_equal(got, expect), f"{impl} all-reduce of {size} bytes")
+            out[impl].append(samples[impl])
+    return out
+
+
+def bench_latency(comm, sizes, timer) -> dict:
+    if comm.size < 2:
+        raise UsageError("micro --op latency needs at least 2 ranks")
+    tag, res = tag_for(Tag.MICRO), []
+    for size in sizes:
+        buf = np.zeros(size, dtype=np.uint8)
+
+        def op(buf=buf):
+            if comm.rank == 0:
+                comm.Send(buf, 1, tag)
+                comm.Recv(buf, 1, tag)
+            elif comm.rank == 1:
+                comm.Recv(buf, 0, tag)
+                comm.Send(buf, 0, tag)
+
+        res.append(timer({"ours": op}, size)["ours"] / 2)
+    return {"ours": res}
+
+
+def bench_bw(comm, sizes, timer) -> dict:
+    if comm.size < 2:
+        raise UsageError("micro --op bw needs at least 2 ranks")
+    tag, ack = tag_for(Tag.MICRO, 1), np.zeros(1, dtype=np.uint8)
+    res = []
+    for size in sizes:
+        bufs = [np.full(size, k % 251, dtype=np.uint8) for k in range(WINDOW)]
+
+        def op(bufs=bufs):
+            if comm.rank == 0:
+                MPI.Request.Waitall([comm.Isend(b, 1, tag) for b in bufs])
+                comm.Recv(ack, 1, tag)
+            elif comm.rank == 1:
+                MPI.Request.Waitall([comm.Irecv(b, 0, tag) for b in bufs])
+                comm.Send(ack, 0, tag)
+
+        res.append(timer({"ours": op}, size * WINDOW)["ours"] / WINDOW)  # seconds per message
+        ok = comm.rank != 1 or all((b == k % 251).all() for k, b in enumerate(bufs))
+        _check(comm, ok, f"bw of {size} bytes")
+    return {"ours": res}
+
+
+def bench_ps_pushpull(comm, sizes, timer) -> dict:
+    if comm.size < 2:
+        raise UsageError("micro --op ps-pushpull needs a server and a worker (2 ranks)")
+    push, pull = tag_for(Tag.PS_PUSH, 0), tag_for(Tag.PS_PULL, 0)
+    res = []
+    for size in sizes:
+        n = size // 4
+        grads = [np.empty(n, dtype=np.float32) for _ in range(comm.size)]
+        mine = np.full(n, comm.rank, dtype=np.float32)
+        params = np.full(n, -1.0, dtype=np.float32)
+
+        def op(grads=grads, mine=mine, params=params):
+            if comm.rank == 0:
+                MPI.Request.Waitall([comm.Irecv(grads[w], w, push) for w in range(1, comm.size)])
+                MPI.Request.Waitall([comm.Isend(grads[w], w, pull) for w in range(1, comm.size)])
+            else:
+                comm.Send(mine, 0, push)
+                comm.Recv(params, 0, pull)
+
+        res.append(timer({"ours": op}, size)["ours"])
+        _check(comm, comm.rank == 0 or (params == comm.rank).all(), f"ps-pushpull of {size} bytes")
+    return {"ours": res}
+
+
+def bench_fedavg_round(comm, sizes, impls, timer) -> dict:
+    if comm.size < 2:
+        raise UsageError("micro --op fedavg-round needs an aggregator and a client rank (2 ranks)")
+    down, up = tag_for(Tag.FED_MODEL, 0), tag_for(Tag.FED_UPDATE, 0)
+    out = {impl: [] for impl in impls}
+    weight = float(comm.rank)  # client r's n_k = r; the weighted sum of "model + r" is closed-form
+    for size in sizes:
+        n = size // 4
+        model, scratch, total = (np.zeros(n, dtype=np.float32) for _ in range(3))
+        local, scaled = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
+        results = {}
+
+        bufs = dict(model=model, scratch=scratch, total=total, local=local, scaled=scaled)
+
+        def ours(b=bufs, results=results):
+            if comm.rank == 0:
+                sends = [comm.Isend(b["model"], r, down) for r in range(1, comm.size)]
+                b["total"][:] = 0
+                status = MPI.Status()
+                for _ in range(1, comm.size):
+                    comm.Probe(MPI.ANY_SOURCE, up, status)
+                    src = status.Get_source()
+                    comm.Recv(b["scratch"], src, up)
+                    b["total"][:] += float(src) * b["scratch"]
+                MPI.Request.Waitall(sends)
+                results["ours"] = b["total"].copy()
+            else:
+                comm.Recv(b["local"], 0, down)
+                b["local"][:] += comm.rank
+                comm.Send(b["local"], 0, up)
+
+        def mpi(b=bufs, results=results):
+            comm.Bcast(b["model"] if comm.rank == 0 else b["local"], root=0)
+            b["scaled"][:] = 0 if comm.rank == 0 else weight * (b["local"] + comm.rank)
+            comm.Reduce(b["scaled"], b["total"] if comm.rank == 0 else None, op=MPI.SUM, root=0)
+            if comm.rank == 0:
+                results["mpi"] = b["total"].copy()
+
+        ops = {impl: {"ours": ours, "mpi": mpi}[impl] for impl in impls}
+        samples = timer(ops, size)
+        expect = sum(float(r) * r for r in range(1, comm.size))  # sum_r n_r (0 + r)
+        for impl in impls:
+            ok = comm.rank != 0 or np.allclose(results[impl], expect)
+            _check(comm, ok, f"{impl} fedavg-round of {size} bytes")
+            out[impl].append(samples[impl])
+    return out

@@ -1,0 +1,52 @@
+"""The microbenchmarks' own correctness checks, at every rank count: each op's result is compared with MPI's
+collective or a closed form on every size (they raise on a mismatch), and a broken kernel must be caught."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from bench import micro_ops
+from bench.micro import _time, sizes_between
+
+from .conftest import all_agree
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
+SIZES = sizes_between(8, 1 << 16)
+
+
+def timer(ops, size, reset=None):
+    return _time(MPI.COMM_WORLD, ops, 1, 3, reset)
+
+
+@pytest.mark.parametrize("impls", [("ours", "naive", "mpi", "pickle"), ("ours", "gloo")], ids=["mpi", "gloo"])
+def test_allreduce_implementations_agree_with_mpi(impls):
+    out = micro_ops.bench_allreduce(MPI.COMM_WORLD, SIZES, impls, timer)
+    assert all(len(out[i]) == len(SIZES) and (np.concatenate(out[i]) > 0).all() for i in impls)
+
+
+@pytest.mark.parametrize("op", ["latency", "bw", "ps-pushpull", "fedavg-round"])
+def test_point_to_point_ops_check_their_results(op):
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("needs 2 ranks")
+    if op == "fedavg-round":
+        out = micro_ops.bench_fedavg_round(comm, SIZES[2:], ("ours", "mpi"), timer)
+    else:
+        fn = {"latency": micro_ops.bench_latency, "bw": micro_ops.bench_bw, "ps-pushpull": micro_ops.bench_ps_pushpull}
+        out = fn[op](comm, SIZES[2:], timer)
+    assert all_agree(all((np.concatenate(v) > 0).all() for v in out.values()))
+
+
+def test_a_wrong_kernel_is_caught(monkeypatch):
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("a one-rank sum cannot be wrong this way")
+    real = micro_ops.RingAllreduce.__call__
+
+    def off_by_one(self, buf, key=0):
+        real(self, buf, key)
+        buf[:1] += 1  # a kernel that gets one element wrong
+
+    monkeypatch.setattr(micro_ops.RingAllreduce, "__call__", off_by_one)
+    with pytest.raises(RuntimeError, match="differs from the reference"):
+        micro_ops.bench_allreduce(comm, [64], ("ours", "mpi"), timer)

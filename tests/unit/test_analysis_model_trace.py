@@ -1,0 +1,101 @@
+"""Cost model fits on synthetic data whose alpha and beta are known; trace export on a hand-made timeline;
+unreadable files named once and skipped."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from analysis import __main__ as cli
+from analysis import costmodel
+from analysis.load import ResultsError, load
+from analysis.trace import trace_events, write_trace
+from bench import results
+
+SIZES = np.array([2**k for k in range(3, 27)], dtype=float)
+
+
+@pytest.mark.parametrize("alpha,beta", [(20e-6, 1e-9), (2e-6, 0.1e-9), (100e-6, 5e-9)])
+def test_p2p_fit_recovers_alpha_beta_within_5_percent(alpha, beta):
+    noise = np.random.default_rng(0).normal(1.0, 0.02, SIZES.size)  # 2% measurement noise
+    fit = costmodel.fit_p2p(SIZES, (alpha + SIZES * beta) * noise)
+    assert abs(fit.alpha - alpha) / alpha < 0.05 and abs(fit.beta - beta) / beta < 0.05
+    assert fit.error < 0.05
+
+
+@pytest.mark.parametrize("p", [2, 4, 8])
+def test_ring_fit_inverts_the_ring_model(p):
+    truth = costmodel.Fit(15e-6, 0.8e-9, 0.0)
+    times = np.array([costmodel.ring_allreduce_time(n, p, truth) for n in SIZES])
+    fit = costmodel.fit_ring_allreduce(SIZES, times * np.random.default_rng(p).normal(1.0, 0.02, SIZES.size), p)
+    assert abs(fit.alpha - truth.alpha) / truth.alpha < 0.05 and abs(fit.beta - truth.beta) / truth.beta < 0.05
+
+
+def test_ring_model_closed_form():
+    fit = costmodel.Fit(1.0, 0.5, 0.0)
+    assert costmodel.ring_allreduce_time(8, 4, fit) == 2 * 3 * 1.0 + 2 * (3 / 4) * 8 * 0.5
+    assert costmodel.ring_allreduce_time(8, 1, fit) == 0.0
+    layer_bytes = np.array([100.0, 300.0])
+    cfg = {"servers": 2}
+    assert costmodel.comm_per_step("ps", layer_bytes, 6, fit, cfg) == 2 * 4 * (2 * 1.0 + 200 * 0.5)
+    assert costmodel.comm_per_step("fedavg", layer_bytes, 8, fit, {"clients": 20, "fraction": 0.1}) == 2 * 2 * (
+        2 * 1.0 + 400 * 0.5
+    )
+
+
+def timeline_run(path, ranks=2, steps=3, layers=2):
+    shape = (ranks, steps, layers)
+    starts = np.arange(ranks * steps, dtype=float).reshape(ranks, steps)
+    data = {
+        "timing/step": (np.full((ranks, steps), 0.5), "s"),
+        "timing/forward": (np.full(shape, 0.1), "s"),
+        "timing/backward": (np.full(shape, 0.1), "s"),
+        "timing/comm": (np.full(shape, 0.05), "s"),
+        "timeline/step_start": (starts, "s"),
+        "timeline/forward_start": (np.repeat(starts[..., None], layers, axis=2), "s"),
+        "timeline/backward_start": (np.repeat(starts[..., None] + 0.2, layers, axis=2), "s"),
+        "timeline/comm_start": (np.repeat(starts[..., None] + 0.4, layers, axis=2), "s"),
+        "layers/name": (np.array([f"l{i}" for i in range(layers)]), "1"),
+    }
+    results.write(str(path), {"strategy": "ring", "config": {}, "world_size": ranks}, data)
+    return load(path)
+
+
+def test_trace_export_is_valid_json_with_every_event(tmp_path):
+    run = timeline_run(tmp_path / "t.h5")
+    out = tmp_path / "t.json"
+    n = write_trace(run, str(out))
+    doc = json.loads(out.read_text())
+    events = [e for e in doc["traceEvents"] if e["ph"] == "X"]
+    assert n == len(doc["traceEvents"])
+    assert len(events) == 2 * 3 * (1 + 3 * 2)  # ranks x steps x (step + 3 phases x 2 layers)
+    assert {e["pid"] for e in events} == {0, 1} and {e["cat"] for e in events} == {
+        "step",
+        "forward",
+        "backward",
+        "comm",
+    }
+    first = next(e for e in events if e["cat"] == "comm" and e["pid"] == 1 and e["args"]["step"] == 2)
+    assert first["ts"] == pytest.approx((5 + 0.4) * 1e6) and first["dur"] == pytest.approx(0.05e6)
+    assert len([e for e in trace_events(run, first=1, steps=1) if e["ph"] == "X"]) == 2 * 7
+
+
+def test_trace_without_timeline_is_a_clear_error(tmp_path):
+    results.write(
+        str(tmp_path / "n.h5"),
+        {"strategy": "ring", "config": {}, "world_size": 1},
+        {"timing/step": (np.ones((1, 2)), "s")},
+    )
+    with pytest.raises(ResultsError, match="--trace"):
+        trace_events(load(tmp_path / "n.h5"))
+    assert cli.main(["trace", str(tmp_path / "n.h5"), "-o", str(tmp_path / "x.json")]) == 1
+
+
+def test_other_schema_and_non_hdf5_named_once(tmp_path, capsys):
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        f.attrs["schema_version"] = 0
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    assert cli.main(["tables", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("old.h5") == 1 and "schema version 0" in err and err.count("notes.h5") == 1
