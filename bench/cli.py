@@ -72,6 +72,7 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
     micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
     micro.add_argument("--iters", type=int, default=50, help="timed iterations at small sizes (default: 50)")
+    micro.add_argument("--min-iters", type=int, default=5, help="timed iterations at least, any size (default: 5)")
     micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")
     micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
 
@@ -97,7 +98,7 @@ def parse(argv: list[str], rank: int = 0):
         values = load_toml(args.config) if args.config else {}
         values.update({k: v for k, v in vars(args).items() if k in FIELDS and v is not None})
         args.cfg = build(values)
-    for name in ("min", "max", "iters", "steps", "batch_size"):
+    for name in ("min", "max", "iters", "min_iters", "steps", "batch_size"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     return args

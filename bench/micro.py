@@ -38,9 +38,9 @@ def sizes_between(lo: int, hi: int) -> list[int]:
     return out
 
 
-def iterations(size: int, iters: int) -> int:
-    """Fewer iterations for large messages: about ``iters`` MiB moved per size, at least 5."""
-    return max(5, min(iters, int(iters * (1 << 20) / max(size, 1))))
+def iterations(size: int, iters: int, least: int = 5) -> int:
+    """Fewer iterations for large messages: about ``iters`` MiB moved per size, at least ``least``."""
+    return max(least, min(iters, int(iters * (1 << 20) / max(size, 1))))
 
 
 def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndarray]:
@@ -83,7 +83,7 @@ def micro(args, comm: MPI.Comm) -> int:
     sizes = sizes_between(args.min, args.max)
 
     def timer(ops, size, reset=None):
-        return _time(comm, ops, args.warmup, iterations(size, args.iters), reset)
+        return _time(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
     with WATCHDOG.guard(600, f"micro {args.op}"):
         if args.op == "allreduce":

@@ -78,8 +78,9 @@ class EventServer(Server):
                     continue
                 if not MPI.Request.Testall(reqs):
                     continue
-                self._push_arrived(w, heads[w].copy(), grad, stop_flag)
-                posted[w], arrived[w] = self._post(w, heads[w]), False
+                got = heads[w].copy()
+                posted[w], arrived[w] = self._post(w, heads[w]), False  # before the reply: the next push finds
+                self._push_arrived(w, got, grad, stop_flag)  # its receives already posted
                 if on_row is not None and self.clocks.sum() % W == 0:
                     on_row()
         WATCHDOG.arm(timeout, "parameter server completing its last replies")
