@@ -57,10 +57,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="cnn")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--dist",
+        default="",
+        help="instead of one fixed straggler: every rank's random per-step "
+        "slowdown, e.g. lognormal:1.0 (--straggler-dist)",
+    )
     args = p.parse_args(argv)
     slow = args.ranks - 1
     extra = ["--model", args.model, "--dataset", args.dataset, "--steps", str(args.steps), "--quiet"]
-    extra += ["--straggler", f"{slow}:{args.factor:g}", "--threads", "1", "--eval-every", "0"]
+    extra += ["--threads", "1", "--eval-every", "0"]
+    extra += ["--straggler-dist", args.dist] if args.dist else ["--straggler", f"{slow}:{args.factor:g}"]
     results: dict[str, list[dict]] = {name: [] for name in CONFIGS}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -69,8 +76,9 @@ def main(argv=None) -> int:
                 results[name].append(run_one(name, args, extra, args.ranks, out))
                 print(f"round {r + 1}/{args.rounds} {name:9s} {results[name][-1]['rate']:9.1f} samples/s", flush=True)
     base = statistics.median(x["rate"] for x in results["ps sync"])
+    slowdown = f"every rank slowed at random ({args.dist})" if args.dist else f"rank {slow} slowed x{args.factor:g}"
     print(
-        f"\n{args.ranks} ranks, {args.model} on {args.dataset}, rank {slow} slowed x{args.factor:g}, "
+        f"\n{args.ranks} ranks, {args.model} on {args.dataset}, {slowdown}, "
         f"budget {args.steps} steps; median of {args.rounds} interleaved rounds"
     )
     print(

@@ -49,40 +49,38 @@ class EventServer(Server):
 
         Each worker has at most one push in flight, so the receives of its next push (header and pieces) are
         posted as soon as the previous one is taken: a worker's large pieces never wait for the server to get
-        round to posting a receive, and one worker slow to send does not hold up the others."""
+        round to posting a receive. The server sleeps in MPI on the W header receives only (waking once per
+        push, not once per piece) and then completes that worker's pieces, which follow its header at once."""
         W = len(self.workers)
         done = np.zeros(W, dtype=bool)
         heads = [np.empty(HEADER_LEN) for _ in self.workers]
         posted = [self._post(w, heads[w]) for w in range(W)]
-        arrived = [False] * W
+        status = MPI.Status()
         while not done.all():
             missing = [w for w, d in zip(self.workers, done) if not d]
             WATCHDOG.arm(timeout, f"parameter server waiting for workers {missing}")
-            receiving = any(arrived)  # a header is in and its pieces are under way; else the server idles
             t0 = time.perf_counter()
-            MPI.Request.Waitany([r for w in range(W) if not done[w] for r in posted[w][1]])
-            self._row()[0 if receiving else 3] += time.perf_counter() - t0
-            for w in range(W):
-                if done[w] or not (arrived[w] or posted[w][1][0].Test()):
-                    continue
-                arrived[w] = True
-                grad, reqs = posted[w]
-                if int(heads[w][0]) == Kind.BYE:  # no pieces will follow: withdraw their receives
-                    for r in reqs[1:]:
-                        r.Cancel()
-                    MPI.Request.Waitall(reqs)
-                    self._free.append(grad)
-                    done[w], arrived[w] = True, False
-                    self.stopping = True
-                    self._answer()
-                    continue
-                if not MPI.Request.Testall(reqs):
-                    continue
-                got = heads[w].copy()
-                posted[w], arrived[w] = self._post(w, heads[w]), False  # before the reply: the next push finds
-                self._push_arrived(w, got, grad, stop_flag)  # its receives already posted
-                if on_row is not None and self.clocks.sum() % W == 0:
-                    on_row()
+            w = MPI.Request.Waitany([posted[w][1][0] for w in range(W)], status)  # done workers' are null
+            t1 = time.perf_counter()
+            grad, reqs = posted[w]
+            if int(heads[w][0]) == Kind.BYE:  # no pieces will follow: withdraw their receives
+                for r in reqs[1:]:
+                    r.Cancel()
+                MPI.Request.Waitall(reqs)
+                self._free.append(grad)
+                done[w] = True
+                self.stopping = True
+                self._answer()
+                continue
+            MPI.Request.Waitall(reqs)
+            row = self._row()
+            row[3] += t1 - t0
+            row[0] += time.perf_counter() - t1
+            got = heads[w].copy()
+            posted[w] = self._post(w, heads[w])  # before the reply: the next push finds its receives posted
+            self._push_arrived(w, got, grad, stop_flag)
+            if on_row is not None and self.clocks.sum() % W == 0:
+                on_row()
         WATCHDOG.arm(timeout, "parameter server completing its last replies")
         for reqs in self.replies:
             MPI.Request.Waitall(reqs)
