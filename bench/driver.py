@@ -54,6 +54,13 @@ def evaluate(model, ds, device, batch: int = 1024) -> tuple[float, float]:
     return correct / len(ds.y_test), loss / len(ds.y_test)
 
 
+def inject_failure(cfg, comm: MPI.Comm, step: int) -> None:
+    """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
+    if cfg.fail_mode == "hang":
+        comm.Recv(np.empty(1), source=MPI.ANY_SOURCE, tag=tag_for(Tag.TEST))
+    raise RuntimeError(f"injected failure at step {step} (--fail-rank {cfg.fail_rank})")
+
+
 class Trainer:
     def __init__(self, run, comm: MPI.Comm, attrs: dict, stop: StopFlag):
         self.run, self.comm, self.attrs, self.stop = run, comm, attrs, stop
@@ -110,7 +117,7 @@ class Trainer:
         x, y = run.loader.next()
         rec["timing/data"][step] = time.perf_counter() - t
         if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
-            self._inject_failure(step)
+            inject_failure(cfg, self.comm, step)
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
         loss = F.cross_entropy(run.model(x), y)
@@ -137,12 +144,6 @@ class Trainer:
         strat.end_step(step)
         rec["metrics/loss"][step] = loss.item()
         rec["timing/step"][step] = time.perf_counter() - t_start
-
-    def _inject_failure(self, step: int) -> None:
-        """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
-        if self.cfg.fail_mode == "hang":
-            self.comm.Recv(np.empty(1), source=MPI.ANY_SOURCE, tag=tag_for(Tag.TEST))
-        raise RuntimeError(f"injected failure at step {step} (--fail-rank {self.cfg.fail_rank})")
 
     # ---- loop -----------------------------------------------------------------------------------------
     def _should_stop(self, step: int) -> bool:

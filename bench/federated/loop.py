@@ -16,7 +16,7 @@ import torch
 from mpi4py import MPI
 
 from bench import results
-from bench.driver import STOP_CHECK_EVERY, declare_series, evaluate
+from bench.driver import STOP_CHECK_EVERY, declare_series, evaluate, inject_failure
 from bench.federated.client import STATUS_NAMES, ClientHost
 from bench.federated.sampling import sample_clients
 from bench.federated.server import Aggregator
@@ -70,6 +70,8 @@ class FederatedLoop:
             rec["metrics/loss"][r] = np.nan
         else:
             mine = [int(k) for k in sampled if int(k) in self.topology.my_clients]
+            if r == cfg.fail_step and self.comm.rank == cfg.fail_rank:
+                inject_failure(cfg, self.comm, r)  # testing aid: a client rank that dies or never answers
             if mine:
                 WATCHDOG.arm(cfg.timeout, f"round {r}: waiting for the aggregator's model")
                 self.host.run_round(r, mine, rec, r)
@@ -91,7 +93,8 @@ class FederatedLoop:
         if (r + 1) % STOP_CHECK_EVERY:
             return False
         self.stop.poll_file(self.cfg.stop_file)
-        return bool(self.comm.allreduce(1 if self.stop else 0, op=MPI.MAX))
+        with WATCHDOG.guard(self.cfg.timeout, f"round {r}: agreeing on a stop with every rank"):
+            return bool(self.comm.allreduce(1 if self.stop else 0, op=MPI.MAX))
 
     # ---- results ----------------------------------------------------------------------------------------
     def flush(self, status: str) -> None:

@@ -304,6 +304,19 @@ def test_fedavg_256_clients_on_8_ranks_learns(tmp_path):
     assert "test accuracy" in proc.stdout and "clients         sampled 520" in proc.stdout
 
 
+@pytest.mark.parametrize("mode", ["hang", "raise"])
+def test_fedavg_client_rank_that_never_answers_ends_the_job(tmp_path, mode):
+    args = ["--strategy", "fedavg", "--clients", "4", "--fraction", "1", "--rounds", "5", "--model", "mlp"]
+    args += ["--fail-rank", "2", "--fail-step", "1", "--fail-mode", mode, "--timeout", "5", "--quiet"]
+    t = time.monotonic()
+    proc = bench(3, "train", *args, "--out", str(tmp_path / "f.h5"), timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - t < 90
+    if mode == "hang":
+        assert "timed out after 5 s waiting in aggregator waiting for clients on ranks [2]" in proc.stderr, proc.stderr
+    else:
+        assert "rank 2 of 3 failed" in proc.stderr and "injected failure" in proc.stderr
+
+
 def test_srun_without_pmi_guard():
     env = {"SLURM_NTASKS": "4", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "1"}
     proc = bench(1, "train", *TINY, env=env, timeout=60)
