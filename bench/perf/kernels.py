@@ -26,8 +26,10 @@ import numpy as np
 from bench.perf.stragglers import mpiexec
 
 
-def micro(ranks: int, out: str, *args: str) -> dict[str, np.ndarray]:
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "micro", "--out", out, *args]
+def micro(ranks: int, out: str, impls: str, lo: int, hi: int, args, iters: int = 0) -> dict[str, np.ndarray]:
+    """One ``bench micro`` all-reduce run of ``impls`` (interleaved) from ``lo`` to ``hi`` bytes; medians."""
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "micro", "--out", out, "--impl", impls]
+    cmd += ["--min", str(lo), "--max", str(hi), "--iters", str(iters or args.iters), "--min-iters", str(args.min_iters)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
     if proc.returncode != 0:
         raise SystemExit(f"micro failed:\n{proc.stderr[-3000:]}")
@@ -58,46 +60,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         # gloo keeps threads alive once initialised, so it gets its own run (ours beside it again)
-        big = micro(
-            args.ranks,
-            os.path.join(tmp, "big.h5"),
-            "--impl",
-            "ours,mpi",
-            "--min",
-            str(1 << 20),
-            "--max",
-            str(args.max_mib << 20),
-            "--iters",
-            str(args.iters),
-            "--min-iters",
-            str(args.min_iters),
-        )
-        gloo = micro(
-            args.ranks,
-            os.path.join(tmp, "gloo.h5"),
-            "--impl",
-            "ours,gloo",
-            "--min",
-            str(1 << 20),
-            "--max",
-            str(4 << 20),
-            "--iters",
-            str(args.iters),
-            "--min-iters",
-            str(args.min_iters),
-        )
-        small = micro(
-            args.ranks,
-            os.path.join(tmp, "small.h5"),
-            "--impl",
-            "ours,mpi",
-            "--min",
-            "8",
-            "--max",
-            "8",
-            "--iters",
-            "300",
-        )
+        big = micro(args.ranks, os.path.join(tmp, "big.h5"), "ours,mpi", 1 << 20, args.max_mib << 20, args)
+        gloo = micro(args.ranks, os.path.join(tmp, "gloo.h5"), "ours,gloo", 1 << 20, 4 << 20, args)
+        small = micro(args.ranks, os.path.join(tmp, "small.h5"), "ours,mpi", 8, 8, args, iters=300)
     print(f"# performance goals, {args.ranks} ranks (medians; implementations interleaved in each run)")
     print(
         f"{'size':>10} {'ours ms':>9} {'mpi ms':>9} {'ours/mpi':>9}    {'ours ms':>9} {'gloo ms':>9} {'gloo/ours':>10}"
