@@ -90,6 +90,16 @@ class Config:
     deadline: float = opt(
         float("inf"), "fedavg: seconds after a round starts; later updates are dropped (late)", group="fedavg"
     )
+    client_timeout: float = opt(
+        0.0, "fedavg: seconds the aggregator waits for a round's clients (0: --timeout)", group="fedavg"
+    )
+    on_client_timeout: str = opt(
+        "abort",
+        "fedavg: clients that do not answer in time: abort the job, or drop them (the round ends without them, "
+        "the results so far are written, then the job ends naming their ranks)",
+        ("abort", "drop"),
+        "fedavg",
+    )
     client_speed: str = opt(
         "", "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA", group="fedavg"
     )
@@ -236,6 +246,7 @@ def validate(cfg: Config) -> None:
         "timeout",
         "staleness",
         "fedprox_mu",
+        "client_timeout",
     ):
         if getattr(cfg, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")

@@ -76,6 +76,15 @@ class Recorder:
                 s.full[:, lo:hi] = recv
         self.gathered = hi
 
+    def datasets_with_root_rows(self, done: int) -> dict[str, tuple[np.ndarray, str]]:
+        """On the root, without communication: rows ``[0, done)``, the others' as last gathered (zero beyond)."""
+        out = {}
+        for name, s in self.series.items():
+            full = s.full[:, :done].copy()
+            full[self.comm.rank, self.gathered : done] = s.local[self.gathered : done]
+            out[name] = (full, s.units)
+        return out
+
     def datasets(self) -> dict[str, tuple[np.ndarray, str]]:
         """On the root: name -> ((ranks, gathered, ...) array, units)."""
         return {name: (s.full[:, : self.gathered], s.units) for name, s in self.series.items()}

@@ -21,8 +21,8 @@ from bench.strategies.base import HostStaging
 from kernels.tags import Tag, tag_for, tag_upper_bound
 
 HEADER_LEN = 6
-OK, DROPPED, LATE = 0, 1, 2
-STATUS_NAMES = {OK: "ok", DROPPED: "dropped", LATE: "late"}
+OK, DROPPED, LATE, SILENT = 0, 1, 2, 3
+STATUS_NAMES = {OK: "ok", DROPPED: "dropped", LATE: "late", SILENT: "no answer (timed out; counted as dropped)"}
 
 
 def header_tag(tag_ub: int) -> int:

@@ -54,6 +54,7 @@ class FederatedLoop:
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
             self.host = ClientHost(self.cfg, comm, run, self.topology.my_clients, timer, sigma)
         self.evals: list[tuple[int, float, float]] = []
+        self.lost: list[int] = []  # client ranks that stopped answering (--on-client-timeout drop)
         self.done, self.stopped_by = 0, ""
 
     # ---- one round --------------------------------------------------------------------------------------
@@ -62,7 +63,8 @@ class FederatedLoop:
         t0 = time.perf_counter()
         sampled = sample_clients(cfg.seed, r, cfg.clients, cfg.fraction)
         if self.aggregator is not None:
-            out = self.aggregator.run_round(r, sampled, cfg.timeout)
+            out = self.aggregator.run_round(r, sampled, cfg.client_timeout or cfg.timeout)
+            self.lost = out["lost"]
             for name in AGG_SERIES:
                 rec[f"fedavg/aggregator_{name}"][r] = out[name]
             for name in COUNTS:
@@ -101,9 +103,16 @@ class FederatedLoop:
         with WATCHDOG.guard(self.cfg.timeout, "gathering results to rank 0"):
             self.rec.gather(self.done)
             peak = self.comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, root=0)
-        if self.comm.rank != 0:
-            return
-        datasets = self.rec.datasets()
+        if self.comm.rank == 0:
+            self._write(status, self.rec.datasets(), peak)
+
+    def _write_alone(self, status: str) -> None:
+        """Rank 0 only, when client ranks stopped answering: rows gathered so far, rank 0's own rows since."""
+        datasets = self.rec.datasets_with_root_rows(self.done)
+        peak = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024] + [0] * (self.comm.size - 1)
+        self._write(status, datasets, peak)
+
+    def _write(self, status: str, datasets: dict, peak: list) -> None:
         ev = np.array(self.evals, dtype=np.float64).reshape(-1, 3)
         datasets["metrics/eval_step"] = (ev[:, 0].astype(np.int64), "round")
         datasets["metrics/test_accuracy"] = (ev[:, 1], "1")
@@ -137,6 +146,14 @@ class FederatedLoop:
         for r in range(cfg.rounds):
             self.round(r)
             self.done = r + 1
+            if self.lost:
+                self._evaluate(r)
+                self._write_alone(f"failed: client ranks {self.lost} stopped answering in round {r}")
+                WATCHDOG.abort(
+                    f"client ranks {self.lost} did not answer within "
+                    f"{cfg.client_timeout or cfg.timeout:g} s in round {r}: their clients were counted as dropped, "
+                    f"the results of rounds 0..{r} were written to {self.run.out}; ending the job"
+                )
             last = self.done == cfg.rounds
             stop = not last and self._should_stop(r)
             t = time.perf_counter()

@@ -18,7 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.federated.aggregate import ServerOptimizer, StreamingMean
-from bench.federated.client import DROPPED, HEADER_LEN, LATE, OK, header_tag, model_tag, update_tag
+from bench.federated.client import DROPPED, HEADER_LEN, LATE, OK, SILENT, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
 from kernels.watchdog import WATCHDOG
 
@@ -56,10 +56,20 @@ class Aggregator:
         head = np.empty(HEADER_LEN)
         status = MPI.Status()
         waiting = {int(k): self.topology.host_of_client(int(k)) for k in sampled}
+        lost: list[int] = []
+        drop = self.cfg.on_client_timeout == "drop"
         while waiting:
-            WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
             t = time.perf_counter()
-            self.comm.Probe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
+            if drop:  # poll, so the wait can end: a blocking probe cannot time out
+                if not self._probe_until(t0 + timeout, status):
+                    lost = sorted(set(waiting.values()))
+                    for k, host in waiting.items():
+                        counts["dropped"] += 1
+                        self.log.append((round_, k, host, 0.0, SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0))
+                    break
+            else:
+                WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
+                self.comm.Probe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
             source = status.Get_source()
             self.comm.Recv(head, source, header_tag(self.tag_ub))
             arrival = time.perf_counter()
@@ -79,9 +89,17 @@ class Aggregator:
             counts[{OK: "finished", DROPPED: "dropped", LATE: "late"}[state]] += 1
             self.log.append((round_, k, source, n_k, state, head[3], head[4], head[5], arrival - t0))
         t = time.perf_counter()
-        MPI.Request.Waitall(sends)
+        MPI.Request.Waitall([r for r, h in zip(sends, [h for h in hosts for _ in range(n_layers)]) if h not in lost])
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
             self.opt.step(self.values, self.mean.mean())
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
-        return times | counts
+        return times | counts | {"lost": lost}
+
+    def _probe_until(self, deadline: float, status: MPI.Status) -> bool:
+        """Wait for any client header until ``deadline`` (perf_counter seconds); False if none came."""
+        while not self.comm.Iprobe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status):
+            if time.perf_counter() > deadline:
+                return False
+            time.sleep(0.0005)  # leave the core to the client ranks (oversubscribed hosts)
+        return True

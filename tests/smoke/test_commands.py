@@ -317,6 +317,23 @@ def test_fedavg_client_rank_that_never_answers_ends_the_job(tmp_path, mode):
         assert "rank 2 of 3 failed" in proc.stderr and "injected failure" in proc.stderr
 
 
+def test_fedavg_drop_on_client_timeout_keeps_the_rounds(tmp_path):
+    out = tmp_path / "f.h5"
+    args = ["--strategy", "fedavg", "--clients", "4", "--fraction", "1", "--rounds", "5", "--model", "mlp", "--quiet"]
+    args += ["--fail-rank", "2", "--fail-step", "2", "--fail-mode", "hang", "--timeout", "60"]
+    args += ["--on-client-timeout", "drop", "--client-timeout", "4"]
+    t = time.monotonic()
+    proc = bench(3, "train", *args, "--out", str(out), timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - t < 50
+    assert "client ranks [2] did not answer within 4 s in round 2" in proc.stderr, proc.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"].startswith("failed") and int(f.attrs["completed_steps"]) == 3
+        status, rnd = f["fedavg/clients/status"][()], f["fedavg/clients/round"][()]
+        ranks = f["fedavg/clients/rank"][()]
+        assert (status[rnd < 2] == 0).all() and set(ranks[(rnd == 2) & (status == 3)]) == {2}
+        assert f["fedavg/dropped"][0, 2] == 2 and f["metrics/test_accuracy"].shape == (1,)
+
+
 def test_srun_without_pmi_guard():
     env = {"SLURM_NTASKS": "4", "SLURM_STEP_ID": "0", "SLURM_JOB_ID": "1"}
     proc = bench(1, "train", *TINY, env=env, timeout=60)
