@@ -68,7 +68,7 @@ class Trainer:
         self.rec = Recorder(comm, self.cfg.steps)
         declare_series(self.rec, len(run.layers), self.cfg.trace)
         run.strategy.declare(self.rec)
-        self.timer = LayerTimer(run.layers, make_clock(run.device.type))
+        self.timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
         self.straggler = Straggler(self.cfg, comm.rank, comm.size)
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0

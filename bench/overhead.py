@@ -45,7 +45,7 @@ def measure(model_name: str, dataset: str, batch: int, steps: int, block: int = 
     rounds = max(1, steps // block)
     for r in range(2 * rounds):
         variant = "instrumented" if r % 2 == 0 else "plain"
-        timer = LayerTimer(layers, CpuClock()) if variant == "instrumented" else None
+        timer = LayerTimer(layers, CpuClock(), root=model) if variant == "instrumented" else None
         for _ in range(block):
             t = time.perf_counter()
             one_step()

@@ -50,7 +50,7 @@ class FederatedLoop:
             self.aggregator = Aggregator(self.cfg, comm, run.layers, initial, self.topology)
             self.staging = HostStaging(run.layers, run.device)
         else:
-            timer = LayerTimer(run.layers, make_clock(run.device.type))
+            timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
             self.host = ClientHost(self.cfg, comm, run, self.topology.my_clients, timer, sigma)
         self.evals: list[tuple[int, float, float]] = []

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -32,20 +34,27 @@ def test_same_seed_same_weights():
         assert torch.equal(p, q)
 
 
+@pytest.mark.parametrize("partition", [True, False], ids=["root-partition", "per-module"])
 @pytest.mark.parametrize("name", list(models.MODEL_CLASSES))
-def test_layer_timer_measures_every_layer(name):
+def test_layer_timer_measures_every_layer(name, partition):
     torch.manual_seed(0)
     model = models.build(name, (1, 8, 8), 10, 0)
     layers = models.layers_of(model)
-    timer = LayerTimer(layers, CpuClock())
+    timer = LayerTimer(layers, CpuClock(), root=model if partition else None)
     fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
     x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    loss = F.cross_entropy(model(x), y)
+    t = time.perf_counter()
+    out = model(x)
+    forward_wall = time.perf_counter() - t
+    loss = F.cross_entropy(out, y)
     timer.start_backward()
     loss.backward()
     timer.collect(fwd, bwd)
     assert (fwd > 0).all(), fwd
     assert (bwd > 0).all(), bwd
+    assert fwd.sum() <= forward_wall  # a partition of (part of) the forward pass, never more
+    if partition:
+        assert fwd.sum() > 0.5 * forward_wall  # the layers' gaps cover most of it
     timer.remove()
 
 
