@@ -40,7 +40,7 @@ def micro(ranks: int, out: str, impls: str, lo: int, hi: int, args, iters: int =
 
 
 def overhead(model: str) -> float:
-    cmd = [sys.executable, "-m", "bench", "overhead", "--model", model, "--steps", "60"]
+    cmd = [sys.executable, "-m", "bench", "overhead", "--model", model, "--steps", "200"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         raise SystemExit(f"overhead failed:\n{proc.stderr[-3000:]}")
