@@ -5,7 +5,8 @@ Each returns {implementation: [samples per size]} and checks its result on every
 
 - ``allreduce``: sum in place of a float32 buffer. ``ours`` (ring, recursive doubling below 128 KiB), ``naive``
   (gather to root + broadcast), ``mpi`` (``Allreduce`` with MPI_IN_PLACE), ``gloo`` (torch.distributed
-  ``all_reduce`` on the gloo backend), ``pickle`` (mpi4py's lowercase ``allreduce``: the object is pickled).
+  ``all_reduce`` on the gloo backend), ``pickle`` (mpi4py's lowercase ``allreduce``: the object is pickled),
+  ``hd`` (recursive halving/doubling, power-of-two ranks: where the ring's step count costs, see BENCHMARKS.md).
 - ``latency``: ping-pong between ranks 0 and 1, one-way = round trip / 2 (OSU ``osu_latency``).
 - ``bw``: a window of 64 non-blocking sends from rank 0 to 1, then a 1-byte acknowledgement; bandwidth = window
   x size / time (OSU ``osu_bw``).
@@ -21,12 +22,13 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.errors import UsageError
+from kernels.halving_doubling import HalvingDoublingAllreduce
 from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
 from kernels.tags import Tag, tag_for
 from kernels.topology import Topology
 
 OP_IMPLS = {
-    "allreduce": ("ours", "naive", "mpi", "gloo", "pickle"),
+    "allreduce": ("ours", "naive", "mpi", "gloo", "pickle", "hd"),
     "latency": ("ours",),
     "bw": ("ours",),
     "ps-pushpull": ("ours",),
@@ -44,6 +46,10 @@ def allreduce_ops(comm, n: int, impls, base: np.ndarray):
     """(ops, buffers, results) for one size: every op reduces its own copy of ``base`` in place."""
     topo = Topology.ring(comm.rank, comm.size)
     kernels = {"ours": RingAllreduce(comm, topo), "naive": NaiveAllreduce(comm, topo)}
+    if "hd" in impls:
+        if comm.size & (comm.size - 1):
+            raise UsageError(f"--impl hd (recursive halving/doubling) needs a power-of-two rank count, not {comm.size}")
+        kernels["hd"] = HalvingDoublingAllreduce(comm, topo)
     bufs = {impl: base.copy() for impl in impls}
     results = {}
     ops = {}

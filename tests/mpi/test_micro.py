@@ -37,6 +37,17 @@ def test_point_to_point_ops_check_their_results(op):
     assert all_agree(all((np.concatenate(v) > 0).all() for v in out.values()))
 
 
+def test_halving_doubling_agrees_with_mpi_on_power_of_two_ranks():
+    comm = MPI.COMM_WORLD
+    if comm.size & (comm.size - 1):
+        with pytest.raises(micro_ops.UsageError, match="power-of-two"):
+            micro_ops.bench_allreduce(comm, [64], ("hd",), timer)
+        return
+    sizes = [4, 12, 64, 1000, 1 << 16, (1 << 16) + 12]  # odd splits too
+    out = micro_ops.bench_allreduce(comm, sizes, ("hd", "mpi"), timer)
+    assert len(out["hd"]) == len(sizes)
+
+
 def test_a_wrong_kernel_is_caught(monkeypatch):
     comm = MPI.COMM_WORLD
     if comm.size < 2:

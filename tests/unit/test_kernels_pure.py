@@ -141,3 +141,25 @@ def test_weighted_mean_matches_numpy_average():
 def test_bus_bandwidth_definition():
     algbw, busbw = reference.ring_bus_bandwidth(1e6, 1e-3, 4)
     assert algbw == pytest.approx(1e9) and busbw == pytest.approx(1.5e9)
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16])
+@pytest.mark.parametrize("n", [1, 7, 64, 1001])
+def test_halving_plan_partners_agree_and_segments_tile(p, n):
+    from kernels.halving_doubling import halving_plan
+
+    plans = [halving_plan(i, p, n) for i in range(p)]
+    for i, plan in enumerate(plans):
+        assert len(plan) == p.bit_length() - 1
+        for step, (partner, keep, send) in enumerate(plan):
+            other = plans[partner][step]
+            assert other[0] == i and other[1] == send and other[2] == keep  # what one sends the other keeps
+    finals = sorted(plan[-1][1] for plan in plans)  # after the reduce-scatter the kept pieces tile [0, n)
+    assert finals[0][0] == 0 and finals[-1][1] == n and all(a[1] == b[0] for a, b in zip(finals, finals[1:]))
+
+
+def test_halving_plan_needs_a_power_of_two():
+    from kernels.halving_doubling import halving_plan
+
+    with pytest.raises(ValueError, match="power-of-two"):
+        halving_plan(0, 6, 10)
