@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from mpi4py import MPI
 
 ABORT_CODE_TIMEOUT = 124
+LAST_WORDS_S = 0.5
+"""Pause between printing why and MPI_Abort: the launcher forwards a rank's output asynchronously, and an abort
+can kill the forwarding first (CI once lost the "second signal" message this way)."""
 
 
 class Watchdog:
@@ -54,6 +57,7 @@ class Watchdog:
         """Print ``rank R: message`` and end every rank of the job (callable from any thread)."""
         sys.stderr.write(f"syncbench: rank {self._comm.Get_rank()}: {message}\n")
         sys.stderr.flush()
+        time.sleep(LAST_WORDS_S)
         self._comm.Abort(ABORT_CODE_TIMEOUT)
 
     def hard_deadline(self, timeout_s: float, what: str) -> None:
@@ -91,6 +95,7 @@ def abort_on_exception(exc_type, exc, tb, comm: MPI.Comm = MPI.COMM_WORLD) -> No
     sys.stderr.write("".join(traceback.format_exception(exc_type, exc, tb)))
     sys.stderr.flush()
     if comm.size > 1:
+        time.sleep(LAST_WORDS_S)
         comm.Abort(1)
 
 
