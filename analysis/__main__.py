@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.report import write_report
 
         path = write_report(runs, micro, Path(args.out or "report"), args.warmup, fit, tables)
+        for table in tables:  # the report's tables also go to the terminal, as `tables` prints them
+            print(table.markdown())
         print(f"analysis: wrote {path}")
         return 0
     for table in tables:

@@ -55,9 +55,11 @@ def provenance_table(runs) -> Table:
 
 
 def write_report(runs, micro_runs, out: Path, warmup: int, fit: costmodel.Fit | None, tables: list[Table]) -> Path:
+    """Write report.md, every table (.md/.csv/.tex) and the figures; ``tables`` is extended in place with the
+    report's own tables, so the caller can print all of them."""
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures"
-    tables = tables + [top_layers(runs, warmup), strategy_comparison(runs, warmup), fedavg_table(runs)]
+    tables += [top_layers(runs, warmup), strategy_comparison(runs, warmup), fedavg_table(runs)]
     if fit is None:
         fit = fit_from_micro(micro_runs)
     model_note = ""
