@@ -38,6 +38,14 @@ def top_layers(runs, warmup: int, top: int = 5) -> Table:
     )
 
 
+def final_loss(loss: np.ndarray) -> float:
+    """Mean training loss over the last 10% of steps (rows a rank never reached are zero and left out)."""
+    if not loss.size:
+        return float("nan")
+    tail = loss[:, -max(1, loss.shape[1] // 10) :]
+    return float(np.nanmean(tail[tail != 0]))
+
+
 def strategy_comparison(runs, warmup: int) -> Table:
     rows = []
     for run in sorted(runs, key=lambda r: (r.config.get("model"), r.world_size, r.strategy)):
@@ -58,9 +66,7 @@ def strategy_comparison(runs, warmup: int) -> Table:
                 f"{100 * c.ratio:.1f}%",
                 c.wait_s + (float(blocked[ranks].sum(axis=1).mean()) if blocked is not None else 0.0),
                 f"{stale.mean():.2f}/{stale.max():.0f}" if stale is not None and stale.size else "-",
-                float(np.nanmean(loss[:, -max(1, loss.shape[1] // 10) :][loss[:, -max(1, loss.shape[1] // 10) :] != 0]))
-                if loss.size
-                else float("nan"),
+                final_loss(loss),
                 f"{100 * acc[-1]:.1f}%" if acc is not None and acc.size else "-",
             ]
         )

@@ -54,6 +54,17 @@ def evaluate(model, ds, device, batch: int = 1024) -> tuple[float, float]:
     return correct / len(ds.y_test), loss / len(ds.y_test)
 
 
+def run_datasets(run) -> dict:
+    """What every results file says about the run's layers and data partitions (all strategies)."""
+    layers = run.layers
+    return {
+        "layers/name": (np.array([layer.name for layer in layers]), "1"),
+        "layers/numel": (np.array([layer.numel for layer in layers], dtype=np.int64), "1"),
+        "layers/bytes": (np.array([layer.bytes for layer in layers], dtype=np.int64), "bytes"),
+        "data/partition_sizes": (np.array([len(p) for p in run.parts], dtype=np.int64), "samples"),
+    }
+
+
 def inject_failure(cfg, comm: MPI.Comm, step: int) -> None:
     """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
     if cfg.fail_mode == "hang":
@@ -87,11 +98,11 @@ class Trainer:
             t = time.perf_counter()
             sent = ex.run()
             dt = time.perf_counter() - t
-            extra = self.rec[ex.series][step] if ex.series else None
-            if not ex.layers:
-                if extra is not None:
+            if not ex.layers:  # e.g. waiting for reply headers: a per-step scalar, no layer's communication
+                if ex.series:
                     self.rec[ex.series][step] += dt
                 continue
+            extra = self.rec[ex.series][step] if ex.series else None
             total = sum(layers[i].bytes for i in ex.layers) or 1
             for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
                 share = layers[i].bytes / total
@@ -178,15 +189,8 @@ class Trainer:
         results.write(self.run.out, attrs, datasets | self.attrs_datasets() | extra)
 
     def attrs_datasets(self) -> dict:
-        layers = self.run.layers
         steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
-        return {
-            "layers/name": (np.array([layer.name for layer in layers]), "1"),
-            "layers/numel": (np.array([layer.numel for layer in layers], dtype=np.int64), "1"),
-            "layers/bytes": (np.array([layer.bytes for layer in layers], dtype=np.int64), "bytes"),
-            "data/partition_sizes": (np.array([len(p) for p in self.run.parts], dtype=np.int64), "samples"),
-            "timing/steps_done": (steps_done, "steps"),
-        }
+        return run_datasets(self.run) | {"timing/steps_done": (steps_done, "steps")}
 
     def train(self) -> int:
         cfg = self.cfg

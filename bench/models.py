@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +28,12 @@ class Layer:
     params: tuple[nn.Parameter, ...]
     numel: int
     bytes: int
+
+
+def flat_parameters(layers: list[Layer]) -> np.ndarray:
+    """All parameters in layer order, then each layer's parameter order, as one float32 host vector: the flat
+    layout that parameter-server shards and the FedAvg aggregator keep (and HostStaging packs per layer)."""
+    return torch.cat([p.data.reshape(-1) for layer in layers for p in layer.params]).cpu().numpy()
 
 
 def layers_of(model: nn.Module) -> list[Layer]:

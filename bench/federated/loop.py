@@ -12,14 +12,14 @@ import resource
 import time
 
 import numpy as np
-import torch
 from mpi4py import MPI
 
 from bench import results
-from bench.driver import STOP_CHECK_EVERY, declare_series, evaluate, inject_failure
+from bench.driver import STOP_CHECK_EVERY, declare_series, evaluate, inject_failure, run_datasets
 from bench.federated.client import STATUS_NAMES, ClientHost
 from bench.federated.sampling import sample_clients
 from bench.federated.server import Aggregator
+from bench.models import flat_parameters
 from bench.progress import Progress
 from bench.recorder import Recorder
 from bench.stragglers import parse_dist
@@ -44,7 +44,7 @@ class FederatedLoop:
             self.rec.add(f"fedavg/aggregator_{name}", "s")
         for name in COUNTS:
             self.rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
-        initial = torch.cat([p.data.reshape(-1) for layer in run.layers for p in layer.params]).cpu().numpy()
+        initial = flat_parameters(run.layers)
         self.aggregator = self.host = None
         if comm.rank == 0:
             self.aggregator = Aggregator(self.cfg, comm, run.layers, initial, self.topology)
@@ -123,10 +123,7 @@ class FederatedLoop:
         for j, (name, unit) in enumerate(zip(columns, units)):
             datasets[f"fedavg/clients/{name}"] = (log[:, j], unit)
         datasets["fedavg/peak_rss"] = (np.array(peak, dtype=np.int64), "bytes")
-        datasets["data/partition_sizes"] = (np.array([len(p) for p in self.run.parts], dtype=np.int64), "samples")
-        datasets["layers/name"] = (np.array([layer.name for layer in self.run.layers]), "1")
-        datasets["layers/numel"] = (np.array([layer.numel for layer in self.run.layers], dtype=np.int64), "1")
-        datasets["layers/bytes"] = (np.array([layer.bytes for layer in self.run.layers], dtype=np.int64), "bytes")
+        datasets |= run_datasets(self.run)
         datasets["timing/steps_done"] = (np.full(self.comm.size, self.done, dtype=np.int64), "rounds")
         attrs = self.attrs | {
             "status": status,

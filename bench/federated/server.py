@@ -45,7 +45,7 @@ class Aggregator:
         np.copyto(self.snapshot, self.values)
         n_layers = len(self.offsets) - 1
         sends = [
-            self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub))
+            (h, self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub)))
             for h in hosts
             for i in range(n_layers)
         ]
@@ -89,7 +89,7 @@ class Aggregator:
             counts[{OK: "finished", DROPPED: "dropped", LATE: "late"}[state]] += 1
             self.log.append((round_, k, source, n_k, state, head[3], head[4], head[5], arrival - t0))
         t = time.perf_counter()
-        MPI.Request.Waitall([r for r, h in zip(sends, [h for h in hosts for _ in range(n_layers)]) if h not in lost])
+        MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
             self.opt.step(self.values, self.mean.mean())
         times["aggregate"] += time.perf_counter() - t

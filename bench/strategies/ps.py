@@ -13,9 +13,9 @@ updates the parameters exactly as ``ring`` on W ranks does (one step on the mean
 from __future__ import annotations
 
 import numpy as np
-import torch
 from mpi4py import MPI
 
+from bench.models import flat_parameters
 from bench.strategies.base import Strategy
 from bench.strategies.ps_events import EventServer
 from bench.strategies.ps_server import Server
@@ -23,6 +23,9 @@ from bench.strategies.ps_worker import PSWorker
 from kernels.shard_map import shard_map
 from kernels.topology import Topology, TopologyError
 from kernels.watchdog import WATCHDOG
+
+SERVER_SERIES = ("server_receive", "server_apply", "server_send", "server_idle")
+"""Per server step, in the order Server.serve_step and EventServer.rows give them."""
 
 
 class PSStrategy(Strategy):
@@ -40,7 +43,7 @@ class PSStrategy(Strategy):
         self.server: Server | None = None
         self.worker: PSWorker | None = None
         if topo.role == "server":
-            initial = torch.cat([p.data.reshape(-1) for layer in layers for p in layer.params]).cpu().numpy()
+            initial = flat_parameters(layers)
             index = topo.servers.index(topo.rank)
             if self.lockstep:
                 self.server = Server(cfg, self.comm, index, topo.workers, self.smap, initial)
@@ -86,7 +89,7 @@ class PSStrategy(Strategy):
         self.rec = rec
         for kind in ("push", "pull"):
             rec.add(f"ps/{kind}", "s", L)
-        for name in ("server_receive", "server_apply", "server_send", "server_idle", "blocked"):
+        for name in (*SERVER_SERIES, "blocked"):
             rec.add(f"ps/{name}", "s")
         rec.add("ps/clock_spread", "clocks")
 
@@ -115,7 +118,7 @@ class PSStrategy(Strategy):
     def serve_step(self, step):
         """Lock-step (sync) server: one step, its times into the recorder."""
         row = self.server.serve_step(step)
-        for name, value in zip(("server_receive", "server_apply", "server_send", "server_idle"), row):
+        for name, value in zip(SERVER_SERIES, row):
             self.rec[f"ps/{name}"][step] = value
         return sum(row)
 
@@ -125,7 +128,7 @@ class PSStrategy(Strategy):
         rows = self.server.rows
         self.rec.ensure(len(rows))
         for k, row in enumerate(rows):
-            for name, value in zip(("server_receive", "server_apply", "server_send", "server_idle"), row):
+            for name, value in zip(SERVER_SERIES, row):
                 self.rec[f"ps/{name}"][k] = value
             self.rec["timing/step"][k] = sum(row)
         return len(rows)
