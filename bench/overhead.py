@@ -1,7 +1,8 @@
 """``python -m bench overhead``: what the per-layer timing hooks cost, measured on one rank.
 
-The same model takes steps (forward, backward, SGD update) in alternating blocks with the hooks attached
-(and their per-step collection) and with them removed, so both variants see the same machine noise; the
+The same model takes steps (forward, backward, SGD update) in alternating blocks with the timing attached (the
+driver's :class:`LayerTimer` writing each step's per-layer rows into a :class:`Recorder`, as in training) and
+with it removed, so both variants see the same machine noise; the
 result is the ratio of median step times. Other ranks, if launched, stay idle.
 """
 
@@ -12,9 +13,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mpi4py import MPI
 
 from bench import data, models
 from bench.config import Config
+from bench.driver import declare_series
+from bench.recorder import Recorder
 from bench.timing import CpuClock, LayerTimer
 
 
@@ -26,7 +30,9 @@ def measure(model_name: str, dataset: str, batch: int, steps: int, block: int = 
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x = torch.from_numpy(ds.x_train[:batch])
     y = torch.from_numpy(ds.y_train[:batch])
-    fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
+    rounds = max(1, steps // block)
+    rec = Recorder(MPI.COMM_SELF, rounds * block)
+    declare_series(rec, len(layers), trace=False)
     times = {"instrumented": [], "plain": []}
     timer = None
 
@@ -37,12 +43,12 @@ def measure(model_name: str, dataset: str, batch: int, steps: int, block: int = 
             timer.start_backward()
         loss.backward()
         if timer is not None:
-            timer.collect(fwd, bwd)
+            row = len(times["instrumented"])
+            timer.collect(rec["timing/forward"][row], rec["timing/backward"][row])
         opt.step()
 
     for _ in range(3):  # burn-in, not measured
         one_step()
-    rounds = max(1, steps // block)
     for r in range(2 * rounds):
         variant = "instrumented" if r % 2 == 0 else "plain"
         timer = LayerTimer(layers, CpuClock(), root=model) if variant == "instrumented" else None

@@ -50,13 +50,13 @@ class RingAllreduce:
         """All-reduce ``buf`` (sum) in place and return it. ``key`` (e.g. the layer index) separates the tags of
         concurrent calls; every rank must pass the same key for the same buffer."""
         _check_buffer(buf)
+        if buf.nbytes < self.small_bytes:
+            return self._small(buf, key)
         topo = self.topology
         p = topo.ring_size
         n = buf.size
         if p == 1 or n == 0:
             return buf
-        if buf.nbytes < self.small_bytes:
-            return self._small(buf, key)
         idx, left, right = topo.ring_index, topo.left, topo.right
         chunks = ring_chunks(n, p)
         scratch = self._scratch.get(buf.dtype, chunks[0][1] - chunks[0][0])

@@ -88,6 +88,20 @@ def test_micro_and_overhead(tmp_path):
     assert proc.returncode == 0 and "overhead" in proc.stdout, proc.stderr
 
 
+def test_perf_script_prints_every_goal_with_a_verdict():
+    """The perf script runs end to end (tiny sizes, 2 launches) and judges every goal; its timings are not
+    checked here (never timed tests), only that each goal line carries a measured number and a verdict."""
+    cmd = [sys.executable, "-m", "bench.perf.kernels", "--ranks", "2", "--max-mib", "1", "--launches", "2"]
+    cmd += ["--iters", "4", "--min-iters", "2", "--overhead-steps", "10"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    goals = [line for line in proc.stdout.splitlines() if line.startswith("goal ")]
+    assert [g.split()[1] for g in goals] == ["1", "2", "3", "4", "4"], proc.stdout
+    for line in goals:
+        assert line.endswith(("holds", "MISSES")) and any(c.isdigit() for c in line.split(":")[1]), line
+    assert "2 launches" in proc.stdout and proc.stderr.count("launch ") == 2
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

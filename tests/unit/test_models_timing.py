@@ -66,3 +66,31 @@ def test_bucket_groups_backward_order_and_cover():
     flat = [i for g in groups for i in g]
     assert flat == list(reversed(range(len(layers))))
     assert len(groups) < len(layers)
+
+
+@pytest.mark.parametrize("partition", [True, False], ids=["root-partition", "per-module"])
+def test_layer_timer_changes_nothing_and_removes_cleanly(partition):
+    """The forward wrappers must not change outputs or gradients, and ``remove`` must leave every module as it
+    was (no instance ``forward`` left behind; a module's own instance ``forward`` restored)."""
+    torch.manual_seed(0)
+    model = models.build("resnet20", (1, 8, 8), 10, 0)
+    layers = models.layers_of(model)
+    own = layers[0].module.forward  # a pre-existing instance attribute must survive
+    layers[0].module.forward = own
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        F.cross_entropy(out, y).backward()
+        return out.detach().clone(), [p.grad.clone() for p in model.parameters()]
+
+    plain_out, plain_grads = run()
+    timer = LayerTimer(layers, CpuClock(), root=model if partition else None)
+    timed_out, timed_grads = run()
+    timer.remove()
+    assert torch.equal(plain_out, timed_out)
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, timed_grads))
+    assert layers[0].module.__dict__["forward"] is own
+    assert all("forward" not in layer.module.__dict__ for layer in layers[1:])
+    assert "forward" not in model.__dict__
