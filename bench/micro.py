@@ -44,12 +44,19 @@ def iterations(size: int, iters: int, least: int = 5) -> int:
 
 
 def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndarray]:
-    """Time every op of ``ops`` (name -> callable) ``n`` times, interleaved (op A, op B, op A, ...) so that all
-    see the same machine noise. ``reset(name)`` runs before the barrier, outside the timed region. Each
-    sample is the slowest rank's time for that iteration."""
+    """Time every op of ``ops`` (name -> callable) ``n`` times, interleaved so that all see the same machine
+    noise, in an order rotated every iteration (A B C, B C A, C A B, ...) so that whatever an op leaves behind
+    for the next (cache contents, a library's helper threads) falls on every op alike. (Measured with one
+    shared buffer, position alone made no difference: the same 16 MiB ``Allreduce`` took the same time first,
+    second and third; what had biased the comparison was one buffer per op, see ``micro_ops.allreduce_ops``.)
+    The rotation is the same on every rank, as the ops are collective. ``reset(name)`` runs before the barrier,
+    outside the timed region. Each sample is the slowest rank's time for that iteration."""
     samples = {name: np.empty(n) for name in ops}
+    names = list(ops)
     for i in range(warmup + n):
-        for name, fn in ops.items():
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = ops[name]
             if reset is not None:
                 reset(name)
             comm.Barrier()

@@ -42,33 +42,34 @@ def _check(comm, ok: bool, what: str) -> None:
         raise RuntimeError(f"{what}: result differs from the reference")
 
 
-def allreduce_ops(comm, n: int, impls, base: np.ndarray):
-    """(ops, buffers, results) for one size: every op reduces its own copy of ``base`` in place."""
+def allreduce_ops(comm, n: int, impls, buf: np.ndarray):
+    """(ops, results) for one size: every op reduces ``buf`` in place (one buffer shared by all, reset before
+    each op). Shared because the buffer itself biased the comparison: with one buffer per implementation, the
+    same MPI ``Allreduce`` of 16 MiB took 4.0 ms on the first-allocated buffer and 2.8-3.2 ms on the other two
+    (2 ranks, order rotated; transparent huge pages on), and the first buffer had always been ``ours``'s."""
     topo = Topology.ring(comm.rank, comm.size)
     kernels = {"ours": RingAllreduce(comm, topo), "naive": NaiveAllreduce(comm, topo)}
     if "hd" in impls:
         if comm.size & (comm.size - 1):
             raise UsageError(f"--impl hd (recursive halving/doubling) needs a power-of-two rank count, not {comm.size}")
         kernels["hd"] = HalvingDoublingAllreduce(comm, topo)
-    bufs = {impl: base.copy() for impl in impls}
     results = {}
     ops = {}
     for impl in impls:
-        b = bufs[impl]
         if impl == "mpi":
-            ops[impl] = lambda b=b: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)
+            ops[impl] = lambda: comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
         elif impl == "gloo":
             import torch
 
             from bench.gloo import init_gloo
 
-            dist, t = init_gloo(comm), torch.from_numpy(b)
+            dist, t = init_gloo(comm), torch.from_numpy(buf)
             ops[impl] = lambda t=t, dist=dist: dist.all_reduce(t)
         elif impl == "pickle":
-            ops[impl] = lambda b=b, impl=impl: results.__setitem__(impl, comm.allreduce(b, op=MPI.SUM))
+            ops[impl] = lambda impl=impl: results.__setitem__(impl, comm.allreduce(buf, op=MPI.SUM))
         else:
-            ops[impl] = lambda b=b, k=kernels[impl]: k(b)
-    return ops, bufs, results
+            ops[impl] = lambda k=kernels[impl]: k(buf)
+    return ops, results
 
 
 def bench_allreduce(comm, sizes, impls, timer) -> dict:
@@ -78,14 +79,17 @@ def bench_allreduce(comm, sizes, impls, timer) -> dict:
         base = ((np.arange(n) % 7) + comm.rank + 1).astype(np.float32)  # integer-valued: sums are exact
         expect = np.empty_like(base)
         comm.Allreduce(base, expect, op=MPI.SUM)
-        ops, bufs, results = allreduce_ops(comm, n, impls, base)
+        buf = base.copy()
+        ops, results = allreduce_ops(comm, n, impls, buf)
 
-        def reset(impl, bufs=bufs, base=base):
-            bufs[impl][:] = base
+        def reset(impl, buf=buf, base=base):
+            buf[:] = base
 
         samples = timer(ops, size, reset)
-        for impl in impls:
-            got = results.get(impl, bufs[impl])
+        for impl in impls:  # after the timed calls (a kernel whose state goes wrong on reuse is caught), untimed
+            reset(impl)
+            ops[impl]()
+            got = results.get(impl, buf)
             _check(comm, np.array_equal(got, expect), f"{impl} all-reduce of {size} bytes")
             out[impl].append(samples[impl])
     return out

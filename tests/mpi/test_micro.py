@@ -61,3 +61,15 @@ def test_a_wrong_kernel_is_caught(monkeypatch):
     monkeypatch.setattr(micro_ops.RingAllreduce, "__call__", off_by_one)
     with pytest.raises(RuntimeError, match="differs from the reference"):
         micro_ops.bench_allreduce(comm, [64], ("ours", "mpi"), timer)
+
+
+def test_interleaved_order_rotates_so_each_op_takes_every_position():
+    """Over len(ops) iterations each op must run once in each position (see ``_time``), in the same order on
+    every rank (the ops are collective)."""
+    calls = []
+    ops = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    _time(MPI.COMM_WORLD, ops, warmup=0, n=3)
+    rounds = [calls[k : k + 3] for k in range(0, 9, 3)]
+    every_position = all(sorted(r[position] for r in rounds) == ["a", "b", "c"] for position in range(3))
+    same_on_every_rank = MPI.COMM_WORLD.bcast(calls, root=0) == calls
+    assert all_agree(every_position and same_on_every_rank), rounds
