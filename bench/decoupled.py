@@ -5,8 +5,9 @@ Workers step until a server's reply says the run is over (the update budget is s
 some rank), then say goodbye; servers serve until every worker has. Only then do all ranks meet again: the final
 parameters go to the evaluating worker, the model is evaluated once, and the Recorder's rows (grown as each rank
 needed them; rows a rank never reached stay zero) are gathered with each rank's number of steps beside them. A
-signal or stop file therefore ends the run in order as in the lock-step loop; there are no periodic flushes (a
-rank killed outright loses the run).
+signal or stop file therefore ends the run in order as in the lock-step loop. Periodic flushes go through the file
+system instead of a collective (:mod:`bench.snapshots`): every ``--flush-every`` of its own steps a rank writes its
+rows, and rank 0 rewrites the results file from them, so a run killed outright keeps what the ranks had reported.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 import numpy as np
 
+from bench import snapshots
 from bench.progress import Progress
 from bench.summary import print_summary
 from kernels.watchdog import WATCHDOG
@@ -22,9 +24,20 @@ from kernels.watchdog import WATCHDOG
 
 def train_decoupled(trainer) -> int:
     cfg, comm, strat = trainer.cfg, trainer.comm, trainer.run.strategy
+    out = trainer.run.out
+    snapshots.remove(out, comm.rank)  # a killed earlier run's, which rank 0 must not mistake for this run's
     comm.Barrier()
     t0 = time.perf_counter()
     progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
+
+    def snapshot(done: int) -> None:
+        t = time.perf_counter()
+        snapshots.write(out, comm.rank, trainer.rec, done)
+        if comm.rank == 0:
+            series, steps_done = snapshots.assemble(out, comm.size, trainer.rec, done)
+            trainer.write("running", series, {}, steps_done)
+        trainer.side_s += time.perf_counter() - t
+
     if strat.computes:
         step = 0
         while True:
@@ -38,10 +51,20 @@ def train_decoupled(trainer) -> int:
                 progress.update(loss=trainer.rec["metrics/loss"][step])
             if strat.worker.stop_seen:
                 break
+            if trainer.done % cfg.flush_every == 0:
+                snapshot(trainer.done)
             step += 1
         strat.worker.say_bye(trainer.done)
     else:
-        trainer.done = strat.serve_events(trainer.stop, cfg.timeout, on_row=progress.update)
+        served = [0]
+
+        def on_row() -> None:
+            progress.update()
+            served[0] += 1
+            if served[0] % cfg.flush_every == 0:
+                snapshot(strat.record_rows())
+
+        trainer.done = strat.serve_events(trainer.stop, cfg.timeout, on_row=on_row)
     WATCHDOG.arm(cfg.timeout, "waiting for every rank to finish")
     wall = time.perf_counter() - t0
     progress.close()
@@ -59,6 +82,7 @@ def train_decoupled(trainer) -> int:
     status = "stopped" if trainer.stopped_by else "complete"
     trainer.attrs["train_wall_s"] = wall
     trainer.flush(status)
+    snapshots.remove(out, comm.rank)  # the results file now holds everything
     trainer.side_s += time.perf_counter() - t_side
     trainer.attrs["eval_and_io_s"] = trainer.side_s
     WATCHDOG.disarm()

@@ -180,17 +180,22 @@ class Trainer:
         if self.comm.rank != 0:
             return
         self.extra = extra
+        self.write(status, self.rec.datasets(), extra)
+
+    def write(self, status: str, series: dict, extra: dict, steps_done: np.ndarray | None = None) -> None:
+        """Rank 0: the results file from ``series`` (the Recorder's datasets), the evaluations so far, the run's
+        own datasets and ``extra`` (the strategy's)."""
         ev = np.array(self.evals, dtype=np.float64).reshape(-1, 3)
-        datasets = self.rec.datasets()
+        datasets = dict(series)
         datasets["metrics/eval_step"] = (ev[:, 0].astype(np.int64), "step")
         datasets["metrics/test_accuracy"] = (ev[:, 1], "1")
         datasets["metrics/test_loss"] = (ev[:, 2], "1")
-        attrs = self.attrs | {"status": status, "completed_steps": self.done, "stopped_by": self.stopped_by}
-        results.write(self.run.out, attrs, datasets | self.attrs_datasets() | extra)
-
-    def attrs_datasets(self) -> dict:
-        steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
-        return run_datasets(self.run) | {"timing/steps_done": (steps_done, "steps")}
+        if steps_done is None:
+            steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
+        done = int(steps_done.max()) if steps_done.size else 0
+        attrs = self.attrs | {"status": status, "completed_steps": done, "stopped_by": self.stopped_by}
+        run = run_datasets(self.run) | {"timing/steps_done": (steps_done, "steps")}
+        results.write(self.run.out, attrs, datasets | run | extra)
 
     def train(self) -> int:
         cfg = self.cfg

@@ -125,6 +125,10 @@ class PSStrategy(Strategy):
     def serve_events(self, stop_flag, timeout: float, on_row=None) -> int:
         """Decoupled server: serve until every worker has said goodbye; returns its number of rows."""
         self.server.serve(stop_flag, timeout, on_row)
+        return self.record_rows()
+
+    def record_rows(self) -> int:
+        """Decoupled server: copy its rows so far into the recorder (at the end, and for snapshots); their count."""
         rows = self.server.rows
         self.rec.ensure(len(rows))
         for k, row in enumerate(rows):
