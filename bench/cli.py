@@ -59,8 +59,8 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument(
         "--op",
         default="allreduce",
-        choices=("allreduce", "latency", "bw", "ps-pushpull", "fedavg-round"),
-        help="benchmark (default: allreduce)",
+        choices=("allreduce", "ring", "naive", "latency", "bw", "ps-pushpull", "fedavg-round"),
+        help="benchmark (default: allreduce; ring / naive = allreduce of that kernel beside MPI's)",
     )
     micro.add_argument(
         "--impl",

@@ -27,6 +27,8 @@ from kernels.reference import ring_bus_bandwidth
 from kernels.watchdog import WATCHDOG
 
 DEFAULT_IMPLS = {"allreduce": "ours,naive,mpi"}
+OP_ALIASES = {"ring": ("allreduce", "ours,mpi"), "naive": ("allreduce", "naive,mpi")}
+"""``--op ring`` / ``--op naive``: the all-reduce benchmark with that kernel beside MPI's (``--impl`` still wins)."""
 
 
 def sizes_between(lo: int, hi: int) -> list[int]:
@@ -84,7 +86,8 @@ def choose_impls(op: str, text: str, pickle: bool) -> tuple[str, ...]:
 
 
 def micro(args, comm: MPI.Comm) -> int:
-    impls = choose_impls(args.op, args.impl, args.pickle)
+    op, alias_impls = OP_ALIASES.get(args.op, (args.op, ""))
+    impls = choose_impls(op, args.impl or alias_impls, args.pickle)
     if args.min > args.max:
         raise UsageError(f"--min {args.min} is larger than --max {args.max}")
     sizes = sizes_between(args.min, args.max)
@@ -92,18 +95,18 @@ def micro(args, comm: MPI.Comm) -> int:
     def timer(ops, size, reset=None):
         return _time(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
-    with WATCHDOG.guard(600, f"micro {args.op}"):
-        if args.op == "allreduce":
+    with WATCHDOG.guard(600, f"micro {op}"):
+        if op == "allreduce":
             data = bench_allreduce(comm, sizes, impls, timer)
-        elif args.op == "fedavg-round":
+        elif op == "fedavg-round":
             data = bench_fedavg_round(comm, sizes, impls, timer)
         else:
-            run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[args.op]
+            run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer)
     if comm.rank == 0:
-        report(args.op, sizes, data, comm.size)
+        report(op, sizes, data, comm.size)
         if args.out:
-            write(args.out, args.op, sizes, data, comm.size)
+            write(args.out, op, sizes, data, comm.size)
     return 0
 
 

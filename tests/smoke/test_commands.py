@@ -84,6 +84,8 @@ def test_micro_and_overhead(tmp_path):
         assert f["micro/allreduce/ours/time_s"].shape[0] == 10  # 8 B .. 4096 B
     proc = bench(2, "micro", "--op", "latency", "--max", "64", "--iters", "5")
     assert proc.returncode == 0, proc.stderr
+    proc = bench(2, "micro", "--op", "ring", "--max", "64", "--iters", "3")  # = allreduce --impl ours,mpi
+    assert proc.returncode == 0 and "ours/mpi" in proc.stdout and "naive" not in proc.stdout, proc.stderr
     proc = bench(1, "overhead", "--steps", "10")
     assert proc.returncode == 0 and "overhead" in proc.stdout, proc.stderr
 
