@@ -113,9 +113,10 @@ def micro(args, comm: MPI.Comm) -> int:
 def report(op: str, sizes, data: dict, p: int) -> None:
     impls = list(data)
     print(f"# micro {op}, {p} ranks; median over samples (slowest rank per iteration)")
-    bw = "busGB/s" if op == "allreduce" else "GB/s"  # nccl-tests bus bandwidth; else algbw = S / t
+    # nccl-tests definitions: algbw = S / t; for all-reduce also busbw = algbw * 2 (p - 1) / p
+    bws = ("algGB/s", "busGB/s") if op == "allreduce" else ("GB/s",)
     ratios = [ref for ref in ("mpi", "gloo") if "ours" in impls and ref in impls]
-    head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12} {i + ' ' + bw:>14}" for i in impls)
+    head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12}" + "".join(f" {i + ' ' + b:>14}" for b in bws) for i in impls)
     head += "".join(f" {'ours/' + ref:>10}" for ref in ratios)
     print(head)
     for k, size in enumerate(sizes):
@@ -123,8 +124,8 @@ def report(op: str, sizes, data: dict, p: int) -> None:
         med = {}
         for impl in impls:
             med[impl] = float(np.median(data[impl][k]))
-            alg, bus = ring_bus_bandwidth(size, med[impl], p)
-            row += f"{med[impl] * 1e6:>12.2f} {(bus if op == 'allreduce' else alg) / 1e9:>14.3f} "
+            values = ring_bus_bandwidth(size, med[impl], p)[: len(bws)]
+            row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values) + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
         print(row)
 
