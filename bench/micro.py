@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench import results
+from bench import provenance, results
 from bench.errors import UsageError
 from bench.micro_ops import (
     OP_IMPLS,
@@ -103,10 +103,14 @@ def micro(args, comm: MPI.Comm) -> int:
         else:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer)
+    info = provenance.collect(comm, threads=1) if args.out else {}  # collective; after timing, so nothing it
+    info.pop("threads_per_rank", None)  # imports or starts can disturb the samples; no torch threads here
     if comm.rank == 0:
         report(op, sizes, data, comm.size)
         if args.out:
-            write(args.out, op, sizes, data, comm.size)
+            config = {k: getattr(args, k) for k in ("op", "min", "max", "iters", "min_iters", "warmup", "pickle")}
+            info["config"] = config | {"impl": ",".join(impls)}
+            write(args.out, op, sizes, data, comm.size, info)
     return 0
 
 
@@ -130,7 +134,8 @@ def report(op: str, sizes, data: dict, p: int) -> None:
         print(row)
 
 
-def write(path: str, op: str, sizes, data: dict, p: int) -> None:
+def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = None) -> None:
+    """The samples, with the run's provenance and options (``info``) as root attributes."""
     datasets = {}
     for impl, samples in data.items():
         width = max(len(s) for s in samples)
@@ -140,4 +145,4 @@ def write(path: str, op: str, sizes, data: dict, p: int) -> None:
         datasets[f"micro/{op}/{impl}/size_bytes"] = (np.array(sizes, dtype=np.int64), "bytes")
         datasets[f"micro/{op}/{impl}/time_s"] = (table, "s")
     results.check_writable(path)
-    results.write(path, {"kind": "micro", "op": op, "world_size": p}, datasets)
+    results.write(path, (info or {}) | {"kind": "micro", "op": op, "world_size": p}, datasets)

@@ -1,5 +1,6 @@
 """Every ``python -m bench`` command at tiny sizes, launched as a user would, plus its error paths."""
 
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,8 @@ def test_micro_and_overhead(tmp_path):
     assert "ours/mpi" in proc.stdout
     with h5py.File(out) as f:
         assert f["micro/allreduce/ours/time_s"].shape[0] == 10  # 8 B .. 4096 B
+        assert f.attrs["mpi_library"] and f.attrs["git_commit"] and f.attrs["world_size"] == 3
+        assert json.loads(f.attrs["config"]) | {"iters": 5, "impl": "ours,naive,mpi"} == json.loads(f.attrs["config"])
     proc = bench(2, "micro", "--op", "latency", "--max", "64", "--iters", "5")
     assert proc.returncode == 0, proc.stderr
     proc = bench(2, "micro", "--op", "ring", "--max", "64", "--iters", "3")  # = allreduce --impl ours,mpi
