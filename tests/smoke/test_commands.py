@@ -93,6 +93,14 @@ def test_micro_and_overhead(tmp_path):
     assert proc.returncode == 0 and "overhead" in proc.stdout, proc.stderr
 
 
+def test_harness_bias_script_runs():
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "bench.perf.harness_bias", "--mib", "0.25", "--iters", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    row = proc.stdout.splitlines()[-1].split()
+    assert row[:2] == ["0.25", "MiB"] and len([x for x in row if x.replace(".", "").isdigit()]) == 7, proc.stdout
+
+
 def test_perf_script_prints_every_goal_with_a_verdict():
     """The perf script runs end to end (tiny sizes, 2 launches) and judges every goal; its timings are not
     checked here (never timed tests), only that each goal line carries a measured number and a verdict."""
