@@ -26,6 +26,7 @@ from kernels.halving_doubling import HalvingDoublingAllreduce
 from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
 from kernels.tags import Tag, tag_for
 from kernels.topology import Topology
+from kernels.waiting import probe
 
 OP_IMPLS = {
     "allreduce": ("ours", "naive", "mpi", "gloo", "pickle", "hd"),
@@ -180,7 +181,7 @@ def bench_fedavg_round(comm, sizes, impls, timer) -> dict:
                 b["total"][:] = 0
                 status = MPI.Status()
                 for _ in range(1, comm.size):
-                    comm.Probe(MPI.ANY_SOURCE, up, status)
+                    probe(comm, MPI.ANY_SOURCE, up, status)
                     src = status.Get_source()
                     comm.Recv(b["scratch"], src, up)
                     b["total"][:] += float(src) * b["scratch"]

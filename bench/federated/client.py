@@ -19,6 +19,7 @@ from mpi4py import MPI
 from bench.federated.sampling import drops_out, speed_factor
 from bench.strategies.base import HostStaging
 from kernels.tags import Tag, tag_for, tag_upper_bound
+from kernels.waiting import probe
 
 HEADER_LEN = 6
 OK, DROPPED, LATE, SILENT = 0, 1, 2, 3
@@ -71,7 +72,7 @@ class ClientHost:
     def download(self, row_comm: np.ndarray, row_bytes: np.ndarray, row_down: np.ndarray) -> float:
         """Receive the global model; returns the seconds spent waiting for the round to start (not transfer)."""
         t = time.perf_counter()
-        self.comm.Probe(0, model_tag(0, self.tag_ub))
+        probe(self.comm, 0, model_tag(0, self.tag_ub))
         waited = time.perf_counter() - t
         for i, buf in enumerate(self.global_values):
             t = time.perf_counter()

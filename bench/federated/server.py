@@ -20,6 +20,7 @@ from mpi4py import MPI
 from bench.federated.aggregate import ServerOptimizer, StreamingMean
 from bench.federated.client import DROPPED, HEADER_LEN, LATE, OK, SILENT, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
+from kernels.waiting import probe
 from kernels.watchdog import WATCHDOG
 
 
@@ -69,7 +70,7 @@ class Aggregator:
                     break
             else:
                 WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
-                self.comm.Probe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
+                probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
             source = status.Get_source()
             self.comm.Recv(head, source, header_tag(self.tag_ub))
             arrival = time.perf_counter()
@@ -98,8 +99,4 @@ class Aggregator:
 
     def _probe_until(self, deadline: float, status: MPI.Status) -> bool:
         """Wait for any client header until ``deadline`` (perf_counter seconds); False if none came."""
-        while not self.comm.Iprobe(MPI.ANY_SOURCE, header_tag(self.tag_ub), status):
-            if time.perf_counter() > deadline:
-                return False
-            time.sleep(0.0005)  # leave the core to the client ranks (oversubscribed hosts)
-        return True
+        return probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status, deadline)

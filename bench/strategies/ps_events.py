@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from bench.strategies.ps_protocol import HEADER_LEN, Kind, header, to_server_tag, to_worker_tag
 from bench.strategies.ps_server import Server, mean_in_worker_order
+from kernels.waiting import wait_any
 from kernels.watchdog import WATCHDOG
 
 
@@ -60,7 +61,7 @@ class EventServer(Server):
             missing = [w for w, d in zip(self.workers, done) if not d]
             WATCHDOG.arm(timeout, f"parameter server waiting for workers {missing}")
             t0 = time.perf_counter()
-            w = MPI.Request.Waitany([posted[w][1][0] for w in range(W)], status)  # done workers' are null
+            w = wait_any([posted[w][1][0] for w in range(W)], status)  # done workers' are null; yields the core
             t1 = time.perf_counter()
             grad, reqs = posted[w]
             if int(heads[w][0]) == Kind.BYE:  # no pieces will follow: withdraw their receives

@@ -28,6 +28,7 @@ from mpi4py import MPI
 from bench.strategies.ps_protocol import pull_tag, push_tag
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
+from kernels.waiting import wait_any
 
 
 def mean_in_worker_order(grads: list[np.ndarray], out: np.ndarray) -> np.ndarray:
@@ -73,7 +74,7 @@ class Server:
         bufs = [self._buffer() for _ in self.workers]
         reqs = [r for w, buf in zip(self.workers, bufs) for r in self.receive_grads(w, buf)]
         t0 = time.perf_counter()
-        MPI.Request.Waitany(reqs)  # idle until the first gradient piece arrives
+        wait_any(reqs)  # idle until the first gradient piece arrives (yielding the core: kernels.waiting)
         t1 = time.perf_counter()
         MPI.Request.Waitall(reqs)
         t2 = time.perf_counter()
