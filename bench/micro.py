@@ -103,8 +103,7 @@ def micro(args, comm: MPI.Comm) -> int:
         else:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer)
-    info = provenance.collect(comm, threads=1) if args.out else {}  # collective; after timing, so nothing it
-    info.pop("threads_per_rank", None)  # imports or starts can disturb the samples; no torch threads here
+    info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
         report(op, sizes, data, comm.size)
         if args.out:

@@ -64,28 +64,31 @@ def mpi_library() -> str:
     return MPI.Get_library_version().strip().splitlines()[0].strip()
 
 
-def collect(comm: MPI.Comm, threads: int) -> dict:
-    """Collective: root attributes shared by every results file (hosts are gathered from all ranks)."""
+def collect(comm: MPI.Comm, threads: int | None = None) -> dict:
+    """Collective: root attributes shared by every results file (hosts are gathered from all ranks);
+    ``threads_per_rank`` only where torch computes (training, not microbenchmarks)."""
     hosts = comm.allgather(socket.gethostname())
     slurm = {k: os.environ.get(k, "") for k in SLURM_VARS}
     script = ""
     batch = os.environ.get("SYNCBENCH_BATCH_SCRIPT", "")
     if batch and Path(batch).is_file():
         script = Path(batch).read_text(errors="replace")
-    return {
+    info = {
         "world_size": comm.size,
         "git_commit": git_commit(),
         "mpi_library": mpi_library(),
         "versions": versions(),
         "hosts": hosts,
         "cores_per_host": os.cpu_count() or 0,
-        "threads_per_rank": threads,
         "slurm_job_id": slurm["SLURM_JOB_ID"],
         "slurm": slurm,
         "batch_script": script,
         "command": " ".join([sys.executable, "-m", "bench", *sys.argv[1:]]),
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if threads is not None:
+        info["threads_per_rank"] = threads
+    return info
 
 
 def as_text(info: dict) -> str:

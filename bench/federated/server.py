@@ -61,8 +61,8 @@ class Aggregator:
         drop = self.cfg.on_client_timeout == "drop"
         while waiting:
             t = time.perf_counter()
-            if drop:  # poll, so the wait can end: a blocking probe cannot time out
-                if not self._probe_until(t0 + timeout, status):
+            if drop:  # a wait with a deadline: the round goes on without the silent hosts
+                if not probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status, t0 + timeout):
                     lost = sorted(set(waiting.values()))
                     for k, host in waiting.items():
                         counts["dropped"] += 1
@@ -96,7 +96,3 @@ class Aggregator:
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
         return times | counts | {"lost": lost}
-
-    def _probe_until(self, deadline: float, status: MPI.Status) -> bool:
-        """Wait for any client header until ``deadline`` (perf_counter seconds); False if none came."""
-        return probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status, deadline)

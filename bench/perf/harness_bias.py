@@ -19,23 +19,19 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
+from bench.micro import _time
+
 
 def medians(comm, bufs: list[np.ndarray], base: np.ndarray, iters: int) -> list[float]:
-    """Median (ms, slowest rank per iteration) of an in-place Allreduce on each of ``bufs``, order rotated."""
-    n = len(bufs)
-    times = np.zeros((iters, n))
-    for it in range(iters + 3):  # three warm-up iterations
-        for j in range(n):
-            k = (j + it) % n
-            bufs[k][:] = base
-            comm.Barrier()
-            t = MPI.Wtime()
-            comm.Allreduce(MPI.IN_PLACE, bufs[k], op=MPI.SUM)
-            if it >= 3:
-                times[it - 3, k] = MPI.Wtime() - t
-    worst = np.empty_like(times)
-    comm.Allreduce(times, worst, op=MPI.MAX)
-    return [float(np.median(worst[:, k])) * 1e3 for k in range(n)]
+    """Median (ms, slowest rank per iteration) of an in-place Allreduce on each of ``bufs``, timed by ``micro``'s
+    own harness (interleaved, order rotated, each buffer reset before its call)."""
+    ops = {k: (lambda b=b: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)) for k, b in enumerate(bufs)}
+
+    def reset(k):
+        bufs[k][:] = base
+
+    samples = _time(comm, ops, 3, iters, reset)
+    return [float(np.median(samples[k])) * 1e3 for k in ops]
 
 
 def main(argv=None) -> int:
