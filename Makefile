@@ -15,7 +15,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[mpich,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench,mpich,test]'
 	touch $@
 
 demo: venv

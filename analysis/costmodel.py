@@ -1,124 +1,158 @@
-"""A latency-bandwidth (alpha-beta) cost model: fitted from microbenchmarks, used to predict step time,
-communication ratio and speedup of each strategy at rank counts that were not measured.
+"""A latency-bandwidth (alpha-beta) cost model per algorithm: fitted from microbenchmarks on the sizes where each
+algorithm runs, used to predict step time, communication share and speedup at rank counts that were not measured.
 
 Point-to-point (Hockney 1994): t(n) = alpha + n beta for an n-byte message.
-Ring all-reduce (Patarasuk & Yuan 2009; Thakur, Rabenseifner & Gropp 2005, "Optimization of collective
-communication operations in MPICH"): t(n, p) = 2 (p - 1) alpha + 2 ((p - 1) / p) n beta.
-Parameter server, one server (incast): in a step the server receives W gradients and sends W parameter sets of
-n bytes through its one link: t = 2 W (alpha + n beta); S servers each carry n / S: t = 2 W (alpha + (n / S) beta).
-FedAvg round (McMahan et al. 2017 protocol on one aggregator link): m sampled clients, t = 2 m (alpha + n beta).
-Local SGD (tau local steps per average): the ring cost once every tau steps.
+Our all-reduce kernel (``kernels/ring_allreduce.py``) runs two algorithms, switched by size
+(``kernels.reference.allreduce_algorithm``, 128 KiB):
+- ring (Patarasuk & Yuan 2009; Thakur, Rabenseifner & Gropp 2005): t(n, p) = 2 (p - 1) alpha + 2 ((p - 1)/p) n beta;
+- recursive doubling (Thakur et al. 2005, Sec. 4.4): t(n, p) = k (alpha + n beta), k = log2 p' (+2 when p is not
+  a power of two, p' the largest power of two <= p; ``kernels.reference.doubling_steps``).
+Each is fitted on its own size range; predictions use, for each buffer, the algorithm the kernel would choose at
+that p and size, with that algorithm's alpha and beta.
+Parameter server: in a step each of S servers receives W gradient pieces of n_l / S bytes per layer and sends as
+many back through its one link: t = 2 W sum_l (alpha + (n_l / S) beta).
+FedAvg round (McMahan et al. 2017 protocol on one aggregator link): m sampled clients (the file's own median
+count), t = 2 m sum_l (alpha + n_l beta).
+Local SGD (tau local steps per average): the all-reduce cost once every tau steps.
+Point-to-point messages take the doubling fit's alpha and beta below the switch size, the ring's above.
 
-Predicted step time = measured compute per step (forward + backward + optimizer, median over ranks and steps) +
-modelled communication; communication ratio = communication / step; speedup (weak scaling) = p t(p0) / (p0 t(p)).
+Predicted step = measured non-communication time per step (:func:`compute_per_step`) + modelled communication.
+The model has no contention term: on an oversubscribed host (more busy threads than cores) the measured times
+include waiting for a core, and predictions for such runs are marked, not silently wrong.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.load import RunResults
+from kernels.reference import SMALL_BYTES, allreduce_algorithm, doubling_steps
+
+
+@dataclass
+class AlgorithmFit:
+    alpha: float  # seconds
+    beta: float  # seconds per byte
+    alpha_se: float  # standard errors of the weighted least-squares estimates (NaN with < 3 points)
+    beta_se: float
+    lo_bytes: float  # the size range fitted
+    hi_bytes: float
+    points: int
+    error: float  # median relative error of the fit over its points
+
+    @property
+    def bandwidth(self) -> float:
+        return 1.0 / self.beta if self.beta > 0 else math.inf
 
 
 @dataclass
 class Fit:
-    alpha: float  # seconds
-    beta: float  # seconds per byte
-    error: float  # median relative error of the fit over the points it was fitted to
+    """alpha/beta per algorithm (``ring``, ``doubling``; a ping-pong fit or given values fill both)."""
 
-    @property
-    def bandwidth(self) -> float:
-        return 1.0 / self.beta if self.beta > 0 else float("inf")
+    algorithms: dict[str, AlgorithmFit] = field(default_factory=dict)
+    source: str = ""  # what it was fitted from
+
+    @classmethod
+    def given(cls, alpha: float, beta: float) -> Fit:
+        one = AlgorithmFit(alpha, beta, math.nan, math.nan, 0, math.inf, 0, 0.0)
+        return cls({"ring": one, "doubling": one}, "given (--alpha, --beta)")
+
+    def params(self, algorithm: str) -> AlgorithmFit:
+        return self.algorithms.get(algorithm) or next(iter(self.algorithms.values()))
+
+    def for_message(self, nbytes: float) -> AlgorithmFit:
+        return self.params("doubling" if nbytes < SMALL_BYTES else "ring")
+
+    def describe(self) -> list[str]:
+        lines = [f"fitted from {self.source}"] if self.source else []
+        for name, a in self.algorithms.items():
+            rng = f"{_size(a.lo_bytes)}-{_size(a.hi_bytes)}, {a.points} sizes" if a.points else "given"
+            lines.append(
+                f"{name}: alpha = {a.alpha * 1e6:.2f} +- {a.alpha_se * 1e6:.2f} us, beta = {a.beta * 1e9:.4f} "
+                f"+- {a.beta_se * 1e9:.4f} ns/B ({a.bandwidth / 1e9:.3f} GB/s), range {rng}, "
+                f"median fit error {100 * a.error:.1f} %"
+            )
+        return lines
 
 
-def fit_linear(sizes, times) -> tuple[float, float, float]:
-    """Least squares t = a + b n weighted by 1/t (so small messages count as much as large ones); returns
-    (a, b, median relative error)."""
-    n = np.asarray(sizes, dtype=np.float64)
+def _size(n: float) -> str:
+    if not math.isfinite(n):
+        return "inf"
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n:g} B"
+
+
+def coefficients(algorithm: str, p: int) -> tuple[float, float]:
+    """(latency terms, bandwidth terms per byte) of one call: t = a alpha + b n beta."""
+    if algorithm == "ring":
+        return 2.0 * (p - 1), 2.0 * (p - 1) / p
+    if algorithm == "doubling":
+        k = float(doubling_steps(p))
+        return k, k
+    if algorithm == "p2p":
+        return 1.0, 1.0
+    return 0.0, 0.0
+
+
+def fit_weighted(a: np.ndarray, b: np.ndarray, times: np.ndarray) -> tuple[float, float, float, float, float]:
+    """Least squares t = a alpha + b beta weighted by 1/t (small messages count as much as large ones).
+    Returns (alpha, beta, se alpha, se beta, median relative error); standard errors from the residual
+    variance s^2 = sum (w r)^2 / (m - 2) and cov = s^2 (X_w^T X_w)^-1."""
     t = np.asarray(times, dtype=np.float64)
     w = 1.0 / t
-    design = np.stack([np.ones_like(n), n], axis=1) * w[:, None]
-    (a, b), *_ = np.linalg.lstsq(design, t * w, rcond=None)
-    err = float(np.median(np.abs(a + b * n - t) / t))
-    return float(a), float(b), err
+    design = np.stack([a, b], axis=1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(design, t * w, rcond=None)
+    resid = design @ coef - t * w
+    m = len(t)
+    se = (math.nan, math.nan)
+    if m > 2:
+        cov = float(resid @ resid) / (m - 2) * np.linalg.pinv(design.T @ design)
+        se = tuple(float(math.sqrt(max(v, 0.0))) for v in np.diag(cov))
+    err = float(np.median(np.abs(np.stack([a, b], axis=1) @ coef - t) / t))
+    return float(coef[0]), float(coef[1]), se[0], se[1], err
+
+
+def fit_allreduce(sizes, times, p: int, small_bytes: int = SMALL_BYTES) -> Fit:
+    """Per-algorithm fit of our kernel's all-reduce times on p ranks: each size is assigned to the algorithm
+    the kernel ran (below ``small_bytes``: doubling). An algorithm with fewer than 2 sizes gets no fit of its
+    own; it then borrows the other's (:meth:`Fit.params`)."""
+    if p < 2:
+        raise ValueError("an all-reduce fit needs p >= 2")
+    n = np.asarray(sizes, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    fits = {}
+    for name in ("doubling", "ring"):
+        mask = np.array([allreduce_algorithm(int(x), p, small_bytes) == name for x in n])
+        if mask.sum() < 2:
+            continue
+        ca, cb = coefficients(name, p)
+        alpha, beta, sa, sb, err = fit_weighted(np.full(mask.sum(), ca), cb * n[mask], t[mask])
+        fits[name] = AlgorithmFit(alpha, beta, sa, sb, float(n[mask].min()), float(n[mask].max()), int(mask.sum()), err)
+    if not fits:
+        raise ValueError("an all-reduce fit needs at least two sizes on one algorithm")
+    return Fit(fits, f"all-reduce on {p} ranks")
 
 
 def fit_p2p(sizes, times) -> Fit:
-    a, b, err = fit_linear(sizes, times)
-    return Fit(a, b, err)
+    n = np.asarray(sizes, dtype=np.float64)
+    alpha, beta, sa, sb, err = fit_weighted(np.ones_like(n), n, np.asarray(times, dtype=np.float64))
+    one = AlgorithmFit(alpha, beta, sa, sb, float(n.min()), float(n.max()), len(n), err)
+    return Fit({"ring": one, "doubling": one}, "ping-pong latency")
 
 
-def fit_ring_allreduce(sizes, times, p: int) -> Fit:
-    """alpha, beta from all-reduce times on p ranks via the ring model's two coefficients."""
-    if p < 2:
-        raise ValueError("an all-reduce fit needs p >= 2")
-    a, b, err = fit_linear(sizes, times)
-    return Fit(a / (2 * (p - 1)), b / (2 * (p - 1) / p), err)
+def allreduce_time(nbytes: float, p: int, fit: Fit) -> float:
+    algorithm = allreduce_algorithm(int(nbytes), p)
+    if algorithm == "none":
+        return 0.0
+    a, b = coefficients(algorithm, p)
+    f = fit.params(algorithm)
+    return a * f.alpha + b * nbytes * f.beta
 
 
-def ring_allreduce_time(n: float, p: int, fit: Fit) -> float:
-    return 0.0 if p < 2 else 2 * (p - 1) * fit.alpha + 2 * ((p - 1) / p) * n * fit.beta
-
-
-def comm_per_step(strategy: str, layer_bytes: np.ndarray, p: int, fit: Fit, cfg: dict) -> float:
-    """Modelled communication seconds per step (per round for fedavg) on p ranks (see the module docstring)."""
-    total = float(np.sum(layer_bytes))
-    if strategy == "ring":
-        return sum(ring_allreduce_time(float(n), p, fit) for n in layer_bytes)
-    if strategy == "localsgd":
-        tau = max(1, int(cfg.get("local_steps", 1)))
-        return sum(ring_allreduce_time(float(n), p, fit) for n in layer_bytes) / tau
-    if strategy in ("ps", "ssp"):
-        servers = max(1, int(cfg.get("servers", 1)))
-        workers = max(1, p - servers)
-        return 2 * workers * (len(layer_bytes) * fit.alpha + (total / servers) * fit.beta)
-    if strategy == "fedavg":
-        m = max(1, int(round(float(cfg.get("fraction", 0.1)) * int(cfg.get("clients", p - 1)))))
-        return 2 * m * (len(layer_bytes) * fit.alpha + total * fit.beta)
-    raise ValueError(f"no cost model for strategy {strategy}")
-
-
-def compute_per_step(run: RunResults, warmup: int = 1) -> float:
-    from analysis.metrics import compute_ranks
-
-    ranks = compute_ranks(run)
-    parts = [run.data[f"timing/{k}"][ranks] for k in ("forward", "backward")]
-    per = sum(p.reshape(p.shape[0], p.shape[1], -1).sum(axis=2) for p in parts) + run.data["timing/optimizer"][ranks]
-    lo = warmup if per.shape[1] > warmup else 0
-    done = per[:, lo:]
-    return float(np.median(done[done > 0])) if (done > 0).any() else 0.0
-
-
-@dataclass
-class Prediction:
-    ranks: int
-    step_s: float
-    comm_s: float
-    ratio: float
-    speedup: float
-
-
-def predict(run: RunResults, fit: Fit, ranks: list[int], warmup: int = 1) -> list[Prediction]:
-    """Step time, communication ratio and weak-scaling speedup of ``run``'s strategy at each rank count, from its
-    measured compute and the alpha-beta model; speedup is against the first rank count given."""
-    compute = compute_per_step(run, warmup)
-    layer_bytes = run.data["layers/bytes"].astype(np.float64)
-    out = []
-    for p in ranks:
-        comm = comm_per_step(run.strategy, layer_bytes, p, fit, run.config)
-        out.append(Prediction(p, compute + comm, comm, comm / (compute + comm) if compute + comm else 0.0, 0.0))
-    workers = [_computing(run.strategy, pr.ranks, run.config) for pr in out]
-    base = workers[0] / out[0].step_s
-    for pr, w in zip(out, workers):
-        pr.speedup = (w / pr.step_s) / base
-    return out
-
-
-def _computing(strategy: str, p: int, cfg: dict) -> int:
-    if strategy in ("ps", "ssp"):
-        return max(1, p - int(cfg.get("servers", 1)))
-    if strategy == "fedavg":
-        return max(1, p - 1)
-    return p
+def _p2p(nbytes: float, fit: Fit) -> float:
+    f = fit.for_message(nbytes)
+    return f.alpha + nbytes * f.beta

@@ -1,39 +1,25 @@
-"""Read a syncbench results file into plain numpy arrays and dicts, checking the schema version."""
+"""Read a syncbench results file: root attributes at once, datasets lazily (only those a table asks for).
+
+A report over hundreds of runs, or over one run of 256 ranks x 10,000 steps, must not load per-layer arrays it
+never uses: :class:`RunResults` ``.data`` is a read-only mapping that opens the file and reads a dataset on first
+access (then keeps it), so a speedup table reads ``timing/step`` and nothing per layer.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-SUPPORTED_SCHEMA = 1
+SUPPORTED_SCHEMAS = (1,)
 
 
 class ResultsError(Exception):
     """A file that is not a readable syncbench results file of a supported schema; names the file."""
-
-
-@dataclass
-class RunResults:
-    path: str
-    attrs: dict
-    data: dict[str, np.ndarray] = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def config(self) -> dict:
-        return self.attrs["config"]
-
-    @property
-    def strategy(self) -> str:
-        return self.attrs["strategy"]
-
-    @property
-    def world_size(self) -> int:
-        return int(self.attrs["world_size"])
 
 
 def _decode(value):
@@ -49,6 +35,76 @@ def _decode(value):
     return value
 
 
+def _read(obj: h5py.Dataset) -> np.ndarray:
+    arr = obj[()]
+    if obj.dtype.kind == "O":
+        arr = np.array([a.decode() if isinstance(a, bytes) else a for a in arr])
+    return arr
+
+
+class LazyDatasets(Mapping):
+    """Dataset name -> array, read from ``path`` on first access. Names (and units) come from one walk of the
+    file's tree when it is loaded, which reads no data."""
+
+    def __init__(self, path: str, names: list[str], units: dict[str, str]):
+        self._path, self._names, self.units = path, names, units
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            if name not in self.units:
+                raise KeyError(name)
+            with h5py.File(self._path, "r") as f:
+                self._cache[name] = _read(f[name])
+        return self._cache[name]
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:  # derived series (tests, readers of v1 names)
+        self._cache[name] = value
+        if name not in self.units:
+            self.units[name] = ""
+            self._names.append(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name) -> bool:
+        return name in self.units
+
+    def loaded(self) -> list[str]:
+        """Names read so far (the report's laziness is tested with this)."""
+        return sorted(self._cache)
+
+
+@dataclass
+class RunResults:
+    path: str
+    attrs: dict
+    data: Mapping = field(default_factory=dict)
+
+    @property
+    def units(self) -> dict[str, str]:
+        return getattr(self.data, "units", {})
+
+    @property
+    def config(self) -> dict:
+        return self.attrs["config"]
+
+    @property
+    def strategy(self) -> str:
+        return self.attrs["strategy"]
+
+    @property
+    def world_size(self) -> int:
+        return int(self.attrs["world_size"])
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
 def load(path: str | Path) -> RunResults:
     path = str(path)
     try:
@@ -58,17 +114,23 @@ def load(path: str | Path) -> RunResults:
     with f:
         attrs = {k: _decode(v) for k, v in f.attrs.items()}
         version = attrs.get("schema_version")
-        if version != SUPPORTED_SCHEMA:
-            raise ResultsError(f"{path}: schema version {version!r}, this analysis reads {SUPPORTED_SCHEMA}")
-        out = RunResults(path, attrs)
+        if version not in SUPPORTED_SCHEMAS:
+            raise ResultsError(f"{path}: schema version {version!r}, this analysis reads {SUPPORTED_SCHEMAS}")
+        names: list[str] = []
+        units: dict[str, str] = {}
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
-                arr = obj[()]
-                if obj.dtype.kind == "O":
-                    arr = np.array([a.decode() if isinstance(a, bytes) else a for a in arr])
-                out.data[name] = arr
-                out.units[name] = _decode(obj.attrs.get("units", ""))
+                names.append(name)
+                units[name] = _decode(obj.attrs.get("units", ""))
 
         f.visititems(visit)
-    return out
+    return RunResults(path, attrs, LazyDatasets(path, names, units))
+
+
+def to_dataframe(paths, layers: bool = False):
+    """Long-form pandas DataFrame (run, rank, step[, layer]) of the runs in ``paths``: see :mod:`analysis.frame`
+    (pandas is the optional extra ``pip install '.[analysis]'``)."""
+    from analysis.frame import to_dataframe as frame
+
+    return frame(paths, layers)

@@ -1,29 +1,101 @@
-"""Numbers derived from one results file, or a group of them. Pure numpy; definitions stated where used.
+"""Numbers derived from one results file. Each metric is defined once, here; analysis/README.md lists them.
 
-Warm-up: the first ``warmup`` steps of every run are left out of every statistic (they pay one-time costs:
-allocator growth, lazy initialisation, cold caches) and the number left out is printed with each table.
+Warm-up: the first ``warmup`` steps (rounds) of every run are left out of every statistic (they pay one-time
+costs: allocator growth, lazy initialisation, cold caches) and the number left out is printed with each table.
+
+Three schedules shape what a "step" is (:func:`schedule`): lock-step (``ring``, ``localsgd``, ``ps`` sync: every
+computing rank takes every step together), decoupled (``ps`` async, ``ssp``: workers take different numbers of
+steps) and rounds (``fedavg``: a row is a round; rank 0 aggregates, client hosts train sampled clients).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from analysis.load import RunResults
 
+COMPUTING_ROLES = ("peer", "worker", "client_host")
+"""Roles whose ranks train (forward, backward, local update). Servers and the aggregator do not."""
+
+DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async")}
+"""(strategy, ps_mode) pairs whose workers run unsynchronised steps (registry: the one place that knows)."""
+
+
+def schedule(run: RunResults) -> str:
+    """``rounds`` (an aggregator: rows are rounds), ``decoupled`` or ``lockstep``."""
+    if "aggregator" in (run.attrs.get("roles") or []):
+        return "rounds"
+    if (run.strategy, run.config.get("ps_mode", "sync")) in DECOUPLED:
+        return "decoupled"
+    return "lockstep"
+
+
+def row_unit(run: RunResults) -> str:
+    return "round" if schedule(run) == "rounds" else "step"
+
+
+def computing_ranks(roles: list[str] | None, world_size: int) -> np.ndarray:
+    """Indices of ranks that train (see COMPUTING_ROLES); every rank when the file names no roles."""
+    roles = roles or ["peer"] * world_size
+    return np.array([i for i, r in enumerate(roles) if r in COMPUTING_ROLES], dtype=int)
+
 
 def compute_ranks(run: RunResults) -> np.ndarray:
-    """Indices of ranks that run training steps (all but parameter servers / aggregators)."""
-    roles = run.attrs.get("roles") or ["peer"] * run.world_size
-    return np.array([i for i, r in enumerate(roles) if r in ("peer", "worker", "client_host")], dtype=int)
+    return computing_ranks(run.attrs.get("roles"), run.world_size)
+
+
+def _after_warmup(arr: np.ndarray, warmup: int) -> np.ndarray:
+    lo = warmup if arr.shape[1] > warmup else 0
+    return arr[:, lo:]
 
 
 def _measured(run: RunResults, name: str, warmup: int) -> np.ndarray:
-    arr = run.data[name][compute_ranks(run)]
-    lo = warmup if arr.shape[1] > warmup else 0
-    return arr[:, lo:]
+    return _after_warmup(run.data[name][compute_ranks(run)], warmup)
+
+
+def _aggregator(run: RunResults) -> int:
+    return (run.attrs.get("roles") or []).index("aggregator")
+
+
+def row_times(run: RunResults, warmup: int = 1) -> np.ndarray:
+    """Seconds of each measured step (round). One definition for every table and figure: a lock-step step
+    ends when its slowest computing rank ends, so it is the maximum over computing ranks; a round is the
+    aggregator's time from sampling to the last update folded (it spans every host's part of the round);
+    decoupled runs have no common step, and this is the slowest worker's time at each step index."""
+    if schedule(run) == "rounds":
+        return _after_warmup(run.data["timing/step"][[_aggregator(run)]], warmup)[0]
+    return _measured(run, "timing/step", warmup).max(axis=0)
+
+
+def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
+    """Samples trained in each round, from the per-client rows: a client that trained (status ok or late)
+    went E times over its n_k samples in batches of b = min(B, n_k), dropping a last partial batch, so it
+    trained E * b * floor(n_k / b) samples (``bench/federated/client.py``). Dropped clients trained nothing."""
+    d, cfg = run.data, run.config
+    rounds = run.data["timing/step"].shape[1]
+    status = d["fedavg/clients/status"].astype(int)
+    n = d["fedavg/clients/samples"].astype(np.int64)
+    trained = (status == 0) | (status == 2)
+    b = np.maximum(1, np.minimum(int(cfg.get("batch_size", 1)), n))
+    per_client = int(cfg.get("local_epochs", 1)) * b * (n // b) * trained
+    r = d["fedavg/clients/round"].astype(int)
+    keep = r < rounds
+    return np.bincount(r[keep], weights=per_client[keep], minlength=rounds)[:rounds]
+
+
+def samples_per_row(run: RunResults) -> np.ndarray:
+    """Samples trained in each step (round) by all computing ranks together, unwarmed (every row)."""
+    rows = run.data["timing/step"].shape[1]
+    if schedule(run) == "rounds":
+        return fedavg_samples_per_round(run)
+    batch = int(run.attrs.get("per_rank_batch", 0))
+    if schedule(run) == "decoupled":
+        done = run.data["timing/steps_done"][compute_ranks(run)]
+        return np.array([batch * int((done > s).sum()) for s in range(rows)], dtype=np.float64)
+    return np.full(rows, float(batch * len(compute_ranks(run))))
 
 
 @dataclass
@@ -33,22 +105,47 @@ class StepStats:
     p75_s: float
     steps: int
     samples_per_s: float
+    unit: str = "step"
 
 
 def step_stats(run: RunResults, warmup: int = 1) -> StepStats:
-    """Time per step = the slowest computing rank's step time (a synchronous step ends when the last rank
-    ends); median and quartiles over steps. Throughput = global batch / median step time; for decoupled runs
-    (``ps`` async, ``ssp``: ranks took different numbers of steps) = samples trained / training wall time."""
-    per_step = _measured(run, "timing/step", warmup).max(axis=0)
-    batch = int(run.attrs.get("per_rank_batch", 0))
-    global_batch = batch * int(run.attrs.get("compute_ranks", 0))
-    med = float(np.median(per_step))
-    p25, p75 = (float(q) for q in np.percentile(per_step, [25, 75]))
-    rate = global_batch / med if med > 0 else 0.0
-    done = run.data.get("timing/steps_done")
-    if done is not None and len(set(done[compute_ranks(run)].tolist())) > 1 and run.attrs.get("train_wall_s"):
-        rate = float(done[compute_ranks(run)].sum()) * batch / float(run.attrs["train_wall_s"])
-    return StepStats(med, p25, p75, per_step.size, rate)
+    """Median and quartiles of :func:`row_times`, and throughput = samples actually trained per second:
+    lock-step, global batch (per-rank batch x computing ranks) / median step; decoupled, samples all workers
+    trained / training wall time (``train_wall_s``: the workers' steps overlap, so their step times do not
+    add up); rounds, samples the round's clients trained / round time, summed over measured rounds."""
+    per_step = row_times(run, warmup)
+    med = float(np.median(per_step)) if per_step.size else 0.0
+    p25, p75 = (float(q) for q in np.percentile(per_step, [25, 75])) if per_step.size else (0.0, 0.0)
+    kind = schedule(run)
+    if kind == "decoupled" and run.attrs.get("train_wall_s"):
+        rate = float(samples_per_row(run).sum()) / float(run.attrs["train_wall_s"])
+    elif kind == "rounds":
+        samples = _after_warmup(samples_per_row(run)[None, :], warmup)[0]
+        rate = float(samples.sum() / per_step.sum()) if per_step.sum() > 0 else 0.0
+    else:
+        global_batch = int(run.attrs.get("per_rank_batch", 0)) * len(compute_ranks(run))
+        rate = global_batch / med if med > 0 else 0.0
+    return StepStats(med, p25, p75, per_step.size, rate, row_unit(run))
+
+
+PHASES = ("forward", "backward", "comm", "pack", "wait", "optimizer", "data", "injected")
+
+
+def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str, float]:
+    """Seconds per phase, mean over ``ranks`` of the sum over rows ``>= warmup``, plus ``step`` (the whole
+    step) and ``other`` (step time no phase claims: loss, zero_grad, Python). Used by the report and by the
+    summary a run prints, so both say the same thing. ``pack`` (copying to and from host buffers) is absent
+    from files written before it was its own phase; it is then inside ``comm``."""
+    out = {}
+    for name in ("step", *PHASES):
+        key = f"timing/{name}"
+        if key not in data:
+            out[name] = 0.0
+            continue
+        arr = _after_warmup(np.asarray(data[key])[ranks], warmup)
+        out[name] = float(arr.reshape(arr.shape[0], -1).sum(axis=1).mean()) if arr.size else 0.0
+    out["other"] = max(0.0, out["step"] - sum(out[p] for p in PHASES))
+    return out
 
 
 @dataclass
@@ -57,49 +154,61 @@ class CommSplit:
     comm_s: float
     compute_s: float
     wait_s: float
-    ratio: float  # communication / overall
+    pack_s: float
+    share: float  # communication share of step time: communication / overall
+
+    @property
+    def ratio(self) -> float:  # the name older callers used
+        return self.share
 
 
 def comm_split(run: RunResults, warmup: int = 1) -> CommSplit:
     """The columns of PipeTransformer's Table 2 (He et al. 2021): overall cost, communication cost, computation
-    cost, communication cost ratio. Each is the mean over computing ranks of the sum over measured steps:
-    overall = step time; communication = per-layer communication; computation = forward + backward +
-    optimizer (+ injected straggler delay is *not* computation); wait = time blocked on peers outside
-    communication. ratio = communication / overall."""
-    total = {}
-    for name in ("step", "comm", "forward", "backward", "optimizer", "wait"):
-        arr = _measured(run, f"timing/{name}", warmup)
-        total[name] = float(arr.reshape(arr.shape[0], -1).sum(axis=1).mean())
-    compute = total["forward"] + total["backward"] + total["optimizer"]
-    overall = total["step"]
-    return CommSplit(overall, total["comm"], compute, total["wait"], total["comm"] / overall if overall else 0.0)
+    cost and the communication share of overall cost, each the mean over computing ranks of the sum over
+    measured steps. Computation = forward + backward + optimizer; a straggler's injected delay is not
+    computation; wait = time blocked on peers outside communication; packing (copies to host buffers) is its
+    own column, not communication."""
+    t = phase_totals(run.data, compute_ranks(run), warmup)
+    compute = t["forward"] + t["backward"] + t["optimizer"]
+    share = t["comm"] / t["step"] if t["step"] else 0.0
+    return CommSplit(t["step"], t["comm"], compute, t["wait"], t["pack"], share)
+
+
+def comm_to_compute(totals: dict[str, float]) -> float:
+    """Communication-to-computation ratio: communication time / (forward + backward) time. Not the
+    communication share of step time (:class:`CommSplit`), which divides by the whole step."""
+    compute = totals["forward"] + totals["backward"]
+    return totals["comm"] / compute if compute > 0 else 0.0
 
 
 def layer_split(run: RunResults, warmup: int = 1) -> list[dict]:
     """Per layer, mean over computing ranks of the per-step mean: forward, backward, communication (s), bytes
-    sent per step, and effective bandwidth = bytes / communication time (B/s)."""
+    moved per step, and effective bandwidth = bytes / communication time (B/s)."""
     names = run.data["layers/name"]
-    fwd = _measured(run, "timing/forward", warmup).mean(axis=(0, 1))
-    bwd = _measured(run, "timing/backward", warmup).mean(axis=(0, 1))
-    comm = _measured(run, "timing/comm", warmup).mean(axis=(0, 1))
+    mean = {k: _measured(run, f"timing/{k}", warmup).mean(axis=(0, 1)) for k in ("forward", "backward", "comm")}
     sent = _measured(run, "timing/comm_bytes", warmup).mean(axis=(0, 1))
     return [
         {
             "layer": str(names[i]),
-            "forward_s": fwd[i],
-            "backward_s": bwd[i],
-            "comm_s": comm[i],
-            "bytes": sent[i],
-            "bandwidth_Bps": sent[i] / comm[i] if comm[i] > 0 else 0.0,
+            "forward_s": float(mean["forward"][i]),
+            "backward_s": float(mean["backward"][i]),
+            "comm_s": float(mean["comm"][i]),
+            "bytes": float(sent[i]),
+            "bandwidth_Bps": float(sent[i] / mean["comm"][i]) if mean["comm"][i] > 0 else 0.0,
         }
         for i in range(len(names))
     ]
 
 
+def bytes_per_row(run: RunResults) -> np.ndarray:
+    """Bytes moved by all ranks in each step (round), unwarmed."""
+    return run.data["timing/comm_bytes"].sum(axis=(0, 2)).astype(np.float64)
+
+
 def oversubscription(attrs: dict) -> tuple[bool, int]:
     """(oversubscribed, ranks on the busiest host) from a results file's root attributes: more busy threads on
-    a host than it has cores means times include waiting for a core, and a speedup is bounded by the cores,
-    not the ranks."""
+    a host (ranks x threads per rank) than it has cores means times include waiting for a core, and a
+    speedup is bounded by the cores, not the ranks."""
     hosts = attrs.get("hosts") or []
     per_host = max((hosts.count(h) for h in set(hosts)), default=1)
     cores = int(attrs.get("cores_per_host", 0) or 0)
@@ -108,64 +217,3 @@ def oversubscription(attrs: dict) -> tuple[bool, int]:
 
 def oversubscribed(run: RunResults) -> bool:
     return oversubscription(run.attrs)[0]
-
-
-NOT_WORKLOAD = (
-    "out",
-    "quiet",
-    "steps",
-    "eval_every",
-    "flush_every",
-    "trace",
-    "timeout",
-    "threads",
-    "fail_rank",
-    "fail_step",
-    "fail_mode",
-)
-"""Config keys that do not change the work of a step: runs differing only in these (and the rank count) are
-compared in one speedup group."""
-
-
-def speedups(runs: list[RunResults], warmup: int = 1) -> list[dict]:
-    """Group runs whose configs agree on everything that shapes a step's work (see NOT_WORKLOAD). Within a
-    group, the speedup of p ranks against the smallest rank count p0 present (the earliest such run) is
-    S = X(p) / X(p0) with X = samples/s. For strong scaling (fixed global batch) this is T(p0) / T(p); for weak
-    scaling (fixed per-rank batch) it is the scaled speedup (p / p0) T(p0) / T(p). Ideal S = p / p0; parallel
-    efficiency E = S / (p / p0)."""
-    groups: dict[tuple, list[RunResults]] = {}
-    for run in runs:
-        cfg = run.config
-        rest = json.dumps({k: v for k, v in cfg.items() if k not in NOT_WORKLOAD}, sort_keys=True)
-        key = (run.strategy, cfg.get("model"), cfg.get("dataset"), cfg.get("scaling", "weak"), rest)
-        groups.setdefault(key, []).append(run)
-    rows = []
-    for key, members in sorted(groups.items()):
-        members.sort(key=lambda r: (int(r.attrs.get("compute_ranks", r.world_size)), r.attrs.get("created_utc", "")))
-        base = members[0]
-        p0 = int(base.attrs.get("compute_ranks", base.world_size))
-        x0 = step_stats(base, warmup).samples_per_s
-        for run in members:
-            st = step_stats(run, warmup)
-            p = int(run.attrs.get("compute_ranks", run.world_size))
-            s = st.samples_per_s / x0 if x0 > 0 else 0.0
-            rows.append(
-                {
-                    "strategy": key[0],
-                    "model": key[1],
-                    "dataset": key[2],
-                    "scaling": key[3],
-                    "ranks": run.world_size,
-                    "compute_ranks": p,
-                    "step_median_s": st.median_s,
-                    "step_p25_s": st.p25_s,
-                    "step_p75_s": st.p75_s,
-                    "samples_per_s": st.samples_per_s,
-                    "speedup": s,
-                    "efficiency": s / (p / p0),
-                    "baseline_ranks": p0,
-                    "oversubscribed": oversubscribed(run),
-                    "file": run.path,
-                }
-            )
-    return rows

@@ -1,6 +1,9 @@
-"""Figures (matplotlib, Agg; each saved as PNG and PDF): speedup and efficiency against ranks with the ideal line,
-stacked compute / communication / wait per layer, accuracy against time and against bytes moved, a per-rank
-timeline of a window of steps, and the staleness histogram of ps/ssp runs."""
+"""Figures over groups of runs (matplotlib, Agg; each saved as PNG and PDF): speedup and efficiency against
+computing ranks with the ideal line, accuracy against training time and bytes (mean over repeats, target line),
+FedAvg accuracy and client outcomes per round, the staleness histogram. Per-run figures: :mod:`analysis.plots_run`.
+
+Oversubscribed runs are drawn with hollow markers (their times include waiting for a core).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.metrics import compute_ranks, layer_split  # noqa: E402
+from analysis.accuracy import evaluations  # noqa: E402
+from analysis.groups import repeat_groups  # noqa: E402
+from analysis.metrics import bytes_per_row, row_times, schedule  # noqa: E402
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
+def save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.tight_layout()
@@ -25,99 +31,142 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
+def _marker_kw(oversubscribed: bool) -> dict:
+    return {"markerfacecolor": "none"} if oversubscribed else {}
+
+
 def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
+    """``rows`` from :func:`analysis.groups.speedups`; groups run at one rank count only have no speedup and
+    are left out (named in the title's count)."""
+    rows = [r for r in rows if r["speedup"] is not None]
     if not rows:
         return []
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(f"{r['strategy']} {r['model']} {r['scaling']}", []).append(r)
-    top = 1
-    for label, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["ranks"])
-        x = [r["ranks"] for r in rs]
-        ax1.plot(x, [r["speedup"] for r in rs], "o-", label=label)
-        ax2.plot(x, [r["efficiency"] for r in rs], "o-", label=label)
-        top = max(top, max(x) / min(x))
-    base = min(r["ranks"] for r in rows)
-    ideal = np.array([base, base * top])
-    ax1.plot(ideal, ideal / base, "k--", label="ideal")
-    ax2.axhline(1.0, color="k", ls="--")
-    ax1.set(xlabel="ranks", ylabel="speedup", title="Speedup")
-    ax2.set(xlabel="ranks", ylabel="parallel efficiency", title="Efficiency", ylim=(0, 1.2))
+        groups.setdefault(r["group"], []).append(r)
+    ticks = set()
+    for members in groups.values():
+        members.sort(key=lambda r: r["compute_ranks"])
+        r0 = members[0]
+        label = f"{r0['strategy']} {r0['model']}/{r0['dataset']} ({r0['scaling']})"
+        x = np.array([r["compute_ranks"] for r in members])
+        ticks |= set(x.tolist())
+        for ax, key in ((ax1, "speedup"), (ax2, "efficiency")):
+            y = np.array([r[key].mean for r in members])
+            err = np.nan_to_num(np.array([r[key].half for r in members]))
+            (line,) = ax.plot(x, y, "-", label=label)
+            for xi, yi, ei, r in zip(x, y, err, members):
+                ax.errorbar(
+                    xi, yi, yerr=ei, fmt="o", color=line.get_color(), capsize=3, **_marker_kw(r["oversubscribed"])
+                )
+        p0 = r0["baseline_ranks"]
+        ax1.plot([p0, x.max()], [1.0, x.max() / p0], ":", color=line.get_color(), alpha=0.6)
+    ax1.plot([], [], "k:", label="ideal (computing ranks / baseline)")
+    ax2.axhline(1.0, color="k", ls=":")
+    for ax in (ax1, ax2):
+        ax.set_xticks(sorted(ticks))
+        ax.set_xlabel("computing ranks")
+    ax1.set(ylabel="speedup (samples/s ratio)", title="Speedup")
+    ax2.set(ylabel="parallel efficiency", title="Efficiency", ylim=(0, 1.2))
     ax1.legend(fontsize=7)
-    return _save(fig, out, "speedup")
+    fig.text(0.01, 0.01, "hollow markers: oversubscribed; bars: 95 % CI over repeats", fontsize=7)
+    return save(fig, out, "speedup")
 
 
-def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
-    rows = layer_split(run, warmup)
-    wait = run.data["timing/wait"][compute_ranks(run)].mean() / max(1, len(rows))
-    names = [r["layer"] for r in rows]
-    comp = np.array([r["forward_s"] + r["backward_s"] for r in rows])
-    comm = np.array([r["comm_s"] for r in rows])
-    fig, ax = plt.subplots(figsize=(max(6, 0.4 * len(rows)), 4))
-    x = np.arange(len(rows))
-    ax.bar(x, comp * 1e3, label="compute (fwd + bwd)")
-    ax.bar(x, comm * 1e3, bottom=comp * 1e3, label="communication")
-    ax.bar(x, np.full(len(rows), wait * 1e3), bottom=(comp + comm) * 1e3, label="wait (step's share)")
-    ax.set_xticks(x, names, rotation=90, fontsize=6)
-    ax.set(ylabel="ms per step", title=f"{run.strategy} {run.config.get('model')}, {run.world_size} ranks")
-    ax.legend(fontsize=7)
-    return _save(fig, out, f"layers_{Path(run.path).stem}")
+def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean x, mean accuracy, accuracy std) at the evaluation steps all repeats share."""
+    common = set.intersection(*(set(evaluations(r)[0].tolist()) for r in runs))
+    steps = np.array(sorted(common), dtype=int)
+    xs, accs = [], []
+    for r in runs:
+        s, a = evaluations(r)
+        keep = np.isin(s, steps)
+        xs.append(x_of(r)[np.minimum(steps, r.data["timing/step"].shape[1] - 1)])
+        accs.append(a[keep])
+    accs = np.array(accs)
+    return steps, np.mean(xs, axis=0), accs.mean(axis=0), accs.std(axis=0)
 
 
-def accuracy_plot(runs, out: Path) -> list[Path]:
-    runs = [r for r in runs if r.data.get("metrics/test_accuracy") is not None and r.data["metrics/test_accuracy"].size]
-    if not runs:
+def _cumulative_time(run) -> np.ndarray:
+    return np.cumsum(row_times(run, warmup=0))
+
+
+def _cumulative_mib(run) -> np.ndarray:
+    return np.cumsum(bytes_per_row(run)) / 2**20
+
+
+def accuracy_plot(runs, out: Path, target: float | None = None) -> list[Path]:
+    """Test accuracy against training time and bytes moved, one line per repeat group (mean over repeats at
+    the evaluations they share; band: +- one standard deviation)."""
+    groups = [g for g in repeat_groups(runs) if all(evaluations(r)[0].size for r in g.runs)]
+    if not groups:
         return []
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for run in runs:
-        steps = run.data["metrics/eval_step"].astype(int)
-        acc = run.data["metrics/test_accuracy"]
-        per_step = run.data["timing/step"].max(axis=0)
-        t = np.cumsum(per_step)[np.minimum(steps, per_step.size - 1)]
-        moved = np.cumsum(run.data["timing/comm_bytes"].sum(axis=(0, 2)))[np.minimum(steps, per_step.size - 1)]
-        label = f"{run.strategy} n{run.world_size} ({Path(run.path).stem})"
-        ax1.plot(t, acc, "o-", label=label)
-        ax2.plot(moved / 2**20, acc, "o-", label=label)
-    ax1.set(xlabel="training time (s)", ylabel="test accuracy", title="Accuracy vs time")
-    ax2.set(xlabel="MiB moved (all ranks)", ylabel="test accuracy", title="Accuracy vs bytes")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for g in groups:
+        label = f"{g.first.strategy} n{g.first.world_size} ({g.label})"
+        for ax, x_of in ((ax1, _cumulative_time), (ax2, _cumulative_mib)):
+            steps, x, acc, sd = _mean_curve(g.runs, x_of)
+            (line,) = ax.plot(x, 100 * acc, "o-", ms=3, label=label, **_marker_kw(g.oversubscribed))
+            if g.n > 1:
+                ax.fill_between(x, 100 * (acc - sd), 100 * (acc + sd), color=line.get_color(), alpha=0.15)
+    for ax in (ax1, ax2):
+        if target is not None:
+            ax.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
+        ax.set_ylabel("test accuracy (%)")
+    ax1.set(xlabel="training time (s, evaluation left out)", title="Accuracy vs time")
+    ax2.set(xlabel="MiB moved (all ranks)", title="Accuracy vs bytes")
     ax1.legend(fontsize=6)
-    return _save(fig, out, "accuracy")
+    return save(fig, out, "accuracy")
 
 
-def timeline_plot(run, out: Path, first: int = 1, steps: int = 3) -> list[Path]:
-    """Gantt chart: one row per rank, forward / backward / communication boxes of each layer (needs --trace)."""
-    if "timeline/step_start" not in run.data:
+def fedavg_plot(runs, out: Path, target: float | None = None) -> list[Path]:
+    """Per FedAvg group: accuracy per round (mean over repeats) and the clients finished, dropped and late per
+    round (mean over repeats)."""
+    groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds"]
+    if not groups:
         return []
-    colors = {"forward": "tab:blue", "backward": "tab:orange", "comm": "tab:red"}
-    series = {"forward": "timing/forward", "backward": "timing/backward", "comm": "timing/comm"}
-    ranks, total = run.data["timeline/step_start"].shape
-    last = min(total, first + steps)
-    fig, ax = plt.subplots(figsize=(10, 0.5 * ranks + 1.5))
-    for rank in range(ranks):
-        for phase, name in series.items():
-            starts = run.data[f"timeline/{phase}_start"][rank, first:last].ravel()
-            durs = run.data[name][rank, first:last].ravel()
-            keep = durs > 0
-            ax.broken_barh(list(zip(starts[keep], durs[keep])), (rank - 0.4, 0.8), color=colors[phase])
-    for phase, c in colors.items():
-        ax.bar(0, 0, color=c, label=phase)
-    ax.set(xlabel="seconds since the common start", ylabel="rank", title=f"Timeline, steps {first}..{last - 1}")
-    ax.set_yticks(range(ranks))
-    ax.legend(fontsize=7, loc="upper right")
-    return _save(fig, out, f"timeline_{Path(run.path).stem}")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for g in groups:
+        label = f"n{g.first.world_size} C={g.first.config.get('fraction')} E={g.first.config.get('local_epochs')}"
+        if all(evaluations(r)[0].size for r in g.runs):
+            steps, _, acc, _ = _mean_curve(g.runs, _cumulative_time)
+            ax1.plot(steps + 1, 100 * acc, "o-", ms=3, label=f"{label} ({g.label})")
+    if target is not None:
+        ax1.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
+    ax1.set(xlabel="round", ylabel="test accuracy (%)", title="FedAvg: accuracy per round")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.legend(fontsize=6)
+    g = groups[0]
+    rounds = min(r.data["timing/step"].shape[1] for r in g.runs)
+    bottom = np.zeros(rounds)
+    for kind, color in (("finished", "tab:green"), ("late", "tab:orange"), ("dropped", "tab:red")):
+        counts = np.mean([r.data[f"fedavg/{kind}"][0, :rounds] for r in g.runs], axis=0)
+        ax2.bar(np.arange(1, rounds + 1), counts, bottom=bottom, color=color, label=kind)
+        bottom += counts
+    ax2.set(xlabel="round", ylabel="clients", title=f"Clients per round ({g.label})")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.legend(fontsize=7)
+    return save(fig, out, "fedavg")
 
 
 def staleness_plot(runs, out: Path) -> list[Path]:
+    """Share of applied gradients per staleness value, one bar group per run (side by side, no overlap)."""
     runs = [r for r in runs if "ps/updates/staleness" in r.data and r.data["ps/updates/staleness"].size]
     if not runs:
         return []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        s = run.data["ps/updates/staleness"]
-        bins = np.arange(-0.5, s.max() + 1.5)
-        ax.hist(s, bins=bins, histtype="step", label=f"{run.strategy} ({run.units.get('ps/updates/staleness')})")
-    ax.set(xlabel="staleness", ylabel="applied gradients", title="Staleness of applied gradients")
-    ax.legend(fontsize=7)
-    return _save(fig, out, "staleness")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = int(max(r.data["ps/updates/staleness"].max() for r in runs))
+    values = np.arange(top + 1)
+    width = 0.8 / len(runs)
+    for i, run in enumerate(runs):
+        s = run.data["ps/updates/staleness"].astype(int)
+        share = np.bincount(s, minlength=top + 1) / s.size
+        unit = run.units.get("ps/updates/staleness", "")
+        label = f"{run.strategy} {run.config.get('ps_mode', '')} s={run.config.get('staleness')} ({run.name}; {unit})"
+        ax.bar(values - 0.4 + width * (i + 0.5), 100 * share, width=width, label=label)
+    ax.set_xticks(values)
+    ax.set(xlabel="staleness", ylabel="applied gradients (%)", title="Staleness of applied gradients")
+    ax.legend(fontsize=6)
+    return save(fig, out, "staleness")

@@ -1,82 +1,76 @@
 """``python -m analysis report RESULTS... -o report/``: every table, the figures and the cost model in one
-``report.md``, with the provenance of the runs behind it."""
+``report.md``, with the provenance of the runs behind it. Tables with no rows are left out."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from analysis import costmodel, plots
-from analysis.compare import fedavg_table, model_table, strategy_comparison, top_layers
-from analysis.metrics import speedups
+from analysis import plots, plots_run
+from analysis.costmodel import Fit
+from analysis.groups import speedups
+from analysis.pivot import pivot_tables
 from analysis.tables import Table
-
-SCALE = [16, 64, 256, 1024, 4096]
-
-
-def fit_from_micro(micro_runs) -> costmodel.Fit | None:
-    """alpha-beta from the first micro file with our all-reduce (else a ping-pong) over several sizes."""
-    for run in micro_runs:
-        p = int(run.attrs.get("world_size", 0))
-        for op, impl in (("allreduce", "ours"), ("allreduce", "mpi"), ("latency", "ours")):
-            key = f"micro/{op}/{impl}/time_s"
-            if key in run.data and run.data[key].shape[0] >= 2:
-                sizes = run.data[f"micro/{op}/{impl}/size_bytes"]
-                times = np.nanmedian(run.data[key], axis=1)
-                if op == "allreduce" and p >= 2:
-                    return costmodel.fit_ring_allreduce(sizes, times, p)
-                if op == "latency":
-                    return costmodel.fit_p2p(sizes, times)
-    return None
+from analysis.views import communication_table, layers_table, speedup_table, strategy_table
+from analysis.views_fl import fedavg_table
+from analysis.views_model import SCALE, fit_from_micro, model_table, provenance_table
 
 
-def provenance_table(runs) -> Table:
-    rows = [
-        [
-            Path(r.path).name,
-            r.strategy,
-            r.world_size,
-            r.attrs.get("status"),
-            r.attrs.get("completed_steps"),
-            r.attrs.get("created_utc", ""),
-            str(r.attrs.get("git_commit", ""))[:10],
-            r.attrs.get("mpi_library", "")[:30],
-            r.attrs.get("slurm_job_id", ""),
-        ]
-        for r in runs
+@dataclass
+class ReportOptions:
+    warmup: int = 1
+    target: float | None = None  # accuracy for time-to-accuracy columns and target lines
+    fit: Fit | None = None  # given alpha/beta; else fitted from a micro file
+    per_run: int = 4  # per-run figures for the first N runs (by file name) ...
+    figures_for: list[str] = field(default_factory=list)  # ... and for these file names
+
+
+def build_tables(runs, opts: ReportOptions) -> list[Table]:
+    """The tables ``python -m analysis tables`` prints (no cost model, no provenance)."""
+    tables = [
+        speedup_table(runs, opts.warmup),
+        communication_table(runs, opts.warmup),
+        strategy_table(runs, opts.warmup, opts.target),
+        fedavg_table(runs, opts.warmup, opts.target),
+        *pivot_tables(runs, opts.target),
     ]
-    return Table(
-        "provenance",
-        "Runs behind this report",
-        ["file", "strategy", "ranks", "status", "steps", "created (UTC)", "commit", "MPI", "Slurm job"],
-        rows,
-    )
+    return [t for t in tables if not t.empty]
 
 
-def write_report(runs, micro_runs, out: Path, warmup: int, fit: costmodel.Fit | None, tables: list[Table]) -> Path:
-    """Write report.md, every table (.md/.csv/.tex) and the figures; ``tables`` is extended in place with the
-    report's own tables, so the caller can print all of them."""
+def per_run_selection(runs, opts: ReportOptions) -> list:
+    named = set(opts.figures_for)
+    ordered = sorted(runs, key=lambda r: r.name)
+    return [r for i, r in enumerate(ordered) if i < opts.per_run or r.name in named or Path(r.path).stem in named]
+
+
+def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
+    figs = plots.speedup_plot(speedups(runs, opts.warmup), out)
+    figs += plots.accuracy_plot(runs, out, opts.target)
+    figs += plots.fedavg_plot(runs, out, opts.target)
+    figs += plots.staleness_plot(runs, out)
+    for run in per_run_selection(runs, opts):
+        figs += plots_run.layer_bars(run, out, opts.warmup) + plots_run.timeline_plot(run, out)
+    return figs
+
+
+def write_report(runs, micro_runs, out: Path, opts: ReportOptions) -> tuple[Path, list[Table]]:
+    """Write report.md, every table (.md/.csv/.tex) and the figures; returns the report's path and tables."""
     out.mkdir(parents=True, exist_ok=True)
-    figures = out / "figures"
-    tables += [top_layers(runs, warmup), strategy_comparison(runs, warmup), fedavg_table(runs)]
-    if fit is None:
-        fit = fit_from_micro(micro_runs)
+    tables = build_tables(runs, opts)
+    tables.insert(2, layers_table(runs, opts.warmup))
+    fit = opts.fit or fit_from_micro(micro_runs)
     model_note = ""
     if fit is not None:
-        tables.append(model_table(runs, fit, SCALE, warmup))
+        tables.append(model_table(runs, fit, SCALE, opts.warmup))
     else:
         model_note = "No cost model: give a microbenchmark file (`bench micro --out`) or --alpha and --beta.\n"
     tables.append(provenance_table(runs))
-    figs = plots.speedup_plot(speedups([r for r in runs if r.strategy != "fedavg"], warmup), figures)
-    figs += plots.accuracy_plot(runs, figures)
-    figs += plots.staleness_plot(runs, figures)
-    for run in runs:
-        if run.strategy != "fedavg":
-            figs += plots.layer_bars(run, figures, warmup)
-            figs += plots.timeline_plot(run, figures)
-    lines = ["# syncbench report", "", f"{len(runs)} training run(s), {len(micro_runs)} microbenchmark file(s).", ""]
-    lines += [model_note] if model_note else []
+    tables = [t for t in tables if not t.empty]
+    figs = figures(runs, out / "figures", opts)
+    lines = ["# syncbench report", "", f"{len(runs)} training run(s), {len(micro_runs)} microbenchmark file(s)."]
+    if opts.target is not None:
+        lines.append(f"Target accuracy for time-to-accuracy: {100 * opts.target:g} %.")
+    lines += ["", model_note] if model_note else [""]
     for table in tables:
         table.save(out)
         lines.append(table.markdown())
@@ -84,4 +78,4 @@ def write_report(runs, micro_runs, out: Path, warmup: int, fit: costmodel.Fit | 
     lines += [f"![{p.stem}](figures/{p.name})\n" for p in figs if p.suffix == ".png"]
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    return path
+    return path, tables

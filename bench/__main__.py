@@ -1,4 +1,5 @@
-"""``python -m bench train|micro|overhead|info`` (run under mpiexec or srun; see README.md).
+"""``python -m bench train|micro|overhead|info`` (run under mpiexec or srun; see README.md), and
+``python -m bench sweep SPEC.toml`` (run without mpiexec: it launches them).
 
 mpiexec -n 8 python -m bench train --strategy ring --model cnn --dataset digits --steps 100
 mpiexec -n 4 python -m bench micro --op allreduce --max 4194304
@@ -10,7 +11,12 @@ from __future__ import annotations
 
 import sys
 
-from bench.signals import STOP, block_early
+if __name__ == "__main__" and sys.argv[1:2] == ["sweep"]:  # a launcher of MPI jobs, not one: no MPI here
+    from bench.sweep import main as sweep
+
+    sys.exit(sweep(sys.argv[2:]))
+
+from bench.signals import STOP, block_early  # noqa: E402
 
 block_early()  # before MPI and torch start threads: see bench/signals.py
 

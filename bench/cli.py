@@ -55,6 +55,9 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     train.add_argument("--config", default="", help="TOML file of options; command-line options override it")
     _add_config_options(train)
 
+    sub.add_parser(  # listed for --help; `python -m bench sweep` is dispatched before MPI starts (bench/__main__.py)
+        "sweep", help="expand a sweep spec (TOML) into runs and launch them, or write Slurm job arrays (no mpiexec)"
+    )
     micro = sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks")
     micro.add_argument(
         "--op",

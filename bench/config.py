@@ -21,6 +21,7 @@ MODELS = ("mlp", "cnn", "resnet20", "transformer")
 DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
 DEVICES = ("cpu", "cuda")
+DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
 
 
 def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False):
@@ -37,8 +38,9 @@ class Config:
     dataset: str = opt("digits", "dataset (mnist and cifar10 read files from --data-dir)", DATASETS, "run")
     steps: int = opt(100, "optimizer steps to run (per rank)", group="run")
     out: str = opt(
-        "results/{strategy}_{model}_{dataset}_n{ranks}.h5",
-        "results file; {strategy} {model} {dataset} {ranks} {job} {seed} are filled in",
+        "results/{strategy}_{model}_{dataset}_n{ranks}_s{seed}.h5",
+        "results file; {strategy} {model} {dataset} {ranks} {job} {seed} are filled in (the seed by default, so "
+        "repeated runs do not overwrite each other)",
         group="run",
     )
     seed: int = opt(0, "seed for data, partition, model init and sampling", group="run")
@@ -117,7 +119,10 @@ class Config:
     leaf_devices: int = opt(32, "LEAF synthetic: number of devices (natural partitions)", group="data")
     # --- measurement ---
     eval_every: int = opt(
-        50, "evaluate test accuracy every N steps (and after the last); 0: only at the end", group="measurement"
+        -1,
+        "evaluate test accuracy every N steps (fedavg: rounds) and after the last; 0: only at the end; "
+        "default -1: every 50 steps, every 5 rounds for fedavg",
+        group="measurement",
     )
     sync_wait: bool = opt(
         True,
@@ -158,8 +163,17 @@ class Config:
         """``strong`` (fixed global batch) or ``weak`` (fixed per-rank batch): the analysis groups by it."""
         return "strong" if self.global_batch_size > 0 else "weak"
 
+    @property
+    def evaluation_interval(self) -> int:
+        """Steps (rounds for fedavg) between evaluations; 0: only at the end. The default (-1) counts rounds for
+        fedavg, which runs tens of rounds, not hundreds of steps (time-to-accuracy needs points along the run)."""
+        if self.eval_every >= 0:
+            return self.eval_every
+        return DEFAULT_EVAL_ROUNDS if self.strategy == "fedavg" else DEFAULT_EVAL_STEPS
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self) | {"scaling": self.scaling}, sort_keys=True)
+        resolved = {"scaling": self.scaling, "eval_every": self.evaluation_interval}
+        return json.dumps(dataclasses.asdict(self) | resolved, sort_keys=True)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -237,7 +251,6 @@ def validate(cfg: Config) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     for name in (
         "global_batch_size",
-        "eval_every",
         "warmup_steps",
         "bucket_mb",
         "momentum",
@@ -250,6 +263,8 @@ def validate(cfg: Config) -> None:
     ):
         if getattr(cfg, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.eval_every < -1:
+        raise UsageError(f"--eval-every must be >= 0 (or -1 for the default), got {cfg.eval_every}")
     if not 0 <= cfg.outer_momentum < 1:
         raise UsageError(f"--outer-momentum must be in [0, 1), got {cfg.outer_momentum}")
     if not 0 < cfg.fraction <= 1:

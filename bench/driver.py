@@ -16,6 +16,7 @@ from bench.progress import Progress
 from bench.recorder import Recorder
 from bench.signals import StopFlag
 from bench.stragglers import Straggler
+from bench.strategies.base import PACKING
 from bench.summary import print_summary
 from bench.timing import LayerTimer, make_clock
 from kernels.tags import Tag, tag_for
@@ -30,6 +31,7 @@ def declare_series(rec: Recorder, n_layers: int, trace: bool) -> None:
     rec.add("timing/backward", "s", L)
     rec.add("timing/comm", "s", L)
     rec.add("timing/comm_bytes", "bytes", L, dtype=np.int64)
+    rec.add("timing/pack", "s", L)
     for name in ("step", "wait", "data", "optimizer", "injected"):
         rec.add(f"timing/{name}", "s")
     rec.add("metrics/loss", "1")
@@ -92,24 +94,30 @@ class Trainer:
     def _exchange(self, step: int, exchanges, t0) -> None:
         comm_row = self.rec["timing/comm"][step]
         bytes_row = self.rec["timing/comm_bytes"][step]
+        pack_row = self.rec["timing/pack"][step]
         starts = self.rec["timeline/comm_start"][step] if self.cfg.trace else None
         layers = self.run.layers
         for ex in exchanges:
+            packed = PACKING.seconds
             t = time.perf_counter()
             sent = ex.run()
             dt = time.perf_counter() - t
+            pack = min(dt, PACKING.seconds - packed)
             if not ex.layers:  # e.g. waiting for reply headers: a per-step scalar, no layer's communication
                 if ex.series:
                     self.rec[ex.series][step] += dt
                 continue
+            if sent == 0:  # nothing left this rank (one rank, nothing to send): local work, not communication
+                pack = dt
             extra = self.rec[ex.series][step] if ex.series else None
             total = sum(layers[i].bytes for i in ex.layers) or 1
             for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
                 share = layers[i].bytes / total
-                comm_row[i] += dt * share
+                comm_row[i] += (dt - pack) * share
+                pack_row[i] += pack * share
                 bytes_row[i] += int(round(sent * share))
                 if extra is not None:
-                    extra[i] += dt * share
+                    extra[i] += (dt - pack) * share
                 if starts is not None:
                     starts[i] = t - t0
 
@@ -214,7 +222,7 @@ class Trainer:
             last = self.done == cfg.steps
             stop = not last and self._should_stop(step)
             t_side = time.perf_counter()
-            if (cfg.eval_every and self.done % cfg.eval_every == 0) or last or stop:
+            if (cfg.evaluation_interval and self.done % cfg.evaluation_interval == 0) or last or stop:
                 self._evaluate(step)
             if stop:
                 self.stopped_by = self.stop.signal_name or "stop request on another rank"

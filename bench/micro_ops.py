@@ -96,43 +96,69 @@ def bench_allreduce(comm, sizes, impls, timer) -> dict:
     return out
 
 
+def _pattern(size: int, k: int = 0) -> np.ndarray:
+    """A payload no zeroed buffer equals (values 1..251), different for each message ``k`` of a window."""
+    return ((np.arange(size) + k) % 251 + 1).astype(np.uint8)
+
+
 def bench_latency(comm, sizes, timer) -> dict:
+    """Ping-pong: rank 0 sends a pattern, rank 1 returns what it received. Both receive into buffers zeroed
+    before every iteration, and after the timed calls one more round trip is checked on both ends: a lost or
+    truncated message leaves zeros where the pattern should be."""
     if comm.size < 2:
         raise UsageError("micro --op latency needs at least 2 ranks")
     tag, res = tag_for(Tag.MICRO), []
     for size in sizes:
-        buf = np.zeros(size, dtype=np.uint8)
+        send, recv = _pattern(size), np.zeros(size, dtype=np.uint8)
 
-        def op(buf=buf):
+        def op(send=send, recv=recv):
             if comm.rank == 0:
-                comm.Send(buf, 1, tag)
-                comm.Recv(buf, 1, tag)
+                comm.Send(send, 1, tag)
+                comm.Recv(recv, 1, tag)
             elif comm.rank == 1:
-                comm.Recv(buf, 0, tag)
-                comm.Send(buf, 0, tag)
+                comm.Recv(recv, 0, tag)
+                comm.Send(recv, 0, tag)
 
-        res.append(timer({"ours": op}, size)["ours"] / 2)
+        def reset(_name, recv=recv):
+            recv[:] = 0
+
+        res.append(timer({"ours": op}, size, reset)["ours"] / 2)
+        reset("ours")
+        op()
+        _check(comm, comm.rank > 1 or np.array_equal(recv, send), f"latency of {size} bytes")
     return {"ours": res}
 
 
-def bench_bw(comm, sizes, timer) -> dict:
+def bench_bw(comm, sizes, timer, drop: int | None = None) -> dict:
+    """A window of non-blocking sends. The receiver's buffers are zeroed before every iteration and checked
+    after one more untimed window. ``drop`` (testing aid) sends that message of the window empty, as if its
+    payload were lost: the check must catch it."""
     if comm.size < 2:
         raise UsageError("micro --op bw needs at least 2 ranks")
     tag, ack = tag_for(Tag.MICRO, 1), np.zeros(1, dtype=np.uint8)
     res = []
     for size in sizes:
-        bufs = [np.full(size, k % 251, dtype=np.uint8) for k in range(WINDOW)]
+        sent = [_pattern(size, k) for k in range(WINDOW)]
+        if drop is not None:
+            sent[drop] = sent[drop][:0]
+        recv = [np.zeros(size, dtype=np.uint8) for _ in range(WINDOW)]
 
-        def op(bufs=bufs):
+        def op(sent=sent, recv=recv):
             if comm.rank == 0:
-                MPI.Request.Waitall([comm.Isend(b, 1, tag) for b in bufs])
+                MPI.Request.Waitall([comm.Isend(b, 1, tag) for b in sent])
                 comm.Recv(ack, 1, tag)
             elif comm.rank == 1:
-                MPI.Request.Waitall([comm.Irecv(b, 0, tag) for b in bufs])
+                MPI.Request.Waitall([comm.Irecv(b, 0, tag) for b in recv])
                 comm.Send(ack, 0, tag)
 
-        res.append(timer({"ours": op}, size * WINDOW)["ours"] / WINDOW)  # seconds per message
-        ok = comm.rank != 1 or all((b == k % 251).all() for k, b in enumerate(bufs))
+        def reset(_name, recv=recv):
+            for b in recv:
+                b[:] = 0
+
+        res.append(timer({"ours": op}, size * WINDOW, reset)["ours"] / WINDOW)  # seconds per message
+        reset("ours")
+        op()
+        ok = comm.rank != 1 or all(np.array_equal(b, _pattern(size, k)) for k, b in enumerate(recv))
         _check(comm, ok, f"bw of {size} bytes")
     return {"ours": res}
 

@@ -1,45 +1,29 @@
 """The short summary printed by rank 0 at the end of a run: throughput and where step time went.
 
-Shares are of the summed step time over all computing ranks and steps after the first (the first step pays
+Shares are of the step time summed over steps after the first (mean over computing ranks; the first step pays
 one-time costs: allocator warm-up, lazy initialisation), so they add up to 100% with "other" holding what no
-phase claims (activations outside layers, loss, zero_grad, Python overhead).
+phase claims (activations outside layers, loss, zero_grad, Python overhead). The phases and both ratios are
+defined once, in :mod:`analysis.metrics`, which the report uses too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from analysis.metrics import oversubscription
+from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
 
-
-def split(rec_data: dict, warmup: int = 1) -> dict:
-    """Seconds per phase summed over ranks and steps ``>= warmup`` (all steps if there are no more)."""
-    step = rec_data["timing/step"]
-    lo = warmup if step.shape[1] > warmup else 0
-    sl = (slice(None), slice(lo, None))
-    out = {
-        "forward": rec_data["timing/forward"][sl].sum(),
-        "backward": rec_data["timing/backward"][sl].sum(),
-        "communication": rec_data["timing/comm"][sl].sum(),
-        "wait": rec_data["timing/wait"][sl].sum(),
-        "optimizer": rec_data["timing/optimizer"][sl].sum(),
-        "data": rec_data["timing/data"][sl].sum(),
-        "injected": rec_data["timing/injected"][sl].sum(),
-    }
-    total = step[sl].sum()
-    out["other"] = max(0.0, total - sum(out.values()))
-    out["step"] = total
-    out["median_step"] = float(np.median(step[sl].max(axis=0))) if step[sl].size else 0.0
-    return out
+LABELS = {"comm": "communication", "pack": "packing"}
 
 
 def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
     """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
     all (default: every computing rank took every step). Shares count computing ranks only (not servers)."""
-    computing = [i for i, role in enumerate(attrs.get("roles", [])) if role in ("peer", "worker")]
-    data = {name: arr[computing] if computing else arr for name, (arr, _) in rec.datasets().items()}
+    data = {name: arr for name, (arr, _) in rec.datasets().items()}
+    ranks = computing_ranks(attrs.get("roles"), rec.comm.size)
     steps = rec.gathered
-    parts = split(data)
+    parts = phase_totals(data, ranks)
+    step = data["timing/step"][ranks]
+    median = float(np.median(step[:, 1:].max(axis=0))) if step.shape[1] > 1 else float(step.max(initial=0.0))
     if samples is None:
         samples = steps * run.batch * run.strategy.compute_ranks
     print(
@@ -51,16 +35,16 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, at
         f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} steps/s over {wall:.2f} s of "
         f"training; {side:.2f} s of evaluation and file writes left out)"
     )
-    print(f"  median step     {parts['median_step'] * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
+    print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
     total = parts["step"] or 1.0
     shares = "  ".join(
-        f"{k} {100 * parts[k] / total:.1f}%"
-        for k in ("forward", "backward", "communication", "wait", "optimizer", "data", "injected", "other")
+        f"{LABELS.get(k, k)} {100 * parts[k] / total:.1f}%"
+        for k in ("forward", "backward", "comm", "pack", "wait", "optimizer", "data", "injected", "other")
     )
     print(f"  step time split {shares}")
-    compute = parts["forward"] + parts["backward"]
-    if compute > 0:
-        print(f"  comm/compute    {parts['communication'] / compute:10.3f}  (communication time / forward+backward)")
+    print(f"  comm share      {100 * parts['comm'] / total:10.1f} %  (communication time / step time)")
+    if parts["forward"] + parts["backward"] > 0:
+        print(f"  comm:compute    {comm_to_compute(parts):10.3f}  (communication time / forward+backward time)")
     if evals:
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")

@@ -9,6 +9,31 @@ import numpy as np
 
 from kernels.topology import block_bounds
 
+SMALL_BYTES = 128 * 1024
+"""Below this many bytes the ring kernel hands over to recursive doubling (fewer, latency-bound steps). The
+crossover falls as p grows (doubling moves log2(p) n bytes, the ring 2 (p - 1) n / p); measured here with
+both interleaved on 2 cores (MPICH 5.0.2): doubling was faster up to 512 KiB at 4 ranks and up to 128 KiB
+at 8 ranks, the ring from 1 MiB (4 ranks) and 256 KiB (8 ranks)."""
+
+
+def allreduce_algorithm(nbytes: int, p: int, small_bytes: int = SMALL_BYTES) -> str:
+    """The algorithm :class:`kernels.ring_allreduce.RingAllreduce` runs for a buffer of ``nbytes`` on ``p``
+    ranks: ``"none"`` (one rank), ``"doubling"`` below ``small_bytes``, else ``"ring"``. The cost model
+    (``analysis/costmodel.py``) predicts each layer with the algorithm chosen here."""
+    if p < 2 or nbytes == 0:
+        return "none"
+    return "doubling" if nbytes < small_bytes else "ring"
+
+
+def doubling_steps(p: int) -> int:
+    """Exchanges on the critical path of recursive doubling on ``p`` ranks: log2 of the largest power of two
+    p' <= p, plus two when p is not a power of two (the fold into p' ranks and the hand-back; Thakur,
+    Rabenseifner & Gropp 2005, Sec. 4.4)."""
+    if p < 2:
+        return 0
+    p2 = 1 << (p.bit_length() - 1)
+    return (p2.bit_length() - 1) + (2 if p2 != p else 0)
+
 
 def ring_chunks(n: int, p: int) -> list[tuple[int, int]]:
     """Half-open bounds of the ``p`` chunks a length-``n`` buffer is cut into for a ring all-reduce.

@@ -16,15 +16,9 @@ from mpi4py import MPI
 
 from kernels.buffers import ScratchPool
 from kernels.recursive_doubling import RecursiveDoublingAllreduce
-from kernels.reference import all_gather_schedule, reduce_scatter_schedule, ring_chunks, ring_elements_sent
+from kernels.reference import SMALL_BYTES, all_gather_schedule, reduce_scatter_schedule, ring_chunks, ring_elements_sent
 from kernels.tags import Tag, tag_for, tag_upper_bound
 from kernels.topology import Topology
-
-SMALL_BYTES = 128 * 1024
-"""Below this many bytes the ring kernel hands over to recursive doubling (fewer, latency-bound steps). The
-crossover falls as p grows (doubling moves log2(p) n bytes, the ring 2 (p - 1) n / p); measured here with
-both interleaved on 2 cores (MPICH 5.0.2): doubling was faster up to 512 KiB at 4 ranks and up to 128 KiB
-at 8 ranks, the ring from 1 MiB (4 ranks) and 256 KiB (8 ranks)."""
 
 
 class RingAllreduce:

@@ -143,11 +143,14 @@ class ClientHost:
         rec["metrics/loss"][step] = float(np.mean(losses)) if losses else np.nan
 
     def upload(self, rec, step: int) -> None:
+        """Send the trained model layer by layer; copying it into the host buffer is packing, not communication."""
         for i in range(len(self.layers)):
             t = time.perf_counter()
             buf = self.staging.pack(i, grads=False)
+            packed = time.perf_counter()
             self.comm.Send(buf, 0, update_tag(i, self.tag_ub))
-            dt = time.perf_counter() - t
+            dt = time.perf_counter() - packed
+            rec["timing/pack"][step][i] += packed - t
             rec["fedavg/upload"][step][i] += dt
             rec["timing/comm"][step][i] += dt
             rec["timing/comm_bytes"][step][i] += buf.nbytes

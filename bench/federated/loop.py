@@ -154,7 +154,7 @@ class FederatedLoop:
             last = self.done == cfg.rounds
             stop = not last and self._should_stop(r)
             t = time.perf_counter()
-            if (cfg.eval_every and self.done % cfg.eval_every == 0) or last or stop:
+            if (cfg.evaluation_interval and self.done % cfg.evaluation_interval == 0) or last or stop:
                 self._evaluate(r)
             acc = self.evals[-1][1] if self.evals else None
             progress.update(acc=acc)

@@ -23,7 +23,7 @@ def average_exchanges(staging: HostStaging, allreduce: RingAllreduce, grads: boo
 
         def run(g=g, sent=sent) -> int:
             allreduce(staging.pack(g, grads=grads), key=g)
-            staging.host[g].mul_(1.0 / p)
+            staging.scale(g, 1.0 / p)
             if after is not None:
                 after(g)
             staging.unpack(g, grads=grads)

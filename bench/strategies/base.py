@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -112,6 +113,29 @@ class Strategy:
         return {"topology": self.topology.describe()}
 
 
+class PackingClock:
+    """Seconds spent copying between model tensors and host buffers (pack, unpack, scaling), summed over every
+    :class:`HostStaging` of the process. The driver reads it around each exchange, so that this local copying is
+    recorded as its own phase (``timing/pack``) and not as communication: a 1-rank ``ring`` moves no bytes and
+    must report no communication time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, fn):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        return run
+
+
+PACKING = PackingClock()
+
+
 class HostStaging:
     """Contiguous host buffers holding each layer's flattened gradients (or parameters) for MPI.
 
@@ -140,6 +164,7 @@ class HostStaging:
                 out.append(t.reshape(-1))
         return out
 
+    @PACKING.timed
     def pack(self, g: int, grads: bool = True) -> np.ndarray:
         parts = self._tensors(self.groups[g], grads)
         if self.host[g].device.type == "cpu" and parts and parts[0].device.type == "cpu":
@@ -148,6 +173,12 @@ class HostStaging:
             self.host[g].copy_(torch.cat(parts), non_blocking=False)
         return self.numpy[g]
 
+    @PACKING.timed
+    def scale(self, g: int, factor: float) -> None:
+        """Multiply the host buffer of group ``g`` in place (a sum into a mean)."""
+        self.host[g].mul_(factor)
+
+    @PACKING.timed
     def unpack(self, g: int, grads: bool = True) -> None:
         src = self.host[g]
         off = 0

@@ -73,3 +73,13 @@ def test_interleaved_order_rotates_so_each_op_takes_every_position():
     every_position = all(sorted(r[position] for r in rounds) == ["a", "b", "c"] for position in range(3))
     same_on_every_rank = MPI.COMM_WORLD.bcast(calls, root=0) == calls
     assert all_agree(every_position and same_on_every_rank), rounds
+
+
+def test_a_lost_bw_message_is_caught():
+    """The receiver's buffers are zeroed before the checked window: a message whose payload never arrives
+    (sent empty here) must fail the check, not pass on data left from an earlier iteration."""
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("needs 2 ranks")
+    with pytest.raises(RuntimeError, match="differs from the reference"):
+        micro_ops.bench_bw(comm, [64], timer, drop=5)

@@ -27,7 +27,7 @@ def test_train_each_model(tmp_path, model, dataset):
         extra = ["--partition", "natural", "--leaf-devices", "4"]
     proc = bench(2, "train", "--model", model, "--dataset", dataset, *TINY, *extra, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "throughput" in proc.stdout and "comm/compute" in proc.stdout
+    assert "throughput" in proc.stdout and "comm:compute" in proc.stdout and "comm share" in proc.stdout
     with h5py.File(out) as f:
         assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
 

@@ -1,5 +1,4 @@
-"""Cost model fits on synthetic data whose alpha and beta are known; trace export on a hand-made timeline;
-unreadable files named once and skipped."""
+"""Trace export on a hand-made timeline; unreadable files named once and skipped."""
 
 import json
 
@@ -8,40 +7,9 @@ import numpy as np
 import pytest
 
 from analysis import __main__ as cli
-from analysis import costmodel
 from analysis.load import ResultsError, load
 from analysis.trace import trace_events, write_trace
 from bench import results
-
-SIZES = np.array([2**k for k in range(3, 27)], dtype=float)
-
-
-@pytest.mark.parametrize("alpha,beta", [(20e-6, 1e-9), (2e-6, 0.1e-9), (100e-6, 5e-9)])
-def test_p2p_fit_recovers_alpha_beta_within_5_percent(alpha, beta):
-    noise = np.random.default_rng(0).normal(1.0, 0.02, SIZES.size)  # 2% measurement noise
-    fit = costmodel.fit_p2p(SIZES, (alpha + SIZES * beta) * noise)
-    assert abs(fit.alpha - alpha) / alpha < 0.05 and abs(fit.beta - beta) / beta < 0.05
-    assert fit.error < 0.05
-
-
-@pytest.mark.parametrize("p", [2, 4, 8])
-def test_ring_fit_inverts_the_ring_model(p):
-    truth = costmodel.Fit(15e-6, 0.8e-9, 0.0)
-    times = np.array([costmodel.ring_allreduce_time(n, p, truth) for n in SIZES])
-    fit = costmodel.fit_ring_allreduce(SIZES, times * np.random.default_rng(p).normal(1.0, 0.02, SIZES.size), p)
-    assert abs(fit.alpha - truth.alpha) / truth.alpha < 0.05 and abs(fit.beta - truth.beta) / truth.beta < 0.05
-
-
-def test_ring_model_closed_form():
-    fit = costmodel.Fit(1.0, 0.5, 0.0)
-    assert costmodel.ring_allreduce_time(8, 4, fit) == 2 * 3 * 1.0 + 2 * (3 / 4) * 8 * 0.5
-    assert costmodel.ring_allreduce_time(8, 1, fit) == 0.0
-    layer_bytes = np.array([100.0, 300.0])
-    cfg = {"servers": 2}
-    assert costmodel.comm_per_step("ps", layer_bytes, 6, fit, cfg) == 2 * 4 * (2 * 1.0 + 200 * 0.5)
-    assert costmodel.comm_per_step("fedavg", layer_bytes, 8, fit, {"clients": 20, "fraction": 0.1}) == 2 * 2 * (
-        2 * 1.0 + 400 * 0.5
-    )
 
 
 def timeline_run(path, ranks=2, steps=3, layers=2):

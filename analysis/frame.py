@@ -1,0 +1,49 @@
+"""Results as one long-form table for pandas users: ``to_dataframe(paths)``.
+
+One row per (run, rank, step) with every per-step series as a column, or per (run, rank, step, layer) with the
+per-layer series (``layers=True``). Columns carry the units in their names (``timing/step [s]``). pandas is an
+optional extra (``pip install '.[analysis]'``); the rest of analysis does not need it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.load import RunResults, load
+
+
+def _columns(run: RunResults, ndim: int) -> list[str]:
+    steps = run.data["timing/step"].shape
+    return [
+        name
+        for name in run.data
+        if name.startswith(("timing/", "metrics/loss", "ps/", "fedavg/"))
+        and len(run.data[name].shape) == ndim
+        and run.data[name].shape[:2] == steps
+    ]
+
+
+def run_frame(run: RunResults, layers: bool = False):
+    import pandas as pd
+
+    ranks, steps = run.data["timing/step"].shape
+    cols = _columns(run, 3 if layers else 2)
+    names = [str(n) for n in run.data["layers/name"]] if layers else []
+    shape = (ranks, steps, len(names)) if layers else (ranks, steps)
+    index = np.indices(shape).reshape(len(shape), -1)
+    frame = {"run": run.name, "strategy": run.strategy, "rank": index[0], "step": index[1]}
+    if layers:
+        frame["layer"] = np.array(names)[index[2]] if names else []
+    for name in cols:
+        unit = run.units.get(name, "")
+        frame[f"{name} [{unit}]" if unit else name] = np.asarray(run.data[name]).reshape(-1)
+    return pd.DataFrame(frame)
+
+
+def to_dataframe(paths, layers: bool = False):
+    """Long-form pandas DataFrame of every run in ``paths`` (results files; micro files are skipped)."""
+    import pandas as pd
+
+    runs = [load(p) for p in paths]
+    frames = [run_frame(r, layers) for r in runs if r.attrs.get("kind") != "micro"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

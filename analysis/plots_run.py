@@ -1,0 +1,70 @@
+"""Figures of one run: per-layer compute / packing / communication bars, and a per-rank timeline of a few steps
+(needs ``bench train --trace``). A report over many runs draws these only for the runs it is asked to (or the
+first few): one per run of a 250-run sweep is 500 files nobody opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.patches import Patch
+
+from analysis.metrics import comm_split, compute_ranks, layer_split, row_unit
+from analysis.plots import plt, save
+
+PHASE_COLORS = {"forward": "tab:blue", "backward": "tab:orange", "comm": "tab:red"}
+
+
+def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
+    """Stacked forward+backward and communication per layer (ms per step); the step's wait (rank skew, not any
+    layer's) and packing are given in the title, once, instead of being spread over the layers."""
+    rows = layer_split(run, warmup)
+    split = comm_split(run, warmup)
+    steps = max(1, run.data["timing/step"].shape[1] - warmup)
+    comp = np.array([r["forward_s"] + r["backward_s"] for r in rows]) * 1e3
+    comm = np.array([r["comm_s"] for r in rows]) * 1e3
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4.2))
+    x = np.arange(len(rows))
+    ax.bar(x, comp, label="compute (forward + backward)", color="tab:blue")
+    ax.bar(x, comm, bottom=comp, label="communication", color="tab:red")
+    few = len(rows) <= 8
+    ax.set_xticks(x, [r["layer"] for r in rows], rotation=0 if few else 90, fontsize=9 if few else 6)
+    unit = row_unit(run)
+    ax.set_ylabel(f"ms per {unit}")
+    ax.set_title(
+        f"{run.name}: {run.strategy} {run.config.get('model')}, {run.world_size} ranks\n"
+        f"per {unit}, mean over computing ranks: wait {1e3 * split.wait_s / steps:.2f} ms, "
+        f"packing {1e3 * split.pack_s / steps:.2f} ms (not per layer)",
+        fontsize=8,
+    )
+    ax.legend(fontsize=7)
+    return save(fig, out, f"layers_{Path(run.path).stem}")
+
+
+def timeline_plot(run, out: Path, first: int = 1, steps: int = 3) -> list[Path]:
+    """Gantt chart: one row per rank, forward / backward / communication boxes of each layer, for steps
+    ``first .. first + steps - 1``; the x axis spans exactly those steps."""
+    if "timeline/step_start" not in run.data:
+        return []
+    starts_all = run.data["timeline/step_start"]
+    ranks, total = starts_all.shape
+    first = min(first, max(0, total - 1))
+    last = min(total, first + steps)
+    window = slice(first, last)
+    fig, ax = plt.subplots(figsize=(10, 0.5 * ranks + 1.8))
+    for rank in compute_ranks(run):
+        for phase, color in PHASE_COLORS.items():
+            begin = run.data[f"timeline/{phase}_start"][rank, window].ravel()
+            length = run.data[f"timing/{phase}"][rank, window].ravel()
+            keep = length > 0
+            ax.broken_barh(list(zip(begin[keep], length[keep])), (rank - 0.4, 0.8), color=color)
+    step_s = run.data["timing/step"][:, window]
+    lo = float(starts_all[:, window][step_s > 0].min()) if (step_s > 0).any() else 0.0
+    hi = float((starts_all[:, window] + step_s)[step_s > 0].max()) if (step_s > 0).any() else 1.0
+    ax.set_xlim(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo))
+    ax.set(xlabel="seconds since the common start", ylabel="rank")
+    ax.set_title(f"{run.name}: timeline of steps {first}..{last - 1}", fontsize=9)
+    ax.set_yticks(range(ranks))
+    handles = [Patch(color=c, label=p) for p, c in PHASE_COLORS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return save(fig, out, f"timeline_{Path(run.path).stem}")

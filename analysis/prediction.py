@@ -1,0 +1,106 @@
+"""Predicted step time of a measured run at other rank counts, from its own non-communication time and the
+alpha-beta model of :mod:`analysis.costmodel` (formulas and sources there)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.costmodel import Fit, _p2p, allreduce_time
+from analysis.load import RunResults
+from analysis.metrics import compute_ranks, row_times
+
+
+def exchanged_buffers(run: RunResults) -> np.ndarray:
+    """Bytes of each buffer one all-reduce step moves: the run's buckets (``strategy_info.buckets``) when it
+    fused layers, else one buffer per layer."""
+    layer_bytes = run.data["layers/bytes"].astype(np.float64)
+    buckets = (run.attrs.get("strategy_info") or {}).get("buckets")
+    if not buckets:
+        return layer_bytes
+    return np.array([layer_bytes[list(g)].sum() for g in buckets])
+
+
+def _ring(run, p, fit):
+    return sum(allreduce_time(n, p, fit) for n in exchanged_buffers(run))
+
+
+def _localsgd(run, p, fit):
+    return _ring(run, p, fit) / max(1, int(run.config.get("local_steps", 1)))
+
+
+def _servers(run) -> int:
+    return max(1, int(run.config.get("servers", 1)))
+
+
+def _ps(run, p, fit):
+    servers = _servers(run)
+    workers = max(1, p - servers)
+    return 2 * workers * sum(_p2p(n / servers, fit) for n in run.data["layers/bytes"].astype(np.float64))
+
+
+def _fedavg(run, p, fit):
+    sampled = run.data.get("fedavg/sampled")
+    m = float(np.median(sampled[0])) if sampled is not None and sampled.size else 1.0
+    return 2 * m * sum(_p2p(n, fit) for n in run.data["layers/bytes"].astype(np.float64))
+
+
+COMMUNICATION = {"ring": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}
+"""Modelled communication seconds per step (per round for fedavg) of each strategy on p ranks."""
+
+COMPUTING = {"ps": lambda run, p: max(1, p - _servers(run)), "ssp": lambda run, p: max(1, p - _servers(run))}
+"""Computing ranks out of p, where not every rank computes (default: p; fedavg: p - 1)."""
+
+
+def computing_of(run: RunResults, p: int) -> int:
+    if "aggregator" in (run.attrs.get("roles") or []):
+        return max(1, p - 1)
+    return COMPUTING.get(run.strategy, lambda run, p: p)(run, p)
+
+
+def comm_per_step(run: RunResults, p: int, fit: Fit) -> float:
+    return COMMUNICATION[run.strategy](run, p, fit)
+
+
+def compute_per_step(run: RunResults, warmup: int = 1) -> float:
+    """Median over measured steps of the slowest computing rank's time outside communication and waiting:
+    forward, backward, optimizer, data, packing and everything else a step does locally. This part does
+    not change with the rank count under weak scaling; the model adds communication to it."""
+    ranks = compute_ranks(run)
+    lo = warmup if run.data["timing/step"].shape[1] > warmup else 0
+    step = run.data["timing/step"][ranks, lo:]
+    comm = run.data["timing/comm"][ranks, lo:].sum(axis=2)
+    local = step - comm - run.data["timing/wait"][ranks, lo:]
+    return float(np.median(local.max(axis=0))) if local.size else 0.0
+
+
+@dataclass
+class Prediction:
+    ranks: int
+    step_s: float
+    comm_s: float
+    share: float  # communication share of the step
+    speedup: float  # weak scaling, against the first rank count predicted
+
+
+def predict(run: RunResults, fit: Fit, ranks: list[int], warmup: int = 1) -> list[Prediction]:
+    """Step time, communication share and weak-scaling speedup (samples/s ratio, computing ranks) of ``run``'s
+    strategy at each rank count; speedup is against the first rank count given."""
+    compute = compute_per_step(run, warmup)
+    out = []
+    for p in ranks:
+        comm = comm_per_step(run, p, fit)
+        step = compute + comm
+        out.append(Prediction(p, step, comm, comm / step if step else 0.0, 0.0))
+    base = computing_of(run, ranks[0]) / out[0].step_s if out[0].step_s else 0.0
+    for pr in out:
+        pr.speedup = (computing_of(run, pr.ranks) / pr.step_s) / base if base and pr.step_s else 0.0
+    return out
+
+
+def error_at_own_size(run: RunResults, fit: Fit, warmup: int = 1) -> tuple[float, float, float]:
+    """(measured median step, predicted step, relative error (predicted - measured) / measured)."""
+    measured = float(np.median(row_times(run, warmup)))
+    predicted = predict(run, fit, [run.world_size], warmup)[0].step_s
+    return measured, predicted, (predicted - measured) / measured if measured else float("nan")

@@ -1,0 +1,79 @@
+"""The cost model's table (measured vs predicted at the run's own size, and predictions at scale), the fit behind
+it, and the provenance of every run in a report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis import costmodel
+from analysis.metrics import oversubscribed, schedule
+from analysis.prediction import COMMUNICATION, error_at_own_size, predict
+from analysis.tables import FLAG, INT, NUM, Column, Table
+
+SCALE = [16, 64, 256, 1024, 4096]
+
+
+def fit_from_micro(micro_runs) -> costmodel.Fit | None:
+    """alpha-beta per algorithm from the first micro file with our all-reduce over several sizes (else MPI's,
+    fitted as if it switched where ours does, else a ping-pong)."""
+    for run in micro_runs:
+        p = int(run.attrs.get("world_size", 0))
+        for op, impl in (("allreduce", "ours"), ("allreduce", "mpi"), ("latency", "ours")):
+            key = f"micro/{op}/{impl}/time_s"
+            if key not in run.data or run.data[key].shape[0] < 2:
+                continue
+            sizes = run.data[f"micro/{op}/{impl}/size_bytes"]
+            times = np.nanmedian(run.data[key], axis=1)
+            if op == "allreduce" and p >= 2:
+                fit = costmodel.fit_allreduce(sizes, times, p)
+                fit.source = f"{run.name}: {impl} all-reduce on {p} ranks"
+                return fit
+            if op == "latency":
+                fit = costmodel.fit_p2p(sizes, times)
+                fit.source = f"{run.name}: ping-pong"
+                return fit
+    return None
+
+
+def model_table(runs, fit: costmodel.Fit, scale: list[int], warmup: int) -> Table:
+    cols = [Column("run"), Column("strategy"), Column("ranks", INT), Column("measured (ms)", NUM, 2, 1e3)]
+    cols += [Column("predicted (ms)", NUM, 2, 1e3), Column("error (%)", NUM, 1, 100), Column("oversubscribed", FLAG)]
+    for p in scale:
+        cols += [Column(f"p={p} step (ms)", NUM, 2, 1e3), Column(f"p={p} speedup", NUM, 1)]
+    rows = []
+    for run in runs:
+        if run.strategy not in COMMUNICATION or schedule(run) == "rounds":
+            continue
+        measured, predicted, err = error_at_own_size(run, fit, warmup)
+        preds = predict(run, fit, [run.world_size, *scale], warmup)[1:]
+        row = [run.name, run.strategy, run.world_size, measured, predicted, err, oversubscribed(run)]
+        rows.append(row + [x for pr in preds for x in (pr.step_s, pr.speedup)])
+    return Table(
+        "model",
+        "Cost model: measured vs predicted step, and predictions at scale",
+        cols,
+        rows,
+        costmodel_notes(fit),
+    )
+
+
+def costmodel_notes(fit: costmodel.Fit) -> list[str]:
+    return fit.describe() + [
+        "predicted = measured time outside communication and waiting + modelled communication, each buffer with "
+        "the algorithm our kernel runs at that p and size (analysis/costmodel.py); speedup: weak scaling against "
+        "the run's own size, in computing ranks",
+        "oversubscribed runs: the model has no term for waiting for a core; their error is not the model's",
+        "FedAvg rounds are not predicted at scale: a host's share of the clients changes with the rank count",
+    ]
+
+
+def provenance_table(runs) -> Table:
+    cols = [Column("file"), Column("strategy"), Column("ranks", INT), Column("status"), Column("steps", INT)]
+    cols += [Column("seed", INT), Column("created (UTC)"), Column("commit"), Column("MPI"), Column("Slurm job")]
+    rows = [
+        [r.name, r.strategy, r.world_size, r.attrs.get("status"), r.attrs.get("completed_steps")]
+        + [r.config.get("seed"), r.attrs.get("created_utc", ""), str(r.attrs.get("git_commit", ""))[:10]]
+        + [str(r.attrs.get("mpi_library", ""))[:30], r.attrs.get("slurm_job_id", "")]
+        for r in runs
+    ]
+    return Table("provenance", "Runs behind this report", cols, rows)

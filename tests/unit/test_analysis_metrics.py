@@ -1,0 +1,134 @@
+"""analysis.metrics and analysis.groups on hand-made files with servers, an aggregator, unequal per-rank times,
+decoupled runs and threads per rank: each test names the wrong definition it is there to catch."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.groups import repeat_groups, speedups
+from analysis.metrics import (
+    comm_split,
+    compute_ranks,
+    layer_split,
+    oversubscribed,
+    phase_totals,
+    row_times,
+    step_stats,
+)
+from tests.analysis_fixtures import fedavg_run, ps_run, ring_run, write_run
+
+
+def test_step_is_the_slowest_computing_rank_not_the_mean(tmp_path):
+    run = ring_run(tmp_path / "a.h5", 3, step_s=[0.2, 0.5, 0.3])  # catches: mean over ranks
+    st = step_stats(run, warmup=1)
+    assert st.median_s == pytest.approx(0.5) and st.steps == 4
+    assert st.samples_per_s == pytest.approx(3 * 10 / 0.5)
+
+
+def test_servers_are_not_computing_ranks(tmp_path):
+    run = ps_run(tmp_path / "ps.h5", servers=2, workers=2, step_s=[9.0, 9.0, 0.4, 0.2])
+    assert compute_ranks(run).tolist() == [2, 3]  # catches: servers counted as computing
+    st = step_stats(run, warmup=1)
+    assert st.median_s == pytest.approx(0.4)  # a server's 9 s rows are no step of training
+    assert st.samples_per_s == pytest.approx(2 * 10 / 0.4)
+
+
+def test_speedup_and_efficiency_count_computing_ranks(tmp_path):
+    runs = [
+        ps_run(tmp_path / "w2.h5", 1, 2, step_s=0.5),
+        ps_run(tmp_path / "w4.h5", 1, 4, step_s=0.5),
+    ]
+    rows = {r["compute_ranks"]: r for r in speedups(runs)}
+    assert rows[4]["speedup"].mean == pytest.approx(2.0)
+    assert rows[4]["efficiency"].mean == pytest.approx(1.0)  # catches: ideal in world ranks (5/3)
+    assert rows[4]["baseline_ranks"] == 2
+
+
+def test_single_rank_count_has_no_speedup(tmp_path):
+    rows = speedups([ring_run(tmp_path / "a.h5", 2, 0.5)])
+    assert rows[0]["speedup"] is None and rows[0]["efficiency"] is None
+
+
+def test_weak_and_strong_scaling(tmp_path):
+    weak = speedups([ring_run(tmp_path / f"p{p}.h5", p, s) for p, s in ((1, 0.2), (2, 0.25), (4, 0.4))])
+    rows = {r["ranks"]: r for r in weak}
+    assert rows[2]["speedup"].mean == pytest.approx(2 * 0.2 / 0.25) and rows[4]["efficiency"].mean == pytest.approx(0.5)
+    strong = {"scaling": "strong", "global_batch_size": 40}
+    runs = [
+        ring_run(tmp_path / "s2.h5", 2, 0.4, batch=20, cfg=strong),
+        ring_run(tmp_path / "s4.h5", 4, 0.25, batch=10, cfg=strong),
+        ring_run(tmp_path / "other.h5", 4, 0.1, cfg={"lr": 0.5}),
+    ]
+    rows = {r["file"]: r for r in speedups(runs)}
+    assert rows["s4.h5"]["speedup"].mean == pytest.approx(0.4 / 0.25)  # T(p0) / T(p)
+    assert rows["other.h5"]["speedup"] is None  # its own workload, one rank count
+
+
+def test_decoupled_throughput_is_samples_over_wall_time(tmp_path):
+    done = {"timing/steps_done": (np.array([10, 6, 4], dtype=np.int64), "steps")}
+    run = ps_run(
+        tmp_path / "async.h5", 1, 2, step_s=0.1, steps=10, cfg={"ps_mode": "async"}, extra=done,
+        attrs={"train_wall_s": 2.0},
+    )  # fmt: skip
+    # catches: decoupled branch removed (the lock-step formula would give 2 x 10 / 0.1 = 200)
+    assert step_stats(run).samples_per_s == pytest.approx((6 + 4) * 10 / 2.0)
+
+
+def test_fedavg_throughput_counts_the_samples_clients_trained(tmp_path):
+    """Round r: clients with n_k = 25 and 70 (B = 32: one batch of 25, two of 32) and a dropped one."""
+    rows = []
+    for r in range(4):
+        rows += [(r, 0, 25, 0), (r, 1, 70, 0 if r % 2 else 2), (r, 2, 50, 1)]  # ok, ok/late, dropped
+    cfg = {"clients": 64, "fraction": 0.05, "batch_size": 32, "local_epochs": 2}
+    run = fedavg_run(tmp_path / "f.h5", 2, 4, rows, round_s=[0.5, 0.1, 0.2], cfg=cfg)
+    per_round = 2 * (25 + 64)  # E x (b floor(n / b)): 25 -> 25, 70 -> 64; dropped 0
+    st = step_stats(run, warmup=1)
+    assert st.unit == "round" and st.median_s == pytest.approx(0.5)  # the aggregator's round
+    # catches: batch x all clients (10 x 64 / 0.5 = 1280)
+    assert st.samples_per_s == pytest.approx(3 * per_round / (3 * 0.5))
+    assert row_times(run, 1).tolist() == [0.5, 0.5, 0.5]
+
+
+def test_oversubscription_counts_threads(tmp_path):
+    assert not oversubscribed(ring_run(tmp_path / "a.h5", 2, 0.1, cores=2, threads=1))
+    assert oversubscribed(ring_run(tmp_path / "b.h5", 2, 0.1, cores=2, threads=2))  # catches: threads ignored
+
+
+def test_comm_split_packing_apart_and_share(tmp_path):
+    run = write_run(
+        tmp_path / "a.h5", ["peer", "peer"], 1.0, comm_s=0.3, pack_s=0.1, fwd_s=0.2, bwd_s=0.2, opt_s=0.05,
+        wait_s=0.05,
+    )  # fmt: skip
+    c = comm_split(run, warmup=1)
+    assert c.overall_s == pytest.approx(4.0) and c.comm_s == pytest.approx(4 * 0.3) and c.pack_s == pytest.approx(0.4)
+    assert c.compute_s == pytest.approx(4 * 0.45) and c.share == pytest.approx(0.3)
+    t = phase_totals(run.data, compute_ranks(run))
+    assert t["other"] == pytest.approx(4 * (1.0 - 0.3 - 0.1 - 0.4 - 0.05 - 0.05))
+
+
+def test_layer_bandwidth_is_bytes_over_time(tmp_path):
+    run = ring_run(tmp_path / "a.h5", 2, 1.0, comm_s=0.004)  # 2 layers: 2 ms, 1000 bytes each
+    layer = layer_split(run)[0]
+    assert layer["bandwidth_Bps"] == pytest.approx(1000 / 0.002)  # catches: inverted
+
+
+def test_repeats_pool_with_a_student_t_interval(tmp_path):
+    steps = (0.20, 0.25, 0.30)
+    runs = [ring_run(tmp_path / f"s{i}.h5", 2, s, cfg={"seed": i}) for i, s in enumerate(steps)]
+    runs.append(ring_run(tmp_path / "other.h5", 2, 0.2, cfg={"lr": 0.3}))
+    groups = repeat_groups(runs)
+    assert sorted(g.n for g in groups) == [1, 3]  # catches: seed as part of the workload
+    pooled = next(g for g in groups if g.n == 3).pooled(lambda r: step_stats(r).samples_per_s)
+    x = [20 / s for s in steps]
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+    assert (
+        pooled.mean == pytest.approx(np.mean(x))
+        and pooled.low == pytest.approx(lo)
+        and pooled.high == pytest.approx(hi)
+    )
+
+
+def test_repeats_of_different_length_are_not_pooled(tmp_path):
+    runs = [ring_run(tmp_path / "a.h5", 2, 0.2), ring_run(tmp_path / "b.h5", 2, 0.2, steps=8, cfg={"seed": 1})]
+    assert [g.n for g in repeat_groups(runs)] == [1, 1]  # accuracies at different lengths do not pool
+    assert len({r["group"] for r in speedups(runs)}) == 1  # but throughput scales together

@@ -1,0 +1,127 @@
+"""What a reader gets: time-to-accuracy, tables that parse and print as numbers, figures that show their data,
+the command line, the data frame, compare, and reading only what a table needs."""
+
+import csv
+import io
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from analysis import __main__ as cli
+from analysis.accuracy import time_to_accuracy
+from analysis.load import load, to_dataframe
+from analysis.plots_run import timeline_plot
+from analysis.report import ReportOptions, build_tables, figures
+from analysis.stats import Estimate
+from analysis.tables import EST, INT, NUM, Column, Table
+from analysis.views import speedup_table
+from tests.analysis_fixtures import ring_run, with_evals
+
+
+def test_time_to_accuracy_at_the_first_crossing(tmp_path):
+    run = ring_run(tmp_path / "a.h5", 2, 0.5, steps=10)  # step 0 is 100 s (warm-up: part of getting there)
+    run = with_evals(tmp_path / "a.h5", [2, 5, 7, 9], [0.3, 0.62, 0.58, 0.7])
+    tta = time_to_accuracy(run, 0.6)
+    assert tta.reached and tta.rows == 6  # steps 0..5 (catches: the last crossing, or the index not the count)
+    assert tta.seconds == pytest.approx(100 + 5 * 0.5)
+    assert tta.bytes == pytest.approx(6 * 2 * 2 * 1000) and tta.samples == pytest.approx(6 * 2 * 10)
+    missed = time_to_accuracy(run, 0.9)
+    assert not missed.reached and np.isnan(missed.seconds)
+
+
+def test_tables_print_fixed_decimals_and_csv_holds_numbers():
+    cols = [Column("name"), Column("n", INT), Column("rate (samples/s)", EST, 0), Column("t (ms)", NUM, 2, 1e3)]
+    rows = [["a", 3, Estimate(199400.0, 1234.5, 3), 0.00123], ["b", 1, Estimate(5.0, float("nan"), 1), float("nan")]]
+    table = Table("t", "T", cols, rows)
+    md = table.markdown()
+    assert "e+" not in md and "e-" not in md and "199,400 ± 1,234" in md and "1.23" in md
+    assert "|:---|---:|---:|---:|" in md  # numbers right-aligned
+    parsed = list(csv.reader(io.StringIO(table.csv())))
+    assert parsed[0] == ["name", "n", "rate (samples/s)", "rate (samples/s) ±95% CI", "t (ms)"]
+    for row in parsed[1:]:
+        for cell in row[1:]:
+            assert cell == "" or float(cell) == float(cell)  # parses as a number (missing: empty)
+    assert float(parsed[1][2]) == 199400.0 and float(parsed[1][4]) == pytest.approx(1.23)
+    tex = table.latex()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"$\pm$" in tex
+
+
+def test_empty_tables_are_left_out(tmp_path):
+    tables = build_tables([ring_run(tmp_path / "a.h5", 2, 0.5)], ReportOptions())
+    assert {t.name for t in tables} == {"speedup", "communication", "strategies"}  # no fedavg, no pivot
+
+
+def test_speedup_table_reads_no_per_layer_array(tmp_path):
+    ring_run(tmp_path / "a.h5", 2, 0.5)
+    run = load(tmp_path / "a.h5")
+    speedup_table([run], 1)
+    assert not [name for name in run.data.loaded() if run.data[name].ndim == 3]
+
+
+def test_figures_are_written_and_the_timeline_spans_its_steps(tmp_path, monkeypatch):
+    ranks, steps, layers = 2, 6, 2
+    starts = np.cumsum(np.full((ranks, steps), 0.01), axis=1) + 5.0  # starts at 5 s: not near 0
+    timeline = {
+        "timeline/step_start": (starts, "s"),
+        **{f"timeline/{p}_start": (np.repeat(starts[..., None], layers, axis=2), "s") for p in ("forward", "backward")},
+        "timeline/comm_start": (np.repeat(starts[..., None], layers, axis=2) + 0.005, "s"),
+    }
+    run = ring_run(tmp_path / "a.h5", ranks, 0.01, steps=steps, fwd_s=0.002, comm_s=0.002, extra=timeline)
+    with_evals(tmp_path / "a.h5", [2, 5], [0.5, 0.8])
+    run = load(tmp_path / "a.h5")
+    seen = {}
+    real_save = timeline_plot.__globals__["save"]
+
+    def keep_axes(fig, out, stem):
+        seen[stem] = fig.axes[0].get_xlim()
+        return real_save(fig, out, stem)
+
+    monkeypatch.setitem(timeline_plot.__globals__, "save", keep_axes)
+    files = figures([run], tmp_path / "fig", ReportOptions(target=0.7))
+    assert all(p.exists() and p.stat().st_size > 0 for p in files)
+    assert {p.stem for p in files} >= {"accuracy", "layers_a", "timeline_a"}
+    lo, hi = seen["timeline_a"]
+    assert 5.0 < lo and hi < 5.0 + 0.01 * steps + 0.02  # steps 1..3 only, not from 0
+    plt.close("all")
+
+
+def test_cli_skips_bad_files_flags_oversubscription_and_checks_the_target(tmp_path, capsys):
+    ring_run(tmp_path / "good.h5", 8, 0.3, comm_s=0.1, cores=2)
+    (tmp_path / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    out = tmp_path / "tables"
+    assert cli.main(["tables", str(tmp_path), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "broken.h5" in captured.err and captured.err.count("skipped") == 1
+    assert "33.3" in captured.out and "| yes |" in captured.out
+    assert {p.suffix for p in out.iterdir()} == {".md", ".csv", ".tex"}
+    assert cli.main(["tables", str(out)]) == 1  # no results files there
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["tables", str(tmp_path), "--target-accuracy", "90"])
+    assert exc.value.code == 2
+
+
+def test_to_dataframe_is_long_form(tmp_path):
+    ring_run(tmp_path / "a.h5", 2, 0.5, steps=3)
+    ring_run(tmp_path / "b.h5", 3, 0.5, steps=3)
+    frame = to_dataframe([tmp_path / "a.h5", tmp_path / "b.h5"])
+    assert len(frame) == 2 * 3 + 3 * 3 and {"run", "rank", "step", "timing/step [s]"} <= set(frame.columns)
+    layers = to_dataframe([tmp_path / "a.h5"], layers=True)
+    assert len(layers) == 2 * 3 * 2 and set(layers["layer"]) == {"l0", "l1"}
+
+
+def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
+    ring_run(tmp_path / "a.h5", 2, 0.5)
+    ring_run(tmp_path / "b.h5", 2, 0.25, cfg={"lr": 0.2})
+    assert cli.main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "lr" in out and "0.1" in out and "0.2" in out
+    line = next(row for row in out.splitlines() if row.startswith("samples/s"))
+    assert line.split()[-1] == "2.000"
+
+
+def test_analysis_imports_neither_mpi_nor_torch():
+    code = "import sys, analysis.__main__, analysis.report; sys.exit(bool({'mpi4py', 'torch'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
