@@ -179,16 +179,21 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def read_toml(path: str, what: str) -> dict:
+    """A TOML file as a dict; a missing or malformed file is a usage error naming ``what`` it was for."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
 def load_toml(path: str) -> dict:
     """Read ``--config``: keys are option names (``batch_size`` or ``batch-size``), optionally under
     ``[train]``."""
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "--config")
     raw = raw.get("train", raw)
     values = {}
     for key, value in raw.items():

@@ -28,9 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
-from bench.config import FIELDS, build
+from bench.config import FIELDS, build, read_toml
 from bench.errors import UsageError
 
 
@@ -61,13 +59,7 @@ def _slug(value) -> str:
 
 
 def load_spec(path: str) -> dict:
-    try:
-        with open(path, "rb") as fh:
-            spec = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"sweep spec {path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"sweep spec {path}: not valid TOML ({exc})") from None
+    spec = read_toml(path, "sweep spec")
     unknown = set(spec) - {"sweep", "base", "grid"}
     if unknown:
         raise UsageError(f"sweep spec {path}: unknown tables {sorted(unknown)}; use [sweep], [base], [grid]")

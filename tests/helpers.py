@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def mpiexec() -> str:
     """The mpiexec beside this Python (the venv's embedded MPICH), else the one on PATH."""
-    here = Path(sys.executable).parent / "mpiexec"
-    found = str(here) if here.exists() else shutil.which("mpiexec")
-    if not found:
-        raise RuntimeError("no mpiexec found beside the interpreter or on PATH")
-    return found
+    from bench.sweep import find_mpiexec
+
+    return find_mpiexec()
 
 
 def bench(ranks: int, *args: str, timeout: float = 180, env: dict | None = None, cwd=None):

@@ -21,6 +21,8 @@ import tempfile
 
 import h5py
 
+from bench.sweep import find_mpiexec
+
 CONFIGS = {
     "ring": ["--strategy", "ring"],
     "ps sync": ["--strategy", "ps", "--ps-mode", "sync"],
@@ -29,13 +31,20 @@ CONFIGS = {
 }
 
 
-def mpiexec() -> str:
-    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return here if os.path.exists(here) else "mpiexec"
-
-
 def run_one(name: str, args, extra: list[str], ranks: int, out: str) -> dict:
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "train", *CONFIGS[name], *extra, "--out", out]
+    cmd = [
+        find_mpiexec(),
+        "-n",
+        str(ranks),
+        sys.executable,
+        "-m",
+        "bench",
+        "train",
+        *CONFIGS[name],
+        *extra,
+        "--out",
+        out,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
