@@ -19,12 +19,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from analysis.accuracy import evaluations  # noqa: E402
 from analysis.groups import repeat_groups  # noqa: E402
 from analysis.metrics import bytes_per_row, row_times, schedule  # noqa: E402
+from analysis.pivot import swept_options  # noqa: E402
 
 
-def save(fig, out: Path, stem: str) -> list[Path]:
+def save(fig, out: Path, stem: str, tight: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     for p in paths:
         fig.savefig(p, dpi=120)
     plt.close(fig)
@@ -33,6 +35,41 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 def _marker_kw(oversubscribed: bool) -> dict:
     return {"markerfacecolor": "none"} if oversubscribed else {}
+
+
+def group_labels(groups) -> list[str]:
+    """Short legend labels: the options that differ between the groups (as a sweep's pivot finds them), else
+    strategy and ranks; with the number of repeats."""
+    swept = [k for k in swept_options([g.first for g in groups]) if k != "ranks"]
+    labels = []
+    for g in groups:
+        cfg = g.first.config
+        text = ", ".join(f"{k}={cfg.get(k)}" for k in swept) if swept else g.first.strategy
+        labels.append(f"{text}, n{g.first.world_size} ({g.n} run{'s' if g.n > 1 else ''})")
+    return labels
+
+
+def group_style(i: int, count: int) -> dict:
+    """Distinct colours for up to 20 groups (tab20), then line styles cycle too."""
+    cmap = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    return {"color": cmap(i % cmap.N), "linestyle": ("-", "--", ":", "-.")[(i // cmap.N) % 4]}
+
+
+def legend_columns(count: int) -> int:
+    return 1 if count <= 4 else 2 if count <= 12 else 3
+
+
+def legend_height(count: int) -> float:
+    """Inches a legend of ``count`` entries below the axes takes (about 0.17 in a row at 7 pt)."""
+    return 0.17 * -(-count // legend_columns(count))
+
+
+def legend_below(fig, axes, count: int) -> None:
+    """One legend for the figure, below the axes, in as many columns as fit: it never covers the data. The
+    figure was made ``legend_height(count)`` inches taller for it."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=legend_columns(count), fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=(0.55 + legend_height(count)) / fig.get_figheight())
 
 
 def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
@@ -102,53 +139,60 @@ def accuracy_plot(runs, out: Path, target: float | None = None) -> list[Path]:
     groups = [g for g in repeat_groups(runs) if all(evaluations(r)[0].size for r in g.runs)]
     if not groups:
         return []
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for g in groups:
-        label = f"{g.first.strategy} n{g.first.world_size} ({g.label})"
-        for ax, x_of in ((ax1, _cumulative_time), (ax2, _cumulative_mib)):
+    labels = group_labels(groups)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + legend_height(len(groups) + 1)))
+    for i, g in enumerate(groups):
+        style = group_style(i, len(groups))
+        for ax, x_of in zip(axes, (_cumulative_time, _cumulative_mib)):
             steps, x, acc, sd = _mean_curve(g.runs, x_of)
-            (line,) = ax.plot(x, 100 * acc, "o-", ms=3, label=label, **_marker_kw(g.oversubscribed))
+            ax.plot(x, 100 * acc, marker="o", ms=3, label=labels[i], **style, **_marker_kw(g.oversubscribed))
             if g.n > 1:
-                ax.fill_between(x, 100 * (acc - sd), 100 * (acc + sd), color=line.get_color(), alpha=0.15)
-    for ax in (ax1, ax2):
+                ax.fill_between(x, 100 * (acc - sd), 100 * (acc + sd), color=style["color"], alpha=0.12)
+    for ax in axes:
         if target is not None:
             ax.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
         ax.set_ylabel("test accuracy (%)")
-    ax1.set(xlabel="training time (s, evaluation left out)", title="Accuracy vs time")
-    ax2.set(xlabel="MiB moved (all ranks)", title="Accuracy vs bytes")
-    ax1.legend(fontsize=6)
-    return save(fig, out, "accuracy")
+    axes[0].set(xlabel="training time (s, evaluation left out)", title="Accuracy vs time")
+    axes[1].set(xlabel="MiB moved (all ranks)", title="Accuracy vs bytes")
+    fig.tight_layout()
+    legend_below(fig, axes, len(groups) + 1)
+    return save(fig, out, "accuracy", tight=False)
 
 
 def fedavg_plot(runs, out: Path, target: float | None = None) -> list[Path]:
-    """Per FedAvg group: accuracy per round (mean over repeats) and the clients finished, dropped and late per
-    round (mean over repeats)."""
+    """Per FedAvg group: accuracy per round (mean over repeats), and for the first group the clients finished,
+    late and dropped per round (mean over repeats)."""
     groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds"]
     if not groups:
         return []
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for g in groups:
-        label = f"n{g.first.world_size} C={g.first.config.get('fraction')} E={g.first.config.get('local_epochs')}"
+    labels = group_labels(groups)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2 + legend_height(len(groups) + 1)))
+    for i, g in enumerate(groups):
         if all(evaluations(r)[0].size for r in g.runs):
             steps, _, acc, _ = _mean_curve(g.runs, _cumulative_time)
-            ax1.plot(steps + 1, 100 * acc, "o-", ms=3, label=f"{label} ({g.label})")
+            ax1.plot(steps + 1, 100 * acc, marker="o", ms=3, label=labels[i], **group_style(i, len(groups)))
     if target is not None:
         ax1.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
     ax1.set(xlabel="round", ylabel="test accuracy (%)", title="FedAvg: accuracy per round")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax1.legend(fontsize=6)
-    g = groups[0]
+    _client_bars(ax2, groups[0], labels[0])
+    fig.tight_layout()
+    legend_below(fig, [ax1], len(groups) + 1)
+    return save(fig, out, "fedavg", tight=False)
+
+
+def _client_bars(ax, g, label: str) -> None:
     rounds = min(r.data["timing/step"].shape[1] for r in g.runs)
     bottom = np.zeros(rounds)
     for kind, color in (("finished", "tab:green"), ("late", "tab:orange"), ("dropped", "tab:red")):
         counts = np.mean([r.data[f"fedavg/{kind}"][0, :rounds] for r in g.runs], axis=0)
-        ax2.bar(np.arange(1, rounds + 1), counts, bottom=bottom, color=color, label=kind)
+        ax.bar(np.arange(1, rounds + 1), counts, bottom=bottom, color=color, label=kind)
         bottom += counts
-    ax2.set(xlabel="round", ylabel="clients", title=f"Clients per round ({g.label})")
-    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.legend(fontsize=7)
-    return save(fig, out, "fedavg")
+    ax.set(xlabel="round", ylabel="clients (mean over runs)")
+    ax.set_title(f"Clients per round: {label}", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="lower right")
 
 
 def staleness_plot(runs, out: Path) -> list[Path]:

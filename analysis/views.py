@@ -37,10 +37,11 @@ def speedup_table(runs, warmup: int) -> Table:
         Column("speedup", EST, 2),
         Column("efficiency (%)", EST, 1, 100),
         Column("oversubscribed", FLAG),
+        Column("runs"),
     ]
     rows = [
         [r["strategy"], r["model"], r["dataset"], r["scaling"], r["ranks"], r["compute_ranks"], r["n"]]
-        + [r["step_median_s"], r["samples_per_s"], r["speedup"], r["efficiency"], r["oversubscribed"]]
+        + [r["step_median_s"], r["samples_per_s"], r["speedup"], r["efficiency"], r["oversubscribed"], r["file"]]
         for r in speedups(runs, warmup)
     ]
     return Table(
