@@ -20,8 +20,9 @@ from analysis.load import RunResults
 COMPUTING_ROLES = ("peer", "worker", "client_host")
 """Roles whose ranks train (forward, backward, local update). Servers and the aggregator do not."""
 
-DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async")}
-"""(strategy, ps_mode) pairs whose workers run unsynchronised steps (registry: the one place that knows)."""
+DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async"), ("ssp", "ssp")}
+"""(strategy, ps_mode) pairs whose workers run unsynchronised steps (registry: the one place that knows). ssp runs
+stored ps_mode "sync" before ``--ps-mode ssp`` existed."""
 
 
 def schedule(run: RunResults) -> str:
@@ -73,7 +74,7 @@ def row_times(run: RunResults, warmup: int = 1) -> np.ndarray:
 def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
     """Samples trained in each round, from the per-client rows: a client that trained (status ok or late)
     went E times over its n_k samples in batches of b = min(B, n_k), dropping a last partial batch, so it
-    trained E * b * floor(n_k / b) samples (``bench/federated/client.py``). Dropped clients trained nothing."""
+    trained E * b * floor(n_k / b) samples (``bench/strategies/fedavg/client.py``). Dropped clients trained nothing."""
     d, cfg = run.data, run.config
     rounds = run.data["timing/step"].shape[1]
     status = d["fedavg/clients/status"].astype(int)

@@ -16,23 +16,23 @@ if __name__ == "__main__" and sys.argv[1:2] == ["sweep"]:  # a launcher of MPI j
 
     sys.exit(sweep(sys.argv[2:]))
 
-from bench.signals import STOP, block_early  # noqa: E402
+from bench.runtime.signals import STOP, block_early  # noqa: E402
 
 block_early()  # before MPI and torch start threads: see bench/signals.py
 
 from mpi4py import MPI  # noqa: E402
 
-from kernels.watchdog import abort_on_exception  # noqa: E402
+from bench.runtime.watchdog import abort_on_exception  # noqa: E402
 
 sys.excepthook = abort_on_exception  # any uncaught exception, import-time too, ends the job
 
-from bench.runtime import run_main  # noqa: E402
+from bench.runtime.launch import run_main  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     comm = MPI.COMM_WORLD
     from bench.cli import parse
-    from bench.runtime import agree
+    from bench.runtime.launch import agree
 
     args = agree(comm, parse, argv, comm.rank)  # a signal meanwhile stays pending (blocked) until STOP.start()
     if args.command == "train":
@@ -50,11 +50,11 @@ def main(argv: list[str]) -> int:
 
         return info(comm)
     if args.command == "micro":
-        from bench.micro import micro
+        from bench.micro.harness import micro
 
         return micro(args, comm)
     if args.command == "overhead":
-        from bench.overhead import overhead
+        from bench.micro.overhead import overhead
 
         return overhead(args, comm)
     return 2

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from bench.config import FIELDS, build, load_toml
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,13 +34,16 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         group = groups.setdefault(meta["group"], parser.add_argument_group(f"{meta['group']} options"))
         flag = "--" + name.replace("_", "-")
-        choices = f" {{{','.join(meta['choices'])}}}" if meta["choices"] else ""
         default = f.default if f.default != "" else "none"
-        help_text = f"{meta['help']}{choices} (default: {default})".replace("%", "%%")
+        where = f"; for {', '.join(meta['applies'])}" if meta["applies"] else ""
+        help_text = f"{meta['help']} (default: {default}{where})".replace("%", "%%")
+        if meta["hidden"]:
+            help_text = argparse.SUPPRESS
+        metavar = "{" + ",".join(meta["choices"]) + "}" if meta["choices"] else name.upper()
         if isinstance(f.default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, type=type(f.default), default=None, metavar=name.upper(), help=help_text)
+            group.add_argument(flag, type=type(f.default), default=None, metavar=metavar, help=help_text)
 
 
 def make_parser(rank: int = 0) -> argparse.ArgumentParser:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import tomllib
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
+from bench.strategies import NAMES as STRATEGIES  # the registry, imported without torch or MPI
 
-STRATEGIES = ("ring", "localsgd", "ps", "ssp", "fedavg")
+PS_MODES = ("sync", "async", "ssp")
 MODELS = ("mlp", "cnn", "resnet20", "transformer")
 DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
@@ -24,9 +25,14 @@ DEVICES = ("cpu", "cuda")
 DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
 
 
-def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False):
-    """A config field with its help text (``choices`` are checked in :func:`validate`)."""
-    meta = {"help": help, "choices": choices, "group": group, "hidden": hidden}
+STEPPED = ("ring", "localsgd", "ps", "ssp")  # strategies that count steps (fedavg counts rounds)
+LOCKSTEP = ("ring", "localsgd", "ps")  # strategies whose steps can be lock-step (ps: --ps-mode sync)
+
+
+def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False, applies=()):
+    """A config field with its help text (``choices`` are checked in :func:`validate`). ``applies``: the
+    strategies it means something to (empty: all); given explicitly to another, it is a usage error."""
+    meta = {"help": help, "choices": choices, "group": group, "hidden": hidden, "applies": tuple(applies)}
     return field(default=default, metadata=meta)
 
 
@@ -36,7 +42,7 @@ class Config:
     strategy: str = opt("ring", "synchronisation strategy", STRATEGIES, "run")
     model: str = opt("cnn", "model to train", MODELS, "run")
     dataset: str = opt("digits", "dataset (mnist and cifar10 read files from --data-dir)", DATASETS, "run")
-    steps: int = opt(100, "optimizer steps to run (per rank)", group="run")
+    steps: int = opt(100, "optimizer steps to run (per rank)", group="run", applies=STEPPED)
     out: str = opt(
         "results/{strategy}_{model}_{dataset}_n{ranks}_s{seed}.h5",
         "results file; {strategy} {model} {dataset} {ranks} {job} {seed} are filled in (the seed by default, so "
@@ -46,54 +52,103 @@ class Config:
     seed: int = opt(0, "seed for data, partition, model init and sampling", group="run")
     # --- optimisation ---
     batch_size: int = opt(32, "per-rank mini-batch size (weak scaling: global batch grows with ranks)")
-    global_batch_size: int = opt(0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size")
+    global_batch_size: int = opt(
+        0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size", applies=STEPPED
+    )
     lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
     momentum: float = opt(0.0, "SGD momentum")
     weight_decay: float = opt(0.0, "SGD weight decay (L2)")
-    bucket_mb: float = opt(0.0, "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)")
-    # --- stragglers ---
-    straggler: str = opt("", "slow ranks' compute: RANK:FACTOR[,RANK:FACTOR] (e.g. 1:3)", group="stragglers")
-    straggler_dist: str = opt("", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers")
-    # --- localsgd ---
-    local_steps: int = opt(4, "localsgd: local steps (tau) between parameter averages", group="localsgd")
-    warmup_steps: int = opt(
-        0, "localsgd: average after every step for the first N steps (post-local SGD)", group="localsgd"
+    bucket_mb: float = opt(
+        0.0,
+        "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)",
+        applies=("ring", "localsgd"),
     )
-    outer_momentum: float = opt(0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd")
-    outer_lr: float = opt(1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd")
+    # --- stragglers ---
+    straggler: str = opt(
+        "", "slow ranks' compute: RANK:FACTOR[,RANK:FACTOR] (e.g. 1:3)", group="stragglers", applies=STEPPED
+    )
+    straggler_dist: str = opt(
+        "", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers", applies=STEPPED
+    )
+    # --- localsgd ---
+    local_steps: int = opt(
+        4, "localsgd: local steps (tau) between parameter averages", group="localsgd", applies=("localsgd",)
+    )
+    warmup_steps: int = opt(
+        0,
+        "localsgd: average after every step for the first N steps (post-local SGD)",
+        group="localsgd",
+        applies=("localsgd",),
+    )
+    outer_momentum: float = opt(
+        0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd", applies=("localsgd",)
+    )
+    outer_lr: float = opt(
+        1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd", applies=("localsgd",)
+    )
     # --- parameter server ---
-    servers: int = opt(1, "ps/ssp: ranks 0..S-1 are parameter servers, the rest workers", group="parameter server")
+    servers: int = opt(
+        1,
+        "ps/ssp: ranks 0..S-1 are parameter servers, the rest workers",
+        group="parameter server",
+        applies=("ps", "ssp"),
+    )
     ps_mode: str = opt(
         "sync",
-        "ps: sync (BSP: apply the mean of all W gradients) or async (Downpour: apply each on arrival)",
-        ("sync", "async"),
+        "ps: sync (BSP: apply the mean of all W gradients), async (Downpour: apply each on arrival) or ssp (stale "
+        "synchronous parallel, bound --staleness; the same as --strategy ssp)",
+        PS_MODES,
         "parameter server",
+        applies=("ps", "ssp"),
     )
     staleness: int = opt(
-        2, "ssp: a worker may be at most this many steps ahead of the slowest (0: BSP)", group="parameter server"
+        2,
+        "ssp: a worker may be at most this many steps ahead of the slowest (0: BSP)",
+        group="parameter server",
+        applies=("ssp",),
     )
     # --- federated averaging ---
-    clients: int = opt(16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg")
-    fraction: float = opt(0.1, "fedavg: fraction C of the clients sampled each round, in (0, 1]", group="fedavg")
-    rounds: int = opt(20, "fedavg: communication rounds", group="fedavg")
-    local_epochs: int = opt(
-        1, "fedavg: local epochs E over the client's data per round (--batch-size B)", group="fedavg"
+    clients: int = opt(
+        16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg", applies=("fedavg",)
     )
-    fedprox_mu: float = opt(0.0, "fedavg: FedProx proximal term mu (0: plain FedAvg)", group="fedavg")
+    fraction: float = opt(
+        0.1, "fedavg: fraction C of the clients sampled each round, in (0, 1]", group="fedavg", applies=("fedavg",)
+    )
+    rounds: int = opt(20, "fedavg: communication rounds", group="fedavg", applies=("fedavg",))
+    local_epochs: int = opt(
+        1,
+        "fedavg: local epochs E over the client's data per round (--batch-size B)",
+        group="fedavg",
+        applies=("fedavg",),
+    )
+    fedprox_mu: float = opt(
+        0.0, "fedavg: FedProx proximal term mu (0: plain FedAvg)", group="fedavg", applies=("fedavg",)
+    )
     server_opt: str = opt(
         "avg",
         "fedavg: server update on the averaged model (FedOpt): avg, avgm, adam",
         ("avg", "avgm", "adam"),
         "fedavg",
+        applies=("fedavg",),
     )
-    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg")
-    server_momentum: float = opt(0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg")
-    dropout: float = opt(0.0, "fedavg: probability that a sampled client fails to report", group="fedavg")
+    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg", applies=("fedavg",))
+    server_momentum: float = opt(
+        0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg", applies=("fedavg",)
+    )
+    dropout: float = opt(
+        0.0, "fedavg: probability that a sampled client fails to report", group="fedavg", applies=("fedavg",)
+    )
     deadline: float = opt(
-        float("inf"), "fedavg: seconds after a round starts; later updates are dropped (late)", group="fedavg"
+        float("inf"),
+        "fedavg: seconds after a round starts; later updates are dropped (late)",
+        group="fedavg",
+        applies=("fedavg",),
     )
     client_timeout: float = opt(
-        0.0, "fedavg: seconds the aggregator waits for a round's clients (0: --timeout)", group="fedavg"
+        0.0,
+        "fedavg: seconds the aggregator waits for a round's clients (0: --timeout)",
+        group="fedavg",
+        applies=("fedavg",),
     )
     on_client_timeout: str = opt(
         "abort",
@@ -101,9 +156,13 @@ class Config:
         "the results so far are written, then the job ends naming their ranks)",
         ("abort", "drop"),
         "fedavg",
+        applies=("fedavg",),
     )
     client_speed: str = opt(
-        "", "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA", group="fedavg"
+        "",
+        "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA",
+        group="fedavg",
+        applies=("fedavg",),
     )
     # --- data ---
     data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
@@ -128,8 +187,11 @@ class Config:
         True,
         "time a barrier before each step's communication as 'wait' (rank skew), not as communication",
         group="measurement",
+        applies=LOCKSTEP,
     )
-    trace: bool = opt(False, "record start times of every phase for timeline/trace export", group="measurement")
+    trace: bool = opt(
+        False, "record start times of every phase for timeline/trace export", group="measurement", applies=STEPPED
+    )
     flush_every: int = opt(
         50, "write the results file every N steps, so a killed run keeps its steps", group="measurement"
     )
@@ -148,9 +210,11 @@ class Config:
     )
     timeout: float = opt(300.0, "abort the job if a rank waits on peers longer than this many seconds", group="system")
     quiet: bool = opt(False, "no progress bar", group="system")
-    fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing")
-    fail_step: int = opt(0, "... at this step", group="testing")
-    fail_mode: str = opt("raise", "... by raising, or by blocking for ever in a receive", ("raise", "hang"), "testing")
+    fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing", hidden=True)
+    fail_step: int = opt(0, "... at this step", group="testing", hidden=True)
+    fail_mode: str = opt(
+        "raise", "... by raising, or by blocking for ever in a receive", ("raise", "hang"), "testing", hidden=True
+    )
 
     # ---- derived values ---------------------------------------------------------------------------
     def per_rank_batch(self, ranks_computing: int) -> int:
@@ -205,7 +269,8 @@ def load_toml(path: str) -> dict:
 
 
 def build(values: dict) -> Config:
-    """Make a :class:`Config` from parsed values (TOML first, command line over it) and check it."""
+    """Make a :class:`Config` from parsed values (TOML first, command line over it) and check it. ``values``
+    holds only the options given explicitly; each must apply to the chosen strategy."""
     cfg = Config()
     for name, value in values.items():
         default = FIELDS[name].default
@@ -214,8 +279,32 @@ def build(values: dict) -> Config:
         except (TypeError, ValueError):
             raise UsageError(f"--{name.replace('_', '-')}: expected {type(default).__name__}, got {value!r}") from None
         setattr(cfg, name, value)
+    normalize_ps_mode(cfg, "ps_mode" in values)
     validate(cfg)
+    check_applies(cfg, values)
     return cfg
+
+
+def normalize_ps_mode(cfg: Config, mode_given: bool) -> None:
+    """``--strategy ssp`` is ``--strategy ps --ps-mode ssp``: one name for it (``ssp``, as results files have
+    always called it) and one mode, whichever way it was asked for."""
+    if cfg.strategy == "ssp":
+        if mode_given and cfg.ps_mode != "ssp":
+            raise UsageError(f"--strategy ssp is --strategy ps --ps-mode ssp; --ps-mode {cfg.ps_mode} contradicts it")
+        cfg.ps_mode = "ssp"
+    elif cfg.strategy == "ps" and cfg.ps_mode == "ssp":
+        cfg.strategy = "ssp"
+
+
+def check_applies(cfg: Config, given) -> None:
+    """An option given explicitly to a strategy that ignores it is a usage error naming where it applies."""
+    for name in given:
+        applies = FIELDS[name].metadata["applies"]
+        if applies and cfg.strategy not in applies:
+            where = ", ".join(applies)
+            raise UsageError(
+                f"--{name.replace('_', '-')} applies to --strategy {where}, not to --strategy {cfg.strategy}"
+            )
 
 
 def _as_bool(value) -> bool:

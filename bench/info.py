@@ -7,8 +7,8 @@ import socket
 
 from mpi4py import MPI
 
-from bench import provenance
-from bench.runtime import usable_cores
+from bench.measure import provenance
+from bench.runtime.launch import usable_cores
 
 
 def info(comm: MPI.Comm) -> int:

@@ -10,14 +10,16 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from bench import data, models, partition, results
-from bench.errors import UsageError
-from bench.loader import PartitionLoader
-from bench.runtime import agree
-from bench.stragglers import Straggler
-from bench.strategies import REGISTRY, Strategy
+from bench.measure import results
+from bench.runtime.errors import UsageError
+from bench.runtime.launch import agree
+from bench.runtime.watchdog import WATCHDOG
+from bench.strategies import strategy_class
+from bench.strategies.base import Strategy
+from bench.workload import data, models, partition
+from bench.workload.loader import PartitionLoader
+from bench.workload.stragglers import Straggler
 from kernels.topology import TopologyError
-from kernels.watchdog import WATCHDOG
 
 SETUP_TIMEOUT_S = 600.0
 
@@ -102,7 +104,7 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
     model = model.to(device)
     layers = models.layers_of(model)
     try:
-        strategy = REGISTRY[cfg.strategy](cfg, comm, model, layers, device)
+        strategy = strategy_class(cfg.strategy)(cfg, comm, model, layers, device)
     except TopologyError as exc:
         raise UsageError(str(exc)) from None
     n_parts = strategy.compute_ranks

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import FIELDS, build, read_toml
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 def find_mpiexec() -> str:

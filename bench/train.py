@@ -6,10 +6,11 @@ import json
 
 from mpi4py import MPI
 
-from bench import provenance, setup
-from bench.driver import Trainer
-from bench.runtime import agree, check_world_size, configure_threads
-from bench.signals import STOP
+from bench import setup
+from bench.measure import provenance
+from bench.run.lockstep import Trainer
+from bench.runtime.launch import agree, check_world_size, configure_threads
+from bench.runtime.signals import STOP
 
 
 def train(cfg, comm: MPI.Comm) -> int:
@@ -29,7 +30,7 @@ def train(cfg, comm: MPI.Comm) -> int:
         "comm: host clock around each exchange; wait: barrier before communication",
     }
     if cfg.strategy == "fedavg":
-        from bench.federated.loop import FederatedLoop
+        from bench.run.rounds import FederatedLoop
 
         return FederatedLoop(run, comm, attrs, STOP).train()
     return Trainer(run, comm, attrs, STOP).train()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.load import load
-from bench import results
+from bench.measure import results
 
 BASE_CONFIG = {"model": "mlp", "dataset": "digits", "scaling": "weak", "lr": 0.1, "seed": 0, "steps": 5}
 

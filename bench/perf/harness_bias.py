@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from bench.micro import _time
+from bench.micro.harness import _time
 
 
 def medians(comm, bufs: list[np.ndarray], base: np.ndarray, iters: int) -> list[float]:

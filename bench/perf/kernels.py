@@ -29,14 +29,14 @@ import tempfile
 import h5py
 import numpy as np
 
-from bench.perf.stragglers import mpiexec
+from bench.sweep import find_mpiexec
 
 MODELS = ("cnn", "resnet20")
 
 
 def micro(ranks: int, out: str, impls: str, lo: int, hi: int, args, iters: int = 0) -> dict[str, np.ndarray]:
     """One ``bench micro`` all-reduce run of ``impls`` (interleaved) from ``lo`` to ``hi`` bytes; medians."""
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "micro", "--out", out, "--impl", impls]
+    cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "micro", "--out", out, "--impl", impls]
     cmd += ["--min", str(lo), "--max", str(hi), "--iters", str(iters or args.iters), "--min-iters", str(args.min_iters)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
     if proc.returncode != 0:

@@ -1,24 +1,26 @@
-"""Strategies: the narrow hooks by which each way of keeping replicas in step plugs into the one driver loop.
+"""Strategies: the narrow hooks by which each way of keeping replicas in step plugs into a schedule.
 
-A strategy decides the rank layout (its Topology) and the communication around a step; the driver owns the
-loop, the model, the data and the clock, and times every exchange a strategy hands it (kernels never time
-themselves). Register new strategies in :data:`REGISTRY`.
+A strategy decides the rank layout (its Topology), its schedule (lock-step, decoupled or rounds) and the
+communication around a step; the schedules own the loop, the model, the data and the clock, and time every
+exchange a strategy hands them (kernels never time themselves). Register new strategies in :data:`REGISTRY`:
+the name, and where its class lives (imported only when a run uses it, so the command line and the sweep planner
+know every name without importing torch or starting MPI).
 """
 
 from __future__ import annotations
 
-from bench.strategies.base import Exchange, Strategy
-from bench.strategies.fedavg import FedAvgStrategy
-from bench.strategies.localsgd import LocalSGDStrategy
-from bench.strategies.ps import PSStrategy, SSPStrategy
-from bench.strategies.ring import RingStrategy
+from importlib import import_module
 
-REGISTRY: dict[str, type[Strategy]] = {
-    "ring": RingStrategy,
-    "localsgd": LocalSGDStrategy,
-    "ps": PSStrategy,
-    "ssp": SSPStrategy,
-    "fedavg": FedAvgStrategy,
+REGISTRY: dict[str, str] = {
+    "ring": "bench.strategies.ring:RingStrategy",
+    "localsgd": "bench.strategies.localsgd:LocalSGDStrategy",
+    "ps": "bench.strategies.ps.strategy:PSStrategy",
+    "ssp": "bench.strategies.ps.strategy:SSPStrategy",
+    "fedavg": "bench.strategies.fedavg.strategy:FedAvgStrategy",
 }
+NAMES = tuple(REGISTRY)
 
-__all__ = ["REGISTRY", "Exchange", "Strategy"]
+
+def strategy_class(name: str):
+    module, cls = REGISTRY[name].split(":")
+    return getattr(import_module(module), cls)

@@ -1,4 +1,4 @@
-"""The Strategy interface used by :mod:`bench.driver`."""
+"""The Strategy interface used by the schedules in :mod:`bench.run`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from bench.models import Layer
+from bench.workload.models import Layer
 from kernels.topology import Topology
 
 
@@ -87,7 +87,7 @@ class Strategy:
     @property
     def lockstep(self) -> bool:
         """True: every rank takes the same steps and can join collectives at step boundaries (the driver's
-        loop with stop agreement and periodic flushes). False: see :mod:`bench.decoupled`."""
+        loop with stop agreement and periodic flushes). False: see :mod:`bench.run.decoupled`."""
         return True
 
     def gather_datasets(self) -> dict:

@@ -10,9 +10,9 @@ import torch
 from mpi4py import MPI
 
 from bench import setup
-from bench.driver import Trainer
-from bench.federated.loop import FederatedLoop
-from bench.signals import StopFlag
+from bench.run.lockstep import Trainer
+from bench.run.rounds import FederatedLoop
+from bench.runtime.signals import StopFlag
 
 from .conftest import all_agree
 from .test_ring_training import make_cfg

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench import data, models, partition
-from bench.loader import PartitionLoader
 from bench.strategies.localsgd import is_sync_step
+from bench.workload import data, models, partition
+from bench.workload.loader import PartitionLoader
 
 from .conftest import all_agree
 from .test_ring_training import make_cfg, trainer_for

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from bench import micro_ops
-from bench.micro import _time, sizes_between
+from bench.micro import operations as micro_ops
+from bench.micro.harness import _time, sizes_between
 
 from .conftest import all_agree
 

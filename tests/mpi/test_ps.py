@@ -10,8 +10,8 @@ import torch
 from mpi4py import MPI
 
 from bench import setup
-from bench.driver import Trainer
-from bench.signals import StopFlag
+from bench.run.lockstep import Trainer
+from bench.runtime.signals import StopFlag
 
 from .conftest import all_agree
 from .test_ring_training import make_cfg, serial_oracle, trainer_for

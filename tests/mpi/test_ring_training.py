@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench import data, models, partition, setup
+from bench import setup
 from bench.config import Config, validate
-from bench.driver import Trainer
-from bench.loader import PartitionLoader
-from bench.signals import StopFlag
+from bench.run.lockstep import Trainer
+from bench.runtime.signals import StopFlag
+from bench.workload import data, models, partition
+from bench.workload.loader import PartitionLoader
 
 from .conftest import all_agree
 

@@ -9,7 +9,7 @@ import pytest
 from analysis import costmodel, prediction
 from analysis.load import load
 from analysis.views_model import fit_from_micro, model_table
-from bench import results
+from bench.measure import results
 from kernels.reference import SMALL_BYTES, doubling_steps
 from tests.analysis_fixtures import ps_run, ring_run
 

@@ -9,7 +9,7 @@ import pytest
 from analysis import __main__ as cli
 from analysis.load import ResultsError, load
 from analysis.trace import trace_events, write_trace
-from bench import results
+from bench.measure import results
 
 
 def timeline_run(path, ranks=2, steps=3, layers=2):

@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from bench import data
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
+from bench.workload import data
 
 
 def write_idx(path, array, compress=False):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.federated.aggregate import ServerOptimizer, StreamingMean
-from bench.federated.sampling import drops_out, sample_clients, speed_factor
+from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
+from bench.strategies.fedavg.sampling import drops_out, sample_clients, speed_factor
 from kernels.reference import weighted_mean
 
 

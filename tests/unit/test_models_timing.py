@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import models
+from bench.measure.timing import CpuClock, LayerTimer
 from bench.strategies.base import bucket_groups
-from bench.timing import CpuClock, LayerTimer
+from bench.workload import models
 
 
 @pytest.mark.parametrize("name", list(models.MODEL_CLASSES))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench import partition
+from bench.workload import partition
 
 
 def labels(n=2000, classes=10, seed=0):

@@ -4,8 +4,8 @@ COMM_SELF plays rank 0 of a 3-rank run)."""
 import numpy as np
 from mpi4py import MPI
 
-from bench import snapshots
-from bench.recorder import Recorder
+from bench.measure import snapshots
+from bench.measure.recorder import Recorder
 
 
 def recorder(rows: int, fill: float) -> Recorder:

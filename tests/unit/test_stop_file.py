@@ -1,6 +1,6 @@
 """--stop-file: the Slurm scripts turn the time-limit warning into a file the ranks poll at agreed steps."""
 
-from bench.signals import StopFlag
+from bench.runtime.signals import StopFlag
 
 
 def test_no_file_no_stop(tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.errors import UsageError
-from bench.stragglers import parse_dist, parse_factors, random_factor
+from bench.runtime.errors import UsageError
+from bench.workload.stragglers import parse_dist, parse_factors, random_factor
 
 
 def test_parse_factors():

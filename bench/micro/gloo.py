@@ -11,7 +11,7 @@ import socket
 
 from mpi4py import MPI
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.stragglers import random_factor
+from bench.workload.stragglers import random_factor
 
 _DROP = 0xD0
 _SAMPLE = 0x5A

@@ -1,4 +1,4 @@
-"""The operations ``python -m bench micro`` times (harness, report and file: :mod:`bench.micro`).
+"""The operations ``python -m bench micro`` times (harness, report and file: :mod:`bench.micro.harness`).
 
 Each returns {implementation: [samples per size]} and checks its result on every size against a reference
 (MPI's own collective, or a closed form), raising if any rank's result differs.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 from kernels.halving_doubling import HalvingDoublingAllreduce
 from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
 from kernels.tags import Tag, tag_for
@@ -62,7 +62,7 @@ def allreduce_ops(comm, n: int, impls, buf: np.ndarray):
         elif impl == "gloo":
             import torch
 
-            from bench.gloo import init_gloo
+            from bench.micro.gloo import init_gloo
 
             dist, t = init_gloo(comm), torch.from_numpy(buf)
             ops[impl] = lambda t=t, dist=dist: dist.all_reduce(t)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.federated.sampling import drops_out, speed_factor
 from bench.strategies.base import HostStaging
+from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from kernels.tags import Tag, tag_for, tag_upper_bound
 from kernels.waiting import probe
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The FedAvg round loop, on every rank: rank 0 aggregates (:mod:`server`), the others host clients (:mod:`client`).
+"""The FedAvg round loop, on every rank: rank 0 aggregates (:mod:`bench.strategies.fedavg.server`), the others
+host clients (:mod:`bench.strategies.fedavg.client`).
 
 Rows of the Recorder are rounds. Every ``--eval-every`` rounds rank 0 evaluates the global model; every 10 rounds
 the ranks agree on a pending stop signal (like the driver's steps), and every ``--flush-every`` rounds the results
@@ -14,18 +15,18 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from bench import results
-from bench.driver import STOP_CHECK_EVERY, declare_series, evaluate, inject_failure, run_datasets
-from bench.federated.client import STATUS_NAMES, ClientHost
-from bench.federated.sampling import sample_clients
-from bench.federated.server import Aggregator
-from bench.models import flat_parameters
-from bench.progress import Progress
-from bench.recorder import Recorder
-from bench.stragglers import parse_dist
+from bench.measure import results
+from bench.measure.progress import Progress
+from bench.measure.recorder import Recorder
+from bench.measure.timing import LayerTimer, make_clock
+from bench.run.lockstep import STOP_CHECK_EVERY, declare_series, evaluate, inject_failure, run_datasets
+from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import HostStaging
-from bench.timing import LayerTimer, make_clock
-from kernels.watchdog import WATCHDOG
+from bench.strategies.fedavg.client import STATUS_NAMES, ClientHost
+from bench.strategies.fedavg.sampling import sample_clients
+from bench.strategies.fedavg.server import Aggregator
+from bench.workload.models import flat_parameters
+from bench.workload.stragglers import parse_dist
 
 AGG_SERIES = ("send", "receive", "aggregate", "idle")
 COUNTS = ("sampled", "finished", "dropped", "late")
@@ -171,7 +172,7 @@ class FederatedLoop:
         status = "stopped" if self.stopped_by else "complete"
         self.flush(status)
         if comm.rank == 0:
-            from bench.federated.report import print_round_summary
+            from bench.strategies.fedavg.report import print_round_summary
 
             print_round_summary(self, wall - side, status)
         return 0

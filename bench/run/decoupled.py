@@ -6,8 +6,9 @@ some rank), then say goodbye; servers serve until every worker has. Only then do
 parameters go to the evaluating worker, the model is evaluated once, and the Recorder's rows (grown as each rank
 needed them; rows a rank never reached stay zero) are gathered with each rank's number of steps beside them. A
 signal or stop file therefore ends the run in order as in the lock-step loop. Periodic flushes go through the file
-system instead of a collective (:mod:`bench.snapshots`): every ``--flush-every`` of its own steps a rank writes its
-rows, and rank 0 rewrites the results file from them, so a run killed outright keeps what the ranks had reported.
+system instead of a collective (:mod:`bench.measure.snapshots`): every ``--flush-every`` of its own steps a
+rank writes its rows, and rank 0 rewrites the results file from them, so a run killed outright keeps what the
+ranks had reported.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import time
 
 import numpy as np
 
-from bench import snapshots
-from bench.progress import Progress
-from bench.summary import print_summary
-from kernels.watchdog import WATCHDOG
+from bench.measure import snapshots
+from bench.measure.progress import Progress
+from bench.measure.summary import print_summary
+from bench.runtime.watchdog import WATCHDOG
 
 
 def train_decoupled(trainer) -> int:

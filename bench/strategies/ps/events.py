@@ -1,4 +1,4 @@
-"""The event-driven server loop of ``ps --ps-mode async`` and ``ssp`` (policies: see :mod:`ps_server`).
+"""The event-driven server loop of ``ps --ps-mode async`` and ``ssp`` (policies: see :mod:`server`).
 
 The loop takes one header at a time from any worker (``Probe`` on ANY_SOURCE), receives that worker's pieces,
 applies what may be applied, and answers every worker the bound now allows. The run ends in order without any
@@ -16,10 +16,10 @@ from collections import defaultdict
 import numpy as np
 from mpi4py import MPI
 
-from bench.strategies.ps_protocol import HEADER_LEN, Kind, header, to_server_tag, to_worker_tag
-from bench.strategies.ps_server import Server, mean_in_worker_order
+from bench.runtime.watchdog import WATCHDOG
+from bench.strategies.ps.protocol import HEADER_LEN, Kind, header, to_server_tag, to_worker_tag
+from bench.strategies.ps.server import Server, mean_in_worker_order
 from kernels.waiting import wait_any
-from kernels.watchdog import WATCHDOG
 
 
 class EventServer(Server):

@@ -1,5 +1,5 @@
 """``fedavg``'s place in the strategy registry: its rank layout and partitioning for set-up. The round loop itself
-is not a driver step (a round trains many clients for whole epochs): see :mod:`bench.federated`."""
+is not a driver step (a round trains many clients for whole epochs): see :mod:`bench.run.rounds`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class FedAvgStrategy(Strategy):
         return False
 
     def after_backward(self, step):
-        raise NotImplementedError("fedavg runs its own round loop (bench.federated.loop)")
+        raise NotImplementedError("fedavg runs its own round loop (bench.run.rounds)")
 
     def describe(self):
         cfg = self.cfg

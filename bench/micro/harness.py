@@ -1,5 +1,5 @@
 """``python -m bench micro``: OSU-style microbenchmarks through mpi4py's buffer API (operations:
-:mod:`bench.micro_ops`; every size of every implementation is checked against a reference).
+:mod:`bench.micro.operations`; every size of every implementation is checked against a reference).
 
 Per iteration and implementation (implementations interleaved, so all see the same noise): the buffer is reset,
 then a barrier, then the operation timed with ``MPI.Wtime``; the iteration's time is the slowest rank's. Every
@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench import provenance, results
-from bench.errors import UsageError
-from bench.micro_ops import (
+from bench.measure import provenance, results
+from bench.micro.operations import (
     OP_IMPLS,
     bench_allreduce,
     bench_bw,
@@ -23,8 +22,9 @@ from bench.micro_ops import (
     bench_latency,
     bench_ps_pushpull,
 )
+from bench.runtime.errors import UsageError
+from bench.runtime.watchdog import WATCHDOG
 from kernels.reference import ring_bus_bandwidth
-from kernels.watchdog import WATCHDOG
 
 DEFAULT_IMPLS = {"allreduce": "ours,naive,mpi"}
 OP_ALIASES = {"ring": ("allreduce", "ours,mpi"), "naive": ("allreduce", "naive,mpi")}
@@ -50,7 +50,7 @@ def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndar
     noise, in an order rotated every iteration (A B C, B C A, C A B, ...) so that whatever an op leaves behind
     for the next (cache contents, a library's helper threads) falls on every op alike. (Measured with one
     shared buffer, position alone made no difference: the same 16 MiB ``Allreduce`` took the same time first,
-    second and third; what had biased the comparison was one buffer per op, see ``micro_ops.allreduce_ops``.)
+    second and third; what had biased the comparison was one buffer per op, see ``operations.allreduce_ops``.)
     The rotation is the same on every rank, as the ops are collective. ``reset(name)`` runs before the barrier,
     outside the timed region. Each sample is the slowest rank's time for that iteration."""
     samples = {name: np.empty(n) for name in ops}

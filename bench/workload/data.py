@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.strategies.base import Exchange, HostStaging
-from bench.strategies.ps_protocol import HEADER_LEN, Kind, header, pull_tag, push_tag, to_server_tag, to_worker_tag
+from bench.strategies.ps.protocol import HEADER_LEN, Kind, header, pull_tag, push_tag, to_server_tag, to_worker_tag
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 

@@ -61,7 +61,7 @@ class StopFlag:
             self.signal_name = reason or f"stop file {path}"
 
     def _wait(self) -> None:
-        from kernels.watchdog import WATCHDOG
+        from bench.runtime.watchdog import WATCHDOG
 
         while True:
             name = signal.Signals(signal.sigwait(SIGNALS)).name

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from bench.strategies.ps_protocol import pull_tag, push_tag
+from bench.strategies.ps.protocol import pull_tag, push_tag
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 from kernels.waiting import wait_any

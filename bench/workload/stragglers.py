@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from bench.errors import UsageError
+from bench.runtime.errors import UsageError
 
 
 def parse_factors(text: str, world_size: int) -> dict[int, float]:

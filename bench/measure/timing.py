@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from bench.models import Layer
+from bench.workload.models import Layer
 
 
 class CpuClock:

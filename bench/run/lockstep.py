@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench import results
-from bench.progress import Progress
-from bench.recorder import Recorder
-from bench.signals import StopFlag
-from bench.stragglers import Straggler
+from bench.measure import results
+from bench.measure.progress import Progress
+from bench.measure.recorder import Recorder
+from bench.measure.summary import print_summary
+from bench.measure.timing import LayerTimer, make_clock
+from bench.runtime.signals import StopFlag
+from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import PACKING
-from bench.summary import print_summary
-from bench.timing import LayerTimer, make_clock
+from bench.workload.stragglers import Straggler
 from kernels.tags import Tag, tag_for
-from kernels.watchdog import WATCHDOG
 
 STOP_CHECK_EVERY = 10  # steps between agreements on a pending stop signal
 
@@ -208,7 +208,7 @@ class Trainer:
     def train(self) -> int:
         cfg = self.cfg
         if not self.run.strategy.lockstep:
-            from bench.decoupled import train_decoupled
+            from bench.run.decoupled import train_decoupled
 
             return train_decoupled(self)
         self.comm.Barrier()

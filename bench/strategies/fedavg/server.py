@@ -17,11 +17,11 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from bench.federated.aggregate import ServerOptimizer, StreamingMean
-from bench.federated.client import DROPPED, HEADER_LEN, LATE, OK, SILENT, header_tag, model_tag, update_tag
+from bench.runtime.watchdog import WATCHDOG
+from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
+from bench.strategies.fedavg.client import DROPPED, HEADER_LEN, LATE, OK, SILENT, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
-from kernels.watchdog import WATCHDOG
 
 
 class Aggregator:

@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench import data, models
 from bench.config import Config
-from bench.driver import declare_series
-from bench.recorder import Recorder
-from bench.timing import CpuClock, LayerTimer
+from bench.measure.recorder import Recorder
+from bench.measure.timing import CpuClock, LayerTimer
+from bench.run.lockstep import declare_series
+from bench.workload import data, models
 
 
 def measure(model_name: str, dataset: str, batch: int, steps: int, block: int = 5) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.recorder import Recorder
+from bench.measure.recorder import Recorder
 
 DONE_KEY = "__steps_done__"
 

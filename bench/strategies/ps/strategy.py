@@ -2,11 +2,11 @@
 
 Ranks 0..S-1 are servers (``--servers S``) and own the parameters, sharded by :func:`kernels.shard_map.shard_map`;
 the W other ranks are workers that compute gradients on their partitions, push them piece by piece, and pull the
-new parameters (worker side: :mod:`ps_worker`; server policies: :mod:`ps_server`, :mod:`ps_events`).
+new parameters (worker side: :mod:`worker`; server policies: :mod:`server`, :mod:`events`).
 
 ``sync`` runs in the driver's lock-step loop (servers take part in its stop agreement and periodic results
 flushes, like every synchronous strategy). ``async`` and ``ssp`` are *decoupled*: workers run at their own pace and
-the run ends by messages (see :mod:`bench.decoupled`). With plain SGD on equal batches, sync PS with W workers
+the run ends by messages (see :mod:`bench.run.decoupled`). With plain SGD on equal batches, sync PS with W workers
 updates the parameters exactly as ``ring`` on W ranks does (one step on the mean gradient).
 """
 
@@ -15,14 +15,14 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench.models import flat_parameters
+from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import Strategy
-from bench.strategies.ps_events import EventServer
-from bench.strategies.ps_server import Server
-from bench.strategies.ps_worker import PSWorker
+from bench.strategies.ps.events import EventServer
+from bench.strategies.ps.server import Server
+from bench.strategies.ps.worker import PSWorker
+from bench.workload.models import flat_parameters
 from kernels.shard_map import shard_map
 from kernels.topology import Topology, TopologyError
-from kernels.watchdog import WATCHDOG
 
 SERVER_SERIES = ("server_receive", "server_apply", "server_send", "server_idle")
 """Per server step, in the order Server.serve_step and EventServer.rows give them."""

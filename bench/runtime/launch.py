@@ -17,8 +17,8 @@ import traceback
 
 from mpi4py import MPI
 
-from bench.errors import UsageError
-from kernels.watchdog import abort_on_exception
+from bench.runtime.errors import UsageError
+from bench.runtime.watchdog import abort_on_exception
 
 
 class SetupFailed(Exception):
