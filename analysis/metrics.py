@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.load import RunResults
+from kernels.topology import COMPUTING_ROLES as TOPOLOGY_COMPUTING
 
-COMPUTING_ROLES = ("peer", "worker", "client_host")
-"""Roles whose ranks train (forward, backward, local update). Servers and the aggregator do not."""
+COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
+"""Roles whose ranks train (forward, backward, local update); servers and the aggregator do not (one fact, kept
+on the Topology)."""
 
 DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async"), ("ssp", "ssp")}
 """(strategy, ps_mode) pairs whose workers run unsynchronised steps (registry: the one place that knows). ssp runs

@@ -8,13 +8,11 @@ import socket
 from mpi4py import MPI
 
 from bench.measure import provenance
-from bench.runtime.launch import usable_cores
+from bench.runtime.launch import node_local, usable_cores
 
 
 def info(comm: MPI.Comm) -> int:
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    local = node.size
-    node.Free()
+    local = node_local(comm)[1]
     hosts = comm.gather(socket.gethostname(), root=0)
     if comm.rank == 0:
         import torch

@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from bench.measure import results
 from bench.runtime.errors import UsageError
-from bench.runtime.launch import agree
+from bench.runtime.launch import agree, node_local
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies import strategy_class
 from bench.strategies.base import Strategy
@@ -61,9 +61,7 @@ def pick_device(cfg) -> torch.device:
     it is computed before any check that could fail on one node only (a node without a GPU)."""
     if cfg.device != "cuda":
         return torch.device("cpu")
-    node = MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED)
-    local = node.rank
-    node.Free()
+    local = node_local(MPI.COMM_WORLD)[0]
     if not torch.cuda.is_available():
         raise UsageError("--device cuda: this torch build or machine has no CUDA device")
     dev = torch.device("cuda", local % torch.cuda.device_count())
@@ -107,7 +105,7 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
         strategy = strategy_class(cfg.strategy)(cfg, comm, model, layers, device)
     except TopologyError as exc:
         raise UsageError(str(exc)) from None
-    n_parts = strategy.compute_ranks
+    n_parts = strategy.topology.partitions
     if cfg.global_batch_size and cfg.global_batch_size % n_parts:
         raise UsageError(f"--global-batch-size {cfg.global_batch_size} does not split evenly over {n_parts} ranks")
     batch = cfg.per_rank_batch(n_parts)
@@ -137,9 +135,10 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
             f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks"
         )
     loader = None
-    if strategy.computes:
-        mine = parts[strategy.data_part]
-        loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], batch, cfg.seed, strategy.data_part, device)
+    part = strategy.topology.data_part
+    if part is not None:  # a rank that trains one part (fedavg's client hosts load their clients' parts)
+        mine = parts[part]
+        loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], batch, cfg.seed, part, device)
     return Run(cfg, ds, parts, model, layers, strategy, loader, device, out, batch)
 
 

@@ -1,4 +1,4 @@
-"""``python -m bench train``: set up on every rank (agreeing on errors), then run the driver loop."""
+"""``python -m bench train``: set up on every rank (agreeing on errors), then run the strategy's schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from mpi4py import MPI
 
 from bench import setup
 from bench.measure import provenance
-from bench.run.lockstep import Trainer
+from bench.run.trainer import Trainer
 from bench.runtime.launch import agree, check_world_size, configure_threads
 from bench.runtime.signals import STOP
 
@@ -24,13 +24,9 @@ def train(cfg, comm: MPI.Comm) -> int:
         "roles": comm.allgather(run.strategy.topology.role),
         "strategy_info": run.strategy.describe(),
         "per_rank_batch": run.batch,
-        "compute_ranks": run.strategy.compute_ranks,
+        "compute_ranks": run.strategy.topology.partitions,
         "device": str(run.device),
         "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
         "comm: host clock around each exchange; wait: barrier before communication",
     }
-    if cfg.strategy == "fedavg":
-        from bench.run.rounds import FederatedLoop
-
-        return FederatedLoop(run, comm, attrs, STOP).train()
     return Trainer(run, comm, attrs, STOP).train()

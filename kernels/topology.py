@@ -8,6 +8,21 @@ raise :class:`TopologyError` with a message meant for the user.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Role(str, Enum):
+    """What a rank does. A ``str`` enum: results files store the plain names (``"peer"``, ...)."""
+
+    PEER = "peer"  # ring, localsgd: all ranks equal
+    SERVER = "server"  # ps, ssp: holds parameter shards
+    WORKER = "worker"  # ps, ssp: computes gradients
+    AGGREGATOR = "aggregator"  # fedavg: rank 0
+    CLIENT_HOST = "client_host"  # fedavg: trains its logical clients
+
+
+COMPUTING_ROLES = (Role.PEER, Role.WORKER, Role.CLIENT_HOST)
+"""Roles whose ranks train (analysis counts these as computing ranks)."""
 
 
 class TopologyError(ValueError):
@@ -18,14 +33,16 @@ class TopologyError(ValueError):
 class Topology:
     """Who this rank is and whom it talks to.
 
-    ``role`` is one of ``peer`` (ring, localsgd), ``server`` / ``worker`` (ps, ssp) and ``aggregator`` /
-    ``client_host`` (fedavg). ``ring_ranks`` lists the ranks that take part in ring collectives, in ring
-    order; ``left``/``right`` are this rank's neighbours in that ring (``None`` off the ring).
+    ``role`` (:class:`Role`). ``ring_ranks`` lists the ranks that take part in ring collectives, in ring
+    order; ``left``/``right`` are this rank's neighbours in that ring (``None`` off the ring). Layout queries:
+    ``computes``, ``partitions`` (how many parts the training data is split into), ``data_part`` (this
+    rank's part; None where a rank trains no single part) and ``eval_rank`` (the rank holding the model to
+    evaluate).
     """
 
     rank: int
     size: int
-    role: str
+    role: Role
     ring_ranks: tuple[int, ...]
     servers: tuple[int, ...] = ()
     workers: tuple[int, ...] = ()
@@ -36,7 +53,7 @@ class Topology:
     def ring(cls, rank: int, size: int) -> Topology:
         """All ranks are equal peers on one ring (strategies ``ring`` and ``localsgd``)."""
         _check_rank(rank, size)
-        return cls(rank=rank, size=size, role="peer", ring_ranks=tuple(range(size)))
+        return cls(rank=rank, size=size, role=Role.PEER, ring_ranks=tuple(range(size)))
 
     @classmethod
     def parameter_server(cls, rank: int, size: int, n_servers: int) -> Topology:
@@ -52,7 +69,7 @@ class Topology:
             )
         servers = tuple(range(n_servers))
         workers = tuple(range(n_servers, size))
-        role = "server" if rank in servers else "worker"
+        role = Role.SERVER if rank in servers else Role.WORKER
         return cls(rank=rank, size=size, role=role, ring_ranks=workers, servers=servers, workers=workers)
 
     @classmethod
@@ -69,7 +86,7 @@ class Topology:
         for h in range(hosts):
             lo, hi = block_bounds(n_clients, hosts, h)
             clients_of_rank[h + 1] = tuple(range(lo, hi))
-        role = "aggregator" if rank == 0 else "client_host"
+        role = Role.AGGREGATOR if rank == 0 else Role.CLIENT_HOST
         return cls(
             rank=rank,
             size=size,
@@ -79,6 +96,33 @@ class Topology:
             workers=tuple(range(1, size)),
             clients_of_rank=clients_of_rank,
         )
+
+    # ---- layout -----------------------------------------------------------------------------------------
+    @property
+    def computes(self) -> bool:
+        return self.role in COMPUTING_ROLES
+
+    @property
+    def partitions(self) -> int:
+        """Parts the training data is split into: one per computing rank, or per logical client (fedavg)."""
+        if self.role in (Role.AGGREGATOR, Role.CLIENT_HOST):
+            return sum(len(c) for c in self.clients_of_rank.values())
+        return len(self.workers) if self.workers else self.size
+
+    @property
+    def data_part(self) -> int | None:
+        """The part this rank trains on: its index among the computing ranks; None for servers, the
+        aggregator and client hosts (which train many clients' parts)."""
+        if self.role == Role.PEER:
+            return self.rank
+        if self.role == Role.WORKER:
+            return self.workers.index(self.rank)
+        return None
+
+    @property
+    def eval_rank(self) -> int:
+        """The rank that holds the current model: the first worker of a parameter server, else rank 0."""
+        return self.workers[0] if self.role in (Role.SERVER, Role.WORKER) else 0
 
     # ---- ring arithmetic ------------------------------------------------------------------------------
     @property
@@ -121,7 +165,7 @@ class Topology:
     def describe(self) -> dict:
         """JSON-friendly summary for the results file."""
         return {
-            "role": self.role,
+            "role": self.role.value,
             "ring_ranks": list(self.ring_ranks),
             "servers": list(self.servers),
             "workers": list(self.workers),

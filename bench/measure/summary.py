@@ -25,7 +25,7 @@ def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, at
     step = data["timing/step"][ranks]
     median = float(np.median(step[:, 1:].max(axis=0))) if step.shape[1] > 1 else float(step.max(initial=0.0))
     if samples is None:
-        samples = steps * run.batch * run.strategy.compute_ranks
+        samples = steps * run.batch * run.strategy.topology.partitions
     print(
         f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
         f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"

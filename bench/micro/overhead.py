@@ -18,7 +18,7 @@ from mpi4py import MPI
 from bench.config import Config
 from bench.measure.recorder import Recorder
 from bench.measure.timing import CpuClock, LayerTimer
-from bench.run.lockstep import declare_series
+from bench.run.context import declare_series
 from bench.workload import data, models
 
 

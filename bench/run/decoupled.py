@@ -20,87 +20,96 @@ import numpy as np
 from bench.measure import snapshots
 from bench.measure.progress import Progress
 from bench.measure.summary import print_summary
+from bench.run.context import RunContext
+from bench.run.lockstep import flush
+from bench.run.stepper import Stepper
 from bench.runtime.watchdog import WATCHDOG
 
 
-def train_decoupled(trainer) -> int:
-    cfg, comm, strat = trainer.cfg, trainer.comm, trainer.run.strategy
-    out = trainer.run.out
-    snapshots.remove(out, comm.rank)  # a killed earlier run's, which rank 0 must not mistake for this run's
+def train_decoupled(ctx: RunContext) -> int:
+    run, comm, cfg, strat, stop = ctx.run, ctx.comm, ctx.cfg, ctx.run.strategy, ctx.stop
+    snapshots.remove(run.out, comm.rank)  # a killed earlier run's, which rank 0 must not mistake for this run's
     comm.Barrier()
     t0 = time.perf_counter()
     progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
 
     def snapshot(done: int) -> None:
-        t = time.perf_counter()
-        snapshots.write(out, comm.rank, trainer.rec, done)
-        if comm.rank == 0:
-            series, steps_done = snapshots.assemble(out, comm.size, trainer.rec, done)
-            trainer.write("running", series, {}, steps_done)
-        trainer.side_s += time.perf_counter() - t
-
-    if strat.computes:
-        step = 0
-        while True:
-            trainer.rec.ensure(step + 1)
-            WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on the servers)")
-            trainer.stop.poll_file(cfg.stop_file)
-            strat.worker.stop_request = bool(trainer.stop)
-            trainer.step(step, t0)
-            trainer.done = step + 1
+        with ctx.aside():
+            snapshots.write(run.out, comm.rank, ctx.rec, done)
             if comm.rank == 0:
-                progress.update(loss=trainer.rec["metrics/loss"][step])
-            if strat.worker.stop_seen:
-                break
-            if trainer.done % cfg.flush_every == 0:
-                snapshot(trainer.done)
-            step += 1
-        strat.worker.say_bye(trainer.done)
+                series, steps_done = snapshots.assemble(run.out, comm.size, ctx.rec, done)
+                ctx.write("running", series, {}, steps_done)
+
+    if strat.topology.computes:
+        ctx.done = _work(ctx, Stepper(ctx), progress, snapshot, t0)
     else:
-        served = [0]
-
-        def on_row() -> None:
-            progress.update()
-            served[0] += 1
-            if served[0] % cfg.flush_every == 0:
-                snapshot(strat.record_rows())
-
-        trainer.done = strat.serve_events(trainer.stop, cfg.timeout, on_row=on_row)
+        ctx.done = _serve(ctx, progress, snapshot)
     WATCHDOG.arm(cfg.timeout, "waiting for every rank to finish")
     wall = time.perf_counter() - t0
     progress.close()
-    done = comm.allgather(trainer.done)
-    requested = comm.allgather(trainer.stop.signal_name)
-    stopped = [name for name in requested if name]
-    trainer.stopped_by = stopped[0] if stopped else ""
-    t_side = time.perf_counter()
-    strat.collect_model(cfg.timeout)
-    trainer._evaluate(max(done) - 1)
-    rows = max(done)
-    trainer.rec.ensure(rows)
-    trainer.done = rows
-    trainer.steps_done = np.array(done, dtype=np.int64)
-    status = "stopped" if trainer.stopped_by else "complete"
-    trainer.attrs["train_wall_s"] = wall
-    trainer.flush(status)
-    snapshots.remove(out, comm.rank)  # the results file now holds everything
-    trainer.side_s += time.perf_counter() - t_side
-    trainer.attrs["eval_and_io_s"] = trainer.side_s
+    done = comm.allgather(ctx.done)
+    requested = [name for name in comm.allgather(stop.signal_name) if name]
+    ctx.stopped_by = requested[0] if requested else ""
+    with ctx.aside():
+        strat.collect_model(cfg.timeout)
+        ctx.evaluate_on(strat.topology.eval_rank, max(done) - 1)
+        ctx.rec.ensure(max(done))
+        ctx.done = max(done)
+        ctx.steps_done = np.array(done, dtype=np.int64)
+        ctx.attrs["train_wall_s"] = wall
+        flush(ctx, ctx.status)
+        snapshots.remove(run.out, comm.rank)  # the results file now holds everything
+    ctx.finish_timing(wall)
     WATCHDOG.disarm()
     if comm.rank == 0:
-        workers = [r for r in range(comm.size) if r in strat.topology.workers]
-        samples = int(sum(done[r] for r in workers)) * trainer.run.batch
-        print_summary(
-            trainer.run, trainer.rec, trainer.evals, wall, status, trainer.stopped_by, trainer.attrs, samples=samples
-        )
-        stale = _staleness_line(trainer)
-        if stale:
-            print(stale)
+        _summary(ctx, run, done, wall)
     return 0
 
 
-def _staleness_line(trainer) -> str:
-    found = trainer.extra.get("ps/updates/staleness")
+def _work(ctx: RunContext, stepper: Stepper, progress, snapshot, t0: float) -> int:
+    """A worker: step until a server's reply says the run is over, then say goodbye; returns its steps."""
+    cfg, strat, step = ctx.cfg, ctx.run.strategy, 0
+    while True:
+        ctx.rec.ensure(step + 1)
+        WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on the servers)")
+        ctx.stop.poll_file(cfg.stop_file)
+        strat.request_stop(bool(ctx.stop))
+        stepper.step(step, t0)
+        if ctx.comm.rank == 0:
+            progress.update(loss=ctx.rec["metrics/loss"][step])
+        if strat.run_is_over:
+            break
+        if (step + 1) % cfg.flush_every == 0:
+            snapshot(step + 1)
+        step += 1
+    strat.say_goodbye(step + 1)
+    return step + 1
+
+
+def _serve(ctx: RunContext, progress, snapshot) -> int:
+    """A server: serve until every worker has said goodbye; returns its rows (one per W gradients)."""
+    strat, served = ctx.run.strategy, [0]
+
+    def on_row() -> None:
+        progress.update()
+        served[0] += 1
+        if served[0] % ctx.cfg.flush_every == 0:
+            snapshot(strat.record_rows())
+
+    return strat.serve_events(ctx.stop, ctx.cfg.timeout, on_row=on_row)
+
+
+def _summary(ctx: RunContext, run, done: list[int], wall: float) -> None:
+    workers = [r for r in range(ctx.comm.size) if r in run.strategy.topology.workers]
+    samples = int(sum(done[r] for r in workers)) * run.batch
+    print_summary(run, ctx.rec, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, samples=samples)
+    stale = _staleness_line(ctx)
+    if stale:
+        print(stale)
+
+
+def _staleness_line(ctx: RunContext) -> str:
+    found = ctx.extra.get("ps/updates/staleness")
     if found is None or not found[0].size:
         return ""
     s, units = found

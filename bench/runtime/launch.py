@@ -88,14 +88,20 @@ def check_world_size(comm: MPI.Comm) -> None:
         )
 
 
+def node_local(comm: MPI.Comm) -> tuple[int, int]:
+    """Collective: (this rank's index among the ranks on its node, ranks on its node), from COMM_TYPE_SHARED."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    where = (node.rank, node.size)
+    node.Free()
+    return where
+
+
 def configure_threads(comm: MPI.Comm, requested: int) -> int:
     """torch threads per rank: ``requested`` if > 0, else cores on this node / ranks on this node (at least 1).
     Ranks on the node are counted with ``COMM_TYPE_SHARED``; cores with the process's CPU affinity."""
     import torch
 
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    local_ranks = node.size
-    node.Free()
+    local_ranks = node_local(comm)[1]
     cores = usable_cores()
     threads = requested if requested > 0 else max(1, cores // local_ranks)
     torch.set_num_threads(threads)

@@ -1,12 +1,16 @@
-"""The Strategy interface used by the schedules in :mod:`bench.run`."""
+"""The Strategy interface: what a way of keeping replicas in step tells the schedules in :mod:`bench.run`.
+
+A strategy declares its ``schedule`` (``lockstep``, ``decoupled`` or ``rounds``) and its layout (a Topology),
+and hands the schedule timed exchanges around each step. Ranks that do not compute (parameter servers) serve
+instead: :meth:`Strategy.serve_step` in lock-step, the :class:`DecoupledHooks` in decoupled runs. The rounds
+schedule talks to :class:`bench.strategies.fedavg.strategy.FedAvgStrategy` through its round hooks.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from mpi4py import MPI
 
@@ -29,6 +33,7 @@ class Exchange:
 
 class Strategy:
     name = "base"
+    schedule = "lockstep"  # lockstep | decoupled | rounds (bench.run.SCHEDULES)
     needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
 
     def __init__(self, cfg, comm: MPI.Comm, model: torch.nn.Module, layers: list[Layer], device: torch.device):
@@ -42,22 +47,8 @@ class Strategy:
 
     # ---- layout -------------------------------------------------------------------------------------
     def make_topology(self, rank: int, size: int) -> Topology:
+        """The rank layout; its layout queries (computes, partitions, data_part, eval_rank) are the Topology's."""
         raise NotImplementedError
-
-    @property
-    def computes(self) -> bool:
-        """Does this rank run forward/backward passes?"""
-        return True
-
-    @property
-    def compute_ranks(self) -> int:
-        """How many ranks compute gradients (the data is partitioned over these)."""
-        return self.world.size
-
-    @property
-    def data_part(self) -> int:
-        """Which data partition this rank trains on."""
-        return self.world.rank
 
     # ---- hooks around one step ----------------------------------------------------------------------
     def before_step(self, step: int) -> list[Exchange]:
@@ -81,14 +72,9 @@ class Strategy:
         """Communication after the update (e.g. parameter averaging). Default: none."""
         return []
 
-    def end_step(self, step: int) -> None:
-        """After the step's last exchange (e.g. record what the replies said). Default: nothing."""
-
-    @property
-    def lockstep(self) -> bool:
-        """True: every rank takes the same steps and can join collectives at step boundaries (the driver's
-        loop with stop agreement and periodic flushes). False: see :mod:`bench.run.decoupled`."""
-        return True
+    def serve_step(self, step: int) -> None:
+        """A lock-step rank that does not compute (a sync parameter server): serve step ``step``."""
+        raise NotImplementedError(f"{self.name}: this rank neither computes nor serves")
 
     def gather_datasets(self) -> dict:
         """Collective over the world: extra datasets for the results file, returned on rank 0."""
@@ -97,111 +83,36 @@ class Strategy:
     def declare(self, rec) -> None:
         """Add strategy-specific series to the Recorder (same names and order on every rank)."""
 
-    def stop_comm(self) -> MPI.Comm:
-        """Ranks that must agree to stop early (on a signal) at the same step."""
-        return self.comm
-
-    def finish(self) -> None:
-        """Orderly shutdown (stop messages, outstanding requests)."""
-
-    def eval_rank(self) -> int:
-        """World rank whose model is evaluated (it must hold the current global model)."""
-        return 0
-
     def describe(self) -> dict:
         """Strategy-specific attributes for the results file."""
         return {"topology": self.topology.describe()}
 
 
-class PackingClock:
-    """Seconds spent copying between model tensors and host buffers (pack, unpack, scaling), summed over every
-    :class:`HostStaging` of the process. The driver reads it around each exchange, so that this local copying is
-    recorded as its own phase (``timing/pack``) and not as communication: a 1-rank ``ring`` moves no bytes and
-    must report no communication time."""
+class DecoupledHooks:
+    """What the decoupled schedule (:mod:`bench.run.decoupled`) needs from a strategy whose workers run at their
+    own pace and whose run ends by messages (``ps --ps-mode async``, ``ssp``)."""
 
-    def __init__(self):
-        self.seconds = 0.0
+    def request_stop(self, requested: bool) -> None:
+        """Worker: ask the servers to end the run (a signal or stop file on this rank); sent with the next push."""
+        raise NotImplementedError
 
-    def timed(self, fn):
-        def run(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t
+    @property
+    def run_is_over(self) -> bool:
+        """Worker: a server's last reply said the run is over."""
+        raise NotImplementedError
 
-        return run
+    def say_goodbye(self, steps_done: int) -> None:
+        """Worker: tell every server it will send nothing more."""
+        raise NotImplementedError
 
+    def serve_events(self, stop_flag, timeout: float, on_row=None) -> int:
+        """Server: serve until every worker has said goodbye; returns the rows recorded."""
+        raise NotImplementedError
 
-PACKING = PackingClock()
+    def record_rows(self) -> int:
+        """Server: copy its rows so far into the Recorder (for snapshots and at the end); their count."""
+        raise NotImplementedError
 
-
-class HostStaging:
-    """Contiguous host buffers holding each layer's flattened gradients (or parameters) for MPI.
-
-    On CPU the numpy buffer shares memory with a torch tensor, so packing is one ``torch.cat(out=...)``. On
-    CUDA the torch tensor is pinned host memory and the copy is a device-to-host transfer (MPI here is not
-    assumed CUDA-aware).
-    """
-
-    def __init__(self, layers: list[Layer], device: torch.device, groups: list[tuple[int, ...]] | None = None):
-        self.layers = layers
-        self.groups = groups or [(layer.index,) for layer in layers]
-        pin = device.type == "cuda"
-        self.host: list[torch.Tensor] = []
-        self.numpy: list[np.ndarray] = []
-        for g in self.groups:
-            n = sum(layers[i].numel for i in g)
-            t = torch.empty(n, dtype=torch.float32, pin_memory=pin)
-            self.host.append(t)
-            self.numpy.append(t.numpy())
-
-    def _tensors(self, group: tuple[int, ...], grads: bool) -> list[torch.Tensor]:
-        out = []
-        for i in group:
-            for p in self.layers[i].params:
-                t = p.grad if grads else p.data
-                out.append(t.reshape(-1))
-        return out
-
-    @PACKING.timed
-    def pack(self, g: int, grads: bool = True) -> np.ndarray:
-        parts = self._tensors(self.groups[g], grads)
-        if self.host[g].device.type == "cpu" and parts and parts[0].device.type == "cpu":
-            torch.cat(parts, out=self.host[g])
-        else:
-            self.host[g].copy_(torch.cat(parts), non_blocking=False)
-        return self.numpy[g]
-
-    @PACKING.timed
-    def scale(self, g: int, factor: float) -> None:
-        """Multiply the host buffer of group ``g`` in place (a sum into a mean)."""
-        self.host[g].mul_(factor)
-
-    @PACKING.timed
-    def unpack(self, g: int, grads: bool = True) -> None:
-        src = self.host[g]
-        off = 0
-        for t in self._tensors(self.groups[g], grads):
-            n = t.numel()
-            t.copy_(src[off : off + n])
-            off += n
-
-
-def bucket_groups(layers: list[Layer], bucket_mb: float) -> list[tuple[int, ...]]:
-    """Group layers, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
-    DDP's gradient buckets; ``bucket_mb == 0`` gives one group per layer."""
-    order = [layer.index for layer in reversed(layers)]
-    if bucket_mb <= 0:
-        return [(i,) for i in order]
-    limit = bucket_mb * 2**20
-    groups, current, size = [], [], 0
-    for i in order:
-        current.append(i)
-        size += layers[i].bytes
-        if size >= limit:
-            groups.append(tuple(current))
-            current, size = [], 0
-    if current:
-        groups.append(tuple(current))
-    return groups
+    def collect_model(self, timeout: float) -> None:
+        """Collective at the end: the final parameters to the evaluating rank."""
+        raise NotImplementedError

@@ -6,10 +6,10 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
-import torch
-
 from bench.strategies.averaging import average_exchanges
-from bench.strategies.base import HostStaging, Strategy, bucket_groups
+from bench.strategies.base import Strategy
+from bench.strategies.staging import HostStaging, bucket_groups
+from bench.workload.optim import make_optimizer
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
 
@@ -21,9 +21,7 @@ class RingStrategy(Strategy):
         super().__init__(cfg, comm, model, layers, device)
         self.allreduce = RingAllreduce(self.comm, self.topology)
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
 
     def make_topology(self, rank, size):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.runtime.errors import UsageError
+from bench.workload.streams import Salt, stream
 
 
 @dataclass
@@ -62,7 +63,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def _split(x, y, test_fraction, seed, groups=None) -> tuple:
-    rng = np.random.default_rng([seed, 0x7E57])
+    rng = stream(seed, salt=Salt.SPLIT)
     perm = rng.permutation(len(y))
     n_test = max(1, int(round(test_fraction * len(y))))
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
@@ -72,7 +73,7 @@ def _split(x, y, test_fraction, seed, groups=None) -> tuple:
 
 def synthetic(n: int, shape: tuple[int, int, int], classes: int, seed: int, test_fraction: float) -> Dataset:
     """Gaussian mixture: class means mu_c ~ N(0, I), samples mu_c + 2 N(0, I), equal class sizes."""
-    rng = np.random.default_rng([seed, 0xDA7A])
+    rng = stream(seed, salt=Salt.SYNTHETIC)
     dim = int(np.prod(shape))
     means = rng.standard_normal((classes, dim)).astype(np.float32)
     y = np.arange(n) % classes
@@ -110,7 +111,7 @@ def leaf_synthetic(
     for device k, u_k ~ N(0, alpha), B_k ~ N(0, beta); W_k, b_k ~ N(u_k, 1); v_k ~ N(B_k, 1);
     x ~ N(v_k, Sigma) with Sigma_jj = j^-1.2; y = argmax(W_k x + b_k). Device sizes ~ lognormal(4, 2) + 50,
     capped at ``max_samples`` to bound memory. Each device's samples share one natural group id."""
-    rng = np.random.default_rng([seed, 0x1EAF])
+    rng = stream(seed, salt=Salt.LEAF)
     sizes = np.minimum(rng.lognormal(4, 2, devices).astype(int) + 50, max_samples)
     sigma = np.arange(1, dim + 1, dtype=np.float64) ** -1.2
     xs, ys, gs = [], [], []

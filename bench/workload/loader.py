@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.workload.streams import stream
+
 
 class PartitionLoader:
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, part: int, device: torch.device):
@@ -22,7 +24,7 @@ class PartitionLoader:
 
     def _new_epoch(self) -> None:
         self.epoch += 1
-        rng = np.random.default_rng([self.seed, self.part, self.epoch])
+        rng = stream(self.seed, self.part, self.epoch)
         self._order = torch.from_numpy(rng.permutation(len(self.y))).to(self.x.device)
         self._pos = 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.workload.streams import Salt, stream
 from kernels.topology import block_bounds
 
 
@@ -80,7 +81,7 @@ def make(
     groups: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Dispatch on the ``--partition`` name. The generator is seeded from ``seed`` alone."""
-    rng = np.random.default_rng([seed, 0x5EED])
+    rng = stream(seed, salt=Salt.PARTITION)
     if kind == "iid":
         return iid(labels.size, parts, rng)
     if kind == "dirichlet":

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from bench.runtime.errors import UsageError
+from bench.workload.streams import Salt, stream
 
 
 def parse_factors(text: str, world_size: int) -> dict[int, float]:
@@ -54,7 +55,7 @@ def parse_dist(text: str, option: str = "--straggler-dist") -> float:
 def random_factor(seed: int, rank: int, step: int, sigma: float) -> float:
     if sigma == 0:
         return 1.0
-    z = np.random.default_rng([seed, rank, step, 0x510]).standard_normal()
+    z = stream(seed, rank, step, salt=Salt.STRAGGLER).standard_normal()
     return max(1.0, float(np.exp(sigma * z)))
 
 

@@ -10,8 +10,7 @@ import torch
 from mpi4py import MPI
 
 from bench import setup
-from bench.run.lockstep import Trainer
-from bench.run.rounds import FederatedLoop
+from bench.run.trainer import Trainer
 from bench.runtime.signals import StopFlag
 
 from .conftest import all_agree
@@ -28,11 +27,11 @@ def fed_cfg(tmp, **kw):
     return dataclasses.replace(cfg, batch_size=480 // k)
 
 
-def run_fedavg(cfg) -> FederatedLoop:
+def run_fedavg(cfg) -> Trainer:
     comm = MPI.COMM_WORLD
     run = setup.build(cfg, comm)
     attrs = {"strategy": "fedavg", "config": {}, "world_size": comm.size, "roles": []}
-    loop = FederatedLoop(run, comm, attrs, StopFlag())
+    loop = Trainer(run, comm, attrs, StopFlag())
     loop.train()
     comm.Barrier()
     return loop
@@ -45,7 +44,7 @@ def test_fedavg_equals_localsgd_tau1(shared_tmp):
     torch.set_num_threads(1)
     cfg = fed_cfg(shared_tmp)
     loop = run_fedavg(cfg)
-    global_model = comm.bcast(loop.aggregator.values if comm.rank == 0 else None, root=0)
+    global_model = comm.bcast(loop.run.strategy.aggregator.values if comm.rank == 0 else None, root=0)
     sub = comm.Split(0 if comm.rank >= 1 else MPI.UNDEFINED, comm.rank)
     ok = True
     if sub != MPI.COMM_NULL:
@@ -90,7 +89,7 @@ def test_late_and_dropped_updates_are_recorded_and_excluded(shared_tmp):
                 ).parameters()
             ]
         ).numpy()
-        ok = np.array_equal(loop.aggregator.values, initial)  # every update came after the deadline
+        ok = np.array_equal(loop.run.strategy.aggregator.values, initial)  # every update came after the deadline
         with h5py.File(cfg.out) as f:
             k = comm.size - 1
             ok &= bool((f["fedavg/clients/status"][()] == 2).all()) and f["fedavg/late"][0].sum() == 4 * k

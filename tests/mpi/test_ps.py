@@ -10,7 +10,7 @@ import torch
 from mpi4py import MPI
 
 from bench import setup
-from bench.run.lockstep import Trainer
+from bench.run.trainer import Trainer
 from bench.runtime.signals import StopFlag
 
 from .conftest import all_agree

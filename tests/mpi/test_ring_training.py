@@ -12,7 +12,7 @@ from mpi4py import MPI
 
 from bench import setup
 from bench.config import Config, validate
-from bench.run.lockstep import Trainer
+from bench.run.trainer import Trainer
 from bench.runtime.signals import StopFlag
 from bench.workload import data, models, partition
 from bench.workload.loader import PartitionLoader

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.measure.timing import CpuClock, LayerTimer
-from bench.strategies.base import bucket_groups
+from bench.strategies.staging import bucket_groups
 from bench.workload import models
 
 

@@ -2,9 +2,9 @@
 sampled clients from it (E local epochs, batch B, optional FedProx term; per-layer forward/backward timed by the
 same hooks as every strategy), and upload each client's model with its sample count (per layer, timed).
 
-One message per sampled client goes to the aggregator, in client-id order: a header
-``[client, n_k, status, train_s, injected_s, loss]`` and, if the status is OK, the model layer by layer. A dropped
-client (``--dropout``) sends only its header, so the aggregator never waits for an update that will not come.
+One message per sampled client goes to the aggregator, in client-id order (wire format: :mod:`protocol`): a
+header and, if the status is OK, the model layer by layer. A dropped client (``--dropout``) sends only its
+header.
 """
 
 from __future__ import annotations
@@ -16,26 +16,13 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.strategies.base import HostStaging
+from bench.strategies.fedavg.protocol import ClientStatus, client_header, header_tag, model_tag, update_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
-from kernels.tags import Tag, tag_for, tag_upper_bound
+from bench.strategies.staging import HostStaging
+from bench.workload.optim import make_optimizer
+from bench.workload.streams import stream
+from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
-
-HEADER_LEN = 6
-OK, DROPPED, LATE, SILENT = 0, 1, 2, 3
-STATUS_NAMES = {OK: "ok", DROPPED: "dropped", LATE: "late", SILENT: "no answer (timed out; counted as dropped)"}
-
-
-def header_tag(tag_ub: int) -> int:
-    return tag_for(Tag.FED_CONTROL, 0, tag_ub)
-
-
-def model_tag(layer: int, tag_ub: int) -> int:
-    return tag_for(Tag.FED_MODEL, layer, tag_ub)
-
-
-def update_tag(layer: int, tag_ub: int) -> int:
-    return tag_for(Tag.FED_UPDATE, layer, tag_ub)
 
 
 class ClientHost:
@@ -95,12 +82,12 @@ class ClientHost:
         x, y = self.data[k]
         n = len(y)
         batch = min(cfg.batch_size, n)
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(model.parameters(), cfg)
         anchor = [p.detach().clone() for p in model.parameters()] if cfg.fedprox_mu > 0 else None
         losses = []
         t0 = time.perf_counter()
         for epoch in range(cfg.local_epochs):
-            order = np.random.default_rng([cfg.seed, k, round_, epoch]).permutation(n)
+            order = stream(cfg.seed, k, round_, epoch).permutation(n)
             for lo in range(0, n - batch + 1, batch):
                 idx = torch.from_numpy(order[lo : lo + batch]).to(x.device)
                 opt.zero_grad(set_to_none=True)
@@ -125,11 +112,8 @@ class ClientHost:
         rec["timing/wait"][step] += self.download(row["timing/comm"], row["timing/comm_bytes"], row["fedavg/download"])
         losses = []
         for k in sampled:
-            head = np.zeros(HEADER_LEN)
-            head[0] = k
             if drops_out(self.cfg.seed, round_, k, self.cfg.dropout):
-                head[2] = DROPPED
-                self.comm.Send(head, 0, header_tag(self.tag_ub))
+                self.comm.Send(client_header(k, ClientStatus.DROPPED), 0, header_tag(self.tag_ub))
                 continue
             loss, compute_s, n = self.train(k, round_, rec["timing/forward"][step], rec["timing/backward"][step])
             extra = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * compute_s
@@ -137,7 +121,7 @@ class ClientHost:
                 time.sleep(extra)
                 rec["timing/injected"][step] += extra
             losses.append(loss)
-            head[1:] = [n, OK, compute_s, extra, loss]
+            head = client_header(k, ClientStatus.OK, n, compute_s, extra, loss)
             self.comm.Send(head, 0, header_tag(self.tag_ub))
             self.upload(rec, step)
         rec["metrics/loss"][step] = float(np.mean(losses)) if losses else np.nan

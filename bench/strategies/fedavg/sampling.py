@@ -13,22 +13,20 @@ from __future__ import annotations
 import numpy as np
 
 from bench.workload.stragglers import random_factor
-
-_DROP = 0xD0
-_SAMPLE = 0x5A
+from bench.workload.streams import Salt, stream
 
 
 def sample_clients(seed: int, round_: int, clients: int, fraction: float) -> np.ndarray:
     """Sorted client ids sampled in ``round_``."""
     m = max(1, int(round(fraction * clients)))
-    rng = np.random.default_rng([seed, round_, _SAMPLE])
+    rng = stream(seed, round_, salt=Salt.SAMPLE)
     return np.sort(rng.choice(clients, size=m, replace=False))
 
 
 def drops_out(seed: int, round_: int, client: int, probability: float) -> bool:
     if probability <= 0:
         return False
-    return bool(np.random.default_rng([seed, round_, client, _DROP]).random() < probability)
+    return bool(stream(seed, round_, client, salt=Salt.DROP).random() < probability)
 
 
 def speed_factor(seed: int, client: int, sigma: float) -> float:

@@ -19,9 +19,11 @@ from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
-from bench.strategies.fedavg.client import DROPPED, HEADER_LEN, LATE, OK, SILENT, header_tag, model_tag, update_tag
+from bench.strategies.fedavg.protocol import HEADER_LEN, ClientStatus, Head, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
+
+COUNTED_AS = {ClientStatus.OK: "finished", ClientStatus.DROPPED: "dropped", ClientStatus.LATE: "late"}
 
 
 class Aggregator:
@@ -66,7 +68,9 @@ class Aggregator:
                     lost = sorted(set(waiting.values()))
                     for k, host in waiting.items():
                         counts["dropped"] += 1
-                        self.log.append((round_, k, host, 0.0, SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0))
+                        self.log.append(
+                            (round_, k, host, 0.0, ClientStatus.SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0)
+                        )
                     break
             else:
                 WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
@@ -75,20 +79,21 @@ class Aggregator:
             self.comm.Recv(head, source, header_tag(self.tag_ub))
             arrival = time.perf_counter()
             times["idle"] += arrival - t
-            k, n_k, state = int(head[0]), float(head[1]), int(head[2])
+            k, n_k, state = int(head[Head.CLIENT]), float(head[Head.SAMPLES]), ClientStatus(int(head[Head.STATUS]))
             waiting.pop(k)
-            if state == OK:
+            if state == ClientStatus.OK:
                 for i in range(n_layers):
                     self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
                 t_recv = time.perf_counter()
                 times["receive"] += t_recv - arrival
                 if arrival - t0 > self.cfg.deadline:
-                    state = LATE
+                    state = ClientStatus.LATE
                 else:
                     self.mean.add(self.scratch, n_k)
                     times["aggregate"] += time.perf_counter() - t_recv
-            counts[{OK: "finished", DROPPED: "dropped", LATE: "late"}[state]] += 1
-            self.log.append((round_, k, source, n_k, state, head[3], head[4], head[5], arrival - t0))
+            counts[COUNTED_AS[state]] += 1
+            train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
+            self.log.append((round_, k, source, n_k, state, *train, arrival - t0))
         t = time.perf_counter()
         MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was

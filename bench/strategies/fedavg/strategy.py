@@ -1,33 +1,104 @@
-"""``fedavg``'s place in the strategy registry: its rank layout and partitioning for set-up. The round loop itself
-is not a driver step (a round trains many clients for whole epochs): see :mod:`bench.run.rounds`."""
+"""``fedavg``: its rank layout, and the hooks by which the rounds schedule (:mod:`bench.run.rounds`) plays a round.
+
+Rank 0 is the aggregator (:mod:`server`), ranks 1..size-1 host the logical clients (:mod:`client`). Who takes part
+in a round (:mod:`sampling`), how the server folds the updates and steps (:mod:`aggregate`) are pure functions
+tested alone. The loop itself, with evaluation, stop agreement and results, is the rounds schedule's.
+"""
 
 from __future__ import annotations
 
+import resource
+
+import numpy as np
+
+from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
+from bench.strategies.fedavg.client import ClientHost
+from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, client_log
+from bench.strategies.fedavg.sampling import sample_clients
+from bench.strategies.fedavg.server import Aggregator
+from bench.strategies.staging import HostStaging
+from bench.workload.models import flat_parameters
+from bench.workload.stragglers import parse_dist
 from kernels.topology import Topology
+
+AGGREGATOR_SERIES = ("send", "receive", "aggregate", "idle")
+COUNTS = ("sampled", "finished", "dropped", "late")
 
 
 class FedAvgStrategy(Strategy):
     name = "fedavg"
+    schedule = "rounds"
     needs_full_batches = False  # a client smaller than --batch-size trains on one batch of all its samples
 
     def make_topology(self, rank, size):
         return Topology.federated(rank, size, self.cfg.clients)
 
-    @property
-    def computes(self):
-        return False  # set-up builds no loader; client hosts load their clients' data themselves
-
-    @property
-    def compute_ranks(self):
-        return self.cfg.clients  # the data is partitioned over logical clients, not ranks
-
-    @property
-    def lockstep(self):
-        return False
-
     def after_backward(self, step):
-        raise NotImplementedError("fedavg runs its own round loop (bench.run.rounds)")
+        raise NotImplementedError("fedavg plays rounds (bench.run.rounds), not steps")
+
+    # ---- round hooks ---------------------------------------------------------------------------------
+    def declare(self, rec):
+        L = (len(self.layers),)
+        rec.add("fedavg/download", "s", L)
+        rec.add("fedavg/upload", "s", L)
+        for name in AGGREGATOR_SERIES:
+            rec.add(f"fedavg/aggregator_{name}", "s")
+        for name in COUNTS:
+            rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
+
+    def prepare(self, run) -> None:
+        """The aggregator on rank 0, a client host (its clients' data on this rank) elsewhere."""
+        self.aggregator = self.host = None
+        if self.world.rank == 0:
+            self.aggregator = Aggregator(self.cfg, self.world, run.layers, flat_parameters(run.layers), self.topology)
+            self.staging = HostStaging(run.layers, run.device)
+        else:
+            timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
+            sigma = parse_dist(self.cfg.client_speed, "--client-speed")
+            self.host = ClientHost(self.cfg, self.world, run, self.topology.my_clients, timer, sigma)
+
+    def sampled(self, round_: int) -> np.ndarray:
+        """Configure the round: which clients take part (seeded; every rank computes the same)."""
+        return sample_clients(self.cfg.seed, round_, self.cfg.clients, self.cfg.fraction)
+
+    def aggregate_round(self, round_: int, sampled, rec) -> list[int]:
+        """Rank 0: send the model, fold the updates, step; record the round. Returns client ranks lost."""
+        out = self.aggregator.run_round(round_, sampled, self.cfg.client_timeout or self.cfg.timeout)
+        for name in AGGREGATOR_SERIES:
+            rec[f"fedavg/aggregator_{name}"][round_] = out[name]
+        for name in COUNTS:
+            rec[f"fedavg/{name}"][round_] = out[name]
+        rec["metrics/loss"][round_] = np.nan
+        return out["lost"]
+
+    def my_sampled(self, sampled) -> list[int]:
+        return [int(k) for k in sampled if int(k) in self.topology.my_clients]
+
+    def host_round(self, round_: int, mine: list[int], rec) -> None:
+        """A client rank: download the model, train and upload each of its sampled clients."""
+        self.host.run_round(round_, mine, rec, round_)
+
+    def load_global_model(self) -> None:
+        """Rank 0: the global model into the torch model, for evaluation."""
+        for i in range(len(self.layers)):
+            np.copyto(self.staging.numpy[i], self.aggregator.layer(self.aggregator.values, i))
+            self.staging.unpack(i, grads=False)
+
+    def round_datasets(self, peak_rss: list[int]) -> tuple[dict, dict]:
+        """Rank 0: the per-client log and memory as datasets, and the attributes that explain them."""
+        log = client_log(self.aggregator.log)
+        datasets = {f"fedavg/clients/{n}": (log[n], unit) for n, unit in CLIENT_RECORD_UNITS.items()}
+        datasets["fedavg/peak_rss"] = (np.array(peak_rss, dtype=np.int64), "bytes")
+        attrs = {
+            "client_status_codes": {int(k): v for k, v in STATUS_NAMES.items()},
+            "clients_of_rank": {str(k): list(v) for k, v in self.topology.clients_of_rank.items()},
+        }
+        return datasets, attrs
+
+    @staticmethod
+    def peak_rss() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     def describe(self):
         cfg = self.cfg

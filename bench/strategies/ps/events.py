@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
-from bench.strategies.ps.protocol import HEADER_LEN, Kind, header, to_server_tag, to_worker_tag
+from bench.strategies.ps.protocol import HEADER_LEN, KIND, Kind, Push, header, to_server_tag, to_worker_tag
 from bench.strategies.ps.server import Server, mean_in_worker_order
 from kernels.waiting import wait_any
 
@@ -64,7 +64,7 @@ class EventServer(Server):
             w = wait_any([posted[w][1][0] for w in range(W)], status)  # done workers' are null; yields the core
             t1 = time.perf_counter()
             grad, reqs = posted[w]
-            if int(heads[w][0]) == Kind.BYE:  # no pieces will follow: withdraw their receives
+            if int(heads[w][KIND]) == Kind.BYE:  # no pieces will follow: withdraw their receives
                 for r in reqs[1:]:
                     r.Cancel()
                 MPI.Request.Waitall(reqs)
@@ -99,9 +99,9 @@ class EventServer(Server):
         t0 = time.perf_counter()
         self.clocks[w] += 1
         stop_flag.poll_file(self.cfg.stop_file)
-        if head[3] or stop_flag or self.clocks.sum() >= self.budget:
+        if head[Push.STOP] or stop_flag or self.clocks.sum() >= self.budget:
             self.stopping = True
-        self._take(w, int(head[1]), float(head[2]), grad)
+        self._take(w, int(head[Push.STEP]), float(head[Push.VERSION]), grad)
         t1 = time.perf_counter()
         self.deferred[w] = t1
         self._answer()
@@ -176,7 +176,8 @@ class EventServer(Server):
             MPI.Request.Waitall(self.replies[w])  # the worker got the last reply before pushing again
             rank = self.workers[w]
             msg = self.reply_heads[w]
-            msg[:] = header(Kind.REPLY, self.version, 1.0 if self.stopping else 0.0, lead, now - since)
+            stop = 1.0 if self.stopping else 0.0
+            msg[:] = header(Kind.REPLY, VERSION=self.version, STOP=stop, CLOCKS_AHEAD=lead, DEFERRED_S=now - since)
             self.replies[w] = [self.comm.Isend(msg, rank, to_worker_tag(self.tag_ub))]
             self.replies[w] += self.send_values(rank, values)
             sends.extend(self.replies[w])

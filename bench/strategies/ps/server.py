@@ -26,6 +26,7 @@ import torch
 from mpi4py import MPI
 
 from bench.strategies.ps.protocol import pull_tag, push_tag
+from bench.workload.optim import make_optimizer
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 from kernels.waiting import wait_any
@@ -45,7 +46,7 @@ class Server:
         self.cfg, self.comm, self.workers = cfg, comm, workers
         lo, hi = smap.server_range(index)
         self.param = torch.nn.Parameter(torch.from_numpy(initial[lo:hi].copy()))
-        self.optimizer = torch.optim.SGD([self.param], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer([self.param], cfg)
         self.values = self.param.data.numpy()  # shares memory with the parameter
         self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
         self.tag_ub = tag_upper_bound(comm)

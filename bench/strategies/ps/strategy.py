@@ -16,19 +16,19 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
-from bench.strategies.base import Strategy
+from bench.strategies.base import DecoupledHooks, Strategy
 from bench.strategies.ps.events import EventServer
 from bench.strategies.ps.server import Server
 from bench.strategies.ps.worker import PSWorker
 from bench.workload.models import flat_parameters
 from kernels.shard_map import shard_map
-from kernels.topology import Topology, TopologyError
+from kernels.topology import Role, Topology, TopologyError
 
 SERVER_SERIES = ("server_receive", "server_apply", "server_send", "server_idle")
 """Per server step, in the order Server.serve_step and EventServer.rows give them."""
 
 
-class PSStrategy(Strategy):
+class PSStrategy(Strategy, DecoupledHooks):
     name = "ps"
 
     def __init__(self, cfg, comm, model, layers, device):
@@ -39,10 +39,10 @@ class PSStrategy(Strategy):
             self.smap = shard_map([layer.numel for layer in layers], len(topo.servers))
         except ValueError as exc:
             raise TopologyError(f"--servers {len(topo.servers)}: {exc}") from None
-        self.worker_comm = self.comm.Split(0 if topo.role == "worker" else 1, topo.rank)
+        self.worker_comm = self.comm.Split(0 if topo.role == Role.WORKER else 1, topo.rank)
         self.server: Server | None = None
         self.worker: PSWorker | None = None
-        if topo.role == "server":
+        if topo.role == Role.SERVER:
             initial = flat_parameters(layers)
             index = topo.servers.index(topo.rank)
             if self.lockstep:
@@ -65,23 +65,12 @@ class PSStrategy(Strategy):
     def lockstep(self) -> bool:
         return self.mode == "sync"
 
+    @property
+    def schedule(self) -> str:
+        return "lockstep" if self.lockstep else "decoupled"
+
     def make_topology(self, rank, size):
         return Topology.parameter_server(rank, size, self.cfg.servers)
-
-    @property
-    def computes(self):
-        return self.topology.role == "worker"
-
-    @property
-    def compute_ranks(self):
-        return len(self.topology.workers)
-
-    @property
-    def data_part(self):
-        return self.topology.workers.index(self.world.rank) if self.computes else 0
-
-    def eval_rank(self):
-        return self.topology.workers[0]
 
     # ---- series ------------------------------------------------------------------------------------------
     def declare(self, rec):
@@ -122,6 +111,16 @@ class PSStrategy(Strategy):
             self.rec[f"ps/{name}"][step] = value
         return sum(row)
 
+    def request_stop(self, requested: bool) -> None:
+        self.worker.stop_request = requested
+
+    @property
+    def run_is_over(self) -> bool:
+        return self.worker.stop_seen
+
+    def say_goodbye(self, steps_done: int) -> None:
+        self.worker.say_bye(steps_done)
+
     def serve_events(self, stop_flag, timeout: float, on_row=None) -> int:
         """Decoupled server: serve until every worker has said goodbye; returns its number of rows."""
         self.server.serve(stop_flag, timeout, on_row)
@@ -140,7 +139,7 @@ class PSStrategy(Strategy):
     def collect_model(self, timeout: float) -> None:
         """Decoupled modes: the servers' final parameters to the evaluating worker (whose pulled copy may be older
         than the last updates)."""
-        target = self.eval_rank()
+        target = self.topology.eval_rank
         with WATCHDOG.guard(timeout, "sending the final parameters to the evaluating worker"):
             if self.server is not None:
                 MPI.Request.Waitall(self.server.send_values(target, self.server.values))

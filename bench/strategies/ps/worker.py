@@ -12,8 +12,18 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench.strategies.base import Exchange, HostStaging
-from bench.strategies.ps.protocol import HEADER_LEN, Kind, header, pull_tag, push_tag, to_server_tag, to_worker_tag
+from bench.strategies.base import Exchange
+from bench.strategies.ps.protocol import (
+    HEADER_LEN,
+    Kind,
+    Reply,
+    header,
+    pull_tag,
+    push_tag,
+    to_server_tag,
+    to_worker_tag,
+)
+from bench.strategies.staging import HostStaging
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 
@@ -48,7 +58,7 @@ class PSWorker:
             dest = self.servers[piece.server]
             if self.headers and not self._header_sent[piece.server]:
                 stop = 1.0 if self.stop_request else 0.0
-                msg = header(Kind.PUSH, self.step, self.version[piece.server], stop)
+                msg = header(Kind.PUSH, STEP=self.step, VERSION=self.version[piece.server], STOP=stop)
                 self.comm.Send(msg, dest, to_server_tag(self.tag_ub))
                 self._header_sent[piece.server] = True
                 sent += msg.nbytes
@@ -66,17 +76,17 @@ class PSWorker:
     def _receive_replies(self) -> int:
         for s, rank in enumerate(self.servers):
             self.comm.Recv(self.replies[s], rank, to_worker_tag(self.tag_ub))
-        self.version[:] = self.replies[:, 1]
-        self.stop_seen = bool(self.replies[:, 2].any())
+        self.version[:] = self.replies[:, Reply.VERSION]
+        self.stop_seen = bool(self.replies[:, Reply.STOP].any())
         return 0
 
     @property
     def clock_spread(self) -> float:
-        return float(self.replies[:, 3].max())
+        return float(self.replies[:, Reply.CLOCKS_AHEAD].max())
 
     @property
     def blocked_s(self) -> float:
-        return float(self.replies[:, 4].max())
+        return float(self.replies[:, Reply.DEFERRED_S].max())
 
     def _pull_layer(self, layer: int) -> int:
         buf = self.staging.numpy[layer]
@@ -87,4 +97,4 @@ class PSWorker:
 
     def say_bye(self, steps_done: int) -> None:
         for rank in self.servers:
-            self.comm.Send(header(Kind.BYE, steps_done), rank, to_server_tag(self.tag_ub))
+            self.comm.Send(header(Kind.BYE, STEPS_DONE=steps_done), rank, to_server_tag(self.tag_ub))

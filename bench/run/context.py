@@ -1,0 +1,163 @@
+"""One run context, shared by the three schedules (:mod:`lockstep`, :mod:`decoupled`, :mod:`rounds`): the Recorder,
+evaluations, agreeing on a stop, timing what is not training (evaluation, writing), and writing the results file.
+
+A schedule drives the loop and calls only the public methods here; what differs between schedules (which rank
+evaluates, what a row is, the strategy's own datasets) is passed in, not looked up.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mpi4py import MPI
+
+from bench.measure import results
+from bench.measure.recorder import Recorder
+from bench.runtime.watchdog import WATCHDOG
+from kernels.tags import Tag, tag_for
+
+STOP_CHECK_EVERY = 10  # rows (steps or rounds) between agreements on a pending stop signal
+
+
+def declare_series(rec: Recorder, n_layers: int, trace: bool) -> None:
+    """The series every schedule records (strategies add their own through ``Strategy.declare``)."""
+    L = (n_layers,)
+    rec.add("timing/forward", "s", L)
+    rec.add("timing/backward", "s", L)
+    rec.add("timing/comm", "s", L)
+    rec.add("timing/comm_bytes", "bytes", L, dtype=np.int64)
+    rec.add("timing/pack", "s", L)
+    for name in ("step", "wait", "data", "optimizer", "injected"):
+        rec.add(f"timing/{name}", "s")
+    rec.add("metrics/loss", "1")
+    if trace:
+        for name in ("forward", "backward", "comm"):
+            rec.add(f"timeline/{name}_start", "s", L)
+        rec.add("timeline/step_start", "s")
+
+
+def evaluate(model, ds, device, batch: int = 1024) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` on the test split."""
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for lo in range(0, len(ds.y_test), batch):
+            x = torch.from_numpy(ds.x_test[lo : lo + batch]).to(device)
+            y = torch.from_numpy(ds.y_test[lo : lo + batch]).to(device)
+            out = model(x)
+            loss += F.cross_entropy(out, y, reduction="sum").item()
+            correct += (out.argmax(1) == y).sum().item()
+    model.train()
+    return correct / len(ds.y_test), loss / len(ds.y_test)
+
+
+def run_datasets(run) -> dict:
+    """What every results file says about the run's layers and data partitions (all strategies)."""
+    layers = run.layers
+    return {
+        "layers/name": (np.array([layer.name for layer in layers]), "1"),
+        "layers/numel": (np.array([layer.numel for layer in layers], dtype=np.int64), "1"),
+        "layers/bytes": (np.array([layer.bytes for layer in layers], dtype=np.int64), "bytes"),
+        "data/partition_sizes": (np.array([len(p) for p in run.parts], dtype=np.int64), "samples"),
+    }
+
+
+def inject_failure(cfg, comm: MPI.Comm, row: int) -> None:
+    """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
+    if cfg.fail_mode == "hang":
+        comm.Recv(np.empty(1), source=MPI.ANY_SOURCE, tag=tag_for(Tag.TEST))
+    raise RuntimeError(f"injected failure at step {row} (--fail-rank {cfg.fail_rank})")
+
+
+class RunContext:
+    """What a run keeps whatever its schedule. ``rows``: steps or rounds planned; ``unit``: "step" or "round"."""
+
+    def __init__(self, run, comm: MPI.Comm, attrs: dict, stop, rows: int, unit: str = "step"):
+        self.run, self.comm, self.attrs, self.stop, self.cfg = run, comm, attrs, stop, run.cfg
+        self.unit = unit
+        self.rec = Recorder(comm, rows)
+        declare_series(self.rec, len(run.layers), self.cfg.trace and unit == "step")
+        self.evals: list[tuple[int, float, float]] = []
+        self.done = 0  # rows completed
+        self.stopped_by = ""
+        self.steps_done: np.ndarray | None = None  # per rank, where ranks take different numbers of steps
+        self.extra: dict = {}  # the strategy's own datasets, as last gathered (rank 0)
+        self.side_s = 0.0  # evaluation and results writing inside the loop: not training time
+
+    # ---- evaluation ------------------------------------------------------------------------------------
+    def due_for_evaluation(self, last: bool, stop: bool) -> bool:
+        every = self.cfg.evaluation_interval
+        return bool(every and self.done % every == 0) or last or stop
+
+    def record_evaluation(self, row: int, result: tuple[float, float]) -> None:
+        self.evals.append((row, *result))
+
+    def evaluate_on(self, rank: int, row: int) -> None:
+        """Collective: ``rank`` (which holds the current model) evaluates it; every rank records the result."""
+        result = evaluate(self.run.model, self.run.dataset, self.run.device) if self.comm.rank == rank else None
+        self.record_evaluation(row, self.comm.bcast(result, root=rank))
+
+    @property
+    def last_accuracy(self) -> float | None:
+        return self.evals[-1][1] if self.evals else None
+
+    # ---- stopping --------------------------------------------------------------------------------------
+    def agree_to_stop(self, row: int, comm: MPI.Comm) -> bool:
+        """Every STOP_CHECK_EVERY rows: collective over ``comm``, true if a stop was asked for on any rank. The
+        watchdog is left armed (what follows, evaluation, waits on peers too); the schedule disarms it."""
+        if (row + 1) % STOP_CHECK_EVERY:
+            return False
+        self.stop.poll_file(self.cfg.stop_file)
+        flag = np.array([1 if self.stop else 0], dtype=np.int32)
+        WATCHDOG.arm(self.cfg.timeout, f"{self.unit} {row}: agreeing on a stop with every rank")
+        comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+        return bool(flag[0])
+
+    def mark_stopped(self) -> None:
+        self.stopped_by = self.stop.signal_name or "stop request on another rank"
+
+    @property
+    def status(self) -> str:
+        return "stopped" if self.stopped_by else "complete"
+
+    # ---- time that is not training -----------------------------------------------------------------------
+    @contextmanager
+    def aside(self):
+        """Time spent inside the loop on evaluation and writing, left out of throughput."""
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.side_s += time.perf_counter() - t
+
+    def finish_timing(self, wall: float) -> None:
+        self.attrs["train_wall_s"] = wall
+        self.attrs["eval_and_io_s"] = self.side_s
+
+    # ---- results -----------------------------------------------------------------------------------------
+    def gather(self, strategy_datasets=None) -> None:
+        """Collective: the Recorder's rows (and, if given, the strategy's own datasets) to rank 0."""
+        with WATCHDOG.guard(self.cfg.timeout, "gathering results to rank 0"):
+            self.rec.gather(self.done)
+            extra = strategy_datasets() if strategy_datasets else {}
+        if self.comm.rank == 0:
+            self.extra = extra
+
+    def write(self, status: str, series: dict, extra: dict, steps_done=None, attrs: dict | None = None) -> None:
+        """Rank 0: the results file from ``series`` (the Recorder's datasets), the evaluations so far, the run's
+        own datasets and ``extra`` (the strategy's)."""
+        ev = np.array(self.evals, dtype=np.float64).reshape(-1, 3)
+        datasets = dict(series)
+        datasets["metrics/eval_step"] = (ev[:, 0].astype(np.int64), self.unit)
+        datasets["metrics/test_accuracy"] = (ev[:, 1], "1")
+        datasets["metrics/test_loss"] = (ev[:, 2], "1")
+        if steps_done is None:
+            steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
+        done = int(steps_done.max()) if steps_done.size else 0
+        root = self.attrs | {"status": status, "completed_steps": done, "stopped_by": self.stopped_by}
+        run = run_datasets(self.run) | {"timing/steps_done": (steps_done, f"{self.unit}s")}
+        results.write(self.run.out, root | (attrs or {}), datasets | run | extra)

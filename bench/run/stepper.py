@@ -1,0 +1,99 @@
+"""One training step on one rank, the same for every strategy that takes steps: compute timed per layer by the
+layer timer, communication timed per exchange here (kernels never time themselves), packing apart from
+communication. Used by the lock-step and the decoupled schedules."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.measure.timing import LayerTimer, make_clock
+from bench.run.context import RunContext, inject_failure
+from bench.strategies.staging import PACKING
+from bench.workload.stragglers import Straggler
+
+
+class Stepper:
+    def __init__(self, ctx: RunContext):
+        self.ctx, self.run, self.cfg, self.comm, self.rec = ctx, ctx.run, ctx.cfg, ctx.comm, ctx.rec
+        self.timer = LayerTimer(self.run.layers, make_clock(self.run.device.type), root=self.run.model)
+        self.straggler = Straggler(self.cfg, self.comm.rank, self.comm.size)
+
+    # ---- one step -------------------------------------------------------------------------------------
+    def exchange(self, step: int, exchanges, t0) -> None:
+        """Run and time ``exchanges``: communication per layer (a bucket's time shared by bytes), packing apart."""
+        comm_row = self.rec["timing/comm"][step]
+        bytes_row = self.rec["timing/comm_bytes"][step]
+        pack_row = self.rec["timing/pack"][step]
+        starts = self.rec["timeline/comm_start"][step] if self.cfg.trace else None
+        layers = self.run.layers
+        for ex in exchanges:
+            packed = PACKING.seconds
+            t = time.perf_counter()
+            sent = ex.run()
+            dt = time.perf_counter() - t
+            pack = min(dt, PACKING.seconds - packed)
+            if not ex.layers:  # e.g. waiting for reply headers: a per-step scalar, no layer's communication
+                if ex.series:
+                    self.rec[ex.series][step] += dt
+                continue
+            if sent == 0:  # nothing left this rank (one rank, nothing to send): local work, not communication
+                pack = dt
+            extra = self.rec[ex.series][step] if ex.series else None
+            total = sum(layers[i].bytes for i in ex.layers) or 1
+            for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
+                share = layers[i].bytes / total
+                comm_row[i] += (dt - pack) * share
+                pack_row[i] += pack * share
+                bytes_row[i] += int(round(sent * share))
+                if extra is not None:
+                    extra[i] += (dt - pack) * share
+                if starts is not None:
+                    starts[i] = t - t0
+
+    def step(self, step: int, t0: float) -> None:
+        """One step on this rank: a lock-step server serves it; a computing rank runs the strategy's exchanges
+        around forward, backward and the update, each phase timed into the Recorder's row ``step``."""
+        cfg, run, rec, strat = self.cfg, self.run, self.rec, self.run.strategy
+        t_start = time.perf_counter()
+        if cfg.trace:
+            rec["timeline/step_start"][step] = t_start - t0
+        if not strat.topology.computes:  # a lock-step server (ps sync): its own times, no compute
+            strat.serve_step(step)
+            rec["metrics/loss"][step] = np.nan
+            rec["timing/step"][step] = time.perf_counter() - t_start
+            return
+        self.exchange(step, strat.before_step(step), t0)
+        t = time.perf_counter()
+        x, y = run.loader.next()
+        rec["timing/data"][step] = time.perf_counter() - t
+        if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
+            inject_failure(cfg, self.comm, step)
+        run.model.zero_grad(set_to_none=True)
+        t_compute = time.perf_counter()
+        loss = F.cross_entropy(run.model(x), y)
+        self.timer.start_backward()
+        loss.backward()
+        starts = None
+        if cfg.trace:
+            starts = {"forward": rec["timeline/forward_start"][step], "backward": rec["timeline/backward_start"][step]}
+        self.timer.collect(rec["timing/forward"][step], rec["timing/backward"][step], t0, starts)
+        if self.straggler.active:
+            rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
+        barrier = strat.barrier_for_wait(step) if cfg.sync_wait else None
+        if barrier is not None:
+            t = time.perf_counter()
+            barrier.Barrier()
+            rec["timing/wait"][step] = time.perf_counter() - t
+        self.exchange(step, strat.after_backward(step), t0)
+        t = time.perf_counter()
+        strat.apply_update(step)
+        if run.device.type == "cuda":
+            torch.cuda.synchronize()
+        rec["timing/optimizer"][step] = time.perf_counter() - t
+        self.exchange(step, strat.after_update(step), t0)
+        rec["metrics/loss"][step] = loss.item()
+        rec["timing/step"][step] = time.perf_counter() - t_start

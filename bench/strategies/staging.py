@@ -1,0 +1,105 @@
+"""Host buffers for MPI: each layer's (or bucket's) flattened gradients or parameters in one contiguous float32
+buffer, and the clock of the time spent copying into and out of them (packing), which is not communication."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench.workload.models import Layer
+
+
+class PackingClock:
+    """Seconds spent copying between model tensors and host buffers (pack, unpack, scaling), summed over every
+    :class:`HostStaging` of the process. The driver reads it around each exchange, so that this local copying is
+    recorded as its own phase (``timing/pack``) and not as communication: a 1-rank ``ring`` moves no bytes and
+    must report no communication time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, fn):
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        return run
+
+
+PACKING = PackingClock()
+
+
+class HostStaging:
+    """Contiguous host buffers holding each layer's flattened gradients (or parameters) for MPI.
+
+    On CPU the numpy buffer shares memory with a torch tensor, so packing is one ``torch.cat(out=...)``. On
+    CUDA the torch tensor is pinned host memory and the copy is a device-to-host transfer (MPI here is not
+    assumed CUDA-aware).
+    """
+
+    def __init__(self, layers: list[Layer], device: torch.device, groups: list[tuple[int, ...]] | None = None):
+        self.layers = layers
+        self.groups = groups or [(layer.index,) for layer in layers]
+        pin = device.type == "cuda"
+        self.host: list[torch.Tensor] = []
+        self.numpy: list[np.ndarray] = []
+        for g in self.groups:
+            n = sum(layers[i].numel for i in g)
+            t = torch.empty(n, dtype=torch.float32, pin_memory=pin)
+            self.host.append(t)
+            self.numpy.append(t.numpy())
+
+    def _tensors(self, group: tuple[int, ...], grads: bool) -> list[torch.Tensor]:
+        out = []
+        for i in group:
+            for p in self.layers[i].params:
+                t = p.grad if grads else p.data
+                out.append(t.reshape(-1))
+        return out
+
+    @PACKING.timed
+    def pack(self, g: int, grads: bool = True) -> np.ndarray:
+        parts = self._tensors(self.groups[g], grads)
+        if self.host[g].device.type == "cpu" and parts and parts[0].device.type == "cpu":
+            torch.cat(parts, out=self.host[g])
+        else:
+            self.host[g].copy_(torch.cat(parts), non_blocking=False)
+        return self.numpy[g]
+
+    @PACKING.timed
+    def scale(self, g: int, factor: float) -> None:
+        """Multiply the host buffer of group ``g`` in place (a sum into a mean)."""
+        self.host[g].mul_(factor)
+
+    @PACKING.timed
+    def unpack(self, g: int, grads: bool = True) -> None:
+        src = self.host[g]
+        off = 0
+        for t in self._tensors(self.groups[g], grads):
+            n = t.numel()
+            t.copy_(src[off : off + n])
+            off += n
+
+
+def bucket_groups(layers: list[Layer], bucket_mb: float) -> list[tuple[int, ...]]:
+    """Group layers, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
+    DDP's gradient buckets; ``bucket_mb == 0`` gives one group per layer."""
+    order = [layer.index for layer in reversed(layers)]
+    if bucket_mb <= 0:
+        return [(i,) for i in order]
+    limit = bucket_mb * 2**20
+    groups, current, size = [], [], 0
+    for i in order:
+        current.append(i)
+        size += layers[i].bytes
+        if size >= limit:
+            groups.append(tuple(current))
+            current, size = [], 0
+    if current:
+        groups.append(tuple(current))
+    return groups
