@@ -153,6 +153,6 @@ def allreduce_time(nbytes: float, p: int, fit: Fit) -> float:
     return a * f.alpha + b * nbytes * f.beta
 
 
-def _p2p(nbytes: float, fit: Fit) -> float:
+def p2p_time(nbytes: float, fit: Fit) -> float:
     f = fit.for_message(nbytes)
     return f.alpha + nbytes * f.beta

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.costmodel import Fit, _p2p, allreduce_time
+from analysis.costmodel import Fit, allreduce_time, p2p_time
 from analysis.load import RunResults
 from analysis.metrics import compute_ranks, row_times
 
@@ -37,13 +37,13 @@ def _servers(run) -> int:
 def _ps(run, p, fit):
     servers = _servers(run)
     workers = max(1, p - servers)
-    return 2 * workers * sum(_p2p(n / servers, fit) for n in run.data["layers/bytes"].astype(np.float64))
+    return 2 * workers * sum(p2p_time(n / servers, fit) for n in run.data["layers/bytes"].astype(np.float64))
 
 
 def _fedavg(run, p, fit):
     sampled = run.data.get("fedavg/sampled")
     m = float(np.median(sampled[0])) if sampled is not None and sampled.size else 1.0
-    return 2 * m * sum(_p2p(n, fit) for n in run.data["layers/bytes"].astype(np.float64))
+    return 2 * m * sum(p2p_time(n, fit) for n in run.data["layers/bytes"].astype(np.float64))
 
 
 COMMUNICATION = {"ring": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}

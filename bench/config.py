@@ -16,6 +16,7 @@ import tomllib
 
 from bench.runtime.errors import UsageError
 from bench.strategies import NAMES as STRATEGIES  # the registry, imported without torch or MPI
+from bench.strategies import PS_MODE_OF, ROWS
 
 PS_MODES = ("sync", "async", "ssp")
 MODELS = ("mlp", "cnn", "resnet20", "transformer")
@@ -31,8 +32,10 @@ LOCKSTEP = ("ring", "localsgd", "ps")  # strategies whose steps can be lock-step
 
 def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False, applies=()):
     """A config field with its help text (``choices`` are checked in :func:`validate`). ``applies``: the
-    strategies it means something to (empty: all); given explicitly to another, it is a usage error."""
-    meta = {"help": help, "choices": choices, "group": group, "hidden": hidden, "applies": tuple(applies)}
+    strategies it means something to (default: the strategy the group is named after, else all); given explicitly
+    to another strategy, it is a usage error."""
+    applies = tuple(applies) or ((group,) if group in STRATEGIES else ())  # a strategy's own group: it alone
+    meta = {"help": help, "choices": choices, "group": group, "hidden": hidden, "applies": applies}
     return field(default=default, metadata=meta)
 
 
@@ -71,21 +74,14 @@ class Config:
         "", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers", applies=STEPPED
     )
     # --- localsgd ---
-    local_steps: int = opt(
-        4, "localsgd: local steps (tau) between parameter averages", group="localsgd", applies=("localsgd",)
-    )
+    local_steps: int = opt(4, "localsgd: local steps (tau) between parameter averages", group="localsgd")
     warmup_steps: int = opt(
         0,
         "localsgd: average after every step for the first N steps (post-local SGD)",
         group="localsgd",
-        applies=("localsgd",),
     )
-    outer_momentum: float = opt(
-        0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd", applies=("localsgd",)
-    )
-    outer_lr: float = opt(
-        1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd", applies=("localsgd",)
-    )
+    outer_momentum: float = opt(0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd")
+    outer_lr: float = opt(1.0, "localsgd: SlowMo outer learning rate alpha (1: plain averaging)", group="localsgd")
     # --- parameter server ---
     servers: int = opt(
         1,
@@ -108,47 +104,33 @@ class Config:
         applies=("ssp",),
     )
     # --- federated averaging ---
-    clients: int = opt(
-        16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg", applies=("fedavg",)
-    )
-    fraction: float = opt(
-        0.1, "fedavg: fraction C of the clients sampled each round, in (0, 1]", group="fedavg", applies=("fedavg",)
-    )
-    rounds: int = opt(20, "fedavg: communication rounds", group="fedavg", applies=("fedavg",))
+    clients: int = opt(16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg")
+    fraction: float = opt(0.1, "fedavg: fraction C of the clients sampled each round, in (0, 1]", group="fedavg")
+    rounds: int = opt(20, "fedavg: communication rounds", group="fedavg")
     local_epochs: int = opt(
         1,
         "fedavg: local epochs E over the client's data per round (--batch-size B)",
         group="fedavg",
-        applies=("fedavg",),
     )
-    fedprox_mu: float = opt(
-        0.0, "fedavg: FedProx proximal term mu (0: plain FedAvg)", group="fedavg", applies=("fedavg",)
-    )
+    fedprox_mu: float = opt(0.0, "fedavg: FedProx proximal term mu (0: plain FedAvg)", group="fedavg")
     server_opt: str = opt(
         "avg",
         "fedavg: server update on the averaged model (FedOpt): avg, avgm, adam",
         ("avg", "avgm", "adam"),
         "fedavg",
-        applies=("fedavg",),
     )
-    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg", applies=("fedavg",))
-    server_momentum: float = opt(
-        0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg", applies=("fedavg",)
-    )
-    dropout: float = opt(
-        0.0, "fedavg: probability that a sampled client fails to report", group="fedavg", applies=("fedavg",)
-    )
+    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg")
+    server_momentum: float = opt(0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg")
+    dropout: float = opt(0.0, "fedavg: probability that a sampled client fails to report", group="fedavg")
     deadline: float = opt(
         float("inf"),
         "fedavg: seconds after a round starts; later updates are dropped (late)",
         group="fedavg",
-        applies=("fedavg",),
     )
     client_timeout: float = opt(
         0.0,
         "fedavg: seconds the aggregator waits for a round's clients (0: --timeout)",
         group="fedavg",
-        applies=("fedavg",),
     )
     on_client_timeout: str = opt(
         "abort",
@@ -156,13 +138,11 @@ class Config:
         "the results so far are written, then the job ends naming their ranks)",
         ("abort", "drop"),
         "fedavg",
-        applies=("fedavg",),
     )
     client_speed: str = opt(
         "",
         "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA",
         group="fedavg",
-        applies=("fedavg",),
     )
     # --- data ---
     data_dir: str = opt("", "folder with MNIST idx files or CIFAR-10 binary batches", group="data")
@@ -233,7 +213,7 @@ class Config:
         fedavg, which runs tens of rounds, not hundreds of steps (time-to-accuracy needs points along the run)."""
         if self.eval_every >= 0:
             return self.eval_every
-        return DEFAULT_EVAL_ROUNDS if self.strategy == "fedavg" else DEFAULT_EVAL_STEPS
+        return DEFAULT_EVAL_ROUNDS if ROWS.get(self.strategy) == "round" else DEFAULT_EVAL_STEPS
 
     def to_json(self) -> str:
         resolved = {"scaling": self.scaling, "eval_every": self.evaluation_interval}
@@ -288,12 +268,15 @@ def build(values: dict) -> Config:
 def normalize_ps_mode(cfg: Config, mode_given: bool) -> None:
     """``--strategy ssp`` is ``--strategy ps --ps-mode ssp``: one name for it (``ssp``, as results files have
     always called it) and one mode, whichever way it was asked for."""
-    if cfg.strategy == "ssp":
-        if mode_given and cfg.ps_mode != "ssp":
-            raise UsageError(f"--strategy ssp is --strategy ps --ps-mode ssp; --ps-mode {cfg.ps_mode} contradicts it")
-        cfg.ps_mode = "ssp"
-    elif cfg.strategy == "ps" and cfg.ps_mode == "ssp":
-        cfg.strategy = "ssp"
+    fixed = PS_MODE_OF.get(cfg.strategy)
+    if fixed:
+        if mode_given and cfg.ps_mode != fixed:
+            raise UsageError(
+                f"--strategy {cfg.strategy} is --strategy ps --ps-mode {fixed}; --ps-mode {cfg.ps_mode} contradicts it"
+            )
+        cfg.ps_mode = fixed
+    elif cfg.strategy in FIELDS["ps_mode"].metadata["applies"]:
+        cfg.strategy = {mode: name for name, mode in PS_MODE_OF.items()}.get(cfg.ps_mode, cfg.strategy)
 
 
 def check_applies(cfg: Config, given) -> None:
@@ -318,6 +301,38 @@ def _as_bool(value) -> bool:
     raise ValueError(value)
 
 
+POSITIVE = (
+    "steps",
+    "clients",
+    "rounds",
+    "local_epochs",
+    "server_lr",
+    "batch_size",
+    "local_steps",
+    "outer_lr",
+    "flush_every",
+    "synthetic_samples",
+    "synthetic_classes",
+    "leaf_devices",
+    "lr",
+    "alpha",
+    "deadline",
+)
+NON_NEGATIVE = (
+    "global_batch_size",
+    "warmup_steps",
+    "bucket_mb",
+    "momentum",
+    "weight_decay",
+    "threads",
+    "timeout",
+    "staleness",
+    "fedprox_mu",
+    "client_timeout",
+)
+HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
+
+
 def validate(cfg: Config) -> None:
     """Checks that need no MPI and no data. Everything here fails identically on every rank."""
     for name, f in FIELDS.items():
@@ -326,55 +341,33 @@ def validate(cfg: Config) -> None:
             raise UsageError(
                 f"unknown {name.replace('_', ' ')} '{getattr(cfg, name)}'; choose from: {', '.join(choices)}"
             )
-    positive = (
-        "steps",
-        "clients",
-        "rounds",
-        "local_epochs",
-        "server_lr",
-        "batch_size",
-        "local_steps",
-        "outer_lr",
-        "flush_every",
-        "synthetic_samples",
-        "synthetic_classes",
-        "leaf_devices",
-    )
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    for name in (
-        "global_batch_size",
-        "warmup_steps",
-        "bucket_mb",
-        "momentum",
-        "weight_decay",
-        "threads",
-        "timeout",
-        "staleness",
-        "fedprox_mu",
-        "client_timeout",
-    ):
-        if getattr(cfg, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    _check_ranges(cfg)
+    _check_data(cfg)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_ranges(cfg: Config) -> None:
+    for name in POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise UsageError(f"{_flag(name)} must be positive, got {getattr(cfg, name)}")
+    for name in NON_NEGATIVE:
+        if not getattr(cfg, name) >= 0:
+            raise UsageError(f"{_flag(name)} must be >= 0, got {getattr(cfg, name)}")
+    for name in HALF_OPEN:
+        if not 0 <= getattr(cfg, name) < 1:
+            raise UsageError(f"{_flag(name)} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.eval_every < -1:
         raise UsageError(f"--eval-every must be >= 0 (or -1 for the default), got {cfg.eval_every}")
-    if not 0 <= cfg.outer_momentum < 1:
-        raise UsageError(f"--outer-momentum must be in [0, 1), got {cfg.outer_momentum}")
     if not 0 < cfg.fraction <= 1:
         raise UsageError(f"--fraction must be in (0, 1], got {cfg.fraction}")
-    if not 0 <= cfg.dropout < 1:
-        raise UsageError(f"--dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.deadline <= 0:
-        raise UsageError(f"--deadline must be positive (seconds), got {cfg.deadline}")
-    if not 0 <= cfg.server_momentum < 1:
-        raise UsageError(f"--server-momentum must be in [0, 1), got {cfg.server_momentum}")
-    if cfg.lr <= 0:
-        raise UsageError(f"--lr must be positive, got {cfg.lr}")
     if not 0 < cfg.test_fraction < 1:
         raise UsageError(f"--test-fraction must be in (0, 1), got {cfg.test_fraction}")
-    if cfg.alpha <= 0:
-        raise UsageError(f"--alpha must be positive, got {cfg.alpha}")
+
+
+def _check_data(cfg: Config) -> None:
     if cfg.dataset in ("mnist", "cifar10") and not cfg.data_dir:
         raise UsageError(f"--dataset {cfg.dataset} reads local files: give --data-dir (no downloads here)")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():

@@ -45,7 +45,7 @@ def iterations(size: int, iters: int, least: int = 5) -> int:
     return max(least, min(iters, int(iters * (1 << 20) / max(size, 1))))
 
 
-def _time(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndarray]:
+def time_ops(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.ndarray]:
     """Time every op of ``ops`` (name -> callable) ``n`` times, interleaved so that all see the same machine
     noise, in an order rotated every iteration (A B C, B C A, C A B, ...) so that whatever an op leaves behind
     for the next (cache contents, a library's helper threads) falls on every op alike. (Measured with one
@@ -93,7 +93,7 @@ def micro(args, comm: MPI.Comm) -> int:
     sizes = sizes_between(args.min, args.max)
 
     def timer(ops, size, reset=None):
-        return _time(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
+        return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
     with WATCHDOG.guard(600, f"micro {op}"):
         if op == "allreduce":

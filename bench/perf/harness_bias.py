@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-from bench.micro.harness import _time
+from bench.micro.harness import time_ops
 
 
 def medians(comm, bufs: list[np.ndarray], base: np.ndarray, iters: int) -> list[float]:
@@ -30,7 +30,7 @@ def medians(comm, bufs: list[np.ndarray], base: np.ndarray, iters: int) -> list[
     def reset(k):
         bufs[k][:] = base
 
-    samples = _time(comm, ops, 3, iters, reset)
+    samples = time_ops(comm, ops, 3, iters, reset)
     return [float(np.median(samples[k])) * 1e3 for k in ops]
 
 

@@ -138,6 +138,27 @@ class RunContext:
         self.attrs["train_wall_s"] = wall
         self.attrs["eval_and_io_s"] = self.side_s
 
+    def between_rows(self, last: bool, stop_now: bool, evaluate, flush) -> bool:
+        """After a row of a lock-step or rounds run: evaluate when due, stop if agreed, flush every
+        ``--flush-every`` rows (all of it aside from training time). True: the loop ends here."""
+        with self.aside():
+            if self.due_for_evaluation(last, stop_now):
+                evaluate()
+            if stop_now:
+                self.mark_stopped()
+                return True
+            if not last and self.done % self.cfg.flush_every == 0:
+                flush(self, "running")
+        return False
+
+    def close(self, t0: float, progress, flush) -> float:
+        """End of the loop: training wall time recorded, the final flush; returns the wall seconds."""
+        wall = time.perf_counter() - t0
+        progress.close()
+        self.finish_timing(wall)
+        flush(self, self.status)
+        return wall
+
     # ---- results -----------------------------------------------------------------------------------------
     def gather(self, strategy_datasets=None) -> None:
         """Collective: the Recorder's rows (and, if given, the strategy's own datasets) to rank 0."""

@@ -34,18 +34,11 @@ def train_lockstep(ctx: RunContext) -> int:
         progress.update(loss=ctx.rec["metrics/loss"][step] if strategy.topology.computes else None)
         last = ctx.done == cfg.steps
         stop_now = not last and ctx.agree_to_stop(step, strategy.comm)
-        with ctx.aside():
-            if ctx.due_for_evaluation(last, stop_now):
-                ctx.evaluate_on(strategy.topology.eval_rank, step)
-            if stop_now:
-                ctx.mark_stopped()
-                break
-            if not last and ctx.done % cfg.flush_every == 0:
-                flush(ctx, "running")
-    wall = time.perf_counter() - t0
-    progress.close()
-    ctx.finish_timing(wall)
-    flush(ctx, ctx.status)
+        if ctx.between_rows(
+            last, stop_now, lambda step=step: ctx.evaluate_on(strategy.topology.eval_rank, step), flush
+        ):
+            break
+    wall = ctx.close(t0, progress, flush)
     WATCHDOG.disarm()
     if comm.rank == 0:
         print_summary(run, ctx.rec, ctx.evals, wall - ctx.side_s, ctx.status, ctx.stopped_by, ctx.attrs)

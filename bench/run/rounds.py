@@ -89,19 +89,11 @@ def train_rounds(ctx: RunContext) -> int:
         last = ctx.done == cfg.rounds
         stop_now = not last and ctx.agree_to_stop(r, comm)
         WATCHDOG.disarm()
-        with ctx.aside():
-            if ctx.due_for_evaluation(last, stop_now):
-                evaluate_global(ctx, r)
-            progress.update(acc=ctx.last_accuracy)
-            if stop_now:
-                ctx.mark_stopped()
-                break
-            if not last and ctx.done % cfg.flush_every == 0:
-                flush(ctx, "running")
-    wall = time.perf_counter() - t0
-    progress.close()
-    ctx.finish_timing(wall)
-    flush(ctx, ctx.status)
+        ended = ctx.between_rows(last, stop_now, lambda r=r: evaluate_global(ctx, r), flush)
+        progress.update(acc=ctx.last_accuracy)
+        if ended:
+            break
+    wall = ctx.close(t0, progress, flush)
     if comm.rank == 0:
         from bench.strategies.fedavg.report import print_round_summary
 

@@ -19,6 +19,10 @@ REGISTRY: dict[str, str] = {
     "fedavg": "bench.strategies.fedavg.strategy:FedAvgStrategy",
 }
 NAMES = tuple(REGISTRY)
+ROWS = {name: "round" if name == "fedavg" else "step" for name in REGISTRY}
+"""What one row of a run's results is for each strategy (a round of federated averaging, else a step)."""
+PS_MODE_OF = {"ssp": "ssp"}
+"""Strategies that are ``ps`` with a fixed ``--ps-mode`` (``--strategy ssp`` is ``--strategy ps --ps-mode ssp``)."""
 
 
 def strategy_class(name: str):

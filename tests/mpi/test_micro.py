@@ -6,7 +6,7 @@ import pytest
 from mpi4py import MPI
 
 from bench.micro import operations as micro_ops
-from bench.micro.harness import _time, sizes_between
+from bench.micro.harness import sizes_between, time_ops
 
 from .conftest import all_agree
 
@@ -15,7 +15,7 @@ SIZES = sizes_between(8, 1 << 16)
 
 
 def timer(ops, size, reset=None):
-    return _time(MPI.COMM_WORLD, ops, 1, 3, reset)
+    return time_ops(MPI.COMM_WORLD, ops, 1, 3, reset)
 
 
 @pytest.mark.parametrize("impls", [("ours", "naive", "mpi", "pickle"), ("ours", "gloo")], ids=["mpi", "gloo"])
@@ -64,11 +64,11 @@ def test_a_wrong_kernel_is_caught(monkeypatch):
 
 
 def test_interleaved_order_rotates_so_each_op_takes_every_position():
-    """Over len(ops) iterations each op must run once in each position (see ``_time``), in the same order on
+    """Over len(ops) iterations each op must run once in each position (see ``time_ops``), in the same order on
     every rank (the ops are collective)."""
     calls = []
     ops = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
-    _time(MPI.COMM_WORLD, ops, warmup=0, n=3)
+    time_ops(MPI.COMM_WORLD, ops, warmup=0, n=3)
     rounds = [calls[k : k + 3] for k in range(0, 9, 3)]
     every_position = all(sorted(r[position] for r in rounds) == ["a", "b", "c"] for position in range(3))
     same_on_every_rank = MPI.COMM_WORLD.bcast(calls, root=0) == calls

@@ -74,3 +74,34 @@ def test_server_optimizers_closed_form():
     adam = ServerOptimizer("adam", 3, lr=0.1, beta1=0.9, beta2=0.99, tau=1e-3)
     adam.step(x, avg)  # m = 0.1 d, v = 0.01 d^2 -> x = 0.1 * 0.1 d / (0.1 |d| + 1e-3)
     np.testing.assert_allclose(x, 0.01 * avg / (0.1 * np.abs(avg) + 1e-3), rtol=1e-5)
+
+
+def test_algorithms_override_one_hook_each_and_compose():
+    import types
+
+    import torch
+
+    from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx, algorithm_for
+
+    cfg = types.SimpleNamespace(fedprox_mu=0.0, server_opt="avg", server_lr=0.5, server_momentum=0.9, seed=0)
+    assert type(algorithm_for(cfg, 3)) is FedAvg
+    prox = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2}), 3)
+    opt = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "server_opt": "avgm"}), 3)
+    both = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2, "server_opt": "avgm"}), 3)
+    assert (
+        isinstance(prox, FedProx) and isinstance(opt, FedOpt) and isinstance(both, FedProx) and isinstance(both, FedOpt)
+    )
+    model = torch.nn.Linear(2, 1, bias=False)
+    anchor = prox.begin_client(model)
+    with torch.no_grad():
+        model.weight += 1.0  # moved by 1 in each of 2 coordinates: ||w - w0||^2 = 2
+    loss = torch.tensor(3.0)
+    assert float(prox.client_loss(loss, model, anchor)) == pytest.approx(3.0 + 0.5 * 0.2 * 2)
+    assert float(FedAvg(cfg, 3).client_loss(loss, model, None)) == 3.0
+    x, avg = np.zeros(3, dtype=np.float32), np.ones(3, dtype=np.float32)
+    FedAvg(cfg, 3).server_update(x, avg)
+    assert (x == 1).all()
+    x2, ref = np.zeros(3, dtype=np.float32), np.zeros(3, dtype=np.float32)
+    both.server_update(x2, avg)
+    ServerOptimizer("avgm", 3, lr=0.5, beta1=0.9).step(ref, avg)
+    assert np.array_equal(x2, ref) and not np.array_equal(x2, avg)  # FedOpt's step, not the plain mean

@@ -26,8 +26,9 @@ from kernels.waiting import probe
 
 
 class ClientHost:
-    def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float):
+    def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float, algorithm):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
+        self.algorithm = algorithm
         self.layers = run.layers
         self.staging = HostStaging(run.layers, run.device)
         self.tag_ub = tag_upper_bound(comm)
@@ -83,7 +84,7 @@ class ClientHost:
         n = len(y)
         batch = min(cfg.batch_size, n)
         opt = make_optimizer(model.parameters(), cfg)
-        anchor = [p.detach().clone() for p in model.parameters()] if cfg.fedprox_mu > 0 else None
+        state = self.algorithm.begin_client(model)
         losses = []
         t0 = time.perf_counter()
         for epoch in range(cfg.local_epochs):
@@ -91,10 +92,7 @@ class ClientHost:
             for lo in range(0, n - batch + 1, batch):
                 idx = torch.from_numpy(order[lo : lo + batch]).to(x.device)
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                if anchor is not None:  # FedProx (Li et al. 2020, Eq. 2): + mu/2 ||w - w_global||^2
-                    prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
-                    loss = loss + 0.5 * cfg.fedprox_mu * prox
+                loss = self.algorithm.client_loss(F.cross_entropy(model(x[idx]), y[idx]), model, state)
                 self.timer.start_backward()
                 loss.backward()
                 self.timer.collect(self._fwd, self._bwd)
@@ -106,27 +104,30 @@ class ClientHost:
             torch.cuda.synchronize()
         return float(np.mean(losses)), time.perf_counter() - t0, n
 
-    def run_round(self, round_: int, sampled: list[int], rec, step: int) -> None:
-        """Download once, then train and upload each sampled client of this host."""
-        row = {name: rec[name][step] for name in ("timing/comm", "timing/comm_bytes", "fedavg/download")}
-        rec["timing/wait"][step] += self.download(row["timing/comm"], row["timing/comm_bytes"], row["fedavg/download"])
+    def run_round(self, round_: int, sampled: list[int], rec) -> None:
+        """Download once, then train and upload each sampled client of this host (into the Recorder's row
+        ``round_``)."""
+        comm_row, bytes_row, pull_row = (
+            rec[name][round_] for name in ("timing/comm", "timing/comm_bytes", "fedavg/download")
+        )
+        rec["timing/wait"][round_] += self.download(comm_row, bytes_row, pull_row)
         losses = []
         for k in sampled:
             if drops_out(self.cfg.seed, round_, k, self.cfg.dropout):
                 self.comm.Send(client_header(k, ClientStatus.DROPPED), 0, header_tag(self.tag_ub))
                 continue
-            loss, compute_s, n = self.train(k, round_, rec["timing/forward"][step], rec["timing/backward"][step])
+            loss, compute_s, n = self.train(k, round_, rec["timing/forward"][round_], rec["timing/backward"][round_])
             extra = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * compute_s
             if extra > 0:
                 time.sleep(extra)
-                rec["timing/injected"][step] += extra
+                rec["timing/injected"][round_] += extra
             losses.append(loss)
             head = client_header(k, ClientStatus.OK, n, compute_s, extra, loss)
             self.comm.Send(head, 0, header_tag(self.tag_ub))
-            self.upload(rec, step)
-        rec["metrics/loss"][step] = float(np.mean(losses)) if losses else np.nan
+            self.upload(rec, round_)
+        rec["metrics/loss"][round_] = float(np.mean(losses)) if losses else np.nan
 
-    def upload(self, rec, step: int) -> None:
+    def upload(self, rec, round_: int) -> None:
         """Send the trained model layer by layer; copying it into the host buffer is packing, not communication."""
         for i in range(len(self.layers)):
             t = time.perf_counter()
@@ -134,7 +135,7 @@ class ClientHost:
             packed = time.perf_counter()
             self.comm.Send(buf, 0, update_tag(i, self.tag_ub))
             dt = time.perf_counter() - packed
-            rec["timing/pack"][step][i] += packed - t
-            rec["fedavg/upload"][step][i] += dt
-            rec["timing/comm"][step][i] += dt
-            rec["timing/comm_bytes"][step][i] += buf.nbytes
+            rec["timing/pack"][round_][i] += packed - t
+            rec["fedavg/upload"][round_][i] += dt
+            rec["timing/comm"][round_][i] += dt
+            rec["timing/comm_bytes"][round_][i] += buf.nbytes

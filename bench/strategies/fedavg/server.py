@@ -18,7 +18,6 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
-from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
 from bench.strategies.fedavg.protocol import HEADER_LEN, ClientStatus, Head, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
@@ -27,15 +26,14 @@ COUNTED_AS = {ClientStatus.OK: "finished", ClientStatus.DROPPED: "dropped", Clie
 
 
 class Aggregator:
-    def __init__(self, cfg, comm: MPI.Comm, layers, initial: np.ndarray, topology):
-        self.cfg, self.comm, self.topology = cfg, comm, topology
+    def __init__(self, cfg, comm: MPI.Comm, layers, initial: np.ndarray, topology, algorithm):
+        self.cfg, self.comm, self.topology, self.algorithm = cfg, comm, topology, algorithm
         self.tag_ub = tag_upper_bound(comm)
         self.offsets = np.cumsum([0] + [layer.numel for layer in layers])
         self.values = initial.astype(np.float32).copy()  # the global model, flat
         self.snapshot = np.empty_like(self.values)
         self.scratch = np.empty_like(self.values)
-        self.mean = StreamingMean(self.values.size)
-        self.opt = ServerOptimizer(cfg.server_opt, self.values.size, cfg.server_lr, cfg.server_momentum)
+        self.mean = algorithm.new_aggregate()
         self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
 
     def layer(self, values: np.ndarray, i: int) -> np.ndarray:
@@ -89,7 +87,7 @@ class Aggregator:
                 if arrival - t0 > self.cfg.deadline:
                     state = ClientStatus.LATE
                 else:
-                    self.mean.add(self.scratch, n_k)
+                    self.algorithm.fold(self.mean, self.scratch, n_k)
                     times["aggregate"] += time.perf_counter() - t_recv
             counts[COUNTED_AS[state]] += 1
             train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
@@ -97,7 +95,7 @@ class Aggregator:
         t = time.perf_counter()
         MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
-            self.opt.step(self.values, self.mean.mean())
+            self.algorithm.server_update(self.values, self.mean.mean())
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
         return times | counts | {"lost": lost}

@@ -13,9 +13,9 @@ import numpy as np
 
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
+from bench.strategies.fedavg.algorithm import algorithm_for
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, client_log
-from bench.strategies.fedavg.sampling import sample_clients
 from bench.strategies.fedavg.server import Aggregator
 from bench.strategies.staging import HostStaging
 from bench.workload.models import flat_parameters
@@ -50,17 +50,19 @@ class FedAvgStrategy(Strategy):
     def prepare(self, run) -> None:
         """The aggregator on rank 0, a client host (its clients' data on this rank) elsewhere."""
         self.aggregator = self.host = None
+        initial = flat_parameters(run.layers)
+        self.algorithm = algorithm_for(self.cfg, initial.size)
         if self.world.rank == 0:
-            self.aggregator = Aggregator(self.cfg, self.world, run.layers, flat_parameters(run.layers), self.topology)
+            self.aggregator = Aggregator(self.cfg, self.world, run.layers, initial, self.topology, self.algorithm)
             self.staging = HostStaging(run.layers, run.device)
         else:
             timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
-            self.host = ClientHost(self.cfg, self.world, run, self.topology.my_clients, timer, sigma)
+            self.host = ClientHost(self.cfg, self.world, run, self.topology.my_clients, timer, sigma, self.algorithm)
 
     def sampled(self, round_: int) -> np.ndarray:
-        """Configure the round: which clients take part (seeded; every rank computes the same)."""
-        return sample_clients(self.cfg.seed, round_, self.cfg.clients, self.cfg.fraction)
+        """Configure the round: which clients take part (the algorithm's hook)."""
+        return self.algorithm.configure_round(round_)
 
     def aggregate_round(self, round_: int, sampled, rec) -> list[int]:
         """Rank 0: send the model, fold the updates, step; record the round. Returns client ranks lost."""
@@ -77,7 +79,7 @@ class FedAvgStrategy(Strategy):
 
     def host_round(self, round_: int, mine: list[int], rec) -> None:
         """A client rank: download the model, train and upload each of its sampled clients."""
-        self.host.run_round(round_, mine, rec, round_)
+        self.host.run_round(round_, mine, rec)
 
     def load_global_model(self) -> None:
         """Rank 0: the global model into the torch model, for evaluation."""
