@@ -139,6 +139,19 @@ class Config:
         ("abort", "drop"),
         "fedavg",
     )
+    aggregation: str = opt(
+        "client",
+        "fedavg: who folds the clients' models: the aggregator, one client at a time (client); each client rank "
+        "into one partial sum per round (host); the round's client ranks pairwise in a tree before rank 0 (tree)",
+        ("client", "host", "tree"),
+        "fedavg",
+    )
+    upload_buffers: int = opt(
+        2,
+        "fedavg: a client host sends finished clients' models from this many buffers without waiting for the "
+        "aggregator, and trains on (memory: N x model bytes per host); 0: blocking sends",
+        group="fedavg",
+    )
     client_speed: str = opt(
         "",
         "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA",
@@ -329,6 +342,7 @@ NON_NEGATIVE = (
     "staleness",
     "fedprox_mu",
     "client_timeout",
+    "upload_buffers",
 )
 HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 
@@ -372,5 +386,7 @@ def _check_data(cfg: Config) -> None:
         raise UsageError(f"--dataset {cfg.dataset} reads local files: give --data-dir (no downloads here)")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
         raise UsageError(f"--data-dir {cfg.data_dir}: not a directory")
+    if cfg.aggregation == "tree" and cfg.on_client_timeout == "drop":
+        raise UsageError("--aggregation tree cannot drop a silent client rank (its subtree waits for it): use abort")
     if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":
         raise UsageError("--partition natural needs a dataset with natural groups (leaf-synthetic)")

@@ -11,6 +11,13 @@ arrival order, median per round; ``micro --op fedavg-round`` is this pattern): 8
 
 So the event-driven servers and the FedAvg aggregator wait through these loops: test, then ``sched_yield``. On a
 core of its own the rank gets the core straight back, so the loop costs a microsecond or two of latency there.
+
+A yielding rank is still runnable, though, and the scheduler keeps giving it its share of a core: with more ranks
+than cores, a FedAvg host waiting tens of milliseconds for the next round's model took CPU from the host still
+training. So after ``SPIN_S`` of yielding, a wait sleeps, in steps growing from ``FIRST_SLEEP_S`` to
+``MAX_SLEEP_S``: a wait that ends within the spin costs what it did; a long wait costs at most ``MAX_SLEEP_S`` of
+extra latency and leaves the core to ranks with work (measured in bench/perf/BENCHMARKS.md, FedAvg rounds).
+``SYNCBENCH_WAIT=yield`` restores the pure yield loop (for side-by-side measurements).
 """
 
 from __future__ import annotations
@@ -20,24 +27,42 @@ import time
 
 from mpi4py import MPI
 
+SPIN_S, FIRST_SLEEP_S, MAX_SLEEP_S = 100e-6, 20e-6, 1e-3
+BACKOFF = os.environ.get("SYNCBENCH_WAIT", "backoff") != "yield"
+
+
+class _Pause:
+    """Yield the core for the first SPIN_S of a wait, then sleep with a doubling step (see the module docstring)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.sleep = FIRST_SLEEP_S
+
+    def __call__(self) -> None:
+        if not BACKOFF or time.perf_counter() - self.start < SPIN_S:
+            os.sched_yield()
+            return
+        time.sleep(self.sleep)
+        self.sleep = min(2 * self.sleep, MAX_SLEEP_S)
+
 
 def wait_any(requests: list[MPI.Request], status: MPI.Status | None = None) -> int:
     """As ``MPI.Request.Waitany``: the index of a completed request (``MPI.UNDEFINED`` if all are null)."""
-    test, yield_core = MPI.Request.Testany, os.sched_yield
+    test, pause = MPI.Request.Testany, _Pause()
     while True:
         index, done = test(requests, status)
         if done:
             return index
-        yield_core()
+        pause()
 
 
 def probe(comm: MPI.Comm, source: int, tag: int, status: MPI.Status | None = None, deadline: float = 0.0) -> bool:
     """As ``comm.Probe``: wait until a message from ``source`` (may be ``MPI.ANY_SOURCE``) with ``tag`` can be
     received, its envelope in ``status``. With a ``deadline`` (``time.perf_counter`` seconds) give up then and
     return False."""
-    iprobe, yield_core, clock = comm.Iprobe, os.sched_yield, time.perf_counter
+    iprobe, pause, clock = comm.Iprobe, _Pause(), time.perf_counter
     while not iprobe(source, tag, status):
         if deadline and clock() > deadline:
             return False
-        yield_core()
+        pause()
     return True

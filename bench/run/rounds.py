@@ -31,7 +31,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
             inject_failure(cfg, ctx.comm, r)  # testing aid: a client rank that dies or never answers
         if mine:
             WATCHDOG.arm(cfg.timeout, f"round {r}: waiting for the aggregator's model")
-            strategy.host_round(r, mine, rec)
+            strategy.host_round(r, sampled, mine, rec)
             WATCHDOG.disarm()
         else:
             rec["metrics/loss"][r] = np.nan

@@ -105,3 +105,55 @@ def test_late_and_dropped_updates_are_recorded_and_excluded(shared_tmp):
             ok = bool((sampled == fin + drop).all()) and int(drop.sum()) == int((status == 1).sum())
             ok &= int(drop.sum()) > 0 or comm.size == 2  # 6 rounds x K clients at P = 0.5
     assert all_agree(ok), "dropouts not recorded consistently"
+
+
+def test_nonblocking_uploads_give_the_blocking_result_bit_for_bit(shared_tmp):
+    """Several clients per host, dropouts, FedProx and a FedOpt server: the aggregator receives the same updates
+    in the same order whether hosts send blocking or from upload buffers, so the global model is identical."""
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    base = fed_cfg(
+        shared_tmp, clients=3 * (comm.size - 1), fraction=0.7, dropout=0.2, fedprox_mu=0.1, partition="dirichlet"
+    )
+    base = dataclasses.replace(base, server_opt="avgm", server_lr=0.7)
+    values = []
+    for buffers in (0, 1, 3):
+        cfg = dataclasses.replace(base, upload_buffers=buffers, out=f"{shared_tmp}/up{buffers}.h5")
+        loop = run_fedavg(cfg)
+        values.append(loop.run.strategy.aggregator.values.copy() if comm.rank == 0 else None)
+    ok = comm.rank != 0 or all(np.array_equal(values[0], v) for v in values[1:])
+    assert all_agree(ok), "upload buffers changed the global model"
+
+
+@pytest.mark.parametrize("aggregation", ["host", "tree"])
+def test_host_and_tree_aggregation_equal_per_client_streaming(shared_tmp, aggregation):
+    """Partial sums per host (and pairwise in a tree) give the global model of per-client streaming, to float64
+    rounding, with several clients per host, dropouts, FedProx and FedOpt; all-late rounds leave it unchanged."""
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    base = fed_cfg(
+        shared_tmp, clients=3 * (comm.size - 1), fraction=0.7, dropout=0.2, fedprox_mu=0.1, partition="dirichlet"
+    )
+    base = dataclasses.replace(base, server_opt="adam", server_lr=0.05)
+    got = []
+    for mode in ("client", aggregation):
+        loop = run_fedavg(dataclasses.replace(base, aggregation=mode, out=f"{shared_tmp}/{mode}.h5"))
+        got.append(loop.run.strategy.aggregator.values.copy() if comm.rank == 0 else None)
+    ok = comm.rank != 0 or np.allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+    if comm.rank == 0:
+        with h5py.File(f"{shared_tmp}/{aggregation}.h5") as f, h5py.File(f"{shared_tmp}/client.h5") as g:
+            for name in ("client", "status", "samples", "rank"):
+                a = np.sort(f[f"fedavg/clients/{name}"][()])
+                ok &= np.array_equal(a, np.sort(g[f"fedavg/clients/{name}"][()]))
+    assert all_agree(ok), f"{aggregation} aggregation differs from per-client streaming"
+    late = dataclasses.replace(base, aggregation=aggregation, deadline=1e-9, dropout=0.0, out=f"{shared_tmp}/l.h5")
+    loop = run_fedavg(late)
+    ok = comm.rank != 0 or np.array_equal(loop.run.strategy.aggregator.values, loop.run.strategy.aggregator.snapshot)
+    if comm.rank == 0:
+        with h5py.File(late.out) as f:
+            ok &= bool((f["fedavg/clients/status"][()] == 2).all()) and f["fedavg/finished"][0].sum() == 0
+    assert all_agree(ok), "late clients were folded in"

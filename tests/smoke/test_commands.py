@@ -391,3 +391,19 @@ def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
 def test_bad_straggler_option_is_one_message():
     proc = bench(2, "train", *TINY, "--straggler", "7:2", timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("out of range for 2 ranks") == 1, proc.stderr
+
+
+def test_fedavg_round_benchmark_matches_the_single_process_loop():
+    """The single-process baseline and every aggregation option run the same rounds: the same final accuracy
+    (timings are printed, not asserted)."""
+    cmd = [sys.executable, "-m", "bench.perf.fedavg_round", "--ranks", "3", "--clients", "16", "--rounds", "3"]
+    proc = subprocess.run([*cmd, "--repeats", "1"], capture_output=True, text=True, timeout=400, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = float(proc.stdout.split("accuracy ")[1].split()[0])
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("  client", "  host", "  tree"))]
+    assert len(rows) == 4 and all(abs(float(r.split()[-1]) - single) < 0.01 for r in rows), proc.stdout
+
+
+def test_tree_aggregation_cannot_drop_silent_ranks():
+    proc = bench(3, "train", "--strategy", "fedavg", "--aggregation", "tree", "--on-client-timeout", "drop")
+    assert proc.returncode == 2 and "--aggregation tree cannot drop" in proc.stderr

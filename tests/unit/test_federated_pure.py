@@ -105,3 +105,23 @@ def test_algorithms_override_one_hook_each_and_compose():
     both.server_update(x2, avg)
     ServerOptimizer("avgm", 3, lr=0.5, beta1=0.9).step(ref, avg)
     assert np.array_equal(x2, ref) and not np.array_equal(x2, avg)  # FedOpt's step, not the plain mean
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13])
+def test_tree_schedule_reaches_the_root_once_per_host_in_log_depth(count):
+    from bench.strategies.fedavg.partials import tree_schedule
+
+    parent = {}
+    for i in range(count):
+        children, up = tree_schedule(i, count)
+        parent[i] = up
+        assert all(tree_schedule(c, count)[1] == i for c in children)  # both ends agree on every edge
+    assert [i for i, p in parent.items() if p is None] == [0]
+    depth = max(len(list(_path(i, parent))) for i in range(count))
+    assert depth <= max(1, (count - 1).bit_length() + 1)
+
+
+def _path(i, parent):
+    while i is not None:
+        yield i
+        i = parent[i]

@@ -29,6 +29,11 @@ class StreamingMean:
         self.total += weight * values.astype(np.float64, copy=False)
         self.weight += weight
 
+    def merge(self, total: np.ndarray, weight: float) -> None:
+        """Add another partial sum (a host's, or a subtree's) with its total weight."""
+        self.total += total
+        self.weight += weight
+
     def mean(self) -> np.ndarray:
         if self.weight <= 0:
             raise ValueError("no update to average")

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
+from bench.strategies.fedavg.partials import Report, tree_schedule
 from bench.strategies.fedavg.protocol import ClientStatus, client_header, header_tag, model_tag, update_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
+from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
 from bench.workload.optim import make_optimizer
 from bench.workload.streams import stream
@@ -29,6 +31,7 @@ class ClientHost:
     def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float, algorithm):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
         self.algorithm = algorithm
+        self.round_hosts: list[int] = []  # ranks hosting the round's sampled clients (the tree's members)
         self.layers = run.layers
         self.staging = HostStaging(run.layers, run.device)
         self.tag_ub = tag_upper_bound(comm)
@@ -39,6 +42,10 @@ class ClientHost:
             y = torch.from_numpy(np.ascontiguousarray(run.dataset.y_train[idx])).to(run.device)
             self.data[k] = (x, y)
         self.global_values = [np.empty_like(b) for b in self.staging.numpy]
+        sizes = [b.size for b in self.staging.numpy]
+        self.model_size = sum(sizes)
+        self.scratch = np.empty(self.model_size, dtype=np.float64) if cfg.aggregation == "tree" else None
+        self.uploads = UploadBuffers(comm, sizes, cfg.upload_buffers, self.tag_ub) if cfg.upload_buffers else None
         self._fwd = np.zeros(len(self.layers))
         self._bwd = np.zeros(len(self.layers))
         self._warm_up(clients)
@@ -105,16 +112,22 @@ class ClientHost:
         return float(np.mean(losses)), time.perf_counter() - t0, n
 
     def run_round(self, round_: int, sampled: list[int], rec) -> None:
-        """Download once, then train and upload each sampled client of this host (into the Recorder's row
-        ``round_``)."""
+        """Download once, then train each sampled client of this host and report it (into the Recorder's row
+        ``round_``): each client's model to the aggregator (``--aggregation client``), or one partial sum for the
+        host (``host``) or the round's tree (``tree``)."""
         comm_row, bytes_row, pull_row = (
             rec[name][round_] for name in ("timing/comm", "timing/comm_bytes", "fedavg/download")
         )
         rec["timing/wait"][round_] += self.download(comm_row, bytes_row, pull_row)
+        got = time.perf_counter()
+        report = Report(self.model_size) if self.cfg.aggregation != "client" else None
         losses = []
         for k in sampled:
             if drops_out(self.cfg.seed, round_, k, self.cfg.dropout):
-                self.comm.Send(client_header(k, ClientStatus.DROPPED), 0, header_tag(self.tag_ub))
+                if report is None:
+                    self.send(client_header(k, ClientStatus.DROPPED), rec, round_, with_model=False)
+                else:
+                    report.records.append((k, self.comm.rank, 0, int(ClientStatus.DROPPED), 0, 0, 0, 0))
                 continue
             loss, compute_s, n = self.train(k, round_, rec["timing/forward"][round_], rec["timing/backward"][round_])
             extra = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * compute_s
@@ -122,10 +135,70 @@ class ClientHost:
                 time.sleep(extra)
                 rec["timing/injected"][round_] += extra
             losses.append(loss)
-            head = client_header(k, ClientStatus.OK, n, compute_s, extra, loss)
-            self.comm.Send(head, 0, header_tag(self.tag_ub))
-            self.upload(rec, round_)
+            if report is None:
+                self.send(client_header(k, ClientStatus.OK, n, compute_s, extra, loss), rec, round_, with_model=True)
+            else:
+                self.fold(report, (k, n, compute_s, extra, loss), time.perf_counter() - got, rec, round_)
+        if report is not None:
+            self.deliver(report, round_, rec)
+        elif self.uploads is not None:
+            self._share(rec, round_, self.uploads.drain())
         rec["metrics/loss"][round_] = float(np.mean(losses)) if losses else np.nan
+
+    def fold(self, report: Report, trained: tuple, ready_s: float, rec, round_: int) -> None:
+        """Host-side aggregation: a client ready later than --deadline after the model arrived is late (left out);
+        otherwise its model goes into the host's weighted partial sum."""
+        k, n, compute_s, extra, loss = trained
+        state = ClientStatus.LATE if ready_s > self.cfg.deadline else ClientStatus.OK
+        if state == ClientStatus.OK:
+            t = time.perf_counter()
+            flat = np.concatenate([self.staging.pack(i, grads=False) for i in range(len(self.layers))])
+            rec["timing/pack"][round_] += (time.perf_counter() - t) * self._byte_share
+            self.algorithm.fold(report.partial, flat, n)
+        report.records.append((k, self.comm.rank, n, int(state), compute_s, extra, loss, ready_s))
+
+    def deliver(self, report: Report, round_: int, rec) -> None:
+        """Send the report to the aggregator; in a tree, first take in the reports of this host's children."""
+        dest = 0
+        if self.cfg.aggregation == "tree":
+            hosts = self.round_hosts
+            children, parent = tree_schedule(hosts.index(self.comm.rank), len(hosts))
+            t = time.perf_counter()
+            for child in children:
+                report.receive_from(self.comm, hosts[child], self.tag_ub, self.scratch)
+            rec["timing/wait"][round_] += time.perf_counter() - t
+            dest = hosts[parent] if parent is not None else 0
+        t = time.perf_counter()
+        MPI.Request.Waitall(report.send(self.comm, dest, self.tag_ub))
+        self._share(rec, round_, time.perf_counter() - t)
+        rec["timing/comm_bytes"][round_] += np.round(report.partial.total.nbytes * self._byte_share).astype(np.int64)
+
+    def send(self, head: np.ndarray, rec, round_: int, with_model: bool) -> None:
+        """A client's report: blocking (``--upload-buffers 0``) or posted from an upload buffer."""
+        if self.uploads is None:
+            self.comm.Send(head, 0, header_tag(self.tag_ub))
+            if with_model:
+                self.upload(rec, round_)
+            return
+        slot, waited = self.uploads.acquire()
+        t = time.perf_counter()
+        for i in range(len(self.layers) if with_model else 0):
+            np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
+            rec["timing/comm_bytes"][round_][i] += self.staging.numpy[i].nbytes
+        packed = time.perf_counter()
+        self.uploads.post(slot, head, with_model)
+        self._share(rec, round_, waited + time.perf_counter() - packed)
+        rec["timing/pack"][round_] += (packed - t) * self._byte_share
+
+    @property
+    def _byte_share(self) -> np.ndarray:
+        sizes = np.array([b.nbytes for b in self.staging.numpy], dtype=np.float64)
+        return sizes / sizes.sum()
+
+    def _share(self, rec, round_: int, seconds: float) -> None:
+        """Upload time not tied to one layer (waiting for a free buffer, posting, draining), shared by bytes."""
+        rec["fedavg/upload"][round_] += seconds * self._byte_share
+        rec["timing/comm"][round_] += seconds * self._byte_share
 
     def upload(self, rec, round_: int) -> None:
         """Send the trained model layer by layer; copying it into the host buffer is packing, not communication."""

@@ -18,6 +18,9 @@ def round_split(data: dict) -> dict:
             (data["timing/forward"][hosts].sum(axis=(1, 2)) + data["timing/backward"][hosts].sum(axis=(1, 2))).mean()
         ),
         "communication": float(data["timing/comm"][hosts].sum(axis=(1, 2)).mean()),
+        "upload": float(data["fedavg/upload"][hosts].sum(axis=(1, 2)).mean()),
+        "download": float(data["fedavg/download"][hosts].sum(axis=(1, 2)).mean()),
+        "waiting": float(data["timing/wait"][hosts].sum(axis=1).mean()),
         "injected": float(data["timing/injected"][hosts].sum(axis=1).mean()),
     }
     for name in ("send", "receive", "aggregate", "idle"):
@@ -45,9 +48,17 @@ def print_round_summary(loop, wall: float, status: str) -> None:
         f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
     )
     print(
-        f"  client hosts    compute {split['compute']:.2f} s  communication {split['communication']:.2f} s  "
+        f"  client hosts    compute {split['compute']:.2f} s  upload {split['upload']:.2f} s  "
+        f"download {split['download']:.2f} s  waiting for the model {split['waiting']:.2f} s  "
         f"injected {split['injected']:.2f} s  (mean per host rank, all rounds)"
     )
+    buffers = cfg.upload_buffers * sum(layer.bytes for layer in loop.run.layers) / 2**20
+    how = {
+        "client": f"per client at rank 0 ({cfg.upload_buffers} upload buffers per host, {buffers:.2f} MiB)",
+        "host": "one partial sum per client rank (--aggregation host)",
+        "tree": "partial sums combined pairwise by the client ranks, one to rank 0 (--aggregation tree)",
+    }[cfg.aggregation]
+    print(f"  aggregation     {how}")
     print(
         f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "
         f"late {counts['late']}"

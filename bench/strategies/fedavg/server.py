@@ -18,6 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies.fedavg.partials import HEAD, Report, report_tag
 from bench.strategies.fedavg.protocol import HEADER_LEN, ClientStatus, Head, header_tag, model_tag, update_tag
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
@@ -40,39 +41,56 @@ class Aggregator:
         return values[self.offsets[i] : self.offsets[i + 1]]
 
     def run_round(self, round_: int, sampled: np.ndarray, timeout: float) -> dict:
-        """One round; returns its times (send, receive, aggregate, idle, late) and counts."""
+        """One round; returns its times (send, receive, aggregate, idle) and counts, and the client ranks lost."""
         hosts = sorted({self.topology.host_of_client(int(k)) for k in sampled})
         t0 = time.perf_counter()
+        sends = self._send_model(hosts)
+        self.mean.reset()
+        times = {"send": time.perf_counter() - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0}
+        counts = {"sampled": len(sampled), "finished": 0, "dropped": 0, "late": 0}
+        waiting = {int(k): self.topology.host_of_client(int(k)) for k in sampled}
+        collect = self._collect_clients if self.cfg.aggregation == "client" else self._collect_reports
+        lost = collect(round_, waiting, t0, timeout, times, counts)
+        t = time.perf_counter()
+        MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
+        if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
+            self.algorithm.server_update(self.values, self.mean.mean())
+        times["aggregate"] += time.perf_counter() - t
+        WATCHDOG.disarm()
+        return times | counts | {"lost": lost}
+
+    def _send_model(self, hosts: list[int]) -> list[tuple[int, MPI.Request]]:
+        """The global model, layer by layer, to every host of the round, from a snapshot (non-blocking)."""
         np.copyto(self.snapshot, self.values)
         n_layers = len(self.offsets) - 1
-        sends = [
+        return [
             (h, self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub)))
             for h in hosts
             for i in range(n_layers)
         ]
-        t_sent = time.perf_counter()
-        self.mean.reset()
-        times = {"send": t_sent - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0}
-        counts = {"sampled": len(sampled), "finished": 0, "dropped": 0, "late": 0}
-        head = np.empty(HEADER_LEN)
-        status = MPI.Status()
-        waiting = {int(k): self.topology.host_of_client(int(k)) for k in sampled}
-        lost: list[int] = []
-        drop = self.cfg.on_client_timeout == "drop"
+
+    def _next_message(self, tag: int, waiting: dict, t0: float, timeout: float, status) -> bool:
+        """Wait for the next message on ``tag`` from any rank; False when the client timeout ran out first
+        (``--on-client-timeout drop``; with ``abort`` the watchdog ends the job, naming the ranks)."""
+        if self.cfg.on_client_timeout == "drop":
+            return probe(self.comm, MPI.ANY_SOURCE, tag, status, t0 + timeout)
+        WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
+        probe(self.comm, MPI.ANY_SOURCE, tag, status)
+        return True
+
+    def _silent(self, round_: int, waiting: dict, t0: float, counts: dict) -> list[int]:
+        for k, host in waiting.items():
+            counts["dropped"] += 1
+            self.log.append((round_, k, host, 0.0, ClientStatus.SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0))
+        return sorted(set(waiting.values()))
+
+    def _collect_clients(self, round_, waiting, t0, timeout, times, counts) -> list[int]:
+        """Per-client aggregation: one message per sampled client, folded as it arrives."""
+        head, status, n_layers = np.empty(HEADER_LEN), MPI.Status(), len(self.offsets) - 1
         while waiting:
             t = time.perf_counter()
-            if drop:  # a wait with a deadline: the round goes on without the silent hosts
-                if not probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status, t0 + timeout):
-                    lost = sorted(set(waiting.values()))
-                    for k, host in waiting.items():
-                        counts["dropped"] += 1
-                        self.log.append(
-                            (round_, k, host, 0.0, ClientStatus.SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0)
-                        )
-                    break
-            else:
-                WATCHDOG.arm(timeout, f"aggregator waiting for clients on ranks {sorted(set(waiting.values()))}")
-                probe(self.comm, MPI.ANY_SOURCE, header_tag(self.tag_ub), status)
+            if not self._next_message(header_tag(self.tag_ub), waiting, t0, timeout, status):
+                return self._silent(round_, waiting, t0, counts)
             source = status.Get_source()
             self.comm.Recv(head, source, header_tag(self.tag_ub))
             arrival = time.perf_counter()
@@ -92,10 +110,28 @@ class Aggregator:
             counts[COUNTED_AS[state]] += 1
             train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
             self.log.append((round_, k, source, n_k, state, *train, arrival - t0))
-        t = time.perf_counter()
-        MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
-        if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
-            self.algorithm.server_update(self.values, self.mean.mean())
-        times["aggregate"] += time.perf_counter() - t
-        WATCHDOG.disarm()
-        return times | counts | {"lost": lost}
+        return []
+
+    def _collect_reports(self, round_, waiting, t0, timeout, times, counts) -> list[int]:
+        """Host or tree aggregation: one report per host (or one for the whole tree), partial sums added."""
+        status, scratch = MPI.Status(), np.empty(self.values.size, dtype=np.float64)
+        reports = len(set(waiting.values())) if self.cfg.aggregation == "host" else 1
+        for _ in range(reports):
+            t = time.perf_counter()
+            if not self._next_message(report_tag(HEAD, self.tag_ub), waiting, t0, timeout, status):
+                return self._silent(round_, waiting, t0, counts)
+            t_msg = time.perf_counter()
+            times["idle"] += t_msg - t
+            report = Report(self.values.size)
+            report.receive_from(self.comm, status.Get_source(), self.tag_ub, scratch)
+            arrival = time.perf_counter()
+            times["receive"] += arrival - t_msg
+            self.mean.merge(report.partial.total, report.partial.weight)
+            times["aggregate"] += time.perf_counter() - arrival
+            for client, host, n_k, state, train_s, injected_s, loss, _ready in report.records:
+                waiting.pop(int(client))
+                counts[COUNTED_AS[ClientStatus(int(state))]] += 1
+                self.log.append(
+                    (round_, int(client), int(host), n_k, int(state), train_s, injected_s, loss, arrival - t0)
+                )
+        return []

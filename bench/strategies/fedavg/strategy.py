@@ -77,8 +77,9 @@ class FedAvgStrategy(Strategy):
     def my_sampled(self, sampled) -> list[int]:
         return [int(k) for k in sampled if int(k) in self.topology.my_clients]
 
-    def host_round(self, round_: int, mine: list[int], rec) -> None:
+    def host_round(self, round_: int, sampled, mine: list[int], rec) -> None:
         """A client rank: download the model, train and upload each of its sampled clients."""
+        self.host.round_hosts = sorted({self.topology.host_of_client(int(k)) for k in sampled})
         self.host.run_round(round_, mine, rec)
 
     def load_global_model(self) -> None:
@@ -105,4 +106,6 @@ class FedAvgStrategy(Strategy):
     def describe(self):
         cfg = self.cfg
         keys = ("clients", "fraction", "rounds", "local_epochs", "fedprox_mu", "server_opt", "dropout", "deadline")
-        return super().describe() | {k: getattr(cfg, k) for k in keys}
+        model_bytes = sum(layer.bytes for layer in self.layers)
+        memory = {"upload_buffer_bytes_per_host": cfg.upload_buffers * model_bytes}
+        return super().describe() | {k: getattr(cfg, k) for k in keys} | memory

@@ -1,0 +1,61 @@
+"""Uploads that do not block training: a finished client's model is copied into one of a few upload buffers and
+sent with non-blocking sends, and the host goes on training its next client while the aggregator takes it.
+
+``--upload-buffers N`` buffers (float32, one model each, plus a header): host memory for uploads is N x model
+bytes, recorded in the results file. A host waits only when all N are still in flight (its uploads outrun the
+aggregator), and at the end of the round for the last ones. N = 0 sends blocking, one client at a time.
+Messages leave in the order they were posted, so the aggregator sees exactly the blocking order (MPI's
+non-overtaking rule for one sender, tag and communicator): the result is bit-identical.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from bench.strategies.fedavg.protocol import HEADER_LEN, header_tag, update_tag
+
+
+class UploadBuffers:
+    def __init__(self, comm: MPI.Comm, layer_sizes: list[int], slots: int, tag_ub: int):
+        self.comm, self.tag_ub = comm, tag_ub
+        self.offsets = np.cumsum([0, *layer_sizes])
+        self.models = [np.empty(self.offsets[-1], dtype=np.float32) for _ in range(slots)]
+        self.heads = [np.empty(HEADER_LEN, dtype=np.float64) for _ in range(slots)]
+        self.requests: list[list[MPI.Request]] = [[] for _ in range(slots)]
+        self.next = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.models)
+
+    def layer(self, slot: int, i: int) -> np.ndarray:
+        return self.models[slot][self.offsets[i] : self.offsets[i + 1]]
+
+    def acquire(self) -> tuple[int, float]:
+        """A free slot (the oldest, once its sends completed); returns (slot, seconds waited for it)."""
+        slot = self.next
+        self.next = (self.next + 1) % len(self.models)
+        t = time.perf_counter()
+        MPI.Request.Waitall(self.requests[slot])
+        self.requests[slot] = []
+        return slot, time.perf_counter() - t
+
+    def post(self, slot: int, head: np.ndarray, with_model: bool) -> None:
+        """Send the header (and the slot's model, layer by layer) to the aggregator without waiting."""
+        np.copyto(self.heads[slot], head)
+        reqs = [self.comm.Isend(self.heads[slot], 0, header_tag(self.tag_ub))]
+        if with_model:
+            n = len(self.offsets) - 1
+            reqs += [self.comm.Isend(self.layer(slot, i), 0, update_tag(i, self.tag_ub)) for i in range(n)]
+        self.requests[slot] = reqs
+
+    def drain(self) -> float:
+        """Wait for every upload in flight (end of the round); returns the seconds waited."""
+        t = time.perf_counter()
+        for slot, reqs in enumerate(self.requests):
+            MPI.Request.Waitall(reqs)
+            self.requests[slot] = []
+        return time.perf_counter() - t
