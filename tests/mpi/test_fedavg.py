@@ -107,22 +107,30 @@ def test_late_and_dropped_updates_are_recorded_and_excluded(shared_tmp):
     assert all_agree(ok), "dropouts not recorded consistently"
 
 
+def several_clients_per_host(tmp, **server):
+    """3 clients per client rank, unequal n_k (Dirichlet), dropouts, FedProx, and the given FedOpt server."""
+    if MPI.COMM_WORLD.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    k = 3 * (MPI.COMM_WORLD.size - 1)
+    base = fed_cfg(tmp, clients=k, fraction=0.7, dropout=0.2, fedprox_mu=0.1, partition="dirichlet")
+    return dataclasses.replace(base, **server)
+
+
+def global_model(cfg):
+    """The aggregator's final global model (rank 0; None elsewhere)."""
+    loop = run_fedavg(cfg)
+    return loop.run.strategy.aggregator.values.copy() if MPI.COMM_WORLD.rank == 0 else None
+
+
 def test_nonblocking_uploads_give_the_blocking_result_bit_for_bit(shared_tmp):
     """Several clients per host, dropouts, FedProx and a FedOpt server: the aggregator receives the same updates
     in the same order whether hosts send blocking or from upload buffers, so the global model is identical."""
     comm = MPI.COMM_WORLD
-    if comm.size < 2:
-        pytest.skip("an aggregator and a client rank")
-    torch.set_num_threads(1)
-    base = fed_cfg(
-        shared_tmp, clients=3 * (comm.size - 1), fraction=0.7, dropout=0.2, fedprox_mu=0.1, partition="dirichlet"
-    )
-    base = dataclasses.replace(base, server_opt="avgm", server_lr=0.7)
-    values = []
-    for buffers in (0, 1, 3):
-        cfg = dataclasses.replace(base, upload_buffers=buffers, out=f"{shared_tmp}/up{buffers}.h5")
-        loop = run_fedavg(cfg)
-        values.append(loop.run.strategy.aggregator.values.copy() if comm.rank == 0 else None)
+    base = several_clients_per_host(shared_tmp, server_opt="avgm", server_lr=0.7)
+    values = [
+        global_model(dataclasses.replace(base, upload_buffers=b, out=f"{shared_tmp}/up{b}.h5")) for b in (0, 1, 3)
+    ]
     ok = comm.rank != 0 or all(np.array_equal(values[0], v) for v in values[1:])
     assert all_agree(ok), "upload buffers changed the global model"
 
@@ -132,17 +140,11 @@ def test_host_and_tree_aggregation_equal_per_client_streaming(shared_tmp, aggreg
     """Partial sums per host (and pairwise in a tree) give the global model of per-client streaming, to float64
     rounding, with several clients per host, dropouts, FedProx and FedOpt; all-late rounds leave it unchanged."""
     comm = MPI.COMM_WORLD
-    if comm.size < 2:
-        pytest.skip("an aggregator and a client rank")
-    torch.set_num_threads(1)
-    base = fed_cfg(
-        shared_tmp, clients=3 * (comm.size - 1), fraction=0.7, dropout=0.2, fedprox_mu=0.1, partition="dirichlet"
-    )
-    base = dataclasses.replace(base, server_opt="adam", server_lr=0.05)
-    got = []
-    for mode in ("client", aggregation):
-        loop = run_fedavg(dataclasses.replace(base, aggregation=mode, out=f"{shared_tmp}/{mode}.h5"))
-        got.append(loop.run.strategy.aggregator.values.copy() if comm.rank == 0 else None)
+    base = several_clients_per_host(shared_tmp, server_opt="adam", server_lr=0.05)
+    got = [
+        global_model(dataclasses.replace(base, aggregation=m, out=f"{shared_tmp}/{m}.h5"))
+        for m in ("client", aggregation)
+    ]
     ok = comm.rank != 0 or np.allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
     if comm.rank == 0:
         with h5py.File(f"{shared_tmp}/{aggregation}.h5") as f, h5py.File(f"{shared_tmp}/client.h5") as g:
