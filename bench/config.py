@@ -146,6 +146,13 @@ class Config:
         ("client", "host", "tree"),
         "fedavg",
     )
+    placement: str = opt(
+        "static",
+        "fedavg: which client rank trains a sampled client: the one holding its block (static), or spread every "
+        "round over the client ranks by sample count, longest first (balanced)",
+        ("static", "balanced"),
+        "fedavg",
+    )
     upload_buffers: int = opt(
         2,
         "fedavg: a client host sends finished clients' models from this many buffers without waiting for the "

@@ -35,6 +35,8 @@ VARIANTS = {
     "client, 2 upload buffers": ["--aggregation", "client", "--upload-buffers", "2"],
     "host": ["--aggregation", "host"],
     "tree": ["--aggregation", "tree"],
+    "client, 2 buffers, balanced": ["--aggregation", "client", "--placement", "balanced"],
+    "host, balanced": ["--aggregation", "host", "--placement", "balanced"],
 }
 
 

@@ -159,3 +159,15 @@ def test_host_and_tree_aggregation_equal_per_client_streaming(shared_tmp, aggreg
         with h5py.File(late.out) as f:
             ok &= bool((f["fedavg/clients/status"][()] == 2).all()) and f["fedavg/finished"][0].sum() == 0
     assert all_agree(ok), "late clients were folded in"
+
+
+@pytest.mark.parametrize("aggregation", ["client", "host"])
+def test_balanced_placement_gives_the_static_model(shared_tmp, aggregation):
+    """Which rank trains a client changes only the folding order: the same global model to float64 rounding."""
+    comm = MPI.COMM_WORLD
+    base = several_clients_per_host(shared_tmp, aggregation=aggregation)
+    got = [
+        global_model(dataclasses.replace(base, placement=p, out=f"{shared_tmp}/{p}.h5")) for p in ("static", "balanced")
+    ]
+    ok = comm.rank != 0 or np.allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
+    assert all_agree(ok), f"balanced placement changed the model ({aggregation})"

@@ -125,3 +125,14 @@ def _path(i, parent):
     while i is not None:
         yield i
         i = parent[i]
+
+
+def test_balanced_placement_is_longest_first_and_covers_every_client():
+    from bench.strategies.fedavg.placement import balanced
+
+    sizes = {0: 9, 1: 1, 2: 5, 3: 5, 4: 2, 5: 8}
+    out = balanced([0, 1, 2, 3, 4, 5], sizes, [1, 2])
+    assert set(out) == set(sizes) and set(out.values()) <= {1, 2}
+    loads = {r: sum(sizes[k] for k, rr in out.items() if rr == r) for r in (1, 2)}
+    assert loads == {1: 15, 2: 15}  # LPT: 9->1, 8->2, 5->2, 5->1, 2->... ties broken by rank
+    assert balanced([3, 1], sizes, [4]) == {3: 4, 1: 4}

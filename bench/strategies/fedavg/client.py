@@ -37,10 +37,7 @@ class ClientHost:
         self.tag_ub = tag_upper_bound(comm)
         self.data = {}
         for k in clients:
-            idx = run.parts[k]
-            x = torch.from_numpy(np.ascontiguousarray(run.dataset.x_train[idx])).to(run.device)
-            y = torch.from_numpy(np.ascontiguousarray(run.dataset.y_train[idx])).to(run.device)
-            self.data[k] = (x, y)
+            self.client_data(k)
         self.global_values = [np.empty_like(b) for b in self.staging.numpy]
         sizes = [b.size for b in self.staging.numpy]
         self.model_size = sum(sizes)
@@ -50,13 +47,23 @@ class ClientHost:
         self._bwd = np.zeros(len(self.layers))
         self._warm_up(clients)
 
+    def client_data(self, k: int):
+        """Client k's samples on this rank's device (loaded on first use: with --placement balanced a rank trains
+        clients of other blocks too; every rank holds the whole training set)."""
+        if k not in self.data:
+            idx = self.run.parts[k]
+            x = torch.from_numpy(np.ascontiguousarray(self.run.dataset.x_train[idx])).to(self.run.device)
+            y = torch.from_numpy(np.ascontiguousarray(self.run.dataset.y_train[idx])).to(self.run.device)
+            self.data[k] = (x, y)
+        return self.data[k]
+
     def _warm_up(self, clients) -> None:
         """One untimed forward/backward and optimizer step before round 0 (no update). A process's first optimizer
         step pays seconds of one-time set-up (measured: ~4 s per host on this 2-core machine); in FedAvg each host
         would pay it in the first round it is sampled in, which made those rounds 50x slower than the rest."""
         if not clients:
             return
-        x, y = self.data[clients[0]]
+        x, y = self.client_data(clients[0])
         n = min(len(y), self.cfg.batch_size)
         self.timer.start_backward()
         F.cross_entropy(self.run.model(x[:n]), y[:n]).backward()
@@ -87,7 +94,7 @@ class ClientHost:
         """E local epochs of client ``k`` from the global model; returns (mean loss, compute seconds, n_k)."""
         cfg, model = self.cfg, self.run.model
         self._load_global()
-        x, y = self.data[k]
+        x, y = self.client_data(k)
         n = len(y)
         batch = min(cfg.batch_size, n)
         opt = make_optimizer(model.parameters(), cfg)

@@ -40,15 +40,16 @@ class Aggregator:
     def layer(self, values: np.ndarray, i: int) -> np.ndarray:
         return values[self.offsets[i] : self.offsets[i + 1]]
 
-    def run_round(self, round_: int, sampled: np.ndarray, timeout: float) -> dict:
-        """One round; returns its times (send, receive, aggregate, idle) and counts, and the client ranks lost."""
-        hosts = sorted({self.topology.host_of_client(int(k)) for k in sampled})
+    def run_round(self, round_: int, sampled: np.ndarray, timeout: float, placement: dict[int, int]) -> dict:
+        """One round (``placement``: client -> rank training it); returns its times (send, receive, aggregate,
+        idle) and counts, and the client ranks lost."""
+        hosts = sorted(set(placement.values()))
         t0 = time.perf_counter()
         sends = self._send_model(hosts)
         self.mean.reset()
         times = {"send": time.perf_counter() - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0}
         counts = {"sampled": len(sampled), "finished": 0, "dropped": 0, "late": 0}
-        waiting = {int(k): self.topology.host_of_client(int(k)) for k in sampled}
+        waiting = dict(placement)
         collect = self._collect_clients if self.cfg.aggregation == "client" else self._collect_reports
         lost = collect(round_, waiting, t0, timeout, times, counts)
         t = time.perf_counter()

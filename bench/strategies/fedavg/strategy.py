@@ -15,6 +15,7 @@ from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
 from bench.strategies.fedavg.client import ClientHost
+from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, client_log
 from bench.strategies.fedavg.server import Aggregator
 from bench.strategies.staging import HostStaging
@@ -50,6 +51,7 @@ class FedAvgStrategy(Strategy):
     def prepare(self, run) -> None:
         """The aggregator on rank 0, a client host (its clients' data on this rank) elsewhere."""
         self.aggregator = self.host = None
+        self.partition_sizes = [len(p) for p in run.parts]
         initial = flat_parameters(run.layers)
         self.algorithm = algorithm_for(self.cfg, initial.size)
         if self.world.rank == 0:
@@ -66,7 +68,8 @@ class FedAvgStrategy(Strategy):
 
     def aggregate_round(self, round_: int, sampled, rec) -> list[int]:
         """Rank 0: send the model, fold the updates, step; record the round. Returns client ranks lost."""
-        out = self.aggregator.run_round(round_, sampled, self.cfg.client_timeout or self.cfg.timeout)
+        timeout = self.cfg.client_timeout or self.cfg.timeout
+        out = self.aggregator.run_round(round_, sampled, timeout, self.placement(sampled))
         for name in AGGREGATOR_SERIES:
             rec[f"fedavg/aggregator_{name}"][round_] = out[name]
         for name in COUNTS:
@@ -74,12 +77,17 @@ class FedAvgStrategy(Strategy):
         rec["metrics/loss"][round_] = np.nan
         return out["lost"]
 
+    def placement(self, sampled) -> dict[int, int]:
+        """Client -> rank training it this round (``--placement``; every rank computes the same)."""
+        return place(sampled, self.partition_sizes, self.topology, self.cfg.placement)
+
     def my_sampled(self, sampled) -> list[int]:
-        return [int(k) for k in sampled if int(k) in self.topology.my_clients]
+        """The round's clients this rank trains, in client-id order."""
+        return sorted(k for k, rank in self.placement(sampled).items() if rank == self.world.rank)
 
     def host_round(self, round_: int, sampled, mine: list[int], rec) -> None:
         """A client rank: download the model, train and upload each of its sampled clients."""
-        self.host.round_hosts = sorted({self.topology.host_of_client(int(k)) for k in sampled})
+        self.host.round_hosts = sorted(set(self.placement(sampled).values()))
         self.host.run_round(round_, mine, rec)
 
     def load_global_model(self) -> None:
