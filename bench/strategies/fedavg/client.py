@@ -41,6 +41,7 @@ class ClientHost:
         self.global_values = [np.empty_like(b) for b in self.staging.numpy]
         sizes = [b.size for b in self.staging.numpy]
         self.model_size = sum(sizes)
+        self._byte_share = np.array(sizes, dtype=np.float64) / self.model_size  # each layer's share of the model
         self.scratch = np.empty(self.model_size, dtype=np.float64) if cfg.aggregation == "tree" else None
         self.uploads = UploadBuffers(comm, sizes, cfg.upload_buffers, self.tag_ub) if cfg.upload_buffers else None
         self._fwd = np.zeros(len(self.layers))
@@ -196,11 +197,6 @@ class ClientHost:
         self.uploads.post(slot, head, with_model)
         self._share(rec, round_, waited + time.perf_counter() - packed)
         rec["timing/pack"][round_] += (packed - t) * self._byte_share
-
-    @property
-    def _byte_share(self) -> np.ndarray:
-        sizes = np.array([b.nbytes for b in self.staging.numpy], dtype=np.float64)
-        return sizes / sizes.sum()
 
     def _share(self, rec, round_: int, seconds: float) -> None:
         """Upload time not tied to one layer (waiting for a free buffer, posting, draining), shared by bytes."""
