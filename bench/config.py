@@ -149,7 +149,7 @@ class Config:
     placement: str = opt(
         "static",
         "fedavg: which client rank trains a sampled client: the one holding its block (static), or spread every "
-        "round over the client ranks by sample count, longest first (balanced)",
+        "round over the client ranks by local steps + samples / B, longest first (balanced)",
         ("static", "balanced"),
         "fedavg",
     )

@@ -130,9 +130,30 @@ def _path(i, parent):
 def test_balanced_placement_is_longest_first_and_covers_every_client():
     from bench.strategies.fedavg.placement import balanced
 
-    sizes = {0: 9, 1: 1, 2: 5, 3: 5, 4: 2, 5: 8}
-    out = balanced([0, 1, 2, 3, 4, 5], sizes, [1, 2])
-    assert set(out) == set(sizes) and set(out.values()) <= {1, 2}
-    loads = {r: sum(sizes[k] for k, rr in out.items() if rr == r) for r in (1, 2)}
+    cost = {0: 9, 1: 1, 2: 5, 3: 5, 4: 2, 5: 8}
+    out = balanced([0, 1, 2, 3, 4, 5], cost, [1, 2])
+    assert set(out) == set(cost) and set(out.values()) <= {1, 2}
+    loads = {r: sum(cost[k] for k, rr in out.items() if rr == r) for r in (1, 2)}
     assert loads == {1: 15, 2: 15}  # LPT: 9->1, 8->2, 5->2, 5->1, 2->... ties broken by rank
-    assert balanced([3, 1], sizes, [4]) == {3: 4, 1: 4}
+    assert balanced([3, 1], cost, [4]) == {3: 4, 1: 4}
+
+
+def test_client_cost_counts_steps_and_samples():
+    """The cost a balanced placement spreads: a client smaller than B takes one step of all its samples; one of
+    3.5 batches takes 3 steps (the partial batch is dropped, as the client's training loop does)."""
+    from bench.strategies.fedavg.placement import client_cost
+
+    assert client_cost(5, 32, 1) == 1 + 5 / 32
+    assert client_cost(112, 32, 2) == 2 * (3 + 112 / 32)
+    assert client_cost(0, 32, 1) == 0
+
+
+def test_balanced_placement_evens_out_small_clients_by_count():
+    """Clients of 1 to 20 samples (B = 32) each take one step: balancing spreads them by count, not by samples
+    (by samples alone, one rank got 16 one-sample clients beside another's single 20-sample one)."""
+    from bench.strategies.fedavg.placement import balanced, client_cost
+
+    sizes = {k: 1 for k in range(16)} | {16: 20}
+    out = balanced(list(sizes), {k: client_cost(n, 32, 1) for k, n in sizes.items()}, [1, 2])
+    counts = [sum(1 for r in out.values() if r == rank) for rank in (1, 2)]
+    assert sorted(counts) == [8, 9]

@@ -79,7 +79,7 @@ class FedAvgStrategy(Strategy):
 
     def placement(self, sampled) -> dict[int, int]:
         """Client -> rank training it this round (``--placement``; every rank computes the same)."""
-        return place(sampled, self.partition_sizes, self.topology, self.cfg.placement)
+        return place(sampled, self.partition_sizes, self.topology, self.cfg)
 
     def my_sampled(self, sampled) -> list[int]:
         """The round's clients this rank trains, in client-id order."""
