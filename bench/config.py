@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -352,6 +353,7 @@ NON_NEGATIVE = (
     "upload_buffers",
 )
 HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
+INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
 
 
 def validate(cfg: Config) -> None:
@@ -370,7 +372,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _check_finite(cfg: Config) -> None:
+    """NaN passes no comparison the range checks could make in its favour, but ``--lr inf`` passes ``> 0``: every
+    float option must be a number, finite except where infinity means "none" (a run with ``--lr nan`` used to
+    complete with a NaN loss and exit 0)."""
+    for name, f in FIELDS.items():
+        value = getattr(cfg, name)
+        if f.type in ("float", float) and not (math.isfinite(value) or (name in INFINITE_MEANS_NONE and value > 0)):
+            raise UsageError(f"{_flag(name)} must be a finite number, got {value}")
+
+
 def _check_ranges(cfg: Config) -> None:
+    _check_finite(cfg)
     for name in POSITIVE:
         if not getattr(cfg, name) > 0:
             raise UsageError(f"{_flag(name)} must be positive, got {getattr(cfg, name)}")
@@ -389,6 +402,10 @@ def _check_ranges(cfg: Config) -> None:
 
 
 def _check_data(cfg: Config) -> None:
+    from bench.workload.stragglers import parse_dist  # numpy only; before MPI starts, as every check here
+
+    parse_dist(cfg.straggler_dist)
+    parse_dist(cfg.client_speed, "--client-speed")
     if cfg.dataset in ("mnist", "cifar10") and not cfg.data_dir:
         raise UsageError(f"--dataset {cfg.dataset} reads local files: give --data-dir (no downloads here)")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():

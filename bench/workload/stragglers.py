@@ -13,6 +13,8 @@ Both multiply when given together.
 
 from __future__ import annotations
 
+import math
+
 import time
 
 import numpy as np
@@ -47,8 +49,8 @@ def parse_dist(text: str, option: str = "--straggler-dist") -> float:
         sigma = float(value)
     except ValueError:
         sigma = -1.0
-    if kind != "lognormal" or sigma < 0:
-        raise UsageError(f"{option} '{text}': expected lognormal:SIGMA with SIGMA >= 0")
+    if kind != "lognormal" or not 0 <= sigma < math.inf:
+        raise UsageError(f"{option} '{text}': expected lognormal:SIGMA with finite SIGMA >= 0")
     return sigma
 
 

@@ -37,11 +37,20 @@ def test_help_documents_every_option_with_default(capsys):
         (["train", "--data-dir", "/nonexistent/x"], "not a directory"),
         (["train", "--steps", "abc"], "invalid int value"),
         (["train", "--bogus"], "unrecognized arguments"),
+        (["train", "--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["train", "--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["train", "--momentum", "nan"], "--momentum must be a finite number"),
+        (["train", "--strategy", "fedavg", "--deadline", "nan"], "--deadline must be a finite number"),
+        (["train", "--straggler-dist", "lognormal:nan"], "finite SIGMA"),
     ],
 )
 def test_bad_input_is_a_usage_error(argv, match):
     with pytest.raises(UsageError, match=match):
         cli.parse(argv)
+
+
+def test_infinite_deadline_means_none_and_is_accepted():
+    assert cli.parse(["train", "--strategy", "fedavg", "--deadline", "inf"]).cfg.deadline == float("inf")
 
 
 def test_toml_then_command_line(tmp_path):
