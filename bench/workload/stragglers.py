@@ -14,7 +14,6 @@ Both multiply when given together.
 from __future__ import annotations
 
 import math
-
 import time
 
 import numpy as np
