@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import FIELDS, build, read_toml
+from bench.run.divergence import EXIT_DIVERGED
 from bench.runtime.errors import UsageError
 
 
@@ -115,12 +116,15 @@ def write_config(run: Run) -> Path:
     return path
 
 
+FINISHED = ("complete", "diverged")  # a diverged run is a result: running it again gives the same
+
+
 def is_complete(path: Path) -> bool:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            return f.attrs.get("status") == "complete"
+            return f.attrs.get("status") in FINISHED
     except (OSError, ValueError):
         return False
 
@@ -131,7 +135,7 @@ def run_locally(runs: list[Run], launcher: list[str], force: bool, timeout: floa
     for i, run in enumerate(runs, 1):
         head = f"[{i}/{len(runs)}] {run.name} ({run.ranks} ranks)"
         if not force and is_complete(run.out):
-            print(f"{head}: already complete, skipped", flush=True)
+            print(f"{head}: already finished (complete or diverged), skipped", flush=True)
             continue
         config = write_config(run)
         log = run.out.parent / "logs" / f"{run.name}.log"
@@ -146,9 +150,10 @@ def run_locally(runs: list[Run], launcher: list[str], force: bool, timeout: floa
         durations.append(time.perf_counter() - t)
         left = sum(1 for r in runs[i:] if force or not is_complete(r.out))
         eta = left * sum(durations) / len(durations)
-        status = "ok" if rc == 0 else f"FAILED ({rc}; log {log})"
-        print(f"{head}: {status} in {durations[-1]:.1f} s; ETA {eta:.0f} s for {left} more", flush=True)
-        if rc != 0:
+        status = {0: "ok", EXIT_DIVERGED: "diverged (a result: status diverged in its file)"}.get(rc)
+        outcome = status or f"FAILED ({rc}; log {log})"
+        print(f"{head}: {outcome} in {durations[-1]:.1f} s; ETA {eta:.0f} s for {left} more", flush=True)
+        if status is None:
             failed.append(run.name)
     if failed:
         print(f"sweep: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}", file=sys.stderr)

@@ -7,6 +7,7 @@ evaluates, what a row is, the strategy's own datasets) is passed in, not looked 
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 
@@ -17,6 +18,7 @@ from mpi4py import MPI
 
 from bench.measure import results
 from bench.measure.recorder import Recorder
+from bench.run.divergence import EXIT_DIVERGED, Divergence
 from bench.runtime.watchdog import WATCHDOG
 from kernels.tags import Tag, tag_for
 
@@ -87,6 +89,7 @@ class RunContext:
         self.steps_done: np.ndarray | None = None  # per rank, where ranks take different numbers of steps
         self.extra: dict = {}  # the strategy's own datasets, as last gathered (rank 0)
         self.side_s = 0.0  # evaluation and results writing inside the loop: not training time
+        self.divergence = Divergence(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size)
 
     # ---- evaluation ------------------------------------------------------------------------------------
     def due_for_evaluation(self, last: bool, stop: bool) -> bool:
@@ -106,23 +109,43 @@ class RunContext:
         return self.evals[-1][1] if self.evals else None
 
     # ---- stopping --------------------------------------------------------------------------------------
-    def agree_to_stop(self, row: int, comm: MPI.Comm) -> bool:
-        """Every STOP_CHECK_EVERY rows: collective over ``comm``, true if a stop was asked for on any rank. The
-        watchdog is left armed (what follows, evaluation, waits on peers too); the schedule disarms it."""
-        if (row + 1) % STOP_CHECK_EVERY:
+    def agree_to_stop(self, row: int, comm: MPI.Comm, final: bool = False) -> bool:
+        """Every STOP_CHECK_EVERY rows and after the ``final`` one: collective over ``comm``, true if a stop was
+        asked for on any rank (and rows remain) or some rank diverged (:mod:`bench.run.divergence`). The watchdog
+        is left armed (what follows, evaluation, waits on peers too); the schedule disarms it."""
+        if (row + 1) % STOP_CHECK_EVERY and not final:
             return False
         self.stop.poll_file(self.cfg.stop_file)
-        flag = np.array([1 if self.stop else 0], dtype=np.int32)
+        flags = np.array([-1 if self.stop else 0, self.divergence.code], dtype=np.int64)
         WATCHDOG.arm(self.cfg.timeout, f"{self.unit} {row}: agreeing on a stop with every rank")
-        comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
-        return bool(flag[0])
+        comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MIN)
+        return self.divergence.agree(int(flags[1])) or (bool(flags[0]) and not final)
 
     def mark_stopped(self) -> None:
-        self.stopped_by = self.stop.signal_name or "stop request on another rank"
+        if self.divergence.agreed:
+            self.stopped_by = self.divergence.message(self.unit)
+        else:
+            self.stopped_by = self.stop.signal_name or "stop request on another rank"
 
     @property
     def status(self) -> str:
+        if self.divergence.agreed:
+            return "diverged"
         return "stopped" if self.stopped_by else "complete"
+
+    @property
+    def exit_code(self) -> int:
+        """What ``python -m bench train`` exits with: 0, or EXIT_DIVERGED (the file is kept either way)."""
+        return EXIT_DIVERGED if self.divergence.agreed else 0
+
+    def finish(self) -> int:
+        """After the summary: rank 0 says on stderr that a diverged run diverged; every rank returns the exit code."""
+        if self.divergence.agreed and self.comm.rank == 0:
+            sys.stderr.write(
+                f"syncbench: the run diverged ({self.stopped_by}); results kept in {self.run.out} "
+                f"(status diverged); exit code {EXIT_DIVERGED}\n"
+            )
+        return self.exit_code
 
     # ---- time that is not training -----------------------------------------------------------------------
     @contextmanager

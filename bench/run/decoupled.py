@@ -49,6 +49,8 @@ def train_decoupled(ctx: RunContext) -> int:
     progress.close()
     done = comm.allgather(ctx.done)
     requested = [name for name in comm.allgather(stop.signal_name) if name]
+    if ctx.divergence.agree(min(comm.allgather(ctx.divergence.code))):
+        requested = [ctx.divergence.message(ctx.unit)]
     ctx.stopped_by = requested[0] if requested else ""
     with ctx.aside():
         strat.collect_model(cfg.timeout)
@@ -63,7 +65,7 @@ def train_decoupled(ctx: RunContext) -> int:
     WATCHDOG.disarm()
     if comm.rank == 0:
         _summary(ctx, run, done, wall)
-    return 0
+    return ctx.finish()
 
 
 def _work(ctx: RunContext, stepper: Stepper, progress, snapshot, t0: float) -> int:
@@ -73,7 +75,7 @@ def _work(ctx: RunContext, stepper: Stepper, progress, snapshot, t0: float) -> i
         ctx.rec.ensure(step + 1)
         WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on the servers)")
         ctx.stop.poll_file(cfg.stop_file)
-        strat.request_stop(bool(ctx.stop))
+        strat.request_stop(bool(ctx.stop) or ctx.divergence.row is not None)
         stepper.step(step, t0)
         if ctx.comm.rank == 0:
             progress.update(loss=ctx.rec["metrics/loss"][step])

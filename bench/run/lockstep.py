@@ -33,7 +33,7 @@ def train_lockstep(ctx: RunContext) -> int:
         ctx.done = step + 1
         progress.update(loss=ctx.rec["metrics/loss"][step] if strategy.topology.computes else None)
         last = ctx.done == cfg.steps
-        stop_now = not last and ctx.agree_to_stop(step, strategy.comm)
+        stop_now = ctx.agree_to_stop(step, strategy.comm, final=last)
         if ctx.between_rows(
             last, stop_now, lambda step=step: ctx.evaluate_on(strategy.topology.eval_rank, step), flush
         ):
@@ -42,4 +42,4 @@ def train_lockstep(ctx: RunContext) -> int:
     WATCHDOG.disarm()
     if comm.rank == 0:
         print_summary(run, ctx.rec, ctx.evals, wall - ctx.side_s, ctx.status, ctx.stopped_by, ctx.attrs)
-    return 0
+    return ctx.finish()

@@ -25,6 +25,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
     sampled = strategy.sampled(r)
     if ctx.comm.rank == 0:
         lost = strategy.aggregate_round(r, sampled, rec)
+        ctx.divergence.note(r, *strategy.global_model_check(r))
     else:
         mine = strategy.my_sampled(sampled)
         if r == cfg.fail_step and ctx.comm.rank == cfg.fail_rank:
@@ -87,7 +88,7 @@ def train_rounds(ctx: RunContext) -> int:
         if lost:
             abort_without(ctx, lost, r)
         last = ctx.done == cfg.rounds
-        stop_now = not last and ctx.agree_to_stop(r, comm)
+        stop_now = ctx.agree_to_stop(r, comm, final=last)
         WATCHDOG.disarm()
         ended = ctx.between_rows(last, stop_now, lambda r=r: evaluate_global(ctx, r), flush)
         progress.update(acc=ctx.last_accuracy)
@@ -98,4 +99,4 @@ def train_rounds(ctx: RunContext) -> int:
         from bench.strategies.fedavg.report import print_round_summary
 
         print_round_summary(ctx, wall - ctx.side_s, ctx.status)
-    return 0
+    return ctx.finish()

@@ -96,4 +96,5 @@ class Stepper:
         rec["timing/optimizer"][step] = time.perf_counter() - t
         self.exchange(step, strat.after_update(step), t0)
         rec["metrics/loss"][step] = loss.item()
+        self.ctx.divergence.note(step, rec["metrics/loss"][step])
         rec["timing/step"][step] = time.perf_counter() - t_start

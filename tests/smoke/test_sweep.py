@@ -49,7 +49,7 @@ def test_sweep_runs_the_grid_and_the_report_pivots_it(tmp_path):
     cells = [c for row in table.rows for c in row[1:]]
     assert len(table.rows) == 2 and len(cells) == 4 and all(c.n == 2 for c in cells)
     again = sweep(spec)
-    assert again.returncode == 0 and again.stdout.count("already complete") == 8
+    assert again.returncode == 0 and again.stdout.count("already finished") == 8
     report = subprocess.run(
         [sys.executable, "-m", "analysis", "report", str(tmp_path / "out"), "-o", str(tmp_path / "rep")],
         capture_output=True, text=True, timeout=300, cwd=ROOT,

@@ -28,3 +28,21 @@ def test_empty_file_names_itself_and_a_signal_wins(tmp_path):
     signalled.signal_name = "SIGTERM"
     signalled.poll_file(str(path))
     assert signalled.signal_name == "SIGTERM"
+
+
+def test_divergence_code_orders_by_row_then_rank():
+    """The ranks agree with one MIN over row * size + rank: the earliest row wins, then the lowest rank."""
+    from bench.run.divergence import NOT_DIVERGED, Divergence
+
+    seen = [Divergence(rank, 4) for rank in range(4)]
+    seen[3].note(5, float("nan"))
+    seen[1].note(7, float("inf"))
+    seen[1].note(5, float("nan"))  # only the first non-finite row counts
+    seen[2].note(6, 1.0)  # finite: nothing
+    assert seen[2].code == NOT_DIVERGED and seen[0].code == NOT_DIVERGED
+    agreed = min(d.code for d in seen)
+    assert [d.agree(agreed) for d in seen] == [True] * 4
+    assert seen[0].agreed == (5, 3) and seen[1].row == 7
+    assert seen[3].message("step") == "non-finite values at step 5 on rank 3: loss = nan"
+    assert seen[0].message("round") == "non-finite values at round 5 on rank 3"
+    assert not Divergence(0, 2).agree(NOT_DIVERGED)

@@ -36,7 +36,8 @@ def print_round_summary(loop, wall: float, status: str) -> None:
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
     print(
         f"syncbench fedavg: {cfg.model} on {cfg.dataset}, {loop.comm.size} ranks, {cfg.clients} clients "
-        f"(C={cfg.fraction:g}, E={cfg.local_epochs}, B={cfg.batch_size}), {rounds} rounds ({status})"
+        f"(C={cfg.fraction:g}, E={cfg.local_epochs}, B={cfg.batch_size}), {rounds} rounds "
+        f"({status}{', ' + loop.stopped_by if loop.stopped_by else ''})"
     )
     per_round = data["timing/step"][0][:rounds]
     print(f"  round time      median {1e3 * np.median(per_round):.1f} ms, {wall:.2f} s of training in all")

@@ -16,7 +16,7 @@ from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
-from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, client_log
+from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
 from bench.strategies.fedavg.server import Aggregator
 from bench.strategies.staging import HostStaging
 from bench.workload.models import flat_parameters
@@ -76,6 +76,18 @@ class FedAvgStrategy(Strategy):
             rec[f"fedavg/{name}"][round_] = out[name]
         rec["metrics/loss"][round_] = np.nan
         return out["lost"]
+
+    def global_model_check(self, round_: int) -> tuple[float, str, str]:
+        """Rank 0, after the round's server step, for :class:`bench.run.divergence.Divergence`: (max |global model|,
+        which is non-finite iff some parameter is; what it is; the round's first trained client whose loss was
+        non-finite, if one was)."""
+        largest = float(np.max(np.abs(self.aggregator.values)))
+        if np.isfinite(largest):
+            return largest, "", ""
+        ok = (ClientStatus.OK, ClientStatus.LATE)
+        bad = [r for r in self.aggregator.log if r[0] == round_ and r[4] in ok and not np.isfinite(r[7])]
+        context = f" (client {bad[0][1]} on rank {bad[0][2]} reported loss {bad[0][7]})" if bad else ""
+        return largest, "max |global model|", context
 
     def placement(self, sampled) -> dict[int, int]:
         """Client -> rank training it this round (``--placement``; every rank computes the same)."""

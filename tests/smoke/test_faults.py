@@ -1,0 +1,42 @@
+"""Faults as a user meets them: a run that diverges (issue 14). Each is launched as ``python -m bench train`` is."""
+
+import h5py
+import pytest
+
+from bench.run.divergence import EXIT_DIVERGED
+from tests.helpers import bench
+
+DIVERGING = {  # --lr 1e6 makes the loss NaN within a few steps (rounds) on every strategy
+    "ring": (2, ["--strategy", "ring", "--steps", "40"], "step"),
+    "fedavg": (3, ["--strategy", "fedavg", "--rounds", "30", "--clients", "8", "--fraction", "0.5"], "round"),
+    "ps-async": (3, ["--strategy", "ps", "--ps-mode", "async", "--steps", "60"], "step"),
+}
+
+
+@pytest.mark.parametrize("name", DIVERGING)
+def test_divergence_is_a_result_with_its_own_exit_code(tmp_path, name):
+    """Status diverged, the first row and rank named (in the file, the summary and one stderr line from rank 0),
+    the file kept with the rows up to the stop, and exit code EXIT_DIVERGED. Stops at the next agreed row:
+    well before the planned 40 steps (30 rounds)."""
+    ranks, args, unit = DIVERGING[name]
+    out = tmp_path / "d.h5"
+    proc = bench(ranks, "train", *args, "--lr", "1e6", "--batch-size", "8", "--quiet", "--out", str(out), timeout=120)
+    assert proc.returncode == EXIT_DIVERGED, proc.stderr
+    assert proc.stderr.count("syncbench: the run diverged (non-finite values at ") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "diverged"
+        where = f.attrs["stopped_by"]
+        assert where.startswith(f"non-finite values at {unit} ") and " on rank " in where, where
+        row = int(where.split(f"{unit} ")[1].split()[0])
+        assert row < f.attrs["completed_steps"] < 30, (row, f.attrs["completed_steps"])
+    assert f"(diverged, {where}" in proc.stdout
+
+
+def test_a_finite_run_is_not_diverged(tmp_path):
+    """The mutation guard: the same run at a sane learning rate completes with exit code 0."""
+    out = tmp_path / "ok.h5"
+    proc = bench(2, "train", "--strategy", "ring", "--steps", "12", "--batch-size", "8", "--quiet", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "complete" and f.attrs["stopped_by"] == ""
