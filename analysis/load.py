@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-SUPPORTED_SCHEMAS = (1,)
+SUPPORTED_SCHEMAS = (1, 2)  # 2: appended row by row (bench.measure.appender), float32 timings, dimension scales
+SCALES = ("rank", "step", "round", "layer")  # schema 2's dimension scales: coordinates, not measurements
 
 
 class ResultsError(Exception):
@@ -36,10 +37,25 @@ def _decode(value):
 
 
 def _read(obj: h5py.Dataset) -> np.ndarray:
+    """The whole dataset; float32 (schema 2's timings) comes back as float64, so sums and differences in the
+    analysis are carried out at the precision they were before."""
     arr = obj[()]
     if obj.dtype.kind == "O":
         arr = np.array([a.decode() if isinstance(a, bytes) else a for a in arr])
+    elif obj.dtype == np.float32:
+        arr = arr.astype(np.float64)
     return arr
+
+
+def open_results(path: str) -> h5py.File:
+    """Open for reading. A file whose writer is running or was killed is marked as open for writing, and HDF5
+    refuses a plain open: such a file is opened in SWMR read mode, which sees every flushed row."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise
+        return h5py.File(path, "r", swmr=True)
 
 
 class LazyDatasets(Mapping):
@@ -54,7 +70,7 @@ class LazyDatasets(Mapping):
         if name not in self._cache:
             if name not in self.units:
                 raise KeyError(name)
-            with h5py.File(self._path, "r") as f:
+            with open_results(self._path) as f:
                 self._cache[name] = _read(f[name])
         return self._cache[name]
 
@@ -108,7 +124,7 @@ class RunResults:
 def load(path: str | Path) -> RunResults:
     path = str(path)
     try:
-        f = h5py.File(path, "r")
+        f = open_results(path)
     except (OSError, ValueError) as exc:
         raise ResultsError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
@@ -120,7 +136,7 @@ def load(path: str | Path) -> RunResults:
         units: dict[str, str] = {}
 
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
+            if isinstance(obj, h5py.Dataset) and name not in SCALES:
                 names.append(name)
                 units[name] = _decode(obj.attrs.get("units", ""))
 

@@ -194,7 +194,12 @@ class Config:
         False, "record start times of every phase for timeline/trace export", group="measurement", applies=STEPPED
     )
     flush_every: int = opt(
-        50, "write the results file every N steps, so a killed run keeps its steps", group="measurement"
+        50,
+        "append the rows since the last flush to the results file every N steps (rounds), so a killed run keeps them",
+        group="measurement",
+    )
+    compression: str = opt(
+        "none", "compress the results file's chunks (lzf: fast; gzip: smaller)", ("none", "lzf", "gzip"), "measurement"
     )
     stop_file: str = opt(
         "",

@@ -11,6 +11,7 @@ from bench.measure import provenance
 from bench.run.trainer import Trainer
 from bench.runtime.launch import agree, check_world_size, configure_threads
 from bench.runtime.signals import STOP
+from bench.runtime.watchdog import WATCHDOG
 
 
 def train(cfg, comm: MPI.Comm) -> int:
@@ -29,4 +30,5 @@ def train(cfg, comm: MPI.Comm) -> int:
         "timing_method": "forward: module pre/post hooks; backward: gradient-accumulation events; "
         "comm: host clock around each exchange; wait: barrier before communication",
     }
+    WATCHDOG.enable_diagnosis(comm)
     return Trainer(run, comm, attrs, STOP).train()

@@ -22,6 +22,8 @@ class Tag(IntEnum):
     FED_CONTROL = 8  # aggregator <-> client rank: round plan and stop
     MICRO = 9  # microbenchmarks
     TEST = 10  # tests only
+    DIAGNOSIS_ASK = 11  # a timed-out rank -> every rank: where are you? (on the watchdog's own communicator)
+    DIAGNOSIS_REPLY = 12  # its answer: last point reached, waiting or not
 
 
 def tag_for(base: Tag, index: int = 0, tag_ub: int = 32767) -> int:

@@ -3,8 +3,9 @@
 Every measurement is a *series*: one row per step (or round) on every rank, e.g. ``timing/forward`` with rows
 of one value per layer. Strategies add their own series (``ps/push``, ``fedavg/...``) through :meth:`add`;
 the driver fills rows; :meth:`gather` moves the rows completed since the last call to rank 0 with the buffer
-API (``Gather`` of contiguous float64/int64 blocks), where they are kept as (ranks, steps, ...) arrays for the
-results writer. Gathering in increments is what lets a killed run leave a file with the steps it finished.
+API (``Gather`` of contiguous float64/int64 blocks) and hands them, as (ranks, rows, ...) blocks, to the results
+writer, which appends them to the file (:mod:`bench.measure.appender`). Rank 0 keeps no rows once written: its
+memory for results is one flush's rows, however long the run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ class Series:
     name: str
     units: str
     local: np.ndarray  # (steps, *inner) on every rank
-    full: np.ndarray | None = None  # (ranks, steps, *inner) on rank 0
 
 
 class Recorder:
@@ -36,10 +36,7 @@ class Recorder:
         if name in self.series:
             raise ValueError(f"series {name} declared twice")
         local = np.zeros((self.steps, *inner), dtype=dtype)
-        full = None
-        if self.comm.rank == self.root:
-            full = np.zeros((self.comm.size, self.steps, *inner), dtype=dtype)
-        self.series[name] = Series(name, units, local, full)
+        self.series[name] = Series(name, units, local)
         return local
 
     def ensure(self, rows: int) -> None:
@@ -52,20 +49,18 @@ class Recorder:
             grown = np.zeros((new, *s.local.shape[1:]), dtype=s.local.dtype)
             grown[: self.steps] = s.local
             s.local = grown
-            if s.full is not None:
-                full = np.zeros((s.full.shape[0], new, *s.full.shape[2:]), dtype=s.full.dtype)
-                full[:, : self.steps] = s.full
-                s.full = full
         self.steps = new
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.series[name].local
 
-    def gather(self, done: int) -> None:
-        """Collective: bring rows ``[gathered, done)`` of every series to the root."""
+    def gather(self, done: int) -> dict[str, tuple[np.ndarray, str]]:
+        """Collective: rows ``[gathered, done)`` of every series to the root, which gets them as name ->
+        ((ranks, rows, ...) block, units) to write at row :attr:`gathered` (read it before calling); {} elsewhere."""
         lo, hi = self.gathered, done
         if hi <= lo:
-            return
+            return {}
+        blocks = {}
         for s in self.series.values():
             block = np.ascontiguousarray(s.local[lo:hi])
             recv = None
@@ -73,18 +68,16 @@ class Recorder:
                 recv = np.empty((self.comm.size, *block.shape), dtype=block.dtype)
             self.comm.Gather(block, recv, root=self.root)
             if recv is not None:
-                s.full[:, lo:hi] = recv
+                blocks[s.name] = (recv, s.units)
         self.gathered = hi
+        return blocks
 
-    def datasets_with_root_rows(self, done: int) -> dict[str, tuple[np.ndarray, str]]:
-        """On the root, without communication: rows ``[0, done)``, the others' as last gathered (zero beyond)."""
+    def own_rows(self, lo: int, hi: int) -> dict[str, tuple[np.ndarray, str]]:
+        """Without communication: rows ``[lo, hi)`` as (ranks, rows, ...) blocks holding this rank's own rows, zero
+        for the others (the aggregator writing alone when client ranks stopped answering)."""
         out = {}
         for name, s in self.series.items():
-            full = s.full[:, :done].copy()
-            full[self.comm.rank, self.gathered : done] = s.local[self.gathered : done]
-            out[name] = (full, s.units)
+            block = np.zeros((self.comm.size, hi - lo, *s.local.shape[1:]), dtype=s.local.dtype)
+            block[self.comm.rank] = s.local[lo:hi]
+            out[name] = (block, s.units)
         return out
-
-    def datasets(self) -> dict[str, tuple[np.ndarray, str]]:
-        """On the root: name -> ((ranks, gathered, ...) array, units)."""
-        return {name: (s.full[:, : self.gathered], s.units) for name, s in self.series.items()}

@@ -1,8 +1,6 @@
-"""The HDF5 results writer (schema in results/README.md).
-
-Rank 0 rewrites the whole file at each flush into ``<out>.tmp`` and renames it over ``<out>``: a rename is
-atomic on POSIX file systems, so a run killed at any moment leaves either the previous complete file or the
-new one, never a half-written one. The cost is one rewrite per flush, small next to training.
+"""One-shot HDF5 results files (schema in results/README.md): ``micro`` results and test fixtures, written once
+and whole into ``<out>.tmp``, then renamed over ``<out>`` (atomic on POSIX file systems). Training runs append
+instead (:mod:`bench.measure.appender`): a file rewritten whole at every flush costs time that grows with the run.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+from bench.measure.appender import SCHEMA_VERSION
 
 
 def check_writable(path: str) -> None:
@@ -27,11 +25,12 @@ def check_writable(path: str) -> None:
     probe.unlink()
 
 
-def write(path: str, attrs: dict, datasets: dict[str, tuple[np.ndarray, str]]) -> None:
-    """Write root ``attrs`` (dicts and lists become JSON strings) and ``datasets`` (name -> (array, units))."""
+def write(path: str, attrs: dict, datasets: dict[str, tuple[np.ndarray, str]], schema: int = SCHEMA_VERSION) -> None:
+    """Write root ``attrs`` (dicts and lists become JSON strings) and ``datasets`` (name -> (array, units)).
+    ``schema``: the version to claim (tests write version-1 files to check they still load)."""
     tmp = path + ".tmp"
     with h5py.File(tmp, "w") as f:
-        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["schema_version"] = schema
         for key, value in attrs.items():
             if isinstance(value, (dict, list, tuple)):
                 value = json.dumps(value, sort_keys=True)

@@ -11,23 +11,25 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
+from bench.measure.readback import LayerTotals
 
 LABELS = {"comm": "communication", "pack": "packing"}
 
 
-def print_summary(run, rec, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
+def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
     """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
-    all (default: every computing rank took every step). Shares count computing ranks only (not servers)."""
-    data = {name: arr for name, (arr, _) in rec.datasets().items()}
-    ranks = computing_ranks(attrs.get("roles"), rec.comm.size)
-    steps = rec.gathered
+    all (default: every computing rank took every step). Shares count computing ranks only (not servers). The
+    numbers come from the results file just written (:mod:`bench.measure.readback`)."""
+    data = LayerTotals(run.out)
+    ranks = computing_ranks(attrs.get("roles"), int(attrs["world_size"]))
+    steps = data["timing/step"].shape[1]
     parts = phase_totals(data, ranks)
     step = data["timing/step"][ranks]
     median = float(np.median(step[:, 1:].max(axis=0))) if step.shape[1] > 1 else float(step.max(initial=0.0))
     if samples is None:
         samples = steps * run.batch * run.strategy.topology.partitions
     print(
-        f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {rec.comm.size} ranks, "
+        f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {attrs['world_size']} ranks, "
         f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"
     )
     side = attrs.get("eval_and_io_s", 0.0)

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.measure import results
+from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
 from bench.run.divergence import EXIT_DIVERGED, Divergence
+from bench.runtime.diagnosis import POINTS
 from bench.runtime.watchdog import WATCHDOG
 from kernels.tags import Tag, tag_for
 
@@ -80,7 +81,7 @@ class RunContext:
 
     def __init__(self, run, comm: MPI.Comm, attrs: dict, stop, rows: int, unit: str = "step"):
         self.run, self.comm, self.attrs, self.stop, self.cfg = run, comm, attrs, stop, run.cfg
-        self.unit = unit
+        self.unit = POINTS.unit = unit
         self.rec = Recorder(comm, rows)
         declare_series(self.rec, len(run.layers), self.cfg.trace and unit == "step")
         self.evals: list[tuple[int, float, float]] = []
@@ -90,6 +91,8 @@ class RunContext:
         self.extra: dict = {}  # the strategy's own datasets, as last gathered (rank 0)
         self.side_s = 0.0  # evaluation and results writing inside the loop: not training time
         self.divergence = Divergence(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size)
+        self.pending: tuple[dict, int] = ({}, 0)  # rank 0: rows gathered and not yet written, and their first row
+        self.appender: Appender | None = None
 
     # ---- evaluation ------------------------------------------------------------------------------------
     def due_for_evaluation(self, last: bool, stop: bool) -> bool:
@@ -117,6 +120,7 @@ class RunContext:
             return False
         self.stop.poll_file(self.cfg.stop_file)
         flags = np.array([-1 if self.stop else 0, self.divergence.code], dtype=np.int64)
+        POINTS.mark(row, "agreeing on a stop")
         WATCHDOG.arm(self.cfg.timeout, f"{self.unit} {row}: agreeing on a stop with every rank")
         comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MIN)
         return self.divergence.agree(int(flags[1])) or (bool(flags[0]) and not final)
@@ -166,6 +170,7 @@ class RunContext:
         ``--flush-every`` rows (all of it aside from training time). True: the loop ends here."""
         with self.aside():
             if self.due_for_evaluation(last, stop_now):
+                POINTS.mark(self.done - 1, "evaluation")
                 evaluate()
             if stop_now:
                 self.mark_stopped()
@@ -183,25 +188,41 @@ class RunContext:
         return wall
 
     # ---- results -----------------------------------------------------------------------------------------
-    def gather(self, strategy_datasets=None) -> None:
-        """Collective: the Recorder's rows (and, if given, the strategy's own datasets) to rank 0."""
+    def gather(self, strategy_datasets=None, upto: int | None = None) -> None:
+        """Collective: the Recorder's rows since the last gather, up to ``upto`` (default: all done), and, if
+        given, the strategy's own datasets to rank 0, which keeps them for :meth:`write`."""
+        POINTS.mark(self.done - 1, "gathering results to rank 0")
         with WATCHDOG.guard(self.cfg.timeout, "gathering results to rank 0"):
-            self.rec.gather(self.done)
+            first = self.rec.gathered
+            rows = self.rec.gather(self.done if upto is None else upto)
             extra = strategy_datasets() if strategy_datasets else {}
         if self.comm.rank == 0:
-            self.extra = extra
+            self.extra, self.pending = extra, (rows, first)
 
-    def write(self, status: str, series: dict, extra: dict, steps_done=None, attrs: dict | None = None) -> None:
-        """Rank 0: the results file from ``series`` (the Recorder's datasets), the evaluations so far, the run's
-        own datasets and ``extra`` (the strategy's)."""
+    def write(self, status: str, extra: dict, steps_done=None, attrs: dict | None = None, rows=None) -> None:
+        """Rank 0: append the rows gathered last (or ``rows``: (blocks, first row)) to the results file, with the
+        evaluations so far, the run's own datasets, ``extra`` (the strategy's) and the root attributes. A status
+        other than ``running`` is the last write: the file is closed."""
+        blocks, first = rows if rows is not None else self.pending
+        self.pending = ({}, self.rec.gathered)
         ev = np.array(self.evals, dtype=np.float64).reshape(-1, 3)
-        datasets = dict(series)
-        datasets["metrics/eval_step"] = (ev[:, 0].astype(np.int64), self.unit)
-        datasets["metrics/test_accuracy"] = (ev[:, 1], "1")
-        datasets["metrics/test_loss"] = (ev[:, 2], "1")
+        datasets = {
+            "metrics/eval_step": (ev[:, 0].astype(np.int64), self.unit),
+            "metrics/test_accuracy": (ev[:, 1], "1"),
+            "metrics/test_loss": (ev[:, 2], "1"),
+        }
         if steps_done is None:
             steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
         done = int(steps_done.max()) if steps_done.size else 0
         root = self.attrs | {"status": status, "completed_steps": done, "stopped_by": self.stopped_by}
-        run = run_datasets(self.run) | {"timing/steps_done": (steps_done, f"{self.unit}s")}
-        results.write(self.run.out, root | (attrs or {}), datasets | run | extra)
+        run = run_datasets(self.run) | {"timing/steps_done": (np.asarray(steps_done, dtype=np.int64), f"{self.unit}s")}
+        self.results_file().write(root | (attrs or {}), blocks, first, datasets | run | extra)
+        if status != "running":
+            self.results_file().close()
+
+    def results_file(self) -> Appender:
+        """Rank 0's appending writer, created at the first write (:mod:`bench.measure.appender`)."""
+        if self.appender is None:
+            cfg = self.cfg
+            self.appender = Appender(self.run.out, self.comm.size, self.unit, cfg.flush_every, cfg.compression)
+        return self.appender

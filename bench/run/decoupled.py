@@ -7,8 +7,8 @@ parameters go to the evaluating worker, the model is evaluated once, and the Rec
 needed them; rows a rank never reached stay zero) are gathered with each rank's number of steps beside them. A
 signal or stop file therefore ends the run in order as in the lock-step loop. Periodic flushes go through the file
 system instead of a collective (:mod:`bench.measure.snapshots`): every ``--flush-every`` of its own steps a
-rank writes its rows, and rank 0 rewrites the results file from them, so a run killed outright keeps what the
-ranks had reported.
+rank appends its new rows to its row file, and rank 0 copies what is new into the results file, so a run killed
+outright keeps what the ranks had reported.
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ def train_decoupled(ctx: RunContext) -> int:
     t0 = time.perf_counter()
     progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
 
+    own = snapshots.RankRows(run.out, comm.rank, cfg.flush_every) if comm.rank else None
+    collector = snapshots.RowCollector(run.out, comm.size) if comm.rank == 0 else None
+
     def snapshot(done: int) -> None:
         with ctx.aside():
-            snapshots.write(run.out, comm.rank, ctx.rec, done)
-            if comm.rank == 0:
-                series, steps_done = snapshots.assemble(run.out, comm.size, ctx.rec, done)
-                ctx.write("running", series, {}, steps_done)
+            if own is not None:
+                own.append(ctx.rec, done)
+            else:
+                steps_done = collector.collect(ctx.rec, done, ctx.results_file())
+                ctx.write("running", {}, steps_done, rows=({}, 0))
 
     if strat.topology.computes:
         ctx.done = _work(ctx, Stepper(ctx), progress, snapshot, t0)
@@ -59,7 +63,13 @@ def train_decoupled(ctx: RunContext) -> int:
         ctx.done = max(done)
         ctx.steps_done = np.array(done, dtype=np.int64)
         ctx.attrs["train_wall_s"] = wall
-        flush(ctx, ctx.status)
+        for upto in range(cfg.flush_every, ctx.done, cfg.flush_every):  # a block at a time: rank 0 holds one
+            ctx.gather(upto=upto)
+            if comm.rank == 0:
+                ctx.write("running", {})
+        flush(ctx, ctx.status)  # the last block and the strategy's datasets
+        if own is not None:
+            own.close()
         snapshots.remove(run.out, comm.rank)  # the results file now holds everything
     ctx.finish_timing(wall)
     WATCHDOG.disarm()
@@ -104,7 +114,7 @@ def _serve(ctx: RunContext, progress, snapshot) -> int:
 def _summary(ctx: RunContext, run, done: list[int], wall: float) -> None:
     workers = [r for r in range(ctx.comm.size) if r in run.strategy.topology.workers]
     samples = int(sum(done[r] for r in workers)) * run.batch
-    print_summary(run, ctx.rec, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, samples=samples)
+    print_summary(run, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, samples=samples)
     stale = _staleness_line(ctx)
     if stale:
         print(stale)

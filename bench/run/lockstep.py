@@ -1,6 +1,7 @@
 """The lock-step schedule (``ring``, ``localsgd``, ``ps --ps-mode sync``): every rank takes every step together,
 so the ranks can agree on a stop and gather results at step boundaries. Rank 0 gathers the Recorder's rows and
-rewrites the results file every ``--flush-every`` steps and at the end, so a killed run keeps its completed steps.
+appends them to the results file every ``--flush-every`` steps and at the end, so a killed run keeps its completed
+steps.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from bench.runtime.watchdog import WATCHDOG
 
 
 def flush(ctx: RunContext, status: str) -> None:
-    """Collective: rows and the strategy's datasets to rank 0, which rewrites the results file."""
+    """Collective: rows and the strategy's datasets to rank 0, which appends them to the results file."""
     ctx.gather(ctx.run.strategy.gather_datasets)
     if ctx.comm.rank == 0:
-        ctx.write(status, ctx.rec.datasets(), ctx.extra)
+        ctx.write(status, ctx.extra)
 
 
 def train_lockstep(ctx: RunContext) -> int:
@@ -41,5 +42,5 @@ def train_lockstep(ctx: RunContext) -> int:
     wall = ctx.close(t0, progress, flush)
     WATCHDOG.disarm()
     if comm.rank == 0:
-        print_summary(run, ctx.rec, ctx.evals, wall - ctx.side_s, ctx.status, ctx.stopped_by, ctx.attrs)
+        print_summary(run, ctx.evals, wall - ctx.side_s, ctx.status, ctx.stopped_by, ctx.attrs)
     return ctx.finish()

@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.measure.progress import Progress
 from bench.run.context import RunContext, evaluate, inject_failure
+from bench.runtime.diagnosis import POINTS
 from bench.runtime.watchdog import WATCHDOG
 
 
@@ -23,7 +24,9 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
     cfg, rec, strategy, lost = ctx.cfg, ctx.rec, ctx.run.strategy, []
     t0 = time.perf_counter()
     sampled = strategy.sampled(r)
+    POINTS.mark(r, "round start")
     if ctx.comm.rank == 0:
+        POINTS.mark(r, "sending the model, receiving and folding the clients' updates")
         lost = strategy.aggregate_round(r, sampled, rec)
         ctx.divergence.note(r, *strategy.global_model_check(r))
     else:
@@ -31,6 +34,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
         if r == cfg.fail_step and ctx.comm.rank == cfg.fail_rank:
             inject_failure(cfg, ctx.comm, r)  # testing aid: a client rank that dies or never answers
         if mine:
+            POINTS.mark(r, "receiving the model, training and uploading clients")
             WATCHDOG.arm(cfg.timeout, f"round {r}: waiting for the aggregator's model")
             strategy.host_round(r, sampled, mine, rec)
             WATCHDOG.disarm()
@@ -47,22 +51,24 @@ def evaluate_global(ctx: RunContext, r: int) -> None:
 
 
 def flush(ctx: RunContext, status: str) -> None:
+    ctx.gather()
     with WATCHDOG.guard(ctx.cfg.timeout, "gathering results to rank 0"):
-        ctx.rec.gather(ctx.done)
         peak = ctx.comm.gather(ctx.run.strategy.peak_rss(), root=0)
     if ctx.comm.rank == 0:
-        _write(ctx, status, ctx.rec.datasets(), peak)
+        _write(ctx, status, peak)
 
 
 def write_alone(ctx: RunContext, status: str) -> None:
-    """Rank 0 only, when client ranks stopped answering: rows gathered so far, rank 0's own rows since."""
+    """Rank 0 only, when client ranks stopped answering: rows gathered so far are in the file; rank 0's own rows
+    since then are appended (the others' stay zero)."""
     peak = [ctx.run.strategy.peak_rss()] + [0] * (ctx.comm.size - 1)
-    _write(ctx, status, ctx.rec.datasets_with_root_rows(ctx.done), peak)
+    first = ctx.rec.gathered
+    _write(ctx, status, peak, (ctx.rec.own_rows(first, ctx.done), first))
 
 
-def _write(ctx: RunContext, status: str, series: dict, peak: list) -> None:
+def _write(ctx: RunContext, status: str, peak: list, rows=None) -> None:
     datasets, attrs = ctx.run.strategy.round_datasets(peak)
-    ctx.write(status, series, datasets, np.full(ctx.comm.size, ctx.done, dtype=np.int64), attrs)
+    ctx.write(status, datasets, np.full(ctx.comm.size, ctx.done, dtype=np.int64), attrs, rows)
 
 
 def abort_without(ctx: RunContext, lost: list[int], r: int) -> None:

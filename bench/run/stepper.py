@@ -12,8 +12,11 @@ import torch.nn.functional as F
 
 from bench.measure.timing import LayerTimer, make_clock
 from bench.run.context import RunContext, inject_failure
+from bench.runtime.diagnosis import POINTS
 from bench.strategies.staging import PACKING
 from bench.workload.stragglers import Straggler
+
+mark = POINTS.mark  # where this rank is, for the hang diagnosis (bench.runtime.diagnosis)
 
 
 class Stepper:
@@ -62,16 +65,20 @@ class Stepper:
         if cfg.trace:
             rec["timeline/step_start"][step] = t_start - t0
         if not strat.topology.computes:  # a lock-step server (ps sync): its own times, no compute
+            mark(step, "serving the step")
             strat.serve_step(step)
             rec["metrics/loss"][step] = np.nan
             rec["timing/step"][step] = time.perf_counter() - t_start
             return
+        mark(step, "exchange before the step")
         self.exchange(step, strat.before_step(step), t0)
+        mark(step, "loading data")
         t = time.perf_counter()
         x, y = run.loader.next()
         rec["timing/data"][step] = time.perf_counter() - t
         if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
             inject_failure(cfg, self.comm, step)
+        mark(step, "forward and backward")
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
         loss = F.cross_entropy(run.model(x), y)
@@ -85,15 +92,19 @@ class Stepper:
             rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
         barrier = strat.barrier_for_wait(step) if cfg.sync_wait else None
         if barrier is not None:
+            mark(step, "barrier before communication (--sync-wait)")
             t = time.perf_counter()
             barrier.Barrier()
             rec["timing/wait"][step] = time.perf_counter() - t
+        mark(step, "exchange after backward")
         self.exchange(step, strat.after_backward(step), t0)
+        mark(step, "optimizer step")
         t = time.perf_counter()
         strat.apply_update(step)
         if run.device.type == "cuda":
             torch.cuda.synchronize()
         rec["timing/optimizer"][step] = time.perf_counter() - t
+        mark(step, "exchange after the update")
         self.exchange(step, strat.after_update(step), t0)
         rec["metrics/loss"][step] = loss.item()
         self.ctx.divergence.note(step, rec["metrics/loss"][step])

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 from mpi4py import MPI
 
+from bench.runtime.diagnosis import POINTS, describe
+
 ABORT_CODE_TIMEOUT = 124
 LAST_WORDS_S = 0.5
 """Pause between printing why and MPI_Abort: the launcher forwards a rank's output asynchronously, and an abort
@@ -41,22 +43,34 @@ class Watchdog:
             self._thread = threading.Thread(target=self._run, name="syncbench-watchdog", daemon=True)
             self._thread.start()
 
+    def _waiting(self) -> str:
+        return self._what if self._deadline != float("inf") else ""
+
     def _run(self) -> None:
         while True:
             time.sleep(self._poll_s)
+            POINTS.answer_questions(self._waiting())  # another rank timed out and asks where this one is
             now = time.monotonic()
             if now > self._deadline:
                 self.abort(
                     f"timed out after {self._timeout:g} s waiting in {self._what}; aborting the job "
-                    "(raise --timeout if peers are just slow)"
+                    "(raise --timeout if peers are just slow)",
+                    diagnose=True,
                 )
             if now > self._hard_deadline:
                 self.abort(f"{self._hard_what}; aborting the job")
 
-    def abort(self, message: str) -> None:
-        """Print ``rank R: message`` and end every rank of the job (callable from any thread)."""
+    def abort(self, message: str, diagnose: bool = False) -> None:
+        """Print ``rank R: message`` and end every rank of the job (callable from any thread). ``diagnose``: first
+        ask every rank where it is and dump the stacks (:mod:`bench.runtime.diagnosis`)."""
         sys.stderr.write(f"syncbench: rank {self._comm.Get_rank()}: {message}\n")
         sys.stderr.flush()
+        if diagnose:
+            found = POINTS.ask_everyone(self._waiting())
+            sys.stderr.write(
+                f"syncbench: rank {self._comm.Get_rank()}: where the ranks are:\n{describe(found, POINTS.unit)}\n"
+            )
+            sys.stderr.flush()
         time.sleep(LAST_WORDS_S)
         self._comm.Abort(ABORT_CODE_TIMEOUT)
 
@@ -65,6 +79,12 @@ class Watchdog:
         self._ensure_thread()
         self._hard_what = what
         self._hard_deadline = min(self._hard_deadline, time.monotonic() + timeout_s)
+
+    def enable_diagnosis(self, comm: MPI.Comm) -> None:
+        """Collective over ``comm``: from now on every rank answers when another rank's watchdog fires (its
+        thread starts now, so a rank that never waits still answers)."""
+        POINTS.enable(comm)
+        self._ensure_thread()
 
     def arm(self, timeout_s: float, what: str) -> None:
         """Abort the job unless :meth:`disarm` (or another :meth:`arm`) comes within ``timeout_s`` seconds."""

@@ -1,4 +1,6 @@
-"""Faults as a user meets them: a run that diverges (issue 14). Each is launched as ``python -m bench train`` is."""
+"""Faults as a user meets them: a run that diverges, a rank that hangs (issue 14); launched as a user would."""
+
+import time
 
 import h5py
 import pytest
@@ -40,3 +42,27 @@ def test_a_finite_run_is_not_diverged(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with h5py.File(out) as f:
         assert f.attrs["status"] == "complete" and f.attrs["stopped_by"] == ""
+
+
+@pytest.mark.parametrize("strategy", ["ring", "fedavg"])
+def test_a_hung_rank_is_named_and_every_rank_dumps_its_stack(tmp_path, strategy):
+    """Rank 2 hangs (--fail-mode hang: a receive nobody answers) in row 1: the watchdog of a rank waiting on it
+    fires after --timeout, asks every rank where it is, names rank 2 as the one the others wait for, and every
+    rank's Python stack reaches stderr, prefixed with its rank; the job ends within --timeout + a few seconds."""
+    args = {
+        "ring": ["--strategy", "ring", "--steps", "20"],
+        "fedavg": ["--strategy", "fedavg", "--rounds", "5", "--clients", "4", "--fraction", "1", "--model", "mlp"],
+    }[strategy]
+    args += ["--fail-rank", "2", "--fail-step", "1", "--fail-mode", "hang", "--timeout", "5", "--batch-size", "8"]
+    t = time.monotonic()
+    proc = bench(3, "train", *args, "--quiet", "--out", str(tmp_path / "h.h5"), timeout=120)
+    seconds = time.monotonic() - t
+    assert proc.returncode != 0 and seconds < 45, (proc.returncode, seconds)
+    err = proc.stderr
+    assert "timed out after 5 s waiting in" in err and "where the ranks are:" in err, err
+    behind = err.split("ranks furthest behind (the others wait for them): ")[1].split(" at ")[0]
+    assert behind == "[2]", err
+    for rank in range(3):
+        assert f"syncbench: rank {rank} stack: " in err, (rank, err)
+    hung = [line for line in err.splitlines() if line.startswith("syncbench: rank 2 stack")]
+    assert any("in inject_failure" in line for line in hung), err

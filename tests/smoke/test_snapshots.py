@@ -1,4 +1,4 @@
-"""A decoupled run (ps async) killed outright keeps the steps its ranks had reported (bench.snapshots)."""
+"""A decoupled run (ps async) killed outright keeps the steps its ranks had reported (bench.measure.snapshots)."""
 
 import os
 import signal
@@ -6,16 +6,14 @@ import subprocess
 import sys
 import time
 
-import h5py
-import numpy as np
-
+from analysis.load import open_results
 from tests.helpers import ROOT, mpiexec
 from tests.smoke.test_commands import rank_pids
 
 
 def _read(out):
     try:
-        with h5py.File(out) as f:
+        with open_results(str(out)) as f:  # the writer is running (or was killed): SWMR read
             return f.attrs["status"], f["timing/steps_done"][()]
     except (OSError, KeyError):
         return None, None
@@ -44,13 +42,12 @@ def test_sigkilled_async_run_keeps_every_ranks_reported_steps(tmp_path):
         proc.communicate(timeout=60)
     status, steps = _read(out)
     assert status == "running"
-    with h5py.File(out) as f:
+    with open_results(str(out)) as f:
         forward, server = f["timing/forward"][()], f["ps/server_receive"][()]
         for rank in (1, 2):  # workers: every reported step has its per-layer forward times
-            assert (forward[rank, : steps[rank]] > 0).all(), rank
-            assert (forward[rank, steps[rank] :] == 0).all(), rank
+            assert (forward[rank, : steps[rank]] > 0).all(), rank  # (rows past it may be in, not yet counted)
         assert steps[0] > 0 and (server[0, : steps[0]] >= 0).all() and server[0, : steps[0]].sum() > 0
-    assert list(tmp_path.glob("*.npz")), "the snapshots of a killed run stay beside its file"
+    assert list(tmp_path.glob("*.rows")), "the row files of a killed run stay beside its file"
     report = subprocess.run(
         [sys.executable, "-m", "analysis", "tables", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
@@ -59,7 +56,7 @@ def test_sigkilled_async_run_keeps_every_ranks_reported_steps(tmp_path):
 
 def test_finished_run_removes_its_snapshots(tmp_path):
     out = tmp_path / "ssp.h5"
-    np.savez(tmp_path / "ssp.h5.rank1.npz", **{"timing/forward": np.full((999, 3), 7.0)})  # a killed run's
+    (tmp_path / "ssp.h5.rank1.rows").write_bytes(b"a killed run's row file")
     train = ["train", "--strategy", "ssp", "--staleness", "1", "--model", "mlp", "--dataset", "digits"]
     train += ["--steps", "30", "--quiet", "--flush-every", "5", "--out", str(out)]
     proc = subprocess.run(
@@ -72,4 +69,4 @@ def test_finished_run_removes_its_snapshots(tmp_path):
     assert proc.returncode == 0, proc.stderr
     status, steps = _read(out)
     assert status == "complete" and steps.max() < 999
-    assert not list(tmp_path.glob("*.npz*"))
+    assert not list(tmp_path.glob("*.rows*"))

@@ -1,10 +1,12 @@
-"""bench.snapshots: what rank 0 assembles from the other ranks' snapshot files (no MPI job needed: a recorder on
-COMM_SELF plays rank 0 of a 3-rank run)."""
+"""bench.measure.snapshots: the row files of decoupled runs and what rank 0 copies from them (no MPI job needed:
+recorders on COMM_SELF play the ranks of a 3-rank run)."""
 
 import numpy as np
 from mpi4py import MPI
 
+from analysis.load import load
 from bench.measure import snapshots
+from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
 
 
@@ -12,34 +14,42 @@ def recorder(rows: int, fill: float) -> Recorder:
     rec = Recorder(MPI.COMM_SELF, rows)
     rec.add("timing/forward", "s", (2,))
     rec.add("metrics/loss", "1")
-    rec["timing/forward"][:] = fill
+    rec["timing/forward"][:] = fill + np.arange(rows)[:, None]
     rec["metrics/loss"][:] = fill
     return rec
 
 
-def test_assemble_puts_each_ranks_latest_rows_in_place(tmp_path):
+def test_rank_zero_copies_each_ranks_new_rows_in_place(tmp_path):
     out = str(tmp_path / "r.h5")
-    snapshots.write(out, 1, recorder(10, 1.0), done=7)
-    snapshots.write(out, 1, recorder(10, 1.5), done=9)  # the latest replaces the earlier one
+    rank1 = snapshots.RankRows(out, 1, rows_per_flush=3)
+    theirs = recorder(10, 100.0)
+    rank1.append(theirs, 4)
+    rank1.close()  # another process in a real run: HDF5 lets one process open a file only one way at a time
+    results = Appender(out, 3, "step", rows_per_flush=3)
+    collector = snapshots.RowCollector(out, 3)
     own = recorder(10, 5.0)
-    datasets, steps_done = snapshots.assemble(out, 3, own, done=4)  # rank 2 has not reported yet
-    assert steps_done.tolist() == [4, 9, 0]
-    forward, units = datasets["timing/forward"]
-    assert units == "s" and forward.shape == (3, 9, 2)
-    assert (forward[0, :4] == 5.0).all() and (forward[0, 4:] == 0).all()
-    assert (forward[1] == 1.5).all()
+    assert collector.collect(own, 2, results).tolist() == [2, 4, 0]  # rank 2 has not reported yet
+    rank1.append(theirs, 9)  # only rows 4..8 are new
+    rank1.close()
+    assert collector.collect(own, 3, results).tolist() == [3, 9, 0]
+    results.write({"status": "running", "world_size": 3, "strategy": "ssp", "config": {}}, {}, 0, {})
+    results.close()
+    forward = load(out).data["timing/forward"]
+    assert forward.shape == (3, 9, 2)
+    np.testing.assert_array_equal(forward[0, :3], own["timing/forward"][:3])
+    assert (forward[0, 3:] == 0).all()
+    np.testing.assert_array_equal(forward[1], theirs["timing/forward"][:9])
     assert (forward[2] == 0).all()
-    assert datasets["metrics/loss"][0].shape == (3, 9)
 
 
-def test_foreign_or_broken_files_are_not_snapshots(tmp_path):
+def test_missing_or_foreign_row_files_are_skipped(tmp_path):
     out = str(tmp_path / "r.h5")
-    np.savez(snapshots.path_for(out, 1), **{"timing/forward": np.ones((99, 2))})  # no step count: not ours
     with open(snapshots.path_for(out, 2), "wb") as f:
-        f.write(b"half a zip")
-    datasets, steps_done = snapshots.assemble(out, 3, recorder(5, 2.0), done=5)
-    assert steps_done.tolist() == [5, 0, 0]
-    assert datasets["timing/forward"][0].shape == (3, 5, 2)
+        f.write(b"half a file")
+    results = Appender(out, 3, "step", rows_per_flush=5)
+    assert snapshots.RowCollector(out, 3).collect(recorder(5, 2.0), 5, results).tolist() == [5, 0, 0]
+    results.close()
     snapshots.remove(out, 1)
     snapshots.remove(out, 1)  # removing twice (or a file never written) is fine
-    assert not (tmp_path / "r.h5.rank1.npz").exists()
+    snapshots.remove(out, 2)
+    assert not (tmp_path / "r.h5.rank2.rows").exists()

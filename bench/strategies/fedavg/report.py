@@ -5,23 +5,27 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.metrics import oversubscription
+from bench.measure.readback import LayerTotals
 
 
-def round_split(data: dict) -> dict:
+def _per_host(data, name: str) -> float:
+    """Mean over client hosts (ranks >= 1) of the series summed over rounds (and layers)."""
+    arr = np.asarray(data[name])[1:]
+    return float(arr.reshape(arr.shape[0], -1).sum(axis=1).mean()) if arr.size else 0.0
+
+
+def round_split(data) -> dict:
     """Seconds summed over rounds. Client hosts (ranks >= 1), mean over hosts: compute = forward + backward,
     communication = model download + upload, injected = simulated device slowness. Aggregator (rank 0): send,
     receive, aggregate, idle (waiting for any client's message)."""
-    hosts = slice(1, None)
     out = {
         "round": float(data["timing/step"][0].sum()),
-        "compute": float(
-            (data["timing/forward"][hosts].sum(axis=(1, 2)) + data["timing/backward"][hosts].sum(axis=(1, 2))).mean()
-        ),
-        "communication": float(data["timing/comm"][hosts].sum(axis=(1, 2)).mean()),
-        "upload": float(data["fedavg/upload"][hosts].sum(axis=(1, 2)).mean()),
-        "download": float(data["fedavg/download"][hosts].sum(axis=(1, 2)).mean()),
-        "waiting": float(data["timing/wait"][hosts].sum(axis=1).mean()),
-        "injected": float(data["timing/injected"][hosts].sum(axis=1).mean()),
+        "compute": _per_host(data, "timing/forward") + _per_host(data, "timing/backward"),
+        "communication": _per_host(data, "timing/comm"),
+        "upload": _per_host(data, "fedavg/upload"),
+        "download": _per_host(data, "fedavg/download"),
+        "waiting": _per_host(data, "timing/wait"),
+        "injected": _per_host(data, "timing/injected"),
     }
     for name in ("send", "receive", "aggregate", "idle"):
         out[f"aggregator_{name}"] = float(data[f"fedavg/aggregator_{name}"][0].sum())
@@ -29,9 +33,9 @@ def round_split(data: dict) -> dict:
 
 
 def print_round_summary(loop, wall: float, status: str) -> None:
-    cfg, rec = loop.cfg, loop.rec
-    data = {name: arr for name, (arr, _) in rec.datasets().items()}
-    rounds = rec.gathered
+    cfg = loop.cfg
+    data = LayerTotals(loop.run.out)  # from the results file just written
+    rounds = data["timing/step"].shape[1]
     split = round_split(data)
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
     print(
