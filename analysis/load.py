@@ -17,6 +17,7 @@ import numpy as np
 
 SUPPORTED_SCHEMAS = (1, 2)  # 2: appended row by row (bench.measure.appender), float32 timings, dimension scales
 SCALES = ("rank", "step", "round", "layer")  # schema 2's dimension scales: coordinates, not measurements
+BLOCK_ROWS = 2048  # rows read at a time by the blockwise reductions
 
 
 class ResultsError(Exception):
@@ -65,6 +66,7 @@ class LazyDatasets(Mapping):
     def __init__(self, path: str, names: list[str], units: dict[str, str]):
         self._path, self._names, self.units = path, names, units
         self._cache: dict[str, np.ndarray] = {}
+        self._reduced: dict[str, np.ndarray] = {}  # reductions read block by block (summed, layer_means)
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -90,8 +92,42 @@ class LazyDatasets(Mapping):
         return name in self.units
 
     def loaded(self) -> list[str]:
-        """Names read so far (the report's laziness is tested with this)."""
+        """Names read whole so far (the report's laziness is tested with this)."""
         return sorted(self._cache)
+
+    def summed(self, name: str) -> np.ndarray:
+        """(ranks, rows) float64: the series summed over its axes past the second (its layers), read BLOCK_ROWS
+        rows at a time, so a (256 x 10,000 x 60) series costs (256 x 10,000) values, never itself whole. Cached."""
+        key = f"summed:{name}"
+        if key not in self._reduced:
+            if name in self._cache or name not in self.units:
+                arr = np.asarray(self[name], dtype=np.float64)
+                self._reduced[key] = arr.reshape(*arr.shape[:2], -1).sum(axis=2) if arr.ndim > 2 else arr
+            else:
+                self._reduced[key] = self._blocks(name, lambda block: block.reshape(*block.shape[:2], -1).sum(axis=2))
+        return self._reduced[key]
+
+    def layer_means(self, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
+        """(layers,) float64: the mean over ``ranks`` and rows ``>= warmup`` of a per-layer series, read in blocks
+        (all rows when there are no more than ``warmup``, as ``analysis.metrics`` does)."""
+        if name in self._cache:
+            arr = np.asarray(self[name], dtype=np.float64)
+            return arr[ranks, warmup if arr.shape[1] > warmup else 0 :].mean(axis=(0, 1))
+        with open_results(self._path) as f:
+            ds = f[name]
+            first = warmup if ds.shape[1] > warmup else 0
+            total, rows = np.zeros(ds.shape[2:], dtype=np.float64), ds.shape[1] - first
+            for lo in range(first, ds.shape[1], BLOCK_ROWS):
+                total += ds[:, lo : lo + BLOCK_ROWS][ranks].astype(np.float64).sum(axis=(0, 1))
+        return total / (len(ranks) * rows) if rows and len(ranks) else np.full(total.shape, np.nan)
+
+    def _blocks(self, name: str, reduce) -> np.ndarray:
+        with open_results(self._path) as f:
+            ds = f[name]
+            out = np.empty(ds.shape[:2], dtype=np.float64)
+            for lo in range(0, ds.shape[1], BLOCK_ROWS):
+                out[:, lo : lo + BLOCK_ROWS] = reduce(ds[:, lo : lo + BLOCK_ROWS].astype(np.float64))
+        return out
 
 
 @dataclass

@@ -55,6 +55,24 @@ def _after_warmup(arr: np.ndarray, warmup: int) -> np.ndarray:
     return arr[:, lo:]
 
 
+def per_row(data: Mapping, name: str) -> np.ndarray:
+    """(ranks, rows) float64: series ``name`` summed over its layers. A lazily loaded file reduces it a block of
+    rows at a time (:meth:`analysis.load.LazyDatasets.summed`), so a per-layer series is never read whole."""
+    summed = getattr(data, "summed", None)
+    if summed is not None:
+        return summed(name)
+    arr = np.asarray(data[name], dtype=np.float64)
+    return arr.reshape(*arr.shape[:2], -1).sum(axis=2) if arr.ndim > 2 else arr
+
+
+def per_layer_mean(data: Mapping, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
+    """(layers,): mean of a per-layer series over ``ranks`` and rows ``>= warmup`` (blockwise when lazy)."""
+    means = getattr(data, "layer_means", None)
+    if means is not None:
+        return means(name, ranks, warmup)
+    return _after_warmup(np.asarray(data[name], dtype=np.float64)[ranks], warmup).mean(axis=(0, 1))
+
+
 def _measured(run: RunResults, name: str, warmup: int) -> np.ndarray:
     return _after_warmup(run.data[name][compute_ranks(run)], warmup)
 
@@ -145,8 +163,8 @@ def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str,
         if key not in data:
             out[name] = 0.0
             continue
-        arr = _after_warmup(np.asarray(data[key])[ranks], warmup)
-        out[name] = float(arr.reshape(arr.shape[0], -1).sum(axis=1).mean()) if arr.size else 0.0
+        arr = _after_warmup(per_row(data, key)[ranks], warmup)
+        out[name] = float(arr.sum(axis=1).mean()) if arr.size else 0.0
     out["other"] = max(0.0, out["step"] - sum(out[p] for p in PHASES))
     return out
 
@@ -188,8 +206,9 @@ def layer_split(run: RunResults, warmup: int = 1) -> list[dict]:
     """Per layer, mean over computing ranks of the per-step mean: forward, backward, communication (s), bytes
     moved per step, and effective bandwidth = bytes / communication time (B/s)."""
     names = run.data["layers/name"]
-    mean = {k: _measured(run, f"timing/{k}", warmup).mean(axis=(0, 1)) for k in ("forward", "backward", "comm")}
-    sent = _measured(run, "timing/comm_bytes", warmup).mean(axis=(0, 1))
+    ranks = compute_ranks(run)
+    mean = {k: per_layer_mean(run.data, f"timing/{k}", ranks, warmup) for k in ("forward", "backward", "comm")}
+    sent = per_layer_mean(run.data, "timing/comm_bytes", ranks, warmup)
     return [
         {
             "layer": str(names[i]),
@@ -205,7 +224,7 @@ def layer_split(run: RunResults, warmup: int = 1) -> list[dict]:
 
 def bytes_per_row(run: RunResults) -> np.ndarray:
     """Bytes moved by all ranks in each step (round), unwarmed."""
-    return run.data["timing/comm_bytes"].sum(axis=(0, 2)).astype(np.float64)
+    return per_row(run.data, "timing/comm_bytes").sum(axis=0)
 
 
 def oversubscription(attrs: dict) -> tuple[bool, int]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from analysis.costmodel import Fit, allreduce_time, p2p_time
 from analysis.load import RunResults
-from analysis.metrics import compute_ranks, row_times
+from analysis.metrics import compute_ranks, per_row, row_times
 
 
 def exchanged_buffers(run: RunResults) -> np.ndarray:
@@ -70,7 +70,7 @@ def compute_per_step(run: RunResults, warmup: int = 1) -> float:
     ranks = compute_ranks(run)
     lo = warmup if run.data["timing/step"].shape[1] > warmup else 0
     step = run.data["timing/step"][ranks, lo:]
-    comm = run.data["timing/comm"][ranks, lo:].sum(axis=2)
+    comm = per_row(run.data, "timing/comm")[ranks, lo:]
     local = step - comm - run.data["timing/wait"][ranks, lo:]
     return float(np.median(local.max(axis=0))) if local.size else 0.0
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.load import load
 from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
-from bench.measure.readback import LayerTotals
 
 LABELS = {"comm": "communication", "pack": "packing"}
 
@@ -19,8 +19,8 @@ LABELS = {"comm": "communication", "pack": "packing"}
 def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
     """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
     all (default: every computing rank took every step). Shares count computing ranks only (not servers). The
-    numbers come from the results file just written (:mod:`bench.measure.readback`)."""
-    data = LayerTotals(run.out)
+    numbers come from the results file just written, read as the analysis reads it."""
+    data = load(run.out).data  # per-layer series summed block by block (analysis.metrics.per_row)
     ranks = computing_ranks(attrs.get("roles"), int(attrs["world_size"]))
     steps = data["timing/step"].shape[1]
     parts = phase_totals(data, ranks)

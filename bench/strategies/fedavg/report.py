@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.metrics import oversubscription
-from bench.measure.readback import LayerTotals
+from analysis.load import load
+from analysis.metrics import oversubscription, per_row
 
 
 def _per_host(data, name: str) -> float:
     """Mean over client hosts (ranks >= 1) of the series summed over rounds (and layers)."""
-    arr = np.asarray(data[name])[1:]
-    return float(arr.reshape(arr.shape[0], -1).sum(axis=1).mean()) if arr.size else 0.0
+    arr = per_row(data, name)[1:]
+    return float(arr.sum(axis=1).mean()) if arr.size else 0.0
 
 
 def round_split(data) -> dict:
@@ -34,7 +34,7 @@ def round_split(data) -> dict:
 
 def print_round_summary(loop, wall: float, status: str) -> None:
     cfg = loop.cfg
-    data = LayerTotals(loop.run.out)  # from the results file just written
+    data = load(loop.run.out).data  # from the results file just written
     rounds = data["timing/step"].shape[1]
     split = round_split(data)
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
