@@ -57,6 +57,7 @@ class Points:
         self.comm: MPI.Comm | None = None
         self._dumped = False
         self._pending: list[MPI.Request] = []
+        self.askers: set[int] = set()  # ranks that asked this one where it is
 
     def enable(self, comm: MPI.Comm) -> None:
         """Collective over ``comm``: a private duplicate to ask and answer on (only with MPI_THREAD_MULTIPLE)."""
@@ -91,11 +92,13 @@ class Points:
         while self.comm.Iprobe(MPI.ANY_SOURCE, Tag.DIAGNOSIS_ASK):
             status = MPI.Status()
             self.comm.recv(source=MPI.ANY_SOURCE, tag=Tag.DIAGNOSIS_ASK, status=status)
+            self.askers.add(status.Get_source())
             self.dump_stack()
             self._pending.append(self.comm.isend(self.point(waiting), status.Get_source(), Tag.DIAGNOSIS_REPLY))
 
-    def ask_everyone(self, waiting: str) -> dict[int, dict | None]:
-        """From a timed-out rank's watchdog thread: every rank's point (None: no answer in ANSWER_WAIT_S)."""
+    def ask_everyone(self, waiting: str) -> dict[int, dict | None] | None:
+        """From a timed-out rank's watchdog thread: every rank's point (None: no answer in ANSWER_WAIT_S). None
+        when a lower rank timed out too and asked: it prints the diagnosis (one report, not one per rank)."""
         me = MPI.COMM_WORLD.rank
         found: dict[int, dict | None] = {me: self.point(waiting)}
         if self.comm is None:
@@ -111,6 +114,8 @@ class Points:
                 found[status.Get_source()] = self.comm.recv(source=status.Get_source(), tag=Tag.DIAGNOSIS_REPLY)
             else:
                 time.sleep(0.01)
+        if any(r < me for r in self.askers):
+            return None
         return {r: found.get(r) for r in range(self.comm.size)}
 
 

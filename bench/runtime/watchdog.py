@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from mpi4py import MPI
 
-from bench.runtime.diagnosis import POINTS, describe
+from bench.runtime.diagnosis import ANSWER_WAIT_S, POINTS, describe
 
 ABORT_CODE_TIMEOUT = 124
 LAST_WORDS_S = 0.5
@@ -67,10 +67,12 @@ class Watchdog:
         sys.stderr.flush()
         if diagnose:
             found = POINTS.ask_everyone(self._waiting())
-            sys.stderr.write(
-                f"syncbench: rank {self._comm.Get_rank()}: where the ranks are:\n{describe(found, POINTS.unit)}\n"
-            )
-            sys.stderr.flush()
+            if found is None:  # a lower rank reports: give it the time to, before this rank's abort ends the job
+                time.sleep(ANSWER_WAIT_S)
+            else:
+                where = describe(found, POINTS.unit)
+                sys.stderr.write(f"syncbench: rank {self._comm.Get_rank()}: where the ranks are:\n{where}\n")
+                sys.stderr.flush()
         time.sleep(LAST_WORDS_S)
         self._comm.Abort(ABORT_CODE_TIMEOUT)
 
