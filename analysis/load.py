@@ -2,7 +2,10 @@
 
 A report over hundreds of runs, or over one run of 256 ranks x 10,000 steps, must not load per-layer arrays it
 never uses: :class:`RunResults` ``.data`` is a read-only mapping that opens the file and reads a dataset on first
-access (then keeps it), so a speedup table reads ``timing/step`` and nothing per layer.
+access (then keeps it), so a speedup table reads ``timing/step`` and nothing per layer; and the tables that do use
+per-layer series take their sums a block of rows at a time (:meth:`LazyDatasets.summed`, :meth:`~LazyDatasets.
+layer_means`), never holding one whole. Schema 1 and 2 files load alike; a file whose writer is running or was
+killed opens in SWMR read mode (:func:`open_results`).
 """
 
 from __future__ import annotations

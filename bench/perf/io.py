@@ -3,7 +3,8 @@
     python -m bench.perf.io                                  # 256 ranks x 60 layers, S = 500, 2000, 10000
     python -m bench.perf.io --steps 500 2000 --old-max 2000  # the old writer only where its memory allows
     python -m bench.perf.io --decoupled-ranks 16             # also the decoupled path (per-rank files)
-    python -m bench.perf.io --report 2000                    # also time `analysis report` on the S = 2000 file
+    python -m bench.perf.io --report 2000                    # also time `analysis tables` on the S = 2000 file
+    python -m bench.perf.io --control                        # also the largest S's volume in fresh S = 500 files
 
 Drives the real writers with synthetic rows shaped as a run records them: per rank and step, 4 per-layer timing
 series and the per-layer byte counts, and 6 per-step series, flushed every 50 steps. "old" replays what rank 0 did
@@ -132,6 +133,19 @@ def compare(ranks: int, layers: int, steps_list: list[int], old_max: int, folder
     return seen
 
 
+def control(ranks: int, layers: int, steps: int, short: int, folder: Path) -> float:
+    """The same volume as one ``steps``-row file, written as fresh ``short``-row files (all kept until the end):
+    median of the last 10 flushes of the last file. On this VM a flush slows as the data written grows (memory
+    taken by page cache or tmpfs, whatever file it is in: measured), so this separates the file's length from
+    the machine's state."""
+    times = []
+    for i in range(steps // short):
+        times = new_writer(str(folder / f"control_{i}.h5"), ranks, layers, short)
+    for i in range(steps // short):
+        (folder / f"control_{i}.h5").unlink()
+    return statistics.median(times[-10:])
+
+
 def _gib(ranks: int, layers: int, steps: int) -> str:
     return f"{flush_bytes(ranks, layers) * steps / FLUSH / 2**30:.1f} GiB"
 
@@ -196,23 +210,33 @@ def main(argv=None) -> int:
     p.add_argument("--old-max", type=int, default=2000, help="run the old writer up to this many steps")
     p.add_argument("--decoupled-ranks", type=int, default=0, help="also the decoupled path with this many ranks")
     p.add_argument("--report", type=int, default=0, help="also time the analysis tables on the new file of this S")
+    p.add_argument("--control", action="store_true", help="also the same volume in fresh short files (see control)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         seen = compare(args.ranks, args.layers, args.steps, args.old_max, folder)
-        _verdict(seen, args.steps)
-        if args.decoupled_ranks:
-            decoupled(args.decoupled_ranks, args.layers, min(args.steps), folder)
+        for name in list(folder.glob("*_*.h5")):
+            if name.name != f"new_{args.report}.h5":
+                name.unlink()
+        same = control(args.ranks, args.layers, max(args.steps), min(args.steps), folder) if args.control else None
+        _verdict(seen, args.steps, same)
+        for steps in sorted(set(args.steps))[:2] if args.decoupled_ranks else ():
+            decoupled(args.decoupled_ranks, args.layers, steps, folder)
         if args.report:
             time_report(folder / f"new_{args.report}.h5")
     return 0
 
 
-def _verdict(seen: dict, steps: list[int]) -> None:
+def _verdict(seen: dict, steps: list[int], same_volume: float | None) -> None:
     lo, hi = min(steps), max(steps)
     if ("new", lo) in seen and ("new", hi) in seen:
         ratio = seen[("new", hi)][0] / seen[("new", lo)][0]
         print(f"\n  new per-flush at S = {hi} / at S = {lo}: {ratio:.2f} (goal <= 1.2)")
+    if same_volume and ("new", hi) in seen:
+        print(
+            f"  control: the same volume as {hi} rows in fresh {lo}-row files, last flushes {same_volume:.4f} s; "
+            f"S = {hi} / control: {seen[('new', hi)][0] / same_volume:.2f}"
+        )
     old_hi = max((s for (n, s) in seen if n == "old"), default=None)
     if old_hi and ("new", hi) in seen:
         old_total = seen[("old", old_hi)][1] * (hi / old_hi) ** 2  # rewrite cost grows with S: total with S^2
