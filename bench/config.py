@@ -148,10 +148,10 @@ class Config:
         "fedavg",
     )
     placement: str = opt(
-        "static",
-        "fedavg: which client rank trains a sampled client: the one holding its block (static), or spread every "
-        "round over the client ranks by local steps + samples / B, longest first (balanced)",
-        ("static", "balanced"),
+        "balanced",
+        "fedavg: which client rank trains a sampled client: spread every round over the client ranks by local steps "
+        "+ samples / B, longest first (balanced), or the rank holding its block (static)",
+        ("balanced", "static"),
         "fedavg",
     )
     upload_buffers: int = opt(

@@ -33,10 +33,10 @@ WORKLOAD = ["--model", "cnn", "--dataset", "digits", "--partition", "dirichlet",
 WORKLOAD += ["--local-epochs", "1", "--batch-size", "32", "--lr", "0.1", "--seed", "0"]
 EVAL_AT_END = ["--eval-every", "0"]  # like the single process: rounds are not interrupted by test evaluations
 VARIANTS = {
-    "client, blocking uploads": ["--aggregation", "client", "--upload-buffers", "0"],
-    "client, 2 upload buffers": ["--aggregation", "client", "--upload-buffers", "2"],
-    "host": ["--aggregation", "host"],
-    "tree": ["--aggregation", "tree"],
+    "client, blocking uploads": ["--aggregation", "client", "--upload-buffers", "0", "--placement", "static"],
+    "client, 2 upload buffers": ["--aggregation", "client", "--upload-buffers", "2", "--placement", "static"],
+    "host": ["--aggregation", "host", "--placement", "static"],
+    "tree": ["--aggregation", "tree", "--placement", "static"],
     "client, 2 buffers, balanced": ["--aggregation", "client", "--placement", "balanced"],
     "host, balanced": ["--aggregation", "host", "--placement", "balanced"],
     "tree, balanced": ["--aggregation", "tree", "--placement", "balanced"],

@@ -66,3 +66,10 @@ def test_a_hung_rank_is_named_and_every_rank_dumps_its_stack(tmp_path, strategy)
         assert f"syncbench: rank {rank} stack: " in err, (rank, err)
     hung = [line for line in err.splitlines() if line.startswith("syncbench: rank 2 stack")]
     assert any("in inject_failure" in line for line in hung), err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_learning_rate_is_bad_input(value):
+    proc = bench(2, "train", "--lr", value, "--steps", "2", "--quiet", timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count(f"--lr must be a finite number, got {value}") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
