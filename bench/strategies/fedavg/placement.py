@@ -1,8 +1,9 @@
 """Which client rank trains which sampled client in a round.
 
 ``static``: client k always trains on the rank that holds it in the topology's contiguous blocks.
-``balanced`` (default; measured faster at 3 and 8 ranks, bench/perf/BENCHMARKS.md): every round, the sampled clients are spread over the client ranks longest first (LPT: clients in
-decreasing cost, each to the rank with the least work so far; ties by client id, then by rank). Every rank holds
+``balanced`` (default; measured faster at 3 and 8 ranks, bench/perf/BENCHMARKS.md): every round, the sampled
+clients are spread over the client ranks longest first (LPT: clients in decreasing cost, each to the rank with the
+least work so far; ties by client id, then by rank). Every rank holds
 the whole training set and computes the same assignment from the round's sample and the partition sizes, so
 balancing costs no message. Training a client gives the same model on any rank; only the order in which updates
 are folded changes (float64 sums: equal to rounding).
