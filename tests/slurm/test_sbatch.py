@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from bench.measure.appender import SCHEMA_VERSION
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch on PATH (start a local Slurm)")
@@ -43,7 +44,7 @@ def test_script_writes_results_with_job_provenance(tmp_path, script, strategy, n
         assert f.attrs["strategy"] == strategy and f.attrs["world_size"] == 3
         assert f.attrs["slurm_job_id"] == job and "#SBATCH" in f.attrs["batch_script"]
         assert f.attrs["status"] == "complete" and (f["timing/step"][()] > 0).any(axis=1).all()
-        assert f.attrs["schema_version"] == 1
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
         if strategy == "fedavg":  # the same 256 logical clients on 2 client ranks
             assert json.loads(f.attrs["config"])["clients"] == 256
             assert json.loads(f.attrs["clients_of_rank"])["2"] == list(range(128, 256))
