@@ -53,6 +53,16 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     return figs
 
 
+def unfinished_notes(runs) -> list[str]:
+    """A line for every run that did not complete (diverged, stopped, failed, still running or killed): its numbers
+    are in the tables like the others', and a reader must know which runs they come from."""
+    notes = []
+    for r in (r for r in runs if r.attrs.get("status", "complete") != "complete"):
+        why = r.attrs.get("stopped_by")
+        notes.append(f"- **{r.name}: {r.attrs.get('status')}**" + (f" ({why})" if why else ""))
+    return ["Runs that did not complete (their rows are in the tables below):", *notes, ""] if notes else []
+
+
 def write_report(runs, micro_runs, out: Path, opts: ReportOptions) -> tuple[Path, list[Table]]:
     """Write report.md, every table (.md/.csv/.tex) and the figures; returns the report's path and tables."""
     out.mkdir(parents=True, exist_ok=True)
@@ -71,6 +81,7 @@ def write_report(runs, micro_runs, out: Path, opts: ReportOptions) -> tuple[Path
     if opts.target is not None:
         lines.append(f"Target accuracy for time-to-accuracy: {100 * opts.target:g} %.")
     lines += ["", model_note] if model_note else [""]
+    lines += unfinished_notes(runs)
     for table in tables:
         table.save(out)
         lines.append(table.markdown())

@@ -141,3 +141,15 @@ def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
 def test_analysis_imports_neither_mpi_nor_torch():
     code = "import sys, analysis.__main__, analysis.report; sys.exit(bool({'mpi4py', 'torch'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_report_names_runs_that_did_not_complete(tmp_path):
+    """A diverged run's numbers sit in the tables beside the others': the report says which runs they are."""
+    from analysis.report import unfinished_notes
+
+    ring_run(tmp_path / "ok.h5", 2, 0.5)
+    why = "non-finite values at step 2 on rank 0: loss = nan"
+    ring_run(tmp_path / "div.h5", 2, 0.5, attrs={"status": "diverged", "stopped_by": why})
+    notes = unfinished_notes([load(tmp_path / "ok.h5"), load(tmp_path / "div.h5")])
+    assert notes[1:] == [f"- **div.h5: diverged** ({why})", ""]
+    assert unfinished_notes([load(tmp_path / "ok.h5")]) == []
