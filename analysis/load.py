@@ -51,6 +51,13 @@ def _read(obj: h5py.Dataset) -> np.ndarray:
     return arr
 
 
+def sum_layers(arr: np.ndarray) -> np.ndarray:
+    """(ranks, rows) float64: a row series summed over its axes past the second (its layers); 2-D series as they
+    are."""
+    arr = np.asarray(arr, dtype=np.float64)
+    return arr.reshape(*arr.shape[:2], -1).sum(axis=2) if arr.ndim > 2 else arr
+
+
 def open_results(path: str) -> h5py.File:
     """Open for reading. A file whose writer is running or was killed is marked as open for writing, and HDF5
     refuses a plain open: such a file is opened in SWMR read mode, which sees every flushed row."""
@@ -104,10 +111,9 @@ class LazyDatasets(Mapping):
         key = f"summed:{name}"
         if key not in self._reduced:
             if name in self._cache or name not in self.units:
-                arr = np.asarray(self[name], dtype=np.float64)
-                self._reduced[key] = arr.reshape(*arr.shape[:2], -1).sum(axis=2) if arr.ndim > 2 else arr
+                self._reduced[key] = sum_layers(self[name])
             else:
-                self._reduced[key] = self._blocks(name, lambda block: block.reshape(*block.shape[:2], -1).sum(axis=2))
+                self._reduced[key] = self._summed_in_blocks(name)
         return self._reduced[key]
 
     def layer_means(self, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
@@ -124,12 +130,12 @@ class LazyDatasets(Mapping):
                 total += ds[:, lo : lo + BLOCK_ROWS][ranks].astype(np.float64).sum(axis=(0, 1))
         return total / (len(ranks) * rows) if rows and len(ranks) else np.full(total.shape, np.nan)
 
-    def _blocks(self, name: str, reduce) -> np.ndarray:
+    def _summed_in_blocks(self, name: str) -> np.ndarray:
         with open_results(self._path) as f:
             ds = f[name]
             out = np.empty(ds.shape[:2], dtype=np.float64)
             for lo in range(0, ds.shape[1], BLOCK_ROWS):
-                out[:, lo : lo + BLOCK_ROWS] = reduce(ds[:, lo : lo + BLOCK_ROWS].astype(np.float64))
+                out[:, lo : lo + BLOCK_ROWS] = sum_layers(ds[:, lo : lo + BLOCK_ROWS])
         return out
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.load import RunResults
+from analysis.load import RunResults, sum_layers
 from kernels.topology import COMPUTING_ROLES as TOPOLOGY_COMPUTING
 
 COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
@@ -61,8 +61,7 @@ def per_row(data: Mapping, name: str) -> np.ndarray:
     summed = getattr(data, "summed", None)
     if summed is not None:
         return summed(name)
-    arr = np.asarray(data[name], dtype=np.float64)
-    return arr.reshape(*arr.shape[:2], -1).sum(axis=2) if arr.ndim > 2 else arr
+    return sum_layers(data[name])
 
 
 def per_layer_mean(data: Mapping, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:

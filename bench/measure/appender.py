@@ -36,8 +36,15 @@ def _stored_dtype(name: str, units: str, dtype: np.dtype) -> np.dtype:
     return dtype
 
 
-def _attr(value):
+def attr_value(value):
+    """A root attribute as stored: dicts, lists and tuples as JSON strings (both writers)."""
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list, tuple)) else value
+
+
+def storable(array) -> np.ndarray:
+    """An array as h5py stores it: numpy unicode strings become HDF5 variable-length strings (both writers)."""
+    array = np.asarray(array)
+    return array.astype(h5py.string_dtype()) if array.dtype.kind == "U" else array
 
 
 def _growing(name: str) -> bool:
@@ -74,9 +81,9 @@ class Appender:
         for name, (block, _) in rows.items():
             self.f[name][ranks, first_row : first_row + block.shape[1]] = block
         for name, (array, _) in datasets.items():
-            self._put(name, np.asarray(array))
+            self._put(name, storable(array))
         for key, value in attrs.items():
-            self.f.attrs[key] = _attr(value)
+            self.f.attrs[key] = attr_value(value)
         self.f.flush()
 
     def close(self) -> None:
@@ -104,7 +111,7 @@ class Appender:
         from ``layers/name``, before the series that use it)."""
         for name, (array, units) in datasets.items():
             if name not in self.f:
-                self._create_other(name, np.asarray(array), units)
+                self._create_other(name, storable(array), units)
         for name, (block, units) in rows.items():
             if name not in self.f:
                 self._create_series(name, block, units)
@@ -133,8 +140,6 @@ class Appender:
                 ds.dims[axis].attach_scale(self.f["layer"])
 
     def _create_other(self, name: str, array: np.ndarray, units: str) -> None:
-        if array.dtype.kind == "U":
-            array = array.astype(h5py.string_dtype())
         if _growing(name):
             shape = (0, *array.shape[1:])
             ds = self.f.create_dataset(name, shape=shape, maxshape=(None, *array.shape[1:]), dtype=array.dtype)
@@ -155,8 +160,6 @@ class Appender:
 
     def _put(self, name: str, array: np.ndarray) -> None:
         ds = self.f[name]
-        if array.dtype.kind == "U":
-            array = array.astype(h5py.string_dtype())
         if _growing(name):
             old = ds.shape[0]
             if array.shape[0] > old:

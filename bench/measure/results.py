@@ -5,14 +5,13 @@ instead (:mod:`bench.measure.appender`): a file rewritten whole at every flush c
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from bench.measure.appender import SCHEMA_VERSION
+from bench.measure.appender import SCHEMA_VERSION, attr_value, storable
 
 
 def check_writable(path: str) -> None:
@@ -32,13 +31,8 @@ def write(path: str, attrs: dict, datasets: dict[str, tuple[np.ndarray, str]], s
     with h5py.File(tmp, "w") as f:
         f.attrs["schema_version"] = schema
         for key, value in attrs.items():
-            if isinstance(value, (dict, list, tuple)):
-                value = json.dumps(value, sort_keys=True)
-            f.attrs[key] = value
+            f.attrs[key] = attr_value(value)
         for name, (array, units) in datasets.items():
-            array = np.asarray(array)
-            if array.dtype.kind == "U":
-                array = array.astype(h5py.string_dtype())
-            ds = f.create_dataset(name, data=array)
+            ds = f.create_dataset(name, data=storable(array))
             ds.attrs["units"] = units
     os.replace(tmp, path)
