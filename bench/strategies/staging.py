@@ -37,7 +37,9 @@ PACKING = PackingClock()
 class HostStaging:
     """Contiguous host buffers holding each layer's flattened gradients (or parameters) for MPI.
 
-    On CPU the numpy buffer shares memory with a torch tensor, so packing is one ``torch.cat(out=...)``. On
+    The groups' buffers are consecutive views of one allocation (``flat``), so a whole model packed group by group
+    is already one contiguous vector (no concatenation before folding it). On CPU the numpy buffer shares memory
+    with a torch tensor, so packing is one ``torch.cat(out=...)``. On
     CUDA the torch tensor is pinned host memory and the copy is a device-to-host transfer (MPI here is not
     assumed CUDA-aware).
     """
@@ -45,14 +47,11 @@ class HostStaging:
     def __init__(self, layers: list[Layer], device: torch.device, groups: list[tuple[int, ...]] | None = None):
         self.layers = layers
         self.groups = groups or [(layer.index,) for layer in layers]
-        pin = device.type == "cuda"
-        self.host: list[torch.Tensor] = []
-        self.numpy: list[np.ndarray] = []
-        for g in self.groups:
-            n = sum(layers[i].numel for i in g)
-            t = torch.empty(n, dtype=torch.float32, pin_memory=pin)
-            self.host.append(t)
-            self.numpy.append(t.numpy())
+        sizes = [sum(layers[i].numel for i in g) for g in self.groups]
+        whole = torch.empty(sum(sizes), dtype=torch.float32, pin_memory=device.type == "cuda")
+        self.flat: np.ndarray = whole.numpy()  # every group's buffer, back to back in group order (FedAvg folds it)
+        self.host: list[torch.Tensor] = list(torch.split(whole, sizes))  # views: packing a group fills ``flat``
+        self.numpy: list[np.ndarray] = [t.numpy() for t in self.host]
 
     def _tensors(self, group: tuple[int, ...], grads: bool) -> list[torch.Tensor]:
         out = []

@@ -20,13 +20,15 @@ class StreamingMean:
     def __init__(self, size: int):
         self.total = np.zeros(size, dtype=np.float64)
         self.weight = 0.0
+        self._product = np.empty(size, dtype=np.float64)  # n_k w_k, computed in float64 without a new array
 
     def reset(self) -> None:
         self.total[:] = 0.0
         self.weight = 0.0
 
     def add(self, values: np.ndarray, weight: float) -> None:
-        self.total += weight * values.astype(np.float64, copy=False)
+        np.multiply(values, weight, out=self._product, dtype=np.float64)  # the same float64 product as
+        self.total += self._product  # weight * values.astype(float64), without allocating two temporaries
         self.weight += weight
 
     def merge(self, total: np.ndarray, weight: float) -> None:

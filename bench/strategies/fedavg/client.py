@@ -39,6 +39,9 @@ class ClientHost:
         for k in clients:
             self.client_data(k)
         self.global_values = [np.empty_like(b) for b in self.staging.numpy]
+        self._params = [p for layer in self.layers for p in layer.params]
+        self._global_views = self._views_of_global()
+        self.optimizer = make_optimizer(run.model.parameters(), cfg)  # one per host, its state cleared for each client
         sizes = [b.size for b in self.staging.numpy]
         self.model_size = sum(sizes)
         self._byte_share = np.array(sizes, dtype=np.float64) / self.model_size  # each layer's share of the model
@@ -72,6 +75,16 @@ class ClientHost:
         torch.optim.SGD(self.run.model.parameters(), lr=0.0).step()  # the first optimizer step is slow too
         self.run.model.zero_grad(set_to_none=True)
 
+    def _views_of_global(self) -> list[torch.Tensor]:
+        """Each parameter's slice of the global-model receive buffers, shaped like the parameter (on its device)."""
+        views = []
+        for values, layer in zip(self.global_values, self.layers):
+            whole, off = torch.from_numpy(values), 0
+            for p in layer.params:
+                views.append(whole[off : off + p.numel()].view(p.shape))
+                off += p.numel()
+        return views
+
     def download(self, row_comm: np.ndarray, row_bytes: np.ndarray, row_down: np.ndarray) -> float:
         """Receive the global model; returns the seconds spent waiting for the round to start (not transfer)."""
         t = time.perf_counter()
@@ -87,9 +100,11 @@ class ClientHost:
         return waited
 
     def _load_global(self) -> None:
-        for i, values in enumerate(self.global_values):
-            np.copyto(self.staging.numpy[i], values)
-            self.staging.unpack(i, grads=False)
+        """The model's parameters from the received global model: one copy per tensor, straight from the receive
+        buffers (they are this host's only copy of the global model for the round)."""
+        with torch.no_grad():
+            for param, values in zip(self._params, self._global_views):
+                param.copy_(values)
 
     def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> tuple[float, float, int]:
         """E local epochs of client ``k`` from the global model; returns (mean loss, compute seconds, n_k)."""
@@ -98,7 +113,8 @@ class ClientHost:
         x, y = self.client_data(k)
         n = len(y)
         batch = min(cfg.batch_size, n)
-        opt = make_optimizer(model.parameters(), cfg)
+        opt = self.optimizer
+        opt.state.clear()  # a fresh optimizer for each client (momentum buffers start empty), without rebuilding it
         state = self.algorithm.begin_client(model)
         losses = []
         t0 = time.perf_counter()
@@ -160,9 +176,10 @@ class ClientHost:
         state = ClientStatus.LATE if ready_s > self.cfg.deadline else ClientStatus.OK
         if state == ClientStatus.OK:
             t = time.perf_counter()
-            flat = np.concatenate([self.staging.pack(i, grads=False) for i in range(len(self.layers))])
+            for i in range(len(self.layers)):
+                self.staging.pack(i, grads=False)  # fills self.staging.flat, the model as one vector
             rec["timing/pack"][round_] += (time.perf_counter() - t) * self._byte_share
-            self.algorithm.fold(report.partial, flat, n)
+            self.algorithm.fold(report.partial, self.staging.flat, n)
         report.records.append((k, self.comm.rank, n, int(state), compute_s, extra, loss, ready_s))
 
     def deliver(self, report: Report, round_: int, rec) -> None:
