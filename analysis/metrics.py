@@ -153,18 +153,24 @@ PHASES = ("forward", "backward", "comm", "pack", "wait", "optimizer", "data", "i
 
 def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str, float]:
     """Seconds per phase, mean over ``ranks`` of the sum over rows ``>= warmup``, plus ``step`` (the whole
-    step) and ``other`` (step time no phase claims: loss, zero_grad, Python). Used by the report and by the
-    summary a run prints, so both say the same thing. ``pack`` (copying to and from host buffers) is absent
-    from files written before it was its own phase; it is then inside ``comm``."""
+    step), ``exposed`` (communication the training thread waited for: ``timing/exposed`` in an overlapped run,
+    all of ``comm`` otherwise) and ``other`` (step time no phase claims: loss, zero_grad, Python; in an overlapped
+    run also the packing the training thread waited for). Overlapped communication ran during the backward pass,
+    so it is not subtracted from the step again. Used by the report and by the summary a run prints, so both say
+    the same thing. ``pack`` (copying to and from host buffers) is absent from files written before it was its
+    own phase; it is then inside ``comm``."""
     out = {}
-    for name in ("step", *PHASES):
+    for name in ("step", *PHASES, "exposed"):
         key = f"timing/{name}"
         if key not in data:
-            out[name] = 0.0
+            out[name] = out["comm"] if name == "exposed" else 0.0
             continue
         arr = _after_warmup(per_row(data, key)[ranks], warmup)
         out[name] = float(arr.sum(axis=1).mean()) if arr.size else 0.0
-    out["other"] = max(0.0, out["step"] - sum(out[p] for p in PHASES))
+    on_the_thread = sum(out[p] for p in PHASES) - out["comm"] + out["exposed"]
+    if "timing/exposed" in data:
+        on_the_thread -= out["pack"]  # packed on the communication thread
+    out["other"] = max(0.0, out["step"] - on_the_thread)
     return out
 
 
@@ -192,6 +198,32 @@ def comm_split(run: RunResults, warmup: int = 1) -> CommSplit:
     compute = t["forward"] + t["backward"] + t["optimizer"]
     share = t["comm"] / t["step"] if t["step"] else 0.0
     return CommSplit(t["step"], t["comm"], compute, t["wait"], t["pack"], share)
+
+
+@dataclass
+class OverlapSplit:
+    """A cluster profiler's step breakdown (ALGORITHMS.md, Measuring), seconds per computing rank."""
+
+    computing_s: float  # forward + backward + optimizer
+    exposed_s: float  # communication not overlapped: the training thread waited for it
+    overlapped_s: float  # communication that ran while the training thread computed
+    free_s: float  # the rest of the step: data, packing, waiting on peers, Python
+    step_s: float
+
+    @property
+    def overlap_percent(self) -> float:
+        """Holistic Trace Analysis's ``get_comm_comp_overlap``: overlapped / all communication (nan: none)."""
+        comm = self.exposed_s + self.overlapped_s
+        return 100.0 * self.overlapped_s / comm if comm > 0 else float("nan")
+
+
+def overlap_split(run: RunResults, warmup: int = 1) -> OverlapSplit:
+    """Mean over computing ranks of the sums over measured steps. computing + exposed + free = step; overlapped
+    communication is hidden behind computing. A run without ``--overlap`` has everything exposed."""
+    t = phase_totals(run.data, compute_ranks(run), warmup)
+    computing = t["forward"] + t["backward"] + t["optimizer"]
+    free = max(0.0, t["step"] - computing - t["exposed"])
+    return OverlapSplit(computing, t["exposed"], t["comm"] - t["exposed"], free, t["step"])
 
 
 def comm_to_compute(totals: dict[str, float]) -> float:

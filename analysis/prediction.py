@@ -10,16 +10,14 @@ import numpy as np
 from analysis.costmodel import Fit, allreduce_time, p2p_time
 from analysis.load import RunResults
 from analysis.metrics import compute_ranks, per_row, row_times
+from analysis.overlap_model import buckets_of, overlapped, predicted_exposed
 
 
 def exchanged_buffers(run: RunResults) -> np.ndarray:
-    """Bytes of each buffer one all-reduce step moves: the run's buckets (``strategy_info.buckets``) when it
-    fused layers, else one buffer per layer."""
+    """Bytes of each buffer one all-reduce step moves: the run's buckets (:func:`analysis.overlap_model.buckets_of`:
+    recorded in ``strategy_info.buckets``, else the bucketing rule on ``--bucket-mb``; one per layer at 0)."""
     layer_bytes = run.data["layers/bytes"].astype(np.float64)
-    buckets = (run.attrs.get("strategy_info") or {}).get("buckets")
-    if not buckets:
-        return layer_bytes
-    return np.array([layer_bytes[list(g)].sum() for g in buckets])
+    return np.array([layer_bytes[list(g)].sum() for g in buckets_of(run)])
 
 
 def _ring(run, p, fit):
@@ -46,7 +44,7 @@ def _fedavg(run, p, fit):
     return 2 * m * sum(p2p_time(n, fit) for n in run.data["layers/bytes"].astype(np.float64))
 
 
-COMMUNICATION = {"ring": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}
+COMMUNICATION = {"ring": _ring, "ddp": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}
 """Modelled communication seconds per step (per round for fedavg) of each strategy on p ranks."""
 
 COMPUTING = {"ps": lambda run, p: max(1, p - _servers(run)), "ssp": lambda run, p: max(1, p - _servers(run))}
@@ -66,11 +64,12 @@ def comm_per_step(run: RunResults, p: int, fit: Fit) -> float:
 def compute_per_step(run: RunResults, warmup: int = 1) -> float:
     """Median over measured steps of the slowest computing rank's time outside communication and waiting:
     forward, backward, optimizer, data, packing and everything else a step does locally. This part does
-    not change with the rank count under weak scaling; the model adds communication to it."""
+    not change with the rank count under weak scaling; the model adds communication to it. An overlapped run's
+    step holds only its exposed communication (``timing/exposed``), so that is what is taken out."""
     ranks = compute_ranks(run)
     lo = warmup if run.data["timing/step"].shape[1] > warmup else 0
     step = run.data["timing/step"][ranks, lo:]
-    comm = per_row(run.data, "timing/comm")[ranks, lo:]
+    comm = per_row(run.data, "timing/exposed" if "timing/exposed" in run.data else "timing/comm")[ranks, lo:]
     local = step - comm - run.data["timing/wait"][ranks, lo:]
     return float(np.median(local.max(axis=0))) if local.size else 0.0
 
@@ -86,12 +85,13 @@ class Prediction:
 
 def predict(run: RunResults, fit: Fit, ranks: list[int], warmup: int = 1) -> list[Prediction]:
     """Step time, communication share and weak-scaling speedup (samples/s ratio, computing ranks) of ``run``'s
-    strategy at each rank count; speedup is against the first rank count given."""
+    strategy at each rank count; speedup is against the first rank count given. An overlapped run's step adds
+    only the communication its replayed bucket schedule leaves exposed (:mod:`analysis.overlap_model`)."""
     compute = compute_per_step(run, warmup)
     out = []
     for p in ranks:
         comm = comm_per_step(run, p, fit)
-        step = compute + comm
+        step = compute + (predicted_exposed(run, p, fit, warmup) if overlapped(run) else comm)
         out.append(Prediction(p, step, comm, comm / step if step else 0.0, 0.0))
     base = computing_of(run, ranks[0]) / out[0].step_s if out[0].step_s else 0.0
     for pr in out:

@@ -14,6 +14,7 @@ from analysis.tables import Table
 from analysis.views import communication_table, layers_table, speedup_table, strategy_table
 from analysis.views_fl import fedavg_table
 from analysis.views_model import SCALE, fit_from_micro, model_table, provenance_table
+from analysis.views_overlap import overlap_table
 
 
 @dataclass
@@ -30,6 +31,7 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
     tables = [
         speedup_table(runs, opts.warmup),
         communication_table(runs, opts.warmup),
+        overlap_table(runs, opts.warmup),
         strategy_table(runs, opts.warmup, opts.target),
         fedavg_table(runs, opts.warmup, opts.target),
         *pivot_tables(runs, opts.target),

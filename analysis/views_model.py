@@ -62,6 +62,8 @@ def costmodel_notes(fit: costmodel.Fit) -> list[str]:
         "predicted = measured time outside communication and waiting + modelled communication, each buffer with "
         "the algorithm our kernel runs at that p and size (analysis/costmodel.py); speedup: weak scaling against "
         "the run's own size, in computing ranks",
+        "overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket schedule leaves after "
+        "the measured backward pass (analysis/overlap_model.py; assumes the communication has a core of its own)",
         "oversubscribed runs: the model has no term for waiting for a core; their error is not the model's",
         "FedAvg rounds are not predicted at scale: a host's share of the clients changes with the rank count",
     ]

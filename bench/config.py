@@ -27,8 +27,8 @@ DEVICES = ("cpu", "cuda")
 DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
 
 
-STEPPED = ("ring", "localsgd", "ps", "ssp")  # strategies that count steps (fedavg counts rounds)
-LOCKSTEP = ("ring", "localsgd", "ps")  # strategies whose steps can be lock-step (ps: --ps-mode sync)
+STEPPED = ("ring", "localsgd", "ps", "ssp", "ddp")  # strategies that count steps (fedavg counts rounds)
+LOCKSTEP = ("ring", "localsgd", "ps", "ddp")  # strategies whose steps can be lock-step (ps: --ps-mode sync)
 
 
 def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False, applies=()):
@@ -64,8 +64,17 @@ class Config:
     weight_decay: float = opt(0.0, "SGD weight decay (L2)")
     bucket_mb: float = opt(
         0.0,
-        "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer)",
-        applies=("ring", "localsgd"),
+        "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer; ddp: DDP's 25 MiB)",
+        applies=("ring", "localsgd", "ddp"),
+    )
+    overlap: bool = opt(
+        False,
+        "ring: average each bucket's gradients while the rest of the backward pass runs (a communication thread, "
+        "buckets in backward order, as DDP); records the exposed part of the communication",
+        applies=("ring",),
+    )
+    overlap_fault_rank: int = opt(
+        -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
     )
     # --- stragglers ---
     straggler: str = opt(
@@ -417,5 +426,7 @@ def _check_data(cfg: Config) -> None:
         raise UsageError(f"--data-dir {cfg.data_dir}: not a directory")
     if cfg.aggregation == "tree" and cfg.on_client_timeout == "drop":
         raise UsageError("--aggregation tree cannot drop a silent client rank (its subtree waits for it): use abort")
+    if cfg.device == "cuda" and (cfg.overlap or cfg.strategy == "ddp"):
+        raise UsageError("--overlap and --strategy ddp run on --device cpu only so far (the CUDA path is not built)")
     if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":
         raise UsageError("--partition natural needs a dataset with natural groups (leaf-synthetic)")

@@ -13,7 +13,7 @@ import numpy as np
 from analysis.load import load
 from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
 
-LABELS = {"comm": "communication", "pack": "packing"}
+LABELS = {"comm": "communication", "pack": "packing", "exposed": "communication not overlapped"}
 
 
 def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
@@ -39,12 +39,17 @@ def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: 
     )
     print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
     total = parts["step"] or 1.0
+    overlapped = "timing/exposed" in data  # communication ran beside the backward pass (analysis.metrics)
+    phases = ("exposed",) if overlapped else ("comm", "pack")
     shares = "  ".join(
         f"{LABELS.get(k, k)} {100 * parts[k] / total:.1f}%"
-        for k in ("forward", "backward", "comm", "pack", "wait", "optimizer", "data", "injected", "other")
+        for k in ("forward", "backward", *phases, "wait", "optimizer", "data", "injected", "other")
     )
     print(f"  step time split {shares}")
     print(f"  comm share      {100 * parts['comm'] / total:10.1f} %  (communication time / step time)")
+    if overlapped and parts["comm"] > 0:
+        hidden = 100 * (parts["comm"] - parts["exposed"]) / parts["comm"]
+        print(f"  overlap         {hidden:10.1f} %  (communication hidden behind the backward pass / all of it)")
     if parts["forward"] + parts["backward"] > 0:
         print(f"  comm:compute    {comm_to_compute(parts):10.3f}  (communication time / forward+backward time)")
     if evals:

@@ -142,6 +142,12 @@ class LayerTimer:
         self._bwd_order.clear()
         self._bwd_start = self.clock.mark()
 
+    @property
+    def backward_end(self):
+        """The clock mark at which the last layer's gradients were complete in this step's backward pass (its
+        start if no layer had a gradient): where the training thread ran out of compute."""
+        return self._bwd_end[self._bwd_order[-1]] if self._bwd_order else self._bwd_start
+
     def collect(self, forward: np.ndarray, backward: np.ndarray, t0=None, starts: dict | None = None) -> None:
         """Write this step's seconds per layer; ``starts`` (optional) gets phase start times relative to ``t0``."""
         self.clock.resolve()

@@ -62,7 +62,7 @@ def allreduce_ops(comm, n: int, impls, buf: np.ndarray):
         elif impl == "gloo":
             import torch
 
-            from bench.micro.gloo import init_gloo
+            from bench.runtime.gloo import init_gloo
 
             dist, t = init_gloo(comm), torch.from_numpy(buf)
             ops[impl] = lambda t=t, dist=dist: dist.all_reduce(t)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.measure.buckets import record_buckets
 from bench.measure.timing import LayerTimer, make_clock
 from bench.run.context import RunContext, inject_failure
 from bench.runtime.diagnosis import POINTS
@@ -47,6 +48,7 @@ class Stepper:
                 pack = dt
             extra = self.rec[ex.series][step] if ex.series else None
             total = sum(layers[i].bytes for i in ex.layers) or 1
+            offset = t - t0
             for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
                 share = layers[i].bytes / total
                 comm_row[i] += (dt - pack) * share
@@ -54,8 +56,21 @@ class Stepper:
                 bytes_row[i] += int(round(sent * share))
                 if extra is not None:
                     extra[i] += (dt - pack) * share
-                if starts is not None:
-                    starts[i] = t - t0
+                if starts is not None:  # the bucket's layers as consecutive slices of its time, for the trace
+                    starts[i] = offset
+                    offset += dt * share
+
+    def communicate_after_backward(self, step: int, t0: float) -> None:
+        """The non-overlapped gradient exchange, after the ``--sync-wait`` barrier (rank skew as wait) if asked."""
+        strat, rec = self.run.strategy, self.rec
+        barrier = strat.barrier_for_wait(step) if self.cfg.sync_wait else None
+        if barrier is not None:
+            mark(step, "barrier before communication (--sync-wait)")
+            t = time.perf_counter()
+            barrier.Barrier()
+            rec["timing/wait"][step] = time.perf_counter() - t
+        mark(step, "exchange after backward")
+        self.exchange(step, strat.after_backward(step), t0)
 
     def step(self, step: int, t0: float) -> None:
         """One step on this rank: a lock-step server serves it; a computing rank runs the strategy's exchanges
@@ -81,7 +96,9 @@ class Stepper:
         mark(step, "forward and backward")
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
-        loss = F.cross_entropy(run.model(x), y)
+        loss = F.cross_entropy(strat.forward(x), y)
+        if strat.overlap is not None:
+            strat.overlap.begin()
         self.timer.start_backward()
         loss.backward()
         starts = None
@@ -90,14 +107,12 @@ class Stepper:
         self.timer.collect(rec["timing/forward"][step], rec["timing/backward"][step], t0, starts)
         if self.straggler.active:
             rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
-        barrier = strat.barrier_for_wait(step) if cfg.sync_wait else None
-        if barrier is not None:
-            mark(step, "barrier before communication (--sync-wait)")
-            t = time.perf_counter()
-            barrier.Barrier()
-            rec["timing/wait"][step] = time.perf_counter() - t
-        mark(step, "exchange after backward")
-        self.exchange(step, strat.after_backward(step), t0)
+        if strat.overlap is not None:
+            mark(step, "waiting for the overlapped buckets")
+            comm_starts = rec["timeline/comm_start"][step] if cfg.trace else None
+            record_buckets(rec, step, strat.overlap.finish(), self.timer.backward_end, comm_starts, t0)
+        else:
+            self.communicate_after_backward(step, t0)
         mark(step, "optimizer step")
         t = time.perf_counter()
         strat.apply_update(step)

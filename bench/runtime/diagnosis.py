@@ -38,6 +38,7 @@ PLACES = {  # place -> its order within a row (steps: the stepper's phases; roun
     "forward and backward": 2,
     "barrier before communication (--sync-wait)": 3,
     "exchange after backward": 4,
+    "waiting for the overlapped buckets": 4,
     "serving the step": 4,
     "optimizer step": 5,
     "exchange after the update": 6,

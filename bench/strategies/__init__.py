@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "ps": "bench.strategies.ps.strategy:PSStrategy",
     "ssp": "bench.strategies.ps.strategy:SSPStrategy",
     "fedavg": "bench.strategies.fedavg.strategy:FedAvgStrategy",
+    "ddp": "bench.strategies.ddp:DdpStrategy",
 }
 NAMES = tuple(REGISTRY)
 ROWS = {name: "round" if name == "fedavg" else "step" for name in REGISTRY}

@@ -35,6 +35,11 @@ class Strategy:
     name = "base"
     schedule = "lockstep"  # lockstep | decoupled | rounds (bench.run.SCHEDULES)
     needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
+    overlap = None
+    """Set by a strategy whose gradients leave during ``backward()`` (``ring --overlap``, ``ddp``): an object with
+    ``begin()`` (before backward) and ``finish()`` (after it: waits, returns the step's
+    :class:`bench.measure.buckets.BucketTiming` list). The stepper then records the buckets' communication and
+    exposed time instead of running ``after_backward`` exchanges and the ``--sync-wait`` barrier."""
 
     def __init__(self, cfg, comm: MPI.Comm, model: torch.nn.Module, layers: list[Layer], device: torch.device):
         self.cfg = cfg
@@ -63,6 +68,10 @@ class Strategy:
         """Communicator whose barrier, just before this step's communication, measures rank skew as wait
         (synchronous strategies); None: no barrier this step."""
         return self.comm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output (``ddp`` runs it through its wrapper)."""
+        return self.model(x)
 
     def apply_update(self, step: int) -> None:
         """Apply the optimizer step."""

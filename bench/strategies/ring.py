@@ -1,13 +1,15 @@
 """``ring``: synchronous data-parallel SGD, gradients averaged per layer (or bucket) by ring all-reduce.
 
 All replicas start from the same seed and apply the same averaged gradient, so they stay identical; with
-equal per-rank batches this equals one process stepping on the concatenation of all ranks' batches.
+equal per-rank batches this equals one process stepping on the concatenation of all ranks' batches. With
+``--overlap`` the same exchanges run during the backward pass (:mod:`bench.strategies.overlap`).
 """
 
 from __future__ import annotations
 
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
+from bench.strategies.overlap import OverlappedBuckets
 from bench.strategies.staging import HostStaging, bucket_groups
 from bench.workload.optim import make_optimizer
 from kernels.ring_allreduce import RingAllreduce
@@ -23,15 +25,21 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
+        if cfg.overlap:
+            self.overlap = OverlappedBuckets(self.staging, self.allreduce, comm.rank == cfg.overlap_fault_rank)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
 
     def after_backward(self, step):
-        return self._exchanges
+        return [] if self.overlap else self._exchanges
 
     def apply_update(self, step):
         self.optimizer.step()
+
+    def declare(self, rec) -> None:
+        if self.overlap:
+            rec.add("timing/exposed", "s", (len(self.layers),))
 
     def describe(self):
         return super().describe() | {"buckets": [list(g) for g in self.staging.groups]}

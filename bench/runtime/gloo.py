@@ -2,7 +2,7 @@
 
 Rendezvous is a TCP store on rank 0's host: rank 0 binds a free port, and MPI broadcasts host and port, so
 nothing but the machines themselves is needed (no MASTER_ADDR, no network beyond the hosts' own). Used by
-``python -m bench micro --impl gloo`` only.
+``python -m bench micro --impl gloo`` and ``--strategy ddp``.
 """
 
 from __future__ import annotations

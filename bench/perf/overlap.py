@@ -1,0 +1,85 @@
+"""Overlapped gradient communication against the non-overlapped ring and PyTorch DDP, side by side in one run.
+
+    python -m bench.perf.overlap [--ranks 2 4] [--steps 60] [--repeats 3] [--models cnn resnet20]
+
+For each model and rank count: ``ring``, ``ring --overlap`` and ``ddp`` (gloo), same buckets (``--bucket-mb``),
+data, batch and seed, each its own ``mpiexec`` job, interleaved over ``--repeats`` so a drifting machine slows all
+alike. Printed per configuration (median over repeats): median step (slowest rank per step, step 0 left out), the
+communication the training thread waited for as a share of the step, and the overlap percentage (HTA: overlapped /
+all communication), read from the results files through :mod:`analysis.metrics`, as the report reads them.
+Goal (issue 15): ``ring --overlap`` step <= ``ring`` step and <= ``ddp`` step at 2 ranks on both models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from analysis.load import load
+from analysis.metrics import overlap_split, oversubscribed, step_stats
+from bench.sweep import find_mpiexec
+
+VARIANTS = {"ring": ["--strategy", "ring"], "ring --overlap": ["--strategy", "ring", "--overlap"]}
+VARIANTS["ddp"] = ["--strategy", "ddp"]
+MODELS = {
+    "cnn": ["--model", "cnn", "--dataset", "digits", "--batch-size", "32"],
+    "resnet20": ["--model", "resnet20", "--dataset", "synthetic", "--synthetic-shape", "3x32x32", "--batch-size", "16"],
+}
+
+
+def run_one(ranks: int, model: str, variant: str, steps: int, bucket_mb: float, out: Path) -> dict:
+    cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "train", *VARIANTS[variant]]
+    cmd += [*MODELS[model], "--steps", str(steps), "--bucket-mb", str(bucket_mb), "--eval-every", "0"]
+    cmd += ["--quiet", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant} ({model}, {ranks} ranks) failed:\n{proc.stderr[-3000:]}")
+    run = load(out)
+    split = overlap_split(run, warmup=1)
+    return {
+        "step": step_stats(run, warmup=1).median_s,
+        "exposed": split.exposed_s / split.step_s if split.step_s else 0.0,
+        "overlap": split.overlap_percent,
+        "over": oversubscribed(run),
+    }
+
+
+def compare(ranks: int, model: str, steps: int, repeats: int, bucket_mb: float, work: Path) -> None:
+    results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for rep in range(repeats):
+        for variant in VARIANTS:
+            out = work / f"{model}_{ranks}_{variant.replace(' ', '')}_{rep}.h5"
+            results[variant].append(run_one(ranks, model, variant, steps, bucket_mb, out))
+    over = any(r["over"] for rs in results.values() for r in rs)
+    print(f"\n{model}, {ranks} ranks{' (oversubscribed)' if over else ''}, --bucket-mb {bucket_mb}, {steps} steps, "
+          f"median of {repeats} interleaved repeats")  # fmt: skip
+    print(f"  {'variant':16s} {'step ms':>9s} {'/ ring':>7s} {'exposed % of step':>18s} {'overlap %':>10s}")
+    base = statistics.median(r["step"] for r in results["ring"])
+    for variant, rs in results.items():
+        step = statistics.median(r["step"] for r in rs)
+        exposed = statistics.median(r["exposed"] for r in rs)
+        overlap = statistics.median(r["overlap"] for r in rs)
+        print(f"  {variant:16s} {1e3 * step:9.2f} {step / base:7.2f} {100 * exposed:18.1f} {overlap:10.1f}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bucket-mb", type=float, default=1.0, help="bucket size for all three (DDP's rule)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="syncbench-overlap-") as work:
+        for model in args.models:
+            for ranks in args.ranks:
+                compare(ranks, model, args.steps, args.repeats, args.bucket_mb, Path(work))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""``ring --overlap`` and ``ddp`` against oracles: the non-overlapped ring bit for bit (same kernel, same bucket
+order), DDP to float tolerance, and the overlap timings' invariants in the results file."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from mpi4py import MPI
+
+from bench.workload import models
+
+from .conftest import all_agree
+from .test_ring_training import make_cfg, trainer_for
+
+
+def trained_parameters(cfg) -> np.ndarray:
+    torch.set_num_threads(1)
+    trainer = trainer_for(cfg)
+    for step in range(cfg.steps):
+        trainer.step(step, 0.0)
+    return np.concatenate([p.detach().numpy().ravel() for p in trainer.run.model.parameters()])
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("bucket_mb", [0.0, 0.002, 1.0], ids=["per-layer", "small-buckets", "one-bucket"])
+def test_overlapped_ring_is_bit_identical_to_the_ring(shared_tmp, bucket_mb):
+    kw = dict(model="cnn", momentum=0.9, bucket_mb=bucket_mb, steps=4)
+    plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, **kw))
+    start = np.concatenate([p.detach().numpy().ravel() for p in models.build("cnn", (1, 6, 6), 10, 3).parameters()])
+    moved = not np.array_equal(plain, start)  # the runs trained (make_cfg: seed 3, synthetic 1x6x6, 10 classes)
+    assert all_agree(moved and np.array_equal(plain, overlapped)), "ring --overlap differs from ring"
+
+
+@pytest.mark.mpi
+def test_ddp_ends_where_the_ring_ends(shared_tmp):
+    kw = dict(model="cnn", steps=4, bucket_mb=1.0)
+    ring = trained_parameters(make_cfg(shared_tmp, **kw))
+    ddp = trained_parameters(make_cfg(shared_tmp, strategy="ddp", **kw))
+    replicas = MPI.COMM_WORLD.allgather(ddp.tobytes())
+    assert all_agree(np.allclose(ring, ddp, rtol=1e-5, atol=1e-6)), "ddp and ring differ beyond float rounding"
+    assert all_agree(all(r == replicas[0] for r in replicas)), "ddp replicas diverged"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["ring", "ddp"])
+def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, strategy):
+    comm = MPI.COMM_WORLD
+    extra = {"overlap": True} if strategy == "ring" else {}
+    cfg = make_cfg(shared_tmp, model="cnn", strategy=strategy, steps=6, bucket_mb=0.002, trace=True, **extra)
+    trainer_for(cfg).train()
+    comm.Barrier()
+    ok, why = True, ""
+    if comm.rank == 0:
+        with h5py.File(cfg.out, "r") as f:
+            exposed, spent = f["timing/exposed"][()].astype(np.float64), f["timing/comm"][()].astype(np.float64)
+            step = f["timing/step"][()].astype(np.float64)
+            ok = f["timing/exposed"].attrs["units"] == "s" and exposed.shape == spent.shape
+            ok &= bool((exposed >= 0).all() and (exposed <= spent + 1e-7).all())
+            ok &= bool((spent.sum(axis=2) <= step + 1e-6).all())
+            ok &= bool((spent.sum(axis=2) > 0).all()) if comm.size > 1 else bool((spent == 0).all())
+            ok &= bool((f["timing/comm_bytes"][()].sum(axis=2) > 0).all()) == (comm.size > 1)
+            why = f"exposed {exposed.sum(axis=2)}, comm {spent.sum(axis=2)}, step {step}"
+    assert all_agree(ok), why
