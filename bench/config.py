@@ -70,7 +70,15 @@ class Config:
     overlap: bool = opt(
         False,
         "ring: average each bucket's gradients while the rest of the backward pass runs (a communication thread, "
-        "buckets in backward order, as DDP); records the exposed part of the communication",
+        "buckets in backward order, as DDP); ps (sync): push each layer's gradient as it is ready; records the "
+        "exposed part of the communication",
+        applies=("ring", "ps"),
+    )
+    overlap_progress: str = opt(
+        "thread",
+        "ring --overlap: who moves the buckets' messages: a communication thread (thread), or the training thread "
+        "from the gradient hooks, one message step at a time (hooks)",
+        ("thread", "hooks"),
         applies=("ring",),
     )
     overlap_fault_rank: int = opt(
@@ -426,6 +434,12 @@ def _check_data(cfg: Config) -> None:
         raise UsageError(f"--data-dir {cfg.data_dir}: not a directory")
     if cfg.aggregation == "tree" and cfg.on_client_timeout == "drop":
         raise UsageError("--aggregation tree cannot drop a silent client rank (its subtree waits for it): use abort")
+    if cfg.overlap_progress != "thread" and not cfg.overlap:
+        raise UsageError(f"--overlap-progress {cfg.overlap_progress} applies to --overlap runs only")
+    if cfg.overlap and cfg.strategy == "ps" and cfg.ps_mode != "sync":
+        raise UsageError(
+            "--overlap with --strategy ps needs --ps-mode sync (the event-driven servers are not built for it)"
+        )
     if cfg.device == "cuda" and (cfg.overlap or cfg.strategy == "ddp"):
         raise UsageError("--overlap and --strategy ddp run on --device cpu only so far (the CUDA path is not built)")
     if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":

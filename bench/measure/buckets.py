@@ -68,16 +68,20 @@ def serialised(buckets: list[BucketTiming]) -> list[BucketTiming]:
     return out
 
 
-def record_buckets(rec, step: int, buckets: list[BucketTiming], compute_end: float, starts=None, t0=0.0) -> None:
+def record_buckets(rec, step: int, buckets: list[BucketTiming], compute_end: float, starts=None, t0=0.0, also=None):
     """Add the step's bucket timings into the Recorder's per-layer rows (``timing/comm``, ``timing/exposed``,
-    ``timing/pack``, ``timing/comm_bytes``; ``starts``, if given, is the ``timeline/comm_start`` row)."""
+    ``timing/pack``, ``timing/comm_bytes``; ``starts``, if given, is the ``timeline/comm_start`` row; ``also``
+    names a per-layer series that gets the communication time too, e.g. ``ps/push``)."""
     comm, exposed_row = rec["timing/comm"][step], rec["timing/exposed"][step]
     pack, sent = rec["timing/pack"][step], rec["timing/comm_bytes"][step]
+    extra = rec[also][step] if also else None
     for b, exposed in zip(buckets, exposed_comm(buckets, compute_end)):
         local = b.sent == 0  # nothing left this rank (one rank): local work, not communication
         offset = 0.0
         for layer, share in b.shares.items():
             comm[layer] += 0.0 if local else b.comm * share
+            if extra is not None:
+                extra[layer] += 0.0 if local else b.comm * share
             exposed_row[layer] += 0.0 if local else exposed * share
             pack[layer] += (b.pack + (b.comm if local else 0.0)) * share
             sent[layer] += int(round(b.sent * share))

@@ -1,8 +1,9 @@
 """Overlapped gradient communication against the non-overlapped ring and PyTorch DDP, side by side in one run.
 
-    python -m bench.perf.overlap [--ranks 2 4] [--steps 60] [--repeats 3] [--models cnn resnet20]
+    python -m bench.perf.overlap [--ranks 2 4] [--steps 60] [--repeats 3] [--models cnn resnet20] [--keep DIR]
 
-For each model and rank count: ``ring``, ``ring --overlap`` and ``ddp`` (gloo), same buckets (``--bucket-mb``),
+For each model and rank count: ``ring``, ``ring --overlap`` (communication thread, and progress from the gradient
+hooks) and ``ddp`` (gloo), same ``--bucket-mb`` (DDP's first bucket is 1 MiB whatever it is),
 data, batch and seed, each its own ``mpiexec`` job, interleaved over ``--repeats`` so a drifting machine slows all
 alike. Printed per configuration (median over repeats): median step (slowest rank per step, step 0 left out), the
 communication the training thread waited for as a share of the step, and the overlap percentage (HTA: overlapped /
@@ -24,6 +25,7 @@ from analysis.metrics import overlap_split, oversubscribed, step_stats
 from bench.sweep import find_mpiexec
 
 VARIANTS = {"ring": ["--strategy", "ring"], "ring --overlap": ["--strategy", "ring", "--overlap"]}
+VARIANTS["ring --overlap, hooks"] = ["--strategy", "ring", "--overlap", "--overlap-progress", "hooks"]
 VARIANTS["ddp"] = ["--strategy", "ddp"]
 MODELS = {
     "cnn": ["--model", "cnn", "--dataset", "digits", "--batch-size", "32"],
@@ -52,18 +54,18 @@ def compare(ranks: int, model: str, steps: int, repeats: int, bucket_mb: float, 
     results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for rep in range(repeats):
         for variant in VARIANTS:
-            out = work / f"{model}_{ranks}_{variant.replace(' ', '')}_{rep}.h5"
+            out = work / f"{model}_{ranks}_{variant.replace(' ', '').replace(',', '_')}_{rep}.h5"
             results[variant].append(run_one(ranks, model, variant, steps, bucket_mb, out))
     over = any(r["over"] for rs in results.values() for r in rs)
     print(f"\n{model}, {ranks} ranks{' (oversubscribed)' if over else ''}, --bucket-mb {bucket_mb}, {steps} steps, "
           f"median of {repeats} interleaved repeats")  # fmt: skip
-    print(f"  {'variant':16s} {'step ms':>9s} {'/ ring':>7s} {'exposed % of step':>18s} {'overlap %':>10s}")
+    print(f"  {'variant':22s} {'step ms':>9s} {'/ ring':>7s} {'exposed % of step':>18s} {'overlap %':>10s}")
     base = statistics.median(r["step"] for r in results["ring"])
     for variant, rs in results.items():
         step = statistics.median(r["step"] for r in rs)
         exposed = statistics.median(r["exposed"] for r in rs)
         overlap = statistics.median(r["overlap"] for r in rs)
-        print(f"  {variant:16s} {1e3 * step:9.2f} {step / base:7.2f} {100 * exposed:18.1f} {overlap:10.1f}")
+        print(f"  {variant:22s} {1e3 * step:9.2f} {step / base:7.2f} {100 * exposed:18.1f} {overlap:10.1f}")
 
 
 def main(argv=None) -> int:
@@ -72,12 +74,17 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--bucket-mb", type=float, default=1.0, help="bucket size for all three (DDP's rule)")
+    parser.add_argument(
+        "--bucket-mb", type=float, default=0.25, help="bucket size for every variant (ddp: after its 1 MiB first one)"
+    )
+    parser.add_argument("--keep", default="", help="keep the results files in this folder (for analysis model)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="syncbench-overlap-") as work:
+        folder = Path(args.keep or work)
+        folder.mkdir(parents=True, exist_ok=True)
         for model in args.models:
             for ranks in args.ranks:
-                compare(ranks, model, args.steps, args.repeats, args.bucket_mb, Path(work))
+                compare(ranks, model, args.steps, args.repeats, args.bucket_mb, folder)
     return 0
 
 

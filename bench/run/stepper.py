@@ -110,7 +110,8 @@ class Stepper:
         if strat.overlap is not None:
             mark(step, "waiting for the overlapped buckets")
             comm_starts = rec["timeline/comm_start"][step] if cfg.trace else None
-            record_buckets(rec, step, strat.overlap.finish(), self.timer.backward_end, comm_starts, t0)
+            buckets = strat.overlap.finish()
+            record_buckets(rec, step, buckets, self.timer.backward_end, comm_starts, t0, strat.overlap.series)
         else:
             self.communicate_after_backward(step, t0)
         mark(step, "optimizer step")

@@ -32,6 +32,8 @@ DDP_DEFAULT_BUCKET_MB = 25.0
 class DdpBuckets:
     """The communication hook's timings of one step (the ``overlap`` object the stepper reads)."""
 
+    series = None  # no strategy series beyond timing/comm
+
     def __init__(self, layers, rank: int, size: int):
         self.rank, self.size = rank, size
         self._layer_of = {id(p): (layer.index, p.numel() * p.element_size()) for layer in layers for p in layer.params}

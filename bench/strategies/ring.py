@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
-from bench.strategies.overlap import OverlappedBuckets
+from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, ring_average
 from bench.strategies.staging import HostStaging, bucket_groups
 from bench.workload.optim import make_optimizer
 from kernels.ring_allreduce import RingAllreduce
@@ -26,7 +26,12 @@ class RingStrategy(Strategy):
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
         if cfg.overlap:
-            self.overlap = OverlappedBuckets(self.staging, self.allreduce, comm.rank == cfg.overlap_fault_rank)
+            fault = comm.rank == cfg.overlap_fault_rank
+            if cfg.overlap_progress == "hooks":
+                self.overlap = HookDrivenBuckets(self.staging, self.allreduce, fault)
+            else:
+                send = ring_average(self.staging, self.allreduce)
+                self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)

@@ -22,11 +22,12 @@ def trained_parameters(cfg) -> np.ndarray:
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("progress", ["thread", "hooks"])
 @pytest.mark.parametrize("bucket_mb", [0.0, 0.002, 1.0], ids=["per-layer", "small-buckets", "one-bucket"])
-def test_overlapped_ring_is_bit_identical_to_the_ring(shared_tmp, bucket_mb):
+def test_overlapped_ring_is_bit_identical_to_the_ring(shared_tmp, bucket_mb, progress):
     kw = dict(model="cnn", momentum=0.9, bucket_mb=bucket_mb, steps=4)
     plain = trained_parameters(make_cfg(shared_tmp, **kw))
-    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, **kw))
+    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, overlap_progress=progress, **kw))
     start = np.concatenate([p.detach().numpy().ravel() for p in models.build("cnn", (1, 6, 6), 10, 3).parameters()])
     moved = not np.array_equal(plain, start)  # the runs trained (make_cfg: seed 3, synthetic 1x6x6, 10 classes)
     assert all_agree(moved and np.array_equal(plain, overlapped)), "ring --overlap differs from ring"
@@ -43,10 +44,11 @@ def test_ddp_ends_where_the_ring_ends(shared_tmp):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("strategy", ["ring", "ddp"])
+@pytest.mark.parametrize("strategy", ["ring", "ring-hooks", "ddp"])
 def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, strategy):
     comm = MPI.COMM_WORLD
-    extra = {"overlap": True} if strategy == "ring" else {}
+    extra = {"overlap": True, "overlap_progress": "hooks" if strategy == "ring-hooks" else "thread"}
+    extra, strategy = (extra, "ring") if strategy.startswith("ring") else ({}, strategy)
     cfg = make_cfg(shared_tmp, model="cnn", strategy=strategy, steps=6, bucket_mb=0.002, trace=True, **extra)
     trainer_for(cfg).train()
     comm.Barrier()
@@ -62,3 +64,19 @@ def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, stra
             ok &= bool((f["timing/comm_bytes"][()].sum(axis=2) > 0).all()) == (comm.size > 1)
             why = f"exposed {exposed.sum(axis=2)}, comm {spent.sum(axis=2)}, step {step}"
     assert all_agree(ok), why
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("servers", [1, 2])
+def test_overlapped_ps_pushes_give_the_sync_ps_bit_for_bit(shared_tmp, servers):
+    """Each layer pushed from the communication thread as its gradient lands, last layer first, against the
+    blocking pushes after backward in layer order: the servers average the same gradients in worker order."""
+    if MPI.COMM_WORLD.size <= servers:
+        pytest.skip(f"ps with {servers} server(s) needs more ranks")
+    kw = dict(model="cnn", strategy="ps", servers=servers, momentum=0.9, steps=4)
+    plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, **kw))
+    start = np.concatenate([p.detach().numpy().ravel() for p in models.build("cnn", (1, 6, 6), 10, 3).parameters()])
+    worker = MPI.COMM_WORLD.rank >= servers  # a server's model object is not what it trains (it holds a shard)
+    moved = not np.array_equal(plain, start) or not worker
+    assert all_agree(moved and np.array_equal(plain, overlapped)), "ps --overlap differs from ps sync"

@@ -143,4 +143,4 @@ def test_names_come_from_the_registries_and_testing_options_are_hidden():
     assert STRATEGIES == tuple(REGISTRY) and set(MODELS) == set(models.MODEL_CLASSES)
     assert all(strategy_class(name).name == name for name in STRATEGIES)
     text = make_parser().format_help() + make_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    assert "--fail-rank" not in text and "{ring,localsgd,ps,ssp,fedavg}" in text
+    assert "--fail-rank" not in text and "{ring,localsgd,ps,ssp,fedavg,ddp}" in text

@@ -17,6 +17,7 @@ from mpi4py import MPI
 
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
+from bench.strategies.overlap import OverlappedBuckets
 from bench.strategies.ps.events import EventServer
 from bench.strategies.ps.server import Server
 from bench.strategies.ps.worker import PSWorker
@@ -56,6 +57,11 @@ class PSStrategy(Strategy, DecoupledHooks):
             self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers=not self.lockstep)
             self._push = self.worker.push_exchanges()
             self._pull = self.worker.pull_exchanges()
+            if cfg.overlap:  # each layer's push leaves as its gradient is ready, last layer first
+                backward_order = [(i,) for i in reversed(range(len(layers)))]
+                send = lambda g: self.worker.push_timed(backward_order[g][0])  # noqa: E731
+                fault = comm.rank == cfg.overlap_fault_rank
+                self.overlap = OverlappedBuckets(layers, backward_order, send, fault, series="ps/push")
         self.series: dict[str, np.ndarray] = {}
 
     def policy(self) -> str:
@@ -78,6 +84,8 @@ class PSStrategy(Strategy, DecoupledHooks):
         self.rec = rec
         for kind in ("push", "pull"):
             rec.add(f"ps/{kind}", "s", L)
+        if self.overlap:
+            rec.add("timing/exposed", "s", L)
         for name in (*SERVER_SERIES, "blocked"):
             rec.add(f"ps/{name}", "s")
         rec.add("ps/clock_spread", "clocks")
@@ -92,7 +100,7 @@ class PSStrategy(Strategy, DecoupledHooks):
         return []
 
     def after_backward(self, step):
-        return self._push
+        return [] if self.overlap else self._push
 
     def barrier_for_wait(self, step):
         return self.worker_comm if self.lockstep else None

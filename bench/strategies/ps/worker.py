@@ -9,9 +9,12 @@ whose wait is the time this worker was held back (by the staleness bound, or by 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from mpi4py import MPI
 
+from bench.measure.buckets import BucketTiming
 from bench.strategies.base import Exchange
 from bench.strategies.ps.protocol import (
     HEADER_LEN,
@@ -52,7 +55,18 @@ class PSWorker:
         self._header_sent = [False] * len(self.servers)
 
     def _push_layer(self, layer: int) -> int:
+        return self._send_pieces(layer, self.staging.pack(layer, grads=True))
+
+    def push_timed(self, layer: int) -> BucketTiming:
+        """``ps --overlap``: one layer's push from the communication thread, packing and sending timed apart."""
+        start = time.perf_counter()
         buf = self.staging.pack(layer, grads=True)
+        comm_start = time.perf_counter()
+        sent = self._send_pieces(layer, buf)
+        end = time.perf_counter()
+        return BucketTiming({layer: 1.0}, start, comm_start, end, end, sent)
+
+    def _send_pieces(self, layer: int, buf: np.ndarray) -> int:
         sent = 0
         for piece in self.by_layer[layer]:
             dest = self.servers[piece.server]
