@@ -21,8 +21,7 @@ import numpy as np
 from analysis.costmodel import Fit, allreduce_time
 from analysis.load import RunResults
 from analysis.metrics import compute_ranks, per_layer_mean
-
-DDP_DEFAULT_BUCKET_MB = 25.0
+from kernels.reference import bucket_layers
 
 
 def overlapped(run: RunResults) -> bool:
@@ -34,21 +33,11 @@ def buckets_of(run: RunResults) -> list[list[int]]:
     """Layer indices of each bucket, in launch (backward) order: the buckets a ring run recorded; for ``ddp``,
     DDP's greedy rule on ``--bucket-mb`` over layers in backward order (its per-parameter split and 1 MiB first
     bucket are not modelled)."""
-    recorded = (run.attrs.get("strategy_info") or {}).get("buckets")
-    if recorded:
-        return [list(g) for g in recorded]
-    layer_bytes = run.data["layers/bytes"]
-    limit = float(run.config.get("bucket_mb") or 0.0) * 2**20
-    if run.strategy == "ddp" and limit == 0:
-        limit = DDP_DEFAULT_BUCKET_MB * 2**20
-    groups, current, size = [], [], 0
-    for i in reversed(range(len(layer_bytes))):
-        current.append(i)
-        size += int(layer_bytes[i])
-        if size >= limit:
-            groups.append(current)
-            current, size = [], 0
-    return groups + ([current] if current else [])
+    info = run.attrs.get("strategy_info") or {}
+    if info.get("buckets"):
+        return [list(g) for g in info["buckets"]]
+    bucket_mb = float(info.get("bucket_mb") or run.config.get("bucket_mb") or 0.0)  # ddp records what it used
+    return [list(g) for g in bucket_layers(list(run.data["layers/bytes"]), bucket_mb)]
 
 
 def replay_exposed(backward_s: np.ndarray, buckets: list[list[int]], comm_s: list[float]) -> float:

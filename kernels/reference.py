@@ -89,3 +89,22 @@ def ring_elements_sent(n: int, p: int, index: int) -> int:
         lo, hi = chunks[all_gather_schedule(index, p, step)[0]]
         total += hi - lo
     return total
+
+
+def bucket_layers(layer_bytes: list[int], bucket_mb: float) -> list[tuple[int, ...]]:
+    """Layer indices grouped, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
+    DDP's gradient buckets; ``bucket_mb <= 0`` gives one bucket per layer. The training side's buckets
+    (``bench.strategies.staging.bucket_groups``) and the cost model's (``analysis.overlap_model``) both come from
+    here."""
+    order = list(reversed(range(len(layer_bytes))))
+    if bucket_mb <= 0:
+        return [(i,) for i in order]
+    limit = bucket_mb * 2**20
+    groups, current, size = [], [], 0
+    for i in order:
+        current.append(i)
+        size += int(layer_bytes[i])
+        if size >= limit:
+            groups.append(tuple(current))
+            current, size = [], 0
+    return groups + ([tuple(current)] if current else [])

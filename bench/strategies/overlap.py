@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 from mpi4py import MPI
 
 from bench.measure.buckets import BucketTiming, byte_shares
@@ -42,49 +43,66 @@ def require_thread_multiple(what: str) -> None:
         )
 
 
-class OverlappedBuckets:
-    """Gradient-ready hooks and the communication thread for one model's buckets (``groups``: tuples of layer
-    indices, in launch order). ``send(g)`` communicates bucket g on the communication thread and returns its
-    timing: the ring's average (:func:`ring_average`) or a parameter-server worker's push of a layer."""
+class BucketReadiness:
+    """Gradient-ready hooks for one model's buckets (``groups``: tuples of layer indices, in launch order): a
+    bucket is ready once every parameter of its layers has its gradient in this step's backward pass. Subclasses
+    say what happens then (:meth:`_bucket_ready`) and communicate in ``self._order``."""
 
-    def __init__(self, layers, groups, send, reversed_order: bool = False, series: str | None = None):
-        require_thread_multiple("--overlap")
-        self.send, self.series = send, series  # series: a per-layer series that also gets the communication time
+    def __init__(self, layers, groups, reversed_order: bool = False):
         self._order = list(range(len(groups)))
         if reversed_order:  # testing aid (--overlap-fault-rank): launch in another order than the peers
             self._order.reverse()
         self._params_per_bucket = [sum(len(layers[i].params) for i in g) for g in groups]
         self._pending = list(self._params_per_bucket)
-        self._ready = [threading.Event() for _ in groups]
-        self._done = threading.Event()
         self._active = False
         self._timings: list[BucketTiming | None] = [None] * len(groups)
-        self._error: BaseException | None = None
         self._handles = [
             p.register_post_accumulate_grad_hook(self._hook(g))
             for g, group in enumerate(groups)
             for i in group
             for p in layers[i].params
         ]
-        self._thread = threading.Thread(target=self._serve, name="syncbench-comm", daemon=True)
-        self._thread.start()
 
     def _hook(self, g: int):
-        pending, ready = self._pending, self._ready
+        pending = self._pending
 
         def landed(_param) -> None:
             if self._active:
                 pending[g] -= 1
-                if pending[g] == 0:
-                    ready[g].set()
+                self._bucket_ready(g, pending[g] == 0)
 
         return landed
+
+    def _bucket_ready(self, g: int, ready: bool) -> None:
+        raise NotImplementedError
 
     def begin(self) -> None:
         """Before a step's backward: every bucket waits for all its gradients again."""
         self._pending[:] = self._params_per_bucket
-        self._done.clear()
         self._active = True
+
+
+class OverlappedBuckets(BucketReadiness):
+    """The communication thread: ``send(g)`` communicates bucket g there and returns its timing (the ring's
+    average, :class:`RingBucketAverage`, or a parameter-server worker's push of a layer)."""
+
+    def __init__(self, layers, groups, send, reversed_order: bool = False, series: str | None = None):
+        require_thread_multiple("--overlap")
+        super().__init__(layers, groups, reversed_order)
+        self.send, self.series = send, series  # series: a per-layer series that also gets the communication time
+        self._ready = [threading.Event() for _ in groups]
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="syncbench-comm", daemon=True)
+        self._thread.start()
+
+    def _bucket_ready(self, g: int, ready: bool) -> None:
+        if ready:
+            self._ready[g].set()
+
+    def begin(self) -> None:
+        self._done.clear()
+        super().begin()
 
     def finish(self) -> list[BucketTiming]:
         """After ``backward()``: wait until every bucket is communicated; their timings."""
@@ -107,28 +125,37 @@ class OverlappedBuckets:
             self._done.set()
 
 
-def ring_average(staging: HostStaging, allreduce: RingAllreduce):
-    """``send(g)`` for the ring: the non-overlapped exchange of bucket g (bench.strategies.averaging: pack, sum
-    over the ring, scale by 1/p, unpack), timed in parts."""
-    p = allreduce.topology.ring_size
-    layers = staging.layers
-    shares = [byte_shares({i: layers[i].bytes for i in g}) for g in staging.groups]
+class RingBucketAverage:
+    """The non-overlapped ring's exchange of one bucket (bench.strategies.averaging: pack, sum over the ring, scale
+    by 1/p, unpack), split where the overlapped schedules need it and timed in parts."""
 
-    def send(g: int) -> BucketTiming:
+    def __init__(self, staging: HostStaging, allreduce: RingAllreduce):
+        self.staging, self.allreduce = staging, allreduce
+        layers = staging.layers
+        self.shares = [byte_shares({i: layers[i].bytes for i in g}) for g in staging.groups]
+
+    def pack(self, g: int) -> tuple[np.ndarray, float, float]:
+        """(the packed buffer, when packing started, when it ended)."""
         start = time.perf_counter()
-        buf = staging.pack(g, grads=True)
-        comm_start = time.perf_counter()
-        allreduce(buf, key=g)
+        buf = self.staging.pack(g, grads=True)
+        return buf, start, time.perf_counter()
+
+    def complete(self, g: int, buf: np.ndarray, start: float, comm_start: float) -> BucketTiming:
+        """After the sum: the mean back into the gradients; the bucket's timing."""
         comm_end = time.perf_counter()
-        staging.scale(g, 1.0 / p)
-        staging.unpack(g, grads=True)
-        sent = allreduce.elements_sent(buf.size, buf.itemsize) * buf.itemsize
-        return BucketTiming(shares[g], start, comm_start, comm_end, time.perf_counter(), sent)
+        self.staging.scale(g, 1.0 / self.allreduce.topology.ring_size)
+        self.staging.unpack(g, grads=True)
+        sent = self.allreduce.elements_sent(buf.size, buf.itemsize) * buf.itemsize
+        return BucketTiming(self.shares[g], start, comm_start, comm_end, time.perf_counter(), sent)
 
-    return send
+    def __call__(self, g: int) -> BucketTiming:
+        """The whole exchange (``send`` for the communication thread)."""
+        buf, start, comm_start = self.pack(g)
+        self.allreduce(buf, key=g)
+        return self.complete(g, buf, start, comm_start)
 
 
-class HookDrivenBuckets:
+class HookDrivenBuckets(BucketReadiness):
     """The same buckets, in the same order, with the same kernel's schedule (:mod:`kernels.stepwise`), advanced on
     the training thread: every gradient hook tests the message step in flight and posts the next, and after
     ``backward()`` :meth:`finish` drives what is left to the end. No thread, so no ``MPI_THREAD_MULTIPLE`` and no
@@ -137,35 +164,19 @@ class HookDrivenBuckets:
     series = None
 
     def __init__(self, staging: HostStaging, allreduce: RingAllreduce, reversed_order: bool = False):
-        self.staging, self.allreduce = staging, allreduce
-        layers, groups = staging.layers, staging.groups
-        self._shares = [byte_shares({i: layers[i].bytes for i in g}) for g in groups]
-        self._order = list(reversed(range(len(groups)))) if reversed_order else list(range(len(groups)))
-        self._params_per_bucket = [sum(len(layers[i].params) for i in g) for g in groups]
-        self._pending = list(self._params_per_bucket)
-        self._ready = [False] * len(groups)
-        self._timings: list[BucketTiming | None] = [None] * len(groups)
-        self._next, self._current, self._active = 0, None, False
-        self._handles = [
-            p.register_post_accumulate_grad_hook(self._hook(g))
-            for g, group in enumerate(groups)
-            for i in group
-            for p in layers[i].params
-        ]
+        super().__init__(staging.layers, staging.groups, reversed_order)
+        self.average = RingBucketAverage(staging, allreduce)
+        self._ready = [False] * len(staging.groups)
+        self._next, self._current = 0, None
 
-    def _hook(self, g: int):
-        def landed(_param) -> None:
-            if self._active:
-                self._pending[g] -= 1
-                self._ready[g] = self._pending[g] == 0
-                self._advance(block=False)
-
-        return landed
+    def _bucket_ready(self, g: int, ready: bool) -> None:
+        self._ready[g] = ready
+        self._advance(block=False)
 
     def begin(self) -> None:
-        self._pending[:] = self._params_per_bucket
         self._ready = [False] * len(self._ready)
-        self._next, self._current, self._active = 0, None, True
+        self._next, self._current = 0, None
+        super().begin()
 
     def finish(self) -> list[BucketTiming]:
         self._active = False
@@ -178,7 +189,10 @@ class HookDrivenBuckets:
             if self._current is None:
                 if self._next == len(self._order) or not self._ready[self._order[self._next]]:
                     return
-                self._launch(self._order[self._next])
+                g = self._order[self._next]
+                buf, start, comm_start = self.average.pack(g)
+                steps = allreduce_steps(self.average.allreduce, buf, g)
+                self._current = {"g": g, "buf": buf, "steps": steps, "requests": None, "t": (start, comm_start)}
             requests = self._current["requests"]
             if requests:
                 if block:
@@ -188,21 +202,6 @@ class HookDrivenBuckets:
             try:
                 self._current["requests"] = next(self._current["steps"])
             except StopIteration:
-                self._complete()
-
-    def _launch(self, g: int) -> None:
-        start = time.perf_counter()
-        buf = self.staging.pack(g, grads=True)
-        comm_start = time.perf_counter()
-        steps = allreduce_steps(self.allreduce, buf, g)
-        self._current = {"g": g, "buf": buf, "steps": steps, "requests": None, "t": (start, comm_start)}
-
-    def _complete(self) -> None:
-        g, buf = self._current["g"], self._current["buf"]
-        comm_end = time.perf_counter()
-        self.staging.scale(g, 1.0 / self.allreduce.topology.ring_size)
-        self.staging.unpack(g, grads=True)
-        sent = self.allreduce.elements_sent(buf.size, buf.itemsize) * buf.itemsize
-        start, comm_start = self._current["t"]
-        self._timings[g] = BucketTiming(self._shares[g], start, comm_start, comm_end, time.perf_counter(), sent)
-        self._current, self._next = None, self._next + 1
+                g = self._current["g"]
+                self._timings[g] = self.average.complete(g, self._current["buf"], *self._current["t"])
+                self._current, self._next = None, self._next + 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
-from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, ring_average
+from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.strategies.staging import HostStaging, bucket_groups
 from bench.workload.optim import make_optimizer
 from kernels.ring_allreduce import RingAllreduce
@@ -30,7 +30,7 @@ class RingStrategy(Strategy):
             if cfg.overlap_progress == "hooks":
                 self.overlap = HookDrivenBuckets(self.staging, self.allreduce, fault)
             else:
-                send = ring_average(self.staging, self.allreduce)
+                send = RingBucketAverage(self.staging, self.allreduce)
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault)
 
     def make_topology(self, rank, size):

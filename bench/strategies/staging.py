@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from bench.workload.models import Layer
+from kernels.reference import bucket_layers
 
 
 class PackingClock:
@@ -87,18 +88,5 @@ class HostStaging:
 
 def bucket_groups(layers: list[Layer], bucket_mb: float) -> list[tuple[int, ...]]:
     """Group layers, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
-    DDP's gradient buckets; ``bucket_mb == 0`` gives one group per layer."""
-    order = [layer.index for layer in reversed(layers)]
-    if bucket_mb <= 0:
-        return [(i,) for i in order]
-    limit = bucket_mb * 2**20
-    groups, current, size = [], [], 0
-    for i in order:
-        current.append(i)
-        size += layers[i].bytes
-        if size >= limit:
-            groups.append(tuple(current))
-            current, size = [], 0
-    if current:
-        groups.append(tuple(current))
-    return groups
+    DDP's gradient buckets; ``bucket_mb == 0`` gives one group per layer (:func:`kernels.reference.bucket_layers`)."""
+    return bucket_layers([layer.bytes for layer in layers], bucket_mb)
