@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from analysis.load import RunResults
-from analysis.metrics import compute_ranks, oversubscribed, step_stats
+from analysis.metrics import compute_ranks, oversubscribed, step_stats, strategy_label
 from analysis.stats import Estimate, estimate
 
 NOT_REPEAT = (
@@ -122,7 +122,7 @@ def speedups(runs: list[RunResults], warmup: int = 1) -> list[dict]:
 def _speedup_row(group: Group, warmup: int, p: int, p0: int, speed, eff) -> dict:
     run = group.first
     return {
-        "strategy": run.strategy,
+        "strategy": strategy_label(run),
         "model": run.config.get("model"),
         "dataset": run.config.get("dataset"),
         "scaling": run.config.get("scaling", "weak"),

@@ -36,6 +36,11 @@ def schedule(run: RunResults) -> str:
     return "lockstep"
 
 
+def strategy_label(run: RunResults) -> str:
+    """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule)."""
+    return f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
+
+
 def row_unit(run: RunResults) -> str:
     return "round" if schedule(run) == "rounds" else "step"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from analysis.metrics import comm_split, compute_ranks, layer_split, row_unit
+from analysis.metrics import comm_split, compute_ranks, layer_split, per_layer_mean, row_unit, strategy_label
 from analysis.plots import plt, save
 
 PHASE_COLORS = {"forward": "tab:blue", "backward": "tab:orange", "comm": "tab:red"}
@@ -26,13 +26,21 @@ def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4.2))
     x = np.arange(len(rows))
     ax.bar(x, comp, label="compute (forward + backward)", color="tab:blue")
-    ax.bar(x, comm, bottom=comp, label="communication", color="tab:red")
+    if "timing/exposed" in run.data:  # overlapped: only the exposed part adds to the step
+        exposed = per_layer_mean(run.data, "timing/exposed", compute_ranks(run), warmup) * 1e3
+        ax.bar(x, exposed, bottom=comp, label="communication not overlapped", color="tab:red")
+        ax.bar(x, comm - exposed, bottom=comp + exposed, label="communication overlapped (hidden behind compute)",
+               color="none", edgecolor="tab:red", hatch="///", linewidth=0.5)  # fmt: skip
+        top = float(np.max(comp + np.maximum(comm, exposed), initial=0.0))
+        ax.set_ylim(0, 1.05 * top or 1.0)  # an empty hatched bar on top would pin the axis to it
+    else:
+        ax.bar(x, comm, bottom=comp, label="communication", color="tab:red")
     few = len(rows) <= 8
     ax.set_xticks(x, [r["layer"] for r in rows], rotation=0 if few else 90, fontsize=9 if few else 6)
     unit = row_unit(run)
     ax.set_ylabel(f"ms per {unit}")
     ax.set_title(
-        f"{run.name}: {run.strategy} {run.config.get('model')}, {run.world_size} ranks\n"
+        f"{run.name}: {strategy_label(run)} {run.config.get('model')}, {run.world_size} ranks\n"
         f"per {unit}, mean over computing ranks: wait {1e3 * split.wait_s / steps:.2f} ms, "
         f"packing {1e3 * split.pack_s / steps:.2f} ms (not per layer)",
         fontsize=8,

@@ -10,7 +10,7 @@ import numpy as np
 
 from analysis.accuracy import final_accuracy, time_to_accuracy
 from analysis.groups import Group, repeat_groups, speedups
-from analysis.metrics import comm_split, compute_ranks, layer_split, schedule, step_stats
+from analysis.metrics import comm_split, compute_ranks, layer_split, schedule, step_stats, strategy_label
 from analysis.stats import estimate
 from analysis.tables import EST, FLAG, INT, NUM, Column, Table
 
@@ -68,7 +68,7 @@ def communication_table(runs, warmup: int) -> Table:
     for g in repeat_groups(runs):
         run, keys = g.first, ("overall_s", "comm_s", "pack_s", "compute_s", "wait_s", "share")
         cells = [g.pooled(lambda r, key=key: getattr(comm_split(r, warmup), key)) for key in keys]
-        rows.append([run.strategy, run.config.get("model"), run.world_size, g.n, *cells, g.label])
+        rows.append([strategy_label(run), run.config.get("model"), run.world_size, g.n, *cells, g.label])
     return Table(
         "communication",
         "Communication vs computation (PipeTransformer Table 2 form)",
@@ -98,7 +98,7 @@ def layers_table(runs, warmup: int, top: int = 5) -> Table:
         mean = {k: np.mean([[row[k] for row in rs] for rs in per_run], axis=0) for k in per_run[0][0] if k != "layer"}
         for i in np.argsort(-mean["comm_s"], kind="stable")[:top]:
             rows.append(
-                [g.label, g.first.strategy, per_run[0][i]["layer"], mean["comm_s"][i], mean["bytes"][i]]
+                [g.label, strategy_label(g.first), per_run[0][i]["layer"], mean["comm_s"][i], mean["bytes"][i]]
                 + [mean["bandwidth_Bps"][i], mean["forward_s"][i] + mean["backward_s"][i]]
             )
     return Table(
@@ -163,7 +163,7 @@ def strategy_table(runs, warmup: int, target: float | None = None) -> Table:
     for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, g.first.strategy)):
         run = g.first
         rows.append(
-            [run.config.get("model"), run.world_size, run.strategy, g.n]
+            [run.config.get("model"), run.world_size, strategy_label(run), g.n]
             + [g.pooled(lambda r: step_stats(r, warmup).samples_per_s), g.pooled(lambda r: comm_split(r, warmup).share)]
             + [g.pooled(lambda r: blocked_s(r, warmup)), g.pooled(lambda r: staleness(r, np.mean))]
             + [g.pooled(lambda r: staleness(r, np.max)), g.pooled(final_loss), g.pooled(final_accuracy)]

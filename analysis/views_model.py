@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis import costmodel
-from analysis.metrics import oversubscribed, schedule
+from analysis.metrics import oversubscribed, schedule, strategy_label
 from analysis.prediction import COMMUNICATION, error_at_own_size, predict
 from analysis.tables import FLAG, INT, NUM, Column, Table
 
@@ -46,7 +46,7 @@ def model_table(runs, fit: costmodel.Fit, scale: list[int], warmup: int) -> Tabl
             continue
         measured, predicted, err = error_at_own_size(run, fit, warmup)
         preds = predict(run, fit, [run.world_size, *scale], warmup)[1:]
-        row = [run.name, run.strategy, run.world_size, measured, predicted, err, oversubscribed(run)]
+        row = [run.name, strategy_label(run), run.world_size, measured, predicted, err, oversubscribed(run)]
         rows.append(row + [x for pr in preds for x in (pr.step_s, pr.speedup)])
     return Table(
         "model",
@@ -73,7 +73,7 @@ def provenance_table(runs) -> Table:
     cols = [Column("file"), Column("strategy"), Column("ranks", INT), Column("status"), Column("steps", INT)]
     cols += [Column("seed", INT), Column("created (UTC)"), Column("commit"), Column("MPI"), Column("Slurm job")]
     rows = [
-        [r.name, r.strategy, r.world_size, r.attrs.get("status"), r.attrs.get("completed_steps")]
+        [r.name, strategy_label(r), r.world_size, r.attrs.get("status"), r.attrs.get("completed_steps")]
         + [r.config.get("seed"), r.attrs.get("created_utc", ""), str(r.attrs.get("git_commit", ""))[:10]]
         + [str(r.attrs.get("mpi_library", ""))[:30], r.attrs.get("slurm_job_id", "")]
         for r in runs

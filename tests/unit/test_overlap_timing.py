@@ -125,3 +125,14 @@ def test_buckets_in_flight_together_count_the_wall_time_once():
     assert (first.shares, first.comm, second.shares, second.comm) == ({0: 1.0}, 5.0, {1: 1.0}, 1.0)
     one_after_another = [bucket(0.0, 1.0), bucket(2.0, 3.0)]
     assert [b.comm for b in serialised(one_after_another)] == [1.0, 1.0]
+
+
+def test_tables_tell_an_overlapped_ring_from_the_ring(tmp_path):
+    """The same strategy with another schedule gets its own name in every table (catches: two rows both "ring")."""
+    from analysis.views import communication_table, strategy_table
+
+    plain = ring_run(tmp_path / "p.h5", 2, 1.0, comm_s=0.2, fwd_s=0.2, bwd_s=0.4, opt_s=0.1)
+    runs = [plain, overlapped_run(tmp_path / "o.h5", 0.2)]
+    for table in (communication_table(runs, 1), strategy_table(runs, 1)):
+        text = table.markdown()
+        assert "| ring --overlap |" in text and "| ring |" in text, text
