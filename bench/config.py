@@ -440,7 +440,10 @@ def _check_data(cfg: Config) -> None:
         raise UsageError(
             "--overlap with --strategy ps needs --ps-mode sync (the event-driven servers are not built for it)"
         )
-    if cfg.device == "cuda" and (cfg.overlap or cfg.strategy == "ddp"):
-        raise UsageError("--overlap and --strategy ddp run on --device cpu only so far (the CUDA path is not built)")
+    if cfg.device == "cuda" and cfg.overlap_progress == "hooks":
+        raise UsageError(
+            "--overlap-progress hooks runs on --device cpu only (a hook waiting for the GPU would stall autograd):"
+            " use the default, thread"
+        )
     if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":
         raise UsageError("--partition natural needs a dataset with natural groups (leaf-synthetic)")

@@ -35,6 +35,10 @@ class CpuClock:
     def seconds(a, b) -> float:
         return b - a
 
+    @staticmethod
+    def host_times(marks: list) -> list[float]:
+        return list(marks)
+
 
 class CudaClock:
     """Marks are CUDA events recorded on the current stream; :meth:`resolve` synchronises once."""
@@ -50,6 +54,19 @@ class CudaClock:
     @staticmethod
     def seconds(a, b) -> float:
         return a.elapsed_time(b) / 1000.0
+
+    @staticmethod
+    def host_times(marks: list) -> list[float]:
+        """The ``time.perf_counter()`` reading at which the GPU passed each mark, so that GPU work can be set
+        against host threads' clocks (a bucket's communication against the end of backward): an anchor event is
+        recorded on an idle device after a synchronisation, where GPU and host time coincide to within a launch,
+        and each mark lies its elapsed time before it."""
+        torch.cuda.synchronize()
+        anchor = torch.cuda.Event(enable_timing=True)
+        anchor.record()
+        anchor.synchronize()
+        now = time.perf_counter()
+        return [now - m.elapsed_time(anchor) / 1000.0 for m in marks]
 
 
 def make_clock(device: str):
@@ -148,8 +165,14 @@ class LayerTimer:
         start if no layer had a gradient): where the training thread ran out of compute."""
         return self._bwd_end[self._bwd_order[-1]] if self._bwd_order else self._bwd_start
 
+    @property
+    def backward_end_s(self) -> float:
+        """:attr:`backward_end` as a ``time.perf_counter()`` reading (on CUDA: when the GPU got there)."""
+        return self.clock.host_times([self.backward_end])[0]
+
     def collect(self, forward: np.ndarray, backward: np.ndarray, t0=None, starts: dict | None = None) -> None:
-        """Write this step's seconds per layer; ``starts`` (optional) gets phase start times relative to ``t0``."""
+        """Write this step's seconds per layer; ``starts`` (optional) gets phase start times relative to ``t0``
+        (a ``time.perf_counter()`` reading)."""
         self.clock.resolve()
         sec = self.clock.seconds
         for i in range(len(self.layers)):
@@ -159,15 +182,21 @@ class LayerTimer:
         prev = self._bwd_start
         for i in self._bwd_order:
             backward[i] = sec(prev, self._bwd_end[i])
-            if starts is not None:
-                starts["backward"][i] = sec(t0, prev)
             prev = self._bwd_end[i]
         if starts is not None:
-            for i in range(len(self.layers)):
-                if self._fwd_start[i] is not None:
-                    starts["forward"][i] = sec(t0, self._fwd_start[i])
+            self._timeline(t0, starts)
         self._fwd_start[:] = [None] * len(self.layers)
         self._fwd_end[:] = [None] * len(self.layers)
+
+    def _timeline(self, t0: float, starts: dict) -> None:
+        """Each layer's forward and backward start on the host clock (CUDA marks converted: they are events)."""
+        ran = [i for i in range(len(self.layers)) if self._fwd_start[i] is not None]
+        begins = [self._bwd_start] + [self._bwd_end[i] for i in self._bwd_order[:-1]]
+        host = self.clock.host_times([self._fwd_start[i] for i in ran] + begins)
+        for i, t in zip(ran, host):
+            starts["forward"][i] = t - t0
+        for i, t in zip(self._bwd_order, host[len(ran) :]):
+            starts["backward"][i] = t - t0
 
     def remove(self) -> None:
         for h in self._handles:

@@ -111,7 +111,7 @@ class Stepper:
             mark(step, "waiting for the overlapped buckets")
             comm_starts = rec["timeline/comm_start"][step] if cfg.trace else None
             buckets = strat.overlap.finish()
-            record_buckets(rec, step, buckets, self.timer.backward_end, comm_starts, t0, strat.overlap.series)
+            record_buckets(rec, step, buckets, self.timer.backward_end_s, comm_starts, t0, strat.overlap.series)
         else:
             self.communicate_after_backward(step, t0)
         mark(step, "optimizer step")

@@ -1,4 +1,4 @@
-"""torch.distributed on the gloo backend, wired up from MPI: the reference all-reduce users know from PyTorch.
+"""torch.distributed (gloo; NCCL for ``ddp`` on GPUs), wired up from MPI: the all-reduce users know from PyTorch.
 
 Rendezvous is a TCP store on rank 0's host: rank 0 binds a free port, and MPI broadcasts host and port, so
 nothing but the machines themselves is needed (no MASTER_ADDR, no network beyond the hosts' own). Used by
@@ -22,12 +22,18 @@ def _free_port() -> int:
 
 def init_gloo(comm: MPI.Comm, timeout_s: float = 120.0):
     """Initialise the default torch.distributed process group (gloo) over ``comm``'s ranks; returns the module."""
+    return init_process_group(comm, timeout_s, "gloo")
+
+
+def init_process_group(comm: MPI.Comm, timeout_s: float = 120.0, backend: str = "gloo"):
+    """Initialise the default torch.distributed process group (``backend``: gloo or nccl) over ``comm``'s ranks;
+    returns the module."""
     import datetime
 
     import torch.distributed as dist
 
     if not dist.is_available():
-        raise UsageError("--impl gloo: this torch build has no torch.distributed")
+        raise UsageError(f"{backend}: this torch build has no torch.distributed")
     if dist.is_initialized():
         return dist
     addr = None
@@ -40,7 +46,7 @@ def init_gloo(comm: MPI.Comm, timeout_s: float = 120.0):
         addr = (host, _free_port())
     host, port = comm.bcast(addr, root=0)
     dist.init_process_group(
-        "gloo",
+        backend,
         init_method=f"tcp://{host}:{port}",
         rank=comm.rank,
         world_size=comm.size,

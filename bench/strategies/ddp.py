@@ -1,5 +1,6 @@
-"""``ddp``: PyTorch's DistributedDataParallel on the gloo backend, in the same harness as ``ring``: the reference
-readers know, with the same models, data, partitions, per-layer compute timing and results file.
+"""``ddp``: PyTorch's DistributedDataParallel in the same harness as ``ring``: the reference readers know, with the
+same models, data, partitions, per-layer compute timing and results file. Backend: gloo on CPU; on CUDA, NCCL where
+torch has it and every rank of a node has a GPU of its own (NCCL refuses two ranks on one GPU), gloo otherwise.
 
 DDP (Li et al., VLDB 2020) buckets gradients in reverse parameter order (``--bucket-mb``, 0: its default 25 MiB;
 its first bucket is 1 MiB, fixed inside torch), starts a bucket's all-reduce as soon as the bucket's last gradient is
@@ -10,6 +11,9 @@ came later (gloo runs several at once: :func:`bench.measure.buckets.serialised`)
 bucket's layers by bytes and the exposed part is derived as for ``ring --overlap`` (:mod:`bench.measure.buckets`).
 Gloo's all-reduce algorithm is its own and not observable: ``timing/comm_bytes`` records what a bandwidth-optimal
 ring would send for the bucket (``kernels.reference.ring_elements_sent``), and results/README.md says so.
+On CUDA the hook's clock readings are CUDA events (launch on the computing stream; completion in the future's
+callback, whose stream waits for the all-reduce), turned into host time after the step
+(:meth:`bench.measure.timing.CudaClock.host_times`).
 
 The process group's rendezvous comes from MPI (:func:`bench.runtime.gloo.init_gloo`); MPI still carries every
 other message of the run (set-up, stop agreement, results).
@@ -17,10 +21,12 @@ other message of the run (set-up, stop agreement, results).
 
 from __future__ import annotations
 
-import time
+import torch
 
 from bench.measure.buckets import BucketTiming, byte_shares, serialised
-from bench.runtime.gloo import init_gloo
+from bench.measure.timing import make_clock
+from bench.runtime.gloo import init_process_group
+from bench.runtime.launch import node_local
 from bench.strategies.base import Strategy
 from bench.workload.optim import make_optimizer
 from kernels.reference import ring_elements_sent
@@ -34,18 +40,25 @@ class DdpBuckets:
 
     series = None  # no strategy series beyond timing/comm
 
-    def __init__(self, layers, rank: int, size: int):
+    def __init__(self, layers, rank: int, size: int, device: torch.device):
         self.rank, self.size = rank, size
+        self.clock = make_clock(device.type)
         self._layer_of = {id(p): (layer.index, p.numel() * p.element_size()) for layer in layers for p in layer.params}
-        self._timings: list[BucketTiming] = []
+        self._marks: list[tuple[dict[int, float], object, object, int]] = []  # (shares, launch, completion, sent)
 
     def begin(self) -> None:
-        self._timings = []
+        self._marks = []
 
     def finish(self) -> list[BucketTiming]:
-        """DDP's ``backward()`` returned only after every bucket's future completed: nothing to wait for. Gloo has
-        several of them in flight at once, so their times are serialised (:func:`serialised`)."""
-        return serialised(self._timings)
+        """DDP's ``backward()`` returned only after every bucket's future completed: nothing to wait for (on CUDA
+        the clock marks are resolved here). Several buckets are in flight at once, so their times are serialised
+        (:func:`serialised`)."""
+        times = self.clock.host_times([m for _, start, end, _ in self._marks for m in (start, end)])
+        timings = []
+        for k, (shares, _, _, sent) in enumerate(self._marks):
+            start, end = times[2 * k], times[2 * k + 1]
+            timings.append(BucketTiming(shares, start, start, end, end, sent))
+        return serialised(timings)
 
     def hook(self, dist):
         """A DDP communication hook: DDP's default all-reduce (sum, then divide), timed."""
@@ -57,11 +70,10 @@ class DdpBuckets:
                 layer, nbytes = self._layer_of[id(p)]
                 layer_bytes[layer] = layer_bytes.get(layer, 0) + nbytes
             sent = ring_elements_sent(tensor.numel(), self.size, self.rank) * tensor.element_size()
-            start = time.perf_counter()
+            start = self.clock.mark()
 
             def done(fut):
-                end = time.perf_counter()
-                self._timings.append(BucketTiming(byte_shares(layer_bytes), start, start, end, end, sent))
+                self._marks.append((byte_shares(layer_bytes), start, self.clock.mark(), sent))
                 return fut.value()[0].div_(self.size)
 
             return dist.all_reduce(tensor, async_op=True).get_future().then(done)
@@ -76,10 +88,12 @@ class DdpStrategy(Strategy):
         super().__init__(cfg, comm, model, layers, device)
         from torch.nn.parallel import DistributedDataParallel
 
-        dist = init_gloo(comm, cfg.timeout)
+        self.backend = pick_backend(comm, device)
+        dist = init_process_group(comm, cfg.timeout, self.backend)
         self.bucket_mb = cfg.bucket_mb or DDP_DEFAULT_BUCKET_MB
-        self.ddp = DistributedDataParallel(model, bucket_cap_mb=self.bucket_mb)
-        self.overlap = DdpBuckets(layers, comm.rank, comm.size)
+        ids = [device] if device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=self.bucket_mb)
+        self.overlap = DdpBuckets(layers, comm.rank, comm.size, device)
         self.ddp.register_comm_hook(None, self.overlap.hook(dist))
         self.optimizer = make_optimizer(model.parameters(), cfg)
 
@@ -102,4 +116,15 @@ class DdpStrategy(Strategy):
         rec.add("timing/exposed", "s", (len(self.layers),))
 
     def describe(self):
-        return super().describe() | {"backend": "gloo", "bucket_mb": self.bucket_mb}
+        return super().describe() | {"backend": self.backend, "bucket_mb": self.bucket_mb}
+
+
+def pick_backend(comm, device: torch.device) -> str:
+    """NCCL for CUDA where torch has it and no two ranks of a node share a GPU (a collective: every rank agrees);
+    gloo otherwise."""
+    if device.type != "cuda":
+        return "gloo"
+    import torch.distributed as dist
+
+    own_gpu = node_local(comm)[1] <= torch.cuda.device_count()
+    return "nccl" if all(comm.allgather(own_gpu and dist.is_nccl_available())) else "gloo"

@@ -15,6 +15,12 @@ loops, and a hook-driven kernel only moves when the next gradient lands, so a bu
 autograd computes one large layer. mpi4py releases the GIL inside MPI calls and numpy inside large additions, so
 the thread's copies and sums run beside autograd's C++ work. The thread needs ``MPI_THREAD_MULTIPLE`` (the
 watchdog's hang diagnosis may call MPI at the same time); a library that provides less is refused at start.
+
+On CUDA a gradient hook runs when autograd *queues* the gradient's kernels, not when they have run, so a ready
+bucket's gradients may still be in the making: :class:`CudaGates` records an event on the computing stream when a
+bucket is ready, and the communication thread's own stream waits for that event before its device-to-host copy
+(on the default stream the copy would queue behind the whole rest of the backward pass). The hooks schedule is
+CPU-only: a hook that waited for the GPU would stop autograd from queueing the next layer's kernels.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 from mpi4py import MPI
 
 from bench.measure.buckets import BucketTiming, byte_shares
@@ -82,14 +89,39 @@ class BucketReadiness:
         self._active = True
 
 
+class CudaGates:
+    """Per bucket, the event after which its gradients exist on the GPU (module docstring), and the communication
+    thread's stream that waits for it."""
+
+    def __init__(self, device: torch.device, buckets: int):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+        self.events: list[torch.cuda.Event | None] = [None] * buckets
+
+    def close(self, g: int) -> None:
+        """In the hook that completed bucket g: mark the computing stream's position."""
+        event = torch.cuda.Event()
+        event.record()
+        self.events[g] = event
+
+    def enter_thread(self):
+        """The communication thread's context: this device, this stream."""
+        torch.cuda.set_device(self.device)
+        return torch.cuda.stream(self.stream)
+
+    def wait(self, g: int) -> None:
+        self.stream.wait_event(self.events[g])
+
+
 class OverlappedBuckets(BucketReadiness):
     """The communication thread: ``send(g)`` communicates bucket g there and returns its timing (the ring's
     average, :class:`RingBucketAverage`, or a parameter-server worker's push of a layer)."""
 
-    def __init__(self, layers, groups, send, reversed_order: bool = False, series: str | None = None):
+    def __init__(self, layers, groups, send, reversed_order=False, series: str | None = None, device=None):
         require_thread_multiple("--overlap")
         super().__init__(layers, groups, reversed_order)
         self.send, self.series = send, series  # series: a per-layer series that also gets the communication time
+        self._gates = CudaGates(device, len(groups)) if device is not None and device.type == "cuda" else None
         self._ready = [threading.Event() for _ in groups]
         self._done = threading.Event()
         self._error: BaseException | None = None
@@ -98,6 +130,8 @@ class OverlappedBuckets(BucketReadiness):
 
     def _bucket_ready(self, g: int, ready: bool) -> None:
         if ready:
+            if self._gates is not None:
+                self._gates.close(g)
             self._ready[g].set()
 
     def begin(self) -> None:
@@ -114,14 +148,23 @@ class OverlappedBuckets(BucketReadiness):
 
     def _serve(self) -> None:
         try:
-            while True:
-                for g in self._order:
-                    self._ready[g].wait()
-                    self._ready[g].clear()
-                    self._timings[g] = self.send(g)
-                self._done.set()
+            if self._gates is None:
+                self._serve_buckets()
+            else:
+                with self._gates.enter_thread():
+                    self._serve_buckets()
         except Exception as exc:  # noqa: BLE001 - surfaced in the training thread by finish()
             self._error = exc
+            self._done.set()
+
+    def _serve_buckets(self) -> None:
+        while True:
+            for g in self._order:
+                self._ready[g].wait()
+                self._ready[g].clear()
+                if self._gates is not None:
+                    self._gates.wait(g)
+                self._timings[g] = self.send(g)
             self._done.set()
 
 

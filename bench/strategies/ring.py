@@ -31,7 +31,7 @@ class RingStrategy(Strategy):
                 self.overlap = HookDrivenBuckets(self.staging, self.allreduce, fault)
             else:
                 send = RingBucketAverage(self.staging, self.allreduce)
-                self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault)
+                self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)

@@ -12,13 +12,16 @@ from bench.workload import models
 from .conftest import all_agree
 from .test_ring_training import make_cfg, trainer_for
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
 
 def trained_parameters(cfg) -> np.ndarray:
     torch.set_num_threads(1)
     trainer = trainer_for(cfg)
     for step in range(cfg.steps):
         trainer.step(step, 0.0)
-    return np.concatenate([p.detach().numpy().ravel() for p in trainer.run.model.parameters()])
+    return np.concatenate([p.detach().cpu().numpy().ravel() for p in trainer.run.model.parameters()])
 
 
 @pytest.mark.mpi
@@ -34,8 +37,23 @@ def test_overlapped_ring_is_bit_identical_to_the_ring(shared_tmp, bucket_mb, pro
 
 
 @pytest.mark.mpi
-def test_ddp_ends_where_the_ring_ends(shared_tmp):
-    kw = dict(model="cnn", steps=4, bucket_mb=1.0)
+@CUDA
+@pytest.mark.parametrize("strategy", ["ring", "ps"])
+def test_overlap_on_cuda_gives_the_plain_schedule_bit_for_bit(shared_tmp, strategy):
+    """The CUDA events that gate each bucket's copy to the host: without them the communication thread would copy
+    gradients the GPU has not finished computing, and the parameters would differ."""
+    if strategy == "ps" and MPI.COMM_WORLD.size < 2:
+        pytest.skip("ps needs a server and a worker")
+    kw = dict(model="cnn", strategy=strategy, momentum=0.9, bucket_mb=0.002, steps=4, device="cuda")
+    plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, **kw))
+    assert all_agree(np.array_equal(plain, overlapped)), f"{strategy} --overlap on cuda differs from {strategy}"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("device", DEVICES)
+def test_ddp_ends_where_the_ring_ends(shared_tmp, device):
+    kw = dict(model="cnn", steps=4, bucket_mb=1.0, device=device)
     ring = trained_parameters(make_cfg(shared_tmp, **kw))
     ddp = trained_parameters(make_cfg(shared_tmp, strategy="ddp", **kw))
     replicas = MPI.COMM_WORLD.allgather(ddp.tobytes())
@@ -44,12 +62,17 @@ def test_ddp_ends_where_the_ring_ends(shared_tmp):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("strategy", ["ring", "ring-hooks", "ddp"])
-def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, strategy):
+@pytest.mark.parametrize(
+    "strategy, device",
+    [("ring", "cpu"), ("ring-hooks", "cpu"), ("ddp", "cpu")]
+    + [pytest.param(s, "cuda", marks=CUDA) for s in ("ring", "ddp")],
+)
+def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, strategy, device):
     comm = MPI.COMM_WORLD
     extra = {"overlap": True, "overlap_progress": "hooks" if strategy == "ring-hooks" else "thread"}
     extra, strategy = (extra, "ring") if strategy.startswith("ring") else ({}, strategy)
-    cfg = make_cfg(shared_tmp, model="cnn", strategy=strategy, steps=6, bucket_mb=0.002, trace=True, **extra)
+    kw = dict(model="cnn", strategy=strategy, steps=6, bucket_mb=0.002, trace=True, device=device)
+    cfg = make_cfg(shared_tmp, **kw, **extra)
     trainer_for(cfg).train()
     comm.Barrier()
     ok, why = True, ""

@@ -115,6 +115,7 @@ def test_reader_rejects_bad_files(tmp_path):
         ({"strategy": "fedavg", "steps": 10}, "--steps applies to --strategy ring, localsgd, ps, ssp"),
         ({"strategy": "ring", "local_steps": 2}, "--local-steps applies to --strategy localsgd"),
         ({"strategy": "ssp", "ps_mode": "async"}, "contradicts"),
+        ({"device": "cuda", "overlap": True, "overlap_progress": "hooks"}, "hooks runs on --device cpu only"),
     ],
 )
 def test_options_that_do_not_apply_are_usage_errors(values, message):

@@ -61,7 +61,7 @@ class PSStrategy(Strategy, DecoupledHooks):
                 backward_order = [(i,) for i in reversed(range(len(layers)))]
                 send = lambda g: self.worker.push_timed(backward_order[g][0])  # noqa: E731
                 fault = comm.rank == cfg.overlap_fault_rank
-                self.overlap = OverlappedBuckets(layers, backward_order, send, fault, series="ps/push")
+                self.overlap = OverlappedBuckets(layers, backward_order, send, fault, "ps/push", device)
         self.series: dict[str, np.ndarray] = {}
 
     def policy(self) -> str:
