@@ -44,9 +44,13 @@ def test_overlap_on_cuda_gives_the_plain_schedule_bit_for_bit(shared_tmp, strate
     gradients the GPU has not finished computing, and the parameters would differ."""
     if strategy == "ps" and MPI.COMM_WORLD.size < 2:
         pytest.skip("ps needs a server and a worker")
-    kw = dict(model="cnn", strategy=strategy, momentum=0.9, bucket_mb=0.002, steps=4, device="cuda")
+    kw = dict(model="resnet20", synthetic_shape="3x32x32", batch_size=64, strategy=strategy, momentum=0.9)
+    kw |= dict(bucket_mb=0.05, steps=4, device="cuda")  # long enough kernels that an ungated copy would race them
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False  # cuDNN's weight gradients
     plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    again = trained_parameters(make_cfg(shared_tmp, **kw))
     overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, **kw))
+    assert all_agree(np.array_equal(plain, again)), "two plain runs on cuda differ: nondeterministic GPU kernels"
     assert all_agree(np.array_equal(plain, overlapped)), f"{strategy} --overlap on cuda differs from {strategy}"
 
 
