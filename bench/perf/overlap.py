@@ -70,7 +70,8 @@ def compare(ranks: int, model: str, args, work: Path) -> None:
         step = statistics.median(r["step"] for r in rs)
         exposed = statistics.median(r["exposed"] for r in rs)
         overlap = statistics.median(r["overlap"] for r in rs)
-        print(f"  {variant:22s} {1e3 * step:9.2f} {step / base:7.2f} {100 * exposed:18.1f} {overlap:10.1f}")
+        shown = f"{overlap:10.1f}" if overlap == overlap else f"{'-':>10s}"  # NaN: no communication (1 rank)
+        print(f"  {variant:22s} {1e3 * step:9.2f} {step / base:7.2f} {100 * exposed:18.1f} {shown}")
 
 
 def main(argv=None) -> int:
