@@ -37,8 +37,11 @@ def schedule(run: RunResults) -> str:
 
 
 def strategy_label(run: RunResults) -> str:
-    """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule)."""
-    return f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
+    """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule), and
+    ``ring --compress topk:0.01`` apart from both."""
+    label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
+    method = run.config.get("compress", "none")
+    return f"{label} --compress {method}" if method and method != "none" else label
 
 
 def row_unit(run: RunResults) -> str:
@@ -153,7 +156,7 @@ def step_stats(run: RunResults, warmup: int = 1) -> StepStats:
     return StepStats(med, p25, p75, per_step.size, rate, row_unit(run))
 
 
-PHASES = ("forward", "backward", "comm", "pack", "wait", "optimizer", "data", "injected")
+PHASES = ("forward", "backward", "comm", "pack", "compress", "wait", "optimizer", "data", "injected")
 
 
 def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str, float]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.compress_model import compress_wire, compressed_ring_time
 from analysis.costmodel import Fit, allreduce_time, p2p_time
 from analysis.load import RunResults
 from analysis.metrics import compute_ranks, per_row, row_times
@@ -21,6 +22,8 @@ def exchanged_buffers(run: RunResults) -> np.ndarray:
 
 
 def _ring(run, p, fit):
+    if compress_wire(run):
+        return compressed_ring_time(run, p, fit)
     return sum(allreduce_time(n, p, fit) for n in exchanged_buffers(run))
 
 

@@ -12,6 +12,7 @@ from analysis.groups import speedups
 from analysis.pivot import pivot_tables
 from analysis.tables import Table
 from analysis.views import communication_table, layers_table, speedup_table, strategy_table
+from analysis.views_compress import compression_table
 from analysis.views_fl import fedavg_table
 from analysis.views_model import SCALE, fit_from_micro, model_table, provenance_table
 from analysis.views_overlap import overlap_table
@@ -32,6 +33,7 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
         speedup_table(runs, opts.warmup),
         communication_table(runs, opts.warmup),
         overlap_table(runs, opts.warmup),
+        compression_table(runs, opts.warmup, opts.target),
         strategy_table(runs, opts.warmup, opts.target),
         fedavg_table(runs, opts.warmup, opts.target),
         *pivot_tables(runs, opts.target),

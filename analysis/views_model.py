@@ -64,6 +64,8 @@ def costmodel_notes(fit: costmodel.Fit) -> list[str]:
         "the run's own size, in computing ranks",
         "overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket schedule leaves after "
         "the measured backward pass (analysis/overlap_model.py; assumes the communication has a core of its own)",
+        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/compress_model.py); "
+        "compression time stays in the measured part and is not scaled with p",
         "oversubscribed runs: the model has no term for waiting for a core; their error is not the model's",
         "FedAvg rounds are not predicted at scale: a host's share of the clients changes with the rank count",
     ]

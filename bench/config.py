@@ -81,6 +81,19 @@ class Config:
         ("thread", "hooks"),
         applies=("ring",),
     )
+    compress: str = opt(
+        "none",
+        "compress the gradients each rank sends: none, fp16, bf16, topk:R, randk:R (R: fraction kept), qsgd:S "
+        "(S levels), sign, powersgd:RANK (not the results file: that is --compression)",
+        applies=("ring",),
+    )
+    error_feedback: str = opt(
+        "auto",
+        "keep what compression dropped and add it to the next step's gradient (auto: on for topk, randk, sign, "
+        "powersgd)",
+        ("auto", "on", "off"),
+        applies=("ring",),
+    )
     overlap_fault_rank: int = opt(
         -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
     )
@@ -378,6 +391,17 @@ HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
 
 
+def check_compress(cfg) -> None:
+    from bench.compress import parse
+
+    try:
+        parse(cfg.compress)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if cfg.overlap:
+        raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
+
+
 def validate(cfg: Config) -> None:
     """Checks that need no MPI and no data. Everything here fails identically on every rank."""
     for name, f in FIELDS.items():
@@ -440,6 +464,8 @@ def _check_data(cfg: Config) -> None:
         raise UsageError(
             "--overlap with --strategy ps needs --ps-mode sync (the event-driven servers are not built for it)"
         )
+    if cfg.compress != "none":
+        check_compress(cfg)
     if cfg.device == "cuda" and cfg.overlap_progress == "hooks":
         raise UsageError(
             "--overlap-progress hooks runs on --device cpu only (a hook waiting for the GPU would stall autograd):"

@@ -69,7 +69,8 @@ class RecursiveDoublingAllreduce:
         _, partners, role = doubling_plan(self.topology.ring_index, p)
         return n * (1 if role == "give" else len(partners) + (1 if role == "take" else 0))
 
-    def __call__(self, buf: np.ndarray, key: int = 0) -> np.ndarray:
+    def __call__(self, buf: np.ndarray, key: int = 0, add=np.add) -> np.ndarray:
+        """Sum ``buf`` in place; ``add(a, b, out=)`` is the reduction (a compressed type's, e.g. bf16's)."""
         n = buf.size
         if self._p == 1 or n == 0:
             return buf
@@ -84,10 +85,10 @@ class RecursiveDoublingAllreduce:
         incoming = self._scratch.get(buf.dtype, n)
         if role == "take":
             comm.Recv(incoming, neighbour, tag)
-            np.add(buf, incoming, out=buf)
+            add(buf, incoming, out=buf)
         for partner in self._partners:
             comm.Sendrecv(buf, partner, tag, incoming, partner, tag)
-            np.add(buf, incoming, out=buf)
+            add(buf, incoming, out=buf)
         if role == "take":
             comm.Send(buf, neighbour, tag)
         return buf

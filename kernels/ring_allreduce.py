@@ -40,12 +40,13 @@ class RingAllreduce:
             return self._small.elements_sent(n)
         return ring_elements_sent(n, self.topology.ring_size, self.topology.ring_index)
 
-    def __call__(self, buf: np.ndarray, key: int = 0) -> np.ndarray:
+    def __call__(self, buf: np.ndarray, key: int = 0, add=np.add) -> np.ndarray:
         """All-reduce ``buf`` (sum) in place and return it. ``key`` (e.g. the layer index) separates the tags of
-        concurrent calls; every rank must pass the same key for the same buffer."""
+        concurrent calls; every rank must pass the same key for the same buffer. ``add(a, b, out=)`` is the
+        reduction: numpy's, or a compressed wire type's (bf16 adds through float32)."""
         _check_buffer(buf)
         if buf.nbytes < self.small_bytes:
-            return self._small(buf, key)
+            return self._small(buf, key, add)
         topo = self.topology
         p = topo.ring_size
         n = buf.size
@@ -62,7 +63,7 @@ class RingAllreduce:
             incoming = scratch[: rhi - rlo]
             sendrecv(buf[slo:shi], right, tag, incoming, left, tag)
             target = buf[rlo:rhi]
-            np.add(target, incoming, out=target)
+            add(target, incoming, out=target)
         for step in range(p - 1):
             send_c, recv_c = all_gather_schedule(idx, p, step)
             (slo, shi), (rlo, rhi) = chunks[send_c], chunks[recv_c]

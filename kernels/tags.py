@@ -24,6 +24,7 @@ class Tag(IntEnum):
     TEST = 10  # tests only
     DIAGNOSIS_ASK = 11  # a timed-out rank -> every rank: where are you? (on the watchdog's own communicator)
     DIAGNOSIS_REPLY = 12  # its answer: last point reached, waiting or not
+    GATHERV = 13  # ring all-gather of variable-length payloads (compressed gradients): size, then payload
 
 
 def tag_for(base: Tag, index: int = 0, tag_ub: int = 32767) -> int:

@@ -13,7 +13,12 @@ import numpy as np
 from analysis.load import load
 from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
 
-LABELS = {"comm": "communication", "pack": "packing", "exposed": "communication not overlapped"}
+LABELS = {
+    "comm": "communication",
+    "pack": "packing",
+    "exposed": "communication not overlapped",
+    "compress": "compression",
+}
 
 
 def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
@@ -41,6 +46,7 @@ def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: 
     total = parts["step"] or 1.0
     overlapped = "timing/exposed" in data  # communication ran beside the backward pass (analysis.metrics)
     phases = ("exposed",) if overlapped else ("comm", "pack")
+    phases += ("compress",) if "timing/compress" in data else ()
     shares = "  ".join(
         f"{LABELS.get(k, k)} {100 * parts[k] / total:.1f}%"
         for k in ("forward", "backward", *phases, "wait", "optimizer", "data", "injected", "other")

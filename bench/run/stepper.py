@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.compress.exchange import COMPRESSING
 from bench.measure.buckets import record_buckets
 from bench.measure.timing import LayerTimer, make_clock
 from bench.run.context import RunContext, inject_failure
@@ -32,30 +33,34 @@ class Stepper:
         comm_row = self.rec["timing/comm"][step]
         bytes_row = self.rec["timing/comm_bytes"][step]
         pack_row = self.rec["timing/pack"][step]
+        compress_row = self.rec["timing/compress"][step] if "timing/compress" in self.rec.series else None
         starts = self.rec["timeline/comm_start"][step] if self.cfg.trace else None
         layers = self.run.layers
         for ex in exchanges:
-            packed = PACKING.seconds
+            packed, compressed = PACKING.seconds, COMPRESSING.seconds
             t = time.perf_counter()
             sent = ex.run()
             dt = time.perf_counter() - t
             pack = min(dt, PACKING.seconds - packed)
+            squeeze = min(dt - pack, COMPRESSING.seconds - compressed)  # compress + decompress: their own phase
             if not ex.layers:  # e.g. waiting for reply headers: a per-step scalar, no layer's communication
                 if ex.series:
                     self.rec[ex.series][step] += dt
                 continue
             if sent == 0:  # nothing left this rank (one rank, nothing to send): local work, not communication
-                pack = dt
+                pack = dt - squeeze
             extra = self.rec[ex.series][step] if ex.series else None
             total = sum(layers[i].bytes for i in ex.layers) or 1
             offset = t - t0
             for i in ex.layers:  # a bucket's time and bytes are shared among its layers by size
                 share = layers[i].bytes / total
-                comm_row[i] += (dt - pack) * share
+                comm_row[i] += (dt - pack - squeeze) * share
                 pack_row[i] += pack * share
+                if compress_row is not None:
+                    compress_row[i] += squeeze * share
                 bytes_row[i] += int(round(sent * share))
                 if extra is not None:
-                    extra[i] += (dt - pack) * share
+                    extra[i] += (dt - pack - squeeze) * share
                 if starts is not None:  # the bucket's layers as consecutive slices of its time, for the trace
                     starts[i] = offset
                     offset += dt * share

@@ -2,11 +2,16 @@
 
 All replicas start from the same seed and apply the same averaged gradient, so they stay identical; with
 equal per-rank batches this equals one process stepping on the concatenation of all ranks' batches. With
-``--overlap`` the same exchanges run during the backward pass (:mod:`bench.strategies.overlap`).
+``--overlap`` the same exchanges run during the backward pass (:mod:`bench.strategies.overlap`); with
+``--compress`` each bucket is averaged compressed (:mod:`bench.compress.exchange`).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from bench.compress import error_feedback_on, parse
+from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
@@ -25,6 +30,12 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
+        self.compressed = None
+        if cfg.compress != "none":
+            method = parse(cfg.compress)
+            feedback = error_feedback_on(method, cfg.error_feedback)
+            self.compressed = CompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed)
+            self._exchanges = self.compressed.exchanges()
         if cfg.overlap:
             fault = comm.rank == cfg.overlap_fault_rank
             if cfg.overlap_progress == "hooks":
@@ -37,14 +48,34 @@ class RingStrategy(Strategy):
         return Topology.ring(rank, size)
 
     def after_backward(self, step):
+        if self.compressed is not None:
+            self.compressed.step = step
         return [] if self.overlap else self._exchanges
 
     def apply_update(self, step):
         self.optimizer.step()
+        if self.compressed is not None:
+            self.rec["compress/dense_bytes"][step] = self._dense_bytes
+            self.rec["compress/residual_norm"][step] = self.compressed.residual_norm()
 
     def declare(self, rec) -> None:
+        L = (len(self.layers),)
+        self.rec = rec
         if self.overlap:
-            rec.add("timing/exposed", "s", (len(self.layers),))
+            rec.add("timing/exposed", "s", L)
+        if self.compressed is not None:
+            rec.add("timing/compress", "s", L)
+            rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
+            rec.add("compress/residual_norm", "1")
+            self._dense_bytes = np.zeros(L, dtype=np.int64)  # a bucket's float32 ring bytes shared by layer bytes
+            for g, group in enumerate(self.staging.groups):
+                total = sum(self.layers[i].bytes for i in group) or 1
+                for i in group:
+                    self._dense_bytes[i] = round(self.compressed.dense_bytes(g) * self.layers[i].bytes / total)
 
     def describe(self):
-        return super().describe() | {"buckets": [list(g) for g in self.staging.groups]}
+        info = {"buckets": [list(g) for g in self.staging.groups]}
+        if self.compressed is not None:
+            info |= {"compress": self.compressed.compressor.spec(), "error_feedback": self.compressed.feedback.enabled}
+            info |= {"compress_wire": self.compressed.wire_plan()}
+        return super().describe() | info

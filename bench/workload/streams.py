@@ -17,6 +17,7 @@ class Salt(IntEnum):
     SYNTHETIC = 0xDA7A  # the synthetic dataset (seed)
     LEAF = 0x1EAF  # LEAF synthetic(alpha, beta) (seed)
     STRAGGLER = 0x510  # random slowdowns (seed, rank or client, step)
+    COMPRESS = 0xC0  # random-k indices and QSGD's stochastic rounding (seed, rank or client, step, bucket)
 
 
 def stream(seed: int, *keys: int, salt: Salt | None = None) -> np.random.Generator:

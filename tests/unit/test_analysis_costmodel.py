@@ -107,3 +107,20 @@ def test_fit_from_micro_and_model_table(tmp_path):
     assert err == pytest.approx((expect - 0.1) / 0.1) and not table.rows[0][6]
     assert any("doubling" in n for n in table.notes) and any("ring" in n for n in table.notes)
     assert math.isfinite(table.rows[0][7])
+
+
+def test_compressed_ring_is_modelled_from_its_recorded_wire_plan(tmp_path):
+    """Closed forms: an all-gathered payload costs (p - 1)(2 alpha + beta (payload + 8)); an all-reduced wire
+    buffer what the uncompressed model charges for a buffer of that size."""
+    fit = costmodel.Fit.given(1e-5, 1e-9)
+    wire = [{"allgather_bytes": 800}, {"allreduce_bytes": [2000, 6000]}]
+    info = {"strategy_info": {"compress_wire": wire, "buckets": [[1], [0]]}}
+    run = ring_run(tmp_path / "c.h5", 4, 0.1, cfg={"compress": "topk:0.01"}, attrs=info)
+    gathered = 3 * (2 * 1e-5 + 1e-9 * (800 + 8))
+    reduced = costmodel.allreduce_time(2000, 8, fit) + costmodel.allreduce_time(6000, 8, fit)
+    assert math.isclose(prediction.comm_per_step(run, 8, fit), 7 * (2 * 1e-5 + 1e-9 * 808) + reduced)
+    assert math.isclose(
+        prediction.comm_per_step(run, 4, fit), gathered + sum(costmodel.allreduce_time(n, 4, fit) for n in (2000, 6000))
+    )
+    dense = ring_run(tmp_path / "d.h5", 4, 0.1)
+    assert prediction.comm_per_step(dense, 4, fit) != prediction.comm_per_step(run, 4, fit)

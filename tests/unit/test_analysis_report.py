@@ -3,6 +3,7 @@ the command line, the data frame, compare, and reading only what a table needs."
 
 import csv
 import io
+import math
 import subprocess
 import sys
 
@@ -153,3 +154,25 @@ def test_the_report_names_runs_that_did_not_complete(tmp_path):
     notes = unfinished_notes([load(tmp_path / "ok.h5"), load(tmp_path / "div.h5")])
     assert notes[1:] == [f"- **div.h5: diverged** ({why})", ""]
     assert unfinished_notes([load(tmp_path / "ok.h5")]) == []
+
+
+def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
+    """Rows for the compressed runs and their dense baseline (same model and ranks), the share of dense bytes
+    from compress/dense_bytes; nothing when no run compressed."""
+    from analysis.views_compress import compression_table
+
+    shape = (2, 5, 2)
+    extra = {
+        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
+        "timing/compress": (np.full(shape, 0.01), "s"),
+        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
+    }
+    info = {"strategy_info": {"compress": "topk:0.01", "error_feedback": True}}
+    dense = ring_run(tmp_path / "d.h5", 2, 0.1)
+    topk = ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
+    assert compression_table([dense], 1).empty
+    table = compression_table([dense, topk], 1)
+    rows = {row[2]: row for row in table.rows}
+    assert set(rows) == {"none", "topk:0.01"} and rows["topk:0.01"][3] == "on"
+    assert math.isclose(rows["topk:0.01"][6].mean, 1000 / 4000) and math.isclose(rows["none"][6].mean, 1.0)
+    assert math.isclose(rows["topk:0.01"][8].mean, 0.02 / 0.1)  # 2 layers x 0.01 s of a 0.1 s step

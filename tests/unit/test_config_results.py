@@ -116,6 +116,9 @@ def test_reader_rejects_bad_files(tmp_path):
         ({"strategy": "ring", "local_steps": 2}, "--local-steps applies to --strategy localsgd"),
         ({"strategy": "ssp", "ps_mode": "async"}, "contradicts"),
         ({"device": "cuda", "overlap": True, "overlap_progress": "hooks"}, "hooks runs on --device cpu only"),
+        ({"strategy": "ring", "compress": "topk:2"}, "expected one of none, fp16"),
+        ({"strategy": "ring", "compress": "fp16", "overlap": True}, "does not run with --overlap yet"),
+        ({"strategy": "fedavg", "compress": "fp16"}, "--compress applies to --strategy ring"),
     ],
 )
 def test_options_that_do_not_apply_are_usage_errors(values, message):

@@ -1,0 +1,123 @@
+"""The ring's gradient average with compression: one timed exchange per staged bucket, as
+:func:`bench.strategies.averaging.average_exchanges` without it.
+
+- summable types (fp16, bf16): scale by 1/p, compress (with error feedback if on), all-reduce the payload in its
+  own type with our ring kernel (bf16 adds through float32), decompress: bytes sent are half the dense ring's;
+- sparse and quantised types (top-k, random-k, QSGD, sign): compress, all-gather every rank's payload with the
+  point-to-point ring (:class:`kernels.ring_allgatherv.RingAllgatherv`), decompress each and sum them in ring
+  order (the same order on every rank, so replicas stay bit-identical), scale by 1/p;
+- PowerSGD: its two all-reduces of P and Q by our ring (:class:`bench.compress.powersgd.PowerSGDAverage`).
+
+Compressing and decompressing are timed by :data:`COMPRESSING` (a phase of their own: not communication, not
+compute); packing stays :data:`bench.strategies.staging.PACKING`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.compress.feedback import ErrorFeedback
+from bench.compress.methods import Compressor
+from bench.compress.powersgd import PowerSGD, PowerSGDAverage
+from bench.strategies.base import Exchange
+from bench.strategies.staging import HostStaging, PackingClock
+from bench.workload.streams import Salt, stream
+from kernels.ring_allgatherv import RingAllgatherv
+from kernels.ring_allreduce import RingAllreduce
+
+COMPRESSING = PackingClock()  # seconds in compress / decompress, summed over the process
+
+
+class CompressedAveraging:
+    def __init__(self, staging: HostStaging, allreduce: RingAllreduce, compressor: Compressor, feedback: bool, seed):
+        self.staging, self.allreduce, self.compressor, self.seed = staging, allreduce, compressor, seed
+        topo = allreduce.topology
+        self.p, self.rank = topo.ring_size, topo.ring_index
+        self.gather = RingAllgatherv(allreduce.comm, topo)
+        self.feedback = ErrorFeedback(compressor, feedback)
+        self.power = None
+        if isinstance(compressor, PowerSGD):
+            shapes = [[tuple(p.shape) for i in g for p in staging.layers[i].params] for g in staging.groups]
+            self.power = [PowerSGDAverage(compressor.rank, s, seed, g, feedback) for g, s in enumerate(shapes)]
+        self.step = 0
+
+    def exchanges(self) -> list[Exchange]:
+        return [Exchange(group, lambda g=g: self.average(g)) for g, group in enumerate(self.staging.groups)]
+
+    def dense_bytes(self, g: int) -> int:
+        """What the uncompressed ring sends for bucket g (float32)."""
+        n = self.staging.numpy[g].size
+        return self.allreduce.elements_sent(n, 4) * 4
+
+    def wire_plan(self) -> list[dict]:
+        """Per bucket, what goes on the wire each step, for the cost model (``strategy_info.compress_wire``):
+        ``{"allreduce_bytes": [...]}`` (buffers all-reduced by the ring) or ``{"allgather_bytes": n}`` (this
+        rank's payload; every rank's is the same size for these methods)."""
+        plan = []
+        for g, buf in enumerate(self.staging.numpy):
+            if self.power is not None:
+                plan.append({"allreduce_bytes": [4 * self.power[g].p_len, 4 * self.power[g].q_len]})
+            elif self.compressor.summable:
+                plan.append({"allreduce_bytes": [2 * buf.size]})
+            else:
+                size = self.compressor.compress(np.zeros(buf.size, np.float32), np.random.default_rng(0)).size
+                plan.append({"allgather_bytes": int(size)})
+        return plan
+
+    def residual_norm(self) -> float:
+        if self.power is not None:
+            return float(np.sqrt(sum(a.residual_norm_sq() for a in self.power)))
+        return self.feedback.residual_norm()
+
+    def average(self, g: int) -> int:
+        """Bucket g's gradients replaced by the compressed average; returns the bytes this rank sent."""
+        buf = self.staging.pack(g, grads=True)
+        if self.power is not None:
+            sent = self._powersgd(g, buf)
+        elif self.compressor.summable:
+            sent = self._reduce_in_wire_type(g, buf)
+        else:
+            sent = self._gather_and_sum(g, buf)
+        self.staging.unpack(g, grads=True)
+        return sent
+
+    def _draw(self, g: int):
+        return stream(self.seed, self.rank, self.step, g, salt=Salt.COMPRESS) if self.compressor.draws else None
+
+    def _reduce_in_wire_type(self, g: int, buf: np.ndarray) -> int:
+        c = self.compressor
+        wire = COMPRESSING.timed(self._compress)(g, buf * np.float32(1.0 / self.p)).view(c.wire_dtype)
+        self.allreduce(wire, key=g, add=c.add)
+        COMPRESSING.timed(np.copyto)(buf, c.decompress(wire.view(np.uint8), buf.size))
+        return self.allreduce.elements_sent(wire.size, wire.itemsize) * wire.itemsize
+
+    def _gather_and_sum(self, g: int, buf: np.ndarray) -> int:
+        payload = COMPRESSING.timed(self._compress)(g, buf)
+        payloads, sent = self.gather(payload, key=g)
+        COMPRESSING.timed(self._sum_decompressed)(payloads, buf)
+        return sent
+
+    def _compress(self, g: int, x: np.ndarray) -> np.ndarray:
+        return self.feedback.compress(x, g, self._draw(g))
+
+    def _sum_decompressed(self, payloads: list[np.ndarray], buf: np.ndarray) -> None:
+        buf[:] = 0.0
+        for payload in payloads:  # ring order on every rank: bit-identical replicas
+            buf += self.compressor.decompress(payload, buf.size)
+        buf *= np.float32(1.0 / self.p)
+
+    def _powersgd(self, g: int, buf: np.ndarray) -> int:
+        """PowerSGD's all-reduces are communication; the matrix products around them are compression."""
+        in_allreduce = [0.0]
+
+        def allreduce(x, key):
+            t = time.perf_counter()
+            self.allreduce(x, key=key)
+            in_allreduce[0] += time.perf_counter() - t
+
+        t = time.perf_counter()
+        sizes = self.power[g](buf, allreduce, self.p)
+        COMPRESSING.seconds += time.perf_counter() - t - in_allreduce[0]
+        return sum(self.allreduce.elements_sent(n, 4) * 4 for n in sizes)
