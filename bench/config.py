@@ -84,15 +84,16 @@ class Config:
     compress: str = opt(
         "none",
         "compress the gradients each rank sends: none, fp16, bf16, topk:R, randk:R (R: fraction kept), qsgd:S "
-        "(S levels), sign, powersgd:RANK (not the results file: that is --compression)",
-        applies=("ring",),
+        "(S levels), sign, powersgd:RANK (not fedavg); ring: gradients; localsgd: the parameters' change since the "
+        "last average; fedavg: each client's model delta (not the results file: that is --compression)",
+        applies=("ring", "localsgd", "fedavg"),
     )
     error_feedback: str = opt(
         "auto",
         "keep what compression dropped and add it to the next step's gradient (auto: on for topk, randk, sign, "
-        "powersgd)",
+        "powersgd; fedavg: one memory per client on its host, so --placement static)",
         ("auto", "on", "off"),
-        applies=("ring",),
+        applies=("ring", "localsgd", "fedavg"),
     )
     overlap_fault_rank: int = opt(
         -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
@@ -400,6 +401,25 @@ def check_compress(cfg) -> None:
         raise UsageError(str(exc)) from None
     if cfg.overlap:
         raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
+    if cfg.strategy == "fedavg":
+        check_fedavg_compress(cfg)
+
+
+def check_fedavg_compress(cfg) -> None:
+    from bench.compress import error_feedback_on, parse
+
+    if cfg.compress.startswith("powersgd"):
+        raise UsageError("--compress powersgd needs all-reduces of its factors: --strategy ring only")
+    if cfg.aggregation != "client":
+        raise UsageError(
+            f"--compress compresses each client's upload: --aggregation client (not {cfg.aggregation}, whose hosts "
+            "send partial sums)"
+        )
+    if error_feedback_on(parse(cfg.compress), cfg.error_feedback) and cfg.placement != "static":
+        raise UsageError(
+            f"--compress {cfg.compress} keeps an error-feedback memory per client on the host that trains it: use "
+            "--placement static (clients stay on their host), or --error-feedback off"
+        )
 
 
 def validate(cfg: Config) -> None:

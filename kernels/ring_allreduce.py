@@ -34,18 +34,20 @@ class RingAllreduce:
         self._scratch = ScratchPool()
         self._tag_ub = tag_upper_bound(comm)
 
-    def elements_sent(self, n: int, itemsize: int = 4) -> int:
+    def elements_sent(self, n: int, itemsize: int = 4, path_bytes: int | None = None) -> int:
         """Elements this rank sends in one call on ``n`` elements of ``itemsize`` bytes (on the path taken)."""
-        if n * itemsize < self.small_bytes:
+        if (n * itemsize if path_bytes is None else path_bytes) < self.small_bytes:
             return self._small.elements_sent(n)
         return ring_elements_sent(n, self.topology.ring_size, self.topology.ring_index)
 
-    def __call__(self, buf: np.ndarray, key: int = 0, add=np.add) -> np.ndarray:
+    def __call__(self, buf: np.ndarray, key: int = 0, add=np.add, path_bytes: int | None = None) -> np.ndarray:
         """All-reduce ``buf`` (sum) in place and return it. ``key`` (e.g. the layer index) separates the tags of
         concurrent calls; every rank must pass the same key for the same buffer. ``add(a, b, out=)`` is the
-        reduction: numpy's, or a compressed wire type's (bf16 adds through float32)."""
+        reduction: numpy's, or a compressed wire type's (bf16 adds through float32). ``path_bytes``: choose the
+        algorithm as for a buffer of this size (a compressed buffer takes its dense buffer's path, so that fp16
+        sends exactly half)."""
         _check_buffer(buf)
-        if buf.nbytes < self.small_bytes:
+        if (buf.nbytes if path_bytes is None else path_bytes) < self.small_bytes:
             return self._small(buf, key, add)
         topo = self.topology
         p = topo.ring_size

@@ -31,8 +31,16 @@ COMPRESSING = PackingClock()  # seconds in compress / decompress, summed over th
 
 
 class CompressedAveraging:
-    def __init__(self, staging: HostStaging, allreduce: RingAllreduce, compressor: Compressor, feedback: bool, seed):
+    """``ring``: the gradients of each bucket. ``localsgd`` (``anchored``): the parameters' change since the last
+    average, x - x0, so that x <- x0 + mean(C(x_r - x0)) (without compression exactly mean(x_r)), and x0 <- x
+    after the optional SlowMo update ``after(g)``."""
+
+    def __init__(self, staging: HostStaging, allreduce: RingAllreduce, compressor: Compressor, feedback: bool, seed,
+                 anchored: bool = False, after=None):  # fmt: skip
         self.staging, self.allreduce, self.compressor, self.seed = staging, allreduce, compressor, seed
+        self.grads, self.after = not anchored, after
+        self.anchor = [staging.pack(g, grads=False).copy() for g in range(len(staging.groups))] if anchored else None
+        self.rec = None
         topo = allreduce.topology
         self.p, self.rank = topo.ring_size, topo.ring_index
         self.gather = RingAllgatherv(allreduce.comm, topo)
@@ -42,6 +50,24 @@ class CompressedAveraging:
             shapes = [[tuple(p.shape) for i in g for p in staging.layers[i].params] for g in staging.groups]
             self.power = [PowerSGDAverage(compressor.rank, s, seed, g, feedback) for g, s in enumerate(shapes)]
         self.step = 0
+
+    def declare(self, rec) -> None:
+        """The series this averaging records, each filled where the exchange runs (``compress/dense_bytes``: the
+        float32 ring's bytes for the bucket, shared among its layers by bytes)."""
+        layers = self.staging.layers
+        L = (len(layers),)
+        rec.add("timing/compress", "s", L)
+        rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
+        rec.add("compress/residual_norm", "1")
+        self.rec, self._dense = rec, []
+        for g, group in enumerate(self.staging.groups):
+            total = sum(layers[i].bytes for i in group) or 1
+            self._dense.append([round(self.dense_bytes(g) * layers[i].bytes / total) for i in group])
+
+    def _record(self, g: int) -> None:
+        if self.rec is not None:
+            self.rec["compress/dense_bytes"][self.step][list(self.staging.groups[g])] += self._dense[g]
+            self.rec["compress/residual_norm"][self.step] = self.residual_norm()
 
     def exchanges(self) -> list[Exchange]:
         return [Exchange(group, lambda g=g: self.average(g)) for g, group in enumerate(self.staging.groups)]
@@ -72,15 +98,24 @@ class CompressedAveraging:
         return self.feedback.residual_norm()
 
     def average(self, g: int) -> int:
-        """Bucket g's gradients replaced by the compressed average; returns the bytes this rank sent."""
-        buf = self.staging.pack(g, grads=True)
+        """Bucket g replaced by the compressed average; returns the bytes this rank sent."""
+        buf = self.staging.pack(g, grads=self.grads)
+        if self.anchor is not None:
+            COMPRESSING.timed(np.subtract)(buf, self.anchor[g], out=buf)
         if self.power is not None:
             sent = self._powersgd(g, buf)
         elif self.compressor.summable:
             sent = self._reduce_in_wire_type(g, buf)
         else:
             sent = self._gather_and_sum(g, buf)
-        self.staging.unpack(g, grads=True)
+        if self.anchor is not None:
+            COMPRESSING.timed(np.add)(buf, self.anchor[g], out=buf)
+        if self.after is not None:
+            self.after(g)
+        if self.anchor is not None:
+            np.copyto(self.anchor[g], buf)
+        self.staging.unpack(g, grads=self.grads)
+        self._record(g)
         return sent
 
     def _draw(self, g: int):
@@ -89,9 +124,9 @@ class CompressedAveraging:
     def _reduce_in_wire_type(self, g: int, buf: np.ndarray) -> int:
         c = self.compressor
         wire = COMPRESSING.timed(self._compress)(g, buf * np.float32(1.0 / self.p)).view(c.wire_dtype)
-        self.allreduce(wire, key=g, add=c.add)
+        self.allreduce(wire, key=g, add=c.add, path_bytes=buf.nbytes)  # the dense buffer's algorithm
         COMPRESSING.timed(np.copyto)(buf, c.decompress(wire.view(np.uint8), buf.size))
-        return self.allreduce.elements_sent(wire.size, wire.itemsize) * wire.itemsize
+        return self.allreduce.elements_sent(wire.size, wire.itemsize, path_bytes=buf.nbytes) * wire.itemsize
 
     def _gather_and_sum(self, g: int, buf: np.ndarray) -> int:
         payload = COMPRESSING.timed(self._compress)(g, buf)

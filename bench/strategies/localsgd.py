@@ -40,9 +40,13 @@ class LocalSGDStrategy(RingStrategy):
             self.velocity = [torch.zeros_like(h) for h in self.staging.host]
             after = self._outer_update
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=False, after=after)
+        self.compressed = self.compressed_averaging(cfg, anchored=True, after=after)  # the change since x0
+        if self.compressed is not None:
+            self._exchanges = self.compressed.exchanges()
         self._synced = None
 
     def declare(self, rec):
+        super().declare(rec)
         self._synced = rec.add("localsgd/synced", "1")
 
     def _outer_update(self, g: int) -> None:
@@ -59,6 +63,11 @@ class LocalSGDStrategy(RingStrategy):
         return is_sync_step(step, cfg.steps, cfg.local_steps, cfg.warmup_steps)
 
     def after_backward(self, step):
+        return []
+
+    def before_step(self, step):
+        if self.compressed is not None:
+            self.compressed.step = step  # the exchange after this step's update records into row ``step``
         return []
 
     def barrier_for_wait(self, step):

@@ -8,8 +8,6 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
-import numpy as np
-
 from bench.compress import error_feedback_on, parse
 from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
@@ -30,11 +28,8 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
-        self.compressed = None
-        if cfg.compress != "none":
-            method = parse(cfg.compress)
-            feedback = error_feedback_on(method, cfg.error_feedback)
-            self.compressed = CompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed)
+        self.compressed = self.compressed_averaging(cfg)
+        if self.compressed is not None:
             self._exchanges = self.compressed.exchanges()
         if cfg.overlap:
             fault = comm.rank == cfg.overlap_fault_rank
@@ -43,6 +38,14 @@ class RingStrategy(Strategy):
             else:
                 send = RingBucketAverage(self.staging, self.allreduce)
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+
+    def compressed_averaging(self, cfg, anchored: bool = False, after=None) -> CompressedAveraging | None:
+        """``--compress``: the averaging that replaces the plain one (None without compression)."""
+        method = parse(cfg.compress)
+        if method is None:
+            return None
+        feedback = error_feedback_on(method, cfg.error_feedback)
+        return CompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed, anchored, after)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
@@ -54,24 +57,12 @@ class RingStrategy(Strategy):
 
     def apply_update(self, step):
         self.optimizer.step()
-        if self.compressed is not None:
-            self.rec["compress/dense_bytes"][step] = self._dense_bytes
-            self.rec["compress/residual_norm"][step] = self.compressed.residual_norm()
 
     def declare(self, rec) -> None:
-        L = (len(self.layers),)
-        self.rec = rec
         if self.overlap:
-            rec.add("timing/exposed", "s", L)
+            rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:
-            rec.add("timing/compress", "s", L)
-            rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
-            rec.add("compress/residual_norm", "1")
-            self._dense_bytes = np.zeros(L, dtype=np.int64)  # a bucket's float32 ring bytes shared by layer bytes
-            for g, group in enumerate(self.staging.groups):
-                total = sum(self.layers[i].bytes for i in group) or 1
-                for i in group:
-                    self._dense_bytes[i] = round(self.compressed.dense_bytes(g) * self.layers[i].bytes / total)
+            self.compressed.declare(rec)
 
     def describe(self):
         info = {"buckets": [list(g) for g in self.staging.groups]}

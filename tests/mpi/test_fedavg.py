@@ -171,3 +171,46 @@ def test_balanced_placement_gives_the_static_model(shared_tmp, aggregation):
     ]
     ok = comm.rank != 0 or np.allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
     assert all_agree(ok), f"balanced placement changed the model ({aggregation})"
+
+
+@pytest.mark.parametrize("buffers", [0, 2])
+def test_lossless_compressed_uploads_give_the_uncompressed_global_model(shared_tmp, buffers):
+    """topk:1 keeps every entry, so w + (w_k - w) = w_k up to float32 rounding of the subtraction and the
+    addition: the compressed path (delta, one message per client, decoded onto the round's model) changes nothing
+    else, with several clients per host, dropouts, FedProx and blocking or buffered uploads."""
+    base = several_clients_per_host(shared_tmp, placement="static", upload_buffers=buffers)
+    plain = global_model(dataclasses.replace(base, out=f"{shared_tmp}/plain.h5"))
+    lossless = global_model(dataclasses.replace(base, compress="topk:1", out=f"{shared_tmp}/topk1.h5"))
+    ok = MPI.COMM_WORLD.rank != 0 or np.allclose(plain, lossless, rtol=1e-5, atol=1e-6)
+    assert all_agree(ok), "lossless compression changed the global model"
+
+
+def test_a_compressed_delta_is_folded_onto_the_rounds_model(shared_tmp):
+    """Serial reference with one sampled client: uncompressed, the global model after the round is the client's
+    model w_1 itself; compressed with top-k (no error feedback), it must be w_0 + D(C(w_1 - w_0)), layer by layer."""
+    from bench.compress import parse
+    from bench.workload.models import flat_parameters
+
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    torch.set_num_threads(1)
+    k = comm.size - 1
+    base = fed_cfg(shared_tmp, rounds=1, fraction=1.0 / k, placement="static")
+    run = setup.build(base, comm)
+    w0, sizes = flat_parameters(run.layers), [layer.numel for layer in run.layers]
+    w1 = global_model(dataclasses.replace(base, out=f"{shared_tmp}/plain.h5"))
+    compressed = global_model(
+        dataclasses.replace(base, compress="topk:0.1", error_feedback="off", out=f"{shared_tmp}/c.h5")
+    )
+    ok = True
+    if comm.rank == 0:
+        topk, expected, at = parse("topk:0.1"), [], 0
+        for n in sizes:
+            delta = w1[at : at + n] - w0[at : at + n]
+            expected.append(w0[at : at + n] + topk.decompress(topk.compress(delta), n))
+            at += n
+        ok = not np.array_equal(w1, compressed) and np.allclose(
+            np.concatenate(expected), compressed, rtol=1e-6, atol=1e-7
+        )
+    assert all_agree(ok), "the aggregator did not fold w0 + decompressed delta"

@@ -103,3 +103,28 @@ def test_localsgd_equals_serial_replicas(shared_tmp, kw):
 def test_sync_schedule():
     assert [is_sync_step(s, 10, 3, 0) for s in range(10)] == [0, 0, 1, 0, 0, 1, 0, 0, 1, 1]
     assert [is_sync_step(s, 8, 4, 2) for s in range(8)] == [1, 1, 0, 0, 0, 1, 0, 1]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("slowmo", [False, True], ids=["plain", "slowmo"])
+def test_lossless_compressed_averaging_of_the_change_equals_the_plain_average(shared_tmp, slowmo):
+    """topk:1 keeps every entry: x0 + mean(x_r - x0) = mean(x_r) up to float rounding, with and without SlowMo;
+    replicas stay bit-identical, and after the last step (which averages) the anchor x0 is the model."""
+    torch.set_num_threads(1)
+    kw = dict(strategy="localsgd", local_steps=3, steps=10, momentum=0.9)
+    kw |= dict(outer_momentum=0.5, outer_lr=1.2) if slowmo else {}
+    plain, lossless = (
+        trainer_for(make_cfg(shared_tmp, **kw)),
+        trainer_for(make_cfg(shared_tmp, compress="topk:1", **kw)),
+    )
+    for loop in (plain, lossless):
+        for step in range(10):
+            loop.step(step, 0.0)
+    a = np.concatenate([x.ravel() for x in params_of(plain.run.model)])
+    b = np.concatenate([x.ravel() for x in params_of(lossless.run.model)])
+    replicas = MPI.COMM_WORLD.allgather(b.tobytes())
+    assert all_agree(np.allclose(a, b, rtol=1e-5, atol=1e-6)), np.abs(a - b).max()
+    assert all_agree(all(r == replicas[0] for r in replicas))
+    strategy = lossless.run.strategy
+    anchors = strategy.compressed.anchor
+    assert all_agree(all(np.array_equal(strategy.staging.pack(g, grads=False), x0) for g, x0 in enumerate(anchors)))

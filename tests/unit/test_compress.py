@@ -139,3 +139,26 @@ def test_powersgd_error_feedback_keeps_what_a_rank_one_approximation_drops():
 def test_bad_method_names_the_accepted_forms(spec):
     with pytest.raises(ValueError, match="expected one of none, fp16, bf16, topk:R"):
         parse(spec)
+
+
+def test_upload_messages_round_trip_and_error_feedback_telescopes_per_client():
+    """A client's upload: L lengths then L payloads; decoded onto the round's model it gives w + D(C(w_k - w)).
+    Over rounds, one client's decoded deltas + its final memory add up to its true deltas."""
+    from bench.compress.uploads import DeltaDecoder, DeltaEncoder, split
+
+    topk = parse("topk:0.1")
+    encoder, decoder = DeltaEncoder(topk, feedback=True, seed=0), DeltaDecoder(topk)
+    start = [gradient(300, 1), gradient(40, 2)]
+    true, sent = [np.zeros(300), np.zeros(40)], [np.zeros(300), np.zeros(40)]
+    for round_ in range(5):
+        model = [s + gradient(s.size, 10 + round_ + 7 * i) for i, s in enumerate(start)]
+        message = encoder.encode(3, round_, model, start)
+        assert [p.size for p in split(message, 2)] == [8 * 30, 8 * 4]
+        assert DeltaEncoder.layer_bytes(message, 2).tolist() == [8 * 30 + 8, 8 * 4 + 8]
+        out = [np.empty_like(s) for s in start]
+        decoder.decode(message, start, out)
+        for i in range(2):
+            true[i] += model[i] - start[i]
+            sent[i] += out[i] - start[i]
+    for i in range(2):
+        assert np.allclose(sent[i] + encoder.feedback.memory[(3, i)], true[i], atol=1e-4)

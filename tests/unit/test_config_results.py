@@ -118,7 +118,10 @@ def test_reader_rejects_bad_files(tmp_path):
         ({"device": "cuda", "overlap": True, "overlap_progress": "hooks"}, "hooks runs on --device cpu only"),
         ({"strategy": "ring", "compress": "topk:2"}, "expected one of none, fp16"),
         ({"strategy": "ring", "compress": "fp16", "overlap": True}, "does not run with --overlap yet"),
-        ({"strategy": "fedavg", "compress": "fp16"}, "--compress applies to --strategy ring"),
+        ({"strategy": "ps", "compress": "fp16"}, "--compress applies to --strategy ring, localsgd, fedavg"),
+        ({"strategy": "fedavg", "compress": "powersgd:2"}, "all-reduces of its factors"),
+        ({"strategy": "fedavg", "compress": "topk:0.1", "placement": "balanced"}, "use --placement static"),
+        ({"strategy": "fedavg", "compress": "fp16", "aggregation": "host"}, "--aggregation client"),
     ],
 )
 def test_options_that_do_not_apply_are_usage_errors(values, message):

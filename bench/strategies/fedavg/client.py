@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
+from bench.compress import error_feedback_on, parse
+from bench.compress.uploads import DeltaEncoder
 from bench.strategies.fedavg.partials import Report, tree_schedule
-from bench.strategies.fedavg.protocol import ClientStatus, client_header, header_tag, model_tag, update_tag
+from bench.strategies.fedavg.protocol import ClientStatus, Head, client_header, header_tag, model_tag, update_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
@@ -47,6 +49,8 @@ class ClientHost:
         self._byte_share = np.array(sizes, dtype=np.float64) / self.model_size  # each layer's share of the model
         self.scratch = np.empty(self.model_size, dtype=np.float64) if cfg.aggregation == "tree" else None
         self.uploads = UploadBuffers(comm, sizes, cfg.upload_buffers, self.tag_ub) if cfg.upload_buffers else None
+        method = parse(cfg.compress)
+        self.encoder = DeltaEncoder(method, error_feedback_on(method, cfg.error_feedback), cfg.seed) if method else None
         self._fwd = np.zeros(len(self.layers))
         self._bwd = np.zeros(len(self.layers))
         self._warm_up(clients)
@@ -203,9 +207,15 @@ class ClientHost:
         if self.uploads is None:
             self.comm.Send(head, 0, header_tag(self.tag_ub))
             if with_model:
-                self.upload(rec, round_)
+                self.upload(rec, round_, int(head[Head.CLIENT]))
             return
         slot, waited = self.uploads.acquire()
+        if with_model and self.encoder is not None:
+            message = self.compressed(int(head[Head.CLIENT]), rec, round_)
+            t = time.perf_counter()
+            self.uploads.post_message(slot, head, message)
+            self._share(rec, round_, waited + time.perf_counter() - t)
+            return
         t = time.perf_counter()
         for i in range(len(self.layers) if with_model else 0):
             np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
@@ -220,8 +230,27 @@ class ClientHost:
         rec["fedavg/upload"][round_] += seconds * self._byte_share
         rec["timing/comm"][round_] += seconds * self._byte_share
 
-    def upload(self, rec, round_: int) -> None:
+    def compressed(self, k: int, rec, round_: int) -> np.ndarray:
+        """Client k's upload as one compressed message (:mod:`bench.compress.uploads`): packing, then compressing,
+        each timed as its own phase and shared among layers by bytes; bytes per layer as sent."""
+        t = time.perf_counter()
+        model = [self.staging.pack(i, grads=False) for i in range(len(self.layers))]
+        packed = time.perf_counter()
+        message = self.encoder.encode(k, round_, model, self.global_values)
+        rec["timing/pack"][round_] += (packed - t) * self._byte_share
+        rec["timing/compress"][round_] += (time.perf_counter() - packed) * self._byte_share
+        rec["timing/comm_bytes"][round_] += DeltaEncoder.layer_bytes(message, len(self.layers))
+        rec["compress/dense_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
+        return message
+
+    def upload(self, rec, round_: int, k: int) -> None:
         """Send the trained model layer by layer; copying it into the host buffer is packing, not communication."""
+        if self.encoder is not None:
+            message = self.compressed(k, rec, round_)
+            t = time.perf_counter()
+            self.comm.Send(message, 0, update_tag(0, self.tag_ub))
+            self._share(rec, round_, time.perf_counter() - t)
+            return
         for i in range(len(self.layers)):
             t = time.perf_counter()
             buf = self.staging.pack(i, grads=False)

@@ -17,6 +17,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from bench.compress import parse
+from bench.compress.uploads import DeltaDecoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.partials import HEAD, Report, report_tag
 from bench.strategies.fedavg.protocol import HEADER_LEN, ClientStatus, Head, header_tag, model_tag, update_tag
@@ -36,6 +38,8 @@ class Aggregator:
         self.scratch = np.empty_like(self.values)
         self.mean = algorithm.new_aggregate()
         self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
+        method = parse(cfg.compress)
+        self.decoder = DeltaDecoder(method) if method else None
 
     def layer(self, values: np.ndarray, i: int) -> np.ndarray:
         return values[self.offsets[i] : self.offsets[i + 1]]
@@ -99,8 +103,7 @@ class Aggregator:
             k, n_k, state = int(head[Head.CLIENT]), float(head[Head.SAMPLES]), ClientStatus(int(head[Head.STATUS]))
             waiting.pop(k)
             if state == ClientStatus.OK:
-                for i in range(n_layers):
-                    self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
+                self._receive_model(source, n_layers)
                 t_recv = time.perf_counter()
                 times["receive"] += t_recv - arrival
                 if arrival - t0 > self.cfg.deadline:
@@ -112,6 +115,22 @@ class Aggregator:
             train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
             self.log.append((round_, k, source, n_k, state, *train, arrival - t0))
         return []
+
+    def _receive_model(self, source: int, n_layers: int) -> None:
+        """A client's model into ``scratch``: layer by layer, or one compressed delta decoded onto the model the
+        round started from (the snapshot sent to the hosts)."""
+        if self.decoder is None:
+            for i in range(n_layers):
+                self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
+            return
+        status = MPI.Status()
+        self.comm.Probe(source, update_tag(0, self.tag_ub), status)
+        message = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+        self.comm.Recv(message, source, update_tag(0, self.tag_ub))
+        layers = range(n_layers)
+        self.decoder.decode(
+            message, [self.layer(self.snapshot, i) for i in layers], [self.layer(self.scratch, i) for i in layers]
+        )
 
     def _collect_reports(self, round_, waiting, t0, timeout, times, counts) -> list[int]:
         """Host or tree aggregation: one report per host (or one for the whole tree), partial sums added."""

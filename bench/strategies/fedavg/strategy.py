@@ -47,6 +47,9 @@ class FedAvgStrategy(Strategy):
             rec.add(f"fedavg/aggregator_{name}", "s")
         for name in COUNTS:
             rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
+        if self.cfg.compress != "none":
+            rec.add("timing/compress", "s", L)
+            rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
 
     def prepare(self, run) -> None:
         """The aggregator on rank 0, a client host (its clients' data on this rank) elsewhere."""

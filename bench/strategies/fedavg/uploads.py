@@ -25,6 +25,7 @@ class UploadBuffers:
         self.models = [np.empty(self.offsets[-1], dtype=np.float32) for _ in range(slots)]
         self.heads = [np.empty(HEADER_LEN, dtype=np.float64) for _ in range(slots)]
         self.requests: list[list[MPI.Request]] = [[] for _ in range(slots)]
+        self.messages: list[np.ndarray | None] = [None] * slots  # a compressed upload in flight from the slot
         self.next = 0
 
     @property
@@ -51,6 +52,16 @@ class UploadBuffers:
             n = len(self.offsets) - 1
             reqs += [self.comm.Isend(self.layer(slot, i), 0, update_tag(i, self.tag_ub)) for i in range(n)]
         self.requests[slot] = reqs
+
+    def post_message(self, slot: int, head: np.ndarray, message: np.ndarray) -> None:
+        """Send the header and one compressed upload (:mod:`bench.compress.uploads`) without waiting; the slot
+        keeps the message alive until its send completes."""
+        np.copyto(self.heads[slot], head)
+        self.messages[slot] = message
+        self.requests[slot] = [
+            self.comm.Isend(self.heads[slot], 0, header_tag(self.tag_ub)),
+            self.comm.Isend(message, 0, update_tag(0, self.tag_ub)),
+        ]
 
     def drain(self) -> float:
         """Wait for every upload in flight (end of the round); returns the seconds waited."""
