@@ -1,6 +1,6 @@
 """The compression table: what each method sends per step against the dense ring, what compressing costs, and what
-it does to accuracy and time (and bytes) to a target accuracy. It appears when some ring run compressed; the
-uncompressed ring runs of the same model and ranks are its baseline rows."""
+it does to accuracy and time (and bytes) to a target accuracy. It appears when some run compressed; the
+uncompressed runs of the same strategy, model and ranks are its baseline rows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from analysis.groups import repeat_groups
 from analysis.metrics import compute_ranks, per_row, phase_totals, step_stats
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
+
+COMPRESSED = ("ring", "localsgd", "fedavg")  # strategies with --compress
+
+
+def _setting(run) -> tuple:
+    """Runs compared in one block: same strategy, model and ranks."""
+    return run.strategy, str(run.config.get("model")), run.world_size
 
 
 def method(run) -> str:
@@ -24,13 +31,13 @@ def bytes_per_step(run, warmup: int) -> float:
 
 
 def dense_ratio(run, warmup: int) -> float:
-    """Bytes sent / bytes the uncompressed float32 ring would have sent, same steps and ranks (1 without
-    compression)."""
+    """Compressed bytes sent / the bytes they replace (the float32 ring's for the same buckets; fedavg: the
+    uploads' float32 models), same steps (rounds) and ranks; 1 without compression."""
     if "compress/dense_bytes" not in run.data:
         return 1.0
     ranks = compute_ranks(run)
     dense = per_row(run.data, "compress/dense_bytes")[ranks, warmup:].sum()
-    return float(per_row(run.data, "timing/comm_bytes")[ranks, warmup:].sum() / dense) if dense else float("nan")
+    return float(per_row(run.data, "compress/sent_bytes")[ranks, warmup:].sum() / dense) if dense else float("nan")
 
 
 def compress_share(run, warmup: int) -> float:
@@ -44,20 +51,20 @@ def residual(run) -> float:
 
 
 def compression_table(runs, warmup: int, target: float | None = None) -> Table:
-    groups = [g for g in repeat_groups(runs) if g.first.strategy == "ring" and not g.first.config.get("overlap")]
-    compressed = {(g.first.config.get("model"), g.first.world_size) for g in groups if method(g.first) != "none"}
-    groups = [g for g in groups if (g.first.config.get("model"), g.first.world_size) in compressed]
-    cols = [Column("model"), Column("ranks", INT), Column("method"), Column("error feedback"), Column("n", INT)]
-    cols += [Column("KiB sent per step", EST, 1, 2**-10), Column("of dense (%)", EST, 2, 100)]
+    groups = [g for g in repeat_groups(runs) if g.first.strategy in COMPRESSED and not g.first.config.get("overlap")]
+    compressed = {_setting(g.first) for g in groups if method(g.first) != "none"}
+    groups = [g for g in groups if _setting(g.first) in compressed]
+    cols = [Column("model"), Column("ranks", INT), Column("strategy"), Column("method"), Column("error feedback")]
+    cols += [Column("n", INT), Column("KiB sent per step", EST, 1, 2**-10), Column("of dense (%)", EST, 2, 100)]
     cols += [Column("step median (ms)", EST, 2, 1e3), Column("compression (% of step)", EST, 1, 100)]
     cols += [Column("residual norm", EST, 3), Column("test accuracy (%)", EST, 1, 100)]
     cols += tta_columns(target, "step") + [Column("oversubscribed", FLAG)]
     rows = []
-    for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, method(g.first))):
+    for g in sorted(groups, key=lambda g: (*map(str, _setting(g.first)), method(g.first))):
         run = g.first
-        feedback = (run.attrs.get("strategy_info") or {}).get("error_feedback")
+        feedback = {None: "-", True: "on", False: "off"}[(run.attrs.get("strategy_info") or {}).get("error_feedback")]
         rows.append(
-            [run.config.get("model"), run.world_size, method(run), {None: "-", True: "on", False: "off"}[feedback], g.n]
+            [run.config.get("model"), run.world_size, run.strategy, method(run), feedback, g.n]
             + [g.pooled(lambda r: bytes_per_step(r, warmup)), g.pooled(lambda r: dense_ratio(r, warmup))]
             + [g.pooled(lambda r: step_stats(r, warmup).median_s), g.pooled(lambda r: compress_share(r, warmup))]
             + [g.pooled(residual), g.pooled(final_accuracy)]
@@ -66,13 +73,14 @@ def compression_table(runs, warmup: int, target: float | None = None) -> Table:
         )
     return Table(
         "compression",
-        "Compressed gradient communication (ring) against the dense ring",
+        "Compressed communication against the uncompressed run (same strategy, model and ranks)",
         cols,
         rows,
         _notes(
             warmup,
-            "sent = bytes a computing rank put on the wire per step, indices, norms and the all-gather's lengths "
-            "included; of dense = sent / what the float32 ring sends for the same buckets (compress/dense_bytes)",
+            "sent = bytes a computing rank put on the wire per step (round), indices, norms and lengths included "
+            "(fedavg: the model downloads too); of dense = compressed bytes / the float32 bytes they replace "
+            "(compress/sent_bytes / compress/dense_bytes: the ring's buckets, fedavg's client uploads)",
             "the sparse and quantised methods are all-gathered, so each rank forwards p - 1 payloads: their share "
             "of dense grows with p (top-k R at p ranks: about p R)",
             "compression = compress + decompress time (timing/compress), not communication; residual norm = the "

@@ -57,16 +57,21 @@ class CompressedAveraging:
         layers = self.staging.layers
         L = (len(layers),)
         rec.add("timing/compress", "s", L)
+        rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
         rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
         rec.add("compress/residual_norm", "1")
-        self.rec, self._dense = rec, []
-        for g, group in enumerate(self.staging.groups):
+        self.rec, self._shares = rec, []
+        for group in self.staging.groups:
             total = sum(layers[i].bytes for i in group) or 1
-            self._dense.append([round(self.dense_bytes(g) * layers[i].bytes / total) for i in group])
+            self._shares.append(np.array([layers[i].bytes / total for i in group]))
 
-    def _record(self, g: int) -> None:
+    def _record(self, g: int, sent: int) -> None:
         if self.rec is not None:
-            self.rec["compress/dense_bytes"][self.step][list(self.staging.groups[g])] += self._dense[g]
+            layers, share = list(self.staging.groups[g]), self._shares[g]
+            self.rec["compress/sent_bytes"][self.step][layers] += np.round(sent * share).astype(np.int64)
+            self.rec["compress/dense_bytes"][self.step][layers] += np.round(self.dense_bytes(g) * share).astype(
+                np.int64
+            )
             self.rec["compress/residual_norm"][self.step] = self.residual_norm()
 
     def exchanges(self) -> list[Exchange]:
@@ -115,7 +120,7 @@ class CompressedAveraging:
         if self.anchor is not None:
             np.copyto(self.anchor[g], buf)
         self.staging.unpack(g, grads=self.grads)
-        self._record(g)
+        self._record(g, sent)
         return sent
 
     def _draw(self, g: int):

@@ -123,7 +123,11 @@ class TopK(Compressor):
 
     def compress(self, x, draw=None):
         k = kept(self.ratio, x.size)
-        index = np.sort(np.argpartition(np.abs(x), x.size - k)[x.size - k :]) if k else np.empty(0, np.int64)
+        if not k:
+            return sparse_payload(np.empty(0, np.int64), x[:0])
+        # torch.topk, not np.argpartition: numpy's selection slows down 30x on tied magnitudes (a client's delta
+        # is exactly zero wherever its data never reached: 18.9 against 0.66 ms on 131k entries here)
+        index = np.sort(torch.topk(_torch(np.abs(x)), k, sorted=False).indices.numpy())
         return sparse_payload(index, x[index])
 
     def decompress(self, payload, n):

@@ -164,6 +164,7 @@ def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
     shape = (2, 5, 2)
     extra = {
         "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
+        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
         "timing/compress": (np.full(shape, 0.01), "s"),
         "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
     }
@@ -172,7 +173,7 @@ def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
     topk = ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
     assert compression_table([dense], 1).empty
     table = compression_table([dense, topk], 1)
-    rows = {row[2]: row for row in table.rows}
-    assert set(rows) == {"none", "topk:0.01"} and rows["topk:0.01"][3] == "on"
-    assert math.isclose(rows["topk:0.01"][6].mean, 1000 / 4000) and math.isclose(rows["none"][6].mean, 1.0)
-    assert math.isclose(rows["topk:0.01"][8].mean, 0.02 / 0.1)  # 2 layers x 0.01 s of a 0.1 s step
+    rows = {row[3]: row for row in table.rows}
+    assert set(rows) == {"none", "topk:0.01"} and rows["topk:0.01"][4] == "on"
+    assert math.isclose(rows["topk:0.01"][7].mean, 1000 / 4000) and math.isclose(rows["none"][7].mean, 1.0)
+    assert math.isclose(rows["topk:0.01"][9].mean, 0.02 / 0.1)  # 2 layers x 0.01 s of a 0.1 s step

@@ -239,7 +239,9 @@ class ClientHost:
         message = self.encoder.encode(k, round_, model, self.global_values)
         rec["timing/pack"][round_] += (packed - t) * self._byte_share
         rec["timing/compress"][round_] += (time.perf_counter() - packed) * self._byte_share
-        rec["timing/comm_bytes"][round_] += DeltaEncoder.layer_bytes(message, len(self.layers))
+        sent = DeltaEncoder.layer_bytes(message, len(self.layers))
+        rec["timing/comm_bytes"][round_] += sent
+        rec["compress/sent_bytes"][round_] += sent
         rec["compress/dense_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
         return message
 

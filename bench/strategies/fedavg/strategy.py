@@ -49,6 +49,7 @@ class FedAvgStrategy(Strategy):
             rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
         if self.cfg.compress != "none":
             rec.add("timing/compress", "s", L)
+            rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
             rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
 
     def prepare(self, run) -> None:
