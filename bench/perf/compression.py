@@ -29,21 +29,25 @@ from bench.sweep import find_mpiexec
 METHODS = ["none", "fp16", "bf16", "topk:0.01", "randk:0.01", "qsgd:16", "sign", "powersgd:2"]
 CNN = ["--model", "cnn", "--dataset", "digits", "--batch-size", "32"]
 FEDAVG = ["--strategy", "fedavg", *CNN, "--clients", "256", "--fraction", "0.1", "--partition", "dirichlet"]
-WORKLOADS = {  # name: (arguments, steps or rounds, the option that counts them)
-    "cnn": (["--strategy", "ring", *CNN], 300, "--steps"),
+WORKLOADS = {  # name: (arguments with the evaluation interval, steps or rounds, the option that counts them)
+    "cnn": (["--strategy", "ring", *CNN, "--eval-every", "25"], 300, "--steps"),
     "resnet20": (
         ["--strategy", "ring", "--model", "resnet20", "--dataset", "synthetic", "--synthetic-shape", "3x32x32"],
         40,
         "--steps",
     ),
-    "fedavg": ([*FEDAVG, "--alpha", "0.5", "--local-epochs", "1", "--placement", "static"], 20, "--rounds"),
+    "fedavg": (
+        [*FEDAVG, "--alpha", "0.5", "--local-epochs", "1", "--placement", "static", "--eval-every", "2"],
+        20,
+        "--rounds",
+    ),
 }
 
 
 def run_one(ranks: int, workload: str, method: str, steps: int, out: Path) -> dict:
     args, _, counted = WORKLOADS[workload]
     cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "train", *args]
-    cmd += ["--compress", method, counted, str(steps), "--eval-every", "0", "--quiet", "--out", str(out)]
+    cmd += ["--compress", method, counted, str(steps), "--quiet", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise SystemExit(f"--compress {method} ({workload}, {ranks} ranks) failed:\n{proc.stderr[-3000:]}")
