@@ -10,6 +10,7 @@ from analysis import plots, plots_run
 from analysis.costmodel import Fit
 from analysis.groups import speedups
 from analysis.pivot import pivot_tables
+from analysis.plots_compress import compression_plots
 from analysis.tables import Table
 from analysis.views import communication_table, layers_table, speedup_table, strategy_table
 from analysis.views_compress import compression_table
@@ -52,6 +53,7 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += plots.accuracy_plot(runs, out, opts.target)
     figs += plots.fedavg_plot(runs, out, opts.target)
     figs += plots.staleness_plot(runs, out)
+    figs += compression_plots(runs, out, opts.target)
     for run in per_run_selection(runs, opts):
         figs += plots_run.layer_bars(run, out, opts.warmup) + plots_run.timeline_plot(run, out)
     return figs

@@ -85,15 +85,16 @@ class Config:
         "none",
         "compress the gradients each rank sends: none, fp16, bf16, topk:R, randk:R (R: fraction kept), qsgd:S "
         "(S levels), sign, powersgd:RANK (not fedavg); ring: gradients; localsgd: the parameters' change since the "
-        "last average; fedavg: each client's model delta (not the results file: that is --compression)",
-        applies=("ring", "localsgd", "fedavg"),
+        "last average; ps, ssp: each worker's pushed gradient pieces; fedavg: each client's model delta (not the "
+        "results file: that is --compression)",
+        applies=("ring", "localsgd", "ps", "ssp", "fedavg"),
     )
     error_feedback: str = opt(
         "auto",
         "keep what compression dropped and add it to the next step's gradient (auto: on for topk, randk, sign, "
         "powersgd; fedavg: one memory per client on its host, so --placement static)",
         ("auto", "on", "off"),
-        applies=("ring", "localsgd", "fedavg"),
+        applies=("ring", "localsgd", "ps", "ssp", "fedavg"),
     )
     overlap_fault_rank: int = opt(
         -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
@@ -403,13 +404,15 @@ def check_compress(cfg) -> None:
         raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
     if cfg.strategy == "fedavg":
         check_fedavg_compress(cfg)
+    if cfg.strategy in ("ps", "ssp") and cfg.compress.startswith("powersgd"):
+        raise UsageError("--compress powersgd needs all-reduces of its factors: ring or localsgd")
 
 
 def check_fedavg_compress(cfg) -> None:
     from bench.compress import error_feedback_on, parse
 
     if cfg.compress.startswith("powersgd"):
-        raise UsageError("--compress powersgd needs all-reduces of its factors: --strategy ring only")
+        raise UsageError("--compress powersgd needs all-reduces of its factors: ring or localsgd")
     if cfg.aggregation != "client":
         raise UsageError(
             f"--compress compresses each client's upload: --aggregation client (not {cfg.aggregation}, whose hosts "

@@ -136,3 +136,18 @@ def test_compressed_ring_training_keeps_replicas_identical(shared_tmp, spec):
     if spec == "none":  # --compress none is the plain ring, bit for bit
         plain = trained_parameters(make_cfg(shared_tmp, model="cnn", momentum=0.9, bucket_mb=0.002, steps=4))
         assert all_agree(np.array_equal(params, plain))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("servers", [1, 2])
+def test_lossless_compressed_pushes_give_the_uncompressed_parameter_server(shared_tmp, servers):
+    """topk:1 sends every entry with its index: the lock-step servers decompress exactly the gradients they would
+    have received, so the run is bit-identical to the uncompressed one (the event-driven servers' path: the smoke
+    tests)."""
+    if COMM.size <= servers:
+        pytest.skip(f"{servers} server(s) and a worker")
+    kw = dict(model="cnn", strategy="ps", servers=servers, momentum=0.9, steps=4)
+    plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    lossless = trained_parameters(make_cfg(shared_tmp, compress="topk:1", **kw))
+    worker = COMM.rank >= servers  # a server's model object is not what it trains
+    assert all_agree(not worker or np.array_equal(plain, lossless)), "topk:1 pushes changed the parameter server"

@@ -41,3 +41,16 @@ def test_compression_benchmark_prints_a_row_per_method(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("  fp16 ") == 2 and proc.stdout.count("  powersgd:2 ") == 1, proc.stdout  # not fedavg
     assert len(list(tmp_path.glob("*.h5"))) == 5
+
+
+def test_compressed_pushes_run_on_the_event_driven_servers(tmp_path):
+    """ps async and ssp with compressed pushes (servers decode each piece as it lands): complete, and the pushed
+    bytes are what the method sends (sign: 1 bit per entry + a scale per piece)."""
+    for mode in ("async", "ssp"):
+        out = tmp_path / f"{mode}.h5"
+        args = ["--strategy", "ps", "--ps-mode", mode, *RUN[2:], "--compress", "sign", "--out", str(out)]
+        proc = bench(3, "train", *args, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        with h5py.File(out) as f:
+            sent, dense = f["compress/sent_bytes"][()].sum(), f["compress/dense_bytes"][()].sum()
+            assert f.attrs["status"] == "complete" and 0 < sent < dense / 25, (sent, dense)

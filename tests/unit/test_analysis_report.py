@@ -177,3 +177,18 @@ def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
     assert set(rows) == {"none", "topk:0.01"} and rows["topk:0.01"][4] == "on"
     assert math.isclose(rows["topk:0.01"][7].mean, 1000 / 4000) and math.isclose(rows["none"][7].mean, 1.0)
     assert math.isclose(rows["topk:0.01"][9].mean, 0.02 / 0.1)  # 2 layers x 0.01 s of a 0.1 s step
+
+
+def test_compression_figure_per_block_with_compressed_runs(tmp_path):
+    """One figure (PNG and PDF) for the strategy/model/ranks block holding a compressed run, none for a block
+    without one; its right panel is on a log scale of MiB moved."""
+    from analysis.plots_compress import compression_plots
+
+    ring_run(tmp_path / "d.h5", 2, 0.1)
+    ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"})
+    ring_run(tmp_path / "o.h5", 3, 0.1)
+    dense, topk, other = (with_evals(tmp_path / f"{n}.h5", [1, 4], [0.5, 0.8]) for n in "dto")
+    assert compression_plots([dense, other], tmp_path / "none") == []
+    paths = compression_plots([dense, topk, other], tmp_path / "figs")
+    assert [p.name for p in paths] == ["compression_ring_mlp_n2.png", "compression_ring_mlp_n2.pdf"]
+    assert paths[0].stat().st_size > 10_000

@@ -74,6 +74,7 @@ class EventServer(Server):
                 self._answer()
                 continue
             MPI.Request.Waitall(reqs)
+            self.arrived(grad)
             row = self._row()
             row[3] += t1 - t0
             row[0] += time.perf_counter() - t1

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from bench.compress import parse
+from bench.compress.pieces import PieceDecoder
 from bench.strategies.ps.protocol import pull_tag, push_tag
 from bench.workload.optim import make_optimizer
 from kernels.shard_map import ShardMap
@@ -54,13 +56,24 @@ class Server:
         self._free: list[np.ndarray] = []
         self._mean = np.empty(self.numel, dtype=np.float32)
         self.updates: list[tuple[int, int, float]] = []  # (worker rank, worker step, staleness) per applied gradient
+        method = parse(cfg.compress)
+        self.decoder = PieceDecoder(method, self.slices) if method else None
 
     # ---- shared pieces ----------------------------------------------------------------------------------
     def _buffer(self) -> np.ndarray:
         return self._free.pop() if self._free else np.empty(self.numel, dtype=np.float32)
 
     def receive_grads(self, worker: int, into: np.ndarray) -> list[MPI.Request]:
+        """Receives of one push into ``into`` (compressed: into its byte buffers; :meth:`arrived` decodes)."""
+        if self.decoder is not None:
+            wire = self.decoder.wire_for(into)
+            return [self.comm.Irecv(raw, worker, push_tag(i, self.tag_ub)) for raw, (i, _) in zip(wire, self.slices)]
         return [self.comm.Irecv(into[sl], worker, push_tag(i, self.tag_ub)) for i, sl in self.slices]
+
+    def arrived(self, grad: np.ndarray) -> None:
+        """After a push's receives completed: its gradient in ``grad`` (decompressed, if compressed)."""
+        if self.decoder is not None:
+            self.decoder.decode(grad)
 
     def send_values(self, worker: int, values: np.ndarray) -> list[MPI.Request]:
         return [self.comm.Isend(values[sl], worker, pull_tag(i, self.tag_ub)) for i, sl in self.slices]
@@ -79,6 +92,8 @@ class Server:
         t1 = time.perf_counter()
         MPI.Request.Waitall(reqs)
         t2 = time.perf_counter()
+        for buf in bufs:
+            self.arrived(buf)
         self._apply(mean_in_worker_order(bufs, self._mean))
         self.updates.extend((w, step, 0.0) for w in self.workers)
         t3 = time.perf_counter()

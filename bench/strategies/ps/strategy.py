@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from bench.compress import error_feedback_on, parse
+from bench.compress.pieces import PieceEncoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
 from bench.strategies.overlap import OverlappedBuckets
@@ -54,7 +56,12 @@ class PSStrategy(Strategy, DecoupledHooks):
                     cfg, self.comm, index, topo.workers, self.smap, initial, self.mode, cfg.staleness, budget
                 )
         else:
-            self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers=not self.lockstep)
+            method = parse(cfg.compress)
+            encoder = None
+            if method is not None:
+                encoder = PieceEncoder(method, error_feedback_on(method, cfg.error_feedback), cfg.seed, comm.rank)
+            headers = not self.lockstep
+            self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers, encoder)
             self._push = self.worker.push_exchanges()
             self._pull = self.worker.pull_exchanges()
             if cfg.overlap:  # each layer's push leaves as its gradient is ready, last layer first
@@ -82,6 +89,13 @@ class PSStrategy(Strategy, DecoupledHooks):
     def declare(self, rec):
         L = (len(self.layers),)
         self.rec = rec
+        if self.cfg.compress != "none":  # every rank declares the same series; workers fill them
+            rec.add("timing/compress", "s", L)
+            rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
+            rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
+            rec.add("compress/residual_norm", "1")
+            if self.worker is not None:
+                self.worker.rec = rec
         for kind in ("push", "pull"):
             rec.add(f"ps/{kind}", "s", L)
         if self.overlap:

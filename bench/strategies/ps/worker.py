@@ -14,6 +14,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from bench.compress.pieces import PieceEncoder
 from bench.measure.buckets import BucketTiming
 from bench.strategies.base import Exchange
 from bench.strategies.ps.protocol import (
@@ -34,8 +35,10 @@ FLOAT_BYTES = 4
 
 
 class PSWorker:
-    def __init__(self, comm: MPI.Comm, servers: tuple[int, ...], layers, device, smap: ShardMap, headers: bool):
-        self.comm, self.servers, self.headers = comm, servers, headers
+    def __init__(self, comm: MPI.Comm, servers: tuple[int, ...], layers, device, smap: ShardMap, headers: bool,
+                 encoder: PieceEncoder | None = None):  # fmt: skip
+        self.comm, self.servers, self.headers, self.encoder = comm, servers, headers, encoder
+        self.rec = None  # the Recorder, for the compression series (set by the strategy)
         self.staging = HostStaging(layers, device)  # one buffer per layer, layer order
         self.by_layer = [smap.pieces_of_layer(i) for i in range(len(layers))]
         self.tag_ub = tag_upper_bound(comm)
@@ -76,9 +79,21 @@ class PSWorker:
                 self.comm.Send(msg, dest, to_server_tag(self.tag_ub))
                 self._header_sent[piece.server] = True
                 sent += msg.nbytes
-            self.comm.Send(buf[piece.lo : piece.hi], dest, push_tag(piece.index, self.tag_ub))
-            sent += piece.numel * FLOAT_BYTES
+            if self.encoder is None:
+                self.comm.Send(buf[piece.lo : piece.hi], dest, push_tag(piece.index, self.tag_ub))
+                sent += piece.numel * FLOAT_BYTES
+                continue
+            payload = self.encoder.encode(piece.index, self.step, buf[piece.lo : piece.hi])
+            self.comm.Send(payload, dest, push_tag(piece.index, self.tag_ub))
+            sent += payload.nbytes
+            self._record(layer, payload.nbytes, piece.numel * FLOAT_BYTES)
         return sent
+
+    def _record(self, layer: int, sent: int, dense: int) -> None:
+        if self.rec is not None:
+            self.rec["compress/sent_bytes"][self.step][layer] += sent
+            self.rec["compress/dense_bytes"][self.step][layer] += dense
+            self.rec["compress/residual_norm"][self.step] = self.encoder.feedback.residual_norm()
 
     # ---- pull ------------------------------------------------------------------------------------------
     def pull_exchanges(self) -> list[Exchange]:
