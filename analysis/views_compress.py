@@ -12,7 +12,7 @@ from analysis.metrics import compute_ranks, per_row, phase_totals, step_stats
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
 
-COMPRESSED = ("ring", "localsgd", "fedavg")  # strategies with --compress
+COMPRESSED = ("ring", "localsgd", "ps", "ssp", "fedavg")  # strategies with --compress
 
 
 def _setting(run) -> tuple:

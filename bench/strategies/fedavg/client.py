@@ -243,6 +243,7 @@ class ClientHost:
         rec["timing/comm_bytes"][round_] += sent
         rec["compress/sent_bytes"][round_] += sent
         rec["compress/dense_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
+        rec["compress/residual_norm"][round_] = self.encoder.feedback.residual_norm()  # all this host's clients
         return message
 
     def upload(self, rec, round_: int, k: int) -> None:

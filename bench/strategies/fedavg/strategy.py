@@ -11,6 +11,7 @@ import resource
 
 import numpy as np
 
+from bench.compress import error_feedback_on, parse
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
@@ -51,6 +52,7 @@ class FedAvgStrategy(Strategy):
             rec.add("timing/compress", "s", L)
             rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
             rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
+            rec.add("compress/residual_norm", "1")
 
     def prepare(self, run) -> None:
         """The aggregator on rank 0, a client host (its clients' data on this rank) elsewhere."""
@@ -132,4 +134,7 @@ class FedAvgStrategy(Strategy):
         keys = ("clients", "fraction", "rounds", "local_epochs", "fedprox_mu", "server_opt", "dropout", "deadline")
         model_bytes = sum(layer.bytes for layer in self.layers)
         memory = {"upload_buffer_bytes_per_host": cfg.upload_buffers * model_bytes}
+        method = parse(cfg.compress)
+        if method is not None:  # error feedback: one model-sized memory per client a host has trained
+            memory |= {"compress": method.spec(), "error_feedback": error_feedback_on(method, cfg.error_feedback)}
         return super().describe() | {k: getattr(cfg, k) for k in keys} | memory
