@@ -76,7 +76,10 @@ class RowCollector:
         with f:
             if "step" not in f:  # the row scale: rows in the file
                 return
-            lo, hi = int(self.copied[rank]), int(f["step"].shape[0])
+            # the rank's writer grows its datasets before it fills them, so a reader can see rows not yet written:
+            # trust only the steps it declared complete (written after the rows, in the same flush)
+            done = int(f.attrs.get("completed_steps", 0))
+            lo, hi = int(self.copied[rank]), min(int(f["step"].shape[0]), done)
             blocks = {
                 name: (f[name][:, lo:hi], s.units)
                 for name, s in rec.series.items()
