@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from bench.compress.feedback import ErrorFeedback
-from bench.compress.methods import Compressor
+from bench.compress.methods import Compressor, payload_size
 from bench.compress.powersgd import PowerSGD, PowerSGDAverage
 from bench.strategies.base import Exchange
 from bench.strategies.staging import HostStaging, PackingClock
@@ -93,8 +93,7 @@ class CompressedAveraging:
             elif self.compressor.summable:
                 plan.append({"allreduce_bytes": [2 * buf.size]})
             else:
-                size = self.compressor.compress(np.zeros(buf.size, np.float32), np.random.default_rng(0)).size
-                plan.append({"allgather_bytes": int(size)})
+                plan.append({"allgather_bytes": payload_size(self.compressor, buf.size)})
         return plan
 
     def residual_norm(self) -> float:

@@ -92,6 +92,12 @@ class BFloat16(Compressor):
         )
 
 
+def payload_size(compressor: Compressor, n: int) -> int:
+    """Bytes of a payload for n entries: the same for any input of that length, for every method here (what lets
+    the parameter servers pre-post their receives and the cost model size the all-gather)."""
+    return int(compressor.compress(np.zeros(n, np.float32), np.random.default_rng(0)).size)
+
+
 def kept(ratio: float, n: int) -> int:
     """Entries a sparsifier keeps of ``n``: ceil(ratio * n), at least 1 of a non-empty vector."""
     return min(n, max(1, math.ceil(ratio * n))) if n else 0

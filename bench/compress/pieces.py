@@ -11,13 +11,8 @@ import numpy as np
 
 from bench.compress.exchange import COMPRESSING
 from bench.compress.feedback import ErrorFeedback
-from bench.compress.methods import Compressor
+from bench.compress.methods import Compressor, payload_size
 from bench.workload.streams import Salt, stream
-
-
-def payload_size(compressor: Compressor, n: int) -> int:
-    """Bytes of a payload for n entries (the same for any input of that length, for these methods)."""
-    return int(compressor.compress(np.zeros(n, np.float32), np.random.default_rng(0)).size)
 
 
 class PieceEncoder:
