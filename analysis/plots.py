@@ -68,8 +68,14 @@ def legend_below(fig, axes, count: int) -> None:
     """One legend for the figure, below the axes, in as many columns as fit: it never covers the data. The
     figure was made ``legend_height(count)`` inches taller for it."""
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=legend_columns(count), fontsize=7, frameon=False)
-    fig.subplots_adjust(bottom=(0.55 + legend_height(count)) / fig.get_figheight())
+    chars_per_row = int(fig.get_figwidth() * 17)  # 7 pt text: about 17 characters an inch
+    widest = max((len(label) for label in labels), default=1) + 6  # + the line sample and the gap
+    ncol = max(1, min(legend_columns(count), chars_per_row // widest))  # long labels: fewer columns, never cut
+    extra = 0.17 * -(-count // ncol) - legend_height(count)
+    if extra > 0:  # more rows than the figure was made taller for
+        fig.set_figheight(fig.get_figheight() + extra)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.subplots_adjust(bottom=(0.55 + max(legend_height(count), 0.17 * -(-count // ncol))) / fig.get_figheight())
 
 
 def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
