@@ -71,10 +71,17 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument(
         "--impl",
         default="",
-        help="implementations to compare, e.g. ours,mpi,gloo (allreduce: ours naive mpi gloo pickle; "
+        help="implementations to compare, e.g. ours,mpi,gloo (allreduce: ours naive mpi gloo pickle hd; "
         "fedavg-round: ours mpi; default: allreduce ours,naive,mpi, other ops all)",
     )
     micro.add_argument("--pickle", action="store_true", help="allreduce: add mpi4py's pickled lowercase allreduce")
+    micro.add_argument(
+        "--compress",
+        default="none",
+        help="allreduce: compress the buffer as train --compress does (fp16, bf16, topk:R, randk:R, qsgd:S, sign; "
+        "implementations ours,mpi,dense (dense: our float32 ring, uncompressed); time includes compressing; "
+        "default: none)",
+    )
     micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
     micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
     micro.add_argument("--iters", type=int, default=50, help="timed iterations at small sizes (default: 50)")

@@ -126,11 +126,8 @@ class CompressedAveraging:
         return stream(self.seed, self.rank, self.step, g, salt=Salt.COMPRESS) if self.compressor.draws else None
 
     def _reduce_in_wire_type(self, g: int, buf: np.ndarray) -> int:
-        c = self.compressor
-        wire = COMPRESSING.timed(self._compress)(g, buf * np.float32(1.0 / self.p)).view(c.wire_dtype)
-        self.allreduce(wire, key=g, add=c.add, path_bytes=buf.nbytes)  # the dense buffer's algorithm
-        COMPRESSING.timed(np.copyto)(buf, c.decompress(wire.view(np.uint8), buf.size))
-        return self.allreduce.elements_sent(wire.size, wire.itemsize, path_bytes=buf.nbytes) * wire.itemsize
+        payload = COMPRESSING.timed(self._compress)(g, buf * np.float32(1.0 / self.p))
+        return reduce_in_wire_type(self.allreduce, self.compressor, payload, buf, key=g)
 
     def _gather_and_sum(self, g: int, buf: np.ndarray) -> int:
         payload = COMPRESSING.timed(self._compress)(g, buf)
@@ -142,9 +139,7 @@ class CompressedAveraging:
         return self.feedback.compress(x, g, self._draw(g))
 
     def _sum_decompressed(self, payloads: list[np.ndarray], buf: np.ndarray) -> None:
-        buf[:] = 0.0
-        for payload in payloads:  # ring order on every rank: bit-identical replicas
-            buf += self.compressor.decompress(payload, buf.size)
+        sum_decompressed(self.compressor, payloads, buf)
         buf *= np.float32(1.0 / self.p)
 
     def _powersgd(self, g: int, buf: np.ndarray) -> int:
@@ -160,3 +155,22 @@ class CompressedAveraging:
         sizes = self.power[g](buf, allreduce, self.p)
         COMPRESSING.seconds += time.perf_counter() - t - in_allreduce[0]
         return sum(self.allreduce.elements_sent(n, 4) * 4 for n in sizes)
+
+
+def reduce_in_wire_type(allreduce: RingAllreduce, compressor: Compressor, payload: np.ndarray, out: np.ndarray,
+                        key: int = 0) -> int:  # fmt: skip
+    """Sum every rank's ``payload`` of a summable method (fp16, bf16) in its own type with the ring, taking the
+    dense buffer's algorithm, and decompress the sum into the float32 ``out``; returns the bytes this rank sent.
+    Decompressing is timed by :data:`COMPRESSING`."""
+    wire = payload.view(compressor.wire_dtype)
+    allreduce(wire, key=key, add=compressor.add, path_bytes=out.nbytes)
+    COMPRESSING.timed(np.copyto)(out, compressor.decompress(wire.view(np.uint8), out.size))
+    return allreduce.elements_sent(wire.size, wire.itemsize, path_bytes=out.nbytes) * wire.itemsize
+
+
+def sum_decompressed(compressor: Compressor, payloads: list[np.ndarray], out: np.ndarray) -> None:
+    """``out`` = the sum of the decompressed ``payloads``, added in the order given (ring order on every rank, so
+    replicas stay bit-identical)."""
+    out[:] = 0.0
+    for payload in payloads:
+        out += compressor.decompress(payload, out.size)

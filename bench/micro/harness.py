@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from bench.compress import parse as parse_compress
 from bench.measure import provenance, results
+from bench.micro.compressed import COMPRESSED_IMPLS, bench_compressed_allreduce
 from bench.micro.operations import (
     OP_IMPLS,
     bench_allreduce,
@@ -74,20 +76,23 @@ def time_ops(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.n
     return samples
 
 
-def choose_impls(op: str, text: str, pickle: bool) -> tuple[str, ...]:
-    known = OP_IMPLS[op]
-    impls = [i for i in (text or DEFAULT_IMPLS.get(op, ",".join(known))).split(",") if i]
+def choose_impls(op: str, text: str, pickle: bool, compressed: bool = False) -> tuple[str, ...]:
+    known = COMPRESSED_IMPLS if compressed else OP_IMPLS[op]
+    default = ",".join(COMPRESSED_IMPLS) if compressed else DEFAULT_IMPLS.get(op, ",".join(known))
+    impls = [i for i in (text or default).split(",") if i]
     if pickle and "pickle" not in impls:
         impls.append("pickle")
     bad = [i for i in impls if i not in known]
     if bad:
-        raise UsageError(f"--impl for --op {op}: unknown {', '.join(bad)}; choose from {', '.join(known)}")
+        what = f"--op {op}" + (" --compress" if compressed else "")
+        raise UsageError(f"--impl for {what}: unknown {', '.join(bad)}; choose from {', '.join(known)}")
     return tuple(impls)
 
 
 def micro(args, comm: MPI.Comm) -> int:
     op, alias_impls = OP_ALIASES.get(args.op, (args.op, ""))
-    impls = choose_impls(op, args.impl or alias_impls, args.pickle)
+    compressor = _compressor(args.compress, op)
+    impls = choose_impls(op, args.impl or alias_impls, args.pickle, compressed=compressor is not None)
     if args.min > args.max:
         raise UsageError(f"--min {args.min} is larger than --max {args.max}")
     sizes = sizes_between(args.min, args.max)
@@ -95,8 +100,11 @@ def micro(args, comm: MPI.Comm) -> int:
     def timer(ops, size, reset=None):
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
+    wire = None
     with WATCHDOG.guard(600, f"micro {op}"):
-        if op == "allreduce":
+        if compressor is not None:
+            data, wire = bench_compressed_allreduce(comm, sizes, impls, timer, compressor)
+        elif op == "allreduce":
             data = bench_allreduce(comm, sizes, impls, timer)
         elif op == "fedavg-round":
             data = bench_fedavg_round(comm, sizes, impls, timer)
@@ -105,22 +113,38 @@ def micro(args, comm: MPI.Comm) -> int:
             data = run(comm, sizes, timer)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
-        report(op, sizes, data, comm.size)
+        report(op, sizes, data, comm.size, wire, args.compress)
         if args.out:
-            config = {k: getattr(args, k) for k in ("op", "min", "max", "iters", "min_iters", "warmup", "pickle")}
-            info["config"] = config | {"impl": ",".join(impls)}
-            write(args.out, op, sizes, data, comm.size, info)
+            keys = ("op", "min", "max", "iters", "min_iters", "warmup", "pickle", "compress")
+            info["config"] = {k: getattr(args, k) for k in keys} | {"impl": ",".join(impls)}
+            write(args.out, op, sizes, data, comm.size, info, wire)
     return 0
 
 
-def report(op: str, sizes, data: dict, p: int) -> None:
+def _compressor(spec: str, op: str):
+    try:
+        compressor = parse_compress(spec)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if compressor is not None and op != "allreduce":
+        raise UsageError(f"micro --compress: only --op allreduce has a compressed form, not --op {op}")
+    return compressor
+
+
+def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compress: str = "none") -> None:
+    """One row per size: median time and bandwidths per implementation (bandwidths of the dense float32 size),
+    ours/reference ratios and, for a compressed all-reduce, the bytes our kernel sent from a rank beside the
+    float32 ring's (``wire %``)."""
     impls = list(data)
-    print(f"# micro {op}, {p} ranks; median over samples (slowest rank per iteration)")
+    what = f"{op} --compress {compress}" if wire is not None else op
+    print(f"# micro {what}, {p} ranks; median over samples (slowest rank per iteration)")
     # nccl-tests definitions: algbw = S / t; for all-reduce also busbw = algbw * 2 (p - 1) / p
     bws = ("algGB/s", "busGB/s") if op == "allreduce" else ("GB/s",)
-    ratios = [ref for ref in ("mpi", "gloo") if "ours" in impls and ref in impls]
+    ratios = [ref for ref in ("mpi", "gloo", "dense") if "ours" in impls and ref in impls]
     head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12}" + "".join(f" {i + ' ' + b:>14}" for b in bws) for i in impls)
     head += "".join(f" {'ours/' + ref:>10}" for ref in ratios)
+    if wire and wire["sent"]:
+        head += f" {'sent B':>10} {'dense B':>10} {'wire %':>7}"
     print(head)
     for k, size in enumerate(sizes):
         row = f"{size:>10} "
@@ -130,11 +154,15 @@ def report(op: str, sizes, data: dict, p: int) -> None:
             values = ring_bus_bandwidth(size, med[impl], p)[: len(bws)]
             row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values) + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
+        if wire and wire["sent"]:
+            sent, dense = wire["sent"][k], wire["dense"][k]
+            row += f" {sent:>10} {dense:>10} {100 * sent / max(dense, 1):>7.2f}"
         print(row)
 
 
-def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = None) -> None:
-    """The samples, with the run's provenance and options (``info``) as root attributes."""
+def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = None, wire: dict | None = None) -> None:
+    """The samples, with the run's provenance and options (``info``) as root attributes; for a compressed
+    all-reduce also ``micro/allreduce/ours/{sent,dense}_bytes`` per size (bytes a rank sent)."""
     datasets = {}
     for impl, samples in data.items():
         width = max(len(s) for s in samples)
@@ -143,5 +171,8 @@ def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = Non
             table[k, : len(s)] = s
         datasets[f"micro/{op}/{impl}/size_bytes"] = (np.array(sizes, dtype=np.int64), "bytes")
         datasets[f"micro/{op}/{impl}/time_s"] = (table, "s")
+    if wire and wire["sent"]:
+        for key in ("sent", "dense"):
+            datasets[f"micro/{op}/ours/{key}_bytes"] = (np.array(wire[key], dtype=np.int64), "bytes")
     results.check_writable(path)
     results.write(path, (info or {}) | {"kind": "micro", "op": op, "world_size": p}, datasets)

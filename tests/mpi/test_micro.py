@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from bench.compress import parse as parse_compress
+from bench.micro import compressed as micro_compressed
 from bench.micro import operations as micro_ops
 from bench.micro.harness import sizes_between, time_ops
 
@@ -35,6 +37,69 @@ def test_point_to_point_ops_check_their_results(op):
         fn = {"latency": micro_ops.bench_latency, "bw": micro_ops.bench_bw, "ps-pushpull": micro_ops.bench_ps_pushpull}
         out = fn[op](comm, SIZES[2:], timer)
     assert all_agree(all((np.concatenate(v) > 0).all() for v in out.values()))
+
+
+@pytest.mark.parametrize("method", ["fp16", "bf16", "topk:0.05", "randk:0.2", "qsgd:15", "sign"])
+def test_compressed_allreduce_agrees_with_the_serial_reference(method):
+    """ours (our rings) and mpi (MPI's Allgatherv) against the serial sum of decompressed payloads; dense against
+    MPI's Allreduce; bytes sent: fp16/bf16 exactly half of the dense ring's on the ring path (>= 128 KiB)."""
+    sizes = [8, 100, 4096, 1 << 17]
+    impls = micro_compressed.COMPRESSED_IMPLS
+    out, wire = micro_compressed.bench_compressed_allreduce(MPI.COMM_WORLD, sizes, impls, timer, parse_compress(method))
+    assert all(len(out[i]) == len(sizes) for i in impls) and len(wire["sent"]) == len(sizes)
+    if method in ("fp16", "bf16") and MPI.COMM_WORLD.size > 1:
+        assert 2 * wire["sent"][-1] == wire["dense"][-1], wire
+
+
+class CountingComm:
+    """The world communicator, counting the bytes this rank hands to Send and Sendrecv."""
+
+    def __init__(self, comm):
+        self.comm, self.sent = comm, 0
+
+    def __getattr__(self, name):
+        return getattr(self.comm, name)
+
+    def Send(self, buf, *args, **kw):
+        self.sent += np.asarray(buf).nbytes
+        return self.comm.Send(buf, *args, **kw)
+
+    def Sendrecv(self, buf, *args, **kw):
+        self.sent += np.asarray(buf).nbytes
+        return self.comm.Sendrecv(buf, *args, **kw)
+
+
+@pytest.mark.parametrize("method", ["fp16", "topk:0.05", "dense"])
+def test_compressed_bytes_counted_are_the_bytes_sent(method):
+    """The kernels' own accounting (``sent``, ``elements_sent``) against the bytes handed to MPI, on a size whose
+    fp16 payload is below the ring's threshold: fp16 must still take the dense buffer's ring (exactly half)."""
+    comm = CountingComm(MPI.COMM_WORLD)
+    kernel = micro_compressed.CompressedSum(comm, parse_compress("topk:0.05" if method == "dense" else method))
+    buf = np.arange(1 << 15, dtype=np.float32) % 11
+    if method == "dense":
+        kernel.dense(buf)
+        expected = kernel.ring.elements_sent(buf.size, 4) * 4
+    else:
+        kernel.ours(buf)
+        expected = kernel.sent
+    assert all_agree(comm.sent == expected), (comm.sent, expected)
+    if method == "fp16":
+        assert all_agree(2 * comm.sent == kernel.ring.elements_sent(buf.size, 4) * 4)
+
+
+def test_a_lost_compressed_payload_is_caught(monkeypatch):
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("one rank gathers only its own payload")
+    real = micro_compressed.RingAllgatherv.__call__
+
+    def drops_the_last(self, payload, key=0):
+        blocks, sent = real(self, payload, key)
+        return blocks[:-1] + [np.zeros(0, np.uint8)], sent
+
+    monkeypatch.setattr(micro_compressed.RingAllgatherv, "__call__", drops_the_last)
+    with pytest.raises(RuntimeError, match="differs from the reference"):
+        micro_compressed.bench_compressed_allreduce(comm, [4096], ("ours",), timer, parse_compress("topk:0.1"))
 
 
 def test_halving_doubling_agrees_with_mpi_on_power_of_two_ranks():

@@ -89,6 +89,15 @@ def test_micro_and_overhead(tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = bench(2, "micro", "--op", "ring", "--max", "64", "--iters", "3")  # = allreduce --impl ours,mpi
     assert proc.returncode == 0 and "ours/mpi" in proc.stdout and "naive" not in proc.stdout, proc.stderr
+    cout = tmp_path / "c.h5"
+    proc = bench(
+        2, "micro", "--compress", "fp16", "--min", "262144", "--max", "262144", "--iters", "3", "--out", str(cout)
+    )
+    assert proc.returncode == 0 and "ours/dense" in proc.stdout and "wire %" in proc.stdout, proc.stderr
+    assert proc.stdout.split()[-1] == "50.00", proc.stdout  # fp16 sends exactly half on the ring's path
+    with h5py.File(cout) as f:
+        assert f["micro/allreduce/ours/sent_bytes"][0] * 2 == f["micro/allreduce/ours/dense_bytes"][0] > 0
+        assert json.loads(f.attrs["config"])["compress"] == "fp16"
     proc = bench(1, "overhead", "--steps", "10")
     assert proc.returncode == 0 and "overhead" in proc.stdout, proc.stderr
 
