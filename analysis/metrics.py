@@ -36,12 +36,28 @@ def schedule(run: RunResults) -> str:
     return "lockstep"
 
 
+FEDERATED_LABEL_OPTIONS = (
+    ("fl_algorithm", "fedavg"),
+    ("aggregator", "mean"),
+    ("byzantine", ""),
+    ("selection", "uniform"),
+)
+"""fedavg options that change what a run computes (not the defaults): they name the run in tables."""
+
+
 def strategy_label(run: RunResults) -> str:
-    """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule), and
-    ``ring --compress topk:0.01`` apart from both."""
+    """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule),
+    ``ring --compress topk:0.01`` apart from both, and ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator
+    krum:2 --byzantine 0.2:sign-flip`` apart from plain fedavg."""
     label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
     method = run.config.get("compress", "none")
-    return f"{label} --compress {method}" if method and method != "none" else label
+    if method and method != "none":
+        label += f" --compress {method}"
+    for key, default in FEDERATED_LABEL_OPTIONS:
+        value = run.config.get(key, default)
+        if run.strategy == "fedavg" and value != default:
+            label += f" --{key.replace('_', '-')} {value}"
+    return label
 
 
 def row_unit(run: RunResults) -> str:

@@ -25,6 +25,7 @@ DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
 DEVICES = ("cpu", "cuda")
 DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
+DEFAULT_LOCALSGD_TAU = 4
 
 
 STEPPED = ("ring", "localsgd", "ps", "ssp", "ddp")  # strategies that count steps (fedavg counts rounds)
@@ -107,7 +108,13 @@ class Config:
         "", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers", applies=STEPPED
     )
     # --- localsgd ---
-    local_steps: int = opt(4, "localsgd: local steps (tau) between parameter averages", group="localsgd")
+    local_steps: int = opt(
+        0,
+        "localsgd: local steps (tau) between parameter averages (default 4); fedavg: local SGD steps per client per "
+        "round, cycling its data, instead of --local-epochs (default 0: use epochs)",
+        group="localsgd",
+        applies=("localsgd", "fedavg"),
+    )
     warmup_steps: int = opt(
         0,
         "localsgd: average after every step for the first N steps (post-local SGD)",
@@ -152,7 +159,35 @@ class Config:
         ("avg", "avgm", "adam"),
         "fedavg",
     )
-    server_lr: float = opt(1.0, "fedavg: server learning rate eta for avgm/adam", group="fedavg")
+    server_lr: float = opt(
+        1.0, "fedavg: server learning rate eta for avgm/adam; SCAFFOLD's global step", group="fedavg"
+    )
+    fl_algorithm: str = opt(
+        "fedavg",
+        "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
+        "option II), fednova (normalized averaging)",
+        ("fedavg", "scaffold", "fednova"),
+        "fedavg",
+    )
+    aggregator: str = opt(
+        "mean",
+        "fedavg: how the cohort's models are combined: mean (weighted, streamed), median, trimmed:BETA, krum:F, "
+        "multikrum:F:M (robust rules keep the cohort's models: O(cohort x model) memory)",
+        group="fedavg",
+    )
+    byzantine: str = opt(
+        "",
+        "fedavg: a share of each round's sampled clients attacks: FRACTION:sign-flip, FRACTION:gaussian:SIGMA, "
+        "FRACTION:scale:FACTOR (default: none)",
+        group="fedavg",
+    )
+    selection: str = opt(
+        "uniform",
+        "fedavg: client selection: uniform (without replacement, weighted by n_k), size (with replacement, "
+        "probability n_k / n, plain mean; Li et al. 2020)",
+        ("uniform", "size"),
+        "fedavg",
+    )
     server_momentum: float = opt(0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg")
     dropout: float = opt(0.0, "fedavg: probability that a sampled client fails to report", group="fedavg")
     deadline: float = opt(
@@ -273,8 +308,15 @@ class Config:
             return self.eval_every
         return DEFAULT_EVAL_ROUNDS if ROWS.get(self.strategy) == "round" else DEFAULT_EVAL_STEPS
 
+    @property
+    def tau(self) -> int:
+        """localsgd's local steps between averages: ``--local-steps``, 4 when not given."""
+        return self.local_steps or DEFAULT_LOCALSGD_TAU
+
     def to_json(self) -> str:
         resolved = {"scaling": self.scaling, "eval_every": self.evaluation_interval}
+        if self.strategy == "localsgd":
+            resolved["local_steps"] = self.tau
         return json.dumps(dataclasses.asdict(self) | resolved, sort_keys=True)
 
 
@@ -366,7 +408,6 @@ POSITIVE = (
     "local_epochs",
     "server_lr",
     "batch_size",
-    "local_steps",
     "outer_lr",
     "flush_every",
     "synthetic_samples",
@@ -388,6 +429,7 @@ NON_NEGATIVE = (
     "fedprox_mu",
     "client_timeout",
     "upload_buffers",
+    "local_steps",
 )
 HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
@@ -489,6 +531,10 @@ def _check_data(cfg: Config) -> None:
         )
     if cfg.compress != "none":
         check_compress(cfg)
+    if cfg.strategy == "fedavg":
+        from bench.strategies.fedavg.checks import check_federated
+
+        check_federated(cfg)
     if cfg.device == "cuda" and cfg.overlap_progress == "hooks":
         raise UsageError(
             "--overlap-progress hooks runs on --device cpu only (a hook waiting for the GPU would stall autograd):"

@@ -60,7 +60,7 @@ class LocalSGDStrategy(RingStrategy):
 
     def _sync(self, step: int) -> bool:
         cfg = self.cfg
-        return is_sync_step(step, cfg.steps, cfg.local_steps, cfg.warmup_steps)
+        return is_sync_step(step, cfg.steps, cfg.tau, cfg.warmup_steps)
 
     def after_backward(self, step):
         return []
@@ -83,7 +83,7 @@ class LocalSGDStrategy(RingStrategy):
     def describe(self):
         cfg = self.cfg
         return super().describe() | {
-            "local_steps": cfg.local_steps,
+            "local_steps": cfg.tau,
             "warmup_steps": cfg.warmup_steps,
             "outer_momentum": cfg.outer_momentum,
             "outer_lr": cfg.outer_lr,

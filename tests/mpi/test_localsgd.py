@@ -37,7 +37,7 @@ def serial_localsgd(cfg, ranks):
             opt.zero_grad()
             F.cross_entropy(m(x), y).backward()
             opt.step()
-        if is_sync_step(step, cfg.steps, cfg.local_steps, cfg.warmup_steps):
+        if is_sync_step(step, cfg.steps, cfg.tau, cfg.warmup_steps):
             avg = [np.mean(ps, axis=0) for ps in zip(*[params_of(m) for m in reps])]
             if cfg.outer_momentum or cfg.outer_lr != 1.0:
                 for i in range(len(avg)):
@@ -56,7 +56,7 @@ def run_steps(cfg):
     synced_identical = True
     for step in range(cfg.steps):
         trainer.step(step, 0.0)
-        if is_sync_step(step, cfg.steps, cfg.local_steps, cfg.warmup_steps):
+        if is_sync_step(step, cfg.steps, cfg.tau, cfg.warmup_steps):
             flat = np.concatenate([p.ravel() for p in params_of(trainer.run.model)])
             digests = comm.allgather(flat.tobytes())
             synced_identical &= all(d == digests[0] for d in digests)
@@ -91,7 +91,7 @@ def test_localsgd_equals_serial_replicas(shared_tmp, kw):
     cfg = make_cfg(shared_tmp, strategy="localsgd", steps=7, **kw)
     trainer, same = run_steps(cfg)
     synced = trainer.rec["localsgd/synced"]
-    expect = [is_sync_step(s, cfg.steps, cfg.local_steps, cfg.warmup_steps) for s in range(cfg.steps)]
+    expect = [is_sync_step(s, cfg.steps, cfg.tau, cfg.warmup_steps) for s in range(cfg.steps)]
     ok = list(synced.astype(bool)) == expect
     if comm.rank == 0:
         oracle = serial_localsgd(cfg, comm.size)

@@ -132,3 +132,18 @@ def test_repeats_of_different_length_are_not_pooled(tmp_path):
     runs = [ring_run(tmp_path / "a.h5", 2, 0.2), ring_run(tmp_path / "b.h5", 2, 0.2, steps=8, cfg={"seed": 1})]
     assert [g.n for g in repeat_groups(runs)] == [1, 1]  # accuracies at different lengths do not pool
     assert len({r["group"] for r in speedups(runs)}) == 1  # but throughput scales together
+
+
+def test_strategy_label_names_the_options_that_change_a_run():
+    from analysis.load import RunResults
+    from analysis.metrics import strategy_label
+
+    def label(strategy, **config):
+        return strategy_label(RunResults("f.h5", {"strategy": strategy, "config": config}))
+
+    assert label("fedavg", fl_algorithm="fedavg", aggregator="mean", byzantine="", selection="uniform") == "fedavg"
+    assert label("fedavg", fl_algorithm="scaffold") == "fedavg --fl-algorithm scaffold"
+    assert label("fedavg", aggregator="krum:2", byzantine="0.2:sign-flip") == (
+        "fedavg --aggregator krum:2 --byzantine 0.2:sign-flip"
+    )
+    assert label("ring", overlap=True, compress="fp16") == "ring --overlap --compress fp16"

@@ -81,9 +81,13 @@ def test_algorithms_override_one_hook_each_and_compose():
 
     import torch
 
+    from bench.strategies.fedavg.aggregate import StreamingMean
     from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx, algorithm_for
 
-    cfg = types.SimpleNamespace(fedprox_mu=0.0, server_opt="avg", server_lr=0.5, server_momentum=0.9, seed=0)
+    cfg = types.SimpleNamespace(
+        fedprox_mu=0.0, server_opt="avg", server_lr=0.5, server_momentum=0.9, seed=0, fl_algorithm="fedavg",
+        aggregator="mean", selection="uniform",
+    )  # fmt: skip
     assert type(algorithm_for(cfg, 3)) is FedAvg
     prox = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2}), 3)
     opt = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "server_opt": "avgm"}), 3)
@@ -91,6 +95,10 @@ def test_algorithms_override_one_hook_each_and_compose():
     assert (
         isinstance(prox, FedProx) and isinstance(opt, FedOpt) and isinstance(both, FedProx) and isinstance(both, FedOpt)
     )
+    from bench.strategies.fedavg.drift import FedNova
+
+    nova_prox = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2, "fl_algorithm": "fednova"}), 3)
+    assert isinstance(nova_prox, FedNova) and isinstance(nova_prox, FedProx)  # FedNova's server, FedProx's clients
     model = torch.nn.Linear(2, 1, bias=False)
     anchor = prox.begin_client(model)
     with torch.no_grad():
@@ -99,10 +107,12 @@ def test_algorithms_override_one_hook_each_and_compose():
     assert float(prox.client_loss(loss, model, anchor)) == pytest.approx(3.0 + 0.5 * 0.2 * 2)
     assert float(FedAvg(cfg, 3).client_loss(loss, model, None)) == 3.0
     x, avg = np.zeros(3, dtype=np.float32), np.ones(3, dtype=np.float32)
-    FedAvg(cfg, 3).server_update(x, avg)
+    aggregate = StreamingMean(3)
+    aggregate.add(avg, 2.0)
+    FedAvg(cfg, 3).server_update(x, aggregate)
     assert (x == 1).all()
     x2, ref = np.zeros(3, dtype=np.float32), np.zeros(3, dtype=np.float32)
-    both.server_update(x2, avg)
+    both.server_update(x2, aggregate)
     ServerOptimizer("avgm", 3, lr=0.5, beta1=0.9).step(ref, avg)
     assert np.array_equal(x2, ref) and not np.array_equal(x2, avg)  # FedOpt's step, not the plain mean
 

@@ -21,10 +21,13 @@ def test_ps_header_slots_round_trip(kind, names):
 
 
 def test_fedavg_client_header_and_record():
-    head = fed.client_header(7, fed.ClientStatus.LATE, samples=25, train_s=0.5, injected_s=0.1, loss=2.0)
+    head = fed.client_header(
+        7, fed.ClientStatus.LATE, 25, train_s=0.5, injected_s=0.1, loss=2.0, steps=4, normaliser=3.5
+    )
     assert head.shape == (fed.HEADER_LEN,) and len(set(map(int, fed.Head))) == fed.HEADER_LEN
     got = {h.name: head[h] for h in fed.Head}
-    assert got == {"CLIENT": 7, "SAMPLES": 25, "STATUS": 2, "TRAIN_S": 0.5, "INJECTED_S": 0.1, "LOSS": 2.0}
+    expect = {"CLIENT": 7, "SAMPLES": 25, "STATUS": 2, "TRAIN_S": 0.5, "INJECTED_S": 0.1, "LOSS": 2.0}
+    assert got == expect | {"STEPS": 4, "NORMALISER": 3.5}
     log = fed.client_log([(0, 7, 1, 25, fed.ClientStatus.LATE, 0.5, 0.1, 2.0, 0.3)])
     assert log.dtype == fed.CLIENT_RECORD and log["status"][0] == 2 and log["arrival_s"][0] == 0.3
     assert set(fed.CLIENT_RECORD_UNITS) == set(fed.CLIENT_RECORD.names)

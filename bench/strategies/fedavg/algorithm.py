@@ -1,10 +1,13 @@
-"""The federated algorithm as four hooks, in the shape of Flower's Strategy: configure the round (who takes part),
-the client's local objective, how each update is folded into the aggregate, and the server's update of the global
-model. FedAvg is the base; FedProx and FedOpt each override one hook; the next algorithms (SCAFFOLD, FedNova,
-FedLAMA, robust aggregation) override the hooks they change in the same way.
+"""The federated algorithm as hooks, in the shape of Flower's Strategy: configure the round (who takes part, with
+what weight), the client's local objective and gradient, what a client sends beside its model, how each update is
+folded into the aggregate, and the server's update of the global model. FedAvg is the base; each other algorithm
+overrides the hooks it changes (FedProx, FedOpt here; SCAFFOLD and FedNova in :mod:`drift`).
 
 - FedAvg (McMahan et al. 2017, Algorithm 1): sample m = max(1, round(C K)) clients; plain local loss; fold
   w_k with weight n_k into a streaming weighted sum; x <- sum_k n_k w_k / sum_k n_k.
+- ``--selection size`` (Li et al. 2020, scheme I): m draws with probability p_k, plain mean over the draws
+  (:func:`sampling.sample_by_size`).
+- ``--aggregator`` median, trimmed, krum, multikrum (:mod:`robust`): the cohort's models kept, the rule applied.
 - FedProx (Li et al. 2020, Eq. 2): local loss + mu/2 ||w - w_global||^2.
 - FedOpt (Reddi et al. 2021, Algorithm 2): x <- server optimizer step on the pseudo-gradient avg - x
   (``aggregate.ServerOptimizer``: avgm, adam).
@@ -15,39 +18,71 @@ from __future__ import annotations
 import numpy as np
 
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
-from bench.strategies.fedavg.sampling import sample_clients
+from bench.strategies.fedavg.protocol import Head
+from bench.strategies.fedavg.robust import CohortAggregate, parse_aggregator
+from bench.strategies.fedavg.sampling import sample_by_size, sample_clients
 
 
 class FedAvg:
-    def __init__(self, cfg, size: int):
-        self.cfg, self.size = cfg, size
+    extra_download = False  # SCAFFOLD: a model-sized vector sent after the model (the server control variate)
+    extra_upload = False  # SCAFFOLD: a model-sized vector sent after each client's model (its variate's change)
 
+    def __init__(self, cfg, size: int, client_sizes=()):
+        self.cfg, self.size = cfg, size
+        self.client_sizes = list(client_sizes)  # n_k of every client (size-proportional selection)
+        self.rule = parse_aggregator(cfg.aggregator)
+        self.draws: dict[int, int] = {}  # size-proportional selection: client -> times drawn this round
+
+    # ---- server side --------------------------------------------------------------------------------
     def configure_round(self, round_: int) -> np.ndarray:
         """Sorted ids of the clients sampled in ``round_`` (seeded: every rank computes the same)."""
+        if self.cfg.selection == "size":
+            ids, counts = sample_by_size(self.cfg.seed, round_, self.client_sizes, self.cfg.fraction)
+            self.draws = dict(zip(ids.tolist(), counts.tolist()))
+            return ids
         return sample_clients(self.cfg.seed, round_, self.cfg.clients, self.cfg.fraction)
 
-    def begin_client(self, model):
-        """Before a client's local training, from the global model: state its objective needs (none)."""
+    def weight(self, head: np.ndarray) -> float:
+        """A reporting client's weight in the mean: n_k, or the times it was drawn (size-proportional)."""
+        if self.cfg.selection == "size":
+            return float(self.draws[int(head[Head.CLIENT])])
+        return float(head[Head.SAMPLES])
+
+    def new_aggregate(self):
+        """O(model) streaming mean, or the whole cohort for a robust rule (``--aggregator``)."""
+        return StreamingMean(self.size) if self.rule.name == "mean" else CohortAggregate(self.rule, self.size)
+
+    def fold(self, aggregate, update: np.ndarray, head: np.ndarray, extra: np.ndarray | None = None) -> None:
+        """Fold one client's model (its header: ``protocol.Head``) into the round's aggregate as it arrives."""
+        aggregate.add(update, self.weight(head))
+
+    def server_update(self, x: np.ndarray, aggregate) -> None:
+        """The global model ``x`` (in place) from the round's aggregate."""
+        x[:] = aggregate.mean()
+
+    def download_extra(self) -> np.ndarray | None:
+        return None
+
+    # ---- client side --------------------------------------------------------------------------------
+    def begin_client(self, model, k: int = -1):
+        """Before client k's local training, from the global model: state its objective needs (none)."""
         return None
 
     def client_loss(self, loss, model, state):
         """The local objective of one mini-batch, given the plain loss."""
         return loss
 
-    def new_aggregate(self) -> StreamingMean:
-        return StreamingMean(self.size)
+    def correct_gradients(self, model, state) -> None:
+        """After the backward pass, before the optimizer step (SCAFFOLD's drift correction)."""
 
-    def fold(self, aggregate: StreamingMean, update: np.ndarray, n_k: float) -> None:
-        """Fold one client's model into the round's aggregate as it arrives (O(model) memory)."""
-        aggregate.add(update, n_k)
-
-    def server_update(self, x: np.ndarray, avg: np.ndarray) -> None:
-        """The global model ``x`` (in place) from the round's weighted mean."""
-        x[:] = avg
+    def end_client(self, k: int, state, x: np.ndarray, y: np.ndarray, steps: int) -> np.ndarray | None:
+        """After training: the vector uploaded beside the model (``extra_upload``), from the global model ``x``
+        and the client's model ``y`` (flat float32)."""
+        return None
 
 
 class FedProx(FedAvg):
-    def begin_client(self, model):
+    def begin_client(self, model, k: int = -1):
         return [p.detach().clone() for p in model.parameters()]
 
     def client_loss(self, loss, model, anchor):
@@ -56,19 +91,27 @@ class FedProx(FedAvg):
 
 
 class FedOpt(FedAvg):
-    def __init__(self, cfg, size: int):
-        super().__init__(cfg, size)
+    def __init__(self, cfg, size: int, client_sizes=()):
+        super().__init__(cfg, size, client_sizes)
         self.optimizer = ServerOptimizer(cfg.server_opt, size, cfg.server_lr, cfg.server_momentum)
 
-    def server_update(self, x: np.ndarray, avg: np.ndarray) -> None:
-        self.optimizer.step(x, avg)
+    def server_update(self, x: np.ndarray, aggregate) -> None:
+        self.optimizer.step(x, aggregate.mean())
 
 
-def algorithm_for(cfg, size: int) -> FedAvg:
-    """FedAvg, with FedProx's client objective (``--fedprox-mu`` > 0) and FedOpt's server update
-    (``--server-opt`` avgm or adam) where asked for; the two compose (each overrides a different hook)."""
+def algorithm_for(cfg, size: int, client_sizes=()) -> FedAvg:
+    """``--fl-algorithm``: SCAFFOLD or FedNova (:mod:`drift`; FedNova with FedProx's objective when
+    ``--fedprox-mu`` > 0), or FedAvg with FedProx's client objective (``--fedprox-mu`` > 0) and FedOpt's server
+    update (``--server-opt`` avgm or adam) where asked for; the two compose (each overrides a different hook).
+    Combinations the papers do not define are refused before the run (:mod:`checks`)."""
+    from bench.strategies.fedavg.drift import FedNova, Scaffold
+
+    base = {"fedavg": FedAvg, "fednova": FedNova, "scaffold": Scaffold}[cfg.fl_algorithm]
     chosen = [cls for cls, on in ((FedProx, cfg.fedprox_mu > 0), (FedOpt, cfg.server_opt != "avg")) if on]
+    if base is not FedAvg:
+        chosen = chosen[:1] if chosen[:1] == [FedProx] else []
     if not chosen:
-        return FedAvg(cfg, size)
-    cls = chosen[0] if len(chosen) == 1 else type("FedProxOpt", tuple(chosen), {})
-    return cls(cfg, size)
+        return base(cfg, size, client_sizes)
+    bases = (*chosen, base) if base is not FedAvg else tuple(chosen)
+    cls = bases[0] if len(bases) == 1 else type("".join(c.__name__ for c in bases), bases, {})
+    return cls(cfg, size, client_sizes)

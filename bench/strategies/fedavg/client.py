@@ -18,13 +18,15 @@ from mpi4py import MPI
 
 from bench.compress import error_feedback_on, parse
 from bench.compress.uploads import DeltaEncoder
+from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.drift import fednova_normaliser
+from bench.strategies.fedavg.local import Trained, local_batches
 from bench.strategies.fedavg.partials import Report, tree_schedule
 from bench.strategies.fedavg.protocol import ClientStatus, Head, client_header, header_tag, model_tag, update_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
 from bench.workload.optim import make_optimizer
-from bench.workload.streams import stream
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
 
@@ -51,6 +53,9 @@ class ClientHost:
         self.uploads = UploadBuffers(comm, sizes, cfg.upload_buffers, self.tag_ub) if cfg.upload_buffers else None
         method = parse(cfg.compress)
         self.encoder = DeltaEncoder(method, error_feedback_on(method, cfg.error_feedback), cfg.seed) if method else None
+        self.attack, self.attackers = parse_byzantine(cfg.byzantine), set()
+        self.round_sampled: list[int] = []  # every client sampled in the round (the attackers are drawn from them)
+        self.extra: np.ndarray | None = None  # the last client's upload beside its model (SCAFFOLD's dc_i)
         self._fwd = np.zeros(len(self.layers))
         self._bwd = np.zeros(len(self.layers))
         self._warm_up(clients)
@@ -101,6 +106,13 @@ class ClientHost:
             row_down[i] += dt
             row_comm[i] += dt
             row_bytes[i] += buf.nbytes
+        if self.algorithm.extra_download:  # SCAFFOLD: the server's control variate, into the algorithm's copy
+            t = time.perf_counter()
+            self.comm.Recv(self.algorithm.c, 0, model_tag(len(self.global_values), self.tag_ub))
+            dt = (time.perf_counter() - t) * self._byte_share
+            row_down += dt
+            row_comm += dt
+            row_bytes += [b.nbytes for b in self.global_values]
         return waited
 
     def _load_global(self) -> None:
@@ -110,34 +122,55 @@ class ClientHost:
             for param, values in zip(self._params, self._global_views):
                 param.copy_(values)
 
-    def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> tuple[float, float, int]:
-        """E local epochs of client ``k`` from the global model; returns (mean loss, compute seconds, n_k)."""
+    def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> Trained:
+        """Client ``k``'s local training from the global model (:func:`local_batches`: E epochs, or T steps),
+        then the algorithm's end-of-client hook (SCAFFOLD's variate) and, for a simulated attacker, its update."""
         cfg, model = self.cfg, self.run.model
         self._load_global()
         x, y = self.client_data(k)
         n = len(y)
-        batch = min(cfg.batch_size, n)
         opt = self.optimizer
         opt.state.clear()  # a fresh optimizer for each client (momentum buffers start empty), without rebuilding it
-        state = self.algorithm.begin_client(model)
+        state = self.algorithm.begin_client(model, k)
         losses = []
         t0 = time.perf_counter()
-        for epoch in range(cfg.local_epochs):
-            order = stream(cfg.seed, k, round_, epoch).permutation(n)
-            for lo in range(0, n - batch + 1, batch):
-                idx = torch.from_numpy(order[lo : lo + batch]).to(x.device)
-                opt.zero_grad(set_to_none=True)
-                loss = self.algorithm.client_loss(F.cross_entropy(model(x[idx]), y[idx]), model, state)
-                self.timer.start_backward()
-                loss.backward()
-                self.timer.collect(self._fwd, self._bwd)
-                fwd_row += self._fwd
-                bwd_row += self._bwd
-                opt.step()
-                losses.append(loss.item())
+        for order in local_batches(cfg, k, round_, n):
+            idx = torch.from_numpy(order).to(x.device)
+            opt.zero_grad(set_to_none=True)
+            loss = self.algorithm.client_loss(F.cross_entropy(model(x[idx]), y[idx]), model, state)
+            self.timer.start_backward()
+            loss.backward()
+            self.timer.collect(self._fwd, self._bwd)
+            fwd_row += self._fwd
+            bwd_row += self._bwd
+            self.algorithm.correct_gradients(model, state)
+            opt.step()
+            losses.append(loss.item())
         if self.run.device.type == "cuda":
             torch.cuda.synchronize()
-        return float(np.mean(losses)), time.perf_counter() - t0, n
+        compute_s, steps = time.perf_counter() - t0, len(losses)
+        self.extra = None
+        if self.algorithm.extra_upload or self.attackers:
+            self.extra = self._after_training(k, round_, state, steps)
+        normaliser = fednova_normaliser(steps, cfg.momentum, cfg.lr * cfg.fedprox_mu)
+        return Trained(k, float(np.mean(losses)), compute_s, n, steps, normaliser)
+
+    def _after_training(self, k: int, round_: int, state, steps: int) -> np.ndarray | None:
+        """SCAFFOLD's variate change (from the honest model), then a simulated attacker's replaced update."""
+        x = np.concatenate(self.global_values)
+        y = self._model_flat()
+        extra = self.algorithm.end_client(k, state, x, y, steps)
+        if k in self.attackers:
+            corrupted = x + self.attack.corrupt(y - x, self.cfg.seed, round_, k)
+            with torch.no_grad():
+                off = 0
+                for p in self._params:
+                    p.copy_(torch.from_numpy(corrupted[off : off + p.numel()]).view(p.shape))
+                    off += p.numel()
+        return extra
+
+    def _model_flat(self) -> np.ndarray:
+        return torch.cat([p.detach().reshape(-1) for p in self._params]).cpu().numpy()
 
     def run_round(self, round_: int, sampled: list[int], rec) -> None:
         """Download once, then train each sampled client of this host and report it (into the Recorder's row
@@ -150,6 +183,7 @@ class ClientHost:
         got = time.perf_counter()
         report = Report(self.model_size) if self.cfg.aggregation != "client" else None
         losses = []
+        self.attackers = self.attack.attackers(self.cfg.seed, round_, self.round_sampled) if self.attack else set()
         for k in sampled:
             if drops_out(self.cfg.seed, round_, k, self.cfg.dropout):
                 if report is None:
@@ -157,34 +191,34 @@ class ClientHost:
                 else:
                     report.records.append((k, self.comm.rank, 0, int(ClientStatus.DROPPED), 0, 0, 0, 0))
                 continue
-            loss, compute_s, n = self.train(k, round_, rec["timing/forward"][round_], rec["timing/backward"][round_])
-            extra = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * compute_s
-            if extra > 0:
-                time.sleep(extra)
-                rec["timing/injected"][round_] += extra
-            losses.append(loss)
+            done = self.train(k, round_, rec["timing/forward"][round_], rec["timing/backward"][round_])
+            slow = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * done.compute_s
+            if slow > 0:
+                time.sleep(slow)
+                rec["timing/injected"][round_] += slow
+            losses.append(done.loss)
             if report is None:
-                self.send(client_header(k, ClientStatus.OK, n, compute_s, extra, loss), rec, round_, with_model=True)
+                self.send(done.header(slow), rec, round_, with_model=True)
             else:
-                self.fold(report, (k, n, compute_s, extra, loss), time.perf_counter() - got, rec, round_)
+                self.fold(report, done, slow, time.perf_counter() - got, rec, round_)
         if report is not None:
             self.deliver(report, round_, rec)
         elif self.uploads is not None:
             self._share(rec, round_, self.uploads.drain())
         rec["metrics/loss"][round_] = float(np.mean(losses)) if losses else np.nan
 
-    def fold(self, report: Report, trained: tuple, ready_s: float, rec, round_: int) -> None:
+    def fold(self, report: Report, done: Trained, slow: float, ready_s: float, rec, round_: int) -> None:
         """Host-side aggregation: a client ready later than --deadline after the model arrived is late (left out);
         otherwise its model goes into the host's weighted partial sum."""
-        k, n, compute_s, extra, loss = trained
+        k, n, compute_s, loss = done.client, done.samples, done.compute_s, done.loss
         state = ClientStatus.LATE if ready_s > self.cfg.deadline else ClientStatus.OK
         if state == ClientStatus.OK:
             t = time.perf_counter()
             for i in range(len(self.layers)):
                 self.staging.pack(i, grads=False)  # fills self.staging.flat, the model as one vector
             rec["timing/pack"][round_] += (time.perf_counter() - t) * self._byte_share
-            self.algorithm.fold(report.partial, self.staging.flat, n)
-        report.records.append((k, self.comm.rank, n, int(state), compute_s, extra, loss, ready_s))
+            self.algorithm.fold(report.partial, self.staging.flat, done.header(slow))
+        report.records.append((k, self.comm.rank, n, int(state), compute_s, slow, loss, ready_s))
 
     def deliver(self, report: Report, round_: int, rec) -> None:
         """Send the report to the aggregator; in a tree, first take in the reports of this host's children."""
@@ -221,7 +255,10 @@ class ClientHost:
             np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
             rec["timing/comm_bytes"][round_][i] += self.staging.numpy[i].nbytes
         packed = time.perf_counter()
-        self.uploads.post(slot, head, with_model)
+        extra = self.extra if with_model else None
+        self.uploads.post(slot, head, with_model, extra)
+        if extra is not None:
+            rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
         self._share(rec, round_, waited + time.perf_counter() - packed)
         rec["timing/pack"][round_] += (packed - t) * self._byte_share
 
@@ -264,3 +301,8 @@ class ClientHost:
             rec["fedavg/upload"][round_][i] += dt
             rec["timing/comm"][round_][i] += dt
             rec["timing/comm_bytes"][round_][i] += buf.nbytes
+        if self.extra is not None:  # SCAFFOLD's dc_i, after the model
+            t = time.perf_counter()
+            self.comm.Send(self.extra, 0, update_tag(len(self.layers), self.tag_ub))
+            self._share(rec, round_, time.perf_counter() - t)
+            rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]

@@ -23,6 +23,8 @@ class Head(IntEnum):
     TRAIN_S = 3  # seconds of local training
     INJECTED_S = 4  # seconds of simulated device slowness (--client-speed)
     LOSS = 5  # mean local loss
+    STEPS = 6  # local SGD steps taken (tau_i)
+    NORMALISER = 7  # FedNova's ||a_i||_1 (the step count for plain SGD)
 
 
 HEADER_LEN = len(Head)
@@ -69,10 +71,12 @@ CLIENT_RECORD_UNITS = {
 }
 
 
-def client_header(client: int, status: ClientStatus, samples=0.0, train_s=0.0, injected_s=0.0, loss=0.0):
+def client_header(client: int, status: ClientStatus, samples=0.0, train_s=0.0, injected_s=0.0, loss=0.0,
+                  steps=0, normaliser=0.0):  # fmt: skip
     head = np.zeros(HEADER_LEN, dtype=np.float64)
     head[[Head.CLIENT, Head.SAMPLES, Head.STATUS]] = client, samples, int(status)
     head[[Head.TRAIN_S, Head.INJECTED_S, Head.LOSS]] = train_s, injected_s, loss
+    head[[Head.STEPS, Head.NORMALISER]] = steps, normaliser
     return head
 
 

@@ -3,6 +3,10 @@ without a message, and any round can be replayed from the results file's config.
 
 - Sampling (McMahan et al. 2017, Algorithm 1): m = max(1, round(C K)) clients drawn without replacement, a fresh
   draw every round from the generator seeded with (seed, round).
+- Size-proportional (Li et al., ICLR 2020, "On the convergence of FedAvg on non-IID data", scheme I): m draws
+  with replacement with probability p_k = n_k / n; the round's clients are the distinct ids, each weighted by how
+  often it was drawn (the plain mean over the m draws, which scheme I's unbiasedness needs: a client drawn twice
+  would train twice from the same model on the same seeded batches, giving the same update).
 - Dropout: a sampled client fails to report with probability P, drawn from (seed, round, client).
 - Speed: client k is f_k = max(1, exp(sigma z_k)) times slower, z_k ~ N(0, 1) drawn once from (seed, k): a fixed
   device speed, as in heterogeneous-device FL simulations (e.g. FedProx's systems heterogeneity).
@@ -21,6 +25,15 @@ def sample_clients(seed: int, round_: int, clients: int, fraction: float) -> np.
     m = max(1, int(round(fraction * clients)))
     rng = stream(seed, round_, salt=Salt.SAMPLE)
     return np.sort(rng.choice(clients, size=m, replace=False))
+
+
+def sample_by_size(seed: int, round_: int, sizes, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct client ids, how many of the m draws picked each) for size-proportional selection."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    m = max(1, int(round(fraction * len(sizes))))
+    draws = stream(seed, round_, salt=Salt.SAMPLE).choice(len(sizes), size=m, replace=True, p=sizes / sizes.sum())
+    ids, counts = np.unique(draws, return_counts=True)
+    return ids, counts
 
 
 def drops_out(seed: int, round_: int, client: int, probability: float) -> bool:

@@ -12,6 +12,7 @@ Every wait is under the watchdog: a client rank that never answers aborts the jo
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -37,6 +38,8 @@ class Aggregator:
         self.snapshot = np.empty_like(self.values)
         self.scratch = np.empty_like(self.values)
         self.mean = algorithm.new_aggregate()
+        self.extra = np.empty_like(self.values) if algorithm.extra_upload else None  # a client's dc_i (SCAFFOLD)
+        self.extra_snapshot = np.empty_like(self.values) if algorithm.extra_download else None
         self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
         method = parse(cfg.compress)
         self.decoder = DeltaDecoder(method) if method else None
@@ -59,20 +62,34 @@ class Aggregator:
         t = time.perf_counter()
         MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
-            self.algorithm.server_update(self.values, self.mean.mean())
+            self._server_update(round_)
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
         return times | counts | {"lost": lost}
 
+    def _server_update(self, round_: int) -> None:
+        """The algorithm's server step; a robust rule with fewer updates than it needs (dropouts) leaves the global
+        model as it was, and says so once per round on stderr."""
+        try:
+            self.algorithm.server_update(self.values, self.mean)
+        except ValueError as exc:
+            print(f"syncbench: round {round_}: global model kept: {exc}", file=sys.stderr, flush=True)
+
     def _send_model(self, hosts: list[int]) -> list[tuple[int, MPI.Request]]:
-        """The global model, layer by layer, to every host of the round, from a snapshot (non-blocking)."""
+        """The global model, layer by layer, to every host of the round, from a snapshot (non-blocking); then the
+        algorithm's extra download (SCAFFOLD's control variate), also from a snapshot."""
         np.copyto(self.snapshot, self.values)
         n_layers = len(self.offsets) - 1
-        return [
+        sends = [
             (h, self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub)))
             for h in hosts
             for i in range(n_layers)
         ]
+        if self.extra_snapshot is not None:
+            np.copyto(self.extra_snapshot, self.algorithm.download_extra())
+            tag = model_tag(n_layers, self.tag_ub)
+            sends += [(h, self.comm.Isend(self.extra_snapshot, h, tag)) for h in hosts]
+        return sends
 
     def _next_message(self, tag: int, waiting: dict, t0: float, timeout: float, status) -> bool:
         """Wait for the next message on ``tag`` from any rank; False when the client timeout ran out first
@@ -109,7 +126,7 @@ class Aggregator:
                 if arrival - t0 > self.cfg.deadline:
                     state = ClientStatus.LATE
                 else:
-                    self.algorithm.fold(self.mean, self.scratch, n_k)
+                    self.algorithm.fold(self.mean, self.scratch, head, self.extra)
                     times["aggregate"] += time.perf_counter() - t_recv
             counts[COUNTED_AS[state]] += 1
             train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
@@ -122,6 +139,8 @@ class Aggregator:
         if self.decoder is None:
             for i in range(n_layers):
                 self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
+            if self.extra is not None:
+                self.comm.Recv(self.extra, source, update_tag(n_layers, self.tag_ub))
             return
         status = MPI.Status()
         self.comm.Probe(source, update_tag(0, self.tag_ub), status)

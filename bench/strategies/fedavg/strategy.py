@@ -15,6 +15,7 @@ from bench.compress import error_feedback_on, parse
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
+from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
@@ -59,7 +60,7 @@ class FedAvgStrategy(Strategy):
         self.aggregator = self.host = None
         self.partition_sizes = [len(p) for p in run.parts]
         initial = flat_parameters(run.layers)
-        self.algorithm = algorithm_for(self.cfg, initial.size)
+        self.algorithm = algorithm_for(self.cfg, initial.size, self.partition_sizes)
         if self.world.rank == 0:
             self.aggregator = Aggregator(self.cfg, self.world, run.layers, initial, self.topology, self.algorithm)
             self.staging = HostStaging(run.layers, run.device)
@@ -106,6 +107,7 @@ class FedAvgStrategy(Strategy):
     def host_round(self, round_: int, sampled, mine: list[int], rec) -> None:
         """A client rank: download the model, train and upload each of its sampled clients."""
         self.host.round_hosts = sorted(set(self.placement(sampled).values()))
+        self.host.round_sampled = [int(k) for k in sampled]
         self.host.run_round(round_, mine, rec)
 
     def load_global_model(self) -> None:
@@ -119,6 +121,14 @@ class FedAvgStrategy(Strategy):
         log = client_log(self.aggregator.log)
         datasets = {f"fedavg/clients/{n}": (log[n], unit) for n, unit in CLIENT_RECORD_UNITS.items()}
         datasets["fedavg/peak_rss"] = (np.array(peak_rss, dtype=np.int64), "bytes")
+        attack = parse_byzantine(self.cfg.byzantine)
+        if attack is not None:  # which logged clients attacked (a pure function of seed, round and cohort)
+            cohort = {r: self.algorithm.configure_round(r) for r in np.unique(log["round"]).astype(int)}
+            flags = [
+                int(c) in attack.attackers(self.cfg.seed, int(r), cohort[int(r)])
+                for r, c in zip(log["round"], log["client"])
+            ]
+            datasets["fedavg/clients/byzantine"] = (np.array(flags, dtype=np.int8), "1")
         attrs = {
             "client_status_codes": {int(k): v for k, v in STATUS_NAMES.items()},
             "clients_of_rank": {str(k): list(v) for k, v in self.topology.clients_of_rank.items()},
@@ -131,9 +141,17 @@ class FedAvgStrategy(Strategy):
 
     def describe(self):
         cfg = self.cfg
-        keys = ("clients", "fraction", "rounds", "local_epochs", "fedprox_mu", "server_opt", "dropout", "deadline")
+        keys = ("clients", "fraction", "rounds", "local_epochs", "local_steps", "fedprox_mu", "server_opt", "dropout",
+                "deadline", "fl_algorithm", "aggregator", "byzantine", "selection")  # fmt: skip
         model_bytes = sum(layer.bytes for layer in self.layers)
         memory = {"upload_buffer_bytes_per_host": cfg.upload_buffers * model_bytes}
+        cohort = max(1, int(round(cfg.fraction * cfg.clients)))
+        if cfg.aggregator != "mean":  # the cohort's models, float64, on the aggregator
+            memory["aggregator_memory_bytes"] = cohort * 2 * model_bytes
+        if cfg.fl_algorithm == "scaffold":  # one control variate per client, on the host that trains it
+            memory["control_variate_bytes_per_host"] = (
+                max(map(len, self.topology.clients_of_rank.values())) * model_bytes
+            )
         method = parse(cfg.compress)
         if method is not None:  # error feedback: one model-sized memory per client a host has trained
             memory |= {"compress": method.spec(), "error_feedback": error_feedback_on(method, cfg.error_feedback)}

@@ -1,0 +1,172 @@
+"""Issue 17's pure parts against closed forms: robust rules (and planted outliers on a quadratic problem), the
+Byzantine attacks, size-proportional selection's frequencies, FedNova's normaliser and update, SCAFFOLD's hooks,
+the local-step schedule and the usage checks."""
+
+import types
+
+import numpy as np
+import pytest
+
+from bench.strategies.fedavg import robust
+from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.drift import NormalisedSum, fednova_normaliser
+from bench.strategies.fedavg.local import local_batches
+from bench.strategies.fedavg.sampling import sample_by_size
+
+
+def test_median_and_trimmed_mean_are_the_closed_forms():
+    u = np.array([[1.0, 10.0], [2.0, -5.0], [3.0, 0.0], [100.0, 1.0], [4.0, 2.0]])
+    assert np.array_equal(robust.coordinate_median(u), [3.0, 1.0])
+    # beta 0.2 of 5: drop 1 largest and 1 smallest per coordinate
+    assert np.allclose(robust.trimmed_mean(u, 0.2), [(2 + 3 + 4) / 3, (0 + 1 + 2) / 3])
+    assert np.allclose(robust.trimmed_mean(u, 0.0), u.mean(axis=0))
+
+
+def test_krum_scores_are_sums_of_nearest_squared_distances():
+    u = np.array([[0.0], [1.0], [3.0], [10.0]])
+    # n = 4, f = 1: each update's n - f - 2 = 1 nearest other
+    assert np.allclose(robust.krum_scores(u, 1), [1.0, 1.0, 4.0, 49.0])
+    assert list(robust.krum_select(u, 1, 2)) == [0, 1]
+
+
+def quadratic_round(rule: robust.Rule, honest: int, flipped: int, rng) -> np.ndarray:
+    """One round on f(x) = ||x - x*||^2 / 2 from x = 0: honest updates x* + noise, sign-flipped ones -(x*)."""
+    optimum = np.ones(20)
+    good = optimum + 0.1 * rng.standard_normal((honest, 20))
+    bad = np.tile(-optimum * 3, (flipped, 1))
+    return robust.aggregate(rule, np.vstack([good, bad]))
+
+
+@pytest.mark.parametrize("spec", ["krum:2", "multikrum:2:3", "median", "trimmed:0.25"])
+def test_robust_rules_exclude_planted_sign_flipped_clients(spec):
+    rng = np.random.default_rng(0)
+    optimum = np.ones(20)
+    mean = quadratic_round(robust.Rule("mean"), 8, 2, rng)
+    assert np.linalg.norm(mean - optimum) > 0.7 * np.linalg.norm(optimum)  # the mean breaks
+    robust_x = quadratic_round(robust.parse_aggregator(spec), 8, 2, rng)
+    assert np.linalg.norm(robust_x - optimum) < 0.15 * np.linalg.norm(optimum), spec
+
+
+def test_aggregator_forms_and_cohort_sizes():
+    assert robust.parse_aggregator("multikrum:1:4") == robust.Rule("multikrum", f=1, m=4)
+    assert robust.parse_aggregator("krum:2").least_cohort() == 7  # n > 2F + 2
+    for bad in ("krum", "trimmed:0.5", "multikrum:1", "max", "median:1"):
+        with pytest.raises(ValueError, match="--aggregator"):
+            robust.parse_aggregator(bad)
+    cohort = robust.CohortAggregate(robust.Rule("krum", f=1), 3)
+    cohort.add(np.ones(3), 1.0)
+    with pytest.raises(ValueError, match="at least 5"):
+        cohort.mean()
+
+
+def test_attacks_and_their_draw():
+    attack = parse_byzantine("0.25:sign-flip")
+    sampled = np.arange(100, 120)
+    chosen = attack.attackers(3, 7, sampled)
+    assert len(chosen) == 5 and chosen <= set(sampled.tolist()) and chosen == attack.attackers(3, 7, sampled)
+    assert chosen != attack.attackers(3, 8, sampled)
+    delta = np.array([1.0, -2.0], dtype=np.float32)
+    assert np.array_equal(attack.corrupt(delta, 0, 0, 0), -delta)
+    assert np.array_equal(parse_byzantine("1:scale:3").corrupt(delta, 0, 0, 0), 3 * delta)
+    noise = parse_byzantine("1:gaussian:2").corrupt(np.zeros(20000, np.float32), 0, 0, 5)
+    assert abs(noise.std() - 2.0) < 0.05 and noise.dtype == np.float32
+    assert parse_byzantine("") is None
+    for bad in ("0.2", "1.5:sign-flip", "0.1:gaussian", "0.1:scale:-1", "x:sign-flip"):
+        with pytest.raises(ValueError, match="--byzantine"):
+            parse_byzantine(bad)
+
+
+def test_size_proportional_selection_frequencies_match_p_k():
+    """Over R rounds of m draws each client k is drawn R m p_k times on average: within 4 standard deviations."""
+    sizes = np.array([10, 20, 30, 40, 100, 300])
+    p = sizes / sizes.sum()
+    rounds, fraction = 2000, 0.5
+    drawn = np.zeros(len(sizes))
+    for r in range(rounds):
+        ids, counts = sample_by_size(1, r, sizes, fraction)
+        assert np.all(np.diff(ids) > 0) and counts.sum() == 3
+        drawn[ids] += counts
+    total = rounds * 3
+    assert np.all(np.abs(drawn - total * p) < 4 * np.sqrt(total * p * (1 - p))), (drawn / total, p)
+
+
+def test_fednova_normaliser_closed_forms():
+    assert fednova_normaliser(7, 0.0, 0.0) == 7
+    rho, t = 0.9, 5  # sum over steps of the counters 1, 1 + rho, ...: sum_t (1 - rho^t) / (1 - rho)
+    assert fednova_normaliser(t, rho, 0.0) == pytest.approx(sum((1 - rho**s) / (1 - rho) for s in range(1, t + 1)))
+    em = 0.05  # proximal: sum_{j < t} (1 - eta mu)^j
+    assert fednova_normaliser(t, 0.0, em) == pytest.approx(sum((1 - em) ** j for j in range(t)))
+
+
+def test_fednova_update_is_the_normalised_average():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(5).astype(np.float32)
+    ys = [rng.standard_normal(5).astype(np.float32) for _ in range(3)]
+    n, a = [10.0, 20.0, 30.0], [2.0, 4.0, 9.0]
+    agg = NormalisedSum(5)
+    for y, nk, ak in zip(ys, n, a):
+        agg.add_client(y, nk, ak, ak)
+    p = np.array(n) / sum(n)
+    tau_eff = float(p @ a)
+    expected = x - tau_eff * sum(pk * (x - y) / ak for pk, y, ak in zip(p, ys, a))
+    assert np.allclose(agg.step(x), expected, atol=1e-6)
+    equal = NormalisedSum(5)
+    for y, nk in zip(ys, n):
+        equal.add_client(y, nk, 3.0, 3.0)
+    assert np.allclose(equal.step(x), sum(pk * y for pk, y in zip(p, ys)), atol=1e-6)  # FedAvg
+
+
+def test_scaffold_client_and_server_hooks():
+    import torch
+
+    from bench.strategies.fedavg.drift import Scaffold, VariateSum
+
+    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", lr=0.5, server_lr=1.0, clients=4)
+    alg = Scaffold(cfg, 2)
+    alg.c[:] = [1.0, 2.0]
+    alg.client_variates[3] = np.array([0.5, 0.5], dtype=np.float32)
+    model = torch.nn.Linear(2, 1, bias=False)
+    views = alg.begin_client(model, 3)
+    model.weight.grad = torch.zeros_like(model.weight)
+    alg.correct_gradients(model, views)
+    assert model.weight.grad.numpy().tolist() == [[0.5, 1.5]]  # g - c_i + c
+    x, y = np.array([1.0, 1.0], np.float32), np.array([0.0, 2.0], np.float32)
+    dc = alg.end_client(3, views, x, y, steps=4)  # c_i+ = c_i - c + (x - y) / (K eta) = [0.5-1+0.5, 0.5-2-0.5]
+    assert np.allclose(alg.client_variates[3], [0.0, -2.0]) and np.allclose(dc, [-0.5, -2.5])
+    agg = VariateSum(2)
+    alg.fold(agg, y, None, dc)
+    xs = x.copy()
+    alg.server_update(xs, agg)
+    assert np.allclose(xs, y) and np.allclose(alg.c, [1.0 - 0.5 / 4, 2.0 - 2.5 / 4])
+
+
+def test_local_steps_cycle_through_epochs():
+    cfg = types.SimpleNamespace(batch_size=4, local_steps=0, local_epochs=2, seed=0)
+    epochs = list(local_batches(cfg, 5, 1, 10))
+    assert len(epochs) == 4 and all(len(b) == 4 for b in epochs)  # 2 full batches per epoch, remainder skipped
+    steps = list(local_batches(types.SimpleNamespace(**{**vars(cfg), "local_steps": 7}), 5, 1, 10))
+    assert len(steps) == 7 and all(np.array_equal(a, b) for a, b in zip(steps, epochs))
+    small = list(local_batches(types.SimpleNamespace(**{**vars(cfg), "local_steps": 3, "batch_size": 32}), 5, 1, 10))
+    assert len(small) == 3 and all(len(b) == 10 for b in small)  # a client smaller than B: one batch of all
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fl_algorithm": "scaffold"}, "--placement static"),
+        ({"fl_algorithm": "scaffold", "placement": "static", "fedprox_mu": 0.1}, "--fedprox-mu 0"),
+        ({"fl_algorithm": "fednova", "server_opt": "adam"}, "--server-opt avg"),
+        ({"fl_algorithm": "fednova", "aggregation": "host"}, "--aggregation client"),
+        ({"aggregator": "krum:3", "clients": 16, "fraction": 0.5}, "at least 9 clients per round"),
+        ({"aggregator": "median", "compress": "fp16"}, "--compress"),
+        ({"aggregator": "max"}, "expected one of"),
+        ({"byzantine": "0.3:flip"}, "--byzantine"),
+        ({"selection": "size", "aggregator": "median"}, "--aggregator mean"),
+    ],
+)
+def test_federated_option_checks(options, message):
+    from bench.config import Config, validate
+    from bench.runtime.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        validate(Config(**({"strategy": "fedavg"} | options)))
