@@ -11,9 +11,11 @@ from analysis.costmodel import Fit
 from analysis.groups import speedups
 from analysis.pivot import pivot_tables
 from analysis.plots_compress import compression_plots
+from analysis.plots_fedlama import fedlama_plots
 from analysis.tables import Table
 from analysis.views import communication_table, layers_table, speedup_table, strategy_table
 from analysis.views_compress import compression_table
+from analysis.views_fedlama import fedlama_table
 from analysis.views_fl import fedavg_table
 from analysis.views_model import SCALE, fit_from_micro, model_table, provenance_table
 from analysis.views_overlap import overlap_table
@@ -37,6 +39,7 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
         compression_table(runs, opts.warmup, opts.target),
         strategy_table(runs, opts.warmup, opts.target),
         fedavg_table(runs, opts.warmup, opts.target),
+        fedlama_table(runs, opts.target),
         *pivot_tables(runs, opts.target),
     ]
     return [t for t in tables if not t.empty]
@@ -54,6 +57,7 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += plots.fedavg_plot(runs, out, opts.target)
     figs += plots.staleness_plot(runs, out)
     figs += compression_plots(runs, out, opts.target)
+    figs += fedlama_plots(runs, out)
     for run in per_run_selection(runs, opts):
         figs += plots_run.layer_bars(run, out, opts.warmup) + plots_run.timeline_plot(run, out)
     return figs

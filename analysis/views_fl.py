@@ -7,7 +7,7 @@ import numpy as np
 
 from analysis.accuracy import final_accuracy
 from analysis.groups import repeat_groups
-from analysis.metrics import bytes_per_row, row_times, schedule, step_stats
+from analysis.metrics import bytes_per_row, row_times, schedule, step_stats, strategy_label
 from analysis.tables import EST, INT, NUM, TEXT, Column, Table
 from analysis.views import POOL_NOTE, TTA_NOTE, WARMUP_NOTE, tta_cells, tta_columns
 
@@ -15,6 +15,7 @@ OPTIONS = (
     ("clients", "K", INT),
     ("fraction", "C", NUM),
     ("local_epochs", "E", INT),
+    ("local_steps", "T", INT),
     ("batch_size", "B", INT),
     ("partition", "partition", TEXT),
     ("alpha", "Dirichlet alpha", NUM),
@@ -33,7 +34,8 @@ def aggregator_share(run, name: str, warmup: int) -> float:
 
 def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:
     groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds"]
-    cols = [Column("ranks", INT)] + [Column(label, kind, 2) for _, label, kind in OPTIONS] + [Column("n", INT)]
+    cols = [Column("ranks", INT), Column("algorithm")] + [Column(label, kind, 2) for _, label, kind in OPTIONS]
+    cols += [Column("n", INT)]
     cols += [Column("rounds", INT), Column("MiB per round", EST, 2, 2**-20), Column("round median (ms)", EST, 1, 1e3)]
     cols += [Column("samples/s", EST, 0), Column("aggregator receiving (%)", EST, 1, 100)]
     cols += [Column("test accuracy (%)", EST, 1, 100), Column("dropped", EST, 1), Column("late", EST, 1)]
@@ -57,7 +59,7 @@ def _mean_bytes(run, warmup: int) -> float:
 def _row(g, warmup: int, target: float | None) -> list:
     run = g.first
     return (
-        [run.world_size]
+        [run.world_size, strategy_label(run)]
         + [run.config.get(key) for key, _, _ in OPTIONS]
         + [g.n, run.data["timing/step"].shape[1], g.pooled(lambda r: _mean_bytes(r, warmup))]
         + [g.pooled(lambda r: step_stats(r, warmup).median_s)]

@@ -165,9 +165,12 @@ class Config:
     fl_algorithm: str = opt(
         "fedavg",
         "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
-        "option II), fednova (normalized averaging)",
-        ("fedavg", "scaffold", "fednova"),
+        "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps)",
+        ("fedavg", "scaffold", "fednova", "fedlama"),
         "fedavg",
+    )
+    fedlama_phi: int = opt(
+        2, "fedavg: FedLAMA's interval factor PHI (layers are averaged every round or every PHI rounds)", group="fedavg"
     )
     aggregator: str = opt(
         "mean",
@@ -403,6 +406,7 @@ def _as_bool(value) -> bool:
 
 POSITIVE = (
     "steps",
+    "fedlama_phi",
     "clients",
     "rounds",
     "local_epochs",

@@ -66,25 +66,15 @@ def serial_round_times(clients: int, fraction: float, rounds: int) -> tuple[list
         t0 = time.perf_counter()
         aggregate = algorithm.new_aggregate()
         for k in algorithm.configure_round(r):
-            _load(params, x_global)
+            models.load_flat(params, x_global)
             n = _train_client(model, cfg, algorithm, ds, parts[int(k)], int(k), r)
             aggregate.add(torch.cat([p.detach().reshape(-1) for p in params]).numpy(), n)
         algorithm.server_update(x_global, aggregate)
         times.append(time.perf_counter() - t0)
-    _load(params, x_global)
+    models.load_flat(params, x_global)
     from bench.run.context import evaluate
 
     return times, evaluate(model, ds, torch.device("cpu"))[0]
-
-
-def _load(params, flat: np.ndarray) -> None:
-    import torch
-
-    off = 0
-    with torch.no_grad():
-        for p in params:
-            p.copy_(torch.from_numpy(flat[off : off + p.numel()]).reshape(p.shape))
-            off += p.numel()
 
 
 def _train_client(model, cfg, algorithm, ds, idx, k: int, r: int) -> int:

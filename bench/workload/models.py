@@ -36,6 +36,15 @@ def flat_parameters(layers: list[Layer]) -> np.ndarray:
     return torch.cat([p.data.reshape(-1) for layer in layers for p in layer.params]).cpu().numpy()
 
 
+def load_flat(params, flat: np.ndarray) -> None:
+    """Copy a flat float32 vector (the layout of :func:`flat_parameters`) into ``params``, in order."""
+    off = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.from_numpy(flat[off : off + p.numel()]).reshape(p.shape))
+            off += p.numel()
+
+
 def layers_of(model: nn.Module) -> list[Layer]:
     """Modules that hold parameters directly, in registration (forward) order."""
     out = []

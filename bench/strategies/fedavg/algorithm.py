@@ -1,7 +1,8 @@
 """The federated algorithm as hooks, in the shape of Flower's Strategy: configure the round (who takes part, with
 what weight), the client's local objective and gradient, what a client sends beside its model, how each update is
 folded into the aggregate, and the server's update of the global model. FedAvg is the base; each other algorithm
-overrides the hooks it changes (FedProx, FedOpt here; SCAFFOLD and FedNova in :mod:`drift`).
+overrides the hooks it changes (FedProx, FedOpt here; SCAFFOLD and FedNova in :mod:`drift`; FedLAMA in
+:mod:`fedlama`).
 
 - FedAvg (McMahan et al. 2017, Algorithm 1): sample m = max(1, round(C K)) clients; plain local loss; fold
   w_k with weight n_k into a streaming weighted sum; x <- sum_k n_k w_k / sum_k n_k.
@@ -26,6 +27,7 @@ from bench.strategies.fedavg.sampling import sample_by_size, sample_clients
 class FedAvg:
     extra_download = False  # SCAFFOLD: a model-sized vector sent after the model (the server control variate)
     extra_upload = False  # SCAFFOLD: a model-sized vector sent after each client's model (its variate's change)
+    plans_layers = False  # FedLAMA: the server says each round which layers it sends and which come back
 
     def __init__(self, cfg, size: int, client_sizes=()):
         self.cfg, self.size = cfg, size
@@ -56,12 +58,16 @@ class FedAvg:
         """Fold one client's model (its header: ``protocol.Head``) into the round's aggregate as it arrives."""
         aggregate.add(update, self.weight(head))
 
-    def server_update(self, x: np.ndarray, aggregate) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         """The global model ``x`` (in place) from the round's aggregate."""
         x[:] = aggregate.mean()
 
     def download_extra(self) -> np.ndarray | None:
         return None
+
+    def round_plan(self, round_: int) -> tuple[np.ndarray, np.ndarray]:
+        """(layers the server sends, layers averaged at the round's end): every layer, every round."""
+        raise NotImplementedError("only algorithms with plans_layers plan their rounds")
 
     # ---- client side --------------------------------------------------------------------------------
     def begin_client(self, model, k: int = -1):
@@ -95,7 +101,7 @@ class FedOpt(FedAvg):
         super().__init__(cfg, size, client_sizes)
         self.optimizer = ServerOptimizer(cfg.server_opt, size, cfg.server_lr, cfg.server_momentum)
 
-    def server_update(self, x: np.ndarray, aggregate) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         self.optimizer.step(x, aggregate.mean())
 
 
@@ -105,8 +111,9 @@ def algorithm_for(cfg, size: int, client_sizes=()) -> FedAvg:
     update (``--server-opt`` avgm or adam) where asked for; the two compose (each overrides a different hook).
     Combinations the papers do not define are refused before the run (:mod:`checks`)."""
     from bench.strategies.fedavg.drift import FedNova, Scaffold
+    from bench.strategies.fedavg.fedlama import FedLama
 
-    base = {"fedavg": FedAvg, "fednova": FedNova, "scaffold": Scaffold}[cfg.fl_algorithm]
+    base = {"fedavg": FedAvg, "fednova": FedNova, "scaffold": Scaffold, "fedlama": FedLama}[cfg.fl_algorithm]
     chosen = [cls for cls, on in ((FedProx, cfg.fedprox_mu > 0), (FedOpt, cfg.server_opt != "avg")) if on]
     if base is not FedAvg:
         chosen = chosen[:1] if chosen[:1] == [FedProx] else []

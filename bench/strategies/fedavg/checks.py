@@ -29,6 +29,8 @@ def check_federated(cfg) -> None:
 
 
 def _check_algorithm(cfg, rule) -> None:
+    if cfg.fedlama_phi != 2 and cfg.fl_algorithm != "fedlama":
+        raise UsageError("--fedlama-phi applies to --fl-algorithm fedlama")
     if cfg.fl_algorithm == "fedavg":
         return
     name = f"--fl-algorithm {cfg.fl_algorithm}"
@@ -46,6 +48,16 @@ def _check_algorithm(cfg, rule) -> None:
             )
         if cfg.selection != "uniform":
             raise UsageError("--fl-algorithm scaffold averages uniformly over the cohort: --selection uniform")
+    if cfg.fl_algorithm == "fedlama":
+        _check_fedlama(cfg)
+
+
+def _check_fedlama(cfg) -> None:
+    if cfg.local_steps <= 0:
+        raise UsageError("--fl-algorithm fedlama counts local work in steps: give --local-steps T (e.g. 10)")
+    for on, what in ((cfg.selection != "uniform", "--selection uniform"), (bool(cfg.byzantine), "no --byzantine")):
+        if on:
+            raise UsageError(f"--fl-algorithm fedlama keeps a cohort's local layers across rounds: {what}")
 
 
 def _check_cohort(cfg, rule) -> None:

@@ -19,10 +19,11 @@ from mpi4py import MPI
 from bench.compress import error_feedback_on, parse
 from bench.compress.uploads import DeltaEncoder
 from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.client_upload import Uploading
 from bench.strategies.fedavg.drift import fednova_normaliser
 from bench.strategies.fedavg.local import Trained, local_batches
 from bench.strategies.fedavg.partials import Report, tree_schedule
-from bench.strategies.fedavg.protocol import ClientStatus, Head, client_header, header_tag, model_tag, update_tag
+from bench.strategies.fedavg.protocol import ClientStatus, client_header, model_tag, plan_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
@@ -31,7 +32,7 @@ from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
 
 
-class ClientHost:
+class ClientHost(Uploading):
     def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float, algorithm):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
         self.algorithm = algorithm
@@ -56,6 +57,12 @@ class ClientHost:
         self.attack, self.attackers = parse_byzantine(cfg.byzantine), set()
         self.round_sampled: list[int] = []  # every client sampled in the round (the attackers are drawn from them)
         self.extra: np.ndarray | None = None  # the last client's upload beside its model (SCAFFOLD's dc_i)
+        n_layers = len(self.layers)
+        self.fresh = np.ones(n_layers, dtype=bool)  # layers received this round (FedLAMA: the rest stay local)
+        self.averaged = np.ones(n_layers, dtype=bool)  # layers uploaded at the round's end
+        self.kept: dict[int, np.ndarray] = {}  # FedLAMA: each cohort client's model between rounds of a block
+        self._plan = np.empty(2 * n_layers, dtype=np.int8)
+        self._param_layer = [i for i, layer in enumerate(self.layers) for _ in layer.params]
         self._fwd = np.zeros(len(self.layers))
         self._bwd = np.zeros(len(self.layers))
         self._warm_up(clients)
@@ -97,9 +104,17 @@ class ClientHost:
     def download(self, row_comm: np.ndarray, row_bytes: np.ndarray, row_down: np.ndarray) -> float:
         """Receive the global model; returns the seconds spent waiting for the round to start (not transfer)."""
         t = time.perf_counter()
-        probe(self.comm, 0, model_tag(0, self.tag_ub))
-        waited = time.perf_counter() - t
+        if self.algorithm.plans_layers:  # FedLAMA: which layers come now, and which go back at the round's end
+            probe(self.comm, 0, plan_tag(self.tag_ub))
+            waited = time.perf_counter() - t
+            self.comm.Recv(self._plan, 0, plan_tag(self.tag_ub))
+            self.fresh, self.averaged = self._plan.reshape(2, -1).astype(bool)
+        else:
+            probe(self.comm, 0, model_tag(0, self.tag_ub))
+            waited = time.perf_counter() - t
         for i, buf in enumerate(self.global_values):
+            if not self.fresh[i]:
+                continue
             t = time.perf_counter()
             self.comm.Recv(buf, 0, model_tag(i, self.tag_ub))
             dt = time.perf_counter() - t
@@ -115,18 +130,25 @@ class ClientHost:
             row_bytes += [b.nbytes for b in self.global_values]
         return waited
 
-    def _load_global(self) -> None:
+    def _load_global(self, k: int) -> None:
         """The model's parameters from the received global model: one copy per tensor, straight from the receive
-        buffers (they are this host's only copy of the global model for the round)."""
+        buffers (they are this host's only copy of the global model for the round). FedLAMA: layers not received
+        this round come from client k's own model of the previous round (or, if it has none, from the last values
+        received for them: the block's start)."""
+        kept, off = self.kept.get(k), 0
         with torch.no_grad():
-            for param, values in zip(self._params, self._global_views):
-                param.copy_(values)
+            for param, values, layer in zip(self._params, self._global_views, self._param_layer):
+                if kept is None or self.fresh[layer]:
+                    param.copy_(values)
+                else:
+                    param.copy_(torch.from_numpy(kept[off : off + param.numel()]).view(param.shape))
+                off += param.numel()
 
     def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> Trained:
         """Client ``k``'s local training from the global model (:func:`local_batches`: E epochs, or T steps),
         then the algorithm's end-of-client hook (SCAFFOLD's variate) and, for a simulated attacker, its update."""
         cfg, model = self.cfg, self.run.model
-        self._load_global()
+        self._load_global(k)
         x, y = self.client_data(k)
         n = len(y)
         opt = self.optimizer
@@ -152,6 +174,11 @@ class ClientHost:
         self.extra = None
         if self.algorithm.extra_upload or self.attackers:
             self.extra = self._after_training(k, round_, state, steps)
+        if self.algorithm.plans_layers:  # FedLAMA: keep the model while some layers stay local
+            if self.averaged.all():
+                self.kept.pop(k, None)
+            else:
+                self.kept[k] = self._model_flat()
         normaliser = fednova_normaliser(steps, cfg.momentum, cfg.lr * cfg.fedprox_mu)
         return Trained(k, float(np.mean(losses)), compute_s, n, steps, normaliser)
 
@@ -235,74 +262,3 @@ class ClientHost:
         MPI.Request.Waitall(report.send(self.comm, dest, self.tag_ub))
         self._share(rec, round_, time.perf_counter() - t)
         rec["timing/comm_bytes"][round_] += np.round(report.partial.total.nbytes * self._byte_share).astype(np.int64)
-
-    def send(self, head: np.ndarray, rec, round_: int, with_model: bool) -> None:
-        """A client's report: blocking (``--upload-buffers 0``) or posted from an upload buffer."""
-        if self.uploads is None:
-            self.comm.Send(head, 0, header_tag(self.tag_ub))
-            if with_model:
-                self.upload(rec, round_, int(head[Head.CLIENT]))
-            return
-        slot, waited = self.uploads.acquire()
-        if with_model and self.encoder is not None:
-            message = self.compressed(int(head[Head.CLIENT]), rec, round_)
-            t = time.perf_counter()
-            self.uploads.post_message(slot, head, message)
-            self._share(rec, round_, waited + time.perf_counter() - t)
-            return
-        t = time.perf_counter()
-        for i in range(len(self.layers) if with_model else 0):
-            np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
-            rec["timing/comm_bytes"][round_][i] += self.staging.numpy[i].nbytes
-        packed = time.perf_counter()
-        extra = self.extra if with_model else None
-        self.uploads.post(slot, head, with_model, extra)
-        if extra is not None:
-            rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
-        self._share(rec, round_, waited + time.perf_counter() - packed)
-        rec["timing/pack"][round_] += (packed - t) * self._byte_share
-
-    def _share(self, rec, round_: int, seconds: float) -> None:
-        """Upload time not tied to one layer (waiting for a free buffer, posting, draining), shared by bytes."""
-        rec["fedavg/upload"][round_] += seconds * self._byte_share
-        rec["timing/comm"][round_] += seconds * self._byte_share
-
-    def compressed(self, k: int, rec, round_: int) -> np.ndarray:
-        """Client k's upload as one compressed message (:mod:`bench.compress.uploads`): packing, then compressing,
-        each timed as its own phase and shared among layers by bytes; bytes per layer as sent."""
-        t = time.perf_counter()
-        model = [self.staging.pack(i, grads=False) for i in range(len(self.layers))]
-        packed = time.perf_counter()
-        message = self.encoder.encode(k, round_, model, self.global_values)
-        rec["timing/pack"][round_] += (packed - t) * self._byte_share
-        rec["timing/compress"][round_] += (time.perf_counter() - packed) * self._byte_share
-        sent = DeltaEncoder.layer_bytes(message, len(self.layers))
-        rec["timing/comm_bytes"][round_] += sent
-        rec["compress/sent_bytes"][round_] += sent
-        rec["compress/dense_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
-        rec["compress/residual_norm"][round_] = self.encoder.feedback.residual_norm()  # all this host's clients
-        return message
-
-    def upload(self, rec, round_: int, k: int) -> None:
-        """Send the trained model layer by layer; copying it into the host buffer is packing, not communication."""
-        if self.encoder is not None:
-            message = self.compressed(k, rec, round_)
-            t = time.perf_counter()
-            self.comm.Send(message, 0, update_tag(0, self.tag_ub))
-            self._share(rec, round_, time.perf_counter() - t)
-            return
-        for i in range(len(self.layers)):
-            t = time.perf_counter()
-            buf = self.staging.pack(i, grads=False)
-            packed = time.perf_counter()
-            self.comm.Send(buf, 0, update_tag(i, self.tag_ub))
-            dt = time.perf_counter() - packed
-            rec["timing/pack"][round_][i] += packed - t
-            rec["fedavg/upload"][round_][i] += dt
-            rec["timing/comm"][round_][i] += dt
-            rec["timing/comm_bytes"][round_][i] += buf.nbytes
-        if self.extra is not None:  # SCAFFOLD's dc_i, after the model
-            t = time.perf_counter()
-            self.comm.Send(self.extra, 0, update_tag(len(self.layers), self.tag_ub))
-            self._share(rec, round_, time.perf_counter() - t)
-            rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]

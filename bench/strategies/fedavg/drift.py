@@ -76,7 +76,7 @@ class FedNova(FedAvg):
         tau = head[Head.STEPS] if self.cfg.fedprox_mu > 0 else head[Head.NORMALISER]
         aggregate.add_client(update, self.weight(head), float(head[Head.NORMALISER]), float(tau))
 
-    def server_update(self, x: np.ndarray, aggregate) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         x[:] = aggregate.step(x)
 
 
@@ -107,7 +107,7 @@ class Scaffold(FedAvg):
         aggregate.add(update, 1.0)
         aggregate.variates += extra
 
-    def server_update(self, x: np.ndarray, aggregate) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         mean = aggregate.mean()
         x += np.float32(self.cfg.server_lr) * (mean - x)
         self.c += (aggregate.variates / self.cfg.clients).astype(np.float32)

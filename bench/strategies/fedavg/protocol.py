@@ -93,5 +93,10 @@ def model_tag(layer: int, tag_ub: int) -> int:
     return tag_for(Tag.FED_MODEL, layer, tag_ub)
 
 
+def plan_tag(tag_ub: int) -> int:
+    """FedLAMA's round plan (int8, 2 x layers: sent, then averaged at the round's end), before the model."""
+    return tag_for(Tag.FED_CONTROL, 4, tag_ub)  # 1-3: the host reports (partials.py)
+
+
 def update_tag(layer: int, tag_ub: int) -> int:
     return tag_for(Tag.FED_UPDATE, layer, tag_ub)

@@ -6,6 +6,7 @@ import numpy as np
 
 from analysis.load import load
 from analysis.metrics import oversubscription, per_row
+from analysis.views_fedlama import averaged_share
 
 
 def _per_host(data, name: str) -> float:
@@ -38,11 +39,24 @@ def print_round_summary(loop, wall: float, status: str) -> None:
     rounds = data["timing/step"].shape[1]
     split = round_split(data)
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
+    local = f"T={cfg.local_steps}" if cfg.local_steps else f"E={cfg.local_epochs}"
+    variant = "".join(
+        f", {label} {value}"
+        for label, value, default in (
+            ("algorithm", cfg.fl_algorithm, "fedavg"),
+            ("aggregator", cfg.aggregator, "mean"),
+            ("byzantine", cfg.byzantine, ""),
+            ("selection", cfg.selection, "uniform"),
+        )
+        if value != default
+    )
     print(
         f"syncbench fedavg: {cfg.model} on {cfg.dataset}, {loop.comm.size} ranks, {cfg.clients} clients "
-        f"(C={cfg.fraction:g}, E={cfg.local_epochs}, B={cfg.batch_size}), {rounds} rounds "
+        f"(C={cfg.fraction:g}, {local}, B={cfg.batch_size}{variant}), {rounds} rounds "
         f"({status}{', ' + loop.stopped_by if loop.stopped_by else ''})"
     )
+    if "fedlama/averaged" in data:
+        print(f"  FedLAMA         {100 * averaged_share(data):.1f}% of the model averaged per round (FedAvg: 100%)")
     per_round = data["timing/step"][0][:rounds]
     print(f"  round time      median {1e3 * np.median(per_round):.1f} ms, {wall:.2f} s of training in all")
     total = split["round"] or 1.0

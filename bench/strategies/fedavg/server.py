@@ -22,7 +22,15 @@ from bench.compress import parse
 from bench.compress.uploads import DeltaDecoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.partials import HEAD, Report, report_tag
-from bench.strategies.fedavg.protocol import HEADER_LEN, ClientStatus, Head, header_tag, model_tag, update_tag
+from bench.strategies.fedavg.protocol import (
+    HEADER_LEN,
+    ClientStatus,
+    Head,
+    header_tag,
+    model_tag,
+    plan_tag,
+    update_tag,
+)
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
 
@@ -40,6 +48,7 @@ class Aggregator:
         self.mean = algorithm.new_aggregate()
         self.extra = np.empty_like(self.values) if algorithm.extra_upload else None  # a client's dc_i (SCAFFOLD)
         self.extra_snapshot = np.empty_like(self.values) if algorithm.extra_download else None
+        self.round, self.plan, self.returned = 0, None, np.arange(len(layers))  # FedLAMA's plan of the round
         self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
         method = parse(cfg.compress)
         self.decoder = DeltaDecoder(method) if method else None
@@ -51,6 +60,7 @@ class Aggregator:
         """One round (``placement``: client -> rank training it); returns its times (send, receive, aggregate,
         idle) and counts, and the client ranks lost."""
         hosts = sorted(set(placement.values()))
+        self.round = round_
         t0 = time.perf_counter()
         sends = self._send_model(hosts)
         self.mean.reset()
@@ -71,7 +81,7 @@ class Aggregator:
         """The algorithm's server step; a robust rule with fewer updates than it needs (dropouts) leaves the global
         model as it was, and says so once per round on stderr."""
         try:
-            self.algorithm.server_update(self.values, self.mean)
+            self.algorithm.server_update(self.values, self.mean, round_)
         except ValueError as exc:
             print(f"syncbench: round {round_}: global model kept: {exc}", file=sys.stderr, flush=True)
 
@@ -80,10 +90,16 @@ class Aggregator:
         algorithm's extra download (SCAFFOLD's control variate), also from a snapshot."""
         np.copyto(self.snapshot, self.values)
         n_layers = len(self.offsets) - 1
-        sends = [
+        sends, fresh = [], range(n_layers)
+        if self.algorithm.plans_layers:  # FedLAMA: the plan first, then only the layers averaged last round
+            plan = self.algorithm.round_plan(self.round)
+            self.plan = np.concatenate(plan).astype(np.int8)
+            fresh, self.returned = np.flatnonzero(plan[0]), np.flatnonzero(plan[1])
+            sends += [(h, self.comm.Isend(self.plan, h, plan_tag(self.tag_ub))) for h in hosts]
+        sends += [
             (h, self.comm.Isend(self.layer(self.snapshot, i), h, model_tag(i, self.tag_ub)))
             for h in hosts
-            for i in range(n_layers)
+            for i in fresh
         ]
         if self.extra_snapshot is not None:
             np.copyto(self.extra_snapshot, self.algorithm.download_extra())
@@ -137,7 +153,7 @@ class Aggregator:
         """A client's model into ``scratch``: layer by layer, or one compressed delta decoded onto the model the
         round started from (the snapshot sent to the hosts)."""
         if self.decoder is None:
-            for i in range(n_layers):
+            for i in self.returned if self.algorithm.plans_layers else range(n_layers):
                 self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
             if self.extra is not None:
                 self.comm.Recv(self.extra, source, update_tag(n_layers, self.tag_ub))

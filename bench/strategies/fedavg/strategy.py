@@ -49,6 +49,10 @@ class FedAvgStrategy(Strategy):
             rec.add(f"fedavg/aggregator_{name}", "s")
         for name in COUNTS:
             rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
+        if self.cfg.fl_algorithm == "fedlama":  # rank 0's rows: per layer per round
+            rec.add("fedlama/averaged", "1", L, dtype=np.int8)
+            rec.add("fedlama/discrepancy", "1", L)
+            rec.add("fedlama/interval", "rounds", L, dtype=np.int64)
         if self.cfg.compress != "none":
             rec.add("timing/compress", "s", L)
             rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
@@ -61,6 +65,9 @@ class FedAvgStrategy(Strategy):
         self.partition_sizes = [len(p) for p in run.parts]
         initial = flat_parameters(run.layers)
         self.algorithm = algorithm_for(self.cfg, initial.size, self.partition_sizes)
+        if self.algorithm.plans_layers:  # FedLAMA: layers as units; all-vector layers (biases, norms) stay at 1
+            eligible = [any(p.dim() > 1 for p in layer.params) for layer in run.layers]
+            self.algorithm.set_layers(np.cumsum([0] + [layer.numel for layer in run.layers]), eligible)
         if self.world.rank == 0:
             self.aggregator = Aggregator(self.cfg, self.world, run.layers, initial, self.topology, self.algorithm)
             self.staging = HostStaging(run.layers, run.device)
@@ -82,6 +89,11 @@ class FedAvgStrategy(Strategy):
         for name in COUNTS:
             rec[f"fedavg/{name}"][round_] = out[name]
         rec["metrics/loss"][round_] = np.nan
+        if self.algorithm.plans_layers:
+            last = self.algorithm.last or {"averaged": 0, "discrepancy": np.nan, "interval": self.algorithm.intervals}
+            for name, values in last.items():
+                rec[f"fedlama/{name}"][round_] = values
+            self.algorithm.last = {}
         return out["lost"]
 
     def global_model_check(self, round_: int) -> tuple[float, str, str]:
@@ -142,12 +154,14 @@ class FedAvgStrategy(Strategy):
     def describe(self):
         cfg = self.cfg
         keys = ("clients", "fraction", "rounds", "local_epochs", "local_steps", "fedprox_mu", "server_opt", "dropout",
-                "deadline", "fl_algorithm", "aggregator", "byzantine", "selection")  # fmt: skip
+                "deadline", "fl_algorithm", "fedlama_phi", "aggregator", "byzantine", "selection")  # fmt: skip
         model_bytes = sum(layer.bytes for layer in self.layers)
         memory = {"upload_buffer_bytes_per_host": cfg.upload_buffers * model_bytes}
         cohort = max(1, int(round(cfg.fraction * cfg.clients)))
         if cfg.aggregator != "mean":  # the cohort's models, float64, on the aggregator
             memory["aggregator_memory_bytes"] = cohort * 2 * model_bytes
+        if cfg.fl_algorithm == "fedlama":  # a cohort client's model, kept on its host between rounds of a block
+            memory["kept_model_bytes_per_cohort_client"] = model_bytes
         if cfg.fl_algorithm == "scaffold":  # one control variate per client, on the host that trains it
             memory["control_variate_bytes_per_host"] = (
                 max(map(len, self.topology.clients_of_rank.values())) * model_bytes

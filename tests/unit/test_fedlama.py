@@ -1,0 +1,54 @@
+"""FedLAMA's pure parts: the interval rule on hand-made discrepancies (ALGORITHMS.md), the streamed discrepancy
+against a direct computation, and the round plan."""
+
+import types
+
+import numpy as np
+
+from bench.strategies.fedavg.fedlama import DiscrepancySum, FedLama, choose_intervals
+
+
+def test_interval_rule_walks_by_discrepancy_until_the_size_share_is_overtaken():
+    d = np.array([4.0, 1.0, 2.0, 8.0])
+    dims = np.array([10.0, 40.0, 30.0, 20.0])
+    # d dim = 40, 40, 60, 160 (total 300); by d: layer 1 (delta 40/300 = .133, lambda .4: 1 - .4 = .6 >= .133),
+    # layer 2 (delta .333, lambda .7: .3 < .333: stop, included) -> layers 1 and 2 get PHI
+    assert choose_intervals(d, dims, np.ones(4, bool), 3).tolist() == [1, 3, 3, 1]
+    # layer 1 not eligible (all-vector): walk 2 (delta .2, lambda .3: .7 >= .2), 0 (delta .333, lambda .4: .6),
+    # 3 (delta .867, lambda .6: .4 < .867: stop, included)
+    eligible = np.array([True, False, True, True])
+    assert choose_intervals(d, dims, eligible, 2).tolist() == [2, 1, 2, 2]
+    assert choose_intervals(d, dims, np.ones(4, bool), 1).tolist() == [1, 1, 1, 1]
+    assert choose_intervals(np.zeros(4), dims, np.ones(4, bool), 2).tolist() == [1, 1, 1, 1]
+
+
+def test_streamed_discrepancy_equals_the_direct_mean_squared_distance():
+    rng = np.random.default_rng(0)
+    offsets = np.array([0, 3, 10, 12])
+    clients = [rng.standard_normal(12).astype(np.float32) for _ in range(5)]
+    weights = [1.0, 2.0, 3.0, 4.0, 5.0]
+    agg = DiscrepancySum(12, offsets)
+    for x, w in zip(clients, weights):
+        agg.add(x, w)
+    u = agg.total / agg.weight
+    direct = [
+        np.mean([np.sum((u[lo:hi] - c[lo:hi].astype(np.float64)) ** 2) for c in clients])
+        for lo, hi in zip(offsets[:-1], offsets[1:])
+    ]
+    assert np.allclose(agg.distances(u), direct, rtol=1e-10)
+    agg.reset()
+    assert agg.count == 0 and not agg.plain.any() and not agg.squares.any()
+
+
+def test_round_plan_and_cohort_blocks():
+    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=1, clients=20,
+                                fraction=0.25, local_steps=4)  # fmt: skip
+    alg = FedLama(cfg, 12, [5] * 20)
+    alg.set_layers(np.array([0, 3, 10, 12]), [True, True, False])
+    alg.intervals = np.array([2, 1, 1])
+    fresh, averaged = alg.round_plan(4)  # a block's first round: everything sent, layer 0 stays local at its end
+    assert fresh.all() and averaged.tolist() == [False, True, True]
+    fresh, averaged = alg.round_plan(5)  # its second round: layer 0 not sent, everything averaged at its end
+    assert fresh.tolist() == [False, True, True] and averaged.all()
+    assert np.array_equal(alg.configure_round(4), alg.configure_round(5))
+    assert not np.array_equal(alg.configure_round(5), alg.configure_round(6))
