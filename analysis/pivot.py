@@ -75,8 +75,12 @@ def pivot_tables(runs: list[RunResults], target: float | None = None) -> list[Ta
 
 
 def _shown(encoded: str):
-    """A swept value as a reader sees it: an empty option (e.g. no ``--byzantine``) reads "none"."""
-    value = json.loads(encoded)
+    """A swept value (JSON-encoded) as a reader sees it."""
+    return shown(json.loads(encoded))
+
+
+def shown(value):
+    """An empty option (e.g. no ``--byzantine``) reads "none" in tables and legends."""
     return "none" if value in ("", None) else value
 
 
