@@ -57,7 +57,7 @@ def pivot_tables(runs: list[RunResults], target: float | None = None) -> list[Ta
         values = {k: sorted({json.dumps(workload_of(r).get(k)) for r in members}) for k in keys}
         for title, decimals, scale, metric in _metrics(target, row_unit(members[0])):
             cols = [Column(k) for k in row_keys]
-            cols += [Column(f"{col_key} = {json.loads(v)}", EST, decimals, scale, show_n=True) for v in values[col_key]]
+            cols += [Column(f"{col_key} = {_shown(v)}", EST, decimals, scale, show_n=True) for v in values[col_key]]
             rows = []
             for combo in itertools.product(*(values[k] for k in row_keys)):
                 cells = []
@@ -66,12 +66,22 @@ def pivot_tables(runs: list[RunResults], target: float | None = None) -> list[Ta
                     pool = [r for r in members if all(json.dumps(workload_of(r).get(k)) == x for k, x in want.items())]
                     cells.append(estimate(metric(r) for r in pool) if pool else None)
                 if any(c is not None for c in cells):
-                    rows.append([json.loads(x) for x in combo] + cells)
+                    rows.append([_shown(x) for x in combo] + cells)
             name = f"pivot_{strategy}_{model}_{dataset}_{len(tables)}"
             tables.append(
                 Table(name, f"{strategy} {model}/{dataset}: {title} over {', '.join(keys)}", cols, rows, PIVOT_NOTES)
             )
     return tables
+
+
+def _shown(encoded: str):
+    """A swept value (JSON-encoded) as a reader sees it."""
+    return shown(json.loads(encoded))
+
+
+def shown(value):
+    """An empty option (e.g. no ``--byzantine``) reads "none" in tables and legends."""
+    return "none" if value in ("", None) else value
 
 
 PIVOT_NOTES = [

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from analysis.accuracy import evaluations  # noqa: E402
 from analysis.groups import repeat_groups  # noqa: E402
 from analysis.metrics import bytes_per_row, row_times, schedule  # noqa: E402
-from analysis.pivot import swept_options  # noqa: E402
+from analysis.pivot import shown, swept_options  # noqa: E402
 
 
 def save(fig, out: Path, stem: str, tight: bool = True) -> list[Path]:
@@ -44,7 +44,7 @@ def group_labels(groups) -> list[str]:
     labels = []
     for g in groups:
         cfg = g.first.config
-        text = ", ".join(f"{k}={cfg.get(k)}" for k in swept) if swept else g.first.strategy
+        text = ", ".join(f"{k}={shown(cfg.get(k))}" for k in swept) if swept else g.first.strategy
         labels.append(f"{text}, n{g.first.world_size} ({g.n} run{'s' if g.n > 1 else ''})")
     return labels
 

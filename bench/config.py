@@ -187,9 +187,9 @@ class Config:
     selection: str = opt(
         "uniform",
         "fedavg: client selection: uniform (without replacement, weighted by n_k), size (with replacement, "
-        "probability n_k / n, plain mean; Li et al. 2020)",
-        ("uniform", "size"),
-        "fedavg",
+        "probability n_k / n, plain mean; Li et al. 2020), power-of-choice:D (D candidates by n_k, the m with the "
+        "highest local loss kept, plain mean; Cho et al. 2022)",
+        group="fedavg",
     )
     server_momentum: float = opt(0.9, "fedavg: server momentum (avgm) / beta1 (adam)", group="fedavg")
     dropout: float = opt(0.0, "fedavg: probability that a sampled client fails to report", group="fedavg")

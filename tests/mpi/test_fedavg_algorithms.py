@@ -112,3 +112,35 @@ def test_attackers_are_recorded_and_a_unit_scale_attack_changes_nothing(shared_t
             flags, rounds = f["fedavg/clients/byzantine"][()], f["fedavg/clients/round"][()]
         ok &= all(int(flags[rounds == r].sum()) == round(0.5 * base.clients) for r in range(3))
     assert all_agree(ok), "attack not applied or not recorded"
+
+
+def test_power_of_choice_trains_the_candidates_with_the_highest_loss(shared_tmp):
+    """Round 0's chosen clients against a serial reference: every candidate's mean loss on the initial model,
+    the m highest kept; host-side aggregation of the chosen gives the per-client model."""
+    from bench.strategies.fedavg.choice import local_loss
+    from bench.strategies.fedavg.sampling import highest_losses, sample_candidates
+    from bench.workload import data, partition
+    from bench.workload import models as zoo
+
+    base = two_clients_per_host(shared_tmp, per_host=4, rounds=1, fraction=0.25, partition="dirichlet")
+    d = base.clients // 2
+    base = dataclasses.replace(base, selection=f"power-of-choice:{d}")
+    got = models(base, shared_tmp, {"client": {}, "host": {"aggregation": "host"}})
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        ds = data.load(base)
+        model = zoo.build(base.model, ds.shape, ds.classes, base.seed)
+        parts = partition.make(base.partition, ds.y_train, base.clients, base.seed, alpha=base.alpha, groups=ds.groups)
+        candidates = sample_candidates(base.seed, 0, [len(p) for p in parts], d)
+        losses = {
+            int(k): local_loss(
+                model, torch.from_numpy(ds.x_train[parts[k]]), torch.from_numpy(ds.y_train[parts[k]]), 32
+            )
+            for k in candidates
+        }
+        expected = highest_losses(losses, max(1, round(0.25 * base.clients)))
+        with h5py.File(f"{shared_tmp}/client.h5") as f:
+            trained = sorted(int(k) for k in f["fedavg/clients/client"][()])
+            ok = trained == expected and int(f["fedavg/candidates"][0, 0]) == d
+        ok &= np.allclose(got["client"], got["host"], rtol=1e-5, atol=1e-6)
+    assert all_agree(ok), "power-of-choice did not train the highest-loss candidates"

@@ -192,3 +192,10 @@ def test_compression_figure_per_block_with_compressed_runs(tmp_path):
     paths = compression_plots([dense, topk, other], tmp_path / "figs")
     assert [p.name for p in paths] == ["compression_ring_mlp_n2.png", "compression_ring_mlp_n2.pdf"]
     assert paths[0].stat().st_size > 10_000
+
+
+def test_pivot_shows_an_empty_option_as_none():
+    from analysis.pivot import _shown
+
+    assert _shown('""') == "none" and _shown("null") == "none"
+    assert _shown('"0.1:sign-flip"') == "0.1:sign-flip" and _shown("0") == 0

@@ -11,7 +11,7 @@ from bench.strategies.fedavg import robust
 from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.drift import NormalisedSum, fednova_normaliser
 from bench.strategies.fedavg.local import local_batches
-from bench.strategies.fedavg.sampling import sample_by_size
+from bench.strategies.fedavg.sampling import highest_losses, sample_by_size, sample_candidates
 
 
 def test_median_and_trimmed_mean_are_the_closed_forms():
@@ -90,6 +90,14 @@ def test_size_proportional_selection_frequencies_match_p_k():
     assert np.all(np.abs(drawn - total * p) < 4 * np.sqrt(total * p * (1 - p))), (drawn / total, p)
 
 
+def test_power_of_choice_keeps_the_highest_losses_of_candidates_drawn_by_size():
+    assert highest_losses({4: 0.5, 2: 3.0, 9: 1.0, 7: float("nan"), 1: 3.0}, 3) == [1, 2, 9]  # ties: lower id
+    sizes = np.array([1, 1, 1, 1, 96])
+    firsts = [sample_candidates(0, r, sizes, 2) for r in range(400)]
+    assert all(len(set(c)) == 2 and list(c) == sorted(c) for c in firsts)
+    assert sum(4 in c for c in firsts) > 390  # the large client is nearly always a candidate
+
+
 def test_fednova_normaliser_closed_forms():
     assert fednova_normaliser(7, 0.0, 0.0) == 7
     rho, t = 0.9, 5  # sum over steps of the counters 1, 1 + rho, ...: sum_t (1 - rho^t) / (1 - rho)
@@ -162,6 +170,9 @@ def test_local_steps_cycle_through_epochs():
         ({"aggregator": "max"}, "expected one of"),
         ({"byzantine": "0.3:flip"}, "--byzantine"),
         ({"selection": "size", "aggregator": "median"}, "--aggregator mean"),
+        ({"selection": "power-of-choice:1", "clients": 16, "fraction": 0.25}, "m <= D <= --clients"),
+        ({"selection": "power-of-choice:8", "aggregation": "tree"}, "--aggregation client or host"),
+        ({"selection": "best"}, "expected uniform, size or power-of-choice:D"),
     ],
 )
 def test_federated_option_checks(options, message):

@@ -7,7 +7,8 @@ overrides the hooks it changes (FedProx, FedOpt here; SCAFFOLD and FedNova in :m
 - FedAvg (McMahan et al. 2017, Algorithm 1): sample m = max(1, round(C K)) clients; plain local loss; fold
   w_k with weight n_k into a streaming weighted sum; x <- sum_k n_k w_k / sum_k n_k.
 - ``--selection size`` (Li et al. 2020, scheme I): m draws with probability p_k, plain mean over the draws
-  (:func:`sampling.sample_by_size`).
+  (:func:`sampling.sample_by_size`); ``--selection power-of-choice:D`` (Cho et al. 2022): D candidates, the m with
+  the highest local loss kept by the aggregator (:mod:`choice`), plain mean.
 - ``--aggregator`` median, trimmed, krum, multikrum (:mod:`robust`): the cohort's models kept, the rule applied.
 - FedProx (Li et al. 2020, Eq. 2): local loss + mu/2 ||w - w_global||^2.
 - FedOpt (Reddi et al. 2021, Algorithm 2): x <- server optimizer step on the pseudo-gradient avg - x
@@ -21,7 +22,7 @@ import numpy as np
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
 from bench.strategies.fedavg.protocol import Head
 from bench.strategies.fedavg.robust import CohortAggregate, parse_aggregator
-from bench.strategies.fedavg.sampling import sample_by_size, sample_clients
+from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, sample_clients
 
 
 class FedAvg:
@@ -42,12 +43,23 @@ class FedAvg:
             ids, counts = sample_by_size(self.cfg.seed, round_, self.client_sizes, self.cfg.fraction)
             self.draws = dict(zip(ids.tolist(), counts.tolist()))
             return ids
+        if self.candidates:  # power-of-choice: the D candidates; the aggregator keeps m of them
+            return sample_candidates(self.cfg.seed, round_, self.client_sizes, self.candidates)
         return sample_clients(self.cfg.seed, round_, self.cfg.clients, self.cfg.fraction)
 
+    @property
+    def candidates(self) -> int:
+        """Power-of-choice's D (``--selection power-of-choice:D``); 0 for the other selections."""
+        name, _, count = self.cfg.selection.partition(":")
+        return int(count) if name == "power-of-choice" else 0
+
     def weight(self, head: np.ndarray) -> float:
-        """A reporting client's weight in the mean: n_k, or the times it was drawn (size-proportional)."""
+        """A reporting client's weight in the mean: n_k; the times it was drawn (size-proportional); 1 for
+        power-of-choice (its draw already follows p_k)."""
         if self.cfg.selection == "size":
             return float(self.draws[int(head[Head.CLIENT])])
+        if self.candidates:
+            return 1.0
         return float(head[Head.SAMPLES])
 
     def new_aggregate(self):

@@ -24,8 +24,26 @@ def check_federated(cfg) -> None:
             raise UsageError(f"{what} needs each client's update at the aggregator: --aggregation client")
         if on and cfg.compress != "none":
             raise UsageError(f"{what} does not run with --compress yet: the uploads are sent uncompressed")
+    _check_selection(cfg)
     _check_algorithm(cfg, rule)
     _check_cohort(cfg, rule)
+
+
+def _check_selection(cfg) -> None:
+    name, _, count = cfg.selection.partition(":")
+    if name in ("uniform", "size") and not count:
+        return
+    m = max(1, int(round(cfg.fraction * cfg.clients)))
+    if name != "power-of-choice" or not count.isdigit() or not m <= int(count) <= cfg.clients:
+        raise UsageError(
+            f"--selection {cfg.selection!r}: expected uniform, size or power-of-choice:D with m <= D <= --clients "
+            f"(m = {m} clients per round here)"
+        )
+    if cfg.aggregation == "tree" or cfg.on_client_timeout == "drop":
+        raise UsageError(
+            "--selection power-of-choice asks every candidate's host for its losses first: --aggregation client or "
+            "host, and --on-client-timeout abort"
+        )
 
 
 def _check_algorithm(cfg, rule) -> None:

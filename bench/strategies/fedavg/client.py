@@ -19,6 +19,7 @@ from mpi4py import MPI
 from bench.compress import error_feedback_on, parse
 from bench.compress.uploads import DeltaEncoder
 from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.choice import exchange_losses, local_loss
 from bench.strategies.fedavg.client_upload import Uploading
 from bench.strategies.fedavg.drift import fednova_normaliser
 from bench.strategies.fedavg.local import Trained, local_batches
@@ -27,6 +28,7 @@ from bench.strategies.fedavg.protocol import ClientStatus, client_header, model_
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
+from bench.workload.models import load_flat
 from bench.workload.optim import make_optimizer
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
@@ -188,13 +190,19 @@ class ClientHost(Uploading):
         y = self._model_flat()
         extra = self.algorithm.end_client(k, state, x, y, steps)
         if k in self.attackers:
-            corrupted = x + self.attack.corrupt(y - x, self.cfg.seed, round_, k)
-            with torch.no_grad():
-                off = 0
-                for p in self._params:
-                    p.copy_(torch.from_numpy(corrupted[off : off + p.numel()]).view(p.shape))
-                    off += p.numel()
+            load_flat(self._params, x + self.attack.corrupt(y - x, self.cfg.seed, round_, k))
         return extra
+
+    def _choose(self, candidates: list[int], rec, round_: int) -> list[int]:
+        """Power-of-choice: this host's candidates' losses on the global model to rank 0, and back the ids of
+        those it must train (:mod:`choice`)."""
+        t = time.perf_counter()
+        self._load_global(-1)
+        losses = {k: local_loss(self.run.model, *self.client_data(k), self.cfg.batch_size) for k in candidates}
+        chosen, sent = exchange_losses(self.comm, losses, self.tag_ub)
+        rec["fedavg/select"][round_] += time.perf_counter() - t
+        rec["timing/comm_bytes"][round_] += np.round(sent * self._byte_share).astype(np.int64)
+        return chosen
 
     def _model_flat(self) -> np.ndarray:
         return torch.cat([p.detach().reshape(-1) for p in self._params]).cpu().numpy()
@@ -207,6 +215,8 @@ class ClientHost(Uploading):
             rec[name][round_] for name in ("timing/comm", "timing/comm_bytes", "fedavg/download")
         )
         rec["timing/wait"][round_] += self.download(comm_row, bytes_row, pull_row)
+        if self.algorithm.candidates:
+            sampled = self._choose(sampled, rec, round_)
         got = time.perf_counter()
         report = Report(self.model_size) if self.cfg.aggregation != "client" else None
         losses = []
@@ -228,7 +238,7 @@ class ClientHost(Uploading):
                 self.send(done.header(slow), rec, round_, with_model=True)
             else:
                 self.fold(report, done, slow, time.perf_counter() - got, rec, round_)
-        if report is not None:
+        if report is not None and sampled:  # power-of-choice may leave a host nothing to report
             self.deliver(report, round_, rec)
         elif self.uploads is not None:
             self._share(rec, round_, self.uploads.drain())

@@ -98,5 +98,11 @@ def plan_tag(tag_ub: int) -> int:
     return tag_for(Tag.FED_CONTROL, 4, tag_ub)  # 1-3: the host reports (partials.py)
 
 
+def choice_tag(part: int, tag_ub: int) -> int:
+    """Power-of-choice: a host's candidates' losses (part 0: float64 (client, loss) pairs) and the aggregator's
+    answer (part 1: int64 ids of the chosen among them, possibly none)."""
+    return tag_for(Tag.FED_CONTROL, 5 + part, tag_ub)
+
+
 def update_tag(layer: int, tag_ub: int) -> int:
     return tag_for(Tag.FED_UPDATE, layer, tag_ub)

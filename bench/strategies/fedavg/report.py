@@ -18,7 +18,7 @@ def _per_host(data, name: str) -> float:
 def round_split(data) -> dict:
     """Seconds summed over rounds. Client hosts (ranks >= 1), mean over hosts: compute = forward + backward,
     communication = model download + upload, injected = simulated device slowness. Aggregator (rank 0): send,
-    receive, aggregate, idle (waiting for any client's message)."""
+    receive, aggregate, idle (waiting for any client's message), select (power-of-choice's loss round trip)."""
     out = {
         "round": float(data["timing/step"][0].sum()),
         "compute": _per_host(data, "timing/forward") + _per_host(data, "timing/backward"),
@@ -28,8 +28,9 @@ def round_split(data) -> dict:
         "waiting": _per_host(data, "timing/wait"),
         "injected": _per_host(data, "timing/injected"),
     }
-    for name in ("send", "receive", "aggregate", "idle"):
-        out[f"aggregator_{name}"] = float(data[f"fedavg/aggregator_{name}"][0].sum())
+    for name in ("send", "receive", "aggregate", "idle", "select"):  # select: power-of-choice (absent before it)
+        series = data.get(f"fedavg/aggregator_{name}")
+        out[f"aggregator_{name}"] = float(series[0].sum()) if series is not None else 0.0
     return out
 
 
@@ -64,7 +65,8 @@ def print_round_summary(loop, wall: float, status: str) -> None:
         f"  aggregator      send {100 * split['aggregator_send'] / total:.1f}%  "
         f"receive {100 * split['aggregator_receive'] / total:.1f}%  "
         f"aggregate {100 * split['aggregator_aggregate'] / total:.1f}%  "
-        f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
+        + (f"select {100 * split['aggregator_select'] / total:.1f}%  " if split["aggregator_select"] else "")
+        + f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
     )
     print(
         f"  client hosts    compute {split['compute']:.2f} s  upload {split['upload']:.2f} s  "

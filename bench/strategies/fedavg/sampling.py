@@ -7,6 +7,10 @@ without a message, and any round can be replayed from the results file's config.
   with replacement with probability p_k = n_k / n; the round's clients are the distinct ids, each weighted by how
   often it was drawn (the plain mean over the m draws, which scheme I's unbiasedness needs: a client drawn twice
   would train twice from the same model on the same seeded batches, giving the same update).
+- Power-of-choice (Cho, Wang, Joshi, AISTATS 2022): a candidate set of D clients drawn without replacement with
+  probability p_k (:func:`sample_candidates`); the aggregator then keeps the m with the highest local loss on the
+  current global model (:func:`highest_losses`), and averages their models with equal weights (the paper's
+  aggregation, since the draw already follows p_k).
 - Dropout: a sampled client fails to report with probability P, drawn from (seed, round, client).
 - Speed: client k is f_k = max(1, exp(sigma z_k)) times slower, z_k ~ N(0, 1) drawn once from (seed, k): a fixed
   device speed, as in heterogeneous-device FL simulations (e.g. FedProx's systems heterogeneity).
@@ -34,6 +38,19 @@ def sample_by_size(seed: int, round_: int, sizes, fraction: float) -> tuple[np.n
     draws = stream(seed, round_, salt=Salt.SAMPLE).choice(len(sizes), size=m, replace=True, p=sizes / sizes.sum())
     ids, counts = np.unique(draws, return_counts=True)
     return ids, counts
+
+
+def sample_candidates(seed: int, round_: int, sizes, count: int) -> np.ndarray:
+    """Sorted ids of power-of-choice's D candidates in ``round_``."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    rng = stream(seed, round_, salt=Salt.SAMPLE)
+    return np.sort(rng.choice(len(sizes), size=count, replace=False, p=sizes / sizes.sum()))
+
+
+def highest_losses(losses: dict[int, float], m: int) -> list[int]:
+    """The m clients with the highest loss, sorted by id (ties: the lower id first; a NaN loss ranks last)."""
+    ranked = sorted(losses, key=lambda k: (-losses[k] if np.isfinite(losses[k]) else np.inf, k))
+    return sorted(ranked[:m])
 
 
 def drops_out(seed: int, round_: int, client: int, probability: float) -> bool:

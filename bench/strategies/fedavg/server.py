@@ -21,6 +21,7 @@ from mpi4py import MPI
 from bench.compress import parse
 from bench.compress.uploads import DeltaDecoder
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies.fedavg.choice import choose
 from bench.strategies.fedavg.partials import HEAD, Report, report_tag
 from bench.strategies.fedavg.protocol import (
     HEADER_LEN,
@@ -64,8 +65,15 @@ class Aggregator:
         t0 = time.perf_counter()
         sends = self._send_model(hosts)
         self.mean.reset()
-        times = {"send": time.perf_counter() - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0}
-        counts = {"sampled": len(sampled), "finished": 0, "dropped": 0, "late": 0}
+        times = {"send": time.perf_counter() - t0, "receive": 0.0, "aggregate": 0.0, "idle": 0.0, "select": 0.0}
+        counts = {"candidates": len(sampled), "finished": 0, "dropped": 0, "late": 0}
+        if self.algorithm.candidates:  # power-of-choice: the hosts' losses first, then only the chosen train
+            t = time.perf_counter()
+            m = max(1, int(round(self.cfg.fraction * self.cfg.clients)))
+            chosen = choose(self.comm, placement, m, self.tag_ub, timeout)
+            placement = {k: placement[k] for k in chosen}
+            times["select"] = time.perf_counter() - t
+        counts["sampled"] = len(placement)
         waiting = dict(placement)
         collect = self._collect_clients if self.cfg.aggregation == "client" else self._collect_reports
         lost = collect(round_, waiting, t0, timeout, times, counts)

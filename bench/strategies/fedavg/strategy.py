@@ -25,8 +25,8 @@ from bench.workload.models import flat_parameters
 from bench.workload.stragglers import parse_dist
 from kernels.topology import Topology
 
-AGGREGATOR_SERIES = ("send", "receive", "aggregate", "idle")
-COUNTS = ("sampled", "finished", "dropped", "late")
+AGGREGATOR_SERIES = ("send", "receive", "aggregate", "idle", "select")
+COUNTS = ("candidates", "sampled", "finished", "dropped", "late")
 
 
 class FedAvgStrategy(Strategy):
@@ -45,6 +45,7 @@ class FedAvgStrategy(Strategy):
         L = (len(self.layers),)
         rec.add("fedavg/download", "s", L)
         rec.add("fedavg/upload", "s", L)
+        rec.add("fedavg/select", "s")  # power-of-choice: a host's loss evaluation and exchange
         for name in AGGREGATOR_SERIES:
             rec.add(f"fedavg/aggregator_{name}", "s")
         for name in COUNTS:
