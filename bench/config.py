@@ -61,8 +61,23 @@ class Config:
         0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size", applies=STEPPED
     )
     lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
-    momentum: float = opt(0.0, "SGD momentum")
-    weight_decay: float = opt(0.0, "SGD weight decay (L2)")
+    momentum: float = opt(0.0, "SGD momentum (also LARS's)")
+    weight_decay: float = opt(0.0, "weight decay (L2; LARS's beta, LAMB's lambda; not on biases and norms there)")
+    optimizer: str = opt(
+        "sgd",
+        "local optimizer: sgd, adam, lars (You et al. 2017), lamb (You et al. 2020); lars and lamb take a trust "
+        "ratio per parameter tensor (not on ps/ssp servers, whose shards mix layers)",
+        ("sgd", "adam", "lars", "lamb"),
+    )
+    lr_schedule: str = opt(
+        "constant",
+        "learning-rate schedule over --steps (fedavg: --rounds): constant, step (x0.1 at 1/2 and 3/4), cosine",
+        ("constant", "step", "cosine"),
+    )
+    lr_warmup_steps: int = opt(
+        0, "linear learning-rate warm-up over the first N steps (fedavg: rounds), from lr/N to lr (Goyal et al. 2017)"
+    )
+    trust_coefficient: float = opt(0.001, "LARS's trust coefficient eta")
     bucket_mb: float = opt(
         0.0,
         "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer; ddp: DDP's 25 MiB)",
@@ -117,7 +132,8 @@ class Config:
     )
     warmup_steps: int = opt(
         0,
-        "localsgd: average after every step for the first N steps (post-local SGD)",
+        "localsgd: average after every step for the first N steps (post-local SGD; not the learning-rate warm-up, "
+        "which is --lr-warmup-steps)",
         group="localsgd",
     )
     outer_momentum: float = opt(0.0, "localsgd: SlowMo outer momentum beta (0: plain averaging)", group="localsgd")
@@ -406,6 +422,7 @@ def _as_bool(value) -> bool:
 
 POSITIVE = (
     "steps",
+    "trust_coefficient",
     "fedlama_phi",
     "clients",
     "rounds",
@@ -434,6 +451,7 @@ NON_NEGATIVE = (
     "client_timeout",
     "upload_buffers",
     "local_steps",
+    "lr_warmup_steps",
 )
 HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
@@ -535,6 +553,11 @@ def _check_data(cfg: Config) -> None:
         )
     if cfg.compress != "none":
         check_compress(cfg)
+    if cfg.optimizer in ("lars", "lamb") and cfg.strategy in ("ps", "ssp"):
+        raise UsageError(
+            f"--optimizer {cfg.optimizer} takes a trust ratio per layer, and a parameter server's shard mixes layers: "
+            "use sgd or adam with --strategy ps"
+        )
     if cfg.strategy == "fedavg":
         from bench.strategies.fedavg.checks import check_federated
 

@@ -28,7 +28,7 @@ from bench.measure.timing import make_clock
 from bench.runtime.gloo import init_process_group
 from bench.runtime.launch import node_local
 from bench.strategies.base import Strategy
-from bench.workload.optim import make_optimizer
+from bench.workload.optim import make_optimizer, set_lr
 from kernels.reference import ring_elements_sent
 from kernels.topology import Topology
 
@@ -110,6 +110,7 @@ class DdpStrategy(Strategy):
         return None  # no communication phase after backward to measure skew before
 
     def apply_update(self, step):
+        set_lr(self.optimizer, self.cfg, step, self.cfg.steps)
         self.optimizer.step()
 
     def declare(self, rec) -> None:

@@ -14,7 +14,7 @@ from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.strategies.staging import HostStaging, bucket_groups
-from bench.workload.optim import make_optimizer
+from bench.workload.optim import make_optimizer, set_lr
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
 
@@ -56,6 +56,7 @@ class RingStrategy(Strategy):
         return [] if self.overlap else self._exchanges
 
     def apply_update(self, step):
+        set_lr(self.optimizer, self.cfg, step, self.cfg.steps)
         self.optimizer.step()
 
     def declare(self, rec) -> None:

@@ -16,6 +16,7 @@ from bench.run.trainer import Trainer
 from bench.runtime.signals import StopFlag
 from bench.workload import data, models, partition
 from bench.workload.loader import PartitionLoader
+from bench.workload.optim import make_optimizer, set_lr
 
 from .conftest import all_agree
 
@@ -49,12 +50,17 @@ def serial_oracle(cfg, ranks):
     ]
     model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    for _ in range(cfg.steps):
+    scheduled = cfg.optimizer != "sgd" or cfg.lr_schedule != "constant" or cfg.lr_warmup_steps
+    if scheduled:  # the optimizers' maths is checked alone (tests/unit/test_optimizers.py); here, their use
+        opt = make_optimizer(model.parameters(), cfg)
+    for step in range(cfg.steps):
         batches = [ld.next() for ld in loaders]
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
+        if scheduled:
+            set_lr(opt, cfg, step, cfg.steps)
         opt.step()
     return [p.detach().numpy().copy() for p in model.parameters()]
 
@@ -68,8 +74,14 @@ def trainer_for(cfg):
 @pytest.mark.mpi
 @pytest.mark.parametrize(
     "kw",
-    [dict(), dict(model="cnn", momentum=0.9, weight_decay=1e-3), dict(bucket_mb=0.01, partition="dirichlet")],
-    ids=["mlp-sgd", "cnn-momentum-wd", "mlp-buckets-dirichlet"],
+    [
+        dict(),
+        dict(model="cnn", momentum=0.9, weight_decay=1e-3),
+        dict(bucket_mb=0.01, partition="dirichlet"),
+        dict(model="cnn", optimizer="lamb", lr=0.01, weight_decay=1e-3, lr_schedule="cosine", lr_warmup_steps=2),
+        dict(optimizer="lars", momentum=0.9, lr=1.0, trust_coefficient=0.01, lr_schedule="step"),
+    ],
+    ids=["mlp-sgd", "cnn-momentum-wd", "mlp-buckets-dirichlet", "cnn-lamb-cosine-warmup", "mlp-lars-step"],
 )
 def test_ring_equals_serial_oracle_and_replicas_stay_identical(shared_tmp, kw):
     comm = MPI.COMM_WORLD

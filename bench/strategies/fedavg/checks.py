@@ -56,6 +56,13 @@ def _check_algorithm(cfg, rule) -> None:
         raise UsageError(f"{name} has its own server update: --server-opt avg")
     if rule.name != "mean":
         raise UsageError(f"{name} folds every update into its own sums: --aggregator mean")
+    if cfg.fl_algorithm in ("scaffold", "fednova"):
+        fixed = cfg.optimizer == "sgd" and cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps
+        if not fixed:
+            raise UsageError(
+                f"{name}'s client maths assumes SGD at a fixed rate (the variate's K eta, FedNova's a_i): "
+                "--optimizer sgd, --lr-schedule constant, no --lr-warmup-steps"
+            )
     if cfg.fl_algorithm == "scaffold":
         if cfg.fedprox_mu > 0:
             raise UsageError("--fl-algorithm scaffold corrects drift with control variates: --fedprox-mu 0")

@@ -29,7 +29,7 @@ from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.strategies.staging import HostStaging
 from bench.workload.models import load_flat
-from bench.workload.optim import make_optimizer
+from bench.workload.optim import make_optimizer, set_lr
 from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
 
@@ -155,6 +155,7 @@ class ClientHost(Uploading):
         n = len(y)
         opt = self.optimizer
         opt.state.clear()  # a fresh optimizer for each client (momentum buffers start empty), without rebuilding it
+        set_lr(opt, cfg, round_, cfg.rounds)  # a client's rate follows the round
         state = self.algorithm.begin_client(model, k)
         losses = []
         t0 = time.perf_counter()

@@ -28,7 +28,7 @@ from mpi4py import MPI
 from bench.compress import parse
 from bench.compress.pieces import PieceDecoder
 from bench.strategies.ps.protocol import pull_tag, push_tag
-from bench.workload.optim import make_optimizer
+from bench.workload.optim import make_optimizer, set_lr
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 from kernels.waiting import wait_any
@@ -49,6 +49,7 @@ class Server:
         lo, hi = smap.server_range(index)
         self.param = torch.nn.Parameter(torch.from_numpy(initial[lo:hi].copy()))
         self.optimizer = make_optimizer([self.param], cfg)
+        self.applied = 0  # updates applied (the learning-rate schedule's clock)
         self.values = self.param.data.numpy()  # shares memory with the parameter
         self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
         self.tag_ub = tag_upper_bound(comm)
@@ -79,6 +80,11 @@ class Server:
         return [self.comm.Isend(values[sl], worker, pull_tag(i, self.tag_ub)) for i, sl in self.slices]
 
     def _apply(self, grad: np.ndarray) -> None:
+        """One update; the schedule counts a worker's steps (sync: one update per step; async, ssp: one per
+        worker per step)."""
+        per_step = 1 if self.cfg.ps_mode == "sync" else len(self.workers)
+        set_lr(self.optimizer, self.cfg, self.applied // per_step, self.cfg.steps)
+        self.applied += 1
         self.param.grad = torch.from_numpy(grad)
         self.optimizer.step()
 
