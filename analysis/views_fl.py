@@ -51,6 +51,12 @@ def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:
     return Table("fedavg", "FedAvg runs", cols, rows, notes + ([TTA_NOTE] if target is not None else []))
 
 
+def _option(run, key: str):
+    """An option's value for the table; T (``local_steps``) is shown only where the run counted steps, not epochs."""
+    value = run.config.get(key)
+    return None if key == "local_steps" and not value else value
+
+
 def _mean_bytes(run, warmup: int) -> float:
     per_round = bytes_per_row(run)
     return float(np.mean(per_round[warmup:] if per_round.size > warmup else per_round))
@@ -60,7 +66,7 @@ def _row(g, warmup: int, target: float | None) -> list:
     run = g.first
     return (
         [run.world_size, strategy_label(run)]
-        + [run.config.get(key) for key, _, _ in OPTIONS]
+        + [_option(run, key) for key, _, _ in OPTIONS]
         + [g.n, run.data["timing/step"].shape[1], g.pooled(lambda r: _mean_bytes(r, warmup))]
         + [g.pooled(lambda r: step_stats(r, warmup).median_s)]
         + [g.pooled(lambda r: step_stats(r, warmup).samples_per_s)]

@@ -20,8 +20,10 @@ from bench.strategies import NAMES as STRATEGIES  # the registry, imported witho
 from bench.strategies import PS_MODE_OF, ROWS
 
 PS_MODES = ("sync", "async", "ssp")
-MODELS = ("mlp", "cnn", "resnet20", "transformer")
-DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10")
+MODELS = ("mlp", "cnn", "resnet20", "transformer", "logreg", "femnist-cnn", "lstm")
+DATASETS = ("synthetic", "digits", "leaf-synthetic", "mnist", "cifar10", "cifar100", "femnist", "shakespeare")
+FILE_DATASETS = ("mnist", "cifar10", "cifar100", "femnist", "shakespeare")  # read from --data-dir
+NATURAL_DATASETS = ("leaf-synthetic", "femnist", "shakespeare")  # with natural groups (LEAF users)
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
 DEVICES = ("cpu", "cuda")
 DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
@@ -46,7 +48,9 @@ class Config:
     # --- what to run ---
     strategy: str = opt("ring", "synchronisation strategy", STRATEGIES, "run")
     model: str = opt("cnn", "model to train", MODELS, "run")
-    dataset: str = opt("digits", "dataset (mnist and cifar10 read files from --data-dir)", DATASETS, "run")
+    dataset: str = opt(
+        "digits", "dataset (mnist, cifar10, cifar100, femnist, shakespeare read files from --data-dir)", DATASETS, "run"
+    )
     steps: int = opt(100, "optimizer steps to run (per rank)", group="run", applies=STEPPED)
     out: str = opt(
         "results/{strategy}_{model}_{dataset}_n{ranks}_s{seed}.h5",
@@ -539,7 +543,7 @@ def _check_data(cfg: Config) -> None:
 
     parse_dist(cfg.straggler_dist)
     parse_dist(cfg.client_speed, "--client-speed")
-    if cfg.dataset in ("mnist", "cifar10") and not cfg.data_dir:
+    if cfg.dataset in FILE_DATASETS and not cfg.data_dir:
         raise UsageError(f"--dataset {cfg.dataset} reads local files: give --data-dir (no downloads here)")
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
         raise UsageError(f"--data-dir {cfg.data_dir}: not a directory")
@@ -567,5 +571,5 @@ def _check_data(cfg: Config) -> None:
             "--overlap-progress hooks runs on --device cpu only (a hook waiting for the GPU would stall autograd):"
             " use the default, thread"
         )
-    if cfg.partition == "natural" and cfg.dataset != "leaf-synthetic":
-        raise UsageError("--partition natural needs a dataset with natural groups (leaf-synthetic)")
+    if cfg.partition == "natural" and cfg.dataset not in NATURAL_DATASETS:
+        raise UsageError(f"--partition natural needs a dataset with natural groups ({', '.join(NATURAL_DATASETS)})")

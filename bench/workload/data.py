@@ -2,7 +2,8 @@
 
 Every loader returns a :class:`Dataset` of float32 images shaped (N, C, H, W) (flat data is (N, 1, 1, D))
 and int64 labels, split into train and test deterministically from the seed. Readers for MNIST idx and
-CIFAR-10 binary files check what they read and raise :class:`UsageError` naming the missing file.
+CIFAR-10 binary files (here) and for CIFAR-100, torchvision's pickles and LEAF JSON (:mod:`files`) check what they
+read and raise :class:`UsageError` naming the missing file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.runtime.errors import UsageError
+from bench.workload import files
 from bench.workload.streams import Salt, stream
 
 
@@ -46,6 +48,12 @@ def load(cfg) -> Dataset:
         return mnist(Path(cfg.data_dir))
     if cfg.dataset == "cifar10":
         return cifar10(Path(cfg.data_dir))
+    if cfg.dataset == "cifar100":
+        x, y, xs, ys, classes = files.cifar100(Path(cfg.data_dir))
+        return Dataset("cifar100", x, y, xs, ys, classes)
+    if cfg.dataset in ("femnist", "shakespeare"):
+        x, y, xs, ys, classes, groups = files.leaf(Path(cfg.data_dir), cfg.dataset)
+        return Dataset(cfg.dataset, x, y, xs, ys, classes, groups)
     raise UsageError(f"unknown dataset '{cfg.dataset}'")
 
 
@@ -153,7 +161,10 @@ def read_idx(raw: bytes, expect_dims: int, what: str) -> np.ndarray:
 
 
 def mnist(folder: Path) -> Dataset:
-    """MNIST (or Fashion-MNIST) from the four idx files, plain or gzipped, scaled to [0, 1]."""
+    """MNIST (or Fashion-MNIST) from the four idx files, plain or gzipped, scaled to [0, 1] (also in torchvision's
+    ``MNIST/raw/``)."""
+    if (folder / "MNIST" / "raw").is_dir():
+        folder = folder / "MNIST" / "raw"
     parts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images = read_idx(
@@ -189,7 +200,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def cifar10(folder: Path) -> Dataset:
     """CIFAR-10 binary version: ``data_batch_*.bin`` and ``test_batch.bin`` (also inside
-    ``cifar-10-batches-bin/``)."""
+    ``cifar-10-batches-bin/``), or torchvision's python version (``cifar-10-batches-py/``)."""
+    if (folder / "cifar-10-batches-py").is_dir():
+        return Dataset("cifar10", *files.cifar10_pickles(folder / "cifar-10-batches-py"), 10)
     if (folder / "cifar-10-batches-bin").is_dir():
         folder = folder / "cifar-10-batches-bin"
     train_files = sorted(folder.glob("data_batch_*.bin"))

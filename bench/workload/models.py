@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.runtime.errors import UsageError
+from bench.workload.models_leaf import CharLSTM, LogReg
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,18 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Two 5x5 convolutions (32, 64 channels) each followed by 2x2 max-pooling, fc 512, fc classes."""
+    """Two 5x5 convolutions (32, 64 channels) each followed by 2x2 max-pooling, fc 512, fc classes (the FedAvg
+    paper's CNN; with ``hidden`` 2048, LEAF's FEMNIST CNN)."""
 
-    def __init__(self, shape, classes):
+    def __init__(self, shape, classes, hidden=512):
         super().__init__()
         c, h, w = shape
         if h < 4 or w < 4:
             raise UsageError(f"model cnn needs images of at least 4x4, the data is {c}x{h}x{w}; use mlp or transformer")
         self.conv1 = nn.Conv2d(c, 32, 5, padding=2)
         self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), 512)
-        self.fc2 = nn.Linear(512, classes)
+        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), hidden)
+        self.fc2 = nn.Linear(hidden, classes)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
@@ -178,7 +180,15 @@ class Transformer(nn.Module):
         return self.head(self.norm(z).mean(dim=1))
 
 
-MODEL_CLASSES = {"mlp": MLP, "cnn": CNN, "resnet20": ResNet20, "transformer": Transformer}
+MODEL_CLASSES = {
+    "mlp": MLP,
+    "cnn": CNN,
+    "resnet20": ResNet20,
+    "transformer": Transformer,
+    "logreg": LogReg,
+    "femnist-cnn": lambda shape, classes: CNN(shape, classes, hidden=2048),
+    "lstm": CharLSTM,
+}
 
 
 def build(name: str, shape: tuple[int, int, int], classes: int, seed: int) -> nn.Module:

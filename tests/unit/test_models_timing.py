@@ -9,10 +9,19 @@ from bench.measure.timing import CpuClock, LayerTimer
 from bench.strategies.staging import bucket_groups
 from bench.workload import models
 
+TOKENS = {"lstm"}  # models that read token sequences (1, 1, T), not images
+
+
+def sample_input(name: str, n: int, image: tuple) -> tuple[tuple, torch.Tensor]:
+    """(shape, a batch) the model reads: images, or token ids as floats for the sequence models."""
+    if name in TOKENS:
+        return (1, 1, 12), torch.randint(0, 10, (n, 1, 1, 12)).float()
+    return image, torch.randn(n, *image)
+
 
 @pytest.mark.parametrize("name", list(models.MODEL_CLASSES))
 def test_layer_lists_cover_all_parameters(name):
-    model = models.build(name, (3, 32, 32), 10, seed=0)
+    model = models.build(name, sample_input(name, 1, (3, 32, 32))[0], 10, seed=0)
     layers = models.layers_of(model)
     assert sum(layer.numel for layer in layers) == sum(p.numel() for p in model.parameters())
     assert len({layer.name for layer in layers}) == len(layers)
@@ -38,11 +47,12 @@ def test_same_seed_same_weights():
 @pytest.mark.parametrize("name", list(models.MODEL_CLASSES))
 def test_layer_timer_measures_every_layer(name, partition):
     torch.manual_seed(0)
-    model = models.build(name, (1, 8, 8), 10, 0)
+    shape, x = sample_input(name, 16, (1, 8, 8))
+    model = models.build(name, shape, 10, 0)
     layers = models.layers_of(model)
     timer = LayerTimer(layers, CpuClock(), root=model if partition else None)
     fwd, bwd = np.zeros(len(layers)), np.zeros(len(layers))
-    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    y = torch.randint(0, 10, (16,))
     t = time.perf_counter()
     out = model(x)
     forward_wall = time.perf_counter() - t
