@@ -28,6 +28,16 @@ class _Parser(argparse.ArgumentParser):
             (file or sys.stdout).write(message)
 
 
+def _size(text: str) -> int:
+    """A message size for argparse (K, M, G are 1024-based: bench.micro.sizes)."""
+    from bench.micro.sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, f in FIELDS.items():
@@ -82,8 +92,17 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
         "implementations ours,mpi,dense (dense: our float32 ring, uncompressed); time includes compressing; "
         "default: none)",
     )
-    micro.add_argument("--min", type=int, default=8, help="smallest message in bytes (default: 8)")
-    micro.add_argument("--max", type=int, default=1 << 20, help="largest message in bytes (default: 1048576)")
+    micro.add_argument("--min", "-b", type=_size, default=8, help="smallest message: bytes, or 64K, 1M (default: 8)")
+    micro.add_argument("--max", "-e", type=_size, default=1 << 20, help="largest message (default: 1M = 1048576)")
+    micro.add_argument(
+        "-m", "--message-sizes", default="", metavar="MIN:MAX", help="both at once, as OSU's -m (e.g. 8:4M)"
+    )
+    micro.add_argument(
+        "-f", "--step-factor", type=int, default=2, help="each size this many times the one before (default: 2)"
+    )
+    micro.add_argument(
+        "--full", action="store_true", help="also min, avg and max us and the iterations per size (OSU's -f)"
+    )
     micro.add_argument("--iters", type=int, default=50, help="timed iterations at small sizes (default: 50)")
     micro.add_argument("--min-iters", type=int, default=5, help="timed iterations at least, any size (default: 5)")
     micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")

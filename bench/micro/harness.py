@@ -24,6 +24,7 @@ from bench.micro.operations import (
     bench_latency,
     bench_ps_pushpull,
 )
+from bench.micro.sizes import parse_range, sizes_between
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
 from kernels.reference import ring_bus_bandwidth
@@ -31,15 +32,6 @@ from kernels.reference import ring_bus_bandwidth
 DEFAULT_IMPLS = {"allreduce": "ours,naive,mpi"}
 OP_ALIASES = {"ring": ("allreduce", "ours,mpi"), "naive": ("allreduce", "naive,mpi")}
 """``--op ring`` / ``--op naive``: the all-reduce benchmark with that kernel beside MPI's (``--impl`` still wins)."""
-
-
-def sizes_between(lo: int, hi: int) -> list[int]:
-    """Powers of two from ``lo`` to ``hi`` bytes (inclusive), at least one float32."""
-    out, s = [], max(4, 1 << max(0, (lo - 1).bit_length()))
-    while s <= hi:
-        out.append(s)
-        s *= 2
-    return out
 
 
 def iterations(size: int, iters: int, least: int = 5) -> int:
@@ -93,9 +85,16 @@ def micro(args, comm: MPI.Comm) -> int:
     op, alias_impls = OP_ALIASES.get(args.op, (args.op, ""))
     compressor = _compressor(args.compress, op)
     impls = choose_impls(op, args.impl or alias_impls, args.pickle, compressed=compressor is not None)
+    if args.message_sizes:
+        try:
+            args.min, args.max = parse_range(args.message_sizes, args.min, args.max)
+        except ValueError as exc:
+            raise UsageError(f"-m/--message-sizes: {exc}") from None
     if args.min > args.max:
         raise UsageError(f"--min {args.min} is larger than --max {args.max}")
-    sizes = sizes_between(args.min, args.max)
+    if args.step_factor < 2:
+        raise UsageError(f"-f/--step-factor must be 2 or more, got {args.step_factor}")
+    sizes = sizes_between(args.min, args.max, args.step_factor)
 
     def timer(ops, size, reset=None):
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
@@ -113,9 +112,9 @@ def micro(args, comm: MPI.Comm) -> int:
             data = run(comm, sizes, timer)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
-        report(op, sizes, data, comm.size, wire, args.compress)
+        report(op, sizes, data, comm.size, wire, args.compress, args.full)
         if args.out:
-            keys = ("op", "min", "max", "iters", "min_iters", "warmup", "pickle", "compress")
+            keys = ("op", "min", "max", "step_factor", "iters", "min_iters", "warmup", "pickle", "compress")
             info["config"] = {k: getattr(args, k) for k in keys} | {"impl": ",".join(impls)}
             write(args.out, op, sizes, data, comm.size, info, wire)
     return 0
@@ -131,28 +130,36 @@ def _compressor(spec: str, op: str):
     return compressor
 
 
-def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compress: str = "none") -> None:
+def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compress: str = "none", full=False) -> None:
     """One row per size: median time and bandwidths per implementation (bandwidths of the dense float32 size),
     ours/reference ratios and, for a compressed all-reduce, the bytes our kernel sent from a rank beside the
-    float32 ring's (``wire %``)."""
+    float32 ring's (``wire %``). ``full`` (OSU's ``-f``): the timed iterations, and each implementation's
+    minimum, mean and maximum."""
     impls = list(data)
     what = f"{op} --compress {compress}" if wire is not None else op
     print(f"# micro {what}, {p} ranks; median over samples (slowest rank per iteration)")
     # nccl-tests definitions: algbw = S / t; for all-reduce also busbw = algbw * 2 (p - 1) / p
     bws = ("algGB/s", "busGB/s") if op == "allreduce" else ("GB/s",)
     ratios = [ref for ref in ("mpi", "gloo", "dense") if "ours" in impls and ref in impls]
-    head = f"{'bytes':>10} " + " ".join(f"{i + ' us':>12}" + "".join(f" {i + ' ' + b:>14}" for b in bws) for i in impls)
+    head = f"{'bytes':>10} " + (f"{'iters':>6} " if full else "")
+    stats = ("min", "avg", "max") if full else ()
+    head += " ".join(
+        f"{i + ' us':>12}" + "".join(f" {i + ' ' + b:>14}" for b in bws) + "".join(f" {i + ' ' + s:>10}" for s in stats)
+        for i in impls
+    )
     head += "".join(f" {'ours/' + ref:>10}" for ref in ratios)
     if wire and wire["sent"]:
         head += f" {'sent B':>10} {'dense B':>10} {'wire %':>7}"
     print(head)
     for k, size in enumerate(sizes):
-        row = f"{size:>10} "
+        row = f"{size:>10} " + (f"{len(data[impls[0]][k]):>6} " if full else "")
         med = {}
         for impl in impls:
-            med[impl] = float(np.median(data[impl][k]))
+            samples = np.asarray(data[impl][k])
+            med[impl] = float(np.median(samples))
             values = ring_bus_bandwidth(size, med[impl], p)[: len(bws)]
-            row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values) + " "
+            row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values)
+            row += "".join(f" {1e6 * f(samples):>10.2f}" for f in (np.min, np.mean, np.max)[: len(stats)]) + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
         if wire and wire["sent"]:
             sent, dense = wire["sent"][k], wire["dense"][k]

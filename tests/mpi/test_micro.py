@@ -8,7 +8,8 @@ from mpi4py import MPI
 from bench.compress import parse as parse_compress
 from bench.micro import compressed as micro_compressed
 from bench.micro import operations as micro_ops
-from bench.micro.harness import sizes_between, time_ops
+from bench.micro.harness import time_ops
+from bench.micro.sizes import sizes_between
 
 from .conftest import all_agree
 
