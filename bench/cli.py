@@ -75,14 +75,26 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument(
         "--op",
         default="allreduce",
-        choices=("allreduce", "ring", "naive", "latency", "bw", "ps-pushpull", "fedavg-round"),
+        choices=(
+            "allreduce",
+            "ring",
+            "naive",
+            "latency",
+            "bw",
+            "ps-pushpull",
+            "fedavg-round",
+            "allgather",
+            "reduce-scatter",
+            "broadcast",
+        ),  # fmt: skip
         help="benchmark (default: allreduce; ring / naive = allreduce of that kernel beside MPI's)",
     )
     micro.add_argument(
         "--impl",
         default="",
         help="implementations to compare, e.g. ours,mpi,gloo (allreduce: ours naive mpi gloo pickle hd; "
-        "fedavg-round: ours mpi; default: allreduce ours,naive,mpi, other ops all)",
+        "fedavg-round, allgather, reduce-scatter, broadcast: ours mpi; default: allreduce ours,naive,mpi, other ops "
+        "all)",
     )
     micro.add_argument("--pickle", action="store_true", help="allreduce: add mpi4py's pickled lowercase allreduce")
     micro.add_argument(

@@ -25,6 +25,8 @@ class Tag(IntEnum):
     DIAGNOSIS_ASK = 11  # a timed-out rank -> every rank: where are you? (on the watchdog's own communicator)
     DIAGNOSIS_REPLY = 12  # its answer: last point reached, waiting or not
     GATHERV = 13  # ring all-gather of variable-length payloads (compressed gradients): size, then payload
+    BLOCKS = 14  # ring all-gather and reduce-scatter of equal blocks (kernels/collectives.py)
+    BCAST = 15  # binomial-tree broadcast (kernels/collectives.py)
 
 
 def tag_for(base: Tag, index: int = 0, tag_ub: int = 32767) -> int:

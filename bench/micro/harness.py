@@ -15,6 +15,7 @@ from mpi4py import MPI
 
 from bench.compress import parse as parse_compress
 from bench.measure import provenance, results
+from bench.micro.blocks import BLOCK_OPS, bench_blocks, block_sizes, bus_factor
 from bench.micro.compressed import COMPRESSED_IMPLS, bench_compressed_allreduce
 from bench.micro.operations import (
     OP_IMPLS,
@@ -27,7 +28,6 @@ from bench.micro.operations import (
 from bench.micro.sizes import parse_range, sizes_between
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
-from kernels.reference import ring_bus_bandwidth
 
 DEFAULT_IMPLS = {"allreduce": "ours,naive,mpi"}
 OP_ALIASES = {"ring": ("allreduce", "ours,mpi"), "naive": ("allreduce", "naive,mpi")}
@@ -95,6 +95,8 @@ def micro(args, comm: MPI.Comm) -> int:
     if args.step_factor < 2:
         raise UsageError(f"-f/--step-factor must be 2 or more, got {args.step_factor}")
     sizes = sizes_between(args.min, args.max, args.step_factor)
+    if op in BLOCK_OPS:
+        sizes = block_sizes(sizes, comm.size)
 
     def timer(ops, size, reset=None):
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
@@ -105,6 +107,8 @@ def micro(args, comm: MPI.Comm) -> int:
             data, wire = bench_compressed_allreduce(comm, sizes, impls, timer, compressor)
         elif op == "allreduce":
             data = bench_allreduce(comm, sizes, impls, timer)
+        elif op in BLOCK_OPS:
+            data = bench_blocks(comm, op, sizes, impls, timer)
         elif op == "fedavg-round":
             data = bench_fedavg_round(comm, sizes, impls, timer)
         else:
@@ -138,8 +142,8 @@ def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compres
     impls = list(data)
     what = f"{op} --compress {compress}" if wire is not None else op
     print(f"# micro {what}, {p} ranks; median over samples (slowest rank per iteration)")
-    # nccl-tests definitions: algbw = S / t; for all-reduce also busbw = algbw * 2 (p - 1) / p
-    bws = ("algGB/s", "busGB/s") if op == "allreduce" else ("GB/s",)
+    # nccl-tests definitions: algbw = S / t; busbw = algbw x the collective's factor (bench.micro.blocks.bus_factor)
+    bws = ("algGB/s", "busGB/s") if op == "allreduce" or op in BLOCK_OPS else ("GB/s",)
     ratios = [ref for ref in ("mpi", "gloo", "dense") if "ours" in impls and ref in impls]
     head = f"{'bytes':>10} " + (f"{'iters':>6} " if full else "")
     stats = ("min", "avg", "max") if full else ()
@@ -157,7 +161,7 @@ def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compres
         for impl in impls:
             samples = np.asarray(data[impl][k])
             med[impl] = float(np.median(samples))
-            values = ring_bus_bandwidth(size, med[impl], p)[: len(bws)]
+            values = (size / med[impl], size / med[impl] * bus_factor(op, p))[: len(bws)]
             row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values)
             row += "".join(f" {1e6 * f(samples):>10.2f}" for f in (np.min, np.mean, np.max)[: len(stats)]) + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)

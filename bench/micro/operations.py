@@ -12,6 +12,8 @@ Each returns {implementation: [samples per size]} and checks its result on every
   x size / time (OSU ``osu_bw``).
 - ``ps-pushpull``: one parameter-server round trip: every worker (ranks 1..p-1) pushes ``size`` bytes to the
   server (rank 0), which answers each with ``size`` bytes (non-blocking, as the PS server does).
+- ``allgather``, ``reduce-scatter``, ``broadcast``: ring and binomial-tree kernels against MPI's
+  (:mod:`bench.micro.blocks`).
 - ``fedavg-round``: the aggregator (rank 0) sends ``size`` bytes to every other rank and folds each returned
   buffer into a weighted sum as it arrives (``ours``); ``mpi`` does the same with ``Bcast`` + ``Reduce``.
 """
@@ -34,6 +36,9 @@ OP_IMPLS = {
     "bw": ("ours",),
     "ps-pushpull": ("ours",),
     "fedavg-round": ("ours", "mpi"),
+    "allgather": ("ours", "mpi"),
+    "reduce-scatter": ("ours", "mpi"),
+    "broadcast": ("ours", "mpi"),
 }
 WINDOW = 64
 

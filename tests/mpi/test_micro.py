@@ -149,3 +149,37 @@ def test_a_lost_bw_message_is_caught():
         pytest.skip("needs 2 ranks")
     with pytest.raises(RuntimeError, match="differs from the reference"):
         micro_ops.bench_bw(comm, [64], timer, drop=5)
+
+
+@pytest.mark.parametrize("op", ["allgather", "reduce-scatter", "broadcast"])
+def test_block_collectives_agree_with_mpi(op):
+    """Ring all-gather, ring reduce-scatter and the binomial broadcast against MPI's Allgather,
+    Reduce_scatter_block and Bcast, on whole buffers of p blocks from one float32 per block up."""
+    from bench.micro.blocks import bench_blocks, block_sizes
+
+    comm = MPI.COMM_WORLD
+    sizes = block_sizes([4, 100, 4096, 1 << 16, (1 << 16) + 12], comm.size)
+    out = bench_blocks(comm, op, sizes, ("ours", "mpi"), timer)
+    assert len(out["ours"]) == len(sizes) and all((s > 0).all() for s in out["ours"])
+
+
+@pytest.mark.parametrize("kernel", ["RingAllgather", "RingReduceScatter", "BinomialBroadcast"])
+def test_a_block_collective_that_skips_a_step_is_caught(monkeypatch, kernel):
+    from bench.micro import blocks
+
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("one rank has nothing to exchange")
+    op = {"RingAllgather": "allgather", "RingReduceScatter": "reduce-scatter", "BinomialBroadcast": "broadcast"}[kernel]
+    cls = getattr(blocks, kernel)
+    real = cls.__call__
+
+    def wrong(self, buf):
+        got = real(self, buf)
+        if self.topology.ring_index == self.topology.ring_size - 1:
+            got[:1] += 1  # the last position's result is off in one element
+        return got
+
+    monkeypatch.setattr(cls, "__call__", wrong)
+    with pytest.raises(RuntimeError, match="differs from the reference"):
+        blocks.bench_blocks(comm, op, [64 * comm.size], ("ours",), timer)

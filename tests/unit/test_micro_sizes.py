@@ -24,3 +24,11 @@ def test_ranges_and_factors():
     assert sizes_between(1, 16) == [4, 8, 16] and sizes_between(6, 100, 10) == [8, 80]
     with pytest.raises(ValueError, match="factor"):
         sizes_between(8, 64, 1)
+
+
+def test_block_sizes_and_bus_factors():
+    from bench.micro.blocks import block_sizes, bus_factor
+
+    assert block_sizes([4, 8, 100, 4096], 3) == [12, 96, 4092]  # whole float32 blocks, duplicates dropped
+    assert bus_factor("allreduce", 4) == 1.5 and bus_factor("allgather", 4) == 0.75
+    assert bus_factor("reduce-scatter", 1) == 0 and bus_factor("broadcast", 8) == 1
