@@ -1,0 +1,78 @@
+"""A large-batch study in the spirit of the course's track A: ``ring`` on resnet20 (synthetic CIFAR-shaped data, or
+CIFAR-10 files with ``--data-dir``), global batch from 32 up across ranks, SGD against LARS and LAMB, each with
+linear warm-up, at equal epochs; one table of final test accuracy and time.
+
+    python -m bench.perf.large_batch [--ranks 2] [--batches 32 128 512] [--epochs 3] [--keep DIR]
+
+Learning rates (printed with the table): SGD follows the linear scaling rule (Goyal et al. 2017: lr = 0.05 x
+B / 32, momentum 0.9); LARS lr = 0.5 x B / 256 with trust coefficient 0.001 and momentum 0.9 (You et al. 2017
+scale the global rate linearly too); LAMB lr = 0.002 x sqrt(B / 32) (You et al. 2020's square-root scaling).
+Warm-up: the first 10 % of the steps. Weight decay 5e-4 everywhere. These are starting points, not tuned values:
+the table says what they gave here. Gradient accumulation (a global batch larger than ranks x per-rank batch) is
+not in the suite yet: the batch grows across ranks and per-rank batch only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from analysis.accuracy import final_accuracy
+from analysis.load import load
+from analysis.metrics import step_stats
+from bench.sweep import find_mpiexec
+
+
+def learning_rate(optimizer: str, batch: int) -> float:
+    return {"sgd": 0.05 * batch / 32, "lars": 0.5 * batch / 256, "lamb": 0.002 * math.sqrt(batch / 32)}[optimizer]
+
+
+def run(args, optimizer: str, batch: int, out: Path) -> dict:
+    train = 50000 if args.data_dir else int(args.samples * 0.8)  # the default --test-fraction 0.2 held out
+    steps = max(1, args.epochs * train // batch)
+    data = ["--dataset", "cifar10", "--data-dir", args.data_dir] if args.data_dir else ["--dataset", "synthetic"]
+    cmd = [find_mpiexec(), "-n", str(args.ranks), sys.executable, "-m", "bench", "train", "--strategy", "ring"]
+    cmd += ["--model", "resnet20", *data, "--synthetic-shape", "3x32x32", "--synthetic-samples", str(args.samples)]
+    cmd += ["--global-batch-size", str(batch), "--steps", str(steps), "--optimizer", optimizer]
+    cmd += ["--lr", f"{learning_rate(optimizer, batch):.6g}", "--lr-warmup-steps", str(max(1, steps // 10))]
+    cmd += ["--weight-decay", "5e-4", "--eval-every", "0", "--quiet", "--out", str(out)]
+    if optimizer in ("sgd", "lars"):
+        cmd += ["--momentum", "0.9"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{optimizer} B={batch} failed:\n{proc.stderr[-3000:]}")
+    result = load(out)
+    return {"steps": steps, "accuracy": final_accuracy(result), "step": step_stats(result, 1).median_s}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
+    p.add_argument("--optimizers", nargs="+", default=["sgd", "lars", "lamb"])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--samples", type=int, default=2048, help="synthetic samples (train + test)")
+    p.add_argument("--data-dir", default="", help="CIFAR-10 files instead of synthetic data")
+    p.add_argument("--keep", default="")
+    args = p.parse_args(argv)
+    what = "CIFAR-10" if args.data_dir else f"{int(args.samples * 0.8)} synthetic training samples"
+    print(f"# ring resnet20, {args.ranks} ranks, {args.epochs} epochs of {what}")
+    print(f"{'optimizer':>9} {'batch':>6} {'lr':>9} {'steps':>6} {'step ms':>9} {'accuracy %':>11}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for optimizer in args.optimizers:
+            for batch in args.batches:
+                r = run(args, optimizer, batch, work / f"{optimizer}_b{batch}.h5")
+                lr = learning_rate(optimizer, batch)
+                print(f"{optimizer:>9} {batch:>6} {lr:>9.4g} {r['steps']:>6} {1e3 * r['step']:>9.1f} "
+                      f"{100 * r['accuracy']:>11.2f}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
