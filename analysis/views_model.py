@@ -15,12 +15,13 @@ SCALE = [16, 64, 256, 1024, 4096]
 
 def fit_from_micro(micro_runs) -> costmodel.Fit | None:
     """alpha-beta per algorithm from the first micro file with our all-reduce over several sizes (else MPI's,
-    fitted as if it switched where ours does, else a ping-pong)."""
+    fitted as if it switched where ours does, else a ping-pong); an implementation with wrong results
+    (``micro/<op>/<impl>/wrong`` above zero) is passed over."""
     for run in micro_runs:
         p = int(run.attrs.get("world_size", 0))
         for op, impl in (("allreduce", "ours"), ("allreduce", "mpi"), ("latency", "ours")):
             key = f"micro/{op}/{impl}/time_s"
-            if key not in run.data or run.data[key].shape[0] < 2:
+            if key not in run.data or run.data[key].shape[0] < 2 or _wrong(run, op, impl):
                 continue
             sizes = run.data[f"micro/{op}/{impl}/size_bytes"]
             times = np.nanmedian(run.data[key], axis=1)
@@ -33,6 +34,12 @@ def fit_from_micro(micro_runs) -> costmodel.Fit | None:
                 fit.source = f"{run.name}: ping-pong"
                 return fit
     return None
+
+
+def _wrong(run, op: str, impl: str) -> bool:
+    """Whether the file says this implementation returned wrong results (``#wrong``): its times are no fit."""
+    wrong = run.data.get(f"micro/{op}/{impl}/wrong")
+    return wrong is not None and bool(np.any(np.asarray(wrong) > 0))
 
 
 def model_table(runs, fit: costmodel.Fit, scale: list[int], warmup: int) -> Table:

@@ -16,6 +16,7 @@ from mpi4py import MPI
 from bench.compress import parse as parse_compress
 from bench.measure import provenance, results
 from bench.micro.blocks import BLOCK_OPS, bench_blocks, block_sizes, bus_factor
+from bench.micro.checks import WrongCounts
 from bench.micro.compressed import COMPRESSED_IMPLS, bench_compressed_allreduce
 from bench.micro.operations import (
     OP_IMPLS,
@@ -101,27 +102,37 @@ def micro(args, comm: MPI.Comm) -> int:
     def timer(ops, size, reset=None):
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
-    wire = None
+    wire, checks = None, WrongCounts(comm, strict=False)
     with WATCHDOG.guard(600, f"micro {op}"):
         if compressor is not None:
-            data, wire = bench_compressed_allreduce(comm, sizes, impls, timer, compressor)
+            data, wire = bench_compressed_allreduce(comm, sizes, impls, timer, compressor, checks)
         elif op == "allreduce":
-            data = bench_allreduce(comm, sizes, impls, timer)
+            data = bench_allreduce(comm, sizes, impls, timer, checks)
         elif op in BLOCK_OPS:
-            data = bench_blocks(comm, op, sizes, impls, timer)
+            data = bench_blocks(comm, op, sizes, impls, timer, checks)
         elif op == "fedavg-round":
-            data = bench_fedavg_round(comm, sizes, impls, timer)
+            data = bench_fedavg_round(comm, sizes, impls, timer, checks)
         else:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
-            data = run(comm, sizes, timer)
+            data = run(comm, sizes, timer, checks)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
-        report(op, sizes, data, comm.size, wire, args.compress, args.full)
+        report(op, sizes, data, comm.size, wire, args.compress, args.full, checks.counts)
+        print(verdict(checks))
         if args.out:
             keys = ("op", "min", "max", "step_factor", "iters", "min_iters", "warmup", "pickle", "compress")
             info["config"] = {k: getattr(args, k) for k in keys} | {"impl": ",".join(impls)}
-            write(args.out, op, sizes, data, comm.size, info, wire)
-    return 0
+            write(args.out, op, sizes, data, comm.size, info, wire, checks.counts)
+    return 1 if checks.total() else 0
+
+
+def verdict(checks: WrongCounts) -> str:
+    """nccl-tests' closing line: the wrong elements over every size and implementation."""
+    total = checks.total()
+    if not total:
+        return "# wrong elements: 0 (every result equals its reference)"
+    bad = ", ".join(f"{impl} ({sum(c)})" for impl, c in checks.counts.items() if sum(c))
+    return f"# FAILED: {total} wrong elements from {bad}; their times above measure a wrong result"
 
 
 def _compressor(spec: str, op: str):
@@ -134,8 +145,9 @@ def _compressor(spec: str, op: str):
     return compressor
 
 
-def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compress: str = "none", full=False) -> None:
-    """One row per size: median time and bandwidths per implementation (bandwidths of the dense float32 size),
+def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=False, wrong=None) -> None:
+    """One row per size: median time, bandwidths and ``#wrong`` (nccl-tests: result elements that differ from
+    the reference, over all ranks) per implementation (bandwidths of the dense float32 size),
     ours/reference ratios and, for a compressed all-reduce, the bytes our kernel sent from a rank beside the
     float32 ring's (``wire %``). ``full`` (OSU's ``-f``): the timed iterations, and each implementation's
     minimum, mean and maximum."""
@@ -147,8 +159,12 @@ def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compres
     ratios = [ref for ref in ("mpi", "gloo", "dense") if "ours" in impls and ref in impls]
     head = f"{'bytes':>10} " + (f"{'iters':>6} " if full else "")
     stats = ("min", "avg", "max") if full else ()
+    wrong = wrong or {}
     head += " ".join(
-        f"{i + ' us':>12}" + "".join(f" {i + ' ' + b:>14}" for b in bws) + "".join(f" {i + ' ' + s:>10}" for s in stats)
+        f"{i + ' us':>12}"
+        + "".join(f" {i + ' ' + b:>14}" for b in bws)
+        + "".join(f" {i + ' ' + s:>10}" for s in stats)
+        + (f" {i + ' #wrong':>12}" if i in wrong else "")
         for i in impls
     )
     head += "".join(f" {'ours/' + ref:>10}" for ref in ratios)
@@ -163,7 +179,8 @@ def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compres
             med[impl] = float(np.median(samples))
             values = (size / med[impl], size / med[impl] * bus_factor(op, p))[: len(bws)]
             row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values)
-            row += "".join(f" {1e6 * f(samples):>10.2f}" for f in (np.min, np.mean, np.max)[: len(stats)]) + " "
+            row += "".join(f" {1e6 * f(samples):>10.2f}" for f in (np.min, np.mean, np.max)[: len(stats)])
+            row += (f" {wrong[impl][k]:>12}" if impl in wrong else "") + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
         if wire and wire["sent"]:
             sent, dense = wire["sent"][k], wire["dense"][k]
@@ -171,9 +188,10 @@ def report(op: str, sizes, data: dict, p: int, wire: dict | None = None, compres
         print(row)
 
 
-def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = None, wire: dict | None = None) -> None:
-    """The samples, with the run's provenance and options (``info``) as root attributes; for a compressed
-    all-reduce also ``micro/allreduce/ours/{sent,dense}_bytes`` per size (bytes a rank sent)."""
+def write(path: str, op: str, sizes, data: dict, p: int, info=None, wire=None, wrong=None) -> None:
+    """The samples, with the run's provenance and options (``info``) as root attributes, and each
+    implementation's wrong elements per size (``wrong``); for a compressed all-reduce also
+    ``micro/allreduce/ours/{sent,dense}_bytes`` per size (bytes a rank sent)."""
     datasets = {}
     for impl, samples in data.items():
         width = max(len(s) for s in samples)
@@ -182,6 +200,8 @@ def write(path: str, op: str, sizes, data: dict, p: int, info: dict | None = Non
             table[k, : len(s)] = s
         datasets[f"micro/{op}/{impl}/size_bytes"] = (np.array(sizes, dtype=np.int64), "bytes")
         datasets[f"micro/{op}/{impl}/time_s"] = (table, "s")
+        if wrong and impl in wrong:
+            datasets[f"micro/{op}/{impl}/wrong"] = (np.array(wrong[impl], dtype=np.int64), "elements")
     if wire and wire["sent"]:
         for key in ("sent", "dense"):
             datasets[f"micro/{op}/ours/{key}_bytes"] = (np.array(wire[key], dtype=np.int64), "bytes")

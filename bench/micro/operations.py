@@ -1,7 +1,8 @@
 """The operations ``python -m bench micro`` times (harness, report and file: :mod:`bench.micro.harness`).
 
 Each returns {implementation: [samples per size]} and checks its result on every size against a reference
-(MPI's own collective, or a closed form), raising if any rank's result differs.
+(MPI's own collective, or a closed form), counting the wrong elements in ``checks``
+(:class:`bench.micro.checks.WrongCounts`; without one, the first wrong result raises).
 
 - ``allreduce``: sum in place of a float32 buffer. ``ours`` (ring, recursive doubling below 128 KiB), ``naive``
   (gather to root + broadcast), ``mpi`` (``Allreduce`` with MPI_IN_PLACE), ``gloo`` (torch.distributed
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from bench.micro.checks import mismatches, strict_or
 from bench.runtime.errors import UsageError
 from kernels.halving_doubling import HalvingDoublingAllreduce
 from kernels.ring_allreduce import NaiveAllreduce, RingAllreduce
@@ -41,11 +43,6 @@ OP_IMPLS = {
     "broadcast": ("ours", "mpi"),
 }
 WINDOW = 64
-
-
-def _check(comm, ok: bool, what: str) -> None:
-    if not comm.allreduce(bool(ok), op=MPI.LAND):
-        raise RuntimeError(f"{what}: result differs from the reference")
 
 
 def allreduce_ops(comm, n: int, impls, buf: np.ndarray):
@@ -78,7 +75,8 @@ def allreduce_ops(comm, n: int, impls, buf: np.ndarray):
     return ops, results
 
 
-def bench_allreduce(comm, sizes, impls, timer) -> dict:
+def bench_allreduce(comm, sizes, impls, timer, checks=None) -> dict:
+    checks = strict_or(checks, comm)
     out = {impl: [] for impl in impls}
     for size in sizes:
         n = size // 4
@@ -96,7 +94,7 @@ def bench_allreduce(comm, sizes, impls, timer) -> dict:
             reset(impl)
             ops[impl]()
             got = results.get(impl, buf)
-            _check(comm, np.array_equal(got, expect), f"{impl} all-reduce of {size} bytes")
+            checks.record(impl, mismatches(got, expect), f"{impl} all-reduce of {size} bytes")
             out[impl].append(samples[impl])
     return out
 
@@ -106,13 +104,13 @@ def _pattern(size: int, k: int = 0) -> np.ndarray:
     return ((np.arange(size) + k) % 251 + 1).astype(np.uint8)
 
 
-def bench_latency(comm, sizes, timer) -> dict:
+def bench_latency(comm, sizes, timer, checks=None) -> dict:
     """Ping-pong: rank 0 sends a pattern, rank 1 returns what it received. Both receive into buffers zeroed
     before every iteration, and after the timed calls one more round trip is checked on both ends: a lost or
     truncated message leaves zeros where the pattern should be."""
     if comm.size < 2:
         raise UsageError("micro --op latency needs at least 2 ranks")
-    tag, res = tag_for(Tag.MICRO), []
+    tag, res, checks = tag_for(Tag.MICRO), [], strict_or(checks, comm)
     for size in sizes:
         send, recv = _pattern(size), np.zeros(size, dtype=np.uint8)
 
@@ -130,17 +128,18 @@ def bench_latency(comm, sizes, timer) -> dict:
         res.append(timer({"ours": op}, size, reset)["ours"] / 2)
         reset("ours")
         op()
-        _check(comm, comm.rank > 1 or np.array_equal(recv, send), f"latency of {size} bytes")
+        checks.record("ours", mismatches(recv, send) if comm.rank <= 1 else 0, f"latency of {size} bytes")
     return {"ours": res}
 
 
-def bench_bw(comm, sizes, timer, drop: int | None = None) -> dict:
+def bench_bw(comm, sizes, timer, checks=None, drop: int | None = None) -> dict:
     """A window of non-blocking sends. The receiver's buffers are zeroed before every iteration and checked
     after one more untimed window. ``drop`` (testing aid) sends that message of the window empty, as if its
     payload were lost: the check must catch it."""
     if comm.size < 2:
         raise UsageError("micro --op bw needs at least 2 ranks")
     tag, ack = tag_for(Tag.MICRO, 1), np.zeros(1, dtype=np.uint8)
+    checks = strict_or(checks, comm)
     res = []
     for size in sizes:
         sent = [_pattern(size, k) for k in range(WINDOW)]
@@ -163,16 +162,16 @@ def bench_bw(comm, sizes, timer, drop: int | None = None) -> dict:
         res.append(timer({"ours": op}, size * WINDOW, reset)["ours"] / WINDOW)  # seconds per message
         reset("ours")
         op()
-        ok = comm.rank != 1 or all(np.array_equal(b, _pattern(size, k)) for k, b in enumerate(recv))
-        _check(comm, ok, f"bw of {size} bytes")
+        wrong = sum(mismatches(b, _pattern(size, k)) for k, b in enumerate(recv)) if comm.rank == 1 else 0
+        checks.record("ours", wrong, f"bw of {size} bytes")
     return {"ours": res}
 
 
-def bench_ps_pushpull(comm, sizes, timer) -> dict:
+def bench_ps_pushpull(comm, sizes, timer, checks=None) -> dict:
     if comm.size < 2:
         raise UsageError("micro --op ps-pushpull needs a server and a worker (2 ranks)")
     push, pull = tag_for(Tag.PS_PUSH, 0), tag_for(Tag.PS_PULL, 0)
-    res = []
+    res, checks = [], strict_or(checks, comm)
     for size in sizes:
         n = size // 4
         grads = [np.empty(n, dtype=np.float32) for _ in range(comm.size)]
@@ -188,14 +187,16 @@ def bench_ps_pushpull(comm, sizes, timer) -> dict:
                 comm.Recv(params, 0, pull)
 
         res.append(timer({"ours": op}, size)["ours"])
-        _check(comm, comm.rank == 0 or (params == comm.rank).all(), f"ps-pushpull of {size} bytes")
+        wrong = mismatches(params, np.full_like(params, comm.rank)) if comm.rank else 0
+        checks.record("ours", wrong, f"ps-pushpull of {size} bytes")
     return {"ours": res}
 
 
-def bench_fedavg_round(comm, sizes, impls, timer) -> dict:
+def bench_fedavg_round(comm, sizes, impls, timer, checks=None) -> dict:
     if comm.size < 2:
         raise UsageError("micro --op fedavg-round needs an aggregator and a client rank (2 ranks)")
     down, up = tag_for(Tag.FED_MODEL, 0), tag_for(Tag.FED_UPDATE, 0)
+    checks = strict_or(checks, comm)
     out = {impl: [] for impl in impls}
     weight = float(comm.rank)  # client r's n_k = r; the weighted sum of "model + r" is closed-form
     for size in sizes:
@@ -234,7 +235,7 @@ def bench_fedavg_round(comm, sizes, impls, timer) -> dict:
         samples = timer(ops, size)
         expect = sum(float(r) * r for r in range(1, comm.size))  # sum_r n_r (0 + r)
         for impl in impls:
-            ok = comm.rank != 0 or np.allclose(results[impl], expect)
-            _check(comm, ok, f"{impl} fedavg-round of {size} bytes")
+            wrong = mismatches(results[impl], np.full(n, expect, np.float32), close=True) if comm.rank == 0 else 0
+            checks.record(impl, wrong, f"{impl} fedavg-round of {size} bytes")
             out[impl].append(samples[impl])
     return out

@@ -183,3 +183,50 @@ def test_a_block_collective_that_skips_a_step_is_caught(monkeypatch, kernel):
     monkeypatch.setattr(cls, "__call__", wrong)
     with pytest.raises(RuntimeError, match="differs from the reference"):
         blocks.bench_blocks(comm, op, [64 * comm.size], ("ours",), timer)
+
+
+def test_wrong_elements_are_counted_per_size_and_implementation(monkeypatch):
+    """nccl-tests' #wrong: a kernel off by one element on every rank counts p wrong elements on its size, and
+    none on the reference's; a counting tally records instead of raising."""
+    from bench.micro.checks import WrongCounts
+
+    comm = MPI.COMM_WORLD
+    real = micro_ops.RingAllreduce.__call__
+
+    def off_by_one(self, buf, key=0):
+        real(self, buf, key)
+        buf[:1] += 1
+
+    monkeypatch.setattr(micro_ops.RingAllreduce, "__call__", off_by_one)
+    checks = WrongCounts(comm, strict=False)
+    micro_ops.bench_allreduce(comm, [64, 256], ("ours", "mpi"), timer, checks)
+    assert checks.counts == {"ours": [comm.size, comm.size], "mpi": [0, 0]}, checks.counts
+
+
+def test_micro_prints_wrong_counts_keeps_them_and_exits_1(monkeypatch, tmp_path, capsys):
+    """The command on a wrong kernel: the table's #wrong column, the FAILED line, the counts in the file, exit 1
+    (a correct run: zeros and exit 0)."""
+    import h5py
+
+    from bench.cli import make_parser
+    from bench.micro.harness import micro
+
+    comm = MPI.COMM_WORLD
+    path = comm.bcast(str(tmp_path / "m.h5"), root=0)
+    args = make_parser().parse_args(["micro", "-m", "64:128", "--iters", "2", "--warmup", "0", "--out", path])
+    assert micro(args, comm) == 0
+    real = micro_ops.RingAllreduce.__call__
+
+    def off_by_one(self, buf, key=0):
+        real(self, buf, key)
+        buf[:1] += 1
+
+    monkeypatch.setattr(micro_ops.RingAllreduce, "__call__", off_by_one)
+    code = micro(args, comm)
+    out, ok = capsys.readouterr().out, True
+    if comm.rank == 0:  # checked on rank 0, agreed on every rank (an assertion on one rank alone would hang the rest)
+        ok = "ours #wrong" in out and f"# FAILED: {2 * comm.size} wrong elements from ours" in out
+        with h5py.File(path) as f:
+            ok = ok and list(f["micro/allreduce/ours/wrong"][:]) == [comm.size] * 2
+            ok = ok and list(f["micro/allreduce/mpi/wrong"][:]) == [0, 0]
+    assert all_agree(ok and code == 1), out

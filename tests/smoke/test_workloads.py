@@ -22,6 +22,7 @@ def test_micro_sizes_with_units_range_factor_and_full_columns():
     assert proc.returncode == 0, proc.stderr
     header = next(line for line in proc.stdout.splitlines() if line.strip().startswith("bytes"))
     assert "iters" in header and "ours min" in header and "mpi max" in header and "busGB/s" in header
+    assert "ours #wrong" in header and "# wrong elements: 0" in proc.stdout
     sizes = [int(line.split()[0]) for line in proc.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert sizes == [1020, 8184, 65532]  # 1K, 8K, 64K as whole buffers of 3 float32 blocks
     bad = bench(2, "micro", "--max", "1T")

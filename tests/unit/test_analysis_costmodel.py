@@ -86,12 +86,18 @@ def test_predicted_speedup_counts_computing_ranks(tmp_path):
     assert preds[0].step_s == pytest.approx(0.5)
 
 
-def micro_file(path, p: int):
+def micro_file(path, p: int, wrong_ours: int | None = None):
     times = np.stack([kernel_times(p)] * 5, axis=1)
     data = {
         "micro/allreduce/ours/size_bytes": (SIZES.astype(np.int64), "bytes"),
         "micro/allreduce/ours/time_s": (times, "s"),
     }
+    if wrong_ours is not None:  # and MPI's, correct, at twice the time
+        data["micro/allreduce/ours/wrong"] = (np.full(len(SIZES), 0, np.int64), "elements")
+        data["micro/allreduce/ours/wrong"][0][-1] = wrong_ours
+        data["micro/allreduce/mpi/size_bytes"] = (SIZES.astype(np.int64), "bytes")
+        data["micro/allreduce/mpi/time_s"] = (2 * times, "s")
+        data["micro/allreduce/mpi/wrong"] = (np.zeros(len(SIZES), np.int64), "elements")
     results.write(str(path), {"kind": "micro", "op": "allreduce", "world_size": p}, data)
     return load(path)
 
@@ -107,6 +113,13 @@ def test_fit_from_micro_and_model_table(tmp_path):
     assert err == pytest.approx((expect - 0.1) / 0.1) and not table.rows[0][6]
     assert any("doubling" in n for n in table.notes) and any("ring" in n for n in table.notes)
     assert math.isfinite(table.rows[0][7])
+
+
+@pytest.mark.parametrize("wrong", [0, 3])
+def test_fit_passes_over_an_implementation_with_wrong_results(tmp_path, wrong):
+    """#wrong above zero on any size: our kernel's times measure a wrong result, the fit takes MPI's."""
+    fit = fit_from_micro([micro_file(tmp_path / "m.h5", 2, wrong_ours=wrong)])
+    assert ("mpi all-reduce" if wrong else "ours all-reduce") in fit.source, fit.source
 
 
 def test_compressed_ring_is_modelled_from_its_recorded_wire_plan(tmp_path):
