@@ -64,13 +64,20 @@ class Config:
     global_batch_size: int = opt(
         0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size", applies=STEPPED
     )
+    accumulate_steps: int = opt(
+        1,
+        "micro-batches per step: the mean gradient of N micro-batches of --batch-size before the exchange and the "
+        "update, so a rank's batch per update is N x --batch-size (--global-batch-size: the update's batch over "
+        "all ranks, split into N micro-batches on each)",
+        applies=("ring", "localsgd", "ps", "ssp"),
+    )
     lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
     momentum: float = opt(0.0, "SGD momentum (also LARS's)")
     weight_decay: float = opt(0.0, "weight decay (L2; LARS's beta, LAMB's lambda; not on biases and norms there)")
     optimizer: str = opt(
         "sgd",
         "local optimizer: sgd, adam, lars (You et al. 2017), lamb (You et al. 2020); lars and lamb take a trust "
-        "ratio per parameter tensor (not on ps/ssp servers, whose shards mix layers)",
+        "ratio per parameter tensor (ps/ssp: on the servers, each tensor kept whole on one server)",
         ("sgd", "adam", "lars", "lamb"),
     )
     lr_schedule: str = opt(
@@ -314,9 +321,11 @@ class Config:
 
     # ---- derived values ---------------------------------------------------------------------------
     def per_rank_batch(self, ranks_computing: int) -> int:
+        """Samples one computing rank trains on per step (per update): its share of --global-batch-size, or
+        --batch-size x --accumulate-steps."""
         if self.global_batch_size > 0:
             return self.global_batch_size // ranks_computing
-        return self.batch_size
+        return self.batch_size * self.accumulate_steps
 
     @property
     def scaling(self) -> str:
@@ -426,6 +435,7 @@ def _as_bool(value) -> bool:
 
 POSITIVE = (
     "steps",
+    "accumulate_steps",
     "trust_coefficient",
     "fedlama_phi",
     "clients",
@@ -557,11 +567,6 @@ def _check_data(cfg: Config) -> None:
         )
     if cfg.compress != "none":
         check_compress(cfg)
-    if cfg.optimizer in ("lars", "lamb") and cfg.strategy in ("ps", "ssp"):
-        raise UsageError(
-            f"--optimizer {cfg.optimizer} takes a trust ratio per layer, and a parameter server's shard mixes layers: "
-            "use sgd or adam with --strategy ps"
-        )
     if cfg.strategy == "fedavg":
         from bench.strategies.fedavg.checks import check_federated
 
@@ -571,5 +576,18 @@ def _check_data(cfg: Config) -> None:
             "--overlap-progress hooks runs on --device cpu only (a hook waiting for the GPU would stall autograd):"
             " use the default, thread"
         )
+    if cfg.accumulate_steps > 1:
+        _check_accumulation(cfg)
     if cfg.partition == "natural" and cfg.dataset not in NATURAL_DATASETS:
         raise UsageError(f"--partition natural needs a dataset with natural groups ({', '.join(NATURAL_DATASETS)})")
+
+
+def _check_accumulation(cfg) -> None:
+    """What --accumulate-steps does not combine with (yet), each with the reason."""
+    if cfg.overlap:
+        raise UsageError(
+            "--accumulate-steps with --overlap: the overlapped buckets would leave after every micro-batch's backward "
+            "pass; accumulate without --overlap"
+        )
+    if cfg.trace:
+        raise UsageError("--accumulate-steps with --trace: the trace draws one forward and backward pass per step")

@@ -35,7 +35,7 @@ class Run:
     loader: PartitionLoader | None
     device: torch.device
     out: str
-    batch: int
+    batch: int  # samples per rank per step (update): micro-batch x --accumulate-steps
 
 
 def output_path(cfg, size: int) -> str:
@@ -111,6 +111,11 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
     batch = cfg.per_rank_batch(n_parts)
     if batch <= 0:
         raise UsageError(f"per-rank batch is 0: --global-batch-size {cfg.global_batch_size} < {n_parts} ranks")
+    if batch % cfg.accumulate_steps:
+        raise UsageError(
+            f"the per-rank batch {batch} does not split into --accumulate-steps {cfg.accumulate_steps} equal "
+            "micro-batches"
+        )
     try:
         parts = partition.make(
             cfg.partition,
@@ -129,16 +134,17 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
             f"--partition {cfg.partition} left a partition empty ({len(ds.y_train)} samples over {n_parts} parts): "
             "use fewer clients or ranks, or another partition"
         )
-    if batch > smallest and strategy.needs_full_batches:
+    micro = batch // cfg.accumulate_steps  # what the loader hands out; ``batch`` is per update
+    if micro > smallest and strategy.needs_full_batches:
         raise UsageError(
-            f"batch size {batch} is larger than the smallest partition ({smallest} samples of "
+            f"batch size {micro} is larger than the smallest partition ({smallest} samples of "
             f"{len(ds.y_train)} over {n_parts} ranks): lower --batch-size or use fewer ranks"
         )
     loader = None
     part = strategy.topology.data_part
     if part is not None:  # a rank that trains one part (fedavg's client hosts load their clients' parts)
         mine = parts[part]
-        loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], batch, cfg.seed, part, device)
+        loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], micro, cfg.seed, part, device)
     return Run(cfg, ds, parts, model, layers, strategy, loader, device, out, batch)
 
 

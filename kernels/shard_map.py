@@ -62,8 +62,13 @@ class ShardMap:
         }
 
 
-def shard_map(layer_numels: list[int], n_servers: int, tolerance: float = 0.1) -> ShardMap:
-    """Split layers of sizes ``layer_numels`` over ``n_servers`` servers (see the module docstring)."""
+def shard_map(
+    layer_numels: list[int], n_servers: int, tolerance: float = 0.1, whole: list[int] | None = None
+) -> ShardMap:
+    """Split layers of sizes ``layer_numels`` over ``n_servers`` servers (see the module docstring). ``whole``:
+    the sizes of the parameter tensors in flat order, when each must stay on one server (a layer-wise trust
+    ratio, LARS/LAMB, needs a whole tensor's norm): every cut then lies on the tensor edge nearest its ideal
+    point, whatever the balance."""
     if n_servers < 1:
         raise ValueError(f"need at least one server, got {n_servers}")
     total = sum(layer_numels)
@@ -72,6 +77,38 @@ def shard_map(layer_numels: list[int], n_servers: int, tolerance: float = 0.1) -
     edges = [0]
     for n in layer_numels:
         edges.append(edges[-1] + n)
+    if whole is not None and sum(whole) != total:
+        raise ValueError(f"the tensors hold {sum(whole)} parameters, the layers {total}")
+    bounds = _tensor_cuts(whole, n_servers) if whole is not None else _balanced_cuts(edges, n_servers, tolerance)
+    pieces: list[Piece] = []
+    for layer, (start, end) in enumerate(zip(edges, edges[1:])):
+        for server, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            a, b = max(start, lo), min(end, hi)
+            if a < b:
+                pieces.append(Piece(len(pieces), layer, a - start, b - start, server, a))
+    return ShardMap(tuple(bounds), tuple(pieces))
+
+
+def _tensor_cuts(tensor_numels: list[int], n_servers: int) -> list[int]:
+    """Cut points on tensor edges only, each the edge nearest ``k N / S`` among those that leave every later
+    server at least one tensor."""
+    edges, total = [0], sum(tensor_numels)
+    for n in tensor_numels:
+        edges.append(edges[-1] + n)
+    inner = edges[1:-1]
+    if len(inner) < n_servers - 1:
+        raise ValueError(f"{len(tensor_numels)} whole parameter tensors cannot be spread over {n_servers} servers")
+    bounds = [0]
+    for k in range(1, n_servers):
+        later = n_servers - 1 - k  # cuts still to place after this one
+        free = [e for e in inner if e > bounds[-1]]
+        free = free[: len(free) - later] if later else free
+        bounds.append(min(free, key=lambda e: (abs(e - k * total / n_servers), e)))
+    return bounds + [total]
+
+
+def _balanced_cuts(edges: list[int], n_servers: int, tolerance: float) -> list[int]:
+    total = edges[-1]
     target = total / n_servers
     bounds = [0]
     for k in range(1, n_servers):
@@ -81,11 +118,4 @@ def shard_map(layer_numels: list[int], n_servers: int, tolerance: float = 0.1) -
         if cut <= bounds[-1] or cut >= total:  # snapping must not empty a server
             cut = ideal
         bounds.append(max(cut, bounds[-1] + 1))
-    bounds.append(total)
-    pieces: list[Piece] = []
-    for layer, (start, end) in enumerate(zip(edges, edges[1:])):
-        for server, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
-            a, b = max(start, lo), min(end, hi)
-            if a < b:
-                pieces.append(Piece(len(pieces), layer, a - start, b - start, server, a))
-    return ShardMap(tuple(bounds), tuple(pieces))
+    return bounds + [total]

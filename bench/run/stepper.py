@@ -77,6 +77,42 @@ class Stepper:
         mark(step, "exchange after backward")
         self.exchange(step, strat.after_backward(step), t0)
 
+    def compute(self, step: int, t0: float) -> torch.Tensor:
+        """Forward and backward over ``--accumulate-steps`` micro-batches (one without accumulation), gradients
+        summed by autograd from losses scaled by 1 / K, so the gradient is the mean over the K micro-batches: on
+        equal micro-batches, the gradient of one batch K times as large (Goyal et al. 2017 and PyTorch's
+        accumulation recipe). Data, forward and backward times add up over the micro-batches; the loss recorded
+        is the mean of theirs. Returns it (a tensor: read after the update, so CUDA is not synchronised early)."""
+        cfg, run, rec, strat = self.cfg, self.run, self.rec, self.run.strategy
+        k = cfg.accumulate_steps
+        forward, backward = rec["timing/forward"][step], rec["timing/backward"][step]
+        fwd, bwd = (np.zeros_like(forward), np.zeros_like(backward)) if k > 1 else (forward, backward)
+        losses = []
+        for _ in range(k):
+            mark(step, "loading data")
+            t = time.perf_counter()
+            x, y = run.loader.next()
+            rec["timing/data"][step] += time.perf_counter() - t
+            mark(step, "forward and backward")
+            loss = F.cross_entropy(strat.forward(x), y)
+            if strat.overlap is not None:
+                strat.overlap.begin()
+            self.timer.start_backward()
+            (loss / k if k > 1 else loss).backward()
+            self.timer.collect(fwd, bwd, t0, self._trace_starts(step))
+            if k > 1:
+                forward += fwd
+                backward += bwd
+            losses.append(loss.detach())
+        return torch.stack(losses).mean() if k > 1 else losses[0]
+
+    def _trace_starts(self, step: int) -> dict | None:
+        """With ``--trace``: this step's rows of forward and backward start times, for the layer timer."""
+        if not self.cfg.trace:
+            return None
+        rows = self.rec
+        return {"forward": rows["timeline/forward_start"][step], "backward": rows["timeline/backward_start"][step]}
+
     def step(self, step: int, t0: float) -> None:
         """One step on this rank: a lock-step server serves it; a computing rank runs the strategy's exchanges
         around forward, backward and the update, each phase timed into the Recorder's row ``step``."""
@@ -92,24 +128,11 @@ class Stepper:
             return
         mark(step, "exchange before the step")
         self.exchange(step, strat.before_step(step), t0)
-        mark(step, "loading data")
-        t = time.perf_counter()
-        x, y = run.loader.next()
-        rec["timing/data"][step] = time.perf_counter() - t
         if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
             inject_failure(cfg, self.comm, step)
-        mark(step, "forward and backward")
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
-        loss = F.cross_entropy(strat.forward(x), y)
-        if strat.overlap is not None:
-            strat.overlap.begin()
-        self.timer.start_backward()
-        loss.backward()
-        starts = None
-        if cfg.trace:
-            starts = {"forward": rec["timeline/forward_start"][step], "backward": rec["timeline/backward_start"][step]}
-        self.timer.collect(rec["timing/forward"][step], rec["timing/backward"][step], t0, starts)
+        loss = self.compute(step, t0)
         if self.straggler.active:
             rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
         if strat.overlap is not None:

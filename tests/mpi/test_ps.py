@@ -44,8 +44,20 @@ def ring_on_workers(cfg, servers: int):
     return out
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.9, weight_decay=1e-3)], ids=["sgd", "momentum-wd"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(momentum=0.9, weight_decay=1e-3),
+        dict(optimizer="lars", momentum=0.9, lr=1.0, trust_coefficient=0.01, weight_decay=1e-3),
+        dict(optimizer="lamb", lr=0.01, weight_decay=1e-3, lr_schedule="cosine", lr_warmup_steps=2),
+        dict(accumulate_steps=2, momentum=0.9),
+    ],
+    ids=["sgd", "momentum-wd", "lars", "lamb-cosine-warmup", "accumulate-2"],
+)
 def test_sync_ps_equals_ring_and_serial(shared_tmp, kw):
+    """LARS and LAMB: the servers' trust ratio per whole tensor must equal the ring's (a shard stepped as one flat
+    tensor takes LARS's plain update and fails here)."""
     comm = MPI.COMM_WORLD
     if comm.size < 2:
         pytest.skip("a parameter server needs a server and a worker (2 ranks)")

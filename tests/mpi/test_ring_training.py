@@ -41,7 +41,8 @@ def make_cfg(tmp, **kw):
 
 
 def serial_oracle(cfg, ranks):
-    """One process: each step takes the concatenation of every rank's batch (same loaders, same seeds)."""
+    """One process: each step takes the concatenation of every rank's batch (same loaders, same seeds); with
+    ``--accumulate-steps K``, of every rank's next K micro-batches, as one batch."""
     ds = data.load(cfg)
     parts = partition.make(cfg.partition, ds.y_train, ranks, cfg.seed, alpha=cfg.alpha)
     loaders = [
@@ -54,7 +55,7 @@ def serial_oracle(cfg, ranks):
     if scheduled:  # the optimizers' maths is checked alone (tests/unit/test_optimizers.py); here, their use
         opt = make_optimizer(model.parameters(), cfg)
     for step in range(cfg.steps):
-        batches = [ld.next() for ld in loaders]
+        batches = [ld.next() for ld in loaders for _ in range(cfg.accumulate_steps)]
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
         opt.zero_grad()
@@ -80,8 +81,18 @@ def trainer_for(cfg):
         dict(bucket_mb=0.01, partition="dirichlet"),
         dict(model="cnn", optimizer="lamb", lr=0.01, weight_decay=1e-3, lr_schedule="cosine", lr_warmup_steps=2),
         dict(optimizer="lars", momentum=0.9, lr=1.0, trust_coefficient=0.01, lr_schedule="step"),
+        dict(accumulate_steps=3, momentum=0.9),
+        dict(model="cnn", accumulate_steps=2, optimizer="lamb", lr=0.01),
     ],
-    ids=["mlp-sgd", "cnn-momentum-wd", "mlp-buckets-dirichlet", "cnn-lamb-cosine-warmup", "mlp-lars-step"],
+    ids=[
+        "mlp-sgd",
+        "cnn-momentum-wd",
+        "mlp-buckets-dirichlet",
+        "cnn-lamb-cosine-warmup",
+        "mlp-lars-step",
+        "mlp-accumulate-3",
+        "cnn-lamb-accumulate-2",
+    ],
 )
 def test_ring_equals_serial_oracle_and_replicas_stay_identical(shared_tmp, kw):
     comm = MPI.COMM_WORLD

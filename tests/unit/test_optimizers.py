@@ -71,10 +71,12 @@ def test_a_constant_schedule_keeps_the_rate_exactly():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"strategy": "ps", "optimizer": "lars"}, "shard mixes layers"),
         ({"strategy": "fedavg", "fl_algorithm": "fednova", "optimizer": "adam"}, "SGD at a fixed rate"),
         ({"lr_warmup_steps": -1}, "--lr-warmup-steps must be >= 0"),
         ({"optimizer": "rmsprop"}, "unknown optimizer"),
+        ({"accumulate_steps": 0}, "--accumulate-steps must be positive"),
+        ({"accumulate_steps": 2, "overlap": True}, "overlapped buckets would leave after every micro-batch"),
+        ({"accumulate_steps": 2, "trace": True}, "one forward and backward pass per step"),
     ],
 )
 def test_optimizer_option_checks(options, message):
@@ -83,3 +85,13 @@ def test_optimizer_option_checks(options, message):
 
     with pytest.raises(UsageError, match=message):
         validate(Config(**options))
+
+
+def test_accumulation_multiplies_the_batch_per_update():
+    """--accumulate-steps K: a rank's batch per update is K micro-batches of --batch-size; --global-batch-size
+    stays the batch of one update over all ranks (throughput counts samples per update)."""
+    from bench.config import Config
+
+    assert Config(batch_size=8, accumulate_steps=4).per_rank_batch(2) == 32
+    assert Config(global_batch_size=64, accumulate_steps=4).per_rank_batch(2) == 32
+    assert Config(batch_size=8).per_rank_batch(2) == 8

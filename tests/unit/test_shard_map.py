@@ -1,5 +1,6 @@
 """The parameter-server shard map (pure): every element owned exactly once, balanced by bytes, small layers whole."""
 
+import numpy as np
 import pytest
 
 from kernels.shard_map import shard_map
@@ -54,3 +55,19 @@ def test_too_few_parameters_is_an_error():
         shard_map([2, 1], 4)
     with pytest.raises(ValueError):
         shard_map([2], 0)
+
+
+def test_whole_tensors_stay_on_one_server():
+    """LARS/LAMB on servers: every cut on a tensor edge (here a dominant tensor the balanced map would split),
+    nearest the ideal point; too few tensors for the servers is one clear error."""
+    tensors = [100, 10, 5000, 10, 200, 3]  # layers: (100, 10), (5000, 10), (200, 3)
+    layers = [110, 5010, 203]
+    edges = list(np.cumsum([0] + tensors))
+    for servers in (2, 3, 4):
+        smap = shard_map(layers, servers, whole=tensors)
+        assert all(b in edges for b in smap.bounds), smap.bounds
+        assert len(set(smap.bounds)) == servers + 1  # no server empty
+    assert shard_map(layers, 2, whole=tensors).bounds == (0, 5110, 5323)  # the edge nearest 2661.5 above 0
+    assert shard_map(layers, 2).bounds != (0, 5110, 5323)  # the balanced map splits the dominant tensor
+    with pytest.raises(ValueError, match="6 whole parameter tensors cannot be spread over 7 servers"):
+        shard_map(layers, 7, whole=tensors)

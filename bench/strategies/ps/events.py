@@ -23,8 +23,8 @@ from kernels.waiting import wait_any
 
 
 class EventServer(Server):
-    def __init__(self, cfg, comm, index, workers, smap, initial, mode: str, staleness: int, budget: int):
-        super().__init__(cfg, comm, index, workers, smap, initial)
+    def __init__(self, cfg, comm, index, workers, smap, initial, shapes, mode: str, staleness: int, budget: int):
+        super().__init__(cfg, comm, index, workers, smap, initial, shapes)
         self.mode, self.bound, self.budget = mode, staleness, budget
         W = len(workers)
         self.clocks = np.zeros(W, dtype=np.int64)  # gradients received from each worker

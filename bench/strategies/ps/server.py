@@ -1,4 +1,6 @@
 """The server side of the parameter server: one shard of the parameters, its optimizer, and the three policies.
+With LARS or LAMB the shard holds whole tensors (``shard_map(whole=...)``) and the optimizer steps each in its
+own shape, so its trust ratio is the one the ring's ranks compute (sync ps == ring holds for them too).
 
 - ``sync`` (BSP, :meth:`Server.serve_step`): lock-step; receive every worker's pieces (non-blocking receives from
   known sources), average in worker order, one optimizer step, send the new parameters to every worker.
@@ -43,14 +45,39 @@ def mean_in_worker_order(grads: list[np.ndarray], out: np.ndarray) -> np.ndarray
     return out
 
 
+LAYERWISE = ("lars", "lamb")
+"""Optimizers with a trust ratio per parameter tensor: the shard map keeps every tensor on one server for them."""
+
+
+def tensor_views(values: np.ndarray, lo: int, shapes) -> list[tuple[slice, torch.Size]]:
+    """The slices of a server's flat ``values`` (flat offset ``lo``) that are whole parameter tensors of the given
+    ``shapes`` (all the model's, in flat order), with each tensor's shape."""
+    views, offset = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape, dtype=np.int64))
+        a, b = offset - lo, offset + n - lo
+        if 0 <= a and b <= values.size:
+            views.append((slice(a, b), torch.Size(shape)))
+        elif a < values.size and b > 0:
+            raise ValueError(f"tensor at flat offset {offset} is split across servers")
+        offset += n
+    return views
+
+
 class Server:
-    def __init__(self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray):
+    def __init__(
+        self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray, shapes
+    ):
         self.cfg, self.comm, self.workers = cfg, comm, workers
         lo, hi = smap.server_range(index)
-        self.param = torch.nn.Parameter(torch.from_numpy(initial[lo:hi].copy()))
-        self.optimizer = make_optimizer([self.param], cfg)
+        self.values = initial[lo:hi].copy()
         self.applied = 0  # updates applied (the learning-rate schedule's clock)
-        self.values = self.param.data.numpy()  # shares memory with the parameter
+        # LARS and LAMB see each whole tensor in its own shape (a trust ratio per tensor, biases and norms apart);
+        # every other optimizer is elementwise and steps the shard as one flat tensor
+        views = tensor_views(self.values, lo, shapes) if cfg.optimizer in LAYERWISE else [(slice(None), None)]
+        self.views = views
+        self.params = [torch.nn.Parameter(self._tensor(self.values, sl, shape)) for sl, shape in self.views]
+        self.optimizer = make_optimizer(self.params, cfg)
         self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
         self.tag_ub = tag_upper_bound(comm)
         self.numel = hi - lo
@@ -85,8 +112,15 @@ class Server:
         per_step = 1 if self.cfg.ps_mode == "sync" else len(self.workers)
         set_lr(self.optimizer, self.cfg, self.applied // per_step, self.cfg.steps)
         self.applied += 1
-        self.param.grad = torch.from_numpy(grad)
+        for param, (sl, shape) in zip(self.params, self.views):
+            param.grad = self._tensor(grad, sl, shape)
         self.optimizer.step()
+
+    @staticmethod
+    def _tensor(flat: np.ndarray, sl: slice, shape) -> torch.Tensor:
+        """A tensor sharing memory with ``flat[sl]`` (in ``shape``, if given)."""
+        t = torch.from_numpy(flat[sl])
+        return t if shape is None else t.view(shape)
 
     # ---- sync (lock-step, inside the driver's loop) -------------------------------------------------------
     def serve_step(self, step: int) -> tuple[float, float, float, float]:

@@ -21,7 +21,7 @@ from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
 from bench.strategies.overlap import OverlappedBuckets
 from bench.strategies.ps.events import EventServer
-from bench.strategies.ps.server import Server
+from bench.strategies.ps.server import LAYERWISE, Server
 from bench.strategies.ps.worker import PSWorker
 from bench.workload.models import flat_parameters
 from kernels.shard_map import shard_map
@@ -38,8 +38,10 @@ class PSStrategy(Strategy, DecoupledHooks):
         super().__init__(cfg, comm, model, layers, device)
         topo = self.topology
         self.mode = self.policy()
+        shapes = [tuple(p.shape) for layer in layers for p in layer.params]  # the flat order of flat_parameters
+        whole = [int(np.prod(shape, dtype=np.int64)) for shape in shapes] if cfg.optimizer in LAYERWISE else None
         try:
-            self.smap = shard_map([layer.numel for layer in layers], len(topo.servers))
+            self.smap = shard_map([layer.numel for layer in layers], len(topo.servers), whole=whole)
         except ValueError as exc:
             raise TopologyError(f"--servers {len(topo.servers)}: {exc}") from None
         self.worker_comm = self.comm.Split(0 if topo.role == Role.WORKER else 1, topo.rank)
@@ -49,11 +51,11 @@ class PSStrategy(Strategy, DecoupledHooks):
             initial = flat_parameters(layers)
             index = topo.servers.index(topo.rank)
             if self.lockstep:
-                self.server = Server(cfg, self.comm, index, topo.workers, self.smap, initial)
+                self.server = Server(cfg, self.comm, index, topo.workers, self.smap, initial, shapes)
             else:
                 budget = cfg.steps * len(topo.workers)
                 self.server = EventServer(
-                    cfg, self.comm, index, topo.workers, self.smap, initial, self.mode, cfg.staleness, budget
+                    cfg, self.comm, index, topo.workers, self.smap, initial, shapes, self.mode, cfg.staleness, budget
                 )
         else:
             method = parse(cfg.compress)
