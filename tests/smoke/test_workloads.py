@@ -9,12 +9,13 @@ from tests.helpers import ROOT, bench
 
 def test_large_batch_study_prints_a_row_per_optimizer_and_batch():
     cmd = [sys.executable, "-m", "bench.perf.large_batch", "--batches", "16", "32", "--optimizers", "sgd", "lamb"]
-    cmd += ["--epochs", "1", "--samples", "160"]
+    cmd += ["--epochs", "1", "--samples", "160", "--micro-batch", "8"]  # B = 32 on 2 ranks: 2 x 8 x 2 accumulated
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith(("sgd", "lamb"))]
     assert [(r[0], r[1]) for r in rows] == [("sgd", "16"), ("sgd", "32"), ("lamb", "16"), ("lamb", "32")]
-    assert [int(r[3]) for r in rows] == [8, 4, 8, 4]  # equal epochs: 128 training samples / batch
+    assert [" ".join(r[2:7]) for r in rows[:2]] == ["2 x 8 x 1", "2 x 8 x 2"]
+    assert [int(r[8]) for r in rows] == [8, 4, 8, 4]  # equal epochs: 128 training samples / batch
 
 
 def test_micro_sizes_with_units_range_factor_and_full_columns():
