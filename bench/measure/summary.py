@@ -21,10 +21,12 @@ LABELS = {
 }
 
 
-def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: dict, samples=None) -> None:
+def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, samples=None, per_worker=None) -> None:
     """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
-    all (default: every computing rank took every step). Shares count computing ranks only (not servers). The
-    numbers come from the results file just written, read as the analysis reads it."""
+    all (default: every computing rank took every step). ``per_worker``: the steps each worker took, where they
+    differ (async, ssp: ``--steps`` is a budget of steps x workers, so fast workers take more); the header and the
+    step rate then give the mean per worker and the range, not the fastest worker's count. Shares count computing
+    ranks only (not servers). The numbers come from the results file just written, read as the analysis reads it."""
     data = load(run.out).data  # per-layer series summed block by block (analysis.metrics.per_row)
     ranks = computing_ranks(attrs.get("roles"), int(attrs["world_size"]))
     steps = data["timing/step"].shape[1]
@@ -33,13 +35,18 @@ def print_summary(run, evals, wall: float, status: str, stopped_by: str, attrs: 
     median = float(np.median(step[:, 1:].max(axis=0))) if step.shape[1] > 1 else float(step.max(initial=0.0))
     if samples is None:
         samples = steps * run.batch * run.strategy.topology.partitions
+    counted = f"{steps} steps"
+    if per_worker:
+        steps = float(np.mean(per_worker))
+        counted = f"{steps:g} steps per worker on average ({min(per_worker)}-{max(per_worker)})"
     print(
         f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {attrs['world_size']} ranks, "
-        f"{steps} steps ({status}{', ' + stopped_by if stopped_by else ''})"
+        f"{counted} ({status}{', ' + stopped_by if stopped_by else ''})"
     )
     side = attrs.get("eval_and_io_s", 0.0)
+    rate = "steps/s per worker" if per_worker else "steps/s"
     print(
-        f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} steps/s over {wall:.2f} s of "
+        f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} {rate} over {wall:.2f} s of "
         f"training; {side:.2f} s of evaluation and file writes left out)"
     )
     print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
