@@ -77,6 +77,26 @@ def test_scaffold_first_round_is_fedavg_and_its_variate_the_closed_form(shared_t
     assert all_agree(ok), "SCAFFOLD's later rounds ignore the control variates"
 
 
+@pytest.mark.parametrize("deadline", [float("inf"), 1e-9], ids=["on-time", "all-late"])
+def test_scaffold_server_variate_is_the_mean_of_the_client_variates(shared_tmp, deadline):
+    """c = (1/N) sum_i c_i over all N clients after every round (the hosts keep c_i), also when every update is
+    late: the models stay out, the variates' changes may not (a server that dropped them drifted from its
+    clients' variates)."""
+    comm = MPI.COMM_WORLD
+    base = two_clients_per_host(shared_tmp, rounds=2, local_epochs=2, placement="static")
+    cfg = dataclasses.replace(base, fl_algorithm="scaffold", deadline=deadline, out=f"{shared_tmp}/v.h5")
+    from .test_fedavg import run_fedavg
+
+    algorithm = run_fedavg(cfg).run.strategy.algorithm
+    variates = comm.gather(dict(algorithm.client_variates), root=0)
+    ok = True
+    if comm.rank == 0:
+        every = {k: v for host in variates for k, v in host.items()}
+        mean = sum(every.values()) / cfg.clients
+        ok = len(every) == cfg.clients and np.abs(mean).max() > 0 and np.allclose(algorithm.c, mean, atol=1e-6)
+    assert all_agree(ok), "SCAFFOLD's server variate is not the mean of its clients' variates"
+
+
 def test_local_steps_cycle_epochs(shared_tmp):
     """With batch = n_k every epoch is one step, so T local steps are T epochs, bit for bit."""
     base = two_clients_per_host(shared_tmp)

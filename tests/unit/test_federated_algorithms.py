@@ -145,7 +145,12 @@ def test_scaffold_client_and_server_hooks():
     alg.fold(agg, y, None, dc)
     xs = x.copy()
     alg.server_update(xs, agg)
+    alg.end_round(agg)
     assert np.allclose(xs, y) and np.allclose(alg.c, [1.0 - 0.5 / 4, 2.0 - 2.5 / 4])
+    late = VariateSum(2)  # a round whose one client was late: the model stays, its dc_i still moves c
+    alg.fold_late(late, y, None, dc)
+    alg.end_round(late)
+    assert late.weight == 0 and np.allclose(alg.c, [1.0 - 1.0 / 4, 2.0 - 5.0 / 4])
 
 
 def test_local_steps_cycle_through_epochs():

@@ -70,9 +70,17 @@ class FedAvg:
         """Fold one client's model (its header: ``protocol.Head``) into the round's aggregate as it arrives."""
         aggregate.add(update, self.weight(head))
 
+    def fold_late(self, aggregate, update: np.ndarray, head: np.ndarray, extra: np.ndarray | None = None) -> None:
+        """A client that trained but arrived after ``--deadline``: its model is left out of the round (nothing
+        else to account for, unless the algorithm keeps per-client state in step with the server's)."""
+
     def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         """The global model ``x`` (in place) from the round's aggregate."""
         x[:] = aggregate.mean()
+
+    def end_round(self, aggregate) -> None:
+        """After the model's update, every round, even one whose models were all dropped or late: state the server
+        keeps beside the model (SCAFFOLD's variate). Nothing for FedAvg."""
 
     def download_extra(self) -> np.ndarray | None:
         return None

@@ -13,7 +13,10 @@ gradient, so momentum and weight decay act on the corrected gradient, as in the 
 c_i+ = c_i - c + (x - y) / (K eta_l); it uploads y and dc_i = c_i+ - c_i and keeps c_i+. Server:
 x <- x + eta_g mean_S (y_i - x), c <- c + (1/N) sum_S dc_i (eta_g = ``--server-lr``, N = ``--clients``).
 Client variates live on the host that trains the client (``--placement static``): N_host x model bytes per host.
-A late client's variate is kept on its host, though its update and dc_i are left out (as its model is).
+A late client's model is left out of the round, but its host has already kept c_i+: its dc_i still goes into c
+(:meth:`Scaffold.fold_late`), so that c = (1/N) sum_i c_i holds over all N clients, the invariant the server's
+update keeps in the paper (where no client is late). Counting neither would need the host to undo c_i+, and it
+cannot know that its upload will be late.
 """
 
 from __future__ import annotations
@@ -107,9 +110,16 @@ class Scaffold(FedAvg):
         aggregate.add(update, 1.0)
         aggregate.variates += extra
 
+    def fold_late(self, aggregate, update, head, extra=None) -> None:
+        """The late client's model stays out; its variate change counts (see the module docstring)."""
+        aggregate.variates += extra
+
     def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
         mean = aggregate.mean()
         x += np.float32(self.cfg.server_lr) * (mean - x)
+
+    def end_round(self, aggregate) -> None:
+        """c <- c + (1/N) sum dc_i, also in a round whose models were all late (their variates changed)."""
         self.c += (aggregate.variates / self.cfg.clients).astype(np.float32)
 
     def download_extra(self) -> np.ndarray:

@@ -81,6 +81,7 @@ class Aggregator:
         MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
             self._server_update(round_)
+        self.algorithm.end_round(self.mean)
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
         return times | counts | {"lost": lost}
@@ -149,6 +150,7 @@ class Aggregator:
                 times["receive"] += t_recv - arrival
                 if arrival - t0 > self.cfg.deadline:
                     state = ClientStatus.LATE
+                    self.algorithm.fold_late(self.mean, self.scratch, head, self.extra)
                 else:
                     self.algorithm.fold(self.mean, self.scratch, head, self.extra)
                     times["aggregate"] += time.perf_counter() - t_recv
