@@ -69,7 +69,7 @@ class Config:
         "micro-batches per step: the mean gradient of N micro-batches of --batch-size before the exchange and the "
         "update, so a rank's batch per update is N x --batch-size (--global-batch-size: the update's batch over "
         "all ranks, split into N micro-batches on each)",
-        applies=("ring", "localsgd", "ps", "ssp"),
+        applies=("ring", "localsgd", "ps", "ssp", "ddp"),
     )
     lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
     momentum: float = opt(0.0, "SGD momentum (also LARS's)")
@@ -584,10 +584,5 @@ def _check_data(cfg: Config) -> None:
 
 def _check_accumulation(cfg) -> None:
     """What --accumulate-steps does not combine with (yet), each with the reason."""
-    if cfg.overlap:
-        raise UsageError(
-            "--accumulate-steps with --overlap: the overlapped buckets would leave after every micro-batch's backward "
-            "pass; accumulate without --overlap"
-        )
     if cfg.trace:
         raise UsageError("--accumulate-steps with --trace: the trace draws one forward and backward pass per step")

@@ -4,6 +4,7 @@ communication. Used by the lock-step and the decoupled schedules."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -81,24 +82,28 @@ class Stepper:
         """Forward and backward over ``--accumulate-steps`` micro-batches (one without accumulation), gradients
         summed by autograd from losses scaled by 1 / K, so the gradient is the mean over the K micro-batches: on
         equal micro-batches, the gradient of one batch K times as large (Goyal et al. 2017 and PyTorch's
-        accumulation recipe). Data, forward and backward times add up over the micro-batches; the loss recorded
+        accumulation recipe). Only the last micro-batch's backward arms the overlapped buckets (``ring`` and ``ps
+        --overlap``) or lets DDP all-reduce (the others run in ``strategy.accumulating()``, DDP's ``no_sync``).
+        Data, forward and backward times add up over the micro-batches; the loss recorded
         is the mean of theirs. Returns it (a tensor: read after the update, so CUDA is not synchronised early)."""
         cfg, run, rec, strat = self.cfg, self.run, self.rec, self.run.strategy
         k = cfg.accumulate_steps
         forward, backward = rec["timing/forward"][step], rec["timing/backward"][step]
         fwd, bwd = (np.zeros_like(forward), np.zeros_like(backward)) if k > 1 else (forward, backward)
         losses = []
-        for _ in range(k):
+        for micro in range(k):
             mark(step, "loading data")
             t = time.perf_counter()
             x, y = run.loader.next()
             rec["timing/data"][step] += time.perf_counter() - t
             mark(step, "forward and backward")
-            loss = F.cross_entropy(strat.forward(x), y)
-            if strat.overlap is not None:
-                strat.overlap.begin()
-            self.timer.start_backward()
-            (loss / k if k > 1 else loss).backward()
+            last = micro == k - 1  # only the last backward communicates (overlap, ddp)
+            with contextlib.nullcontext() if last else strat.accumulating():
+                loss = F.cross_entropy(strat.forward(x), y)
+                if strat.overlap is not None and last:
+                    strat.overlap.begin()
+                self.timer.start_backward()
+                (loss / k if k > 1 else loss).backward()
             self.timer.collect(fwd, bwd, t0, self._trace_starts(step))
             if k > 1:
                 forward += fwd

@@ -8,6 +8,7 @@ schedule talks to :class:`bench.strategies.fedavg.strategy.FedAvgStrategy` throu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,6 +73,12 @@ class Strategy:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output (``ddp`` runs it through its wrapper)."""
         return self.model(x)
+
+    def accumulating(self):
+        """Context for a micro-batch's forward and backward that is not the step's last (``--accumulate-steps``):
+        gradients accumulate, nothing is communicated. Our overlapped buckets are idle unless ``overlap.begin()``
+        armed them, so the default does nothing; ``ddp`` enters DDP's ``no_sync``."""
+        return contextlib.nullcontext()
 
     def apply_update(self, step: int) -> None:
         """Apply the optimizer step."""

@@ -103,6 +103,9 @@ class DdpStrategy(Strategy):
     def forward(self, x):
         return self.ddp(x)
 
+    def accumulating(self):
+        return self.ddp.no_sync()  # DDP's own accumulation: its hooks skip this backward's all-reduces
+
     def after_backward(self, step):
         return []  # DDP reduced the gradients inside backward()
 

@@ -37,6 +37,21 @@ def test_overlapped_ring_is_bit_identical_to_the_ring(shared_tmp, bucket_mb, pro
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["ring", "ring-hooks", "ps"])
+def test_accumulation_with_overlap_is_bit_identical_without(shared_tmp, strategy):
+    """--accumulate-steps 3 with --overlap: only the last micro-batch's backward may send (an earlier send would
+    average a partial gradient, and the ranks' parameters would differ from the plain schedule's)."""
+    if strategy == "ps" and MPI.COMM_WORLD.size < 2:
+        pytest.skip("ps needs a server and a worker")
+    kw = dict(model="cnn", momentum=0.9, bucket_mb=0.002, steps=3, accumulate_steps=3)
+    kw |= dict(strategy="ps") if strategy == "ps" else {}
+    plain = trained_parameters(make_cfg(shared_tmp, **kw))
+    progress = "hooks" if strategy == "ring-hooks" else "thread"
+    overlapped = trained_parameters(make_cfg(shared_tmp, overlap=True, overlap_progress=progress, **kw))
+    assert all_agree(np.array_equal(plain, overlapped)), f"{strategy} --overlap --accumulate-steps 3 differs"
+
+
+@pytest.mark.mpi
 @CUDA
 @pytest.mark.parametrize("strategy", ["ring", "ps"])
 def test_overlap_on_cuda_gives_the_plain_schedule_bit_for_bit(shared_tmp, strategy):
@@ -55,9 +70,11 @@ def test_overlap_on_cuda_gives_the_plain_schedule_bit_for_bit(shared_tmp, strate
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("accumulate", [1, 3])
 @pytest.mark.parametrize("device", DEVICES)
-def test_ddp_ends_where_the_ring_ends(shared_tmp, device):
-    kw = dict(model="cnn", steps=4, bucket_mb=1.0, device=device)
+def test_ddp_ends_where_the_ring_ends(shared_tmp, device, accumulate):
+    """Also with --accumulate-steps 3 (DDP's no_sync on all micro-batches but the last)."""
+    kw = dict(model="cnn", steps=4, bucket_mb=1.0, device=device, accumulate_steps=accumulate)
     ring = trained_parameters(make_cfg(shared_tmp, **kw))
     ddp = trained_parameters(make_cfg(shared_tmp, strategy="ddp", **kw))
     replicas = MPI.COMM_WORLD.allgather(ddp.tobytes())
@@ -91,6 +108,26 @@ def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, stra
             ok &= bool((f["timing/comm_bytes"][()].sum(axis=2) > 0).all()) == (comm.size > 1)
             why = f"exposed {exposed.sum(axis=2)}, comm {spent.sum(axis=2)}, step {step}"
     assert all_agree(ok), why
+
+
+@pytest.mark.mpi
+def test_ddp_accumulation_all_reduces_once_per_step(shared_tmp, monkeypatch):
+    """Averaging is linear, so a DDP that all-reduced after every micro-batch would end on the same parameters:
+    the count of its communication hook's calls is what tells (no_sync on all but the last micro-batch)."""
+    from bench.strategies.ddp import DdpBuckets
+
+    calls, real = [], DdpBuckets.hook
+
+    def counting(self, dist):
+        inner = real(self, dist)
+        return lambda state, bucket: calls.append(1) or inner(state, bucket)
+
+    monkeypatch.setattr(DdpBuckets, "hook", counting)
+    kw = dict(model="cnn", steps=3, strategy="ddp")
+    trained_parameters(make_cfg(shared_tmp, **kw))
+    once = len(calls)
+    trained_parameters(make_cfg(shared_tmp, accumulate_steps=3, **kw))
+    assert all_agree(once > 0 and len(calls) == 2 * once), (once, len(calls))
 
 
 @pytest.mark.mpi

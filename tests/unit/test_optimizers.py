@@ -75,7 +75,6 @@ def test_a_constant_schedule_keeps_the_rate_exactly():
         ({"lr_warmup_steps": -1}, "--lr-warmup-steps must be >= 0"),
         ({"optimizer": "rmsprop"}, "unknown optimizer"),
         ({"accumulate_steps": 0}, "--accumulate-steps must be positive"),
-        ({"accumulate_steps": 2, "overlap": True}, "overlapped buckets would leave after every micro-batch"),
         ({"accumulate_steps": 2, "trace": True}, "one forward and backward pass per step"),
     ],
 )
