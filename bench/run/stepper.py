@@ -139,7 +139,8 @@ class Stepper:
         t_compute = time.perf_counter()
         loss = self.compute(step, t0)
         if self.straggler.active:
-            rec["timing/injected"][step] = self.straggler.delay(step, time.perf_counter() - t_compute)
+            compute_s = time.perf_counter() - t_compute - rec["timing/data"][step]  # slowed: compute, not loading
+            rec["timing/injected"][step] = self.straggler.delay(step, compute_s)
         if strat.overlap is not None:
             mark(step, "waiting for the overlapped buckets")
             comm_starts = rec["timeline/comm_start"][step] if cfg.trace else None
