@@ -15,6 +15,7 @@ on the servers, as with lock ordering).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 
@@ -74,9 +75,7 @@ def shard_map(
     total = sum(layer_numels)
     if total < n_servers:
         raise ValueError(f"{total} parameters cannot be spread over {n_servers} servers (each needs one)")
-    edges = [0]
-    for n in layer_numels:
-        edges.append(edges[-1] + n)
+    edges = _edges(layer_numels)
     if whole is not None and sum(whole) != total:
         raise ValueError(f"the tensors hold {sum(whole)} parameters, the layers {total}")
     bounds = _tensor_cuts(whole, n_servers) if whole is not None else _balanced_cuts(edges, n_servers, tolerance)
@@ -89,13 +88,16 @@ def shard_map(
     return ShardMap(tuple(bounds), tuple(pieces))
 
 
+def _edges(numels: list[int]) -> list[int]:
+    """Flat offsets where each consecutive block of ``numels`` starts, and the total at the end."""
+    return [0, *itertools.accumulate(numels)]
+
+
 def _tensor_cuts(tensor_numels: list[int], n_servers: int) -> list[int]:
     """Cut points on tensor edges only, each the edge nearest ``k N / S`` among those that leave every later
     server at least one tensor."""
-    edges, total = [0], sum(tensor_numels)
-    for n in tensor_numels:
-        edges.append(edges[-1] + n)
-    inner = edges[1:-1]
+    edges = _edges(tensor_numels)
+    total, inner = edges[-1], edges[1:-1]
     if len(inner) < n_servers - 1:
         raise ValueError(f"{len(tensor_numels)} whole parameter tensors cannot be spread over {n_servers} servers")
     bounds = [0]

@@ -65,8 +65,7 @@ def run(args, optimizer: str, batch: int, out: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{optimizer} B={batch} failed:\n{proc.stderr[-3000:]}")
     result = load(out)
-    stats = step_stats(result, 1)
-    return {"steps": steps, "k": k, "accuracy": final_accuracy(result), "step": stats.median_s}
+    return {"steps": steps, "k": k, "accuracy": final_accuracy(result), "step": step_stats(result, 1).median_s}
 
 
 def main(argv=None) -> int:

@@ -113,8 +113,8 @@ def _serve(ctx: RunContext, progress, snapshot) -> int:
 
 def _summary(ctx: RunContext, run, done: list[int], wall: float) -> None:
     workers = [r for r in range(ctx.comm.size) if r in run.strategy.topology.workers]
-    samples = int(sum(done[r] for r in workers)) * run.batch
     per_worker = [int(done[r]) for r in workers]
+    samples = sum(per_worker) * run.batch
     print_summary(run, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, samples, per_worker)
     stale = _staleness_line(ctx)
     if stale:

@@ -27,6 +27,8 @@ class Stepper:
         self.ctx, self.run, self.cfg, self.comm, self.rec = ctx, ctx.run, ctx.cfg, ctx.comm, ctx.rec
         self.timer = LayerTimer(self.run.layers, make_clock(self.run.device.type), root=self.run.model)
         self.straggler = Straggler(self.cfg, self.comm.rank, self.comm.size)
+        layers = len(self.run.layers)
+        self._micro_times = (np.zeros(layers), np.zeros(layers))  # one micro-batch's forward, backward (accumulation)
 
     # ---- one step -------------------------------------------------------------------------------------
     def exchange(self, step: int, exchanges, t0) -> None:
@@ -89,7 +91,7 @@ class Stepper:
         cfg, run, rec, strat = self.cfg, self.run, self.rec, self.run.strategy
         k = cfg.accumulate_steps
         forward, backward = rec["timing/forward"][step], rec["timing/backward"][step]
-        fwd, bwd = (np.zeros_like(forward), np.zeros_like(backward)) if k > 1 else (forward, backward)
+        fwd, bwd = self._micro_times if k > 1 else (forward, backward)
         losses = []
         for micro in range(k):
             mark(step, "loading data")

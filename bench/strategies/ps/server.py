@@ -74,8 +74,7 @@ class Server:
         self.applied = 0  # updates applied (the learning-rate schedule's clock)
         # LARS and LAMB see each whole tensor in its own shape (a trust ratio per tensor, biases and norms apart);
         # every other optimizer is elementwise and steps the shard as one flat tensor
-        views = tensor_views(self.values, lo, shapes) if cfg.optimizer in LAYERWISE else [(slice(None), None)]
-        self.views = views
+        self.views = tensor_views(self.values, lo, shapes) if cfg.optimizer in LAYERWISE else [(slice(None), None)]
         self.params = [torch.nn.Parameter(self._tensor(self.values, sl, shape)) for sl, shape in self.views]
         self.optimizer = make_optimizer(self.params, cfg)
         self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
