@@ -47,12 +47,15 @@ FEDERATED_LABEL_OPTIONS = (
 
 def strategy_label(run: RunResults) -> str:
     """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule),
-    ``ring --compress topk:0.01`` apart from both, and ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator
-    krum:2 --byzantine 0.2:sign-flip`` apart from plain fedavg."""
+    ``ring --compress topk:0.01`` apart from both, ``ring --accumulate-steps 4`` (a step is 4 micro-batches), and
+    ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator krum:2 --byzantine 0.2:sign-flip`` apart from plain
+    fedavg."""
     label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
     method = run.config.get("compress", "none")
     if method and method != "none":
         label += f" --compress {method}"
+    if int(run.config.get("accumulate_steps", 1)) > 1:
+        label += f" --accumulate-steps {run.config['accumulate_steps']}"
     for key, default in FEDERATED_LABEL_OPTIONS:
         value = run.config.get(key, default)
         if run.strategy == "fedavg" and value != default:

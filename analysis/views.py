@@ -157,7 +157,7 @@ def strategy_table(runs, warmup: int, target: float | None = None) -> Table:
     cols += [Column("samples/s", EST, 0), Column("communication share (%)", EST, 1, 100)]
     cols += [Column("time blocked (s)", EST, 3), Column("staleness mean", EST, 2), Column("staleness max", EST, 0)]
     cols += [Column("final loss", EST, 3), Column("test accuracy (%)", EST, 1, 100)]
-    cols += tta_columns(target, "step")
+    cols += tta_columns(target, "step") + [Column("runs")]
     rows = []
     groups = [g for g in repeat_groups(runs) if schedule(g.first) != "rounds"]
     for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, g.first.strategy)):
@@ -168,6 +168,7 @@ def strategy_table(runs, warmup: int, target: float | None = None) -> Table:
             + [g.pooled(lambda r: blocked_s(r, warmup)), g.pooled(lambda r: staleness(r, np.mean))]
             + [g.pooled(lambda r: staleness(r, np.max)), g.pooled(final_loss), g.pooled(final_accuracy)]
             + tta_cells(g, target)
+            + [g.label]
         )
     return Table(
         "strategies",

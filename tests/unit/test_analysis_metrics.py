@@ -147,3 +147,5 @@ def test_strategy_label_names_the_options_that_change_a_run():
         "fedavg --aggregator krum:2 --byzantine 0.2:sign-flip"
     )
     assert label("ring", overlap=True, compress="fp16") == "ring --overlap --compress fp16"
+    assert label("ring", accumulate_steps=4) == "ring --accumulate-steps 4"
+    assert label("ring", accumulate_steps=1) == "ring"
