@@ -1,11 +1,12 @@
-"""Large-batch optimizers with a layer-wise trust ratio; definitions in ../shared/ALGORITHMS.md.
+"""Large-batch optimizers with a layer-wise trust ratio (LARS, LAMB; the papers below).
 
 Each parameter tensor is a "layer" (as in the common implementations). Tensors of one dimension (biases,
 normalisation scales and shifts) are excluded from the trust ratio and from weight decay, as the papers' and the
 common implementations do: they take the plain update.
 
 - LARS (You, Gitman, Ginsburg 2017, "Large batch training of convolutional networks", Algorithm 1):
-  local_lr = eta ||w|| / (||g|| + beta ||w||) (1 where ||w|| or ||g|| is 0, as NVIDIA's LARC does);
+  local_lr = eta ||w|| / (||g|| + beta ||w||), and 1 where ||w|| or ||g|| is 0 (NVIDIA's LARC and timm's
+  ``Lars`` test both norms: with weight decay and a zero gradient the formula would give eta / beta instead);
   v <- m v + lr local_lr (g + beta w); w <- w - v. eta = ``--trust-coefficient``, beta = ``--weight-decay``,
   m = ``--momentum``.
 - LAMB (You et al., ICLR 2020, "Large batch optimization for deep learning", Algorithm 2): Adam moments with bias
@@ -37,7 +38,9 @@ class LARS(torch.optim.Optimizer):
                     continue
                 g, decay = w.grad, group["weight_decay"]
                 if w.dim() > 1:
-                    local = _ratio(w.norm(), g.norm() + decay * w.norm(), group["trust"])
+                    w_norm, g_norm = w.norm(), g.norm()
+                    ratio = _ratio(w_norm, g_norm + decay * w_norm, group["trust"])
+                    local = torch.where(g_norm > 0, ratio, 1.0)  # no host sync on a device
                     update = group["lr"] * local * (g + decay * w)
                 else:
                     update = group["lr"] * g

@@ -33,17 +33,40 @@ def test_half_types_round_within_their_unit_roundoff(spec, bound):
     assert not np.array_equal(y, x)  # it does round
 
 
+def bf16_bits_reference(x: np.ndarray) -> np.ndarray:
+    """bfloat16 by hand: the upper 16 bits of the float32 pattern after adding 0x7FFF plus the lowest kept bit
+    (round to nearest, ties to even), as in the bfloat16 definition (Wang & Kanwar 2019; finite inputs only)."""
+    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_value(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
 def test_bf16_is_float32_truncated_with_round_to_nearest_even():
+    """Against the bit formula in plain numpy: hand cases (exact, a tie to even below, a tie to even above, a
+    negative, near float32's maximum) and 10,000 random values over 40 binades."""
     x = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 3.0e38], dtype=np.float32)
     y = BFloat16.from_bits(BFloat16.to_bits(x))
-    assert y.tolist() == [1.0, 1.0, 1.0 + 4 * 2**-8, -2.5, np.float32(BFloat16.from_bits(BFloat16.to_bits(x))[4])]
-    assert abs(y[4] / x[4] - 1) < 2**-8
-    a, b = BFloat16.to_bits(gradient(50, 1)), BFloat16.to_bits(gradient(50, 2))
+    assert y[:4].tolist() == [1.0, 1.0, 1.0 + 4 * 2**-8, -2.5]  # 1 + 2^-8 ties down to 1, 1 + 3 2^-8 up to 1 + 2^-6
+    assert np.array_equal(BFloat16.to_bits(x), bf16_bits_reference(x))
+    rng = np.random.default_rng(3)
+    wide = (rng.standard_normal(10_000) * 2.0 ** rng.integers(-20, 20, 10_000)).astype(np.float32)
+    assert np.array_equal(BFloat16.to_bits(wide), bf16_bits_reference(wide))
+    assert np.array_equal(BFloat16.from_bits(bf16_bits_reference(wide)), bf16_value(bf16_bits_reference(wide)))
+
+
+def test_half_sums_round_the_float32_sum_once():
+    """The ring adds wire values as an accelerator's bf16/fp16 all-reduce does: the exact sum of the two half
+    values (exact in float32 here), rounded once to the wire type."""
+    a, b = bf16_bits_reference(gradient(500, 1)), bf16_bits_reference(gradient(500, 2))
     out = np.empty_like(a)
     BFloat16.add(a, b, out=out)
-    assert np.array_equal(out, BFloat16.to_bits(BFloat16.from_bits(a) + BFloat16.from_bits(b)))
-    Float16.add(np.float16([1, 2]), np.float16([3, 4]), out=(h := np.empty(2, np.float16)))
-    assert h.tolist() == [4, 6]
+    assert np.array_equal(out, bf16_bits_reference(bf16_value(a) + bf16_value(b)))
+    h16 = gradient(500, 3).astype(np.float16), gradient(500, 4).astype(np.float16)
+    Float16.add(*h16, out=(h := np.empty(500, np.float16)))
+    assert np.array_equal(h, (h16[0].astype(np.float32) + h16[1].astype(np.float32)).astype(np.float16))
 
 
 @pytest.mark.parametrize("ratio", [0.01, 0.1, 1.0])
@@ -85,6 +108,41 @@ def test_qsgd_is_unbiased_and_within_its_variance_bound():
     assert c.compress(x, rng).nbytes == 4 * buckets + x.size  # a float32 norm per bucket, an int8 level per entry
 
 
+class FixedDraw:
+    """A stand-in generator whose uniform draws are given: makes QSGD's stochastic rounding a hand-computed case."""
+
+    def __init__(self, first):
+        self.first = np.asarray(first, dtype=np.float64)
+
+    def random(self, shape):
+        out = np.full(shape, 0.999)
+        out.ravel()[: self.first.size] = self.first
+        return out
+
+
+def test_qsgd_rounds_a_hand_computed_bucket():
+    """x = (1, -2, 2), ||x|| = 3, s = 4: s|x|/||x|| = (4/3, 8/3, 8/3), floors (1, 2, 2), fractions (1/3, 2/3, 2/3);
+    uniforms (0.5, 0.5, 0.9) round up only the second (0.5 < 2/3): levels (1, 3, 2) times ||x|| / s = 0.75."""
+    c = parse("qsgd:4")
+    payload = c.compress(np.array([1.0, -2.0, 2.0], np.float32), FixedDraw([0.5, 0.5, 0.9]))
+    assert payload[:4].view(np.float32)[0] == 3.0 and payload[4:].view(np.int8).tolist() == [1, -3, 2]
+    assert c.decompress(payload, 3).tolist() == [0.75, -2.25, 1.5]
+
+
+@pytest.mark.parametrize("levels, dtype", [(127, np.int8), (128, np.int16), (300, np.int16)])
+def test_qsgd_levels_fit_their_wire_type(levels, dtype):
+    """A one-hot bucket (|v_i| = ||v||) gives the top level s exactly: 127 fits int8, 128 needs int16 (2 bytes
+    each; in int8 it would wrap to -128 and decode with the wrong sign)."""
+    c = parse(f"qsgd:{levels}")
+    x = np.zeros(600, np.float32)
+    x[[3, 599]] = [-7.3, 0.5]  # one entry per bucket
+    payload = c.compress(x, np.random.default_rng(0))
+    assert payload.nbytes == 4 * 2 + np.dtype(dtype).itemsize * 600
+    levels_sent = payload[8:].view(dtype)
+    assert levels_sent[3] == -levels and np.abs(levels_sent).max() == levels
+    assert np.allclose(c.decompress(payload, 600)[[3, 599]], [-7.3, 0.5], rtol=1e-6, atol=0)
+
+
 def test_sign_sends_one_bit_per_entry_and_the_mean_magnitude():
     x = gradient(1001)
     payload, y = roundtrip("sign", x)
@@ -124,15 +182,68 @@ def test_powersgd_is_exact_on_matrices_of_rank_at_most_r():
     assert sizes == [2 * 40 + 40, 2 * 30]  # P and the bias; then Q
 
 
-def test_powersgd_error_feedback_keeps_what_a_rank_one_approximation_drops():
+def orthonormal_columns(p: np.ndarray) -> np.ndarray:
+    """Gram-Schmidt, column by column (Vogels et al. 2019, Algorithm 1's orthogonalisation)."""
+    q = np.array(p, dtype=np.float64)
+    for j in range(q.shape[1]):
+        for i in range(j):
+            q[:, j] -= (q[:, i] @ q[:, j]) * q[:, i]
+        q[:, j] /= np.linalg.norm(q[:, j])
+    return q
+
+
+def powersgd_reference(grads, q0):
+    """PowerSGD in float64 from Vogels et al. 2019, Algorithm 1 (error feedback, warm start), W ranks' gradients
+    per step: M_k = G_k + E_k; P = orth(mean_k M_k Q); Q = mean_k M_k^T P; approx = P Q^T; E_k = M_k - approx.
+    Returns the approximation after each step. (P P^T does not depend on which orthonormal basis is chosen.)"""
+    q, memories, out = np.array(q0, np.float64), [0.0] * len(grads[0]), []
+    for step in grads:
+        m = [g + e for g, e in zip(step, memories)]
+        p = orthonormal_columns(np.mean([mk @ q for mk in m], axis=0))
+        q = np.mean([mk.T @ p for mk in m], axis=0)
+        approx = p @ q.T
+        memories = [mk - approx for mk in m]
+        out.append(approx)
+    return out
+
+
+def run_ranks_in_threads(averages, buffers):
+    """W PowerSGDAverage objects called at once, their all-reduce a sum across threads (as MPI's would be)."""
+    import threading
+
+    barrier, shared = threading.Barrier(len(averages)), {}
+
+    def allreduce(x, key, rank):
+        shared[rank] = x.copy()
+        barrier.wait()
+        x[...] = np.sum([shared[r] for r in range(len(averages))], axis=0, dtype=np.float32)
+        barrier.wait()
+
+    threads = [
+        threading.Thread(target=a, args=(b, lambda x, key, r=r: allreduce(x, key, r), len(averages)))
+        for r, (a, b) in enumerate(zip(averages, buffers))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_powersgd_matches_algorithm_1_over_steps_and_ranks():
+    """Two ranks, four steps, rank 2 on a 30 x 20 matrix beside a bias: the error memory, the warm-started Q and the
+    mean over ranks all act from step 2 on; the bias is averaged uncompressed (and carries no memory). float32
+    against float64: within 1e-4 relative to the values' scale."""
     rng = np.random.default_rng(1)
-    full = rng.standard_normal((20, 20)).astype(np.float32)
-    average = PowerSGDAverage(1, [(20, 20)], seed=0, key=0, error_feedback=True)
-    buf = full.ravel().copy()
-    average(buf, lambda x, key: x, ranks=1)
-    assert (
-        np.allclose(buf + average.memory, full.ravel(), atol=1e-5) and np.linalg.matrix_rank(buf.reshape(20, 20)) == 1
-    )
+    grads = [[rng.standard_normal((30, 20)) for _ in range(2)] for _ in range(4)]
+    biases = [[rng.standard_normal(30) for _ in range(2)] for _ in range(4)]
+    averages = [PowerSGDAverage(2, [(30, 20), (30,)], seed=0, key=0, error_feedback=True) for _ in range(2)]
+    expected = powersgd_reference(grads, averages[0].q[0])
+    for step, bias, approx in zip(grads, biases, expected):
+        buffers = [np.concatenate([g.ravel(), b]).astype(np.float32) for g, b in zip(step, bias)]
+        run_ranks_in_threads(averages, buffers)
+        for buf in buffers:
+            assert np.allclose(buf[:600].reshape(30, 20), approx, rtol=0, atol=1e-4 * np.abs(approx).max())
+            assert np.allclose(buf[600:], (bias[0] + bias[1]) / 2, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("spec", ["zip", "topk", "topk:0", "topk:1.5", "qsgd:0", "powersgd:x", "sign:2"])
