@@ -12,11 +12,9 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.strategies.fedavg.fedlama import FedLama
 from bench.strategies.fedavg.local import local_batches
-from bench.strategies.fedavg.protocol import ClientStatus, client_header
 from bench.workload import data, models, partition
-from bench.workload.optim import make_optimizer
+from tests.fedlama_reference import FedLamaReference
 
 from .conftest import all_agree
 from .test_fedavg import fed_cfg, global_model
@@ -38,9 +36,11 @@ def _flat(params) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy()
 
 
-def serial_fedlama(cfg) -> np.ndarray:
-    """One process: FedLAMA's rounds with each cohort client's model kept between rounds of a block, and the
-    layers not sent this round taken from it (the same batches and optimizer as ClientHost.train)."""
+def serial_fedlama(cfg, cohorts: list[list[int]]):
+    """One process: FedLAMA's rounds (tests/fedlama_reference.py, the paper in plain numpy) on the cohorts the run
+    recorded, with each cohort client's model kept between rounds of a block and the layers not sent this round
+    taken from it (the same batches and optimizer as ClientHost.train). Returns the global model and the plan's
+    averaged flags and intervals per round."""
     ds = data.load(cfg)
     model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
     parts = partition.make(cfg.partition, ds.y_train, cfg.clients, cfg.seed, alpha=cfg.alpha, groups=ds.groups)
@@ -49,30 +49,33 @@ def serial_fedlama(cfg) -> np.ndarray:
     x = _flat(params)
     offsets = np.cumsum([0] + [layer.numel for layer in layers])
     eligible = [any(p.dim() > 1 for p in layer.params) for layer in layers]
-    alg = FedLama(cfg, x.size, [len(p) for p in parts])
-    alg.set_layers(offsets, eligible)
+    ref = FedLamaReference(offsets, eligible, cfg.fedlama_phi, cfg.local_steps)
     kept: dict[int, np.ndarray] = {}
+    averaged_by_round, intervals_by_round = [], []
     for r in range(cfg.rounds):
-        fresh, averaged = alg.round_plan(r)
-        aggregate = alg.new_aggregate()
-        for k in alg.configure_round(r):
+        fresh, averaged = ref.plan(r)
+        averaged_by_round.append(averaged)
+        intervals_by_round.append(list(ref.intervals))
+        models_, weights = [], []
+        for k in cohorts[r]:
             start = x.copy()
-            if int(k) in kept:
-                for layer in np.flatnonzero(~fresh):
-                    start[offsets[layer] : offsets[layer + 1]] = kept[int(k)][offsets[layer] : offsets[layer + 1]]
+            if k in kept:
+                for layer in np.flatnonzero(~np.array(fresh)):
+                    start[offsets[layer] : offsets[layer + 1]] = kept[k][offsets[layer] : offsets[layer + 1]]
             models.load_flat(params, start)
-            idx = parts[int(k)]
+            idx = parts[k]
             xs, ys = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
-            opt = make_optimizer(model.parameters(), cfg)
-            for order in local_batches(cfg, int(k), r, len(ys)):
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            for order in local_batches(cfg, k, r, len(ys)):
                 i = torch.from_numpy(order)
                 opt.zero_grad(set_to_none=True)
                 F.cross_entropy(model(xs[i]), ys[i]).backward()
                 opt.step()
-            kept[int(k)] = _flat(params)
-            alg.fold(aggregate, kept[int(k)], client_header(int(k), ClientStatus.OK, len(ys), steps=cfg.local_steps))
-        alg.server_update(x, aggregate, r)
-    return x
+            kept[k] = _flat(params)
+            models_.append(kept[k])
+            weights.append(float(len(ys)))
+        ref.update(x, models_, weights, r)
+    return x, np.array(averaged_by_round, dtype=np.int8), np.array(intervals_by_round)
 
 
 def test_phi_one_is_fedavg_with_local_steps_bit_for_bit(shared_tmp):
@@ -87,14 +90,15 @@ def test_layers_kept_local_match_a_serial_reference_and_the_record(shared_tmp):
     got = global_model(cfg)
     ok = True
     if MPI.COMM_WORLD.rank == 0:
-        expected = serial_fedlama(cfg)
-        ok = np.allclose(got, expected, rtol=1e-4, atol=1e-5)
         with h5py.File(cfg.out) as f:
             averaged, interval = f["fedlama/averaged"][0], f["fedlama/interval"][0]
             rounds, clients = f["fedavg/clients/round"][()], f["fedavg/clients/client"][()]
             up = f["timing/comm_bytes"][1:].sum(axis=(0, 2))
-        r = np.arange(cfg.rounds)[:, None]
-        ok &= np.array_equal(averaged, ((r + 1) % interval == 0).astype(np.int8))
+        first = rounds.min()  # the file's first round number (0- or 1-based)
+        cohorts = [sorted(int(k) for k in clients[rounds == first + r]) for r in range(cfg.rounds)]
+        expected, expected_averaged, expected_interval = serial_fedlama(cfg, cohorts)
+        ok = np.allclose(got, expected, rtol=1e-4, atol=1e-5)
+        ok &= np.array_equal(averaged, expected_averaged) and np.array_equal(interval, expected_interval)
         ok &= bool((averaged == 0).any())  # some layer was kept local in some round
         same_cohort = [set(clients[rounds == b]) == set(clients[rounds == b + 1]) for b in range(0, cfg.rounds, 2)]
         ok &= all(same_cohort)

@@ -20,6 +20,19 @@ def test_median_and_trimmed_mean_are_the_closed_forms():
     # beta 0.2 of 5: drop 1 largest and 1 smallest per coordinate
     assert np.allclose(robust.trimmed_mean(u, 0.2), [(2 + 3 + 4) / 3, (0 + 1 + 2) / 3])
     assert np.allclose(robust.trimmed_mean(u, 0.0), u.mean(axis=0))
+    # beta 0.25 of 5: floor(1.25) = 1 dropped at each end (ceil would drop 2 and keep the median alone)
+    assert np.allclose(robust.trimmed_mean(u, 0.25), [(2 + 3 + 4) / 3, (0 + 1 + 2) / 3])
+    # beta 0.4 of 5: floor(2.0) = 2 at each end: the median alone
+    assert np.array_equal(robust.trimmed_mean(u, 0.4), [3.0, 1.0])
+
+
+def test_the_median_of_an_even_cohort_is_the_mean_of_the_middle_two():
+    """Yin et al. 2018 use the median of the coordinate's values: for an even n the mean of the two middle ones
+    (the lower or the upper middle value alone is a different rule)."""
+    u = np.array([[1.0, -4.0], [7.0, 0.0], [3.0, 8.0], [100.0, -1.0]])
+    assert np.array_equal(robust.coordinate_median(u), [(3.0 + 7.0) / 2, (-1.0 + 0.0) / 2])
+    assert np.array_equal(robust.aggregate(robust.Rule("median"), u), [5.0, -0.5])
+    assert np.array_equal(robust.aggregate(robust.Rule("mean"), u), [111.0 / 4, 3.0 / 4])
 
 
 def test_krum_scores_are_sums_of_nearest_squared_distances():
@@ -27,24 +40,54 @@ def test_krum_scores_are_sums_of_nearest_squared_distances():
     # n = 4, f = 1: each update's n - f - 2 = 1 nearest other
     assert np.allclose(robust.krum_scores(u, 1), [1.0, 1.0, 4.0, 49.0])
     assert list(robust.krum_select(u, 1, 2)) == [0, 1]
+    # f = 0: the n - 2 = 2 nearest others: 0 -> 1 + 9, 1 -> 1 + 4, 3 -> 4 + 9, 10 -> 49 + 81
+    assert np.allclose(robust.krum_scores(u, 0), [10.0, 5.0, 13.0, 130.0])
+    assert robust.aggregate(robust.Rule("krum", f=0), u).tolist() == [1.0]
+    assert robust.aggregate(robust.Rule("multikrum", f=0, m=2), u).tolist() == [0.5]  # plain mean of 1 and 0
 
 
-def quadratic_round(rule: robust.Rule, honest: int, flipped: int, rng) -> np.ndarray:
-    """One round on f(x) = ||x - x*||^2 / 2 from x = 0: honest updates x* + noise, sign-flipped ones -(x*)."""
+def krum_by_loops(updates, f):
+    """Blanchard et al. 2017, Eq. of Section 4, with Python loops: score(i) = sum of the n - f - 2 smallest
+    ||V_i - V_j||^2 over j != i."""
+    n = len(updates)
+    scores = []
+    for i in range(n):
+        dists = sorted(float(((updates[i] - updates[j]) ** 2).sum()) for j in range(n) if j != i)
+        scores.append(sum(dists[: n - f - 2]))
+    return scores
+
+
+def quadratic_round(rule: robust.Rule, honest: int, flipped: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One round on f(x) = ||x - x*||^2 / 2 from x = 0: honest updates x* + noise, sign-flipped ones -3 x*.
+    Returns (the rule's result, the cohort)."""
     optimum = np.ones(20)
     good = optimum + 0.1 * rng.standard_normal((honest, 20))
     bad = np.tile(-optimum * 3, (flipped, 1))
-    return robust.aggregate(rule, np.vstack([good, bad]))
+    cohort = np.vstack([good, bad])
+    return robust.aggregate(rule, cohort), cohort
 
 
-@pytest.mark.parametrize("spec", ["krum:2", "multikrum:2:3", "median", "trimmed:0.25"])
-def test_robust_rules_exclude_planted_sign_flipped_clients(spec):
+def test_robust_rules_on_planted_sign_flipped_clients_equal_their_definitions():
+    """8 honest, 2 flipped, 20 coordinates: every rule against its definition written out here, exactly (the
+    planted attack only makes the cases telling: the mean breaks, each rule stays near x*)."""
     rng = np.random.default_rng(0)
     optimum = np.ones(20)
-    mean = quadratic_round(robust.Rule("mean"), 8, 2, rng)
+    mean, cohort = quadratic_round(robust.Rule("mean"), 8, 2, rng)
     assert np.linalg.norm(mean - optimum) > 0.7 * np.linalg.norm(optimum)  # the mean breaks
-    robust_x = quadratic_round(robust.parse_aggregator(spec), 8, 2, rng)
-    assert np.linalg.norm(robust_x - optimum) < 0.15 * np.linalg.norm(optimum), spec
+    ordered = np.sort(cohort, axis=0)
+    median, _ = quadratic_round(robust.parse_aggregator("median"), 8, 2, np.random.default_rng(0))
+    assert np.array_equal(median, (ordered[4] + ordered[5]) / 2)  # n = 10: the two middle values
+    trimmed, _ = quadratic_round(robust.parse_aggregator("trimmed:0.25"), 8, 2, np.random.default_rng(0))
+    assert np.allclose(trimmed, ordered[2:8].mean(axis=0), rtol=1e-15, atol=0)  # floor(2.5) = 2 each end
+    scores = krum_by_loops(cohort, 2)
+    best = int(np.argmin(scores))
+    krum, _ = quadratic_round(robust.parse_aggregator("krum:2"), 8, 2, np.random.default_rng(0))
+    assert best < 8 and np.array_equal(krum, cohort[best])
+    three = np.argsort(scores, kind="stable")[:3]
+    multi, _ = quadratic_round(robust.parse_aggregator("multikrum:2:3"), 8, 2, np.random.default_rng(0))
+    assert set(three.tolist()) <= set(range(8)) and np.allclose(multi, cohort[three].mean(axis=0), rtol=1e-15)
+    for result in (median, trimmed, krum, multi):
+        assert np.linalg.norm(result - optimum) < 0.15 * np.linalg.norm(optimum)
 
 
 def test_aggregator_forms_and_cohort_sizes():

@@ -20,6 +20,8 @@ def test_interval_rule_walks_by_discrepancy_until_the_size_share_is_overtaken():
     assert choose_intervals(d, dims, eligible, 2).tolist() == [2, 1, 2, 2]
     assert choose_intervals(d, dims, np.ones(4, bool), 1).tolist() == [1, 1, 1, 1]
     assert choose_intervals(np.zeros(4), dims, np.ones(4, bool), 2).tolist() == [1, 1, 1, 1]
+    # a tie: after the first layer 1 - lambda = delta = 0.5, which does not stop the walk (the rule is strict)
+    assert choose_intervals(np.ones(2), np.ones(2), np.ones(2, bool), 2).tolist() == [2, 2]
 
 
 def test_streamed_discrepancy_equals_the_direct_mean_squared_distance():
@@ -52,3 +54,38 @@ def test_round_plan_and_cohort_blocks():
     assert fresh.tolist() == [False, True, True] and averaged.all()
     assert np.array_equal(alg.configure_round(4), alg.configure_round(5))
     assert not np.array_equal(alg.configure_round(5), alg.configure_round(6))
+
+
+def test_server_rounds_match_the_paper_written_out_in_numpy():
+    """Six rounds at PHI = 3 with four clients whose layers spread by different amounts: FedLama's plan, averaged
+    layers, recorded discrepancies, intervals and global model against tests/fedlama_reference.py (Algorithm 1 in
+    plain numpy). The second block runs with the intervals the first chose, so a wrong discrepancy (a missing
+    I_l, tau' or dim_l), a wrong walk or a wrong modulus changes what is averaged."""
+    from tests.fedlama_reference import FedLamaReference
+
+    offsets, eligible = [0, 3, 10, 12, 20], [True, True, False, True]
+    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=3, seed=0, clients=4,
+                                fraction=1.0, local_steps=5)  # fmt: skip
+    alg = FedLama(cfg, 20, [10, 20, 30, 40])
+    alg.set_layers(np.array(offsets), eligible)
+    ref = FedLamaReference(offsets, eligible, phi=3, tau=5)
+    rng = np.random.default_rng(0)
+    x, x_ref = np.zeros(20, np.float32), np.zeros(20)
+    spread = np.repeat([0.01, 1.0, 0.5, 0.05], np.diff(offsets))
+    weights = [10.0, 20.0, 30.0, 40.0]
+    chose_phi = False
+    for r in range(6):
+        fresh, averaged = alg.round_plan(r)
+        assert (fresh.tolist(), averaged.tolist()) == ref.plan(r), r
+        clients = [(x_ref + spread * rng.standard_normal(20)).astype(np.float32) for _ in weights]
+        aggregate = alg.new_aggregate()
+        for c, w in zip(clients, weights):
+            aggregate.add(c, w)
+        alg.server_update(x, aggregate, r)
+        d = ref.update(x_ref, clients, weights, r)
+        assert np.allclose(x, x_ref, rtol=1e-6, atol=1e-7), r
+        assert np.allclose(alg.last["discrepancy"], d, rtol=1e-9, equal_nan=True), r
+        assert alg.last["averaged"].tolist() == [int(a) for a in averaged]
+        assert alg.intervals.tolist() == ref.intervals, r
+        chose_phi |= 3 in ref.intervals
+    assert chose_phi  # the case is telling: some layer was given PHI
