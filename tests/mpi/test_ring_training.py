@@ -16,7 +16,7 @@ from bench.run.trainer import Trainer
 from bench.runtime.signals import StopFlag
 from bench.workload import data, models, partition
 from bench.workload.loader import PartitionLoader
-from bench.workload.optim import make_optimizer, set_lr
+from tests.optim_reference import ReferenceOptimizer
 
 from .conftest import all_agree
 
@@ -50,19 +50,14 @@ def serial_oracle(cfg, ranks):
         for r, p in enumerate(parts)
     ]
     model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduled = cfg.optimizer != "sgd" or cfg.lr_schedule != "constant" or cfg.lr_warmup_steps
-    if scheduled:  # the optimizers' maths is checked alone (tests/unit/test_optimizers.py); here, their use
-        opt = make_optimizer(model.parameters(), cfg)
+    opt = ReferenceOptimizer(model.parameters(), cfg, cfg.steps)  # the papers' updates, not bench's
     for step in range(cfg.steps):
         batches = [ld.next() for ld in loaders for _ in range(cfg.accumulate_steps)]
         x = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
-        if scheduled:
-            set_lr(opt, cfg, step, cfg.steps)
-        opt.step()
+        opt.step(step)
     return [p.detach().numpy().copy() for p in model.parameters()]
 
 
