@@ -62,18 +62,53 @@ def averaged(spec: str, staging, feedback=False) -> tuple[np.ndarray, Compressed
 @pytest.mark.mpi
 @pytest.mark.parametrize("spec", ["topk:0.05", "randk:0.1", "qsgd:8", "sign"])
 def test_gathered_methods_average_the_payloads_mpi_gathers_bit_for_bit(spec):
-    """Bucket by bucket: decompress every rank's payload (gathered by MPI) and sum in rank order, / p."""
+    """Bucket by bucket: every rank's payload (gathered by MPI) is read by hand from its wire format (not by the
+    compressor), checked against the method's definition on that rank's input, and the decoded values summed in
+    rank order, / p. A compressor bug shared by every rank no longer cancels out."""
     _, staging, _ = staged_gradients(0.001)
     before = [staging.pack(g).copy() for g in range(len(staging.groups))]
     ours, average = averaged(spec, staging)
-    expected = []
+    expected, valid = [], True
     for g, x in enumerate(before):
         payload = average.compressor.compress(x, average._draw(g))
         total = np.zeros(x.size, np.float32)
-        for theirs in COMM.allgather(payload):
-            total += average.compressor.decompress(theirs, x.size)
+        for theirs, their_x in zip(COMM.allgather(payload), COMM.allgather(x)):
+            decoded, ok = decode_by_hand(spec, theirs, their_x)
+            total += decoded
+            valid &= ok
         expected.append(total * np.float32(1.0 / COMM.size))
-    assert all_agree(np.array_equal(ours, reorder(staging, expected)))
+    assert all_agree(valid and np.array_equal(ours, reorder(staging, expected)))
+
+
+def decode_by_hand(spec: str, payload: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(the values a payload stands for, whether it is a valid compression of x), from the wire formats of
+    bench/compress's docstrings: top-k/random-k k int32 indices then k float32 values (top-k: the k largest
+    magnitudes); QSGD one float32 norm per 512 entries then int8 levels l with |l| in {floor, floor + 1} of
+    s |x_i| / ||bucket|| (Alistarh et al. 2017); sign one float32 scale = mean |x| then 1 bit per entry (x >= 0)."""
+    name, _, arg = spec.partition(":")
+    n = x.size
+    if name in ("topk", "randk"):
+        k = payload.size // 8
+        index, values = payload[: 4 * k].view(np.int32), payload[4 * k :].view(np.float32)
+        out = np.zeros(n, np.float32)
+        out[index] = values
+        ok = k == min(n, max(1, int(np.ceil(float(arg) * n)))) and np.array_equal(values, x[index])
+        if name == "topk":
+            ok &= k == 0 or np.abs(x[index]).min() >= np.sort(np.abs(x))[n - k]
+        return out, bool(ok)
+    if name == "qsgd":
+        s, buckets = int(arg), -(-n // 512)
+        norms, levels = payload[: 4 * buckets].view(np.float32), payload[4 * buckets :].view(np.int8)
+        per_entry = np.repeat(norms, 512)[:n]
+        exact = s * np.abs(x) / np.where(per_entry > 0, per_entry, 1)
+        ok = np.allclose(norms, [np.linalg.norm(x[b * 512 : (b + 1) * 512]) for b in range(buckets)], rtol=1e-6)
+        ok &= bool(np.all((np.abs(levels) >= np.floor(exact) - 1e-6) & (np.abs(levels) <= np.floor(exact) + 1)))
+        ok &= bool(np.all((levels == 0) | (np.sign(levels) == np.sign(x))))
+        return (levels.astype(np.float32) * (per_entry / s)).astype(np.float32), bool(ok)
+    scale = payload[:4].view(np.float32)[0]
+    positive = np.unpackbits(payload[4:], count=n).astype(bool)
+    ok = np.isclose(scale, np.abs(x).mean(dtype=np.float64), rtol=1e-6) and np.array_equal(positive, x >= 0)
+    return np.where(positive, scale, -scale).astype(np.float32), bool(ok)
 
 
 def reorder(staging, per_bucket: list[np.ndarray]) -> np.ndarray:
