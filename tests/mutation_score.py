@@ -3,7 +3,8 @@
 mutmut keeps one JSON ``mutants/<module>.meta`` per mutated module with an exit code per mutant; its own
 ``status_by_exit_code`` says what each code means. A module's score is killed / (all mutants), where killed
 includes mutants stopped by a timeout or a crash (the test run did not pass) and a survivor or a mutant no unit
-test reaches counts against it. Mutants on lines marked ``# pragma: no mutate`` are never generated, so they are
+test reaches counts against it; mutants not run yet (a run narrowed by MUTANTS) are left out of the score and
+counted apart. Mutants on lines marked ``# pragma: no mutate`` are never generated, so they are
 in neither count; each such line says in a few words why it cannot change behaviour.
 
 Run from the repository root:  python tests/mutation_score.py [--survivors mutants/survivors.txt] [--markdown]
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import tomllib
 
-NOT_KILLED = {"survived", "no tests", "suspicious", "not checked", "skipped", "check was interrupted by user"}
+NOT_KILLED = {"survived", "no tests", "suspicious", "skipped", "check was interrupted by user"}
+UNCHECKED = "not checked"  # generated but not run yet (a run narrowed by MUTANTS, or interrupted)
 
 
 def modules() -> list[str]:
@@ -47,22 +49,20 @@ def survivor_diff(name: str, module: str) -> str:
         return f"(no diff: {exc})"
 
 
-def table(rows: list[tuple[str, int, int]], markdown: bool) -> str:
-    """One line per module and one for all: mutants, killed, score %."""
+def table(rows: list[tuple[str, int, int, int]], markdown: bool) -> str:
+    """One line per module and one for all: mutants run, killed, score %, and mutants not run yet."""
 
-    def line(name, total, killed):
+    def line(name, total, killed, unchecked):
         score = f"{100.0 * killed / total:.1f}" if total else "-"
-        return (
-            f"| {name} | {total} | {killed} | {score} |"
-            if markdown
-            else f"{name:<42} {total:>8} {killed:>8} {score:>8}"
-        )
+        if markdown:
+            return f"| {name} | {total} | {killed} | {score} | {unchecked} |"
+        return f"{name:<42} {total:>8} {killed:>8} {score:>8} {unchecked:>8}"
 
-    head = ["| module | mutants | killed | score % |", "|---|---:|---:|---:|"] if markdown else []
+    head = ["| module | run | killed | score % | not run |", "|---|---:|---:|---:|---:|"] if markdown else []
     if not markdown:
-        head.append(f"{'module':<42} {'mutants':>8} {'killed':>8} {'score %':>8}")
+        head.append(f"{'module':<42} {'run':>8} {'killed':>8} {'score %':>8} {'not run':>8}")
     body = [line(*row) for row in rows]
-    return "\n".join(head + body + [line("all", sum(r[1] for r in rows), sum(r[2] for r in rows))])
+    return "\n".join(head + body + [line("all", *(sum(r[i] for r in rows) for i in (1, 2, 3)))])
 
 
 def main(argv=None) -> int:
@@ -76,7 +76,9 @@ def main(argv=None) -> int:
         if not status:
             continue
         alive = sorted(name for name, s in status.items() if s in NOT_KILLED)
-        rows.append((module, len(status), len(status) - len(alive)))
+        unchecked = sum(s == UNCHECKED for s in status.values())
+        run = len(status) - unchecked
+        rows.append((module, run, run - len(alive), unchecked))
         survivors += [f"# {name}: {status[name]}\n{survivor_diff(name, module)}\n" for name in alive]
     if not rows:
         print("no mutation results: run `make mutants` first", file=sys.stderr)

@@ -229,3 +229,16 @@ def test_federated_option_checks(options, message):
 
     with pytest.raises(UsageError, match=message):
         validate(Config(**({"strategy": "fedavg"} | options)))
+
+
+def test_cohort_aggregate_keeps_each_update_and_applies_the_rule():
+    """The robust rules' aggregate: updates kept whole in float64 (median of 1, 2, 10 per coordinate = 2, by hand),
+    weights summed, memory counted, and emptied by reset."""
+    cohort = robust.CohortAggregate(robust.Rule("median"), 2)
+    for values, weight in (([1.0, -1.0], 3.0), ([10.0, 5.0], 1.0), ([2.0, 0.5], 2.0)):
+        cohort.add(np.array(values, np.float32), weight)
+    assert cohort.weight == 6.0 and cohort.nbytes == 3 * 2 * 8
+    assert cohort.mean().tolist() == [2.0, 0.5] and cohort.mean().dtype == np.float32
+    cohort.reset()
+    assert cohort.updates == [] and cohort.weight == 0.0 and cohort.nbytes == 0
+    assert robust.krum_select(np.array([[0.0], [1.0], [3.0], [10.0]]), 1).tolist() == [0]  # one update by default
