@@ -13,6 +13,7 @@ from mpi4py import MPI
 
 from bench import setup
 from bench.workload.models import flat_parameters
+from tests.fl_reference import cohorts_from_file, serial_rounds
 
 from .conftest import all_agree
 from .test_fedavg import fed_cfg, global_model, several_clients_per_host
@@ -46,13 +47,19 @@ def test_fednova_with_equal_steps_and_plain_sgd_is_fedavg(shared_tmp):
 
 
 def test_fednova_normalises_unequal_steps(shared_tmp):
-    """Unequal n_k (Dirichlet) give unequal step counts: FedNova must then differ from FedAvg (a FedNova that
-    ignored its normaliser would pass the test above)."""
+    """Unequal n_k (Dirichlet) give unequal step counts: two rounds of FedNova against the paper's update written
+    out serially (tests/fl_reference.py), on the cohorts the run recorded; and not FedAvg's model (a FedNova that
+    ignored its normaliser would pass the test above). float32 against float64 over two rounds: rtol 1e-4."""
     base = several_clients_per_host(shared_tmp, dropout=0.0, fedprox_mu=0.0)
-    base = dataclasses.replace(base, batch_size=8)
+    base = dataclasses.replace(base, batch_size=8, rounds=2)
     got = models(base, shared_tmp, {"fedavg": {}, "fednova": {"fl_algorithm": "fednova"}})
-    ok = MPI.COMM_WORLD.rank != 0 or not np.allclose(got["fedavg"], got["fednova"], rtol=1e-4, atol=1e-5)
-    assert all_agree(ok), "FedNova gave FedAvg's model with unequal local steps"
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        cohorts = cohorts_from_file(f"{shared_tmp}/fednova.h5", base.rounds)
+        expected = serial_rounds(base, cohorts, "fednova")
+        ok = np.allclose(got["fednova"], expected, rtol=1e-4, atol=1e-5)
+        ok &= not np.allclose(got["fedavg"], got["fednova"], rtol=1e-4, atol=1e-5)
+    assert all_agree(ok), "FedNova's rounds differ from the paper's update"
 
 
 def test_scaffold_first_round_is_fedavg_and_its_variate_the_closed_form(shared_tmp):
@@ -72,9 +79,14 @@ def test_scaffold_first_round_is_fedavg_and_its_variate_the_closed_form(shared_t
         ok = np.allclose(x1, fedavg, rtol=1e-5, atol=1e-6)
         ok &= np.allclose(c, (x0 - x1) / (2 * base.lr), rtol=1e-3, atol=1e-4) and np.abs(c).max() > 0
     assert all_agree(ok), "SCAFFOLD's first round or its server variate is wrong"
-    two = models(dataclasses.replace(base, rounds=3), shared_tmp, {"a": {}, "s": {"fl_algorithm": "scaffold"}})
-    ok = comm.rank != 0 or not np.allclose(two["a"], two["s"], rtol=1e-4, atol=1e-5)
-    assert all_agree(ok), "SCAFFOLD's later rounds ignore the control variates"
+    later = dataclasses.replace(base, rounds=3, server_lr=0.8)
+    three = models(later, shared_tmp, {"a": {}, "s": {"fl_algorithm": "scaffold"}})
+    ok = True
+    if comm.rank == 0:  # rounds 2-3 use the variates: against option II written out serially
+        expected = serial_rounds(later, cohorts_from_file(f"{shared_tmp}/s.h5", later.rounds), "scaffold")
+        ok = np.allclose(three["s"], expected, rtol=1e-4, atol=1e-5)
+        ok &= not np.allclose(three["a"], three["s"], rtol=1e-4, atol=1e-5)
+    assert all_agree(ok), "SCAFFOLD's later rounds differ from the paper's algorithm"
 
 
 @pytest.mark.parametrize("deadline", [float("inf"), 1e-9], ids=["on-time", "all-late"])

@@ -1,0 +1,106 @@
+"""Federated rounds in one process, written out from the papers for the MPI tests (never calls bench's FedAvg,
+FedNova, SCAFFOLD or FedProx code; the data, model, partition and each client's batch order are inputs).
+
+- FedAvg (McMahan et al. 2017, Algorithm 1): x <- sum_k n_k y_k / sum_k n_k.
+- FedProx (Li et al. 2020, Eq. 2): the local loss plus mu / 2 ||w - x||^2.
+- FedNova (Wang et al. 2020, Eq. 6-7, plain SGD so ||a_i||_1 = tau_i): x <- x - tau_eff sum_i p_i (x - y_i) / tau_i,
+  p_i = n_i / sum n_j, tau_eff = sum_i p_i tau_i.
+- SCAFFOLD (Karimireddy et al. 2020, Algorithm 1, option II): client steps y <- y - eta (g(y) - c_i + c); after K
+  steps c_i+ = c_i - c + (x - y) / (K eta); server x <- x + eta_g mean_S (y_i - x), c <- c + (1/N) sum_S (c_i+ - c_i).
+
+The cohort of each round is read from the run's results file (``cohorts_from_file``), so the sampling is not
+re-derived here; clients train with torch's own SGD, as the suite's clients do.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.strategies.fedavg.local import local_batches
+from bench.workload import data, models, partition
+
+
+def cohorts_from_file(path: str, rounds: int) -> list[list[int]]:
+    """The clients that reported on time in each round (status 0), in round order, from ``fedavg/clients``."""
+    with h5py.File(path) as f:
+        r, k, status = (f[f"fedavg/clients/{n}"][()] for n in ("round", "client", "status"))
+    first = r.min() if r.size else 0
+    return [sorted(int(c) for c in k[(r == first + i) & (status == 0)]) for i in range(rounds)]
+
+
+def flat(params) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in params]).numpy().astype(np.float64)
+
+
+def load(params, values: np.ndarray) -> None:
+    at = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.from_numpy(values[at : at + p.numel()].reshape(p.shape).astype(np.float32)))
+            at += p.numel()
+
+
+def serial_rounds(cfg, cohorts: list[list[int]], algorithm: str = "fedavg") -> np.ndarray:
+    """The global model after ``len(cohorts)`` rounds of ``algorithm`` (fedavg, fednova or scaffold)."""
+    ds = data.load(cfg)
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    parts = partition.make(cfg.partition, ds.y_train, cfg.clients, cfg.seed, alpha=cfg.alpha, groups=ds.groups)
+    params = [p for layer in models.layers_of(model) for p in layer.params]  # the suite's flat layout
+    x = flat(params)
+    c, c_client = np.zeros_like(x), {}
+    for r, cohort in enumerate(cohorts):
+        ys, ns, taus = [], [], []
+        for k in cohort:
+            load(params, x)
+            anchor = [p.detach().clone() for p in params]
+            idx = parts[k]
+            xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            correction = c - c_client.get(k, np.zeros_like(x))
+            steps = 0
+            for order in local_batches(cfg, k, r, len(y)):
+                i = torch.from_numpy(order)
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(xs[i]), y[i])
+                if cfg.fedprox_mu > 0:
+                    loss = loss + 0.5 * cfg.fedprox_mu * sum(((p - a) ** 2).sum() for p, a in zip(params, anchor))
+                loss.backward()
+                if algorithm == "scaffold":
+                    add_to_gradients(params, correction)
+                opt.step()
+                steps += 1
+            y_k = flat(params)
+            if algorithm == "scaffold":
+                new = c_client.get(k, np.zeros_like(x)) - c + (x - y_k) / (steps * cfg.lr)
+                ys.append((y_k, new - c_client.get(k, np.zeros_like(x))))
+                c_client[k] = new
+            else:
+                ys.append(y_k)
+            ns.append(float(len(y)))
+            taus.append(float(steps))
+        x, c = server_step(cfg, algorithm, x, c, ys, ns, taus)
+    return x
+
+
+def add_to_gradients(params, vector: np.ndarray) -> None:
+    at = 0
+    for p in params:
+        p.grad += torch.from_numpy(vector[at : at + p.numel()].reshape(p.shape).astype(np.float32))
+        at += p.numel()
+
+
+def server_step(cfg, algorithm, x, c, ys, ns, taus):
+    """The server's update of the papers above from the round's client results."""
+    if not ys:
+        return x, c
+    p = np.array(ns) / sum(ns)
+    if algorithm == "fednova":
+        tau_eff = float(p @ np.array(taus))
+        return x - tau_eff * sum(pi * (x - y) / t for pi, y, t in zip(p, ys, taus)), c
+    if algorithm == "scaffold":
+        step = np.mean([y - x for y, _ in ys], axis=0)
+        return x + cfg.server_lr * step, c + sum(dc for _, dc in ys) / cfg.clients
+    return sum(pi * y for pi, y in zip(p, ys)), c
