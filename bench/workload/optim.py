@@ -25,7 +25,7 @@ SCHEDULES = ("constant", "step", "cosine")
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     """The run's optimizer with its learning rate, momentum and weight decay."""
-    kind = getattr(cfg, "optimizer", "sgd")
+    kind = cfg.optimizer
     if kind == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if kind == "lars":
@@ -39,14 +39,15 @@ def make_optimizer(params, cfg) -> torch.optim.Optimizer:
 
 def scheduled_lr(cfg, step: int, total: int) -> float:
     """The learning rate at ``step`` (0-based) of ``total``."""
-    lr, warm = cfg.lr, getattr(cfg, "lr_warmup_steps", 0)
+    lr, warm = cfg.lr, cfg.lr_warmup_steps
     if step < warm:
         return lr * (step + 1) / warm
-    schedule = getattr(cfg, "lr_schedule", "constant")
+    schedule = cfg.lr_schedule
     if schedule == "step":
         return lr * 0.1 ** sum(step >= milestone for milestone in (total // 2, (3 * total) // 4))
     if schedule == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        span = max(1, total - warm)  # pragma: no mutate (guards 0 only: total - warm <= 1 gives step - warm = 0)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / span))
     return lr
 
 

@@ -15,6 +15,7 @@ from bench.workload.streams import Salt, stream
 from kernels.ring_allgatherv import RingAllgatherv
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
+from tests.wire_reference import decode_by_hand
 
 from .conftest import all_agree
 from .test_overlap import trained_parameters
@@ -78,37 +79,6 @@ def test_gathered_methods_average_the_payloads_mpi_gathers_bit_for_bit(spec):
             valid &= ok
         expected.append(total * np.float32(1.0 / COMM.size))
     assert all_agree(valid and np.array_equal(ours, reorder(staging, expected)))
-
-
-def decode_by_hand(spec: str, payload: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(the values a payload stands for, whether it is a valid compression of x), from the wire formats of
-    bench/compress's docstrings: top-k/random-k k int32 indices then k float32 values (top-k: the k largest
-    magnitudes); QSGD one float32 norm per 512 entries then int8 levels l with |l| in {floor, floor + 1} of
-    s |x_i| / ||bucket|| (Alistarh et al. 2017); sign one float32 scale = mean |x| then 1 bit per entry (x >= 0)."""
-    name, _, arg = spec.partition(":")
-    n = x.size
-    if name in ("topk", "randk"):
-        k = payload.size // 8
-        index, values = payload[: 4 * k].view(np.int32), payload[4 * k :].view(np.float32)
-        out = np.zeros(n, np.float32)
-        out[index] = values
-        ok = k == min(n, max(1, int(np.ceil(float(arg) * n)))) and np.array_equal(values, x[index])
-        if name == "topk":
-            ok &= k == 0 or np.abs(x[index]).min() >= np.sort(np.abs(x))[n - k]
-        return out, bool(ok)
-    if name == "qsgd":
-        s, buckets = int(arg), -(-n // 512)
-        norms, levels = payload[: 4 * buckets].view(np.float32), payload[4 * buckets :].view(np.int8)
-        per_entry = np.repeat(norms, 512)[:n]
-        exact = s * np.abs(x) / np.where(per_entry > 0, per_entry, 1)
-        ok = np.allclose(norms, [np.linalg.norm(x[b * 512 : (b + 1) * 512]) for b in range(buckets)], rtol=1e-6)
-        ok &= bool(np.all((np.abs(levels) >= np.floor(exact) - 1e-6) & (np.abs(levels) <= np.floor(exact) + 1)))
-        ok &= bool(np.all((levels == 0) | (np.sign(levels) == np.sign(x))))
-        return (levels.astype(np.float32) * (per_entry / s)).astype(np.float32), bool(ok)
-    scale = payload[:4].view(np.float32)[0]
-    positive = np.unpackbits(payload[4:], count=n).astype(bool)
-    ok = np.isclose(scale, np.abs(x).mean(dtype=np.float64), rtol=1e-6) and np.array_equal(positive, x >= 0)
-    return np.where(positive, scale, -scale).astype(np.float32), bool(ok)
 
 
 def reorder(staging, per_bucket: list[np.ndarray]) -> np.ndarray:

@@ -8,9 +8,10 @@ import pytest
 
 from bench.compress import error_feedback_on, parse
 from bench.compress.feedback import ErrorFeedback
-from bench.compress.methods import BFloat16, Float16
+from bench.compress.methods import BFloat16, Float16, payload_size
 from bench.compress.powersgd import PowerSGDAverage
 from bench.compress.quantize import QSGD_BUCKET
+from tests.wire_reference import bf16_bits, decode_by_hand, payload_bytes
 
 
 def gradient(n=3000, seed=0):
@@ -33,13 +34,6 @@ def test_half_types_round_within_their_unit_roundoff(spec, bound):
     assert not np.array_equal(y, x)  # it does round
 
 
-def bf16_bits_reference(x: np.ndarray) -> np.ndarray:
-    """bfloat16 by hand: the upper 16 bits of the float32 pattern after adding 0x7FFF plus the lowest kept bit
-    (round to nearest, ties to even), as in the bfloat16 definition (Wang & Kanwar 2019; finite inputs only)."""
-    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
-    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-
-
 def bf16_value(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
@@ -50,20 +44,20 @@ def test_bf16_is_float32_truncated_with_round_to_nearest_even():
     x = np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, -2.5, 3.0e38], dtype=np.float32)
     y = BFloat16.from_bits(BFloat16.to_bits(x))
     assert y[:4].tolist() == [1.0, 1.0, 1.0 + 4 * 2**-8, -2.5]  # 1 + 2^-8 ties down to 1, 1 + 3 2^-8 up to 1 + 2^-6
-    assert np.array_equal(BFloat16.to_bits(x), bf16_bits_reference(x))
+    assert np.array_equal(BFloat16.to_bits(x), bf16_bits(x))
     rng = np.random.default_rng(3)
     wide = (rng.standard_normal(10_000) * 2.0 ** rng.integers(-20, 20, 10_000)).astype(np.float32)
-    assert np.array_equal(BFloat16.to_bits(wide), bf16_bits_reference(wide))
-    assert np.array_equal(BFloat16.from_bits(bf16_bits_reference(wide)), bf16_value(bf16_bits_reference(wide)))
+    assert np.array_equal(BFloat16.to_bits(wide), bf16_bits(wide))
+    assert np.array_equal(BFloat16.from_bits(bf16_bits(wide)), bf16_value(bf16_bits(wide)))
 
 
 def test_half_sums_round_the_float32_sum_once():
     """The ring adds wire values as an accelerator's bf16/fp16 all-reduce does: the exact sum of the two half
     values (exact in float32 here), rounded once to the wire type."""
-    a, b = bf16_bits_reference(gradient(500, 1)), bf16_bits_reference(gradient(500, 2))
+    a, b = bf16_bits(gradient(500, 1)), bf16_bits(gradient(500, 2))
     out = np.empty_like(a)
     BFloat16.add(a, b, out=out)
-    assert np.array_equal(out, bf16_bits_reference(bf16_value(a) + bf16_value(b)))
+    assert np.array_equal(out, bf16_bits(bf16_value(a) + bf16_value(b)))
     h16 = gradient(500, 3).astype(np.float16), gradient(500, 4).astype(np.float16)
     Float16.add(*h16, out=(h := np.empty(500, np.float16)))
     assert np.array_equal(h, (h16[0].astype(np.float32) + h16[1].astype(np.float32)).astype(np.float16))
@@ -273,3 +267,43 @@ def test_upload_messages_round_trip_and_error_feedback_telescopes_per_client():
             sent[i] += out[i] - start[i]
     for i in range(2):
         assert np.allclose(sent[i] + encoder.feedback.memory[(3, i)], true[i], atol=1e-4)
+
+
+CONTRACT_SPECS = ["fp16", "bf16", "topk:0.3", "randk:0.3", "qsgd:4", "qsgd:200", "sign"]
+
+
+@pytest.mark.parametrize("spec", CONTRACT_SPECS)
+@pytest.mark.parametrize("n", [0, 1, 7, 600, 1100])
+def test_every_payload_is_its_wire_format(spec, n):
+    """Each method at sizes 0 (an empty layer), 1, 7 (a partial byte of sign bits), 600 and 1100 (partial QSGD
+    buckets), on values with exact zeros and negatives: the payload is flat uint8 of the documented size (also as
+    payload_size reports it), decompress gives float32 of length n equal to the payload read by hand
+    (tests/wire_reference.py), and the payload is a valid compression of the input."""
+    x = gradient(n, seed=n) if n else np.zeros(0, np.float32)
+    x[::5] = 0.0
+    c = parse(spec)
+    payload = c.compress(x, np.random.default_rng(0))
+    assert payload.dtype == np.uint8 and payload.ndim == 1 and payload.nbytes == payload_bytes(spec, n)
+    assert payload_size(c, n) == payload_bytes(spec, n)
+    by_hand, valid = decode_by_hand(spec, payload, x)
+    y = c.decompress(payload, n)
+    assert valid and y.dtype == np.float32 and y.shape == (n,) and np.array_equal(y, by_hand)
+
+
+def test_error_feedback_off_sends_the_input_unchanged_and_keeps_nothing():
+    """Without error feedback the payload is the compressor's own on the input (hand-checked top-1: [3, 0, 0])."""
+    ef = ErrorFeedback(parse("topk:0.1"), enabled=False)
+    payload = ef.compress(np.array([3.0, 1.0, -2.0], np.float32), key=0)
+    assert payload[:4].view(np.int32).tolist() == [0] and payload[4:].view(np.float32).tolist() == [3.0]
+    assert ef.memory == {} and ef.residual_norm() == 0.0
+
+
+def test_error_feedback_carries_what_top_1_drops_by_hand():
+    """e_1 = [3, 1, -2] sends [3, 0, 0] and keeps [0, 1, -2]; x_2 = [0, 1.5, 0.5] gives e_2 = [0, 2.5, -1.5], which
+    sends [0, 2.5, 0] and keeps [0, 0, -1.5] (Stich et al. 2018's memory)."""
+    ef = ErrorFeedback(parse("topk:0.1"), enabled=True)
+    ef.compress(np.array([3.0, 1.0, -2.0], np.float32), key="a")
+    assert ef.memory["a"].tolist() == [0.0, 1.0, -2.0]
+    payload = ef.compress(np.array([0.0, 1.5, 0.5], np.float32), key="a")
+    assert payload[:4].view(np.int32).tolist() == [1] and payload[4:].view(np.float32).tolist() == [2.5]
+    assert ef.memory["a"].tolist() == [0.0, 0.0, -1.5] and ef.residual_norm() == pytest.approx(1.5)

@@ -6,6 +6,7 @@ import types
 import numpy as np
 
 from bench.strategies.fedavg.fedlama import DiscrepancySum, FedLama, choose_intervals
+from bench.strategies.fedavg.sampling import sample_clients
 
 
 def test_interval_rule_walks_by_discrepancy_until_the_size_share_is_overtaken():
@@ -14,6 +15,7 @@ def test_interval_rule_walks_by_discrepancy_until_the_size_share_is_overtaken():
     # d dim = 40, 40, 60, 160 (total 300); by d: layer 1 (delta 40/300 = .133, lambda .4: 1 - .4 = .6 >= .133),
     # layer 2 (delta .333, lambda .7: .3 < .333: stop, included) -> layers 1 and 2 get PHI
     assert choose_intervals(d, dims, np.ones(4, bool), 3).tolist() == [1, 3, 3, 1]
+    assert choose_intervals(d, dims, np.ones(4, bool), 3).dtype == np.int64
     # layer 1 not eligible (all-vector): walk 2 (delta .2, lambda .3: .7 >= .2), 0 (delta .333, lambda .4: .6),
     # 3 (delta .867, lambda .6: .4 < .867: stop, included)
     eligible = np.array([True, False, True, True])
@@ -54,6 +56,29 @@ def test_round_plan_and_cohort_blocks():
     assert fresh.tolist() == [False, True, True] and averaged.all()
     assert np.array_equal(alg.configure_round(4), alg.configure_round(5))
     assert not np.array_equal(alg.configure_round(5), alg.configure_round(6))
+    # the cohort of a block is FedAvg's sample at the block's first round (the seeded draw is an input here)
+    assert np.array_equal(alg.configure_round(5), sample_clients(1, 4, 20, 0.25))
+    assert fresh.dtype == bool and averaged.dtype == bool
+
+
+def test_without_layers_the_whole_model_is_one_layer():
+    """Before set_layers (e.g. bench.perf.fedavg_round): one layer of every entry, eligible, interval 1; after a
+    block of PHI = 2 it gets PHI (the only eligible layer holds the whole discrepancy) and stays local in round 2."""
+    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
+                                fraction=1.0, local_steps=1)  # fmt: skip
+    alg = FedLama(cfg, 3, [1, 1])
+    assert alg.last == {}
+    x = np.zeros(3, np.float32)
+    for r in range(2):
+        aggregate = alg.new_aggregate()
+        aggregate.add(np.array([1.0, 2.0, 3.0], np.float32), 1.0)
+        aggregate.add(np.array([3.0, 2.0, 1.0], np.float32), 1.0)
+        alg.server_update(x, aggregate, r)
+        assert x.tolist() == [2.0, 2.0, 2.0]
+        assert alg.last["averaged"].dtype == np.int8 and alg.last["averaged"].tolist() == [1]
+    assert alg.last["interval"].tolist() == [1] and alg.intervals.tolist() == [2]
+    assert alg.intervals.dtype == np.int64  # recorded as integers (fedlama/interval)
+    assert alg.round_plan(2)[1].tolist() == [False]
 
 
 def test_server_rounds_match_the_paper_written_out_in_numpy():

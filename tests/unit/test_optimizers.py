@@ -109,17 +109,27 @@ def test_schedules_at_given_steps():
 
 
 def test_set_lr_writes_the_scheduled_rate_into_every_group():
-    """The optimizer starts at --lr; set_lr must overwrite every group's rate with the schedule's value (a set_lr
-    that does nothing would leave 0.4 everywhere)."""
-    cfg = types.SimpleNamespace(lr=0.4, momentum=0.0, weight_decay=0.0, optimizer="sgd", lr_warmup_steps=4)
+    """The optimizer starts at --lr; set_lr must overwrite every group's rate with the schedule's value at the
+    step of the run's total (a set_lr that does nothing would leave 0.4 everywhere)."""
+    cfg = types.SimpleNamespace(lr=0.4, momentum=0.0, weight_decay=0.0, optimizer="sgd", lr_warmup_steps=4,
+                                lr_schedule="cosine")  # fmt: skip
     opt = make_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg)
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))]})
-    for step, expected in [(0, 0.1), (2, 0.3), (9, 0.4)]:
-        set_lr(opt, cfg, step, 10)
-        assert [group["lr"] for group in opt.param_groups] == pytest.approx([expected, expected], rel=1e-15)
+    # warm-up 0.1, 0.3; then the cosine over the 8 steps after warm-up: at step 8, half-way, 0.4 x 0.5
+    for step, expected in [(0, 0.1), (2, 0.3), (4, 0.4), (8, 0.2)]:
+        set_lr(opt, cfg, step, 12)
+        assert [group["lr"] for group in opt.param_groups] == pytest.approx([expected, expected], rel=1e-12)
     opt.param_groups[0]["lr"] = 123.0
-    set_lr(opt, types.SimpleNamespace(lr=0.1), 7, 10)  # constant: exactly --lr again
-    assert [group["lr"] for group in opt.param_groups] == [0.1, 0.1]
+    set_lr(opt, types.SimpleNamespace(lr=0.1, lr_warmup_steps=0, lr_schedule="constant"), 7, 10)
+    assert [group["lr"] for group in opt.param_groups] == [0.1, 0.1]  # constant: exactly --lr again
+
+
+def test_lars_and_lamb_defaults_are_the_papers():
+    """Without options: no weight decay, LARS trust 1e-3 and no momentum, LAMB betas 0.9 / 0.999 and eps 1e-6."""
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    lars, lamb = LARS(p, lr=0.1).defaults, LAMB(p, lr=0.1).defaults
+    assert (lars["weight_decay"], lars["trust"], lars["momentum"]) == (0.0, 1e-3, 0.0)
+    assert (lamb["weight_decay"], lamb["betas"], lamb["eps"]) == (0.0, (0.9, 0.999), 1e-6)
 
 
 @pytest.mark.parametrize(
