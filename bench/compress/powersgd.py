@@ -40,10 +40,8 @@ class PowerSGDAverage:
         offset = 0
         for shape in shapes:
             size = int(np.prod(shape))
-            n = shape[0] if len(shape) >= 2 else 0
-            m = size // n if n else 0
-            if n and rank * (n + m) < n * m:
-                self.matrices.append((offset, n, m))
+            if len(shape) >= 2 and rank * (shape[0] + size // shape[0]) < size:  # r (n + m) < n m
+                self.matrices.append((offset, shape[0], size // shape[0]))
             else:
                 self.dense.append((offset, size))
             offset += size

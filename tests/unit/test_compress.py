@@ -201,13 +201,16 @@ def powersgd_reference(grads, q0):
     return out
 
 
-def run_ranks_in_threads(averages, buffers):
-    """W PowerSGDAverage objects called at once, their all-reduce a sum across threads (as MPI's would be)."""
+def run_ranks_in_threads(averages, buffers, keys=None):
+    """W PowerSGDAverage objects called at once, their all-reduce a sum across threads (as MPI's would be);
+    ``keys`` collects the tags rank 0's all-reduces were called with."""
     import threading
 
     barrier, shared = threading.Barrier(len(averages)), {}
 
     def allreduce(x, key, rank):
+        if rank == 0 and keys is not None:
+            keys.append(key)
         shared[rank] = x.copy()
         barrier.wait()
         x[...] = np.sum([shared[r] for r in range(len(averages))], axis=0, dtype=np.float32)
@@ -240,6 +243,57 @@ def test_powersgd_matches_algorithm_1_over_steps_and_ranks():
             assert np.allclose(buf[600:], (bias[0] + bias[1]) / 2, rtol=0, atol=1e-6)
 
 
+def test_powersgd_compresses_exactly_the_matrices_that_gain_and_averages_the_rest():
+    """Rank 2, one bucket of five tensors: 6 x 5 (2 (6 + 5) = 22 < 30: compressed), a bias, a conv weight
+    4 x 2 x 3 x 3 seen as 4 x 18 (44 < 72: compressed), 4 x 4 (16 = 16: no gain, dense) and 1 x 50 (dense). Two
+    ranks, two steps: each compressed matrix is Algorithm 1 on its own (with its own seeded Q), every dense tensor the
+    plain mean; the all-reduces carry 12 + 8 + 3 + 16 + 50 = 89 and 10 + 36 = 46 floats, tagged 2 key and
+    2 key + 1."""
+    shapes = [(6, 5), (3,), (4, 2, 3, 3), (4, 4), (1, 50)]
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.cumsum([0] + sizes)
+    rng = np.random.default_rng(5)
+    steps = [[rng.standard_normal(offsets[-1]) for _ in range(2)] for _ in range(2)]
+    averages = [PowerSGDAverage(2, shapes, seed=4, key=3, error_feedback=True) for _ in range(2)]
+    compressed = {0: (6, 5), 2: (4, 18)}
+    expected = {i: powersgd_reference([[g[offsets[i] : offsets[i + 1]].reshape(nm) for g in step] for step in steps],
+                                      averages[0].q[j]) for j, (i, nm) in enumerate(compressed.items())}  # fmt: skip
+    for t, step in enumerate(steps):
+        buffers, keys = [g.astype(np.float32) for g in step], []
+        run_ranks_in_threads(averages, buffers, keys)
+        assert keys == [6, 7]
+        for i in range(len(shapes)):
+            got = buffers[0][offsets[i] : offsets[i + 1]]
+            assert np.array_equal(got, buffers[1][offsets[i] : offsets[i + 1]])
+            if i in compressed:
+                approx = expected[i][t].ravel()
+                assert np.allclose(got, approx, rtol=0, atol=1e-4 * np.abs(approx).max()), (t, i)
+            else:
+                mean = (step[0][offsets[i] : offsets[i + 1]] + step[1][offsets[i] : offsets[i + 1]]) / 2
+                assert np.allclose(got, mean, rtol=0, atol=1e-6), (t, i)
+    assert (averages[0].p_len, averages[0].q_len) == (89, 46)
+    memory = averages[0].memory
+    assert averages[0].residual_norm_sq() == pytest.approx(float(memory.astype(np.float64) @ memory), rel=1e-6)
+    assert memory[offsets[1] : offsets[2]].tolist() == [0.0] * 3  # dense tensors owe nothing
+
+
+def test_powersgd_starts_from_the_seeded_gaussian_and_can_run_without_memory():
+    """Q_0 of matrix j is the (seed, bucket key, j) stream's standard normal (m x r, float32): the same on every rank,
+    different per matrix, bucket and seed. Without error feedback nothing is kept and the residual is 0."""
+    from bench.workload.streams import Salt, stream
+
+    make = lambda seed, key: PowerSGDAverage(2, [(6, 5), (8, 7)], seed=seed, key=key, error_feedback=False)  # noqa: E731
+    a = make(1, 2)
+    for j, m in enumerate((5, 7)):
+        q = stream(1, 2, j, salt=Salt.COMPRESS).standard_normal((m, 2)).astype(np.float32)
+        assert a.q[j].dtype == np.float32 and np.array_equal(a.q[j], q)
+    assert not np.array_equal(make(1, 3).q[0], a.q[0]) and not np.array_equal(make(9, 2).q[0], a.q[0])
+    buf = np.random.default_rng(0).standard_normal(86).astype(np.float32)
+    a(buf, lambda x, key: x, ranks=1)
+    assert a.memory is None and a.residual_norm_sq() == 0.0
+    assert parse("powersgd:3").spec() == "powersgd:3" and parse("powersgd:3").rank == 3
+
+
 @pytest.mark.parametrize("spec", ["zip", "topk", "topk:0", "topk:1.5", "qsgd:0", "powersgd:x", "sign:2"])
 def test_bad_method_names_the_accepted_forms(spec):
     with pytest.raises(ValueError, match="expected one of none, fp16, bf16, topk:R"):
@@ -269,7 +323,7 @@ def test_upload_messages_round_trip_and_error_feedback_telescopes_per_client():
         assert np.allclose(sent[i] + encoder.feedback.memory[(3, i)], true[i], atol=1e-4)
 
 
-CONTRACT_SPECS = ["fp16", "bf16", "topk:0.3", "randk:0.3", "qsgd:4", "qsgd:200", "sign"]
+CONTRACT_SPECS = ["fp16", "bf16", "topk:0.3", "topk:0.01", "randk:0.3", "randk:0.01", "qsgd:4", "qsgd:200", "sign"]
 
 
 @pytest.mark.parametrize("spec", CONTRACT_SPECS)

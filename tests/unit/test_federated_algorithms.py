@@ -93,6 +93,23 @@ def test_robust_rules_on_planted_sign_flipped_clients_equal_their_definitions():
 def test_aggregator_forms_and_cohort_sizes():
     assert robust.parse_aggregator("multikrum:1:4") == robust.Rule("multikrum", f=1, m=4)
     assert robust.parse_aggregator("krum:2").least_cohort() == 7  # n > 2F + 2
+    # the edges of each form: BETA 0, F 0 and M 1 are accepted
+    assert robust.parse_aggregator("trimmed:0") == robust.Rule("trimmed", beta=0.0)
+    assert robust.parse_aggregator("krum:0") == robust.Rule("krum", f=0)
+    assert robust.parse_aggregator("multikrum:0:1") == robust.Rule("multikrum", f=0, m=1)
+    assert robust.parse_aggregator("multikrum:3:1") == robust.Rule("multikrum", f=3, m=1)
+    # Multi-Krum: max(2F + 3, M) updates; the others: one
+    assert robust.Rule("multikrum", f=1, m=9).least_cohort() == 9 and robust.Rule("multikrum", f=1).least_cohort() == 5
+    assert robust.Rule("median").least_cohort() == 1 and robust.Rule("trimmed", beta=0.2).least_cohort() == 1
+    one = np.array([[1.0, 2.0]])
+    assert robust.aggregate(robust.Rule("median"), one).tolist() == [1.0, 2.0]
+    five = np.arange(10.0).reshape(5, 2)  # exactly the 2F + 3 = 5 that krum:1 needs
+    # scores (2 nearest, squared): 8 + 32, 16, 16, 16, 32 + 8: the first of the tied middle three
+    assert robust.aggregate(robust.Rule("krum", f=1), five).tolist() == [2.0, 3.0]
+    with pytest.raises(ValueError, match=r"krum needs at least 5 updates, got 4"):
+        robust.aggregate(robust.Rule("krum", f=1), five[:4])
+    with pytest.raises(ValueError, match=r"expected one of mean, median, trimmed:BETA, krum:F, multikrum:F:M \(BETA"):
+        robust.parse_aggregator("multikrum:1:0")
     for bad in ("krum", "trimmed:0.5", "multikrum:1", "max", "median:1"):
         with pytest.raises(ValueError, match="--aggregator"):
             robust.parse_aggregator(bad)
@@ -242,3 +259,4 @@ def test_cohort_aggregate_keeps_each_update_and_applies_the_rule():
     cohort.reset()
     assert cohort.updates == [] and cohort.weight == 0.0 and cohort.nbytes == 0
     assert robust.krum_select(np.array([[0.0], [1.0], [3.0], [10.0]]), 1).tolist() == [0]  # one update by default
+    assert robust.krum_select(np.zeros((40, 3)), 2, 5).tolist() == [0, 1, 2, 3, 4]  # ties: the lower index
