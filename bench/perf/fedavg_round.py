@@ -69,7 +69,7 @@ def serial_round_times(clients: int, fraction: float, rounds: int) -> tuple[list
             models.load_flat(params, x_global)
             n = _train_client(model, cfg, algorithm, ds, parts[int(k)], int(k), r)
             aggregate.add(torch.cat([p.detach().reshape(-1) for p in params]).numpy(), n)
-        algorithm.server_update(x_global, aggregate)
+        algorithm.server_update(x_global, aggregate, r)
         times.append(time.perf_counter() - t0)
     models.load_flat(params, x_global)
     from bench.run.context import evaluate

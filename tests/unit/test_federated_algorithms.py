@@ -204,7 +204,7 @@ def test_scaffold_client_and_server_hooks():
     agg = VariateSum(2)
     alg.fold(agg, y, None, dc)
     xs = x.copy()
-    alg.server_update(xs, agg)
+    alg.server_update(xs, agg, 0)
     alg.end_round(agg)
     assert np.allclose(xs, y) and np.allclose(alg.c, [1.0 - 0.5 / 4, 2.0 - 2.5 / 4])
     late = VariateSum(2)  # a round whose one client was late: the model stays, its dc_i still moves c
@@ -260,3 +260,79 @@ def test_cohort_aggregate_keeps_each_update_and_applies_the_rule():
     assert cohort.updates == [] and cohort.weight == 0.0 and cohort.nbytes == 0
     assert robust.krum_select(np.array([[0.0], [1.0], [3.0], [10.0]]), 1).tolist() == [0]  # one update by default
     assert robust.krum_select(np.zeros((40, 3)), 2, 5).tolist() == [0, 1, 2, 3, 4]  # ties: the lower index
+
+
+def fl_cfg(**kw):
+    base = dict(aggregator="mean", selection="uniform", lr=0.1, server_lr=1.0, clients=5, fedprox_mu=0.0,
+                momentum=0.0, fl_algorithm="fedavg", server_opt="avg", seed=0, fraction=1.0)  # fmt: skip
+    return types.SimpleNamespace(**(base | kw))
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.1])
+def test_fednova_rounds_through_its_hooks_are_the_papers_update(mu):
+    """Two rounds of three clients with unequal n_i, steps tau_i and normalisers ||a_i||_1 (momentum makes
+    a_i != tau_i), folded through FedNova's hooks into one aggregate reset between rounds: x <- x - tau_eff
+    sum_i p_i (x - y_i) / a_i (Wang et al. 2020, Eq. 7), tau_eff = sum_i p_i a_i, or sum_i p_i tau_i with FedProx's
+    term (mu > 0, the authors' code)."""
+    from bench.strategies.fedavg.algorithm import algorithm_for
+    from bench.strategies.fedavg.protocol import ClientStatus, client_header
+
+    alg = algorithm_for(fl_cfg(fl_algorithm="fednova", fedprox_mu=mu), 4)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(4).astype(np.float32)
+    aggregate = alg.new_aggregate()
+    for _ in range(2):
+        clients = [(rng.standard_normal(4).astype(np.float32), n, tau, a)
+                   for n, tau, a in ((10.0, 3, 4.5), (30.0, 5, 8.0), (20.0, 2, 2.9))]  # fmt: skip
+        aggregate.reset()
+        for k, (y, n, tau, a) in enumerate(clients):
+            alg.fold(aggregate, y, client_header(k, ClientStatus.OK, n, steps=tau, normaliser=a))
+        p = np.array([c[1] for c in clients]) / 60.0
+        tau_eff = sum(pi * (c[2] if mu > 0 else c[3]) for pi, c in zip(p, clients))
+        expected = x - tau_eff * sum(pi * (x.astype(np.float64) - c[0]) / c[3] for pi, c in zip(p, clients))
+        alg.server_update(x, aggregate, 0)
+        assert x.dtype == np.float32 and np.allclose(x, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_scaffold_two_rounds_through_its_hooks_are_option_two():
+    """Karimireddy et al. 2020, Algorithm 1 (option II), N = 5 clients, eta_l = 0.1, eta_g = 0.5, two rounds of two
+    clients (client 1 in both, so its c_i carries over) on a model of a 2 x 2 weight and a bias:
+    correction c - c_i laid out per parameter; c_i+ = c_i - c + (x - y_i) / (K eta_l); x <- x + eta_g mean(y_i - x);
+    c <- c + (1/N) sum (c_i+ - c_i). The aggregate is reset between rounds."""
+    import torch
+
+    from bench.strategies.fedavg.drift import Scaffold
+
+    alg = Scaffold(fl_cfg(server_lr=0.5), 6)
+    model = torch.nn.Linear(2, 2)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(6).astype(np.float32)
+    c, c_i = np.zeros(6), {}
+    aggregate = alg.new_aggregate()
+    for round_clients in ([1, 3], [1, 4]):
+        aggregate.reset()
+        ys, dcs = [], []
+        for k, steps in zip(round_clients, (2, 3)):
+            views = alg.begin_client(model, k)
+            correction = c - c_i.get(k, np.zeros(6))
+            assert np.allclose(np.concatenate([v.numpy().ravel() for v in views]), correction, atol=1e-6)
+            for p in model.parameters():
+                p.grad = torch.ones_like(p)
+            alg.correct_gradients(model, views)
+            grads = np.concatenate([p.grad.numpy().ravel() for p in model.parameters()])
+            assert np.allclose(grads, 1.0 + correction, atol=1e-6)
+            y = (x + rng.standard_normal(6)).astype(np.float32)
+            new = c_i.get(k, np.zeros(6)) - c + (x - y) / (steps * 0.1)
+            dc = alg.end_client(k, views, x, y, steps)
+            assert dc.dtype == np.float32 and np.allclose(dc, new - c_i.get(k, np.zeros(6)), atol=1e-5)
+            assert alg.client_variates[k].dtype == np.float32 and np.allclose(alg.client_variates[k], new, atol=1e-5)
+            ys.append(y)
+            dcs.append(new - c_i.get(k, np.zeros(6)))
+            c_i[k] = new
+            alg.fold(aggregate, y, None, dc)
+        expected_x = x + 0.5 * np.mean([y - x for y in ys], axis=0)
+        alg.server_update(x, aggregate, 0)
+        alg.end_round(aggregate)
+        c = c + sum(dcs) / 5
+        assert np.allclose(x, expected_x, atol=1e-6) and np.allclose(alg.c, c, atol=1e-5)
+        assert alg.c.dtype == np.float32 and alg.download_extra() is alg.c

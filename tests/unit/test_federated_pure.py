@@ -109,10 +109,10 @@ def test_algorithms_override_one_hook_each_and_compose():
     x, avg = np.zeros(3, dtype=np.float32), np.ones(3, dtype=np.float32)
     aggregate = StreamingMean(3)
     aggregate.add(avg, 2.0)
-    FedAvg(cfg, 3).server_update(x, aggregate)
+    FedAvg(cfg, 3).server_update(x, aggregate, 0)
     assert (x == 1).all()
     x2, ref = np.zeros(3, dtype=np.float32), np.zeros(3, dtype=np.float32)
-    both.server_update(x2, aggregate)
+    both.server_update(x2, aggregate, 0)
     ServerOptimizer("avgm", 3, lr=0.5, beta1=0.9).step(ref, avg)
     assert np.array_equal(x2, ref) and not np.array_equal(x2, avg)  # FedOpt's step, not the plain mean
 

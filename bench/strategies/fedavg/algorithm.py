@@ -74,7 +74,7 @@ class FedAvg:
         """A client that trained but arrived after ``--deadline``: its model is left out of the round (nothing
         else to account for, unless the algorithm keeps per-client state in step with the server's)."""
 
-    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int) -> None:
         """The global model ``x`` (in place) from the round's aggregate."""
         x[:] = aggregate.mean()
 
@@ -121,7 +121,7 @@ class FedOpt(FedAvg):
         super().__init__(cfg, size, client_sizes)
         self.optimizer = ServerOptimizer(cfg.server_opt, size, cfg.server_lr, cfg.server_momentum)
 
-    def server_update(self, x: np.ndarray, aggregate, round_: int = 0) -> None:
+    def server_update(self, x: np.ndarray, aggregate, round_: int) -> None:
         self.optimizer.step(x, aggregate.mean())
 
 

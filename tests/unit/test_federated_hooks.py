@@ -1,0 +1,138 @@
+"""FedAvg's hooks, client placement, the federated and parameter-server topologies, the attacks and the streaming
+sums, by hand: the plumbing the MPI tests exercise, checked here where a mutation of it is caught in seconds."""
+
+import types
+
+import numpy as np
+import pytest
+
+from bench.strategies.fedavg.aggregate import StreamingMean
+from bench.strategies.fedavg.algorithm import FedAvg
+from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.placement import place
+from bench.strategies.fedavg.protocol import ClientStatus, client_header
+from bench.strategies.fedavg.robust import CohortAggregate
+from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, sample_clients
+from bench.workload.streams import Salt, stream
+from kernels.topology import Role, Topology, TopologyError
+
+
+def cfg(**kw):
+    base = dict(aggregator="mean", selection="uniform", seed=3, clients=10, fraction=0.3, placement="static",
+                batch_size=4, local_epochs=2)  # fmt: skip
+    return types.SimpleNamespace(**(base | kw))
+
+
+def test_fedavg_configures_rounds_by_its_selection():
+    """uniform: the round's sample; size: the distinct draws, each weighted by its count; power-of-choice:D: the
+    D candidates, weighted 1 each; otherwise a client's weight is its n_k (the header's samples)."""
+    sizes = [5, 1, 1, 9, 2, 2, 2, 8, 1, 3]
+    uniform = FedAvg(cfg(), 4, sizes)
+    assert np.array_equal(uniform.configure_round(2), sample_clients(3, 2, 10, 0.3)) and uniform.candidates == 0
+    assert uniform.weight(client_header(7, ClientStatus.OK, 12.0)) == 12.0
+    by_size = FedAvg(cfg(selection="size", fraction=0.5), 4, sizes)
+    ids, counts = sample_by_size(3, 4, sizes, 0.5)
+    assert np.array_equal(by_size.configure_round(4), ids)
+    assert [by_size.weight(client_header(int(k), ClientStatus.OK, 99.0)) for k in ids] == counts.tolist()
+    choice = FedAvg(cfg(selection="power-of-choice:4"), 4, sizes)
+    assert choice.candidates == 4 and np.array_equal(choice.configure_round(1), sample_candidates(3, 1, sizes, 4))
+    assert choice.weight(client_header(0, ClientStatus.OK, 99.0)) == 1.0
+
+
+def test_fedavg_folds_by_weight_and_keeps_no_plan():
+    alg = FedAvg(cfg(), 2)
+    aggregate = alg.new_aggregate()
+    assert isinstance(aggregate, StreamingMean) and aggregate.total.size == 2
+    alg.fold(aggregate, np.array([1.0, 2.0], np.float32), client_header(0, ClientStatus.OK, 3.0))
+    alg.fold(aggregate, np.array([5.0, 6.0], np.float32), client_header(1, ClientStatus.OK, 1.0))
+    assert aggregate.weight == 4.0 and aggregate.mean().tolist() == [2.0, 3.0]  # (3 x 1 + 5) / 4, (6 + 6) / 4
+    alg.fold_late(aggregate, np.zeros(2, np.float32), client_header(2, ClientStatus.LATE, 5.0))
+    assert aggregate.weight == 4.0
+    robust = FedAvg(cfg(aggregator="median"), 2).new_aggregate()
+    assert isinstance(robust, CohortAggregate) and robust.rule.name == "median" and robust.size == 2
+    assert FedAvg(cfg(), 2).download_extra() is None and FedAvg(cfg(), 2).end_client(0, None, None, None, 1) is None
+    with pytest.raises(NotImplementedError, match="plans_layers"):
+        alg.round_plan(0)
+
+
+def test_streaming_mean_merges_partial_sums_and_resets():
+    """A host's partial sum (total, weight) merged in gives the mean of all (McMahan et al.'s weighted mean)."""
+    mean, part = StreamingMean(2), StreamingMean(2)
+    mean.add(np.array([1.0, 1.0], np.float32), 1.0)
+    part.add(np.array([4.0, 0.0], np.float32), 2.0)
+    mean.merge(part.total, part.weight)
+    mean.merge(part.total, part.weight)
+    assert mean.weight == 5.0 and mean.mean().tolist() == [np.float32((1 + 16) / 5), np.float32(1 / 5)]
+    mean.reset()
+    assert mean.weight == 0.0 and mean.total.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="no update"):
+        mean.mean()
+
+
+def test_static_and_balanced_placement():
+    """static: each sampled client on the rank that holds its block (10 clients on 3 hosts: 0-3, 4-6, 7-9);
+    balanced: longest first by cost (E x (steps + n / B)): n = 9 (cost 2 x (2 + 2.25) = 8.5) first to rank 1,
+    n = 8 (8) to rank 2, n = 5 (2 x (1 + 1.25) = 4.5) to rank 3, n = 1 (2 x (1 + 0.25) = 2.5) to rank 3."""
+    topo = Topology.federated(0, 4, 10)
+    sizes = [5, 1, 1, 9, 2, 2, 2, 8, 1, 3]
+    assert place([0, 3, 4, 9], sizes, topo, cfg()) == {0: 1, 3: 1, 4: 2, 9: 3}
+    assert place([0, 3, 7, 8], sizes, topo, cfg(placement="balanced")) == {3: 1, 7: 2, 0: 3, 8: 3}
+
+
+def test_federated_topology_by_hand():
+    """5 ranks, 10 clients: the aggregator (rank 0) and four hosts of blocks of 3, 3, 2, 2."""
+    agg, host = Topology.federated(0, 5, 10), Topology.federated(2, 5, 10)
+    assert agg.role == Role.AGGREGATOR and host.role == Role.CLIENT_HOST and agg.size == 5 and host.rank == 2
+    assert agg.clients_of_rank == {0: (), 1: (0, 1, 2), 2: (3, 4, 5), 3: (6, 7), 4: (8, 9)}
+    assert host.my_clients == (3, 4, 5) and agg.my_clients == ()
+    assert agg.ring_ranks == (1, 2, 3, 4) and agg.servers == (0,) and agg.workers == (1, 2, 3, 4)
+    assert [agg.host_of_client(k) for k in range(10)] == [1, 1, 1, 2, 2, 2, 3, 3, 4, 4]
+    assert agg.partitions == 10 and agg.data_part is None and host.data_part is None and agg.eval_rank == 0
+    assert not agg.computes and host.computes and not agg.on_ring and host.on_ring
+    assert (host.ring_size, host.ring_index, host.left, host.right) == (4, 1, 1, 3)
+    assert Topology.federated(4, 5, 10).right == 1 and Topology.federated(1, 5, 10).left == 4
+    assert agg.describe() == {
+        "role": "aggregator", "ring_ranks": [1, 2, 3, 4], "servers": [0], "workers": [1, 2, 3, 4],
+        "clients_of_rank": {"0": [], "1": [0, 3], "2": [3, 6], "3": [6, 8], "4": [8, 10]},
+    }  # fmt: skip
+    with pytest.raises(TopologyError, match="client 10 is not hosted by any rank"):
+        agg.host_of_client(10)
+    with pytest.raises(TopologyError, match="--clients 3 is fewer than the 4 client ranks; need K >= size - 1"):
+        Topology.federated(0, 5, 3)
+    with pytest.raises(TopologyError, match="fedavg needs at least 2 ranks"):
+        Topology.federated(0, 1, 3)
+    Topology.federated(0, 5, 4)  # K = size - 1: one client per host
+
+
+def test_parameter_server_and_ring_layouts_by_hand():
+    server, worker = Topology.parameter_server(1, 5, 2), Topology.parameter_server(4, 5, 2)
+    assert server.role == Role.SERVER and not server.computes and server.data_part is None
+    assert worker.role == Role.WORKER and worker.computes and worker.data_part == 2
+    assert server.partitions == 3 and server.eval_rank == 2 and worker.eval_rank == 2
+    assert not server.on_ring and (worker.ring_size, worker.ring_index, worker.left, worker.right) == (3, 2, 3, 2)
+    peer = Topology.ring(2, 4)
+    assert peer.role == Role.PEER and peer.computes and peer.data_part == 2 and peer.partitions == 4
+    assert peer.eval_rank == 0 and peer.servers == () and peer.workers == () and peer.my_clients == ()
+    assert peer.describe()["clients_of_rank"] == {} and peer.describe()["role"] == "peer"
+    Topology.parameter_server(0, 2, 1)  # one server, one worker: the smallest layout
+    for bad, message in [((5, 5), "rank 5 out of range for size 5"), ((-1, 5), "rank -1 out of range"),
+                         ((0, 0), "world size must be >= 1, got 0")]:  # fmt: skip
+        with pytest.raises(TopologyError, match=message):
+            Topology.ring(*bad)
+
+
+def test_attacks_by_hand():
+    """round(F m) attackers (0.1 of 10: 1; 0.04 of 10: none), drawn from the (seed, round) stream of the Byzantine
+    salt as the docstring says; scale keeps float32; Gaussian noise keeps the update's shape, from (seed, round,
+    client)."""
+    sampled = np.arange(20, 30)
+    one = parse_byzantine("0.1:sign-flip").attackers(5, 2, sampled)
+    drawn = stream(5, 2, salt=Salt.BYZANTINE).choice(10, size=1, replace=False)
+    assert one == {int(sampled[drawn[0]])}
+    assert parse_byzantine("0.04:sign-flip").attackers(5, 2, sampled) == set()
+    delta = np.arange(12, dtype=np.float32).reshape(3, 4)
+    scaled = parse_byzantine("1:scale:0.5").corrupt(delta, 0, 0, 0)
+    assert scaled.dtype == np.float32 and np.array_equal(scaled, delta / 2)
+    noise = parse_byzantine("1:gaussian:2").corrupt(delta, 7, 1, 3)
+    expected = 2 * stream(7, 1, 3, salt=Salt.BYZANTINE).standard_normal(12)
+    assert noise.shape == (3, 4) and noise.dtype == np.float32 and np.allclose(noise.ravel(), expected, rtol=1e-6)
