@@ -54,3 +54,16 @@ def test_natural_keeps_groups_whole():
             assert np.isin(np.flatnonzero(groups == g), p).all()
     with pytest.raises(ValueError):
         partition.natural(groups, 7)
+
+
+def test_natural_partitions_deal_whole_groups_in_blocks():
+    """Five devices (groups 10, 20, 30, 40, 50, unsorted samples) over 2 parts: devices 10-30 and 40-50, every
+    sample of a device in its part; as many parts as devices works, more is one error naming both."""
+    from bench.workload.partition import natural
+
+    groups = np.array([30, 10, 50, 20, 40, 10, 30, 50])
+    parts = natural(groups, 2)
+    assert [p.tolist() for p in parts] == [[0, 1, 3, 5, 6], [2, 4, 7]]
+    assert [p.tolist() for p in natural(groups, 5)] == [[1, 5], [3], [0, 6], [4], [2, 7]]
+    with pytest.raises(ValueError, match="5 natural groups cannot fill 6 partitions"):
+        natural(groups, 6)

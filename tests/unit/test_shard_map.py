@@ -71,3 +71,28 @@ def test_whole_tensors_stay_on_one_server():
     assert shard_map(layers, 2).bounds != (0, 5110, 5323)  # the balanced map splits the dominant tensor
     with pytest.raises(ValueError, match="6 whole parameter tensors cannot be spread over 7 servers"):
         shard_map(layers, 7, whole=tensors)
+
+
+def test_whole_tensor_cuts_leave_every_later_server_a_tensor():
+    """Tensors (1, 1, 1, 97) on 4 servers: the ideal points 25, 50, 75 all pull right, but each cut may only take
+    an edge that leaves a tensor for every later server: (0, 1, 2, 3, 100), exactly as many tensors as servers."""
+    assert shard_map([100], 4, whole=[1, 1, 1, 97]).bounds == (0, 1, 2, 3, 100)
+    assert shard_map([100], 2, whole=[1, 1, 1, 97]).bounds == (0, 3, 100)  # nearest 50 among 1, 2, 3
+    with pytest.raises(ValueError, match="3 whole parameter tensors cannot be spread over 4 servers"):
+        shard_map([100], 4, whole=[2, 1, 97])
+    with pytest.raises(ValueError, match="the tensors hold 99 parameters, the layers 100"):
+        shard_map([100], 2, whole=[2, 97])
+
+
+def test_ranges_pieces_and_record_by_hand():
+    smap = shard_map([5, 5, 5, 5, 5, 5], 3)
+    assert smap.n_servers == 3 and [smap.server_range(s) for s in range(3)] == [(0, 10), (10, 20), (20, 30)]
+    assert [(p.layer, p.offset) for p in smap.pieces_of_server(1)] == [(2, 10), (3, 15)]
+    assert smap.describe() == {
+        "bounds": [0, 10, 20, 30],
+        "pieces": [[layer, 0, 5, layer // 2] for layer in range(6)],
+        "columns": ["layer", "lo", "hi", "server"],
+    }
+    split = shard_map([12, 3], 3)  # ideal cuts 5 and 10 inside the first layer (edge 12 is 2 away: > 1.5)
+    assert split.bounds == (0, 5, 10, 15) and [(p.layer, p.lo, p.hi, p.server) for p in split.pieces] == [
+        (0, 0, 5, 0), (0, 5, 10, 1), (0, 10, 12, 2), (1, 0, 3, 2)]  # fmt: skip
