@@ -1,0 +1,103 @@
+"""Report views that only the smoke tests reached, on hand-made files with numbers computed here: the layer table,
+the FedAvg table's options and aggregator share, the provenance table, and the ping-pong fit."""
+
+import numpy as np
+import pytest
+
+from analysis.costmodel import fit_p2p, p2p_time
+from analysis.views import layers_table
+from analysis.views_fl import aggregator_share, fedavg_table
+from analysis.views_model import provenance_table
+from tests.analysis_fixtures import fedavg_run, ring_run
+
+
+def column(table, name):
+    i = [c.name for c in table.columns].index(name)
+    return [row[i] for row in table.rows]
+
+
+def test_layer_table_orders_layers_by_communication_and_reads_each_column(tmp_path):
+    """2 ranks, 3 layers; per step: communication 1, 3, 2 ms, 1000 bytes, forward 0.5 and backward 1 ms per layer
+    (the fixture splits 1.5 / 3 / 3 ms evenly, then layer comm is overridden): rows by comm time descending,
+    bandwidth = bytes / comm, compute = forward + backward; the columns in their stated units."""
+    steps, shape = 5, (2, 5, 3)
+    comm = np.broadcast_to(np.array([0.001, 0.003, 0.002]), shape).copy()
+    run = ring_run(tmp_path / "r.h5", 2, 0.01, layers=3, fwd_s=0.0015, bwd_s=0.003,
+                   extra={"timing/comm": (comm, "s")}, steps=steps)  # fmt: skip
+    table = layers_table([run], warmup=1, top=2)
+    assert column(table, "layer") == ["l1", "l2"]  # top 2 of 3, by communication
+    assert column(table, "communication (ms/step)") == pytest.approx([0.003, 0.002])
+    assert column(table, "bytes/step") == pytest.approx([1000, 1000])
+    assert column(table, "bandwidth (MB/s)") == pytest.approx([1000 / 0.003, 1000 / 0.002])
+    assert column(table, "compute (ms/step)") == pytest.approx([0.0015, 0.0015])
+    assert column(table, "strategy") == ["ring", "ring"] and table.name == "layers"
+    assert [c.scale for c in table.columns[3:]] == [1e3, 1.0, 1e-6, 1e3]
+
+
+def fed(tmp_path, name="f.h5", **cfg):
+    clients = [(r, k, 10.0 * (k + 1), 0) for r in range(4) for k in range(2)]
+    base = {"clients": 2, "fraction": 1.0, "local_epochs": 1, "local_steps": 0, "batch_size": 8,
+            "partition": "iid", "alpha": 0.5, "fedprox_mu": 0.0, "server_opt": "avg"}  # fmt: skip
+    return fedavg_run(tmp_path / name, 2, 4, clients, [0.1, 0.05, 0.05], base | cfg)
+
+
+def test_aggregator_share_is_its_part_of_the_measured_round_time(tmp_path):
+    """Rounds of 0.1 s at the aggregator (round 0: 100 s, warm-up); receive 0.02 s in every round: measured rounds
+    1-3 give 0.06 / 0.3 = 20 %."""
+    import h5py
+
+    run = fed(tmp_path)
+    with h5py.File(run.path, "a") as f:
+        f["fedavg/aggregator_receive"][0, :] = 0.02
+    from analysis.load import load
+
+    run = load(run.path)
+    assert aggregator_share(run, "receive", warmup=1) == pytest.approx(0.2)
+    assert aggregator_share(run, "send", warmup=1) == 0.0
+    assert aggregator_share(run, "receive", warmup=10) == pytest.approx(0.08 / 100.3)  # too short: all rounds
+
+
+def test_fedavg_table_shows_each_runs_options(tmp_path):
+    """K, C, E, B, partition, alpha, mu and the server optimizer from the config; T only where the run counted
+    local steps."""
+    epochs, steps = fed(tmp_path, "e.h5"), fed(tmp_path, "s.h5", local_steps=3, fedprox_mu=0.1, server_opt="adam")
+    table = fedavg_table([epochs, steps], warmup=1)
+    by = {name: column(table, name) for name in ("K", "C", "E", "T", "B", "partition", "mu", "server opt")}
+    assert by["T"] == [None, 3] and by["K"] == [2, 2] and by["C"] == [1.0, 1.0] and by["E"] == [1, 1]
+    assert by["B"] == [8, 8] and by["partition"] == ["iid", "iid"] and by["mu"] == [0.0, 0.1]
+    assert by["server opt"] == ["avg", "adam"] and column(table, "rounds") == [4, 4]
+    assert column(table, "ranks") == [3, 3]
+
+
+def test_provenance_table_names_each_file_and_its_origin(tmp_path):
+    run = ring_run(tmp_path / "p.h5", 2, 0.1, attrs={"status": "complete", "completed_steps": 5,
+                   "git_commit": "0123456789abcdef", "mpi_library": "MPICH Version: 5.0.2 " + "x" * 40,
+                   "slurm_job_id": "77"}, cfg={"seed": 9})  # fmt: skip
+    table = provenance_table([run])
+    assert table.rows == [
+        [
+            "p.h5",
+            "ring",
+            2,
+            "complete",
+            5,
+            9,
+            "2026-11-21T00:00:00",
+            "0123456789",
+            ("MPICH Version: 5.0.2 " + "x" * 40)[:30],
+            "77",
+        ]
+    ]
+    assert [c.name for c in table.columns] == ["file", "strategy", "ranks", "status", "steps", "seed", "created (UTC)",
+                                               "commit", "MPI", "Slurm job"]  # fmt: skip
+
+
+def test_ping_pong_fit_recovers_latency_and_inverse_bandwidth():
+    """t = 2 us + n x 0.1 ns exactly: the weighted least squares returns both, for every message size."""
+    sizes = np.array([8, 64, 1024, 65536, 1 << 20, 1 << 24], dtype=np.float64)
+    fit = fit_p2p(sizes, 2e-6 + sizes * 1e-10)
+    for name in ("ring", "doubling"):
+        f = fit.algorithms[name]
+        assert f.alpha == pytest.approx(2e-6, rel=1e-9) and f.beta == pytest.approx(1e-10, rel=1e-9)
+        assert (f.lo_bytes, f.hi_bytes, f.points) == (8.0, float(1 << 24), 6) and f.error == pytest.approx(0, abs=1e-9)
+    assert fit.source == "ping-pong latency" and p2p_time(1000, fit) == pytest.approx(2e-6 + 1e-7)
