@@ -101,3 +101,20 @@ def test_ping_pong_fit_recovers_latency_and_inverse_bandwidth():
         assert f.alpha == pytest.approx(2e-6, rel=1e-9) and f.beta == pytest.approx(1e-10, rel=1e-9)
         assert (f.lo_bytes, f.hi_bytes, f.points) == (8.0, float(1 << 24), 6) and f.error == pytest.approx(0, abs=1e-9)
     assert fit.source == "ping-pong latency" and p2p_time(1000, fit) == pytest.approx(2e-6 + 1e-7)
+
+
+def test_estimate_is_the_mean_with_its_95_percent_t_interval():
+    """Three repeats 1, 2, 6: mean 3, s = sqrt(7), half-width t_{0.975, 2} s / sqrt(3) with t_{0.975, 2} =
+    4.30265273 (tables of Student's t, 9 digits); None and NaN ("not reached") are left out of n; one value has no
+    interval, none gives NaN."""
+    from analysis.stats import Estimate, estimate
+
+    e = estimate([1.0, None, 2.0, float("nan"), 6.0])
+    half = 4.30265273 * np.sqrt(7.0) / np.sqrt(3.0)
+    assert (e.mean, e.n) == (3.0, 3) and e.half == pytest.approx(half, rel=1e-8)
+    assert (e.low, e.high) == pytest.approx((3.0 - half, 3.0 + half), rel=1e-8) and float(e) == 3.0
+    one = estimate([4.0])
+    assert (one.mean, one.n) == (4.0, 1) and np.isnan(one.half)
+    none = estimate([None, float("inf")])
+    assert none.n == 0 and np.isnan(none.mean) and np.isnan(none.half)
+    assert Estimate(1.0, 0.5, 2).low == 0.5
