@@ -394,7 +394,18 @@ def build(values: dict) -> Config:
     normalize_ps_mode(cfg, "ps_mode" in values)
     validate(cfg)
     check_applies(cfg, values)
+    check_given_tau(cfg, values)
     return cfg
+
+
+def check_given_tau(cfg: Config, given) -> None:
+    """localsgd's tau given as 0: 0 is only the "not given" default (tau 4), so an explicit 0 is refused like every
+    other non-positive count instead of silently running with tau = 4."""
+    if cfg.strategy == "localsgd" and "local_steps" in given and cfg.local_steps <= 0:
+        raise UsageError(
+            f"--local-steps must be positive for --strategy localsgd (the local steps between averages), got "
+            f"{cfg.local_steps}; leave it out for the default {DEFAULT_LOCALSGD_TAU}"
+        )
 
 
 def normalize_ps_mode(cfg: Config, mode_given: bool) -> None:

@@ -123,6 +123,7 @@ def test_reader_rejects_bad_files(tmp_path):
         ({"strategy": "fedavg", "compress": "powersgd:2"}, "all-reduces of its factors"),
         ({"strategy": "fedavg", "compress": "topk:0.1", "placement": "balanced"}, "use --placement static"),
         ({"strategy": "fedavg", "compress": "fp16", "aggregation": "host"}, "--aggregation client"),
+        ({"strategy": "localsgd", "local_steps": 0}, "--local-steps must be positive for --strategy localsgd"),
     ],
 )
 def test_options_that_do_not_apply_are_usage_errors(values, message):
@@ -140,6 +141,8 @@ def test_ps_mode_ssp_is_the_ssp_strategy():
     b = build({"strategy": "ssp", "staleness": 1})
     assert (a.strategy, a.ps_mode) == (b.strategy, b.ps_mode) == ("ssp", "ssp")
     assert build({"strategy": "fedavg", "rounds": 3}).rounds == 3  # defaults of other strategies stay silent
+    assert build({"strategy": "localsgd"}).tau == 4 and build({"strategy": "localsgd", "local_steps": 2}).tau == 2
+    assert build({"strategy": "fedavg", "local_steps": 0}).local_steps == 0  # fedavg: 0 means "use epochs"
 
 
 def test_names_come_from_the_registries_and_testing_options_are_hidden():
