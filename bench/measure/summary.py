@@ -38,7 +38,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, s
     counted = f"{steps} steps"
     if per_worker:
         steps = float(np.mean(per_worker))
-        counted = f"{steps:g} steps per worker on average ({min(per_worker)}-{max(per_worker)})"
+        counted = f"{steps:.1f} steps per worker on average ({min(per_worker)}-{max(per_worker)})"
     print(
         f"syncbench {run.cfg.strategy}: {run.cfg.model} on {run.cfg.dataset}, {attrs['world_size']} ranks, "
         f"{counted} ({status}{', ' + stopped_by if stopped_by else ''})"

@@ -122,8 +122,14 @@ def _summary(ctx: RunContext, run, done: list[int], wall: float) -> None:
 
 
 def _staleness_line(ctx: RunContext) -> str:
+    """Staleness over the applied gradients. ``ps/updates`` holds one row per gradient per server that applied its
+    piece, so a gradient is counted once: the rows of the server that applied the most (all servers apply every
+    gradient; the budget's in-flight pushes may reach one server and not yet another)."""
     found = ctx.extra.get("ps/updates/staleness")
     if found is None or not found[0].size:
         return ""
     s, units = found
-    return f"  staleness       mean {s.mean():.2f}, max {s.max():.0f} {units} over {s.size} applied gradients"
+    servers = ctx.extra["ps/updates/server"][0]
+    gradients = int(np.bincount(servers - servers.min()).max())
+    per = f" (one row per server: {s.size} rows from {np.unique(servers).size} servers)" if s.size != gradients else ""
+    return f"  staleness       mean {s.mean():.2f}, max {s.max():.0f} {units} over {gradients} applied gradients{per}"

@@ -325,7 +325,7 @@ def test_stop_file_ends_a_decoupled_run_in_order(tmp_path, strategy):
     # workers took different numbers of steps (rank 3 is slowed): the summary gives their mean and range, not the
     # fastest worker's count as "N steps"
     workers = done[1:]
-    assert f"{np.mean(workers):g} steps per worker on average ({workers.min()}-{workers.max()})" in stdout, stdout
+    assert f"{np.mean(workers):.1f} steps per worker on average ({workers.min()}-{workers.max()})" in stdout, stdout
 
 
 def test_fedavg_256_clients_on_8_ranks_learns(tmp_path):
