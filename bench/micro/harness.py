@@ -145,6 +145,15 @@ def _compressor(spec: str, op: str):
     return compressor
 
 
+def significant(x: float, digits: int = 3) -> str:
+    """``x`` in fixed notation with at least ``digits`` significant digits (at most 9 decimals): a bandwidth of
+    small messages reads 0.00213, not 0.000, and never in scientific notation."""
+    if not np.isfinite(x) or x == 0:
+        return f"{x:.3f}"
+    decimals = min(9, max(3, digits - 1 - int(np.floor(np.log10(abs(x))))))
+    return f"{x:.{decimals}f}"
+
+
 def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=False, wrong=None) -> None:
     """One row per size: median time, bandwidths and ``#wrong`` (nccl-tests: result elements that differ from
     the reference, over all ranks) per implementation (bandwidths of the dense float32 size),
@@ -163,7 +172,7 @@ def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=
     head += " ".join(
         f"{i + ' us':>12}"
         + "".join(f" {i + ' ' + b:>14}" for b in bws)
-        + "".join(f" {i + ' ' + s:>10}" for s in stats)
+        + "".join(f" {i + ' ' + s + ' us':>13}" for s in stats)
         + (f" {i + ' #wrong':>12}" if i in wrong else "")
         for i in impls
     )
@@ -178,8 +187,8 @@ def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=
             samples = np.asarray(data[impl][k])
             med[impl] = float(np.median(samples))
             values = (size / med[impl], size / med[impl] * bus_factor(op, p))[: len(bws)]
-            row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {v / 1e9:>14.3f}" for v in values)
-            row += "".join(f" {1e6 * f(samples):>10.2f}" for f in (np.min, np.mean, np.max)[: len(stats)])
+            row += f"{med[impl] * 1e6:>12.2f}" + "".join(f" {significant(v / 1e9):>14}" for v in values)
+            row += "".join(f" {1e6 * f(samples):>13.2f}" for f in (np.min, np.mean, np.max)[: len(stats)])
             row += (f" {wrong[impl][k]:>12}" if impl in wrong else "") + " "
         row += "".join(f" {med['ours'] / med[ref]:>10.2f}" for ref in ratios)
         if wire and wire["sent"]:

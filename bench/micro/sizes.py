@@ -5,7 +5,8 @@
   decimal (1000-based) units: a benchmark's sizes are powers of two.
 - A range is ``MIN:MAX`` (OSU's ``-m``; ``:MAX`` from the smallest, ``MIN:`` to the default largest).
 - Sizes from MIN to MAX grow by a factor (nccl-tests' ``-f``, default 2), starting at MIN rounded up to a whole
-  float32.
+  float32; MAX itself is always measured, as the last size, when the factor steps over it (``-b 8 -e 4M -f 4``
+  ends 2M, 4M: a user who asks for 4M gets 4M).
 """
 
 from __future__ import annotations
@@ -34,11 +35,14 @@ def parse_range(text: str, default_min: int, default_max: int) -> tuple[int, int
 
 def sizes_between(lo: int, hi: int, factor: int = 2) -> list[int]:
     """Sizes from ``lo`` (rounded up to a multiple of 4 bytes, at least 4) to ``hi`` bytes inclusive, each
-    ``factor`` times the one before."""
+    ``factor`` times the one before, and ``hi`` (rounded down to whole float32s) last if the steps pass over it."""
     if factor < 2:
         raise ValueError(f"step factor {factor}: must be 2 or more")
     out, s = [], max(4, -(-lo // 4) * 4)
     while s <= hi:
         out.append(s)
         s *= factor
+    last = hi // 4 * 4
+    if out and out[-1] < last:
+        out.append(last)
     return out

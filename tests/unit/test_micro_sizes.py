@@ -21,7 +21,10 @@ def test_ranges_and_factors():
         parse_range("64K", 8, 99)
     assert sizes_between(8, 4096) == [8 << i for i in range(10)]
     assert sizes_between(8, 8192, 4) == [8, 32, 128, 512, 2048, 8192]
-    assert sizes_between(1, 16) == [4, 8, 16] and sizes_between(6, 100, 10) == [8, 80]
+    assert sizes_between(1, 16) == [4, 8, 16] and sizes_between(6, 100, 10) == [8, 80, 100]
+    # -b 8 -e 4M -f 4: 8 x 4^9 = 2M, then 8M would pass 4M: 4M is measured last (it was silently left out)
+    assert sizes_between(8, 4 << 20, 4)[-2:] == [2 << 20, 4 << 20] and len(sizes_between(8, 4 << 20, 4)) == 11
+    assert sizes_between(8, 1001)[-1] == 1000  # whole float32s
     with pytest.raises(ValueError, match="factor"):
         sizes_between(8, 64, 1)
 
@@ -32,3 +35,11 @@ def test_block_sizes_and_bus_factors():
     assert block_sizes([4, 8, 100, 4096], 3) == [12, 96, 4092]  # whole float32 blocks, duplicates dropped
     assert bus_factor("allreduce", 4) == 1.5 and bus_factor("allgather", 4) == 0.75
     assert bus_factor("reduce-scatter", 1) == 0 and bus_factor("broadcast", 8) == 1
+
+
+def test_bandwidths_keep_three_significant_digits_in_fixed_notation():
+    """A small message's bandwidth used to print 0.000 GB/s."""
+    from bench.micro.harness import significant
+
+    assert [significant(x) for x in (0.002134, 0.0000456, 1.23456, 123.456, 0.0)] == [
+        "0.00213", "0.0000456", "1.235", "123.456", "0.000"]  # fmt: skip
