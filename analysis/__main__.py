@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         from analysis.diff import compare
 
         return compare(args.a, args.b, args.warmup)
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # bad input: one message, exit 2 (a typo must not read as "no readable results")
+        print(f"analysis: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
     micro: list = []
     runs = load_all(args.paths, micro)
     if not runs:

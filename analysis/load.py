@@ -168,6 +168,8 @@ class RunResults:
 
 def load(path: str | Path) -> RunResults:
     path = str(path)
+    if not Path(path).exists():
+        raise ResultsError(f"{path}: no such file")
     try:
         f = open_results(path)
     except (OSError, ValueError) as exc:

@@ -67,3 +67,19 @@ def test_other_schema_and_non_hdf5_named_once(tmp_path, capsys):
     assert cli.main(["tables", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("old.h5") == 1 and "schema version 0" in err and err.count("notes.h5") == 1
+
+
+def test_a_missing_path_says_no_such_file(tmp_path):
+    from analysis.load import ResultsError, load
+
+    with pytest.raises(ResultsError, match=r"missing\.h5: no such file$"):
+        load(tmp_path / "missing.h5")
+    (tmp_path / "notes.h5").write_text("not hdf5")
+    with pytest.raises(ResultsError, match="notes.h5: not a readable HDF5 file"):
+        load(tmp_path / "notes.h5")
+
+
+def test_the_cli_names_a_missing_path_and_exits_2(tmp_path, capsys):
+    assert cli.main(["tables", str(tmp_path / "typo.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"analysis: no such file or folder: {tmp_path / 'typo.h5'}"
