@@ -48,7 +48,21 @@ def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:
         "clients trained (E x their batches) / round time; MiB per round = model downloads + uploads, all ranks",
         "dropped, late: clients per run, summed over rounds",
     ]
+    notes += [byzantine_note(g) for g in groups if byzantine_note(g)]
     return Table("fedavg", "FedAvg runs", cols, rows, notes + ([TTA_NOTE] if target is not None else []))
+
+
+def byzantine_note(g) -> str:
+    """A warning for runs whose attackers outnumbered what their aggregation rule tolerates (the file's
+    ``byzantine_check``): their robust rule's guarantee does not hold, whatever the accuracy shows."""
+    checks = [r.attrs.get("byzantine_check") for r in g.runs]
+    worst = max((c for c in checks if c and c.get("rounds_exceeded")), key=lambda c: c["rounds_exceeded"], default=None)
+    if worst is None:
+        return ""
+    return (
+        f"warning: {g.label}: up to {worst['attackers_max']} attackers per round against {worst['rule']}, which "
+        f"tolerates {worst['tolerated_min']}, in {worst['rounds_exceeded']} of {worst['rounds']} rounds"
+    )
 
 
 def _option(run, key: str):

@@ -118,3 +118,20 @@ def test_estimate_is_the_mean_with_its_95_percent_t_interval():
     none = estimate([None, float("inf")])
     assert none.n == 0 and np.isnan(none.mean) and np.isnan(none.half)
     assert Estimate(1.0, 0.5, 2).low == 0.5
+
+
+def test_fedavg_table_warns_where_attackers_outnumber_the_rule(tmp_path):
+    check = {"rule": "krum", "attackers_max": 2, "tolerated_min": 1, "rounds": 4, "rounds_exceeded": 3}
+    table = fedavg_table([fed(tmp_path, "k.h5")], warmup=1)
+    assert not any(n.startswith("warning") for n in table.notes)
+    run = fed(tmp_path, "b.h5", aggregator="krum:1")
+    import h5py
+
+    from analysis.load import load
+
+    with h5py.File(run.path, "a") as f:
+        import json
+
+        f.attrs["byzantine_check"] = json.dumps(check)
+    note = [n for n in fedavg_table([load(run.path)], warmup=1).notes if n.startswith("warning")]
+    assert len(note) == 1 and "up to 2 attackers per round against krum, which tolerates 1, in 3 of 4 rounds" in note[0]

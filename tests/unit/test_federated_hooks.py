@@ -136,3 +136,26 @@ def test_attacks_by_hand():
     noise = parse_byzantine("1:gaussian:2").corrupt(delta, 7, 1, 3)
     expected = 2 * stream(7, 1, 3, salt=Salt.BYZANTINE).standard_normal(12)
     assert noise.shape == (3, 4) and noise.dtype == np.float32 and np.allclose(noise.ravel(), expected, rtol=1e-6)
+
+
+def test_what_each_rule_tolerates_and_the_attack_check():
+    """Median: fewer than half ((m - 1) // 2); trimmed: floor(BETA m); Krum: F; the mean: none. The check counts
+    round(F m) attackers per sampled cohort against it."""
+    from bench.strategies.fedavg.byzantine import attack_check
+    from bench.strategies.fedavg.report import byzantine_line
+    from bench.strategies.fedavg.robust import Rule
+
+    assert [Rule("median").tolerates(m) for m in (1, 4, 5)] == [0, 1, 2]
+    assert Rule("trimmed", beta=0.25).tolerates(10) == 2 and Rule("trimmed", beta=0.3).tolerates(10) == 3
+    assert Rule("krum", f=2).tolerates(50) == 2 and Rule("multikrum", f=1, m=3).tolerates(9) == 1
+    assert Rule("mean").tolerates(10) == 0
+    cohorts = {0: np.arange(10), 1: np.arange(10, 14)}  # 3 and round(1.2) = 1 attackers at 0.3
+    check = attack_check(Rule("krum", f=1), parse_byzantine("0.3:sign-flip"), 0, cohorts)
+    assert check == {"rule": "krum", "attackers_max": 3, "tolerated_min": 1, "rounds": 2, "rounds_exceeded": 1}
+    text = byzantine_line(types.SimpleNamespace(byzantine="0.3:sign-flip", aggregator="krum:1"), check)
+    assert text.splitlines()[0].endswith(
+        "up to 3 per round (--byzantine 0.3:sign-flip); --aggregator krum:1 tolerates 1"
+    )
+    assert "WARNING" in text and "in 1 of 2 rounds" in text
+    assert "WARNING" not in byzantine_line(types.SimpleNamespace(byzantine="0.1:sign-flip", aggregator="median"),
+                                           check | {"rounds_exceeded": 0})  # fmt: skip

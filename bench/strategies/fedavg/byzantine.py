@@ -64,3 +64,19 @@ def parse_byzantine(spec: str) -> Attack | None:
         f"--byzantine {spec!r}: expected FRACTION:ATTACK, FRACTION in [0, 1], ATTACK one of {', '.join(ATTACKS)} "
         "(SIGMA, FACTOR > 0), e.g. 0.2:sign-flip"
     )
+
+
+def attack_check(rule, attack: Attack, seed: int, cohorts: dict[int, np.ndarray]) -> dict:
+    """Attackers per round against what the aggregation ``rule`` tolerates among the round's sampled clients
+    (:meth:`robust.Rule.tolerates`): the most attackers in a round, the least tolerated, and the rounds where the
+    attackers outnumber it (a study may want exactly that; the summary and the report warn)."""
+    attackers = {r: len(attack.attackers(seed, r, c)) for r, c in cohorts.items()}
+    tolerated = {r: rule.tolerates(len(c)) for r, c in cohorts.items()}
+    exceeded = sorted(r for r in cohorts if attackers[r] > tolerated[r])
+    return {
+        "rule": rule.name,
+        "attackers_max": max(attackers.values(), default=0),
+        "tolerated_min": min(tolerated.values(), default=0),
+        "rounds": len(cohorts),
+        "rounds_exceeded": len(exceeded),
+    }

@@ -36,7 +36,8 @@ def round_split(data) -> dict:
 
 def print_round_summary(loop, wall: float, status: str) -> None:
     cfg = loop.cfg
-    data = load(loop.run.out).data  # from the results file just written
+    written = load(loop.run.out)  # from the results file just written
+    data = written.data
     rounds = data["timing/step"].shape[1]
     split = round_split(data)
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
@@ -84,6 +85,9 @@ def print_round_summary(loop, wall: float, status: str) -> None:
         f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "
         f"late {counts['late']}"
     )
+    check = written.attrs.get("byzantine_check")
+    if check:
+        print(byzantine_line(cfg, check))
     if loop.evals:
         r, acc, loss = loop.evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after round {int(r) + 1})")
@@ -94,3 +98,18 @@ def print_round_summary(loop, wall: float, status: str) -> None:
     if over:
         print(f"  note            {per_host} ranks share {loop.attrs.get('cores_per_host', 0)} cores: oversubscribed")
     print(f"  results         {loop.run.out}")
+
+
+def byzantine_line(cfg, check: dict) -> str:
+    """How many sampled clients attacked against what the aggregation rule tolerates; a warning where they
+    outnumber it (a warning, not an error: a study may be about exactly that)."""
+    line = (
+        f"  attackers       up to {check['attackers_max']} per round (--byzantine {cfg.byzantine}); "
+        f"--aggregator {cfg.aggregator} tolerates {check['tolerated_min']}"
+    )
+    if check["rounds_exceeded"]:
+        line += (
+            f"\n  WARNING         the attackers outnumber what --aggregator {cfg.aggregator} tolerates in "
+            f"{check['rounds_exceeded']} of {check['rounds']} rounds: its robustness guarantee does not hold there"
+        )
+    return line

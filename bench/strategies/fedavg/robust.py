@@ -30,6 +30,16 @@ class Rule:
     f: int = 0
     m: int = 1
 
+    def tolerates(self, m: int) -> int:
+        """Byzantine updates among ``m`` the rule is defined to withstand: none for the mean; fewer than half for
+        the median ((m - 1) // 2, its breakdown point); floor(BETA m) for the trimmed mean (Yin et al. 2018,
+        BETA >= the Byzantine share); F for Krum and Multi-Krum (Blanchard et al. 2017)."""
+        if self.name == "median":
+            return (m - 1) // 2
+        if self.name == "trimmed":
+            return int(np.floor(self.beta * m))
+        return self.f  # krum, multikrum; 0 for the mean
+
     def least_cohort(self) -> int:
         """The fewest updates the rule is defined for."""
         if self.name in ("krum", "multikrum"):

@@ -15,7 +15,7 @@ from bench.compress import error_feedback_on, parse
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
-from bench.strategies.fedavg.byzantine import parse_byzantine
+from bench.strategies.fedavg.byzantine import attack_check, parse_byzantine
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
@@ -146,6 +146,8 @@ class FedAvgStrategy(Strategy):
             "client_status_codes": {int(k): v for k, v in STATUS_NAMES.items()},
             "clients_of_rank": {str(k): list(v) for k, v in self.topology.clients_of_rank.items()},
         }
+        if attack is not None:
+            attrs["byzantine_check"] = attack_check(self.algorithm.rule, attack, self.cfg.seed, cohort)
         return datasets, attrs
 
     @staticmethod
