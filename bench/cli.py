@@ -119,6 +119,13 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     micro.add_argument("--min-iters", type=int, default=5, help="timed iterations at least, any size (default: 5)")
     micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")
     micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
+    micro.add_argument(
+        "--latency-method",
+        choices=("osu", "barrier"),
+        default="osu",
+        help="latency: osu = round trips back to back, timed on rank 0 (osu_latency's method, comparable with "
+        "published OSU numbers); barrier = each round trip after a barrier, slowest rank (counts barrier skew)",
+    )
 
     over = sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank")
     over.add_argument(

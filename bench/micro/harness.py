@@ -69,6 +69,23 @@ def time_ops(comm, ops: dict, warmup: int, n: int, reset=None) -> dict[str, np.n
     return samples
 
 
+def time_back_to_back(comm, fn, warmup: int, n: int) -> np.ndarray:
+    """OSU's method (``osu_latency``; mpi4py's ``bench pingpong`` likewise): one barrier, ``warmup`` untimed calls,
+    then ``n`` calls back to back with no barrier between them, each timed on rank 0, which starts every round trip
+    and sees it end. Rank 0's samples go to every rank. (``time_ops`` brackets each call with a barrier and takes
+    the slowest rank's time, which adds the barrier's skew between ranks to a one-message latency.)"""
+    comm.Barrier()
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(n)
+    for i in range(n):
+        t = MPI.Wtime()
+        fn()
+        samples[i] = MPI.Wtime() - t
+    comm.Bcast(samples, root=0)
+    return samples
+
+
 def choose_impls(op: str, text: str, pickle: bool, compressed: bool = False) -> tuple[str, ...]:
     known = COMPRESSED_IMPLS if compressed else OP_IMPLS[op]
     default = ",".join(COMPRESSED_IMPLS) if compressed else DEFAULT_IMPLS.get(op, ",".join(known))
@@ -100,6 +117,9 @@ def micro(args, comm: MPI.Comm) -> int:
         sizes = block_sizes(sizes, comm.size)
 
     def timer(ops, size, reset=None):
+        if op == "latency" and args.latency_method == "osu":
+            n = iterations(size, args.iters, args.min_iters)
+            return {name: time_back_to_back(comm, fn, args.warmup, n) for name, fn in ops.items()}
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
 
     wire, checks = None, WrongCounts(comm, strict=False)
@@ -117,10 +137,12 @@ def micro(args, comm: MPI.Comm) -> int:
             data = run(comm, sizes, timer, checks)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
-        report(op, sizes, data, comm.size, wire, args.compress, args.full, checks.counts)
+        method = args.latency_method if op == "latency" else "barrier"
+        report(op, sizes, data, comm.size, wire, args.compress, args.full, checks.counts, method)
         print(verdict(checks))
         if args.out:
             keys = ("op", "min", "max", "step_factor", "iters", "min_iters", "warmup", "pickle", "compress")
+            keys += ("latency_method",)
             info["config"] = {k: getattr(args, k) for k in keys} | {"impl": ",".join(impls)}
             write(args.out, op, sizes, data, comm.size, info, wire, checks.counts)
     return 1 if checks.total() else 0
@@ -154,7 +176,9 @@ def significant(x: float, digits: int = 3) -> str:
     return f"{x:.{decimals}f}"
 
 
-def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=False, wrong=None) -> None:
+def report(
+    op: str, sizes, data: dict, p: int, wire=None, compress="none", full=False, wrong=None, method="barrier"
+) -> None:
     """One row per size: median time, bandwidths and ``#wrong`` (nccl-tests: result elements that differ from
     the reference, over all ranks) per implementation (bandwidths of the dense float32 size),
     ours/reference ratios and, for a compressed all-reduce, the bytes our kernel sent from a rank beside the
@@ -162,7 +186,12 @@ def report(op: str, sizes, data: dict, p: int, wire=None, compress="none", full=
     minimum, mean and maximum."""
     impls = list(data)
     what = f"{op} --compress {compress}" if wire is not None else op
-    print(f"# micro {what}, {p} ranks; median over samples (slowest rank per iteration)")
+    how = (
+        "median of rank 0's round trips / 2, timed back to back after warm-up (OSU's method)"
+        if method == "osu"
+        else "median over samples (slowest rank per iteration, each after a barrier)"
+    )
+    print(f"# micro {what}, {p} ranks; {how}")
     # nccl-tests definitions: algbw = S / t; busbw = algbw x the collective's factor (bench.micro.blocks.bus_factor)
     bws = ("algGB/s", "busGB/s") if op == "allreduce" or op in BLOCK_OPS else ("GB/s",)
     ratios = [ref for ref in ("mpi", "gloo", "dense") if "ours" in impls and ref in impls]

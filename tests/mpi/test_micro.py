@@ -230,3 +230,23 @@ def test_micro_prints_wrong_counts_keeps_them_and_exits_1(monkeypatch, tmp_path,
             ok = ok and list(f["micro/allreduce/ours/wrong"][:]) == [comm.size] * 2
             ok = ok and list(f["micro/allreduce/mpi/wrong"][:]) == [0, 0]
     assert all_agree(ok and code == 1), out
+
+
+@pytest.mark.mpi
+def test_back_to_back_latency_is_rank_0s_loop_shared_with_every_rank():
+    """OSU's method: n timed round trips on rank 0 after warm-up, its samples broadcast, the message checked."""
+    from bench.micro.harness import time_back_to_back
+
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("needs 2 ranks")
+    calls = []
+
+    def loop(ops, size, reset=None):
+        calls.append(size)
+        return {name: time_back_to_back(comm, fn, 2, 7) for name, fn in ops.items()}
+
+    out = micro_ops.bench_latency(comm, [8, 64], loop)
+    samples = np.concatenate(out["ours"])
+    everyone = comm.allgather(samples.tobytes())
+    assert all_agree(calls == [8, 64] and samples.size == 14 and (samples > 0).all() and len(set(everyone)) == 1)
