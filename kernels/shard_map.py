@@ -104,7 +104,7 @@ def _tensor_cuts(tensor_numels: list[int], n_servers: int) -> list[int]:
     for k in range(1, n_servers):
         later = n_servers - 1 - k  # cuts still to place after this one
         free = [e for e in inner if e > bounds[-1]]
-        free = free[: len(free) - later] if later else free
+        free = free[: len(free) - later]
         bounds.append(min(free, key=lambda e: (abs(e - k * total / n_servers), e)))
     return bounds + [total]
 

@@ -159,3 +159,95 @@ def test_what_each_rule_tolerates_and_the_attack_check():
     assert "WARNING" in text and "in 1 of 2 rounds" in text
     assert "WARNING" not in byzantine_line(types.SimpleNamespace(byzantine="0.1:sign-flip", aggregator="median"),
                                            check | {"rounds_exceeded": 0})  # fmt: skip
+
+
+def test_server_optimizer_defaults_state_and_two_adam_steps():
+    """FedOpt (Reddi et al. 2021, Algorithm 2): defaults eta 1, beta1 0.9, beta2 0.99, tau 1e-3; avg keeps no state,
+    avgm a float32 momentum, adam both moments. Two Adam steps by hand from x = 0 towards avg = 2 then 3 (d_1 = 2;
+    x_1 = 0.1 m_1 / (sqrt(v_1) + tau), d_2 = 3 - x_1)."""
+    from bench.strategies.fedavg.aggregate import ServerOptimizer
+
+    default = ServerOptimizer("adam", 1)
+    assert (default.lr, default.beta1, default.beta2, default.tau) == (1.0, 0.9, 0.99, 1e-3)
+    assert ServerOptimizer("avg", 2).m is None and ServerOptimizer("avg", 2).v is None
+    avgm = ServerOptimizer("avgm", 2)
+    assert avgm.m.dtype == np.float32 and avgm.m.shape == (2,) and avgm.v is None
+    adam, x = ServerOptimizer("adam", 1, lr=0.1), np.zeros(1, np.float32)
+    adam.step(x, np.array([2.0], np.float32))
+    m1, v1 = 0.1 * 2.0, 0.01 * 4.0
+    x1 = 0.1 * m1 / (np.sqrt(v1) + 1e-3)
+    assert x[0] == pytest.approx(x1, rel=1e-6) and adam.m.dtype == np.float32 and adam.v.dtype == np.float32
+    adam.step(x, np.array([3.0], np.float32))
+    d2 = 3.0 - x1
+    m2, v2 = 0.9 * m1 + 0.1 * d2, 0.99 * v1 + 0.01 * d2 * d2
+    assert x[0] == pytest.approx(x1 + 0.1 * m2 / (np.sqrt(v2) + 1e-3), rel=1e-6)
+
+
+def test_algorithm_for_composes_only_what_the_papers_define():
+    """FedProx's client and FedOpt's server compose on FedAvg (class FedProxFedOpt); the other algorithms keep
+    FedProx's objective only (the option checks refuse it where a paper does not define it), never FedOpt's server;
+    a lone option is its own class. Every algorithm keeps the model size and the clients' sizes."""
+    from bench.strategies.fedavg.algorithm import FedOpt, FedProx, algorithm_for
+    from bench.strategies.fedavg.drift import FedNova, Scaffold
+    from bench.strategies.fedavg.fedlama import FedLama
+
+    def make(**kw):
+        base = dict(aggregator="mean", selection="uniform", fedprox_mu=0.0, server_opt="avg", server_lr=0.5,
+                    server_momentum=0.8, fl_algorithm="fedavg", fedlama_phi=2, seed=0, clients=3,
+                    fraction=1.0)  # fmt: skip
+        return algorithm_for(types.SimpleNamespace(**(base | kw)), 4, [1, 2, 3])
+
+    both = make(fedprox_mu=0.1, server_opt="adam")
+    assert type(both).__name__ == "FedProxFedOpt" and isinstance(both, FedProx) and isinstance(both, FedOpt)
+    assert both.optimizer.beta1 == 0.8 and both.optimizer.lr == 0.5 and both.optimizer.m.shape == (4,)
+    assert type(make(fedprox_mu=0.1)) is FedProx and type(make(server_opt="avgm")) is FedOpt
+    nova = make(fl_algorithm="fednova", fedprox_mu=0.1, server_opt="adam")
+    assert isinstance(nova, FedNova) and isinstance(nova, FedProx) and not isinstance(nova, FedOpt)
+    assert type(make(fl_algorithm="scaffold", server_opt="avgm")) is Scaffold
+    assert type(make(fl_algorithm="fedlama", server_opt="adam")) is FedLama
+    assert type(make(fl_algorithm="fedlama", fedprox_mu=0.1)).__name__ == "FedProxFedLama"
+    for alg in (
+        both,
+        nova,
+        make(),
+        make(fl_algorithm="scaffold"),
+        make(fl_algorithm="fedlama"),
+        make(server_opt="avgm"),
+    ):
+        assert alg.size == 4 and alg.client_sizes == [1, 2, 3]
+    with pytest.raises(NotImplementedError, match="^only algorithms with plans_layers plan their rounds$"):
+        make().round_plan(0)
+
+
+def test_fednova_weights_and_late_scaffold_variates_accumulate():
+    """The FedNova aggregate's weight is the clients' n_i (the server skips a round of weight 0), its step returns
+    float32; two late SCAFFOLD clients in one round both move c."""
+    from bench.strategies.fedavg.drift import NormalisedSum, Scaffold, VariateSum
+
+    nova = NormalisedSum(2)
+    nova.add_client(np.ones(2, np.float32), 3.0, 2.0, 2.0)
+    nova.add_client(np.ones(2, np.float32), 5.0, 4.0, 4.0)
+    assert nova.weight == 8.0 and nova.step(np.zeros(2, np.float32)).dtype == np.float32
+    alg = Scaffold(types.SimpleNamespace(aggregator="mean", selection="uniform", clients=4, lr=0.1, server_lr=1.0), 2)
+    late = VariateSum(2)
+    alg.fold_late(late, None, None, np.array([1.0, 2.0], np.float32))
+    alg.fold_late(late, None, None, np.array([3.0, 4.0], np.float32))
+    alg.end_round(late)
+    assert alg.c.tolist() == [1.0, 1.5] and late.weight == 0.0  # (1 + 3) / 4, (2 + 4) / 4; no model folded
+
+
+def test_topology_edges_and_messages():
+    Topology.federated(0, 2, 1)  # the smallest federated job: an aggregator and one client rank
+    with pytest.raises(TopologyError, match=r"^fedavg needs at least 2 ranks \(an aggregator and one client rank\)$"):
+        Topology.federated(0, 1, 1)
+    with pytest.raises(TopologyError, match=r"need size > servers \(e\.g\. mpiexec -n 3\)$"):
+        Topology.parameter_server(0, 2, 2)
+    assert Topology.parameter_server(1, 5, 2).size == 5
+
+
+def test_the_round_sample_is_the_seeded_sample_stream():
+    """Sampling draws from the (seed, round) stream of its own salt (replayable from the config, independent of
+    the other streams): m = round(C K) distinct sorted ids."""
+    ids = sample_clients(7, 3, 20, 0.25)
+    expected = np.sort(stream(7, 3, salt=Salt.SAMPLE).choice(20, size=5, replace=False))
+    assert np.array_equal(ids, expected)

@@ -32,7 +32,8 @@ class Attack:
         count = int(round(self.fraction * len(sampled)))
         if count == 0:
             return set()
-        chosen = stream(seed, round_, salt=Salt.BYZANTINE).choice(len(sampled), size=count, replace=False)
+        draw = stream(seed, round_, salt=Salt.BYZANTINE)
+        chosen = draw.choice(len(sampled), size=count, replace=False)  # pragma: no mutate (replace=None is False)
         return {int(sampled[i]) for i in chosen}
 
     def corrupt(self, delta: np.ndarray, seed: int, round_: int, client: int) -> np.ndarray:

@@ -28,7 +28,7 @@ def sample_clients(seed: int, round_: int, clients: int, fraction: float) -> np.
     """Sorted client ids sampled in ``round_``."""
     m = max(1, int(round(fraction * clients)))
     rng = stream(seed, round_, salt=Salt.SAMPLE)
-    return np.sort(rng.choice(clients, size=m, replace=False))
+    return np.sort(rng.choice(clients, size=m, replace=False))  # pragma: no mutate (replace=None is False)
 
 
 def sample_by_size(seed: int, round_: int, sizes, fraction: float) -> tuple[np.ndarray, np.ndarray]:
