@@ -296,38 +296,38 @@ def test_fednova_rounds_through_its_hooks_are_the_papers_update(mu):
 
 def test_scaffold_two_rounds_through_its_hooks_are_option_two():
     """Karimireddy et al. 2020, Algorithm 1 (option II), N = 5 clients, eta_l = 0.1, eta_g = 0.5, two rounds of two
-    clients (client 1 in both, so its c_i carries over) on a model of a 2 x 2 weight and a bias:
+    clients (client 1 in both, so its c_i carries over) on a model of two layers (four tensors):
     correction c - c_i laid out per parameter; c_i+ = c_i - c + (x - y_i) / (K eta_l); x <- x + eta_g mean(y_i - x);
     c <- c + (1/N) sum (c_i+ - c_i). The aggregate is reset between rounds."""
     import torch
 
     from bench.strategies.fedavg.drift import Scaffold
 
-    alg = Scaffold(fl_cfg(server_lr=0.5), 6)
-    model = torch.nn.Linear(2, 2)
+    alg = Scaffold(fl_cfg(server_lr=0.5), 9)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))  # 4 + 2 + 2 + 1 entries
     rng = np.random.default_rng(4)
-    x = rng.standard_normal(6).astype(np.float32)
-    c, c_i = np.zeros(6), {}
+    x = rng.standard_normal(9).astype(np.float32)
+    c, c_i = np.zeros(9), {}
     aggregate = alg.new_aggregate()
     for round_clients in ([1, 3], [1, 4]):
         aggregate.reset()
         ys, dcs = [], []
         for k, steps in zip(round_clients, (2, 3)):
             views = alg.begin_client(model, k)
-            correction = c - c_i.get(k, np.zeros(6))
+            correction = c - c_i.get(k, np.zeros(9))
             assert np.allclose(np.concatenate([v.numpy().ravel() for v in views]), correction, atol=1e-6)
             for p in model.parameters():
                 p.grad = torch.ones_like(p)
             alg.correct_gradients(model, views)
             grads = np.concatenate([p.grad.numpy().ravel() for p in model.parameters()])
             assert np.allclose(grads, 1.0 + correction, atol=1e-6)
-            y = (x + rng.standard_normal(6)).astype(np.float32)
-            new = c_i.get(k, np.zeros(6)) - c + (x - y) / (steps * 0.1)
+            y = (x + rng.standard_normal(9)).astype(np.float32)
+            new = c_i.get(k, np.zeros(9)) - c + (x - y) / (steps * 0.1)
             dc = alg.end_client(k, views, x, y, steps)
-            assert dc.dtype == np.float32 and np.allclose(dc, new - c_i.get(k, np.zeros(6)), atol=1e-5)
+            assert dc.dtype == np.float32 and np.allclose(dc, new - c_i.get(k, np.zeros(9)), atol=1e-5)
             assert alg.client_variates[k].dtype == np.float32 and np.allclose(alg.client_variates[k], new, atol=1e-5)
             ys.append(y)
-            dcs.append(new - c_i.get(k, np.zeros(6)))
+            dcs.append(new - c_i.get(k, np.zeros(9)))
             c_i[k] = new
             alg.fold(aggregate, y, None, dc)
         expected_x = x + 0.5 * np.mean([y - x for y in ys], axis=0)

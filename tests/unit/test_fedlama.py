@@ -114,3 +114,11 @@ def test_server_rounds_match_the_paper_written_out_in_numpy():
         assert alg.intervals.tolist() == ref.intervals, r
         chose_phi |= 3 in ref.intervals
     assert chose_phi  # the case is telling: some layer was given PHI
+
+
+def test_set_layers_starts_every_interval_at_one_as_integers():
+    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
+                                fraction=1.0, local_steps=1)  # fmt: skip
+    alg = FedLama(cfg, 10, [1, 1])
+    alg.set_layers([0, 4, 10], [True, False])
+    assert alg.intervals.tolist() == [1, 1] and alg.intervals.dtype == np.int64 and alg.offsets.dtype == np.int64

@@ -67,3 +67,10 @@ def test_natural_partitions_deal_whole_groups_in_blocks():
     assert [p.tolist() for p in natural(groups, 5)] == [[1, 5], [3], [0, 6], [4], [2, 7]]
     with pytest.raises(ValueError, match="5 natural groups cannot fill 6 partitions"):
         natural(groups, 6)
+
+
+def test_label_skew_is_the_mean_total_variation_over_non_empty_parts():
+    """Labels (0, 1, 0, 1): part (0, 1) matches the global histogram (TV 0), part (2) holds one class (TV 0.5), an
+    empty part in between is left out: 0.25."""
+    labels = np.array([0, 1, 0, 1])
+    assert partition.label_skew([np.array([0, 1]), np.array([], int), np.array([2])], labels) == 0.25

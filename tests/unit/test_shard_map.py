@@ -96,3 +96,14 @@ def test_ranges_pieces_and_record_by_hand():
     split = shard_map([12, 3], 3)  # ideal cuts 5 and 10 inside the first layer (edge 12 is 2 away: > 1.5)
     assert split.bounds == (0, 5, 10, 15) and [(p.layer, p.lo, p.hi, p.server) for p in split.pieces] == [
         (0, 0, 5, 0), (0, 5, 10, 1), (0, 10, 12, 2), (1, 0, 3, 2)]  # fmt: skip
+
+
+def test_balanced_cuts_snap_within_the_tolerance_only():
+    """Ideal cuts k N / S move to the nearest layer edge when it lies within tolerance x N / S (inclusive):
+    (18, 22) on 2 servers: 20 -> 18 (2 <= 0.1 x 20); (10, 10, 10): 15 stays (edges 5 away > 1.5). Snapping must not
+    empty a server: (4, 8) on 3 with tolerance 1: the second ideal 8 is as near the used edge 4 as the end 12, so
+    it stays 8; (1, 1, 10): the second would snap to the end 12 and stays 8."""
+    assert shard_map([18, 22], 2).bounds == (0, 18, 40)
+    assert shard_map([10, 10, 10], 2).bounds == (0, 15, 30)
+    assert shard_map([4, 8], 3, tolerance=1.0).bounds == (0, 4, 8, 12)
+    assert shard_map([1, 1, 10], 3, tolerance=1.0).bounds == (0, 2, 8, 12)

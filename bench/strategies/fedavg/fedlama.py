@@ -96,7 +96,7 @@ class FedLama(FedAvg):
     def set_layers(self, offsets, eligible) -> None:
         """The layers' flat offsets and which may get an interval of PHI (not all-vector layers)."""
         self.offsets = np.asarray(offsets).astype(np.int64)
-        self.eligible = np.asarray(eligible).astype(bool)
+        self.eligible = np.asarray(eligible).astype(bool)  # pragma: no mutate (only its non-zeros are read)
         self.intervals = np.ones(len(self.eligible), dtype=np.int64)
 
     def configure_round(self, round_: int) -> np.ndarray:

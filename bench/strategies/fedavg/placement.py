@@ -28,7 +28,7 @@ def client_cost(n: int, batch_size: int, local_epochs: int) -> float:
 
 def balanced(sampled, cost, ranks: list[int]) -> dict[int, int]:
     """client -> rank, longest processing time first (``cost``: client -> its cost)."""
-    load = [(0.0, r) for r in ranks]
+    load = [(0.0, r) for r in ranks]  # pragma: no mutate (any equal start gives the same order)
     heapq.heapify(load)
     out = {}
     for k in sorted((int(k) for k in sampled), key=lambda k: (-cost[k], k)):
