@@ -156,10 +156,13 @@ class StepStats:
 
 
 def step_stats(run: RunResults, warmup: int = 1) -> StepStats:
-    """Median and quartiles of :func:`row_times`, and throughput = samples actually trained per second:
-    lock-step, global batch (per-rank batch x computing ranks) / median step; decoupled, samples all workers
-    trained / training wall time (``train_wall_s``: the workers' steps overlap, so their step times do not
-    add up); rounds, samples the round's clients trained / round time, summed over measured rounds."""
+    """Median and quartiles of :func:`row_times`, and throughput = samples trained per second in the measured
+    rows (after ``warmup``), one definition for every printout (analysis/README.md, "Throughput"): lock-step,
+    global batch (per-rank batch x computing ranks) x measured steps / their summed time (the slowest computing
+    rank's step: every step counts, so localsgd's averaging steps and any slow step are in it, as they are in the
+    run's time; a median step would leave them out); decoupled, samples all workers trained / training wall time
+    (``train_wall_s``: the workers' steps overlap, so their step times do not add up); rounds, samples the
+    round's clients trained / round time, summed over measured rounds."""
     per_step = row_times(run, warmup)
     med = float(np.median(per_step)) if per_step.size else 0.0
     p25, p75 = (float(q) for q in np.percentile(per_step, [25, 75])) if per_step.size else (0.0, 0.0)
@@ -171,7 +174,8 @@ def step_stats(run: RunResults, warmup: int = 1) -> StepStats:
         rate = float(samples.sum() / per_step.sum()) if per_step.sum() > 0 else 0.0
     else:
         global_batch = int(run.attrs.get("per_rank_batch", 0)) * len(compute_ranks(run))
-        rate = global_batch / med if med > 0 else 0.0
+        total = float(per_step.sum())
+        rate = global_batch * per_step.size / total if total > 0 else 0.0
     return StepStats(med, p25, p75, per_step.size, rate, row_unit(run))
 
 

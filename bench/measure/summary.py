@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.load import load
-from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals
+from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals, step_stats
 
 LABELS = {
     "comm": "communication",
@@ -21,20 +21,21 @@ LABELS = {
 }
 
 
-def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, samples=None, per_worker=None) -> None:
-    """``wall``: seconds of the training loop without evaluation and results writing. ``samples``: trained in
-    all (default: every computing rank took every step). ``per_worker``: the steps each worker took, where they
+def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, per_worker=None) -> None:
+    """``wall``: seconds of the training loop without evaluation and results writing. Throughput and the median
+    step are :func:`analysis.metrics.step_stats` of the file, as every table prints them. ``per_worker``: the
+    steps each worker took, where they
     differ (async, ssp: ``--steps`` is a budget of steps x workers, so fast workers take more); the header and the
     step rate then give the mean per worker and the range, not the fastest worker's count. Shares count computing
     ranks only (not servers). The numbers come from the results file just written, read as the analysis reads it."""
-    data = load(run.out).data  # per-layer series summed block by block (analysis.metrics.per_row)
+    written = load(run.out)
+    data = written.data  # per-layer series summed block by block (analysis.metrics.per_row)
+    measured = step_stats(written, warmup=1)  # the report's definitions (analysis/README.md)
     ranks = computing_ranks(attrs.get("roles"), int(attrs["world_size"]))
     steps = data["timing/step"].shape[1]
     parts = phase_totals(data, ranks)
     step = data["timing/step"][ranks]
-    median = float(np.median(step[:, 1:].max(axis=0))) if step.shape[1] > 1 else float(step.max(initial=0.0))
-    if samples is None:
-        samples = steps * run.batch * run.strategy.topology.partitions
+    median = measured.median_s if step.shape[1] > 1 else float(step.max(initial=0.0))
     counted = f"{steps} steps"
     if per_worker:
         steps = float(np.mean(per_worker))
@@ -44,10 +45,13 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, s
         f"{counted} ({status}{', ' + stopped_by if stopped_by else ''})"
     )
     side = attrs.get("eval_and_io_s", 0.0)
-    rate = "steps/s per worker" if per_worker else "steps/s"
+    if per_worker:
+        how = f"{steps / wall:.2f} steps/s per worker over {wall:.2f} s of training"
+    else:
+        how = "measured steps after step 0: samples / their time, the slowest rank's per step"
     print(
-        f"  throughput      {samples / wall:10.1f} samples/s  ({steps / wall:.2f} {rate} over {wall:.2f} s of "
-        f"training; {side:.2f} s of evaluation and file writes left out)"
+        f"  throughput      {measured.samples_per_s:10.1f} samples/s  ({how}; {side:.2f} s of evaluation and "
+        "file writes left out)"
     )
     print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
     total = parts["step"] or 1.0

@@ -114,8 +114,7 @@ def _serve(ctx: RunContext, progress, snapshot) -> int:
 def _summary(ctx: RunContext, run, done: list[int], wall: float) -> None:
     workers = [r for r in range(ctx.comm.size) if r in run.strategy.topology.workers]
     per_worker = [int(done[r]) for r in workers]
-    samples = sum(per_worker) * run.batch
-    print_summary(run, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, samples, per_worker)
+    print_summary(run, ctx.evals, wall, ctx.status, ctx.stopped_by, ctx.attrs, per_worker)
     stale = _staleness_line(ctx)
     if stale:
         print(stale)

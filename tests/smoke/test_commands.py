@@ -31,6 +31,12 @@ def test_train_each_model(tmp_path, model, dataset):
     assert "throughput" in proc.stdout and "comm:compute" in proc.stdout and "comm share" in proc.stdout
     with h5py.File(out) as f:
         assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
+    # one definition: the run's summary prints the samples/s the analysis computes from the file
+    from analysis.load import load
+    from analysis.metrics import step_stats
+
+    printed = next(line for line in proc.stdout.splitlines() if "throughput" in line).split()[1]
+    assert printed == f"{step_stats(load(out), 1).samples_per_s:.1f}", proc.stdout
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])

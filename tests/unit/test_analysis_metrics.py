@@ -64,6 +64,16 @@ def test_weak_and_strong_scaling(tmp_path):
     assert rows["other.h5"]["speedup"] is None  # its own workload, one rank count
 
 
+def test_lockstep_throughput_counts_every_measured_step(tmp_path):
+    """localsgd with tau = 4: three local steps of 0.1 s and an averaging step of 0.5 s (step 0, warm-up, left out).
+    Samples/s = 2 ranks x 10 x 4 steps / 0.8 s = 100; the median local step would claim 200 (catches: median step
+    as the throughput's time, the +41-53 % the report used to show for localsgd)."""
+    step = np.array([[100.0, 0.1, 0.1, 0.1, 0.5]] * 2)
+    run = ring_run(tmp_path / "l.h5", 2, 0.1, strategy="localsgd", extra={"timing/step": (step, "s")})
+    st = step_stats(run, warmup=1)
+    assert st.samples_per_s == pytest.approx(2 * 10 * 4 / 0.8) and st.median_s == pytest.approx(0.1)
+
+
 def test_decoupled_throughput_is_samples_over_wall_time(tmp_path):
     done = {"timing/steps_done": (np.array([10, 6, 4], dtype=np.int64), "steps")}
     run = ps_run(
