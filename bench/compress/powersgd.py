@@ -30,6 +30,11 @@ class PowerSGD(Compressor):
         return f"powersgd:{self.rank}"
 
 
+def _as_matrix(shape: tuple[int, ...], size: int) -> tuple[int, int] | None:
+    """(n, m) for a weight of shape (n, ...) seen as n x m; None for a vector (bias, norm)."""
+    return (shape[0], size // shape[0]) if len(shape) >= 2 else None
+
+
 class PowerSGDAverage:
     """One bucket's PowerSGD average. ``shapes``: its tensors' shapes in packing order; ``allreduce(buf, key)``
     sums a float32 buffer over the ranks in place."""
@@ -40,8 +45,9 @@ class PowerSGDAverage:
         offset = 0
         for shape in shapes:
             size = int(np.prod(shape))
-            if len(shape) >= 2 and rank * (shape[0] + size // shape[0]) < size:  # r (n + m) < n m
-                self.matrices.append((offset, shape[0], size // shape[0]))
+            matrix = _as_matrix(shape, size)
+            if matrix and rank * sum(matrix) < size:  # r (n + m) < n m: the factors are smaller
+                self.matrices.append((offset, *matrix))
             else:
                 self.dense.append((offset, size))
             offset += size
@@ -71,7 +77,7 @@ class PowerSGDAverage:
         second, ps, at = np.empty(self.q_len, dtype=np.float32), [], 0
         for view in views:
             p = np.linalg.qr(first[at : at + view.shape[0] * self.r].reshape(view.shape[0], self.r))[0]
-            ps.append(p.astype(np.float32))
+            ps.append(p.astype(np.float32))  # pragma: no mutate (qr of float32 is float32 already)
             at += view.shape[0] * self.r
         self._fill_second(views, ps, second)
         allreduce(second, 2 * self.key + 1)

@@ -203,12 +203,15 @@ def powersgd_reference(grads, q0):
 
 def run_ranks_in_threads(averages, buffers, keys=None):
     """W PowerSGDAverage objects called at once, their all-reduce a sum across threads (as MPI's would be);
-    ``keys`` collects the tags rank 0's all-reduces were called with."""
+    ``keys`` collects the tags rank 0's all-reduces were called with. A buffer that is not float32 (what MPI sends)
+    is an error; a barrier that waits 30 s breaks instead of hanging the test."""
     import threading
 
-    barrier, shared = threading.Barrier(len(averages)), {}
+    barrier, shared, errors = threading.Barrier(len(averages), timeout=30), {}, []
 
     def allreduce(x, key, rank):
+        if x.dtype != np.float32:
+            errors.append(f"all-reduce of {x.dtype}")
         if rank == 0 and keys is not None:
             keys.append(key)
         shared[rank] = x.copy()
@@ -216,14 +219,19 @@ def run_ranks_in_threads(averages, buffers, keys=None):
         x[...] = np.sum([shared[r] for r in range(len(averages))], axis=0, dtype=np.float32)
         barrier.wait()
 
-    threads = [
-        threading.Thread(target=a, args=(b, lambda x, key, r=r: allreduce(x, key, r), len(averages)))
-        for r, (a, b) in enumerate(zip(averages, buffers))
-    ]
+    def run(average, buf, rank):
+        try:
+            average(buf, lambda x, key: allreduce(x, key, rank), len(averages))
+        except Exception as exc:  # noqa: BLE001 - reported below, on the test's thread
+            errors.append(repr(exc))
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(a, b, r)) for r, (a, b) in enumerate(zip(averages, buffers))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors, errors
 
 
 def test_powersgd_matches_algorithm_1_over_steps_and_ranks():
@@ -273,6 +281,10 @@ def test_powersgd_compresses_exactly_the_matrices_that_gain_and_averages_the_res
                 assert np.allclose(got, mean, rtol=0, atol=1e-6), (t, i)
     assert (averages[0].p_len, averages[0].q_len) == (89, 46)
     memory = averages[0].memory
+    assert memory.dtype == np.float32
+    # n x m = 3 x 10 gains (2 (3 + 10) = 26 < 30), 10 x 3 too (the same factors), 3 x 4 does not (14 > 12)
+    shapes = PowerSGDAverage(2, [(3, 10), (10, 3), (3, 4)], seed=0, key=0, error_feedback=True)
+    assert shapes.matrices == [(0, 3, 10), (30, 10, 3)] and shapes.dense == [(60, 12)]
     assert averages[0].residual_norm_sq() == pytest.approx(float(memory.astype(np.float64) @ memory), rel=1e-6)
     assert memory[offsets[1] : offsets[2]].tolist() == [0.0] * 3  # dense tensors owe nothing
 
