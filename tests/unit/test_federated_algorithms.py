@@ -131,9 +131,20 @@ def test_attacks_and_their_draw():
     noise = parse_byzantine("1:gaussian:2").corrupt(np.zeros(20000, np.float32), 0, 0, 5)
     assert abs(noise.std() - 2.0) < 0.05 and noise.dtype == np.float32
     assert parse_byzantine("") is None
-    for bad in ("0.2", "1.5:sign-flip", "0.1:gaussian", "0.1:scale:-1", "x:sign-flip"):
+    for bad in ("0.2", "1.5:sign-flip", "0.1:gaussian", "0.1:scale:-1", "0.1:scale:0", "x:sign-flip", "-0.1:sign-flip"):
         with pytest.raises(ValueError, match="--byzantine"):
             parse_byzantine(bad)
+    assert parse_byzantine("0:sign-flip").fraction == 0.0 and parse_byzantine("1:sign-flip").fraction == 1.0
+    assert parse_byzantine("0.2:gaussian:1.5") == parse_byzantine("0.2:gaussian:1.5") and (
+        parse_byzantine("0.2:gaussian:1.5").fraction,
+        parse_byzantine("0.2:gaussian:1.5").value,
+    ) == (0.2, 1.5)
+    with pytest.raises(ValueError) as err:
+        parse_byzantine("0.2:flip")
+    assert str(err.value) == (
+        "--byzantine '0.2:flip': expected FRACTION:ATTACK, FRACTION in [0, 1], ATTACK one of sign-flip, "
+        "gaussian:SIGMA, scale:FACTOR (SIGMA, FACTOR > 0), e.g. 0.2:sign-flip"
+    )
 
 
 def test_size_proportional_selection_frequencies_match_p_k():

@@ -74,3 +74,35 @@ def test_label_skew_is_the_mean_total_variation_over_non_empty_parts():
     empty part in between is left out: 0.25."""
     labels = np.array([0, 1, 0, 1])
     assert partition.label_skew([np.array([0, 1]), np.array([], int), np.array([2])], labels) == 0.25
+
+
+def test_make_dispatches_with_the_documented_defaults():
+    """--partition by name, seeded from the seed alone: Dirichlet's alpha defaults to 0.5, shards to 2 per part
+    (40 samples over 4 parts: 8 shards of 5, 10 samples each); natural needs groups."""
+    labels = np.repeat(np.arange(4), 10)
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(partition.make("dirichlet", labels, 3, 1), partition.make("dirichlet", labels, 3, 1, alpha=0.5))
+    )
+    assert [p.size for p in partition.make("shards", labels, 4, 1)] == [10, 10, 10, 10]
+    groups = np.array([7, 7, 8, 9] * 10)
+    assert [p.tolist() for p in partition.make("natural", labels, 3, 0, groups=groups)] == [
+        p.tolist() for p in partition.natural(groups, 3)]  # fmt: skip
+    with pytest.raises(ValueError, match="^--partition natural needs a dataset with groups$"):
+        partition.make("natural", labels, 3, 0)
+    with pytest.raises(ValueError, match="unknown partition 'zipf'"):
+        partition.make("zipf", labels, 3, 0)
+
+
+def test_dirichlet_needs_at_least_one_sample_per_part():
+    """Two samples of one class over two parts: a draw either leaves a part empty (p_1 < 0.5) or gives one each,
+    which is enough (at least 1); three parts can never all be filled: one error naming the limits."""
+    labels = np.zeros(2, int)
+    parts = partition.dirichlet(labels, 2, 0.5, np.random.default_rng(0))
+    assert [p.size for p in parts] == [1, 1]
+    with pytest.raises(ValueError) as err:
+        partition.dirichlet(labels, 3, 0.5, np.random.default_rng(0))
+    assert str(err.value) == (
+        "Dirichlet(alpha=0.5) left a partition with fewer than 1 samples in 100 draws; raise --alpha or use fewer "
+        "partitions"
+    )
