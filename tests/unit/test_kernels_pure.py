@@ -163,3 +163,14 @@ def test_halving_plan_needs_a_power_of_two():
 
     with pytest.raises(ValueError, match="power-of-two"):
         halving_plan(0, 6, 10)
+
+
+def test_block_bounds_by_hand_and_its_errors():
+    """10 items over 4 blocks: sizes 3, 3, 2, 2 (the first n % parts get one more)."""
+    assert [block_bounds(10, 4, i) for i in range(4)] == [(0, 3), (3, 6), (6, 8), (8, 10)]
+    with pytest.raises(ValueError, match="^parts must be positive, got 0$"):
+        block_bounds(10, 0, 0)
+    with pytest.raises(ValueError, match="^block index 4 out of range for 4 parts$"):
+        block_bounds(10, 4, 4)
+    with pytest.raises(ValueError, match="^block index -1 out of range for 4 parts$"):
+        block_bounds(10, 4, -1)
