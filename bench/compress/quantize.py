@@ -39,7 +39,7 @@ class QSGD(Compressor):
         padded[:n] = x
         rows = padded.reshape(buckets, QSGD_BUCKET)
         norms = np.linalg.norm(rows, axis=1).astype(np.float32)
-        safe = np.where(norms > 0, norms, 1.0)[:, None]
+        safe = np.where(norms > 0, norms, np.inf)[:, None]  # an all-zero bucket sends level 0
         # level <= s: fl(sum of squares) >= fl(v_i^2) and sqrt(fl(v_i^2)) = |v_i| under round-to-nearest, so the
         # float32 ratio |v_i| / ||v|| never exceeds 1; s <= 127 fits int8 (unit test at s = 127 and 128)
         scaled = np.abs(rows) / safe * s

@@ -406,3 +406,14 @@ def test_parameter_server_pieces_round_trip_through_their_wire_buffers():
     assert not np.array_equal(again.encode(0, 7, x), other.encode(0, 7, x))
     assert not np.array_equal(again.encode(0, 7, x), again.encode(1, 7, x))
     assert not np.array_equal(again.encode(0, 7, x), again.encode(0, 8, x))
+
+
+def test_qsgd_never_rounds_up_an_integral_level_and_sends_zero_buckets_as_zero():
+    """x = (3, 4), ||x|| = 5, s = 5: s |x_i| / ||x|| = (3, 4) exactly, so the levels are 3 and 4 whatever the draw
+    (even a uniform of exactly 0: rounding up needs u < 0); an all-zero bucket has norm 0 and levels 0."""
+    c = parse("qsgd:5")
+    payload = c.compress(np.array([3.0, 4.0], np.float32), FixedDraw([0.0, 0.0]))
+    assert payload[4:].view(np.int8).tolist() == [3, 4]
+    zeros = c.compress(np.zeros(600, np.float32), np.random.default_rng(0))
+    assert zeros[:8].view(np.float32).tolist() == [0.0, 0.0] and not zeros[8:].any()
+    assert not c.decompress(zeros, 600).any()

