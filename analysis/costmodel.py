@@ -46,6 +46,12 @@ class AlgorithmFit:
     def bandwidth(self) -> float:
         return 1.0 / self.beta if self.beta > 0 else math.inf
 
+    @property
+    def physical(self) -> bool:
+        """A latency and a per-byte time that can be real: both finite, alpha >= 0 and beta > 0. A fit on noisy
+        or too few sizes can give a negative one (seen: "inf GB/s" from beta < 0 on an oversubscribed run)."""
+        return math.isfinite(self.alpha) and math.isfinite(self.beta) and self.alpha >= 0 and self.beta > 0
+
 
 @dataclass
 class Fit:
@@ -53,6 +59,7 @@ class Fit:
 
     algorithms: dict[str, AlgorithmFit] = field(default_factory=dict)
     source: str = ""  # what it was fitted from
+    oversubscribed: bool = False  # the microbenchmark ran on more busy threads than cores
 
     @classmethod
     def given(cls, alpha: float, beta: float) -> Fit:
@@ -67,12 +74,23 @@ class Fit:
 
     def describe(self) -> list[str]:
         lines = [f"fitted from {self.source}"] if self.source else []
+        if self.oversubscribed:
+            lines.append(
+                "‡ fitted on an oversubscribed microbenchmark (more busy threads than cores): its times include "
+                "waiting for a core, so alpha and beta are the host's, not the network's"
+            )
         for name, a in self.algorithms.items():
             rng = f"{_size(a.lo_bytes)}-{_size(a.hi_bytes)}, {a.points} sizes" if a.points else "given"
+            bandwidth = f"{a.bandwidth / 1e9:.3f} GB/s" if a.physical else "no bandwidth: not physical"
             lines.append(
                 f"{name}: alpha = {a.alpha * 1e6:.2f} +- {a.alpha_se * 1e6:.2f} us, beta = {a.beta * 1e9:.4f} "
-                f"+- {a.beta_se * 1e9:.4f} ns/B ({a.bandwidth / 1e9:.3f} GB/s), range {rng}, "
-                f"median fit error {100 * a.error:.1f} %"
+                f"+- {a.beta_se * 1e9:.4f} ns/B ({bandwidth}), range {rng}, median fit error {100 * a.error:.1f} %"
+                + (
+                    ""
+                    if a.physical
+                    else " † a negative or non-finite alpha or beta: not a latency and bandwidth "
+                    "of any link (too few or too noisy sizes); predictions from it are not meaningful"
+                )
             )
         return lines
 

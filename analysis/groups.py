@@ -21,7 +21,7 @@ NOT_REPEAT = (
     "flush_every",
     "trace",
     "timeout",
-    "threads",
+    "threads",  # the option; the threads each rank ran are in the environment (below), which groups keep apart
     "stop_file",
     "client_timeout",
     "on_client_timeout",
@@ -31,9 +31,22 @@ NOT_REPEAT = (
 )
 """Config keys that change nothing a run measures: runs differing only in these are repeats of one experiment."""
 
-NOT_WORKLOAD = (*NOT_REPEAT, "steps", "rounds", "eval_every")
-"""Config keys that do not change the work of one step: runs differing only in these (and the rank count) are
-scaled versions of one experiment (their throughput compares; their accuracy does not)."""
+NOT_WORKLOAD = (*NOT_REPEAT, "eval_every")
+"""Config keys that do not change what a step's time measures: runs differing only in these (and the rank count)
+are scaled versions of one experiment. The run length stays in: a different step count changes the share of
+early, slower steps in the measured rows, so such runs are not compared."""
+
+EFFICIENCY_LIMIT = 1.05
+"""Efficiency above this is flagged: superlinear scaling is possible (caches), but far more often the baseline was
+measured under other conditions."""
+
+
+def environment(run: RunResults) -> dict:
+    """What a run measured under, beside its config: torch threads per rank and whether the host was
+    oversubscribed (more busy threads than cores). Runs that differ here are neither repeats nor a scaling
+    group: their times are not comparable (a 1-rank baseline with 2 threads against 2 ranks of 1 thread each gave
+    a speedup of 45 at 2 ranks)."""
+    return {"threads_per_rank": int(run.attrs.get("threads_per_rank", 1)), "oversubscribed": oversubscribed(run)}
 
 
 def workload(run: RunResults) -> dict:
@@ -42,7 +55,7 @@ def workload(run: RunResults) -> dict:
 
 
 def workload_key(run: RunResults) -> str:
-    return json.dumps(workload(run), sort_keys=True)
+    return json.dumps([workload(run), environment(run)], sort_keys=True)
 
 
 def experiment(run: RunResults) -> dict:
@@ -52,7 +65,7 @@ def experiment(run: RunResults) -> dict:
 
 
 def experiment_key(run: RunResults) -> str:
-    return json.dumps(experiment(run), sort_keys=True)
+    return json.dumps([experiment(run), environment(run)], sort_keys=True)
 
 
 def computing(run: RunResults) -> int:
@@ -117,6 +130,32 @@ def speedups(runs: list[RunResults], warmup: int = 1) -> list[dict]:
             eff = Estimate(speed.mean / (p / p0), speed.half / (p / p0), speed.n) if speed else None
             rows.append(_speedup_row(group, warmup, p, p0, speed, eff))
     return rows
+
+
+def kept_apart(runs: list[RunResults]) -> list[str]:
+    """Why runs of one workload were not pooled or compared: the environments their times came from differ."""
+    by_workload: dict[str, dict[str, list[str]]] = {}
+    for run in runs:
+        env = environment(run)
+        by_workload.setdefault(json.dumps(workload(run), sort_keys=True), {}).setdefault(
+            json.dumps(env, sort_keys=True), []
+        ).append(run.name)
+    notes = []
+    for envs in by_workload.values():
+        if len(envs) > 1:
+            parts = "; ".join(f"{_describe(json.loads(e))}: {', '.join(sorted(names))}" for e, names in envs.items())
+            notes.append(f"not compared (measured under different conditions): {parts}")
+    return notes
+
+
+def _describe(env: dict) -> str:
+    over = "oversubscribed" if env["oversubscribed"] else "not oversubscribed"
+    return f"{env['threads_per_rank']} thread(s) per rank, {over}"
+
+
+def implausible(eff) -> bool:
+    """An efficiency above EFFICIENCY_LIMIT (or not finite): marked in the table and the figure."""
+    return eff is not None and not (eff.mean <= EFFICIENCY_LIMIT)
 
 
 def _speedup_row(group: Group, warmup: int, p: int, p0: int, speed, eff) -> dict:

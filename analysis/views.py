@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from analysis.accuracy import final_accuracy, time_to_accuracy
-from analysis.groups import Group, repeat_groups, speedups
+from analysis.groups import EFFICIENCY_LIMIT, Group, implausible, kept_apart, repeat_groups, speedups
 from analysis.metrics import comm_split, compute_ranks, layer_split, schedule, step_stats, strategy_label
 from analysis.stats import estimate
 from analysis.tables import EST, FLAG, INT, NUM, Column, Table
@@ -39,10 +39,18 @@ def speedup_table(runs, warmup: int) -> Table:
         Column("oversubscribed", FLAG),
         Column("runs"),
     ]
+    found = speedups(runs, warmup)
     rows = [
         [r["strategy"], r["model"], r["dataset"], r["scaling"], r["ranks"], r["compute_ranks"], r["n"]]
-        + [r["step_median_s"], r["samples_per_s"], r["speedup"], r["efficiency"], r["oversubscribed"], r["file"]]
-        for r in speedups(runs, warmup)
+        + [r["step_median_s"], r["samples_per_s"], r["speedup"], r["efficiency"], r["oversubscribed"]]
+        + [r["file"] + (" †" if implausible(r["efficiency"]) else "")]
+        for r in found
+    ]
+    flagged = [
+        f"† efficiency above {100 * EFFICIENCY_LIMIT:.0f} % ({r['file']}): superlinear, or a baseline measured under "
+        "other conditions; check both runs before using the number"
+        for r in found
+        if implausible(r["efficiency"])
     ]
     return Table(
         "speedup",
@@ -51,11 +59,15 @@ def speedup_table(runs, warmup: int) -> Table:
         rows,
         _notes(
             warmup,
-            "samples/s = samples actually trained per second (lock-step: global batch / median step; ps async and "
-            "ssp: samples / training wall time; fedavg: the sampled clients' samples / round time)",
+            "samples/s = samples actually trained per second (lock-step: global batch x measured steps / their "
+            "summed time; ps async and ssp: samples / training wall time; fedavg: the sampled clients' samples / "
+            "round time)",
             "speedup = samples/s ratio; ideal speedup = ratio of computing ranks (servers and the aggregator "
-            "train nothing); efficiency = speedup / ideal; – where a workload ran at one rank count only",
+            "train nothing); efficiency = speedup / ideal; – where a workload ran at one rank count only; runs are "
+            "compared only at the same threads per rank and oversubscription",
             OVER_NOTE,
+            *flagged,
+            *kept_apart(runs),
         ),
     )
 

@@ -28,11 +28,13 @@ def fit_from_micro(micro_runs) -> costmodel.Fit | None:
             if op == "allreduce" and p >= 2:
                 fit = costmodel.fit_allreduce(sizes, times, p)
                 fit.source = f"{run.name}: {impl} all-reduce on {p} ranks"
-                return fit
-            if op == "latency":
+            elif op == "latency":
                 fit = costmodel.fit_p2p(sizes, times)
                 fit.source = f"{run.name}: ping-pong"
-                return fit
+            else:
+                continue
+            fit.oversubscribed = oversubscribed(run)
+            return fit
     return None
 
 

@@ -1,6 +1,7 @@
 """The cost model: per-algorithm fits on synthetic data from the two-algorithm kernel (known alpha and beta),
 closed-form predictions per strategy, the micro-file fit, the model table."""
 
+import json
 import math
 
 import numpy as np
@@ -137,3 +138,25 @@ def test_compressed_ring_is_modelled_from_its_recorded_wire_plan(tmp_path):
     )
     dense = ring_run(tmp_path / "d.h5", 4, 0.1)
     assert prediction.comm_per_step(dense, 4, fit) != prediction.comm_per_step(run, 4, fit)
+
+
+def test_unphysical_fits_and_oversubscribed_micro_runs_are_marked(tmp_path):
+    """A negative per-byte time is no bandwidth (it printed "inf GB/s"); a fit from a microbenchmark with more busy
+    threads than cores is the host's, and says so."""
+    from analysis.costmodel import AlgorithmFit, Fit
+
+    bad = AlgorithmFit(2e-6, -1e-10, 0.0, 0.0, 8, 1 << 20, 6, 0.1)
+    good = AlgorithmFit(2e-6, 1e-10, 0.0, 0.0, 8, 1 << 20, 6, 0.1)
+    assert not bad.physical and good.physical and not AlgorithmFit(-1e-6, 1e-10, 0, 0, 8, 16, 2, 0).physical
+    lines = Fit({"ring": bad, "doubling": good}).describe()
+    assert "no bandwidth: not physical" in lines[0] and "† a negative or non-finite alpha or beta" in lines[0]
+    assert "(10.000 GB/s)" in lines[1] and "†" not in lines[1]
+    path = tmp_path / "crowded.h5"
+    micro_file(path, 2)
+    import h5py
+
+    with h5py.File(path, "a") as f:  # 2 ranks x 1 thread on a host of 1 core
+        f.attrs["hosts"], f.attrs["cores_per_host"], f.attrs["threads_per_rank"] = json.dumps(["h", "h"]), 1, 1
+    fit = fit_from_micro([load(path)])
+    assert fit.oversubscribed and any(line.startswith("‡ fitted on an oversubscribed") for line in fit.describe())
+    assert not fit_from_micro([micro_file(tmp_path / "calm.h5", 2)]).oversubscribed

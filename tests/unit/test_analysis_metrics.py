@@ -141,7 +141,33 @@ def test_repeats_pool_with_a_student_t_interval(tmp_path):
 def test_repeats_of_different_length_are_not_pooled(tmp_path):
     runs = [ring_run(tmp_path / "a.h5", 2, 0.2), ring_run(tmp_path / "b.h5", 2, 0.2, steps=8, cfg={"seed": 1})]
     assert [g.n for g in repeat_groups(runs)] == [1, 1]  # accuracies at different lengths do not pool
-    assert len({r["group"] for r in speedups(runs)}) == 1  # but throughput scales together
+    # nor do their throughputs: a different length changes the share of early steps (issue 27)
+    assert len({r["group"] for r in speedups(runs)}) == 2
+
+
+def test_runs_measured_under_other_conditions_are_kept_apart_and_impossible_efficiency_flagged(tmp_path):
+    """A 1-rank baseline with 2 threads per rank against 2 ranks of 1 thread (the 45x speedup seen by a user): not
+    one scaling group, and the table says why; an oversubscribed run is kept apart likewise. Within one
+    environment, an efficiency above 105 % is marked with a dagger and a footnote."""
+    from analysis.groups import kept_apart
+    from analysis.views import speedup_table
+
+    runs = [ring_run(tmp_path / "one.h5", 1, 1.0, threads=2), ring_run(tmp_path / "two.h5", 2, 0.5)]
+    assert len({r["group"] for r in speedups(runs)}) == 2 and all(r["speedup"] is None for r in speedups(runs))
+    assert kept_apart(runs) == [
+        "not compared (measured under different conditions): 2 thread(s) per rank, not oversubscribed: one.h5; "
+        "1 thread(s) per rank, not oversubscribed: two.h5"
+    ]
+    crowded = [ring_run(tmp_path / "c1.h5", 1, 1.0, cores=64), ring_run(tmp_path / "c4.h5", 4, 0.5, cores=2)]
+    assert len({r["group"] for r in speedups(crowded)}) == 2
+    # weak scaling, 10 samples per rank and step: 2 x 10 / 0.8 s against 10 / 1 s is 2.5x on 2 ranks: 125 %
+    fast = [ring_run(tmp_path / "f1.h5", 1, 1.0), ring_run(tmp_path / "f2.h5", 2, 0.8)]
+    table = speedup_table(fast, warmup=1)
+    files = [row[-1] for row in table.rows]
+    assert files == ["f1.h5", "f2.h5 †"]
+    assert any(n.startswith("† efficiency above 105 % (f2.h5)") for n in table.notes)
+    fine = speedup_table([ring_run(tmp_path / "g1.h5", 1, 1.0), ring_run(tmp_path / "g2.h5", 2, 1.05)], warmup=1)
+    assert not any("†" in str(row[-1]) for row in fine.rows)
 
 
 def test_strategy_label_names_the_options_that_change_a_run():
