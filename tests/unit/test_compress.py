@@ -252,18 +252,18 @@ def test_powersgd_matches_algorithm_1_over_steps_and_ranks():
 
 
 def test_powersgd_compresses_exactly_the_matrices_that_gain_and_averages_the_rest():
-    """Rank 2, one bucket of five tensors: 6 x 5 (2 (6 + 5) = 22 < 30: compressed), a bias, a conv weight
-    4 x 2 x 3 x 3 seen as 4 x 18 (44 < 72: compressed), 4 x 4 (16 = 16: no gain, dense) and 1 x 50 (dense). Two
-    ranks, two steps: each compressed matrix is Algorithm 1 on its own (with its own seeded Q), every dense tensor the
-    plain mean; the all-reduces carry 12 + 8 + 3 + 16 + 50 = 89 and 10 + 36 = 46 floats, tagged 2 key and
-    2 key + 1."""
-    shapes = [(6, 5), (3,), (4, 2, 3, 3), (4, 4), (1, 50)]
+    """Rank 2, one bucket of six tensors: 6 x 5 (2 (6 + 5) = 22 < 30: compressed), a bias, a conv weight
+    4 x 2 x 3 x 3 seen as 4 x 18 (44 < 72: compressed), 4 x 4 (16 = 16: no gain, dense), 1 x 50 (dense) and 5 x 8
+    (26 < 40: compressed, the third, so every running offset is used). Two ranks, two steps: each compressed matrix
+    is Algorithm 1 on its own (with its own seeded Q), every dense tensor the plain mean; the all-reduces carry
+    12 + 8 + 10 + 3 + 16 + 50 = 99 and 10 + 36 + 16 = 62 floats, tagged 2 key and 2 key + 1."""
+    shapes = [(6, 5), (3,), (4, 2, 3, 3), (4, 4), (1, 50), (5, 8)]
     sizes = [int(np.prod(s)) for s in shapes]
     offsets = np.cumsum([0] + sizes)
     rng = np.random.default_rng(5)
     steps = [[rng.standard_normal(offsets[-1]) for _ in range(2)] for _ in range(2)]
     averages = [PowerSGDAverage(2, shapes, seed=4, key=3, error_feedback=True) for _ in range(2)]
-    compressed = {0: (6, 5), 2: (4, 18)}
+    compressed = {0: (6, 5), 2: (4, 18), 5: (5, 8)}
     expected = {i: powersgd_reference([[g[offsets[i] : offsets[i + 1]].reshape(nm) for g in step] for step in steps],
                                       averages[0].q[j]) for j, (i, nm) in enumerate(compressed.items())}  # fmt: skip
     for t, step in enumerate(steps):
@@ -279,7 +279,7 @@ def test_powersgd_compresses_exactly_the_matrices_that_gain_and_averages_the_res
             else:
                 mean = (step[0][offsets[i] : offsets[i + 1]] + step[1][offsets[i] : offsets[i + 1]]) / 2
                 assert np.allclose(got, mean, rtol=0, atol=1e-6), (t, i)
-    assert (averages[0].p_len, averages[0].q_len) == (89, 46)
+    assert (averages[0].p_len, averages[0].q_len) == (99, 62)
     memory = averages[0].memory
     assert memory.dtype == np.float32
     # n x m = 3 x 10 gains (2 (3 + 10) = 26 < 30), 10 x 3 too (the same factors), 3 x 4 does not (14 > 12)
@@ -414,6 +414,10 @@ def test_qsgd_never_rounds_up_an_integral_level_and_sends_zero_buckets_as_zero()
     c = parse("qsgd:5")
     payload = c.compress(np.array([3.0, 4.0], np.float32), FixedDraw([0.0, 0.0]))
     assert payload[4:].view(np.int8).tolist() == [3, 4]
-    zeros = c.compress(np.zeros(600, np.float32), np.random.default_rng(0))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0 / 0: a NaN level cast to int8 only happens to read 0 on some machines
+        zeros = c.compress(np.zeros(600, np.float32), np.random.default_rng(0))
     assert zeros[:8].view(np.float32).tolist() == [0.0, 0.0] and not zeros[8:].any()
     assert not c.decompress(zeros, 600).any()

@@ -271,3 +271,23 @@ def test_every_draw_comes_from_its_documented_stream():
     z = stream(4, 5, 2**31 - 1, salt=Salt.STRAGGLER).standard_normal()  # (seed, client): once per client
     assert speed_factor(4, 5, 0.5) == max(1.0, float(np.exp(0.5 * z)))
     assert highest_losses({7: float("nan"), 4: 0.5, 2: 3.0}, 2) == [2, 4]  # a NaN loss ranks last, wherever it is
+
+
+def test_streaming_mean_is_float32_out_and_says_why_it_cannot_average():
+    mean = StreamingMean(2)
+    with pytest.raises(ValueError, match="^no update to average$"):
+        mean.mean()
+    mean.add(np.array([1.0, 3.0], np.float32), 2.0)
+    assert mean.mean().dtype == np.float32 and mean.total.dtype == np.float64
+
+
+def test_attack_check_of_no_rounds_and_negative_krum_parameters():
+    from bench.strategies.fedavg.byzantine import attack_check
+    from bench.strategies.fedavg.robust import Rule, parse_aggregator
+
+    empty = attack_check(Rule("krum", f=1), parse_byzantine("0.5:sign-flip"), 0, {})
+    assert empty == {"rule": "krum", "attackers_max": 0, "tolerated_min": 0, "rounds": 0, "rounds_exceeded": 0}
+    median = attack_check(Rule("median"), parse_byzantine("0.5:sign-flip"), 0, {0: np.arange(7)})
+    assert median["tolerated_min"] == 3 and median["attackers_max"] == 4 and median["rounds_exceeded"] == 1
+    with pytest.raises(ValueError, match="--aggregator"):
+        parse_aggregator("multikrum:-1:2")

@@ -107,3 +107,11 @@ def test_balanced_cuts_snap_within_the_tolerance_only():
     assert shard_map([10, 10, 10], 2).bounds == (0, 15, 30)
     assert shard_map([4, 8], 3, tolerance=1.0).bounds == (0, 4, 8, 12)
     assert shard_map([1, 1, 10], 3, tolerance=1.0).bounds == (0, 2, 8, 12)
+
+
+def test_a_cut_that_would_repeat_the_last_moves_one_past_it():
+    """(9, 3) on 4 servers, tolerance 1: the cuts 3, then 9 (the edge nearest 6), then the edge nearest 9 is 9
+    again and its ideal too, so the cut moves to 10: no server is left empty."""
+    assert shard_map([9, 3], 4, tolerance=1.0).bounds == (0, 3, 9, 10, 12)
+    with pytest.raises(ValueError, match="^need at least one server, got 0$"):
+        shard_map([2], 0)

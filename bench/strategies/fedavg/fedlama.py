@@ -89,7 +89,7 @@ class FedLama(FedAvg):
         super().__init__(cfg, size, client_sizes)
         self.phi = cfg.fedlama_phi
         self.offsets = np.array([0, size])
-        self.eligible = np.ones(1, dtype=bool)
+        self.eligible = np.ones(1, dtype=bool)  # pragma: no mutate (only its non-zeros are read)
         self.intervals = np.ones(1, dtype=np.int64)
         self.last: dict[str, np.ndarray] = {}  # the round's record: averaged, discrepancy, interval
 
