@@ -135,3 +135,25 @@ def test_fedavg_table_warns_where_attackers_outnumber_the_rule(tmp_path):
         f.attrs["byzantine_check"] = json.dumps(check)
     note = [n for n in fedavg_table([load(run.path)], warmup=1).notes if n.startswith("warning")]
     assert len(note) == 1 and "up to 2 attackers per round against krum, which tolerates 1, in 3 of 4 rounds" in note[0]
+
+
+def test_fedlama_pattern_numbers_rounds_from_one(tmp_path):
+    """Every printout numbers rounds 1..R; the pattern figure drew them 0..R-1."""
+    import json
+
+    import h5py
+
+    from analysis.load import load
+    from analysis.plots_fedlama import pattern_figure
+
+    run = fed(tmp_path, "l.h5", fl_algorithm="fedlama", fedlama_phi=2, local_steps=2)
+    with h5py.File(run.path, "a") as f:
+        averaged = np.array([[[1, 1], [0, 1], [1, 1], [0, 1]]] * 3, dtype=np.int8)  # (ranks, rounds, layers)
+        f.create_dataset("fedlama/averaged", data=averaged)
+        f.create_dataset("fedlama/discrepancy", data=np.where(averaged > 0, 0.5, np.nan))
+        f.attrs["config"] = json.dumps(json.loads(f.attrs["config"]) | {"fl_algorithm": "fedlama"})
+    fig = pattern_figure(load(run.path))
+    left, right = fig.axes[0], fig.axes[1]
+    assert left.get_xlim() == (0.5, 4.5) and right.get_xlim() == (0.5, 4.5)
+    assert left.get_xlabel() == "round" and [t.get_text() for t in left.get_yticklabels()] == ["l0", "l1"]
+    assert np.array_equal(left.images[0].get_array(), averaged[0].T)
