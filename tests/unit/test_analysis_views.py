@@ -157,3 +157,82 @@ def test_fedlama_pattern_numbers_rounds_from_one(tmp_path):
     assert left.get_xlim() == (0.5, 4.5) and right.get_xlim() == (0.5, 4.5)
     assert left.get_xlabel() == "round" and [t.get_text() for t in left.get_yticklabels()] == ["l0", "l1"]
     assert np.array_equal(left.images[0].get_array(), averaged[0].T)
+
+
+def test_provenance_table_renders_each_kind_and_blank_where_a_file_has_no_record(tmp_path):
+    """Numbers right-aligned (ranks, steps, seed), text left; a file without status, commit, MPI or Slurm job shows
+    a dash for unknown values and empty text for absent ones, never a placeholder."""
+    full = ring_run(tmp_path / "a.h5", 2, 0.1, attrs={"status": "complete", "completed_steps": 1234,
+                    "git_commit": "0123456789abcdef", "mpi_library": "MPICH", "slurm_job_id": "77"})  # fmt: skip
+    bare = ring_run(tmp_path / "b.h5", 1, 0.1)
+    import h5py
+
+    from analysis.load import load
+
+    with h5py.File(bare.path, "a") as f:
+        del f.attrs["created_utc"]
+    lines = provenance_table([full, load(bare.path)]).markdown().splitlines()
+    assert lines[3] == "|:---|:---|---:|:---|---:|---:|:---|:---|:---|:---|"
+    assert lines[4] == "| a.h5 | ring | 2 | complete | 1,234 | 0 | 2026-11-21T00:00:00 | 0123456789 | MPICH | 77 |"
+    assert lines[5] == "| b.h5 | ring | 1 | – | – | 0 |  |  |  |  |"
+
+
+def lama_file(tmp_path, name, averaged, local_steps, algorithm="fedlama", numel=(30, 10)):
+    import h5py
+
+    from analysis.load import load
+
+    run = fed(tmp_path, name, fl_algorithm=algorithm, fedlama_phi=2, local_steps=local_steps)
+    with h5py.File(run.path, "a") as f:
+        if averaged is not None:
+            f.create_dataset("fedlama/averaged", data=np.array([averaged] * 3, dtype=np.int8))
+        f.create_dataset("layers/numel", data=np.array(numel, dtype=np.int64))
+    return load(run.path)
+
+
+def test_fedlama_table_shares_and_communication_against_fedavg_at_its_smallest_t(tmp_path):
+    """Layers of 30 and 10 parameters over 4 rounds; FedLAMA (T = 4) averages the first layer in rounds 2 and 4 and
+    the second in every one: (2 x 30 + 4 x 10) / (4 x 40) = 62.5 %; against FedAvg with T = 2 at equal local steps
+    that is 62.5 % x 2 / 4 = 31.25 %. FedAvg itself: 100 % and, with T = 2, 100 %. A FedAvg run that counted epochs
+    (T = 0) and a setting with no FedLAMA run are left out."""
+    from analysis.views_fedlama import averaged_share, fedlama_table
+
+    lama = lama_file(tmp_path, "lama.h5", [[0, 1], [1, 1], [0, 1], [1, 1]], 4)
+    plain = lama_file(tmp_path, "avg.h5", None, 2, algorithm="fedavg")
+    epochs = lama_file(tmp_path, "epochs.h5", None, 0, algorithm="fedavg")
+    assert averaged_share(lama.data) == 0.625 and averaged_share(plain.data) == 1.0
+    table = fedlama_table([lama, plain, epochs])
+    assert column(table, "T") == [2, 4] and column(table, "PHI") == [None, 2] and column(table, "rounds") == [4, 4]
+    share = column(table, "averaged per round (%)")
+    versus = column(table, "communication vs FedAvg(T min) (%)")
+    assert [e.mean for e in share] == [1.0, 0.625] and [e.mean for e in versus] == [1.0, 0.3125]
+    assert column(table, "K") == [2, 2] and column(table, "C") == [1.0, 1.0] and column(table, "ranks") == [3, 3]
+    lines = table.markdown().splitlines()
+    assert lines[3] == "|:---|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|"
+    alone = lama_file(tmp_path, "other.h5", None, 2, algorithm="fedavg")
+    assert fedlama_table([alone]).rows == []  # no FedLAMA run in its setting
+
+
+def test_comm_to_compute_divides_by_forward_and_backward_only():
+    from analysis.metrics import comm_to_compute
+
+    assert comm_to_compute({"comm": 3.0, "forward": 1.0, "backward": 2.0, "optimizer": 50.0}) == 1.0
+    assert comm_to_compute({"comm": 3.0, "forward": 0.0, "backward": 0.0}) == 0.0
+
+
+def test_fedavg_round_model_is_two_transfers_of_the_model_per_sampled_client(tmp_path):
+    """Each sampled client downloads and uploads every layer: 2 m sum_l (alpha + n_l beta), m the median of the
+    per-round sampled counts (3, 5, 5 -> 5)."""
+    import h5py
+
+    from analysis.costmodel import Fit
+    from analysis.load import load
+    from analysis.prediction import comm_per_step
+
+    run = fed(tmp_path, "m.h5")
+    with h5py.File(run.path, "a") as f:
+        f["fedavg/sampled"][0, :3] = [3, 5, 5]
+        f["fedavg/sampled"][0, 3] = 5
+    fit = Fit.given(1e-6, 1e-9)
+    expected = 2 * 5 * 2 * (1e-6 + 4000 * 1e-9)  # two layers of 4000 bytes
+    assert comm_per_step(load(run.path), 3, fit) == pytest.approx(expected, rel=1e-12)
