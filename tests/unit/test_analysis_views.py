@@ -32,6 +32,20 @@ def test_layer_table_orders_layers_by_communication_and_reads_each_column(tmp_pa
     assert column(table, "compute (ms/step)") == pytest.approx([0.0015, 0.0015])
     assert column(table, "strategy") == ["ring", "ring"] and table.name == "layers"
     assert [c.scale for c in table.columns[3:]] == [1e3, 1.0, 1e-6, 1e3]
+    # as a reader sees it: 3 ms and 1000 B per step is 0.333 MB/s; compute 4.5 ms over 3 layers
+    assert table.markdown().splitlines() == [
+        "### Top 2 layers by communication time",
+        "",
+        "| run | strategy | layer | communication (ms/step) | bytes/step | bandwidth (MB/s) | compute (ms/step) |",
+        "|:---|:---|:---|---:|---:|---:|---:|",
+        "| r.h5 | ring | l1 | 3.000 | 1,000 | 0.3 | 1.500 |",
+        "| r.h5 | ring | l2 | 2.000 | 1,000 | 0.5 | 1.500 |",
+        "",
+        "- mean over computing ranks, measured steps (after 1) and repeats; bandwidth = bytes / comm time",
+    ]
+    assert len(layers_table([run], warmup=1).rows) == 3  # top 5 by default: all three
+    assert layers_table([fed(tmp_path, "f.h5")], warmup=1).rows == []  # rounds have no per-layer steps
+    assert len(layers_table([fed(tmp_path, "f.h5"), run], warmup=1, top=2).rows) == 2  # and do not stop the rest
 
 
 def fed(tmp_path, name="f.h5", **cfg):
