@@ -250,3 +250,50 @@ def test_fedavg_round_model_is_two_transfers_of_the_model_per_sampled_client(tmp
     fit = Fit.given(1e-6, 1e-9)
     expected = 2 * 5 * 2 * (1e-6 + 4000 * 1e-9)  # two layers of 4000 bytes
     assert comm_per_step(load(run.path), 3, fit) == pytest.approx(expected, rel=1e-12)
+
+
+def test_speedup_communication_and_strategy_tables_as_a_reader_sees_them(tmp_path):
+    """Two ring runs, 10 samples per rank and step, step 0 (100 s) left out: 1 rank at 0.2 s (50 samples/s) and
+    2 ranks at 0.25 s with 0.05 s of communication (80 samples/s: speedup 1.6, efficiency 80 %; 4 measured steps:
+    1 s overall, 0.2 s communication, 0.6 s forward + backward: 20 %); the 2-rank run reaches 80 % at step 5
+    (index 4), after 100 + 4 x 0.25 = 101 s and 5 steps x 2 ranks x 2 layers x 1000 B = 0.019 MiB."""
+    from analysis.views import communication_table, speedup_table, strategy_table
+    from tests.analysis_fixtures import with_evals
+
+    one = ring_run(tmp_path / "r1.h5", 1, 0.2, fwd_s=0.05, bwd_s=0.1)
+    two = ring_run(tmp_path / "r2.h5", 2, 0.25, comm_s=0.05, fwd_s=0.05, bwd_s=0.1)
+    two = with_evals(two.path, [1, 4], [0.5, 0.8])
+    speed = speedup_table([one, two], 1).markdown().splitlines()
+    assert (
+        speed[0] == "### Throughput, speedup and efficiency (against the fewest computing ranks of the same workload)"
+    )
+    assert speed[2] == (
+        "| strategy | model | dataset | scaling | ranks | computing ranks | n | step or round median (ms) | samples/s "
+        "| speedup | efficiency (%) | oversubscribed | runs |"
+    )
+    assert speed[3] == "|:---|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|:---|"
+    assert speed[4:6] == [
+        "| ring | mlp | digits | weak | 1 | 1 | 1 | 200.00 | 50 | 1.00 | 100.0 | no | r1.h5 |",
+        "| ring | mlp | digits | weak | 2 | 2 | 1 | 250.00 | 80 | 1.60 | 80.0 | no | r2.h5 |",
+    ]
+    comm = communication_table([one, two], 1).markdown().splitlines()
+    assert comm[0] == "### Communication vs computation (PipeTransformer Table 2 form)"
+    assert comm[2:6] == [
+        "| strategy | model | ranks | n | overall (s) | communication (s) | packing (s) | computation (s) | wait (s) "
+        "| communication share (%) | runs |",
+        "|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "| ring | mlp | 1 | 1 | 0.800 | 0.000 | 0.000 | 0.600 | 0.000 | 0.0 | r1.h5 |",
+        "| ring | mlp | 2 | 1 | 1.000 | 0.200 | 0.000 | 0.600 | 0.000 | 20.0 | r2.h5 |",
+    ]
+    strat = strategy_table([one, two], 1, target=0.7).markdown().splitlines()
+    assert strat[0] == "### Strategy comparison (same model and ranks side by side)"
+    assert strat[2:6] == [
+        "| model | ranks | strategy | n | samples/s | communication share (%) | time blocked (s) | staleness mean "
+        "| staleness max | final loss | test accuracy (%) | steps to 70 % | train s to 70 % | MiB to 70 % | runs |",
+        "|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "| mlp | 1 | ring | 1 | 50 | 0.0 | 0.000 | – | – | 1.000 | – | not reached | not reached | not reached "
+        "| r1.h5 |",
+        "| mlp | 2 | ring | 1 | 80 | 20.0 | 0.000 | – | – | 1.000 | 80.0 | 5.0 | 101.00 | 0.02 | r2.h5 |",
+    ]
+    assert any(n.startswith("to target: steps (rounds) trained") for n in strategy_table([one, two], 1, 0.7).notes)
+    assert not any(n.startswith("to target") for n in strategy_table([one, two], 1).notes)
