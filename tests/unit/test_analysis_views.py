@@ -297,3 +297,44 @@ def test_speedup_communication_and_strategy_tables_as_a_reader_sees_them(tmp_pat
     ]
     assert any(n.startswith("to target: steps (rounds) trained") for n in strategy_table([one, two], 1, 0.7).notes)
     assert not any(n.startswith("to target") for n in strategy_table([one, two], 1).notes)
+
+
+def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
+    """Compression: per rank and step 2 layers x 1000 B sent = 2.0 KiB, a quarter of the 4000 B dense each; 2 x
+    0.01 s of compression in a 0.1 s step = 20 %. Overlap: forward 0.02 + backward 0.05 + optimizer 0.01 = 80 % of
+    a 0.1 s step computing, 0.01 s exposed (10 %), 0.04 - 0.01 = 0.03 s overlapped (30 %, 75 % of the
+    communication), free 0.1 - 0.08 - 0.01 = 10 %."""
+    from analysis.views_compress import compression_table
+    from analysis.views_overlap import overlap_table
+
+    shape = (2, 5, 2)
+    extra = {
+        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
+        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
+        "timing/compress": (np.full(shape, 0.01), "s"),
+        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
+    }
+    info = {"strategy_info": {"compress": "topk:0.01", "error_feedback": True}}
+    dense = ring_run(tmp_path / "d.h5", 2, 0.1)
+    topk = ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
+    lines = compression_table([dense, topk], 1).markdown().splitlines()
+    assert lines[0] == ("### Compressed communication against the uncompressed run (same strategy, model and ranks)")
+    assert lines[2:6] == [
+        "| model | ranks | strategy | method | error feedback | n | KiB sent per step | of dense (%) | step median (ms) "
+        "| compression (% of step) | residual norm | test accuracy (%) | oversubscribed |",
+        "|:---|---:|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "| mlp | 2 | ring | none | - | 1 | 2.0 | 100.00 | 100.00 | 0.0 | 0.000 | – | no |",
+        "| mlp | 2 | ring | topk:0.01 | on | 1 | 2.0 | 25.00 | 100.00 | 20.0 | 3.000 | – | no |",
+    ]
+    exposed = {"timing/exposed": (np.full((2, 5), 0.01), "s")}
+    over = ring_run(tmp_path / "o.h5", 2, 0.1, comm_s=0.04, fwd_s=0.02, bwd_s=0.05, opt_s=0.01,
+                    cfg={"overlap": True}, extra=exposed)  # fmt: skip
+    lines = overlap_table([over, dense], 1).markdown().splitlines()
+    assert lines[0] == "### Communication overlapped with computation (cluster-profiler step breakdown)"
+    assert lines[2:6] == [
+        "| model | ranks | strategy | overlap | n | step median (ms) | computing (% of step) | communication not "
+        "overlapped (% of step) | overlapped (% of step) | free (% of step) | overlap (%) | oversubscribed | runs |",
+        "|:---|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|:---|",
+        "| mlp | 2 | ring | no | 1 | 100.00 | 0.0 | 0.0 | 0.0 | 100.0 | – | no | d.h5 |",
+        "| mlp | 2 | ring | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
+    ]
