@@ -320,8 +320,8 @@ def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
     lines = compression_table([dense, topk], 1).markdown().splitlines()
     assert lines[0] == ("### Compressed communication against the uncompressed run (same strategy, model and ranks)")
     assert lines[2:6] == [
-        "| model | ranks | strategy | method | error feedback | n | KiB sent per step | of dense (%) | step median (ms) "
-        "| compression (% of step) | residual norm | test accuracy (%) | oversubscribed |",
+        "| model | ranks | strategy | method | error feedback | n | KiB sent per step | of dense (%) "
+        "| step median (ms) | compression (% of step) | residual norm | test accuracy (%) | oversubscribed |",
         "|:---|---:|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|",
         "| mlp | 2 | ring | none | - | 1 | 2.0 | 100.00 | 100.00 | 0.0 | 0.000 | – | no |",
         "| mlp | 2 | ring | topk:0.01 | on | 1 | 2.0 | 25.00 | 100.00 | 20.0 | 3.000 | – | no |",
