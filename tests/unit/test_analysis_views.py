@@ -338,3 +338,28 @@ def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
         "| mlp | 2 | ring | no | 1 | 100.00 | 0.0 | 0.0 | 0.0 | 100.0 | – | no | d.h5 |",
         "| mlp | 2 | ring | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
     ]
+
+
+def test_fedavg_table_as_a_reader_sees_it(tmp_path):
+    """Clients of 10 and 20 samples, B = 8, E = 1: one batch of 8 and two of 8 = 24 samples in a 0.1 s round:
+    240 samples/s; 3 ranks x 2 layers x 1000 B = 6000 B per round (0.01 MiB); receiving 0.02 of 0.1 s = 20 %;
+    dropped 0 + 1 + 0 + 1, late 1."""
+    import h5py
+
+    from analysis.load import load
+
+    run = fed(tmp_path)
+    with h5py.File(run.path, "a") as f:
+        f["fedavg/aggregator_receive"][0, :] = 0.02
+        f["fedavg/dropped"][0, :] = [0, 1, 0, 1]
+        f["fedavg/late"][0, :] = [0, 0, 1, 0]
+    lines = fedavg_table([load(run.path)], 1).markdown().splitlines()
+    assert lines[0] == "### FedAvg runs"
+    assert lines[2:5] == [
+        "| ranks | algorithm | K | C | E | T | B | partition | Dirichlet alpha | mu | server opt | n | rounds "
+        "| MiB per round | round median (ms) | samples/s | aggregator receiving (%) | test accuracy (%) | dropped | late "
+        "| runs |",
+        "|---:|:---|---:|---:|---:|---:|---:|:---|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | – | 2.0 "
+        "| 1.0 | f.h5 |",
+    ]
