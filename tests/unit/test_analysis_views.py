@@ -357,8 +357,8 @@ def test_fedavg_table_as_a_reader_sees_it(tmp_path):
     assert lines[0] == "### FedAvg runs"
     assert lines[2:5] == [
         "| ranks | algorithm | K | C | E | T | B | partition | Dirichlet alpha | mu | server opt | n | rounds "
-        "| MiB per round | round median (ms) | samples/s | aggregator receiving (%) | test accuracy (%) | dropped | late "
-        "| runs |",
+        "| MiB per round | round median (ms) | samples/s | aggregator receiving (%) | test accuracy (%) | dropped "
+        "| late | runs |",
         "|---:|:---|---:|---:|---:|---:|---:|:---|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
         "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | – | 2.0 "
         "| 1.0 | f.h5 |",
