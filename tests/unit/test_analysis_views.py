@@ -363,3 +363,23 @@ def test_fedavg_table_as_a_reader_sees_it(tmp_path):
         "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | – | 2.0 "
         "| 1.0 | f.h5 |",
     ]
+
+
+def test_model_table_as_a_reader_sees_it(tmp_path):
+    """alpha 10 us, beta 1 ns/B; 2 layers of 4000 B (doubling below 128 KiB: 1 step at p = 2, 2 at p = 4): the
+    measured 0.1 s step less 0.02 s of communication + 2 x 14 us = 80.03 ms (-20.0 %); at p = 4, 80.06 ms and a
+    weak-scaling speedup of 2 x 80.028 / 80.056 = 2.0."""
+    from analysis.costmodel import Fit
+    from analysis.views_model import model_table
+
+    run = ring_run(tmp_path / "r.h5", 2, 0.1, comm_s=0.02)
+    lines = model_table([run], Fit.given(1e-5, 1e-9), [4], 1).markdown().splitlines()
+    assert lines[0] == "### Cost model: measured vs predicted step, and predictions at scale"
+    assert lines[2:5] == [
+        "| run | strategy | ranks | measured (ms) | predicted (ms) | error (%) | oversubscribed | p=4 step (ms) "
+        "| p=4 speedup |",
+        "|:---|:---|---:|---:|---:|---:|:---|---:|---:|",
+        "| r.h5 | ring | 2 | 100.00 | 80.03 | -20.0 | no | 80.06 | 2.0 |",
+    ]
+    assert lines[7] == "- fitted from given (--alpha, --beta)"
+    assert model_table([fed(tmp_path)], Fit.given(1e-5, 1e-9), [4], 1).rows == []  # rounds: not predicted
