@@ -381,5 +381,5 @@ def test_model_table_as_a_reader_sees_it(tmp_path):
         "|:---|:---|---:|---:|---:|---:|:---|---:|---:|",
         "| r.h5 | ring | 2 | 100.00 | 80.03 | -20.0 | no | 80.06 | 2.0 |",
     ]
-    assert lines[7] == "- fitted from given (--alpha, --beta)"
+    assert lines[6] == "- fitted from given (--alpha, --beta)"
     assert model_table([fed(tmp_path)], Fit.given(1e-5, 1e-9), [4], 1).rows == []  # rounds: not predicted
