@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.accuracy import evaluations  # noqa: E402
-from analysis.groups import repeat_groups  # noqa: E402
+from analysis.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
 from analysis.metrics import bytes_per_row, row_times, schedule  # noqa: E402
 from analysis.pivot import shown, swept_options  # noqa: E402
 
@@ -81,9 +81,16 @@ def legend_below(fig, axes, count: int) -> None:
 def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
     """``rows`` from :func:`analysis.groups.speedups`; groups run at one rank count only have no speedup and
     are left out (named in the title's count)."""
+    fig = speedup_figure(rows)
+    return save(fig, out, "speedup", tight=False) if fig is not None else []
+
+
+def speedup_figure(rows: list[dict]):
+    """The speedup and efficiency panels (None without a speedup). The efficiency axis reaches every point, and an
+    efficiency above :data:`analysis.groups.EFFICIENCY_LIMIT` is marked with a dagger, as in the table."""
     rows = [r for r in rows if r["speedup"] is not None]
     if not rows:
-        return []
+        return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -103,6 +110,8 @@ def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
                 ax.errorbar(
                     xi, yi, yerr=ei, fmt="o", color=line.get_color(), capsize=3, **_marker_kw(r["oversubscribed"])
                 )
+                if ax is ax2 and implausible(r["efficiency"]):
+                    ax.annotate("†", (xi, yi), textcoords="offset points", xytext=(5, 3), color="red")
         p0 = r0["baseline_ranks"]
         ax1.plot([p0, x.max()], [1.0, x.max() / p0], ":", color=line.get_color(), alpha=0.6)
     ax1.plot([], [], "k:", label="ideal (computing ranks / baseline)")
@@ -111,10 +120,16 @@ def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
         ax.set_xticks(sorted(ticks))
         ax.set_xlabel("computing ranks")
     ax1.set(ylabel="speedup (samples/s ratio)", title="Speedup")
-    ax2.set(ylabel="parallel efficiency", title="Efficiency", ylim=(0, 1.2))
+    top = max([1.2] + [1.1 * (r["efficiency"].mean + np.nan_to_num(r["efficiency"].half)) for r in rows])
+    ax2.set(ylabel="parallel efficiency", title="Efficiency", ylim=(0, top))
     ax1.legend(fontsize=7)
-    fig.text(0.01, 0.01, "hollow markers: oversubscribed; bars: 95 % CI over repeats", fontsize=7)
-    return save(fig, out, "speedup")
+    caption = "hollow markers: oversubscribed; bars: 95 % t CI over repeats (none with one run)"
+    if any(implausible(r["efficiency"]) for r in rows):
+        caption += f"; †: efficiency above {100 * EFFICIENCY_LIMIT:.0f} %, check the runs (see the speedup table)"
+    fig.tight_layout()
+    fig.subplots_adjust(bottom=0.2)  # room for the caption below the axis labels
+    fig.text(0.01, 0.01, caption, fontsize=7)
+    return fig
 
 
 def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -383,3 +383,21 @@ def test_model_table_as_a_reader_sees_it(tmp_path):
     ]
     assert lines[6] == "- fitted from given (--alpha, --beta)"
     assert model_table([fed(tmp_path)], Fit.given(1e-5, 1e-9), [4], 1).rows == []  # rounds: not predicted
+
+
+def test_speedup_figure_reaches_every_efficiency_and_marks_the_impossible(tmp_path):
+    """Efficiency 250 % (2 x 10 / 0.4 s against 10 / 1 s on 2 ranks): the efficiency axis goes past it (it was cut
+    at 1.2), the point carries a dagger and the caption says what it means; the bars are labelled as 95 % t CIs."""
+    from analysis.groups import speedups
+    from analysis.plots import speedup_figure
+
+    rows = speedups([ring_run(tmp_path / "a.h5", 1, 1.0), ring_run(tmp_path / "b.h5", 2, 0.4)], 1)
+    fig = speedup_figure(rows)
+    speed, eff = fig.axes
+    assert eff.get_ylim()[1] >= 2.5 and speed.get_xlabel() == eff.get_xlabel() == "computing ranks"
+    assert [t.get_text() for t in eff.texts] == ["†"]
+    caption = fig.texts[0].get_text()
+    assert "95 % t CI over repeats" in caption and "†: efficiency above 105 %" in caption
+    calm = speedup_figure(speedups([ring_run(tmp_path / "c.h5", 1, 1.0), ring_run(tmp_path / "d.h5", 2, 1.0)], 1))
+    assert calm.axes[1].get_ylim() == (0.0, 1.2) and not calm.axes[1].texts and "†" not in calm.texts[0].get_text()
+    assert speedup_figure(speedups([ring_run(tmp_path / "e.h5", 1, 1.0)], 1)) is None
