@@ -160,3 +160,60 @@ def test_unphysical_fits_and_oversubscribed_micro_runs_are_marked(tmp_path):
     fit = fit_from_micro([load(path)])
     assert fit.oversubscribed and any(line.startswith("‡ fitted on an oversubscribed") for line in fit.describe())
     assert not fit_from_micro([micro_file(tmp_path / "calm.h5", 2)]).oversubscribed
+
+
+def test_sizes_print_in_binary_units():
+    from analysis.costmodel import _size
+
+    assert [_size(n) for n in (8, 1023, 1024, 1536, 2**20, 3 * 2**20, math.inf)] == [
+        "8 B", "1023 B", "1 KiB", "1.5 KiB", "1 MiB", "3 MiB", "inf"]  # fmt: skip
+
+
+def test_fit_allreduce_edges_by_hand():
+    """Two sizes on each algorithm are enough (exactly: t = 1 step x (alpha + n beta) for doubling at p = 2); one
+    size gets no fit of its own and borrows the other's; p < 2 and no algorithm with two sizes are errors."""
+    alpha, beta = 2e-6, 1e-9
+    small = np.array([64.0, 1024.0])
+    fit = costmodel.fit_allreduce(small, alpha + small * beta, 2)
+    d = fit.algorithms["doubling"]
+    assert d.alpha == pytest.approx(alpha, rel=1e-9) and d.beta == pytest.approx(beta, rel=1e-9)
+    assert (d.lo_bytes, d.hi_bytes, d.points) == (64.0, 1024.0, 2) and "ring" not in fit.algorithms
+    assert fit.params("ring") is d and fit.source == "all-reduce on 2 ranks"
+    big = np.array([64.0, 1 << 20])  # one size on each side
+    with pytest.raises(ValueError, match="^an all-reduce fit needs at least two sizes on one algorithm$"):
+        costmodel.fit_allreduce(big, alpha + big * beta, 2)
+    with pytest.raises(ValueError, match="^an all-reduce fit needs p >= 2$"):
+        costmodel.fit_allreduce(small, alpha + small * beta, 1)
+    three = np.array([64.0, 256.0, 1024.0])
+    assert costmodel.fit_allreduce(three, alpha + three * beta, 2).algorithms["doubling"].points == 3
+
+
+def test_predictions_of_each_strategy_by_hand(tmp_path):
+    """alpha 10 us, beta 1 ns/B; 2 layers of 4000 B. localsgd with tau = 4: a quarter of the ring's all-reduces
+    per step; ps with 2 servers at p = 5 (3 workers): 2 x 3 x 2 x (alpha + 2000 beta); fedavg: computing ranks
+    p - 1. The prediction's fields: step = compute + communication, share = communication / step, speedup in
+    computing ranks against the first rank count."""
+    from analysis.costmodel import Fit
+    from analysis.prediction import comm_per_step, computing_of, error_at_own_size, predict
+    from tests.analysis_fixtures import fedavg_run, ps_run, write_run
+
+    fit = Fit.given(1e-5, 1e-9)
+    ring = ring_run(tmp_path / "r.h5", 2, 0.1, comm_s=0.02)
+    ring_comm = 2 * (1e-5 + 4000e-9)  # p = 2: one doubling step per layer
+    assert comm_per_step(ring, 2, fit) == pytest.approx(ring_comm)
+    local = write_run(tmp_path / "l.h5", ["peer"] * 2, 0.1, strategy="localsgd", cfg={"local_steps": 4})
+    assert comm_per_step(local, 2, fit) == pytest.approx(ring_comm / 4)
+    ps = ps_run(tmp_path / "p.h5", 2, 3, 0.1)
+    assert comm_per_step(ps, 5, fit) == pytest.approx(2 * 3 * 2 * (1e-5 + 2000e-9))
+    assert computing_of(ps, 5) == 3 and computing_of(ring, 5) == 5
+    fed = fedavg_run(tmp_path / "f.h5", 2, 4, [(0, 0, 10, 0)], [0.1, 0.1, 0.1], {"clients": 2})
+    assert computing_of(fed, 5) == 4 and computing_of(fed, 1) == 1
+    first, second = predict(ring, fit, [2, 4], 1)
+    compute = 0.1 - 0.02
+    assert first.ranks == 2 and first.step_s == pytest.approx(compute + ring_comm) and first.speedup == 1.0
+    assert first.comm_s == pytest.approx(ring_comm) and first.share == pytest.approx(ring_comm / first.step_s)
+    four = 2 * 2 * (1e-5 + 4000e-9)  # p = 4: two doubling steps per layer
+    assert second.step_s == pytest.approx(compute + four)
+    assert second.speedup == pytest.approx((4 / second.step_s) / (2 / first.step_s))
+    measured, predicted, err = error_at_own_size(ring, fit, 1)
+    assert (measured, predicted, err) == pytest.approx((0.1, compute + ring_comm, (compute + ring_comm - 0.1) / 0.1))
