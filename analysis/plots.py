@@ -18,8 +18,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.accuracy import evaluations  # noqa: E402
 from analysis.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
-from analysis.metrics import bytes_per_row, row_times, schedule  # noqa: E402
+from analysis.metrics import bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
 from analysis.pivot import shown, swept_options  # noqa: E402
+from analysis.stats import estimate  # noqa: E402
 
 
 def save(fig, out: Path, stem: str, tight: bool = True) -> list[Path]:
@@ -38,14 +39,20 @@ def _marker_kw(oversubscribed: bool) -> dict:
 
 
 def group_labels(groups) -> list[str]:
-    """Short legend labels: the options that differ between the groups (as a sweep's pivot finds them), else
-    strategy and ranks; with the number of repeats."""
-    swept = [k for k in swept_options([g.first for g in groups]) if k != "ranks"]
+    """Short legend labels: the run's strategy label (the options that change what it computes), then the options
+    swept among the groups of the same strategy (as a sweep's pivot finds them), the rank count and the repeats:
+    "localsgd, local_steps=8, 4 ranks (3 runs)". Options that differ only because the strategies differ are not
+    listed (they made labels whole config dumps)."""
+    by_strategy: dict[str, list] = {}
+    for g in groups:
+        by_strategy.setdefault(g.first.strategy, []).append(g.first)
+    swept = {s: [k for k in swept_options(runs) if k != "ranks"] for s, runs in by_strategy.items()}
     labels = []
     for g in groups:
-        cfg = g.first.config
-        text = ", ".join(f"{k}={shown(cfg.get(k))}" for k in swept) if swept else g.first.strategy
-        labels.append(f"{text}, n{g.first.world_size} ({g.n} run{'s' if g.n > 1 else ''})")
+        run = g.first
+        options = "".join(f", {k}={shown(run.config.get(k))}" for k in swept[run.strategy])
+        runs = f"{g.n} run{'s' if g.n > 1 else ''}"
+        labels.append(f"{strategy_label(run)}{options}, {run.world_size} ranks ({runs})")
     return labels
 
 
@@ -133,7 +140,8 @@ def speedup_figure(rows: list[dict]):
 
 
 def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean x, mean accuracy, accuracy std) at the evaluation steps all repeats share."""
+    """(steps, mean x, mean accuracy, half-width of the accuracy's 95 % t interval over the repeats, as the tables
+    pool them: :func:`analysis.stats.estimate`) at the evaluation steps all repeats share."""
     common = set.intersection(*(set(evaluations(r)[0].tolist()) for r in runs))
     steps = np.array(sorted(common), dtype=int)
     xs, accs = [], []
@@ -143,7 +151,8 @@ def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         xs.append(x_of(r)[np.minimum(steps, r.data["timing/step"].shape[1] - 1)])
         accs.append(a[keep])
     accs = np.array(accs)
-    return steps, np.mean(xs, axis=0), accs.mean(axis=0), accs.std(axis=0)
+    half = np.array([estimate(accs[:, i]).half for i in range(accs.shape[1])])
+    return steps, np.mean(xs, axis=0), accs.mean(axis=0), np.nan_to_num(half)
 
 
 def _cumulative_time(run) -> np.ndarray:
@@ -156,19 +165,24 @@ def _cumulative_mib(run) -> np.ndarray:
 
 def accuracy_plot(runs, out: Path, target: float | None = None) -> list[Path]:
     """Test accuracy against training time and bytes moved, one line per repeat group (mean over repeats at
-    the evaluations they share; band: +- one standard deviation)."""
+    the evaluations they share; band: the 95 % t interval, as in the tables)."""
+    fig = accuracy_figure(runs, target)
+    return save(fig, out, "accuracy", tight=False) if fig is not None else []
+
+
+def accuracy_figure(runs, target: float | None = None):
     groups = [g for g in repeat_groups(runs) if all(evaluations(r)[0].size for r in g.runs)]
     if not groups:
-        return []
+        return None
     labels = group_labels(groups)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + legend_height(len(groups) + 1)))
     for i, g in enumerate(groups):
         style = group_style(i, len(groups))
         for ax, x_of in zip(axes, (_cumulative_time, _cumulative_mib)):
-            steps, x, acc, sd = _mean_curve(g.runs, x_of)
+            steps, x, acc, half = _mean_curve(g.runs, x_of)
             ax.plot(x, 100 * acc, marker="o", ms=3, label=labels[i], **style, **_marker_kw(g.oversubscribed))
             if g.n > 1:
-                ax.fill_between(x, 100 * (acc - sd), 100 * (acc + sd), color=style["color"], alpha=0.12)
+                ax.fill_between(x, 100 * (acc - half), 100 * (acc + half), color=style["color"], alpha=0.12)
     for ax in axes:
         if target is not None:
             ax.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
@@ -177,7 +191,9 @@ def accuracy_plot(runs, out: Path, target: float | None = None) -> list[Path]:
     axes[1].set(xlabel="MiB moved (all ranks)", title="Accuracy vs bytes")
     fig.tight_layout()
     legend_below(fig, axes, len(groups) + 1)
-    return save(fig, out, "accuracy", tight=False)
+    if any(g.n > 1 for g in groups):
+        fig.text(0.01, 0.01, "bands: 95 % t CI over repeats; hollow markers: oversubscribed", fontsize=7)
+    return fig
 
 
 def fedavg_plot(runs, out: Path, target: float | None = None) -> list[Path]:

@@ -401,3 +401,25 @@ def test_speedup_figure_reaches_every_efficiency_and_marks_the_impossible(tmp_pa
     calm = speedup_figure(speedups([ring_run(tmp_path / "c.h5", 1, 1.0), ring_run(tmp_path / "d.h5", 2, 1.0)], 1))
     assert calm.axes[1].get_ylim() == (0.0, 1.2) and not calm.axes[1].texts and "†" not in calm.texts[0].get_text()
     assert speedup_figure(speedups([ring_run(tmp_path / "e.h5", 1, 1.0)], 1)) is None
+
+
+def test_accuracy_figure_labels_by_what_differs_and_bands_are_95_percent_intervals(tmp_path):
+    """Three repeats of one ring run (accuracies 0.5, 0.6, 0.7 at the last evaluation: mean 0.6, half-width
+    t(0.975, 2) x 0.1 / sqrt(3) = 0.2484) and a localsgd run: legend labels name the strategy and its options and
+    the rank count in words, not every config key that differs between strategies; the band is that interval."""
+    from analysis.plots import accuracy_figure
+    from tests.analysis_fixtures import with_evals, write_run
+
+    for seed in range(3):
+        ring_run(tmp_path / f"r{seed}.h5", 2, 0.1, cfg={"seed": seed, "bucket_mb": 1.0})
+    write_run(tmp_path / "l.h5", ["peer"] * 2, 0.1, strategy="localsgd", cfg={"local_steps": 4, "warmup_steps": 2})
+    runs = [with_evals(tmp_path / f"r{s}.h5", [1, 4], [0.3, a]) for s, a in enumerate((0.5, 0.6, 0.7))]
+    runs.append(with_evals(tmp_path / "l.h5", [1, 4], [0.2, 0.4]))
+    fig = accuracy_figure(runs)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["localsgd, 2 ranks (1 run)", "ring, 2 ranks (3 runs)"]
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    half = 100 * 4.30265273 * 0.1 / np.sqrt(3)
+    assert band.max() == pytest.approx(60 + half, rel=1e-6) and band.min() == pytest.approx(30, rel=1e-6)
+    assert fig.texts[0].get_text().startswith("bands: 95 % t CI over repeats")
+    assert fig.axes[0].get_ylabel() == "test accuracy (%)" and fig.axes[1].get_xlabel() == "MiB moved (all ranks)"
