@@ -234,20 +234,35 @@ def _client_bars(ax, g, label: str) -> None:
 
 def staleness_plot(runs, out: Path) -> list[Path]:
     """Share of applied gradients per staleness value, one bar group per run (side by side, no overlap)."""
+    fig = staleness_figure(runs)
+    return save(fig, out, "staleness") if fig is not None else []
+
+
+def staleness_label(run) -> str:
+    """ "ssp, s=2" (the bound means something only there), "ps async"; and the file."""
+    if run.strategy == "ssp":
+        return f"ssp, s={run.config.get('staleness')} ({run.name})"
+    return f"{run.strategy} {run.config.get('ps_mode', '')} ({run.name})"
+
+
+def staleness_figure(runs):
+    """One panel per unit: ssp and sync count staleness in clocks, async in updates; one x axis would mix them."""
     runs = [r for r in runs if "ps/updates/staleness" in r.data and r.data["ps/updates/staleness"].size]
     if not runs:
-        return []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    top = int(max(r.data["ps/updates/staleness"].max() for r in runs))
-    values = np.arange(top + 1)
-    width = 0.8 / len(runs)
-    for i, run in enumerate(runs):
-        s = run.data["ps/updates/staleness"].astype(int)
-        share = np.bincount(s, minlength=top + 1) / s.size
-        unit = run.units.get("ps/updates/staleness", "")
-        label = f"{run.strategy} {run.config.get('ps_mode', '')} s={run.config.get('staleness')} ({run.name}; {unit})"
-        ax.bar(values - 0.4 + width * (i + 0.5), 100 * share, width=width, label=label)
-    ax.set_xticks(values)
-    ax.set(xlabel="staleness", ylabel="applied gradients (%)", title="Staleness of applied gradients")
-    ax.legend(fontsize=6)
-    return save(fig, out, "staleness")
+        return None
+    by_unit: dict[str, list] = {}
+    for run in runs:
+        by_unit.setdefault(run.units.get("ps/updates/staleness", "") or "steps", []).append(run)
+    fig, axes = plt.subplots(1, len(by_unit), figsize=(7 * len(by_unit), 4), squeeze=False)
+    for ax, (unit, members) in zip(axes[0], sorted(by_unit.items())):
+        top = int(max(r.data["ps/updates/staleness"].max() for r in members))
+        values = np.arange(top + 1)
+        width = 0.8 / len(members)
+        for i, run in enumerate(members):
+            s = run.data["ps/updates/staleness"].astype(int)
+            share = np.bincount(s, minlength=top + 1) / s.size
+            ax.bar(values - 0.4 + width * (i + 0.5), 100 * share, width=width, label=staleness_label(run))
+        ax.set_xticks(values)
+        ax.set(xlabel=f"staleness ({unit})", ylabel="applied gradients (%)", title=f"Staleness in {unit}")
+        ax.legend(fontsize=7)
+    return fig

@@ -423,3 +423,30 @@ def test_accuracy_figure_labels_by_what_differs_and_bands_are_95_percent_interva
     assert band.max() == pytest.approx(60 + half, rel=1e-6) and band.min() == pytest.approx(30, rel=1e-6)
     assert fig.texts[0].get_text().startswith("bands: 95 % t CI over repeats")
     assert fig.axes[0].get_ylabel() == "test accuracy (%)" and fig.axes[1].get_xlabel() == "MiB moved (all ranks)"
+
+
+def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tmp_path):
+    """ssp counts clocks, async updates: one panel each; async carries no staleness bound in its label, ssp says
+    s = 2 once (it read "ssp ssp")."""
+    from analysis.plots import staleness_figure
+    from tests.analysis_fixtures import ps_run
+
+    def with_staleness(name, mode, unit, values):
+        extra = {"ps/updates/staleness": (np.array(values, dtype=np.float64), unit)}
+        return ps_run(tmp_path / name, 1, 2, 0.1, cfg={"ps_mode": mode, "staleness": 2}, extra=extra)
+
+    ssp = with_staleness("s.h5", "ssp", "clocks", [0, 1, 1, 2])
+    import h5py
+
+    from analysis.load import load
+
+    with h5py.File(ssp.path, "a") as f:
+        f.attrs["strategy"] = "ssp"
+    ssp = load(ssp.path)
+    asyn = with_staleness("a.h5", "async", "updates", [0, 0, 3])
+    fig = staleness_figure([ssp, asyn])
+    clocks, updates = fig.axes
+    assert clocks.get_xlabel() == "staleness (clocks)" and updates.get_xlabel() == "staleness (updates)"
+    assert [t.get_text() for t in clocks.get_legend().get_texts()] == ["ssp, s=2 (s.h5)"]
+    assert [t.get_text() for t in updates.get_legend().get_texts()] == ["ps async (a.h5)"]
+    assert [round(b.get_height(), 6) for b in clocks.patches] == [25.0, 50.0, 25.0]
