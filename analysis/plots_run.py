@@ -9,21 +9,30 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from analysis.metrics import comm_split, compute_ranks, layer_split, per_layer_mean, row_unit, strategy_label
+from analysis.metrics import compute_ranks, layer_split, per_layer_mean, phase_totals, row_unit, strategy_label
 from analysis.plots import plt, save
 
 PHASE_COLORS = {"forward": "tab:blue", "backward": "tab:orange", "comm": "tab:red"}
 
 
+STEP_PARTS = (("wait", "tab:gray"), ("pack", "tab:purple"), ("compress", "tab:green"))
+"""Per-step phases that belong to no layer: drawn as bars of their own beside the layers, on the same scale, so
+a round whose largest part is waiting for the model does not read as compute-bound."""
+
+
 def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
-    """Stacked forward+backward and communication per layer (ms per step); the step's wait (rank skew, not any
-    layer's) and packing are given in the title, once, instead of being spread over the layers."""
+    return save(layer_figure(run, warmup), out, f"layers_{Path(run.path).stem}")
+
+
+def layer_figure(run, warmup: int = 1):
+    """Stacked forward+backward and communication per layer (ms per step or round), then the step's own parts
+    (waiting on peers, packing, compression: mean over computing ranks) as separate bars after a gap."""
     rows = layer_split(run, warmup)
-    split = comm_split(run, warmup)
+    totals = phase_totals(run.data, compute_ranks(run), warmup)
     steps = max(1, run.data["timing/step"].shape[1] - warmup)
     comp = np.array([r["forward_s"] + r["backward_s"] for r in rows]) * 1e3
     comm = np.array([r["comm_s"] for r in rows]) * 1e3
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2) + 2.8, 4.2))
     x = np.arange(len(rows))
     ax.bar(x, comp, label="compute (forward + backward)", color="tab:blue")
     if "timing/exposed" in run.data:  # overlapped: only the exposed part adds to the step
@@ -35,18 +44,26 @@ def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
         ax.set_ylim(0, 1.05 * top or 1.0)  # an empty hatched bar on top would pin the axis to it
     else:
         ax.bar(x, comm, bottom=comp, label="communication", color="tab:red")
+    parts = [(name, color) for name, color in STEP_PARTS if totals.get(name, 0.0) > 0]
+    px = len(rows) + 1 + np.arange(len(parts))  # one slot of gap after the layers
+    for xi, (name, color) in zip(px, parts):
+        ax.bar(xi, 1e3 * totals[name] / steps, color=color, label=f"{PART_LABELS[name]} (whole step, no layer)")
     few = len(rows) <= 8
-    ax.set_xticks(x, [r["layer"] for r in rows], rotation=0 if few else 90, fontsize=9 if few else 6)
+    names = [r["layer"] for r in rows] + [PART_LABELS[name] for name, _ in parts]
+    ax.set_xticks(list(x) + list(px), names, rotation=0 if few else 90, fontsize=9 if few else 7)
     unit = row_unit(run)
     ax.set_ylabel(f"ms per {unit}")
+    ax.set_xlabel("layer (input side first), then the step's parts that belong to no layer")
     ax.set_title(
-        f"{run.name}: {strategy_label(run)} {run.config.get('model')}, {run.world_size} ranks\n"
-        f"per {unit}, mean over computing ranks: wait {1e3 * split.wait_s / steps:.2f} ms, "
-        f"packing {1e3 * split.pack_s / steps:.2f} ms (not per layer)",
+        f"{run.name}: {strategy_label(run)} {run.config.get('model')}, {run.world_size} ranks; per {unit}, mean "
+        "over computing ranks",
         fontsize=8,
     )
-    ax.legend(fontsize=7)
-    return save(fig, out, f"layers_{Path(run.path).stem}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a bar
+    return fig
+
+
+PART_LABELS = {"wait": "waiting", "pack": "packing", "compress": "compression"}
 
 
 def timeline_plot(run, out: Path, first: int = 1, steps: int = 3) -> list[Path]:

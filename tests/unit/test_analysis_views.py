@@ -450,3 +450,19 @@ def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tm
     assert [t.get_text() for t in clocks.get_legend().get_texts()] == ["ssp, s=2 (s.h5)"]
     assert [t.get_text() for t in updates.get_legend().get_texts()] == ["ps async (a.h5)"]
     assert [round(b.get_height(), 6) for b in clocks.patches] == [25.0, 50.0, 25.0]
+
+
+def test_layer_figure_draws_the_steps_own_parts_on_the_same_scale(tmp_path):
+    """Per step: 2 layers of 0.5 ms compute and 1 ms communication, and 30 ms waiting (a FedAvg host waiting for
+    the model, say): the waiting bar stands beside the layers at 30 ms (it was only in the title, so the bars read
+    compute-bound); packing absent, so not drawn; an x label; no tick label below 7 pt."""
+    from analysis.plots_run import layer_figure
+
+    run = ring_run(tmp_path / "w.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.002, wait_s=0.03)
+    fig = layer_figure(run, 1)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["l0", "l1", "waiting"]
+    assert [round(p.get_height(), 9) for p in ax.patches] == [0.5, 0.5, 1.0, 1.0, 30.0]
+    assert ax.get_xlabel().startswith("layer (input side first)") and ax.get_ylabel() == "ms per step"
+    assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 7
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # beside, not over the bars
