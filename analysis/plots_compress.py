@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 from analysis.accuracy import evaluations
 from analysis.groups import repeat_groups
@@ -31,13 +32,16 @@ def compression_plots(runs, out: Path, target: float | None = None) -> list[Path
                 blocks.setdefault(_setting(g.first), []).append(g)
     paths = []
     for setting, groups in blocks.items():
-        if any(method(g.first) != "none" for g in groups):
-            paths += _block_figure(setting, sorted(groups, key=lambda g: method(g.first) != "none"), out, target)
+        # something to compare: the dense run and at least one compressed run of the same workload
+        methods = {method(g.first) for g in groups}
+        if "none" in methods and len(methods) > 1:
+            fig = block_figure(setting, sorted(groups, key=lambda g: method(g.first) != "none"), target)
+            paths += save(fig, out, f"compression_{setting[0]}_{setting[1]}_n{setting[2]}", tight=False)
     return paths
 
 
-def _block_figure(setting: tuple, groups: list, out: Path, target: float | None) -> list[Path]:
-    strategy, model, ranks = setting
+def block_figure(setting: tuple, groups: list, target: float | None):
+    strategy, model, ranks, _ = setting
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + legend_height(len(groups) + 1)))
     for i, g in enumerate(groups):
         style = group_style(i, len(groups)) | ({"color": "k", "lw": 2} if method(g.first) == "none" else {})
@@ -51,6 +55,11 @@ def _block_figure(setting: tuple, groups: list, out: Path, target: float | None)
         ax.set_ylabel("test accuracy (%)")
     axes[0].set(xlabel="training time (s, evaluation left out)", title=f"{strategy} {model}, {ranks} ranks: vs time")
     axes[1].set(xlabel="MiB moved, all ranks (log)", title="vs bytes moved", xscale="log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 20, 0.5: not 2x10^1
+    axes[1].xaxis.set_major_formatter(plain)
+    axes[1].xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     fig.tight_layout()
     legend_below(fig, axes, len(groups) + 1)
-    return save(fig, out, f"compression_{strategy}_{model}_n{ranks}", tight=False)
+    if any(g.oversubscribed for g in groups):
+        fig.text(0.01, 0.01, "hollow markers: oversubscribed", fontsize=7)
+    return fig

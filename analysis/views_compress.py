@@ -4,10 +4,12 @@ uncompressed runs of the same strategy, model and ranks are its baseline rows.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from analysis.accuracy import final_accuracy
-from analysis.groups import repeat_groups
+from analysis.groups import repeat_groups, workload
 from analysis.metrics import compute_ranks, per_row, phase_totals, step_stats
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
@@ -15,9 +17,15 @@ from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
 COMPRESSED = ("ring", "localsgd", "ps", "ssp", "fedavg")  # strategies with --compress
 
 
+COMPRESSION_OPTIONS = ("compress", "error_feedback")
+
+
 def _setting(run) -> tuple:
-    """Runs compared in one block: same strategy, model and ranks."""
-    return run.strategy, str(run.config.get("model")), run.world_size
+    """Runs compared in one block: same strategy, model and ranks, and every other option of the workload equal
+    (partition, placement, steps, ...), so a compressed run is set only against the dense run it differs from by
+    its compression (a baseline with another partition or length was paired unsaid)."""
+    rest = {k: v for k, v in workload(run).items() if k not in COMPRESSION_OPTIONS}
+    return run.strategy, str(run.config.get("model")), run.world_size, json.dumps(rest, sort_keys=True, default=str)
 
 
 def method(run) -> str:

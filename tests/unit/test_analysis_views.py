@@ -466,3 +466,26 @@ def test_layer_figure_draws_the_steps_own_parts_on_the_same_scale(tmp_path):
     assert ax.get_xlabel().startswith("layer (input side first)") and ax.get_ylabel() == "ms per step"
     assert min(t.get_fontsize() for t in ax.get_xticklabels()) >= 7
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # beside, not over the bars
+
+
+def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp_path):
+    """A dense run with another partition is no baseline for a top-k run (they were paired unsaid); with the
+    right baseline the figure has both curves and plain tick labels on the log axis (not 2x10^1)."""
+    from analysis.plots_compress import block_figure, compression_plots
+    from analysis.views_compress import _setting
+    from tests.analysis_fixtures import with_evals
+
+    ring_run(tmp_path / "d.h5", 2, 0.1, cfg={"partition": "dirichlet"})
+    ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"})
+    dense, topk = (with_evals(tmp_path / f"{n}.h5", [1, 4], [0.5, 0.8]) for n in "dt")
+    assert _setting(dense) != _setting(topk) and compression_plots([dense, topk], tmp_path / "none") == []
+    ring_run(tmp_path / "b.h5", 2, 0.1)
+    base = with_evals(tmp_path / "b.h5", [1, 4], [0.5, 0.8])
+    assert _setting(base) == _setting(topk)
+    from analysis.groups import repeat_groups
+
+    fig = block_figure(_setting(base), repeat_groups([base, topk]), None)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
+    assert labels and all("times" not in s and "^" not in s and "×" not in s for s in labels)
+    assert len(fig.axes[0].lines) == 2
