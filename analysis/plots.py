@@ -199,9 +199,14 @@ def accuracy_figure(runs, target: float | None = None):
 def fedavg_plot(runs, out: Path, target: float | None = None) -> list[Path]:
     """Per FedAvg group: accuracy per round (mean over repeats), and for the first group the clients finished,
     late and dropped per round (mean over repeats)."""
+    fig = fedavg_figure(runs, target)
+    return save(fig, out, "fedavg", tight=False) if fig is not None else []
+
+
+def fedavg_figure(runs, target: float | None = None):
     groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds"]
     if not groups:
-        return []
+        return None
     labels = group_labels(groups)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2 + legend_height(len(groups) + 1)))
     for i, g in enumerate(groups):
@@ -212,13 +217,15 @@ def fedavg_plot(runs, out: Path, target: float | None = None) -> list[Path]:
         ax1.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
     ax1.set(xlabel="round", ylabel="test accuracy (%)", title="FedAvg: accuracy per round")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _client_bars(ax2, groups[0], labels[0])
+    _client_bars(ax2, groups[0], len(groups))
     fig.tight_layout()
     legend_below(fig, [ax1], len(groups) + 1)
-    return save(fig, out, "fedavg", tight=False)
+    return fig
 
 
-def _client_bars(ax, g, label: str) -> None:
+def _client_bars(ax, g, count: int) -> None:
+    """The first group's clients per round; the title says it is the first (blue) line's and how many are not
+    shown, and the legend sits above the bars (it covered the last one)."""
     rounds = min(r.data["timing/step"].shape[1] for r in g.runs)
     bottom = np.zeros(rounds)
     for kind, color in (("finished", "tab:green"), ("late", "tab:orange"), ("dropped", "tab:red")):
@@ -226,10 +233,11 @@ def _client_bars(ax, g, label: str) -> None:
         ax.bar(np.arange(1, rounds + 1), counts, bottom=bottom, color=color, label=kind)
         bottom += counts
     ax.set(xlabel="round", ylabel="clients (mean over runs)")
-    ax.set_title(f"Clients per round: {label}", fontsize=8)
+    others = f"; the other {count - 1} not shown" if count > 1 else ""
+    ax.set_title(f"Clients per round of the first line ({g.first.name}{others})", fontsize=9, pad=22)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
 
 
 def staleness_plot(runs, out: Path) -> list[Path]:

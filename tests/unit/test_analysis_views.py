@@ -489,3 +489,19 @@ def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp
     labels = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
     assert labels and all("times" not in s and "^" not in s and "×" not in s for s in labels)
     assert len(fig.axes[0].lines) == 2
+
+
+def test_fedavg_figure_says_whose_clients_it_shows_and_keeps_its_legend_off_the_bars(tmp_path):
+    from analysis.plots import fedavg_figure
+    from tests.analysis_fixtures import with_evals
+
+    a, b = fed(tmp_path, "a.h5"), fed(tmp_path, "b.h5", local_epochs=2)
+    runs = [with_evals(r.path, [0, 3], [0.3, 0.6]) for r in (a, b)]
+    fig = fedavg_figure(runs)
+    acc, clients = fig.axes
+    assert acc.get_xlabel() == clients.get_xlabel() == "round" and acc.get_xlim()[0] < 1 < 4 < acc.get_xlim()[1]
+    assert clients.get_title() == "Clients per round of the first line (a.h5; the other 1 not shown)"
+    fig.canvas.draw()
+    legend = clients.get_legend().get_window_extent()
+    assert legend.y0 >= clients.get_window_extent().y1 - 1  # above the bars, not over the last one
+    assert [t.get_text() for t in clients.get_legend().get_texts()] == ["finished", "late", "dropped"]
