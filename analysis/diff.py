@@ -9,7 +9,7 @@ import sys
 
 from analysis.accuracy import final_accuracy
 from analysis.load import ResultsError, load
-from analysis.metrics import comm_split, step_stats
+from analysis.metrics import bytes_per_row, comm_split, step_stats
 from analysis.views import final_loss
 
 METRICS = (
@@ -18,9 +18,17 @@ METRICS = (
     ("median step or round (ms)", lambda r, w: 1e3 * step_stats(r, w).median_s, "{:.3f}"),
     ("samples/s", lambda r, w: step_stats(r, w).samples_per_s, "{:,.1f}"),
     ("communication share (%)", lambda r, w: 100 * comm_split(r, w).share, "{:.1f}"),
+    ("MiB moved per step, all ranks", lambda r, w: mib_per_row(r, w), "{:.3f}"),
     ("final loss", lambda r, w: final_loss(r), "{:.4f}"),
     ("test accuracy (%)", lambda r, w: 100 * final_accuracy(r), "{:.2f}"),
 )
+
+
+def mib_per_row(run, warmup: int) -> float:
+    """Bytes all ranks put on the wire per measured step (round), in MiB (``timing/comm_bytes``)."""
+    per = bytes_per_row(run)
+    measured = per[warmup:] if per.size > warmup else per
+    return float(measured.mean()) / 2**20 if measured.size else 0.0
 
 
 def config_differences(a: dict, b: dict) -> list[tuple[str, object, object]]:

@@ -1,11 +1,16 @@
 """Results as one long-form table for pandas users: ``to_dataframe(paths)``.
 
 One row per (run, rank, step) with every per-step series as a column, or per (run, rank, step, layer) with the
-per-layer series (``layers=True``). Columns carry the units in their names (``timing/step [s]``). pandas is an
-optional extra (``pip install '.[analysis]'``); the rest of analysis does not need it.
+per-layer series (``layers=True``). Columns carry the units in their names (``timing/step [s]``); each row also
+has the rank's role and the run's config (``config/<option>``), so a frame groups by any option without the
+files. A series only the aggregator records (``fedavg/aggregator_*``) is NaN on the other ranks, not 0, so a mean
+over ranks is the aggregator's. pandas is an optional extra (``pip install '.[analysis]'``); the rest of analysis
+does not need it.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -17,7 +22,7 @@ def _columns(run: RunResults, ndim: int) -> list[str]:
     return [
         name
         for name in run.data
-        if name.startswith(("timing/", "metrics/loss", "ps/", "fedavg/"))
+        if name.startswith(("timing/", "metrics/loss", "ps/", "fedavg/", "compress/"))
         and len(run.data[name].shape) == ndim
         and run.data[name].shape[:2] == steps
     ]
@@ -31,13 +36,24 @@ def run_frame(run: RunResults, layers: bool = False):
     names = [str(n) for n in run.data["layers/name"]] if layers else []
     shape = (ranks, steps, len(names)) if layers else (ranks, steps)
     index = np.indices(shape).reshape(len(shape), -1)
-    frame = {"run": run.name, "strategy": run.strategy, "rank": index[0], "step": index[1]}
+    roles = list(run.attrs.get("roles") or ["peer"] * ranks)
+    frame = {"run": run.name, "strategy": run.strategy, "rank": index[0], "role": np.array(roles)[index[0]]}
+    frame["step"] = index[1]
     if layers:
         frame["layer"] = np.array(names)[index[2]] if names else []
     for name in cols:
         unit = run.units.get(name, "")
-        frame[f"{name} [{unit}]" if unit else name] = np.asarray(run.data[name]).reshape(-1)
+        values = np.asarray(run.data[name], dtype=np.float64).copy()
+        if name.startswith(AGGREGATOR_ONLY):
+            values[np.array(roles) != "aggregator"] = np.nan
+        frame[f"{name} [{unit}]" if unit else name] = values.reshape(-1)
+    for key, value in sorted(run.config.items()):
+        frame[f"config/{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     return pd.DataFrame(frame)
+
+
+AGGREGATOR_ONLY = ("fedavg/aggregator_",)
+"""Series recorded by the aggregator (rank 0) alone: the other ranks' rows hold no value."""
 
 
 def to_dataframe(paths, layers: bool = False):

@@ -127,6 +127,26 @@ def test_to_dataframe_is_long_form(tmp_path):
     assert len(frame) == 2 * 3 + 3 * 3 and {"run", "rank", "step", "timing/step [s]"} <= set(frame.columns)
     layers = to_dataframe([tmp_path / "a.h5"], layers=True)
     assert len(layers) == 2 * 3 * 2 and set(layers["layer"]) == {"l0", "l1"}
+    assert set(frame["role"]) == {"peer"} and set(frame["config/lr"]) == {0.1} and "config/model" in frame.columns
+
+
+def test_to_dataframe_leaves_aggregator_series_empty_elsewhere_and_keeps_compression(tmp_path):
+    """An aggregator-only series is NaN on the client hosts (a mean over ranks was a third of rank 0's with 0s);
+    compress/* series are columns like the others."""
+    import h5py
+
+    from tests.analysis_fixtures import fedavg_run
+
+    fedavg_run(tmp_path / "f.h5", 2, 3, [(0, 0, 10, 0)], [0.1, 0.1, 0.1], {"clients": 2})
+    with h5py.File(tmp_path / "f.h5", "a") as f:
+        f["fedavg/aggregator_receive"][0, :] = 0.03
+        f.create_dataset("compress/sent_bytes", data=np.full((3, 3, 2), 500, np.int64)).attrs["units"] = "bytes"
+    frame = to_dataframe([tmp_path / "f.h5"])
+    receive = frame.groupby("role")["fedavg/aggregator_receive [s]"].mean()
+    assert receive["aggregator"] == pytest.approx(0.03) and np.isnan(receive["client_host"])
+    assert frame["fedavg/aggregator_receive [s]"].mean() == pytest.approx(0.03)
+    layered = to_dataframe([tmp_path / "f.h5"], layers=True)
+    assert set(layered["compress/sent_bytes [bytes]"]) == {500.0}
 
 
 def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
@@ -134,6 +154,9 @@ def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
     ring_run(tmp_path / "b.h5", 2, 0.25, cfg={"lr": 0.2})
     assert cli.main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")]) == 0
     out = capsys.readouterr().out
+    moved = next(line for line in out.splitlines() if line.startswith("MiB moved"))
+    # 2 ranks x 2 layers x 1000 B per step, in both runs: 0.004 MiB, ratio 1
+    assert moved.split()[-3:] == ["0.004", "0.004", "1.000"]
     assert "lr" in out and "0.1" in out and "0.2" in out
     line = next(row for row in out.splitlines() if row.startswith("samples/s"))
     assert line.split()[-1] == "2.000"
