@@ -120,14 +120,17 @@ def row_times(run: RunResults, warmup: int = 1) -> np.ndarray:
 def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
     """Samples trained in each round, from the per-client rows: a client that trained (status ok or late)
     went E times over its n_k samples in batches of b = min(B, n_k), dropping a last partial batch, so it
-    trained E * b * floor(n_k / b) samples (``bench/strategies/fedavg/client.py``). Dropped clients trained nothing."""
+    trained E * b * floor(n_k / b) samples; with ``--local-steps T`` it took T batches of b, cycling its data:
+    T * b (``bench/strategies/fedavg/local.py``). Dropped clients trained nothing."""
     d, cfg = run.data, run.config
     rounds = run.data["timing/step"].shape[1]
     status = d["fedavg/clients/status"].astype(int)
     n = d["fedavg/clients/samples"].astype(np.int64)
     trained = (status == 0) | (status == 2)
     b = np.maximum(1, np.minimum(int(cfg.get("batch_size", 1)), n))
-    per_client = int(cfg.get("local_epochs", 1)) * b * (n // b) * trained
+    steps = int(cfg.get("local_steps") or 0)
+    batches = steps if steps > 0 else int(cfg.get("local_epochs", 1)) * (n // b)
+    per_client = b * batches * trained
     r = d["fedavg/clients/round"].astype(int)
     keep = r < rounds
     return np.bincount(r[keep], weights=per_client[keep], minlength=rounds)[:rounds]

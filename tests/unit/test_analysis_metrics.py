@@ -97,6 +97,10 @@ def test_fedavg_throughput_counts_the_samples_clients_trained(tmp_path):
     # catches: batch x all clients (10 x 64 / 0.5 = 1280)
     assert st.samples_per_s == pytest.approx(3 * per_round / (3 * 0.5))
     assert row_times(run, 1).tolist() == [0.5, 0.5, 0.5]
+    # --local-steps T = 3 (cycling the client's data): 3 batches of b = min(32, n) each, whatever E says:
+    # 3 x 25 + 3 x 32 per round (catches: epochs counted when the run took steps)
+    steps = fedavg_run(tmp_path / "s.h5", 2, 4, rows, round_s=[0.5, 0.1, 0.2], cfg=cfg | {"local_steps": 3})
+    assert step_stats(steps, warmup=1).samples_per_s == pytest.approx((3 * 25 + 3 * 32) / 0.5)
 
 
 def test_oversubscription_counts_threads(tmp_path):
