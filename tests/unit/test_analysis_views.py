@@ -505,3 +505,49 @@ def test_fedavg_figure_says_whose_clients_it_shows_and_keeps_its_legend_off_the_
     legend = clients.get_legend().get_window_extent()
     assert legend.y0 >= clients.get_window_extent().y1 - 1  # above the bars, not over the last one
     assert [t.get_text() for t in clients.get_legend().get_texts()] == ["finished", "late", "dropped"]
+
+
+def test_fedlama_table_whole_as_a_reader_sees_it(tmp_path):
+    """With a 65 % target: FedLAMA reaches 70 % at round 4 (index 3) after 100 + 3 x 0.1 = 100.3 s and 3 ranks x
+    2 layers x 1000 B x 4 rounds = 0.023 MiB; 31.25 % prints as 31.2 (one decimal); FedAvg's 60 % never reaches
+    it. A run of another dataset is another setting: it has no FedLAMA run and is left out."""
+    from analysis.views_fedlama import fedlama_table
+    from tests.analysis_fixtures import with_evals
+
+    lama = lama_file(tmp_path, "lama.h5", [[0, 1], [1, 1], [0, 1], [1, 1]], 4)
+    plain = lama_file(tmp_path, "avg.h5", None, 2, algorithm="fedavg")
+    other = fed(tmp_path, "other.h5", local_steps=2, dataset="mnist")
+    runs = [with_evals(lama.path, [0, 3], [0.4, 0.7]), with_evals(plain.path, [0, 3], [0.5, 0.6]), other]
+    assert fedlama_table(runs, target=0.65).markdown().splitlines() == [
+        "### Layer-wise aggregation (FedLAMA) against FedAvg",
+        "",
+        "| model | K | C | ranks | algorithm | T | PHI | n | rounds | averaged per round (%) | communication vs "
+        "FedAvg(T min) (%) | test accuracy (%) | rounds to 65 % | train s to 65 % | MiB to 65 % |",
+        "|:---|---:|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mlp | 2 | 1.00 | 3 | fedavg | 2 | – | 1 | 4 | 100.0 | 100.0 | 60.00 | not reached | not reached | "
+        "not reached |",
+        "| mlp | 2 | 1.00 | 3 | fedavg --fl-algorithm fedlama | 4 | 2 | 1 | 4 | 62.5 | 31.2 | 70.00 | 4.0 | 100.30 "
+        "| 0.02 |",
+        "",
+        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- averaged per round = sum over rounds and layers of (layer averaged x its parameters) / (rounds x model "
+        "parameters): 100 % for FedAvg; communication vs FedAvg(T min) = that share x T min / T, the bytes per local "
+        "step against FedAvg with the setting's smallest T (uploads; downloads follow the same pattern)",
+        "- to target: steps (rounds) trained, training seconds (sum of step times; evaluation left out) and bytes "
+        "moved by all ranks until the first evaluation at or above the target; n counts the runs that reached it",
+    ]
+    table = fedlama_table(runs)
+    assert len(table.columns) == 12 and len(table.notes) == 2 and table.name == "fedlama"
+
+
+@pytest.mark.parametrize("key, value", [("model", "cnn"), ("dataset", "mnist"), ("clients", 9), ("fraction", 0.5),
+                                        ("partition", "dirichlet"), ("alpha", 0.1)])  # fmt: skip
+def test_a_fedlama_setting_is_every_option_that_shapes_the_comparison(tmp_path, key, value):
+    from analysis.views_fedlama import _setting, averaged_share
+
+    base = fed(tmp_path, "a.h5", local_steps=2)
+    assert _setting(base) != _setting(fed(tmp_path, "b.h5", local_steps=2, **{key: value}))
+    assert _setting(base) == _setting(fed(tmp_path, "c.h5", local_steps=4, seed=3))
+    ranks = {"fedlama/averaged": np.array([[[1, 0]], [[0, 0]], [[0, 0]]]), "layers/numel": np.array([3, 1])}
+    assert averaged_share(ranks) == 0.75  # rank 0's rows (3 of 4 parameters), not another rank's
+    assert np.isnan(averaged_share({"fedlama/averaged": np.zeros((3, 0, 2)), "layers/numel": np.array([3, 1])}))
