@@ -81,7 +81,7 @@ def compression_table(runs, warmup: int, target: float | None = None) -> Table:
         )
     return Table(
         "compression",
-        "Compressed communication against the uncompressed run (same strategy, model and ranks)",
+        "Compressed communication against the uncompressed run (same workload but for the compression)",
         cols,
         rows,
         _notes(
