@@ -45,7 +45,8 @@ def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:
         WARMUP_NOTE.format(warmup),
         POOL_NOTE,
         "round = the aggregator's time from sampling to the last update folded; samples/s = samples the sampled "
-        "clients trained (E x their batches) / round time; MiB per round = model downloads + uploads, all ranks",
+        "clients trained (E epochs or T steps of their batches) / round time; MiB per round = model downloads + "
+        "uploads, all ranks",
         "dropped, late: clients per run, summed over rounds",
     ]
     notes += [byzantine_note(g) for g in groups if byzantine_note(g)]

@@ -599,3 +599,52 @@ def test_compression_table_whole_as_a_reader_sees_it(tmp_path):
     ]
     assert compression_table([dense, topk], 1).name == "compression"
     assert len(compression_table([dense, topk], 1).columns) == 13
+
+
+def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
+    """The overlap run of the test above; FedAvg with an 80 % target reached at round 3 (index 2) after
+    100 + 2 x 0.1 = 100.2 s and 3 ranks x 2 layers x 1000 B x 3 rounds = 0.017 MiB."""
+    import h5py
+
+    from analysis.views_overlap import overlap_table
+    from tests.analysis_fixtures import with_evals
+
+    exposed = {"timing/exposed": (np.full((2, 5), 0.01), "s")}
+    over = ring_run(tmp_path / "o.h5", 2, 0.1, comm_s=0.04, fwd_s=0.02, bwd_s=0.05, opt_s=0.01,
+                    cfg={"overlap": True}, extra=exposed)  # fmt: skip
+    assert overlap_table([over], 1).markdown().splitlines()[4:] == [
+        "| mlp | 2 | ring | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
+        "",
+        "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
+        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- per computing rank, sums over measured steps as a share of the step time: computing = forward + backward "
+        "+ optimizer; communication not overlapped = the part the training thread waited for; overlapped = "
+        "communication that ran during the backward pass (not part of the step sum); free = step - computing - not "
+        "overlapped (data, packing, waiting on peers, Python)",
+        "- overlap = overlapped / all communication (Holistic Trace Analysis, get_comm_comp_overlap); a run without "
+        "--overlap has none",
+        "- an overlapped run has one more busy thread per rank (ring --overlap: our communication thread; ddp: "
+        "gloo's) that needs a core of its own to hide anything",
+        "- oversubscribed: more busy threads than cores on a host; times include waiting for a core",
+    ]
+    run = fed(tmp_path)
+    with h5py.File(run.path, "a") as f:
+        f["fedavg/aggregator_receive"][0, :] = 0.02
+    run = with_evals(run.path, [0, 2], [0.5, 0.9])
+    lines = fedavg_table([run], 1, target=0.8).markdown().splitlines()
+    assert lines[2].endswith("| late | rounds to 80 % | train s to 80 % | MiB to 80 % | runs |")
+    assert lines[4] == (
+        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | 90.0 "
+        "| 0.0 | 0.0 | 3.0 | 100.20 | 0.02 | f.h5 |"
+    )
+    assert lines[6:] == [
+        "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
+        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- round = the aggregator's time from sampling to the last update folded; samples/s = samples the sampled "
+        "clients trained (E epochs or T steps of their batches) / round time; MiB per round = model downloads + "
+        "uploads, all ranks",
+        "- dropped, late: clients per run, summed over rounds",
+        "- to target: steps (rounds) trained, training seconds (sum of step times; evaluation left out) and bytes "
+        "moved by all ranks until the first evaluation at or above the target; n counts the runs that reached it",
+    ]
+    assert fedavg_table([run], 1).name == "fedavg" and len(fedavg_table([run], 1).notes) == 4
