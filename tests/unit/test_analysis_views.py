@@ -648,3 +648,27 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
         "moved by all ranks until the first evaluation at or above the target; n counts the runs that reached it",
     ]
     assert fedavg_table([run], 1).name == "fedavg" and len(fedavg_table([run], 1).notes) == 4
+
+
+def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(tmp_path):
+    """ps async with 1 server and 2 workers, 20 steps: staleness (0, 1, 3) -> mean 1.33, max 3; time blocked =
+    barrier wait (0.01 s x 19 measured steps) + replies held back (0.5 + 0.7 s per worker over all steps, mean
+    0.6 s); final loss = mean over the last 10 % of steps (2 of 20: losses 1.0 and 3.0 on the workers, the
+    server's zeros left out); a FedAvg run (rounds) is not in this table."""
+    from analysis.views import blocked_s, final_loss, staleness, strategy_table
+    from tests.analysis_fixtures import ps_run
+
+    loss = np.zeros((3, 20))
+    loss[1:, :18], loss[1:, 18:] = 9.0, [[1.0, 1.0], [3.0, 3.0]]
+    extra = {
+        "ps/updates/staleness": (np.array([0.0, 1.0, 3.0]), "updates"),
+        "ps/blocked": (np.array([[0.0] * 20, [0.025] * 20, [0.035] * 20]), "s"),
+        "metrics/loss": (loss, "1"),
+    }
+    run = ps_run(tmp_path / "p.h5", 1, 2, 0.1, steps=20, wait_s=0.01, cfg={"ps_mode": "async"}, extra=extra)
+    assert staleness(run, np.mean) == pytest.approx(4 / 3) and staleness(run, np.max) == 3.0
+    assert blocked_s(run, 1) == pytest.approx(19 * 0.01 + 0.6)
+    assert final_loss(run) == pytest.approx(2.0)
+    assert np.isnan(staleness(ring_run(tmp_path / "r.h5", 2, 0.1), np.mean))
+    row = strategy_table([run, fed(tmp_path)], 1).rows
+    assert len(row) == 1 and [round(row[0][i].mean, 4) for i in (6, 7, 8, 9)] == [0.79, 1.3333, 3.0, 2.0]
