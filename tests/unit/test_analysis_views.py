@@ -672,3 +672,72 @@ def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(t
     assert np.isnan(staleness(ring_run(tmp_path / "r.h5", 2, 0.1), np.mean))
     row = strategy_table([run, fed(tmp_path)], 1).rows
     assert len(row) == 1 and [round(row[0][i].mean, 4) for i in (6, 7, 8, 9)] == [0.79, 1.3333, 3.0, 2.0]
+
+
+def test_every_statistic_leaves_out_exactly_one_warm_up_step_by_default(tmp_path):
+    """Steps of 100 (warm-up), 0.4, 0.3, 0.1, 0.1 s with communication 0.2 s in step 1 only: left out by default is
+    step 0 alone (the --warmup default of the CLI), so the defaults equal warmup=1 and differ from warmup=2."""
+    from analysis.costmodel import Fit
+    from analysis.groups import speedups
+    from analysis.metrics import comm_split, layer_split, overlap_split, phase_totals, row_times, step_stats
+    from analysis.prediction import compute_per_step, error_at_own_size, predict
+
+    step = np.array([[100.0, 0.4, 0.3, 0.1, 0.1]] * 2)
+    comm = np.zeros((2, 5, 2))
+    comm[:, 1] = 0.1  # 0.2 s over two layers in step 1
+    run = ring_run(tmp_path / "w.h5", 2, 0.1, extra={"timing/step": (step, "s"), "timing/comm": (comm, "s")})
+    fit = Fit.given(1e-6, 1e-9)
+    ranks = np.array([0, 1])
+    for default, one, two in [
+        (row_times(run), row_times(run, 1), row_times(run, 2)),
+        (step_stats(run).samples_per_s, step_stats(run, 1).samples_per_s, step_stats(run, 2).samples_per_s),
+        (comm_split(run).comm_s, comm_split(run, 1).comm_s, comm_split(run, 2).comm_s),
+        (phase_totals(run.data, ranks)["step"], phase_totals(run.data, ranks, 1)["step"],
+         phase_totals(run.data, ranks, 2)["step"]),
+        (overlap_split(run).__dict__, overlap_split(run, 1).__dict__, overlap_split(run, 2).__dict__),
+        (layer_split(run)[0]["comm_s"], layer_split(run, 1)[0]["comm_s"], layer_split(run, 2)[0]["comm_s"]),
+        (compute_per_step(run), compute_per_step(run, 1), compute_per_step(run, 3)),
+        (predict(run, fit, [4])[0].step_s, predict(run, fit, [4], 1)[0].step_s, predict(run, fit, [4], 3)[0].step_s),
+        (error_at_own_size(run, fit), error_at_own_size(run, fit, 1), error_at_own_size(run, fit, 3)),
+        (speedups([run])[0]["samples_per_s"].mean, speedups([run], 1)[0]["samples_per_s"].mean,
+         speedups([run], 2)[0]["samples_per_s"].mean),
+    ]:  # fmt: skip
+        assert str(default) == str(one) and str(default) != str(two)
+
+
+def test_files_without_optional_records_read_as_documented(tmp_path):
+    """No roles: every rank computes (peers); no core count: not known to be oversubscribed; no threads per rank:
+    one; no ps_mode: sync (lock-step); a layer with no communication has bandwidth 0, not a division by zero; a
+    run with no per-rank batch trained 0 samples."""
+    import h5py
+
+    from analysis.load import load
+    from analysis.metrics import (
+        computing_ranks,
+        layer_split,
+        oversubscription,
+        samples_per_row,
+        schedule,
+        step_stats,
+    )  # fmt: skip
+    from tests.analysis_fixtures import ps_run
+
+    assert computing_ranks(None, 3).tolist() == [0, 1, 2] and computing_ranks(None, 3).dtype.kind == "i"
+    assert oversubscription({"hosts": ["a", "a", "a"]}) == (False, 3)
+    assert oversubscription({"hosts": ["a", "a", "a"], "cores_per_host": 2}) == (True, 3)
+    assert oversubscription({"hosts": ["a", "a"], "cores_per_host": 2, "threads_per_rank": 2}) == (True, 2)
+    assert oversubscription({"cores_per_host": 2}) == (False, 1)
+    sync = ps_run(tmp_path / "s.h5", 1, 2, 0.1)
+    with h5py.File(sync.path, "a") as f:
+        import json
+
+        f.attrs["config"] = json.dumps({k: v for k, v in json.loads(f.attrs["config"]).items() if k != "ps_mode"})
+        del f.attrs["per_rank_batch"]
+    sync = load(sync.path)
+    assert schedule(sync) == "lockstep" and step_stats(sync, 1).samples_per_s == 0.0
+    quiet = ring_run(tmp_path / "q.h5", 2, 0.1)
+    assert [r["bandwidth_Bps"] for r in layer_split(quiet, 1)] == [0.0, 0.0]
+    done = {"timing/steps_done": (np.array([0, 5, 3], dtype=np.int64), "steps")}
+    asyn = ps_run(tmp_path / "a.h5", 1, 2, 0.1, cfg={"ps_mode": "async"}, extra=done)
+    rows = samples_per_row(asyn)
+    assert rows.dtype == np.float64 and rows.tolist() == [20.0, 20.0, 20.0, 10.0, 10.0]
