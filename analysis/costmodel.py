@@ -121,9 +121,9 @@ def fit_weighted(a: np.ndarray, b: np.ndarray, times: np.ndarray) -> tuple[float
     Returns (alpha, beta, se alpha, se beta, median relative error); standard errors from the residual
     variance s^2 = sum (w r)^2 / (m - 2) and cov = s^2 (X_w^T X_w)^-1."""
     t = np.asarray(times, dtype=np.float64)
-    w = 1.0 / t
+    w = 1.0 / t  # pragma: no mutate (any constant factor on the weights leaves the fit and its errors alike)
     design = np.stack([a, b], axis=1) * w[:, None]
-    coef, *_ = np.linalg.lstsq(design, t * w, rcond=None)
+    coef, *_ = np.linalg.lstsq(design, t * w, rcond=None)  # pragma: no mutate (rcond None is the default)
     resid = design @ coef - t * w
     m = len(t)
     se = (math.nan, math.nan)

@@ -217,3 +217,83 @@ def test_predictions_of_each_strategy_by_hand(tmp_path):
     assert second.speedup == pytest.approx((4 / second.step_s) / (2 / first.step_s))
     measured, predicted, err = error_at_own_size(ring, fit, 1)
     assert (measured, predicted, err) == pytest.approx((0.1, compute + ring_comm, (compute + ring_comm - 0.1) / 0.1))
+
+
+def test_weighted_fit_and_its_standard_errors_match_scipy_curve_fit():
+    """scipy's curve_fit with sigma = t minimises the same relative residuals; with absolute_sigma=False its
+    covariance is s^2 (J^T J)^-1, s^2 from the residuals over m - 2 degrees of freedom: an independent
+    implementation of the errors the table prints."""
+    from scipy.optimize import curve_fit
+
+    rng = np.random.default_rng(3)
+    a = np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0])
+    b = np.array([8.0, 1e3, 4e4, 2e5, 1e6, 4e6, 1.6e7])
+    t = (2e-6 * a + 1e-9 * b) * rng.normal(1.0, 0.05, a.size)
+    alpha, beta, se_a, se_b, err = costmodel.fit_weighted(a, b, t)
+    popt, pcov = curve_fit(lambda x, p0, p1: p0 * x[0] + p1 * x[1], np.stack([a, b]), t, p0=[1e-6, 1e-9], sigma=t)
+    assert (alpha, beta) == pytest.approx(tuple(popt), rel=1e-6)
+    assert (se_a, se_b) == pytest.approx(tuple(np.sqrt(np.diag(pcov))), rel=1e-5)
+    assert err == pytest.approx(np.median(np.abs(alpha * a + beta * b - t) / t), rel=1e-12)
+    two = costmodel.fit_weighted(a[:2], b[:2], t[:2])  # two points: an exact fit, no errors
+    assert math.isnan(two[2]) and math.isnan(two[3])
+
+
+def test_coefficients_of_each_call_by_hand():
+    """ring: 2 (p - 1) latencies, 2 (p - 1) / p of the bytes; doubling at p = 6: 2 + 2 steps (4 ranks + fold);
+    a point-to-point message: one of each; nothing to send: none."""
+    assert costmodel.coefficients("ring", 4) == (6.0, 1.5)
+    assert costmodel.coefficients("doubling", 6) == (4.0, 4.0)
+    assert costmodel.coefficients("p2p", 8) == (1.0, 1.0) and costmodel.coefficients("none", 1) == (0.0, 0.0)
+
+
+def test_fit_description_and_model_notes_as_printed():
+    fit = costmodel.Fit.given(2e-6, 1e-10)
+    assert fit.describe() == [
+        "fitted from given (--alpha, --beta)",
+        "ring: alpha = 2.00 +- nan us, beta = 0.1000 +- nan ns/B (10.000 GB/s), range given, median fit error 0.0 %",
+        "doubling: alpha = 2.00 +- nan us, beta = 0.1000 +- nan ns/B (10.000 GB/s), range given, median fit error "
+        "0.0 %",
+    ]
+    sizes = np.array([8.0, 1024.0, 65536.0])
+    measured = costmodel.fit_p2p(sizes, 2e-6 + sizes * 1e-10)
+    assert measured.describe()[1].endswith("range 8 B-64 KiB, 3 sizes, median fit error 0.0 %")
+    assert costmodel.Fit({}).describe() == []
+    assert fit.for_message(100).alpha == 2e-6 and fit.params("none").beta == 1e-10
+    from analysis.views_model import costmodel_notes
+
+    notes = costmodel_notes(fit)
+    assert notes[:3] == fit.describe() and len(notes) == 8
+    assert notes[3].startswith("predicted = measured time outside communication and waiting + modelled communication")
+    assert notes[4].startswith("overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket")
+    assert notes[5].startswith("compressed runs (ring --compress): the wire sizes the run recorded")
+    assert (
+        notes[6] == "oversubscribed runs: the model has no term for waiting for a core; their error is not the model's"
+    )
+    assert (
+        notes[7]
+        == "FedAvg rounds are not predicted at scale: a host's share of the clients changes with the rank count"
+    )
+
+
+def test_fit_from_micro_takes_ours_then_mpis_then_a_ping_pong(tmp_path):
+    """Our all-reduce over several sizes first; a file with one size of ours falls to MPI's; a ping-pong file
+    gives a point-to-point fit named as such; a file of no usable series gives none."""
+    ours = fit_from_micro([micro_file(tmp_path / "o.h5", 4)])
+    assert ours.source == "o.h5: ours all-reduce on 4 ranks"
+    one = {
+        "micro/allreduce/ours/size_bytes": (np.array([8], np.int64), "bytes"),
+        "micro/allreduce/ours/time_s": (np.ones((1, 3)), "s"),
+        "micro/allreduce/mpi/size_bytes": (SIZES.astype(np.int64), "bytes"),
+        "micro/allreduce/mpi/time_s": (np.stack([kernel_times(2)] * 3, axis=1), "s"),
+    }
+    results.write(str(tmp_path / "m.h5"), {"kind": "micro", "op": "allreduce", "world_size": 2}, one)
+    assert fit_from_micro([load(tmp_path / "m.h5")]).source == "m.h5: mpi all-reduce on 2 ranks"
+    ping = {
+        "micro/latency/ours/size_bytes": (np.array([8, 1024, 65536], np.int64), "bytes"),
+        "micro/latency/ours/time_s": (np.stack([2e-6 + np.array([8, 1024, 65536]) * 1e-10] * 3, axis=1), "s"),
+    }
+    results.write(str(tmp_path / "p.h5"), {"kind": "micro", "op": "latency", "world_size": 2}, ping)
+    fit = fit_from_micro([load(tmp_path / "p.h5")])
+    assert fit.source == "p.h5: ping-pong" and fit.algorithms["ring"].alpha == pytest.approx(2e-6, rel=1e-6)
+    results.write(str(tmp_path / "n.h5"), {"kind": "micro", "op": "allreduce"}, {k: one[k] for k in list(one)[:2]})
+    assert fit_from_micro([load(tmp_path / "n.h5")]) is None
