@@ -741,3 +741,40 @@ def test_files_without_optional_records_read_as_documented(tmp_path):
     asyn = ps_run(tmp_path / "a.h5", 1, 2, 0.1, cfg={"ps_mode": "async"}, extra=done)
     rows = samples_per_row(asyn)
     assert rows.dtype == np.float64 and rows.tolist() == [20.0, 20.0, 20.0, 10.0, 10.0]
+
+
+WARM = "statistics leave out the first 1 step(s) (round(s)) of each run as warm-up"
+POOLED = "n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval"
+
+
+def test_the_notes_under_speedup_communication_and_strategy_tables(tmp_path):
+    """What each table says its numbers are, read as a reviewer reads it (the definitions of analysis/README)."""
+    from analysis.views import communication_table, speedup_table, strategy_table
+
+    one, two = ring_run(tmp_path / "r1.h5", 1, 0.2), ring_run(tmp_path / "r2.h5", 2, 0.25, comm_s=0.05)
+    assert speedup_table([one, two], 1).notes == [
+        WARM,
+        POOLED,
+        "samples/s = samples actually trained per second (lock-step: global batch x measured steps / their summed "
+        "time; ps async and ssp: samples / training wall time; fedavg: the sampled clients' samples / round time)",
+        "speedup = samples/s ratio; ideal speedup = ratio of computing ranks (servers and the aggregator train "
+        "nothing); efficiency = speedup / ideal; – where a workload ran at one rank count only; runs are compared "
+        "only at the same threads per rank and oversubscription",
+        "oversubscribed: more busy threads than cores on a host; times include waiting for a core",
+    ]
+    assert communication_table([one, two], 1).notes == [
+        WARM,
+        POOLED,
+        "costs: mean over computing ranks of the sum over measured steps; computation = forward + backward + "
+        "optimizer; packing = copies between the model and host buffers (not communication); communication share = "
+        "communication / overall",
+    ]
+    assert strategy_table([one, two], 1).notes == [
+        WARM,
+        POOLED,
+        "time blocked = barrier wait + (ps async/ssp) reply held back, mean over computing ranks; final loss = mean "
+        "training loss over the last 10 % of steps; test accuracy at the last evaluation",
+    ]
+    assert speedup_table([one, two], 2).notes[0] == WARM.replace("first 1", "first 2")
+    assert [t.name for t in (speedup_table([one], 1), communication_table([one], 1), strategy_table([one], 1))] == [
+        "speedup", "communication", "strategies"]  # fmt: skip
