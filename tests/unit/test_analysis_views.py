@@ -778,3 +778,49 @@ def test_the_notes_under_speedup_communication_and_strategy_tables(tmp_path):
     assert speedup_table([one, two], 2).notes[0] == WARM.replace("first 1", "first 2")
     assert [t.name for t in (speedup_table([one], 1), communication_table([one], 1), strategy_table([one], 1))] == [
         "speedup", "communication", "strategies"]  # fmt: skip
+
+
+def in_memory_run(attrs: dict, data: dict):
+    """A RunResults over plain arrays (no file): the paths that a lazily read file does not take."""
+    from analysis.load import RunResults
+
+    base = {"strategy": "ring", "config": {"model": "mlp"}, "world_size": 2, "roles": ["peer", "peer"],
+            "per_rank_batch": 10}  # fmt: skip
+    return RunResults("mem.h5", base | attrs, data)
+
+
+def test_plain_arrays_reduce_like_lazy_files_and_quartiles_by_hand():
+    """per_layer_mean over plain arrays: the mean over the given ranks and the rows after warm-up, per layer;
+    step quartiles of 0.1, 0.2, 0.3, 0.4 s by linear interpolation (numpy's default, as the paper tables' IQR):
+    0.175 and 0.325; a file with no steps has no step time and no throughput."""
+    from analysis.metrics import per_layer_mean, per_row, step_stats
+
+    comm = np.zeros((3, 3, 2))
+    comm[1, 1:] = [[1.0, 2.0], [3.0, 4.0]]
+    comm[2, 1:] = [[5.0, 6.0], [7.0, 8.0]]
+    data = {"timing/comm": comm}
+    assert per_layer_mean(data, "timing/comm", np.array([1, 2]), 1).tolist() == [4.0, 5.0]
+    assert per_layer_mean(data, "timing/comm", np.array([1]), 2).tolist() == [3.0, 4.0]
+    assert per_row(data, "timing/comm")[1].tolist() == [0.0, 3.0, 7.0]
+    steps = np.array([[9.0, 0.1, 0.2, 0.3, 0.4]] * 2)
+    st = step_stats(in_memory_run({}, {"timing/step": steps}), 1)
+    assert (st.median_s, st.p25_s, st.p75_s, st.steps) == pytest.approx((0.25, 0.175, 0.325, 4))
+    assert st.samples_per_s == pytest.approx(20 * 4 / 1.0)
+    empty = step_stats(in_memory_run({}, {"timing/step": np.zeros((2, 0))}), 1)
+    assert (empty.median_s, empty.p25_s, empty.p75_s, empty.samples_per_s) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_buckets_of_a_run_come_from_its_record_then_its_options():
+    """The buckets a ring run recorded; else DDP's recorded --bucket-mb, else the config's, by the bucketing rule
+    (a bucket closes once it holds at least --bucket-mb: layers 10 B + 1 MiB, then 1 MiB); else one bucket per
+    layer, last first."""
+    from analysis.overlap_model import buckets_of
+
+    layers = {"layers/bytes": np.array([2**20, 2**20, 10])}
+    recorded = in_memory_run({"strategy_info": {"buckets": [[2, 1], [0]]}}, layers)
+    assert buckets_of(recorded) == [[2, 1], [0]]
+    ddp = in_memory_run({"strategy_info": {"bucket_mb": 1.0}, "config": {"bucket_mb": 4.0}}, layers)
+    assert buckets_of(ddp) == [[2, 1], [0]]  # what DDP recorded, not the config's 4 MiB (one bucket)
+    configured = in_memory_run({"config": {"bucket_mb": 0.5}}, layers)
+    assert buckets_of(configured) == [[2, 1], [0]]
+    assert buckets_of(in_memory_run({}, layers)) == [[2], [1], [0]]
