@@ -124,8 +124,8 @@ def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
     T * b (``bench/strategies/fedavg/local.py``). Dropped clients trained nothing."""
     d, cfg = run.data, run.config
     rounds = run.data["timing/step"].shape[1]
-    status = d["fedavg/clients/status"].astype(int)
-    n = d["fedavg/clients/samples"].astype(np.int64)
+    status = d["fedavg/clients/status"].astype(int)  # pragma: no mutate (0 and 2 compare alike as floats)
+    n = d["fedavg/clients/samples"].astype(np.int64)  # pragma: no mutate (n // b of whole floats is whole too)
     trained = (status == 0) | (status == 2)
     b = np.maximum(1, np.minimum(int(cfg.get("batch_size", 1)), n))
     steps = int(cfg.get("local_steps") or 0)

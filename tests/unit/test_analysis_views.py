@@ -1,6 +1,8 @@
 """Report views that only the smoke tests reached, on hand-made files with numbers computed here: the layer table,
 the FedAvg table's options and aggregator share, the provenance table, and the ping-pong fit."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -672,6 +674,8 @@ def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(t
     assert np.isnan(staleness(ring_run(tmp_path / "r.h5", 2, 0.1), np.mean))
     row = strategy_table([run, fed(tmp_path)], 1).rows
     assert len(row) == 1 and [round(row[0][i].mean, 4) for i in (6, 7, 8, 9)] == [0.79, 1.3333, 3.0, 2.0]
+    line = strategy_table([run], 1).markdown().splitlines()[4]
+    assert line == "| mlp | 3 | ps | 1 | 200 | 0.0 | 0.790 | 1.33 | 3 | 2.000 | – | p.h5 |"
 
 
 def test_every_statistic_leaves_out_exactly_one_warm_up_step_by_default(tmp_path):
@@ -824,3 +828,42 @@ def test_buckets_of_a_run_come_from_its_record_then_its_options():
     configured = in_memory_run({"config": {"bucket_mb": 0.5}}, layers)
     assert buckets_of(configured) == [[2, 1], [0]]
     assert buckets_of(in_memory_run({}, layers)) == [[2], [1], [0]]
+
+
+def test_fedavg_samples_per_round_edges_by_hand():
+    """A client of 1 sample trains one batch of 1; T = 1 local step is one batch; rows of rounds past the file's
+    last are ignored; a round without clients trained 0; without B or E in the config: one sample per batch and
+    one epoch."""
+    from analysis.metrics import fedavg_samples_per_round
+
+    rows = np.array([(0, 0, 1, 0), (0, 1, 20, 0), (1, 0, 1, 2), (3, 1, 20, 0)], dtype=np.float64)
+    data = {f"fedavg/clients/{k}": rows[:, i] for i, k in enumerate(("round", "client", "samples", "status"))}
+    data["timing/step"] = np.zeros((2, 3))
+    run = in_memory_run({"config": {"batch_size": 8, "local_epochs": 2}}, data)
+    assert fedavg_samples_per_round(run).tolist() == [2 * 1 + 2 * 16, 2 * 1, 0.0]
+    one_step = in_memory_run({"config": {"batch_size": 8, "local_epochs": 2, "local_steps": 1}}, data)
+    assert fedavg_samples_per_round(one_step).tolist() == [1 + 8, 1, 0.0]
+    bare = in_memory_run({"config": {}}, data)
+    assert fedavg_samples_per_round(bare).tolist() == [1 + 20, 1, 0.0]
+
+
+def test_fit_description_prints_every_digit_it_claims():
+    """alpha 1.5 s (+- 0.5), beta 2.5 s/B (+- 0.25) in us and ns/B; a link of 1234.567 GB/s to three decimals; a
+    50 % median fit error."""
+    from analysis.costmodel import AlgorithmFit, Fit
+
+    slow = AlgorithmFit(1.5, 2.5, 0.5, 0.25, 8, 1024, 3, 0.5)
+    fast = AlgorithmFit(1e-6, 1 / 1.234567e12, 0.0, 0.0, 8, 1024, 3, 0.125)
+    lines = Fit({"ring": slow, "doubling": fast}, "hand").describe()
+    assert lines == [
+        "fitted from hand",
+        "ring: alpha = 1500000.00 +- 500000.00 us, beta = 2500000000.0000 +- 250000000.0000 ns/B (0.000 GB/s), "
+        "range 8 B-1 KiB, 3 sizes, median fit error 50.0 %",
+        "doubling: alpha = 1.00 +- 0.00 us, beta = 0.0008 +- 0.0000 ns/B (1234.567 GB/s), range 8 B-1 KiB, 3 sizes, "
+        "median fit error 12.5 %",
+    ]
+    assert Fit({"ring": slow}).for_message(1 << 20) is slow and Fit({"doubling": fast}).for_message(8) is fast
+    assert Fit({"ring": slow, "doubling": fast}).for_message(128 * 1024) is slow  # the kernels' switch
+    assert Fit({"ring": slow, "doubling": fast}).for_message(128 * 1024 - 1) is fast
+    given = Fit.given(1e-6, 1e-9).algorithms["ring"]
+    assert (given.lo_bytes, given.hi_bytes, given.points, given.error) == (0, math.inf, 0, 0.0)
