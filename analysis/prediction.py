@@ -17,7 +17,7 @@ from analysis.overlap_model import buckets_of, overlapped, predicted_exposed
 def exchanged_buffers(run: RunResults) -> np.ndarray:
     """Bytes of each buffer one all-reduce step moves: the run's buckets (:func:`analysis.overlap_model.buckets_of`:
     recorded in ``strategy_info.buckets``, else the bucketing rule on ``--bucket-mb``; one per layer at 0)."""
-    layer_bytes = run.data["layers/bytes"].astype(np.float64)
+    layer_bytes = run.data["layers/bytes"].astype(np.float64)  # pragma: no mutate (sums of ints are exact too)
     return np.array([layer_bytes[list(g)].sum() for g in buckets_of(run)])
 
 
@@ -38,13 +38,15 @@ def _servers(run) -> int:
 def _ps(run, p, fit):
     servers = _servers(run)
     workers = max(1, p - servers)
-    return 2 * workers * sum(p2p_time(n / servers, fit) for n in run.data["layers/bytes"].astype(np.float64))
+    layer_bytes = run.data["layers/bytes"].astype(np.float64)  # pragma: no mutate (n / servers is float anyway)
+    return 2 * workers * sum(p2p_time(n / servers, fit) for n in layer_bytes)
 
 
 def _fedavg(run, p, fit):
     sampled = run.data.get("fedavg/sampled")
     m = float(np.median(sampled[0])) if sampled is not None and sampled.size else 1.0
-    return 2 * m * sum(p2p_time(n, fit) for n in run.data["layers/bytes"].astype(np.float64))
+    layer_bytes = run.data["layers/bytes"].astype(np.float64)  # pragma: no mutate (p2p_time is float anyway)
+    return 2 * m * sum(p2p_time(n, fit) for n in layer_bytes)
 
 
 COMMUNICATION = {"ring": _ring, "ddp": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}

@@ -867,3 +867,31 @@ def test_fit_description_prints_every_digit_it_claims():
     assert Fit({"ring": slow, "doubling": fast}).for_message(128 * 1024 - 1) is fast
     given = Fit.given(1e-6, 1e-9).algorithms["ring"]
     assert (given.lo_bytes, given.hi_bytes, given.points, given.error) == (0, math.inf, 0, 0.0)
+
+
+def test_predictions_of_degenerate_and_sparse_files():
+    """A run of zero-time steps with a zero-cost link: step 0, no share, no speedup (no division by zero); a
+    one-step file measures its only step even with warm-up 1; localsgd without tau recorded: tau 1; ps without
+    a server count: 1, and at p = 1 still one worker; fedavg without sampled counts: one client per round."""
+    from analysis.costmodel import Fit
+    from analysis.prediction import comm_per_step, compute_per_step, error_at_own_size, predict
+
+    layers = {"layers/bytes": np.array([1000, 3000], dtype=np.int64), "layers/name": np.array(["a", "b"])}
+    zeros = {"timing/step": np.zeros((2, 3)), "timing/comm": np.zeros((2, 3, 2)), "timing/wait": np.zeros((2, 3))}
+    idle = in_memory_run({}, zeros | layers)
+    free = Fit.given(0.0, 0.0)
+    first, second = predict(idle, free, [2, 4], 1)
+    assert (first.step_s, first.share, first.speedup, second.speedup) == (0.0, 0.0, 0.0, 0.0)
+    measured, predicted, err = error_at_own_size(idle, free, 1)
+    assert (measured, predicted) == (0.0, 0.0) and math.isnan(err)
+    one = in_memory_run({}, {"timing/step": np.array([[0.5], [0.7]]), "timing/comm": np.full((2, 1, 2), 0.1),
+                             "timing/wait": np.zeros((2, 1))} | layers)  # fmt: skip
+    assert compute_per_step(one, 1) == pytest.approx(0.5)  # max over ranks of 0.3 and 0.5
+    fit = Fit.given(1e-6, 1e-9)
+    ring = comm_per_step(in_memory_run({}, layers), 2, fit)
+    local = in_memory_run({"strategy": "localsgd"}, layers)
+    assert comm_per_step(local, 2, fit) == pytest.approx(ring)
+    ps = in_memory_run({"strategy": "ps", "roles": ["server", "worker"]}, layers)
+    assert comm_per_step(ps, 1, fit) == pytest.approx(2 * 1 * (2e-6 + 4000e-9))
+    fed_run = in_memory_run({"strategy": "fedavg", "roles": ["aggregator", "client_host"]}, layers)
+    assert comm_per_step(fed_run, 2, fit) == pytest.approx(2 * 1 * (2e-6 + 4000e-9))
