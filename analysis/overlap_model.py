@@ -43,7 +43,8 @@ def buckets_of(run: RunResults) -> list[list[int]]:
 def replay_exposed(backward_s: np.ndarray, buckets: list[list[int]], comm_s: list[float]) -> float:
     """Seconds of communication left when the backward pass ends (module docstring)."""
     order = list(reversed(range(len(backward_s))))
-    finished = dict(zip(order, np.cumsum(np.asarray(backward_s, dtype=np.float64)[order])))
+    seconds = np.asarray(backward_s, dtype=np.float64)  # pragma: no mutate (backward times are float already)
+    finished = dict(zip(order, np.cumsum(seconds[order])))
     total = float(np.sum(backward_s))
     end = 0.0
     for layers, seconds in zip(buckets, comm_s):
@@ -56,5 +57,5 @@ def predicted_exposed(run: RunResults, p: int, fit: Fit, warmup: int = 1) -> flo
     """Exposed communication per step of ``run``'s model on p ranks, replayed with its measured backward times."""
     backward = per_layer_mean(run.data, "timing/backward", compute_ranks(run), warmup)
     buckets = buckets_of(run)
-    layer_bytes = run.data["layers/bytes"].astype(np.float64)
+    layer_bytes = run.data["layers/bytes"].astype(np.float64)  # pragma: no mutate (sums of ints alike)
     return replay_exposed(backward, buckets, [allreduce_time(layer_bytes[g].sum(), p, fit) for g in buckets])

@@ -41,7 +41,7 @@ class Estimate:
 def estimate(values) -> Estimate:
     """Mean and t-interval half-width of the finite values given (NaN ones, e.g. "not reached", are left out
     and not counted in n)."""
-    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)  # pragma: no mutate (ints alike)
     arr = arr[np.isfinite(arr)]
     n = int(arr.size)
     if n == 0:

@@ -18,7 +18,7 @@ def fit_from_micro(micro_runs) -> costmodel.Fit | None:
     fitted as if it switched where ours does, else a ping-pong); an implementation with wrong results
     (``micro/<op>/<impl>/wrong`` above zero) is passed over."""
     for run in micro_runs:
-        p = int(run.attrs.get("world_size", 0))
+        p = int(run.attrs.get("world_size", 0))  # pragma: no mutate (0 or 1: either is no all-reduce fit)
         for op, impl in (("allreduce", "ours"), ("allreduce", "mpi"), ("latency", "ours")):
             key = f"micro/{op}/{impl}/time_s"
             if key not in run.data or run.data[key].shape[0] < 2 or _wrong(run, op, impl):

@@ -297,3 +297,36 @@ def test_fit_from_micro_takes_ours_then_mpis_then_a_ping_pong(tmp_path):
     assert fit.source == "p.h5: ping-pong" and fit.algorithms["ring"].alpha == pytest.approx(2e-6, rel=1e-6)
     results.write(str(tmp_path / "n.h5"), {"kind": "micro", "op": "allreduce"}, {k: one[k] for k in list(one)[:2]})
     assert fit_from_micro([load(tmp_path / "n.h5")]) is None
+
+
+def test_cost_model_edges_by_hand(tmp_path):
+    """Two repeats give an interval (t(0.975, 1) = 12.7062 x s / sqrt(2)); one wrong element disqualifies a
+    series; two sizes are enough for a fit; the first unusable file does not stop the search; all-reduce time uses
+    each algorithm's own fit; a custom switch size decides which sizes each algorithm fits; a fit of large
+    messages only has no doubling part; the message size picks the fit by the kernels' switch."""
+    from analysis.costmodel import AlgorithmFit, Fit, allreduce_time
+    from analysis.stats import estimate
+
+    assert estimate([1.0, 3.0]).half == pytest.approx(12.7062047 * math.sqrt(2.0) / math.sqrt(2.0), rel=1e-6)
+    assert fit_from_micro([micro_file(tmp_path / "w1.h5", 2, wrong_ours=1)]).source.endswith(
+        "mpi all-reduce on 2 ranks"
+    )
+    two = {
+        "micro/allreduce/ours/size_bytes": (np.array([1 << 20, 1 << 22], np.int64), "bytes"),
+        "micro/allreduce/ours/time_s": (np.stack([kernel_times(2)[-2:]] * 3, axis=1), "s"),
+    }
+    results.write(str(tmp_path / "two.h5"), {"kind": "micro", "op": "allreduce", "world_size": 2}, two)
+    useless = {"micro/allreduce/ours/size_bytes": (np.array([8], np.int64), "bytes"),
+               "micro/allreduce/ours/time_s": (np.ones((1, 3)), "s")}  # fmt: skip
+    results.write(str(tmp_path / "u.h5"), {"kind": "micro", "op": "allreduce", "world_size": 2}, useless)
+    fit = fit_from_micro([load(tmp_path / "u.h5"), load(tmp_path / "two.h5")])
+    assert fit.source.startswith("two.h5") and fit.algorithms["ring"].points == 2 and "doubling" not in fit.algorithms
+    ring, doubling = AlgorithmFit(1e-5, 1e-9, 0, 0, 0, 0, 2, 0), AlgorithmFit(2e-6, 2e-9, 0, 0, 0, 0, 2, 0)
+    both = Fit({"doubling": doubling, "ring": ring})
+    assert both.for_message(1 << 20) is ring and both.for_message(1000) is doubling
+    assert allreduce_time(1 << 20, 4, both) == pytest.approx(6 * 1e-5 + 1.5 * (1 << 20) * 1e-9)
+    assert allreduce_time(1000, 4, both) == pytest.approx(2 * (2e-6 + 1000 * 2e-9))
+    assert allreduce_time(1000, 1, both) == 0.0
+    sizes = np.array([1024.0, 4096.0, 16384.0, 65536.0])
+    custom = costmodel.fit_allreduce(sizes, 1e-6 + sizes * 1e-9, 2, small_bytes=8192)
+    assert (custom.algorithms["doubling"].points, custom.algorithms["ring"].points) == (2, 2)

@@ -942,8 +942,8 @@ def test_compression_and_overlap_tables_choose_their_runs(tmp_path):
         write_run(tmp_path / "d.h5", ["peer"] * 2, 0.1, strategy="ddp", cfg={"compress": "sign"}),
     ]
     table = compression_table(runs, 1)
-    assert [(r[0], r[3], r[4]) for r in table.rows] == [
-        ("amodel", "none", "-"), ("amodel", "sign", "off"), ("zmodel", "none", "-"), ("zmodel", "sign", "off")]  # fmt: skip
+    expected = [("amodel", "none", "-"), ("amodel", "sign", "off"), ("zmodel", "none", "-"), ("zmodel", "sign", "off")]
+    assert [(r[0], r[3], r[4]) for r in table.rows] == expected
     slow = ring_run(tmp_path / "w.h5", 2, 0.1, cfg={"model": "w", "compress": "fp16"},
                     extra={"timing/step": (np.array([[9.0, 9.0, 0.1, 0.1, 0.1]] * 2), "s")})  # fmt: skip
     base = ring_run(tmp_path / "wb.h5", 2, 0.1, cfg={"model": "w"})
@@ -951,3 +951,26 @@ def test_compression_and_overlap_tables_choose_their_runs(tmp_path):
     assert medians == [pytest.approx(0.1), pytest.approx(0.1)] and compression_table([base, slow], 1).rows[1][8].n
     assert [r[0] for r in overlap_table(runs[::-1] + [fed(tmp_path)], 1).rows][:2] == ["amodel", "amodel"]
     assert all(r[2] != "fedavg" for r in overlap_table(runs + [fed(tmp_path)], 1).rows)
+
+
+def test_model_table_passes_its_warm_up_and_skips_rounds_without_stopping(tmp_path):
+    """A FedAvg run first does not stop the table; the warm-up given reaches measured and predicted steps (step 1
+    of 1.0 s is measured with warm-up 1, not 2); the provenance table is named and titled for the report; ddp and
+    --overlap runs count as overlapped, a plain ring does not."""
+    from analysis.costmodel import Fit
+    from analysis.overlap_model import overlapped, predicted_exposed
+    from analysis.views_model import model_table, provenance_table
+    from tests.analysis_fixtures import write_run
+
+    steps = np.array([[9.0, 1.0, 1.0, 0.1, 0.1]] * 2)
+    run = ring_run(tmp_path / "r.h5", 2, 0.1, extra={"timing/step": (steps, "s")})
+    fit = Fit.given(1e-6, 1e-9)
+    one, three = (model_table([fed(tmp_path), run], fit, [4], w).rows for w in (1, 3))
+    assert len(one) == 1 and one[0][3] == pytest.approx(0.55) and three[0][3] == pytest.approx(0.1)
+    assert one[0][4] == pytest.approx(0.55, abs=1e-3) and three[0][4] == pytest.approx(0.1, abs=1e-3)
+    table = provenance_table([run])
+    assert (table.name, table.title) == ("provenance", "Runs behind this report")
+    ddp = write_run(tmp_path / "d.h5", ["peer"] * 2, 0.1, strategy="ddp")
+    assert overlapped(ddp) and not overlapped(run) and overlapped(ring_run(tmp_path / "o.h5", 2, 0.1,
+                                                                              cfg={"overlap": True}))  # fmt: skip
+    assert predicted_exposed(ddp, 2, fit) == predicted_exposed(ddp, 2, fit, 1)
