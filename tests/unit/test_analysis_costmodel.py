@@ -330,3 +330,29 @@ def test_cost_model_edges_by_hand(tmp_path):
     sizes = np.array([1024.0, 4096.0, 16384.0, 65536.0])
     custom = costmodel.fit_allreduce(sizes, 1e-6 + sizes * 1e-9, 2, small_bytes=8192)
     assert (custom.algorithms["doubling"].points, custom.algorithms["ring"].points) == (2, 2)
+
+
+def test_cost_model_notes_and_warnings_in_full():
+    """Read as a reviewer reads them: what a prediction adds up, how overlapped and compressed runs are modelled,
+    and the two warnings (an oversubscribed microbenchmark; an unphysical fit)."""
+    from analysis.costmodel import AlgorithmFit, Fit
+    from analysis.views_model import costmodel_notes
+
+    assert costmodel_notes(Fit.given(1e-6, 1e-9))[3:6] == [
+        "predicted = measured time outside communication and waiting + modelled communication, each buffer with the "
+        "algorithm our kernel runs at that p and size (analysis/costmodel.py); speedup: weak scaling against the "
+        "run's own size, in computing ranks",
+        "overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket schedule leaves after the "
+        "measured backward pass (analysis/overlap_model.py; assumes the communication has a core of its own)",
+        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/compress_model.py); compression "
+        "time stays in the measured part and is not scaled with p",
+    ]
+    bad = Fit({"ring": AlgorithmFit(1e-6, -1e-9, 0, 0, 8, 16, 2, 0)})
+    bad.oversubscribed = True
+    assert bad.describe() == [
+        "‡ fitted on an oversubscribed microbenchmark (more busy threads than cores): its times include waiting for "
+        "a core, so alpha and beta are the host's, not the network's",
+        "ring: alpha = 1.00 +- 0.00 us, beta = -1.0000 +- 0.0000 ns/B (no bandwidth: not physical), range 8 B-16 B, "
+        "2 sizes, median fit error 0.0 % † a negative or non-finite alpha or beta: not a latency and bandwidth of any "
+        "link (too few or too noisy sizes); predictions from it are not meaningful",
+    ]
