@@ -10,6 +10,7 @@ steps) and rounds (``fedavg``: a row is a round; rank 0 aggregates, client hosts
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ def schedule(run: RunResults) -> str:
     """``rounds`` (an aggregator: rows are rounds), ``decoupled`` or ``lockstep``."""
     if "aggregator" in (run.attrs.get("roles") or []):
         return "rounds"
-    if (run.strategy, run.config.get("ps_mode", "sync")) in DECOUPLED:
+    if (run.strategy, run.config.get("ps_mode", "sync")) in DECOUPLED:  # pragma: no mutate (absent: not decoupled)
         return "decoupled"
     return "lockstep"
 
@@ -93,10 +94,11 @@ def per_row(data: Mapping, name: str) -> np.ndarray:
 
 def per_layer_mean(data: Mapping, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
     """(layers,): mean of a per-layer series over ``ranks`` and rows ``>= warmup`` (blockwise when lazy)."""
-    means = getattr(data, "layer_means", None)
+    means = getattr(data, "layer_means", None)  # pragma: no mutate (blockwise or whole: the same mean)
     if means is not None:
         return means(name, ranks, warmup)
-    return _after_warmup(np.asarray(data[name], dtype=np.float64)[ranks], warmup).mean(axis=(0, 1))
+    values = np.asarray(data[name], dtype=np.float64)  # pragma: no mutate (the mean of ints is float too)
+    return _after_warmup(values[ranks], warmup).mean(axis=(0, 1))
 
 
 def _measured(run: RunResults, name: str, warmup: int) -> np.ndarray:
@@ -248,7 +250,7 @@ class OverlapSplit:
     def overlap_percent(self) -> float:
         """Holistic Trace Analysis's ``get_comm_comp_overlap``: overlapped / all communication (nan: none)."""
         comm = self.exposed_s + self.overlapped_s
-        return 100.0 * self.overlapped_s / comm if comm > 0 else float("nan")
+        return 100.0 * self.overlapped_s / comm if comm > 0 else math.nan
 
 
 def overlap_split(run: RunResults, warmup: int = 1) -> OverlapSplit:
@@ -298,7 +300,7 @@ def oversubscription(attrs: dict) -> tuple[bool, int]:
     speedup is bounded by the cores, not the ranks."""
     hosts = attrs.get("hosts") or []
     per_host = max((hosts.count(h) for h in set(hosts)), default=1)
-    cores = int(attrs.get("cores_per_host", 0) or 0)
+    cores = int(attrs.get("cores_per_host", 0) or 0)  # pragma: no mutate (None or 0: unknown either way)
     return bool(cores) and per_host * int(attrs.get("threads_per_rank", 1)) > cores, per_host
 
 

@@ -3,6 +3,7 @@ alpha-beta model of :mod:`analysis.costmodel` (formulas and sources there)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,4 +109,4 @@ def error_at_own_size(run: RunResults, fit: Fit, warmup: int = 1) -> tuple[float
     """(measured median step, predicted step, relative error (predicted - measured) / measured)."""
     measured = float(np.median(row_times(run, warmup)))
     predicted = predict(run, fit, [run.world_size], warmup)[0].step_s
-    return measured, predicted, (predicted - measured) / measured if measured else float("nan")
+    return measured, predicted, (predicted - measured) / measured if measured else math.nan

@@ -5,6 +5,7 @@ uncompressed runs of the same strategy, model and ranks are its baseline rows.""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def method(run) -> str:
 def bytes_per_step(run, warmup: int) -> float:
     """Bytes a computing rank sent per measured step (mean over those ranks)."""
     sent = per_row(run.data, "timing/comm_bytes")[compute_ranks(run), warmup:]
-    return float(sent.sum(axis=1).mean() / max(1, sent.shape[1])) if sent.size else float("nan")
+    return float(sent.sum(axis=1).mean() / max(1, sent.shape[1])) if sent.size else math.nan
 
 
 def dense_ratio(run, warmup: int) -> float:
@@ -46,12 +47,12 @@ def dense_ratio(run, warmup: int) -> float:
         return 1.0
     ranks = compute_ranks(run)
     dense = per_row(run.data, "compress/dense_bytes")[ranks, warmup:].sum()
-    return float(per_row(run.data, "compress/sent_bytes")[ranks, warmup:].sum() / dense) if dense else float("nan")
+    return float(per_row(run.data, "compress/sent_bytes")[ranks, warmup:].sum() / dense) if dense else math.nan
 
 
 def compress_share(run, warmup: int) -> float:
     t = phase_totals(run.data, compute_ranks(run), warmup)
-    return t["compress"] / t["step"] if t["step"] else float("nan")
+    return t["compress"] / t["step"] if t["step"] else math.nan
 
 
 def residual(run) -> float:

@@ -5,6 +5,8 @@ steps: a run with T' local steps per round averaging a share s of the model cost
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from analysis.accuracy import final_accuracy
@@ -22,7 +24,7 @@ def averaged_share(data) -> float:
         return 1.0
     pattern = np.asarray(averaged)[0].astype(np.float64)  # pragma: no mutate (rank 0's rows; @ is float anyway)
     dims = np.asarray(data["layers/numel"], dtype=np.float64)  # pragma: no mutate (float either way)
-    return float((pattern @ dims).sum() / (pattern.shape[0] * dims.sum())) if pattern.size else float("nan")
+    return float((pattern @ dims).sum() / (pattern.shape[0] * dims.sum())) if pattern.size else math.nan
 
 
 def _setting(run) -> tuple:
@@ -40,7 +42,7 @@ def fedlama_table(runs, target: float | None = None) -> Table:
     groups = [g for g in groups if _setting(g.first) in with_lama]
     least = {}
     for g in groups:
-        least[_setting(g.first)] = min(least.get(_setting(g.first), 1 << 30), _steps(g.first))
+        least[_setting(g.first)] = min(least.get(_setting(g.first), 1 << 30), _steps(g.first))  # pragma: no mutate
     cols = [Column("model"), Column("K", INT), Column("C", NUM, 2), Column("ranks", INT), Column("algorithm")]
     cols += [Column("T", INT), Column("PHI", INT), Column("n", INT), Column("rounds", INT)]
     cols += [Column("averaged per round (%)", EST, 1, 100), Column("communication vs FedAvg(T min) (%)", EST, 1, 100)]

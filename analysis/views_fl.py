@@ -3,6 +3,8 @@ alpha, mu, server optimizer), where a round's time goes, and accuracy and time-t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from analysis.accuracy import final_accuracy
@@ -29,7 +31,7 @@ def aggregator_share(run, name: str, warmup: int) -> float:
     lo = warmup if run.data["timing/step"].shape[1] > warmup else 0
     part = float(run.data[f"fedavg/aggregator_{name}"][0, lo:].sum())
     total = float(row_times(run, warmup).sum())
-    return part / total if total else float("nan")
+    return part / total if total else math.nan
 
 
 def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:

@@ -4,6 +4,8 @@ Analysis's overlap percentage (definitions: :func:`analysis.metrics.overlap_spli
 
 from __future__ import annotations
 
+import math
+
 from analysis.groups import repeat_groups
 from analysis.metrics import overlap_split, schedule, step_stats
 from analysis.overlap_model import overlapped
@@ -16,7 +18,7 @@ SHARES = ("computing_s", "exposed_s", "overlapped_s", "free_s")
 def _share(key: str, warmup: int):
     def metric(run) -> float:
         split = overlap_split(run, warmup)
-        return getattr(split, key) / split.step_s if split.step_s > 0 else float("nan")
+        return getattr(split, key) / split.step_s if split.step_s > 0 else math.nan
 
     return metric
 

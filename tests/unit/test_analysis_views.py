@@ -974,3 +974,63 @@ def test_model_table_passes_its_warm_up_and_skips_rounds_without_stopping(tmp_pa
     assert overlapped(ddp) and not overlapped(run) and overlapped(ring_run(tmp_path / "o.h5", 2, 0.1,
                                                                               cfg={"overlap": True}))  # fmt: skip
     assert predicted_exposed(ddp, 2, fit) == predicted_exposed(ddp, 2, fit, 1)
+
+
+def test_every_ratio_of_an_all_zero_file_is_zero_or_nan_never_an_error():
+    """A file whose rows are all zero (a run stopped before its first step finished): shares and rates are 0 or
+    NaN as documented, not a ZeroDivisionError or inf."""
+    from analysis.metrics import comm_split, comm_to_compute, phase_totals, step_stats
+    from analysis.prediction import compute_per_step
+    from analysis.views import final_loss
+    from analysis.views_compress import bytes_per_step, compress_share
+    from analysis.views_fl import _mean_bytes, aggregator_share
+    from analysis.views_overlap import _share
+
+    zeros = {name: np.zeros((2, 3)) for name in ("timing/step", "timing/wait", "metrics/loss", "timing/optimizer")}
+    zeros |= {name: np.zeros((2, 3, 2)) for name in ("timing/comm", "timing/forward", "timing/backward",
+                                                     "timing/compress", "timing/comm_bytes")}  # fmt: skip
+    run = in_memory_run({}, zeros)
+    assert comm_split(run, 1).share == 0.0 and step_stats(run, 1).samples_per_s == 0.0
+    assert comm_to_compute({"comm": 1.0, "forward": 0.5, "backward": 0.4}) == pytest.approx(1 / 0.9)
+    assert math.isnan(compress_share(run, 1)) and math.isnan(_share("free_s", 1)(run))
+    assert math.isnan(final_loss(run)) and compute_per_step(run, 1) == 0.0 and bytes_per_step(run, 1) == 0.0
+    assert phase_totals(in_memory_run({}, zeros | {"timing/step": np.zeros((2, 0))}).data, np.array([0, 1]), 1)[
+        "step"] == 0.0  # fmt: skip
+    fed_zero = in_memory_run({"strategy": "fedavg", "roles": ["aggregator", "client_host"]},
+                             zeros | {"fedavg/aggregator_receive": np.zeros((2, 3))})  # fmt: skip
+    assert math.isnan(aggregator_share(fed_zero, "receive", 1))
+    rounds = in_memory_run({}, {"timing/comm_bytes": np.array([[[9.0], [1.0], [3.0]]] * 2)})
+    assert _mean_bytes(rounds, 1) == 2 * 2.0 and _mean_bytes(rounds, 5) == pytest.approx(2 * 13 / 3)
+
+
+def test_labels_defaults_and_sentinels_by_hand(tmp_path):
+    """strategy_label names --accumulate-steps from 2 and a missing compress as none; the layer table shows 5
+    layers by default; a step counts only the runs' computing ranks."""
+    from analysis.metrics import compute_ranks, strategy_label
+    from analysis.views import layers_table
+
+    assert strategy_label(in_memory_run({"config": {"accumulate_steps": 2}}, {})) == "ring --accumulate-steps 2"
+    assert strategy_label(in_memory_run({"config": {}}, {})) == "ring"
+    six = ring_run(tmp_path / "six.h5", 2, 0.1, layers=6, comm_s=0.06)
+    assert len(layers_table([six], 1).rows) == 5
+    assert compute_ranks(in_memory_run({"roles": None, "world_size": 3}, {})).tolist() == [0, 1, 2]
+
+
+def test_remaining_edges_of_metrics_and_partitions():
+    """Threads per rank default to one (2 ranks x 1 on 3 cores is fine); a rank list without computing ranks is an
+    empty integer index; shards of exactly as many samples as shards are allowed; shards cut the label order
+    stably (ties in index order: each part is whole blocks of it); the partition draw is the seed's own stream."""
+    from analysis.metrics import computing_ranks, oversubscription
+    from bench.workload import partition
+    from bench.workload.streams import Salt, stream
+
+    assert oversubscription({"hosts": ["a", "a"], "cores_per_host": 3}) == (False, 2)
+    assert computing_ranks(["server"], 1).dtype.kind == "i" and computing_ranks(["server"], 1).size == 0
+    assert sorted(np.concatenate(partition.shards(np.array([0, 1, 0, 1]), 2, 2, np.random.default_rng(0)))) == [
+        0, 1, 2, 3]  # fmt: skip
+    labels = np.array([1, 0] * 20)
+    blocks = [set(range(1, 20, 2)), set(range(21, 40, 2)), set(range(0, 19, 2)), set(range(20, 39, 2))]
+    for part in partition.shards(labels, 2, 2, np.random.default_rng(3)):
+        assert sum(b <= set(part.tolist()) for b in blocks) == 2
+    expected = partition.iid(40, 2, stream(5, salt=Salt.PARTITION))
+    assert all(np.array_equal(a, b) for a, b in zip(partition.make("iid", labels, 2, 5), expected))

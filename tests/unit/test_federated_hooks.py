@@ -291,3 +291,21 @@ def test_attack_check_of_no_rounds_and_negative_krum_parameters():
     assert median["tolerated_min"] == 3 and median["attackers_max"] == 4 and median["rounds_exceeded"] == 1
     with pytest.raises(ValueError, match="--aggregator"):
         parse_aggregator("multikrum:-1:2")
+
+
+def test_fedprox_term_is_squared_and_fedlama_starts_with_integer_intervals():
+    """mu / 2 ||w - w0||^2 with each of 2 coordinates moved by 2: 0.5 x 0.2 x 8 (a cube would give 16);
+    FedLAMA's intervals are integers before its layers are set."""
+    import torch
+
+    from bench.strategies.fedavg.algorithm import FedProx
+    from bench.strategies.fedavg.fedlama import FedLama
+
+    prox = FedProx(cfg(fedprox_mu=0.2), 2)
+    model = torch.nn.Linear(2, 1, bias=False)
+    anchor = prox.begin_client(model)
+    with torch.no_grad():
+        model.weight += 2.0
+    assert float(prox.client_loss(torch.tensor(1.0), model, anchor)) == pytest.approx(1.0 + 0.5 * 0.2 * 8)
+    lama = FedLama(cfg(fedlama_phi=2, local_steps=1), 4)
+    assert lama.intervals.dtype == np.int64 and lama.round_plan(0)[0].dtype == bool

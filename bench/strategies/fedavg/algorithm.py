@@ -34,7 +34,7 @@ class FedAvg:
         self.cfg, self.size = cfg, size
         self.client_sizes = list(client_sizes)  # n_k of every client (size-proportional selection)
         self.rule = parse_aggregator(cfg.aggregator)
-        self.draws: dict[int, int] = {}  # size-proportional selection: client -> times drawn this round
+        self.draws: dict[int, int] = {}  # pragma: no mutate (set by configure_round before any weight is read)
 
     # ---- server side --------------------------------------------------------------------------------
     def configure_round(self, round_: int) -> np.ndarray:
