@@ -52,7 +52,7 @@ def strategy_label(run: RunResults) -> str:
     ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator krum:2 --byzantine 0.2:sign-flip`` apart from plain
     fedavg."""
     label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
-    method = run.config.get("compress", "none")
+    method = run.config.get("compress", "none")  # pragma: no mutate (absent or None: no compression either way)
     if method and method != "none":
         label += f" --compress {method}"
     if int(run.config.get("accumulate_steps", 1)) > 1:
@@ -202,7 +202,9 @@ def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str,
             out[name] = out["comm"] if name == "exposed" else 0.0
             continue
         arr = _after_warmup(per_row(data, key)[ranks], warmup)
-        out[name] = float(arr.sum(axis=1).mean()) if arr.size else 0.0
+        out[name] = (
+            float(arr.sum(axis=1).mean()) if arr.size else 0.0
+        )  # pragma: no mutate (no rows: refused earlier)
     on_the_thread = sum(out[p] for p in PHASES) - out["comm"] + out["exposed"]
     if "timing/exposed" in data:
         on_the_thread -= out["pack"]  # packed on the communication thread

@@ -43,7 +43,7 @@ def fedlama_table(runs, target: float | None = None) -> Table:
     least = {}
     for g in groups:
         least[_setting(g.first)] = min(least.get(_setting(g.first), 1 << 30), _steps(g.first))  # pragma: no mutate
-    cols = [Column("model"), Column("K", INT), Column("C", NUM, 2), Column("ranks", INT), Column("algorithm")]
+    cols = [Column("model"), Column("K", INT), Column("C", NUM), Column("ranks", INT), Column("algorithm")]
     cols += [Column("T", INT), Column("PHI", INT), Column("n", INT), Column("rounds", INT)]
     cols += [Column("averaged per round (%)", EST, 1, 100), Column("communication vs FedAvg(T min) (%)", EST, 1, 100)]
     cols += [Column("test accuracy (%)", EST, 2, 100)] + tta_columns(target, "round")

@@ -36,7 +36,7 @@ def aggregator_share(run, name: str, warmup: int) -> float:
 
 def fedavg_table(runs, warmup: int, target: float | None = None) -> Table:
     groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds"]
-    cols = [Column("ranks", INT), Column("algorithm")] + [Column(label, kind, 2) for _, label, kind in OPTIONS]
+    cols = [Column("ranks", INT), Column("algorithm")] + [Column(label, kind) for _, label, kind in OPTIONS]
     cols += [Column("n", INT)]
     cols += [Column("rounds", INT), Column("MiB per round", EST, 2, 2**-20), Column("round median (ms)", EST, 1, 1e3)]
     cols += [Column("samples/s", EST, 0), Column("aggregator receiving (%)", EST, 1, 100)]

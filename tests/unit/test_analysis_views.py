@@ -1034,3 +1034,67 @@ def test_remaining_edges_of_metrics_and_partitions():
         assert sum(b <= set(part.tolist()) for b in blocks) == 2
     expected = partition.iid(40, 2, stream(5, salt=Salt.PARTITION))
     assert all(np.array_equal(a, b) for a, b in zip(partition.make("iid", labels, 2, 5), expected))
+
+
+def test_every_table_passes_its_warm_up_to_its_columns(tmp_path):
+    """Steps 9 (warm-up), 1.0, 1.0, 0.1, 0.1 s: with warm-up 3 the medians and throughputs are those of the last two
+    steps alone, in every table that shows them (one definition, one warm-up)."""
+    from analysis.metrics import comm_split, overlap_split, step_stats
+    from analysis.views import communication_table, speedup_table, strategy_table
+    from analysis.views_compress import bytes_per_step, compression_table
+    from analysis.views_overlap import overlap_table
+
+    steps = (np.array([[9.0, 1.0, 1.0, 0.1, 0.1]] * 2), "s")
+    comm = np.zeros((2, 5, 2))
+    comm[:, 1:3] = 0.2
+    sent = np.full((2, 5, 2), 1000, np.int64)
+    sent[:, 1:3] = 5000
+    extra = {"timing/step": steps, "timing/comm": (comm, "s"), "timing/comm_bytes": (sent, "bytes"),
+             "timing/exposed": (np.zeros((2, 5)), "s")}  # fmt: skip
+    run = ring_run(tmp_path / "v.h5", 2, 0.1, cfg={"compress": "fp16"}, extra=extra)
+    base = ring_run(tmp_path / "b.h5", 2, 0.1, extra={"timing/step": steps})
+    three = step_stats(run, 3)
+    assert speedup_table([run], 3).rows[0][7].mean == three.median_s == pytest.approx(0.1)
+    assert speedup_table([run], 3).rows[0][8].mean == pytest.approx(three.samples_per_s)
+    assert communication_table([run], 3).rows[0][5].mean == pytest.approx(comm_split(run, 3).comm_s) == 0.0
+    strategy = strategy_table([run], 3).rows[0]
+    assert strategy[4].mean == pytest.approx(three.samples_per_s) and strategy[5].mean == 0.0
+    assert strategy[6].mean == pytest.approx(comm_split(run, 3).wait_s)
+    compressed = compression_table([base, run], 3).rows[1]
+    assert compressed[6].mean == pytest.approx(bytes_per_step(run, 3)) == 2000.0 and compressed[8].mean == 0.1
+    overlapped = ring_run(tmp_path / "o.h5", 2, 0.1, cfg={"overlap": True}, extra=extra)
+    row = overlap_table([overlapped], 3).rows[0]
+    assert (
+        row[5].mean == pytest.approx(0.1)
+        and row[10].n == 0
+        or row[10].mean == overlap_split(overlapped, 3).overlap_percent
+    )
+
+
+def test_sparse_files_and_sampling_streams_at_scale(tmp_path):
+    """A one-step file keeps its step under warm-up 1; a
+    one-round FedAvg file's bytes; decoupled rows without a batch record train 0; candidates and device speeds
+    of 40 clients from their documented streams; the shard error names both counts; FedLAMA leaves T = 1 runs out
+    only if no FedLAMA run shares their setting."""
+    from analysis.metrics import row_times, samples_per_row
+    from analysis.views_fl import _mean_bytes
+    from bench.strategies.fedavg.sampling import sample_candidates, speed_factor
+    from bench.workload import partition
+    from bench.workload.streams import Salt, stream
+
+    one = in_memory_run({}, {"timing/step": np.array([[0.5], [0.7]])})
+    assert row_times(one, 1).tolist() == [0.7]
+    single = in_memory_run({}, {"timing/comm_bytes": np.array([[[4.0]], [[6.0]]])})
+    assert _mean_bytes(single, 1) == 10.0
+    decoupled = in_memory_run({"strategy": "ssp", "config": {"ps_mode": "ssp"}, "per_rank_batch": None},
+                              {"timing/step": np.zeros((2, 2)), "timing/steps_done": np.array([2, 2])})  # fmt: skip
+    del decoupled.attrs["per_rank_batch"]
+    assert samples_per_row(decoupled).tolist() == [0.0, 0.0]
+    sizes = np.arange(1.0, 41.0)
+    drawn = np.sort(stream(7, 3, salt=Salt.SAMPLE).choice(40, size=10, replace=False, p=sizes / sizes.sum()))
+    assert np.array_equal(sample_candidates(7, 3, sizes, 10), drawn)
+    expected = [max(1.0, float(np.exp(0.5 * stream(7, k, 2**31 - 1, salt=Salt.STRAGGLER).standard_normal())))
+                for k in range(40)]  # fmt: skip
+    assert [speed_factor(7, k, 0.5) for k in range(40)] == expected and max(expected) > 1.0
+    with pytest.raises(ValueError, match="^6 shards need at least that many samples, have 5$"):
+        partition.shards(np.zeros(5, int), 3, 2, np.random.default_rng(0))
