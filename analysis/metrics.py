@@ -202,9 +202,8 @@ def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str,
             out[name] = out["comm"] if name == "exposed" else 0.0
             continue
         arr = _after_warmup(per_row(data, key)[ranks], warmup)
-        out[name] = (
-            float(arr.sum(axis=1).mean()) if arr.size else 0.0
-        )  # pragma: no mutate (no rows: refused earlier)
+        total = arr.sum(axis=1).mean() if arr.size else 0.0  # pragma: no mutate (no rows: refused earlier)
+        out[name] = float(total)
     on_the_thread = sum(out[p] for p in PHASES) - out["comm"] + out["exposed"]
     if "timing/exposed" in data:
         on_the_thread -= out["pack"]  # packed on the communication thread

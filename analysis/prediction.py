@@ -77,9 +77,9 @@ def compute_per_step(run: RunResults, warmup: int = 1) -> float:
     step = run.data["timing/step"][ranks, lo:]
     comm = per_row(run.data, "timing/exposed" if "timing/exposed" in run.data else "timing/comm")[ranks, lo:]
     local = step - comm - run.data["timing/wait"][ranks, lo:]
-    return (
-        float(np.median(local.max(axis=0))) if local.size else 0.0
-    )  # pragma: no mutate (no rows: refused earlier)
+    if not local.size:  # pragma: no mutate (no rows: refused earlier)
+        return 0.0
+    return float(np.median(local.max(axis=0)))
 
 
 @dataclass

@@ -37,9 +37,9 @@ def method(run) -> str:
 def bytes_per_step(run, warmup: int) -> float:
     """Bytes a computing rank sent per measured step (mean over those ranks)."""
     sent = per_row(run.data, "timing/comm_bytes")[compute_ranks(run), warmup:]
-    return (
-        float(sent.sum(axis=1).mean() / max(1, sent.shape[1])) if sent.size else math.nan
-    )  # pragma: no mutate (no rows: refused earlier)
+    if not sent.size:  # pragma: no mutate (no rows: refused earlier)
+        return math.nan
+    return float(sent.sum(axis=1).mean() / max(1, sent.shape[1]))
 
 
 def dense_ratio(run, warmup: int) -> float:
