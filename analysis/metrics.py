@@ -202,8 +202,10 @@ def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str,
             out[name] = out["comm"] if name == "exposed" else 0.0
             continue
         arr = _after_warmup(per_row(data, key)[ranks], warmup)
-        total = arr.sum(axis=1).mean() if arr.size else 0.0  # pragma: no mutate (no rows: refused earlier)
-        out[name] = float(total)
+        if not arr.size:  # pragma: no mutate (no rows: refused earlier)
+            out[name] = 0.0
+            continue
+        out[name] = float(arr.sum(axis=1).mean())
     on_the_thread = sum(out[p] for p in PHASES) - out["comm"] + out["exposed"]
     if "timing/exposed" in data:
         on_the_thread -= out["pack"]  # packed on the communication thread

@@ -22,7 +22,8 @@ def averaged_share(data) -> float:
     averaged = data.get("fedlama/averaged")
     if averaged is None:
         return 1.0
-    pattern = np.asarray(averaged)[0].astype(np.float64)  # pragma: no mutate (rank 0's rows; @ is float anyway)
+    pattern = np.asarray(averaged)[0]  # rank 0's rows: (rounds, layers)
+    pattern = pattern.astype(np.float64)  # pragma: no mutate (@ with float dims is float anyway)
     dims = np.asarray(data["layers/numel"], dtype=np.float64)  # pragma: no mutate (float either way)
     return float((pattern @ dims).sum() / (pattern.shape[0] * dims.sum())) if pattern.size else math.nan
 

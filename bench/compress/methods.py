@@ -87,7 +87,7 @@ class BFloat16(Compressor):
     @staticmethod
     def add(target: np.ndarray, incoming: np.ndarray, out: np.ndarray) -> None:
         # int16, not the arrays' uint16: torch < 2.3 has no uint16 to reinterpret (with it, view(None) is the same)
-        target, incoming, out = (a.view(np.int16) for a in (target, incoming, out))  # pragma: no mutate
+        target, incoming, out = (a.view(np.int16) for a in (target, incoming, out))  # pragma: no mutate (above)
         torch.add(_torch(target, torch.bfloat16), _torch(incoming, torch.bfloat16), out=_torch(out, torch.bfloat16))
 
 
