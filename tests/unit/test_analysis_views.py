@@ -1098,3 +1098,40 @@ def test_sparse_files_and_sampling_streams_at_scale(tmp_path):
     assert [speed_factor(7, k, 0.5) for k in range(40)] == expected and max(expected) > 1.0
     with pytest.raises(ValueError, match="^6 shards need at least that many samples, have 5$"):
         partition.shards(np.zeros(5, int), 3, 2, np.random.default_rng(0))
+
+
+def test_table_names_warm_ups_and_the_worst_repeat(tmp_path):
+    """The model and overlap tables keep the names the report's files use; the FedAvg table passes its warm-up
+    (rounds 0.1, 0.1, 0.5 s: median 0.1 s with warm-up 1, 0.3 s with warm-up 2); of two repeats, the note names
+    the worse attack check."""
+    import h5py
+
+    from analysis.costmodel import Fit
+    from analysis.load import load
+    from analysis.views_fl import byzantine_note
+    from analysis.views_model import model_table
+    from analysis.views_overlap import overlap_table
+
+    run = ring_run(tmp_path / "r.h5", 2, 0.1)
+    assert model_table([run], Fit.given(1e-6, 1e-9), [4], 1).name == "model"
+    assert overlap_table([run], 1).name == "overlap"
+    rounds = fed(tmp_path, "w.h5")
+    with h5py.File(rounds.path, "a") as f:
+        f["timing/step"][0, :] = [9.0, 0.1, 0.1, 0.5]
+    median = fedavg_table([load(rounds.path)], 2).rows[0][14].mean
+    assert median == pytest.approx(0.3) and fedavg_table([load(rounds.path)], 1).rows[0][14].mean == 0.1
+    checks = [
+        {"rule": "krum", "attackers_max": 2, "tolerated_min": 1, "rounds": 4, "rounds_exceeded": n} for n in (1, 3)
+    ]
+    paths = []
+    for i, check in enumerate(checks):
+        r = fed(tmp_path, f"k{i}.h5", aggregator="krum:1", seed=i)
+        with h5py.File(r.path, "a") as f:
+            import json
+
+            f.attrs["byzantine_check"] = json.dumps(check)
+        paths.append(load(r.path))
+    from analysis.groups import repeat_groups
+
+    (group,) = repeat_groups(paths)
+    assert "in 3 of 4 rounds" in byzantine_note(group)
