@@ -108,3 +108,18 @@ def with_evals(run_path, steps, accuracy):
         f.create_dataset("metrics/eval_step", data=np.asarray(steps, dtype=np.int64)).attrs["units"] = "step"
         f.create_dataset("metrics/test_accuracy", data=np.asarray(accuracy, dtype=np.float64)).attrs["units"] = "1"
     return load(run_path)
+
+
+def compressed_pair(folder, method: str = "topk:0.01"):
+    """A dense ring run and a compressed one of the same workload, 2 ranks, 5 steps of 0.1 s, 2 layers: per rank,
+    step and layer 1000 B sent for 4000 B dense, 0.01 s compressing, residual norm 3 (files d.h5 and t.h5)."""
+    shape = (2, 5, 2)
+    extra = {
+        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
+        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
+        "timing/compress": (np.full(shape, 0.01), "s"),
+        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
+    }
+    info = {"strategy_info": {"compress": method, "error_feedback": True}}
+    dense = write_run(folder / "d.h5", ["peer"] * 2, 0.1)
+    return dense, write_run(folder / "t.h5", ["peer"] * 2, 0.1, cfg={"compress": method}, extra=extra, attrs=info)

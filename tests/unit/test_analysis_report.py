@@ -183,17 +183,9 @@ def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
     """Rows for the compressed runs and their dense baseline (same model and ranks), the share of dense bytes
     from compress/dense_bytes; nothing when no run compressed."""
     from analysis.views_compress import compression_table
+    from tests.analysis_fixtures import compressed_pair
 
-    shape = (2, 5, 2)
-    extra = {
-        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
-        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
-        "timing/compress": (np.full(shape, 0.01), "s"),
-        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
-    }
-    info = {"strategy_info": {"compress": "topk:0.01", "error_feedback": True}}
-    dense = ring_run(tmp_path / "d.h5", 2, 0.1)
-    topk = ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
+    dense, topk = compressed_pair(tmp_path)
     assert compression_table([dense], 1).empty
     table = compression_table([dense, topk], 1)
     rows = {row[3]: row for row in table.rows}

@@ -10,7 +10,7 @@ from analysis.costmodel import fit_p2p, p2p_time
 from analysis.views import layers_table
 from analysis.views_fl import aggregator_share, fedavg_table
 from analysis.views_model import provenance_table
-from tests.analysis_fixtures import fedavg_run, ring_run
+from tests.analysis_fixtures import compressed_pair, fedavg_run, ring_run
 
 
 def column(table, name):
@@ -309,16 +309,7 @@ def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
     from analysis.views_compress import compression_table
     from analysis.views_overlap import overlap_table
 
-    shape = (2, 5, 2)
-    extra = {
-        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
-        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
-        "timing/compress": (np.full(shape, 0.01), "s"),
-        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
-    }
-    info = {"strategy_info": {"compress": "topk:0.01", "error_feedback": True}}
-    dense = ring_run(tmp_path / "d.h5", 2, 0.1)
-    topk = ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
+    dense, topk = compressed_pair(tmp_path)
     lines = compression_table([dense, topk], 1).markdown().splitlines()
     assert lines[0] == (
         "### Compressed communication against the uncompressed run (same workload but for the compression)"
@@ -563,16 +554,7 @@ def test_compression_table_whole_as_a_reader_sees_it(tmp_path):
     from analysis.views_compress import compression_table
     from tests.analysis_fixtures import with_evals
 
-    shape = (2, 5, 2)
-    extra = {
-        "compress/dense_bytes": (np.full(shape, 4000, dtype=np.int64), "bytes"),
-        "compress/sent_bytes": (np.full(shape, 1000, dtype=np.int64), "bytes"),
-        "timing/compress": (np.full(shape, 0.01), "s"),
-        "compress/residual_norm": (np.full((2, 5), 3.0), "1"),
-    }
-    info = {"strategy_info": {"compress": "topk:0.01", "error_feedback": True}}
-    ring_run(tmp_path / "d.h5", 2, 0.1)
-    ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"}, extra=extra, attrs=info)
+    compressed_pair(tmp_path)
     dense = with_evals(tmp_path / "d.h5", [1, 4], [0.5, 0.8])
     topk = with_evals(tmp_path / "t.h5", [1, 4], [0.4, 0.6])
     assert compression_table([dense, topk], 1, target=0.7).markdown().splitlines() == [
