@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="Chrome trace-event JSON of one run (needs bench train --trace)")
     trace.add_argument("path", help="results file")
     trace.add_argument("-o", "--out", required=True, help="JSON file to write")
-    trace.add_argument("--first", type=int, default=0, help="first step (default: 0)")
+    trace.add_argument("--first", type=int, default=1, help="first step, numbered from 1 as printed (default: 1)")
     trace.add_argument("--steps", type=int, default=0, help="steps to export (default: all)")
     compare = sub.add_parser("compare", help="config and metric differences between two runs")
     compare.add_argument("a", help="results file")
@@ -141,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
 def _trace(args) -> int:
     from analysis.trace import write_trace
 
+    if args.first < 1:
+        print(f"analysis: --first {args.first}: steps are numbered from 1", file=sys.stderr)
+        return 2
     try:
-        n = write_trace(load(args.path), args.out, args.first, args.steps or None)
+        n = write_trace(load(args.path), args.out, args.first - 1, args.steps or None)
     except ResultsError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
         return 1

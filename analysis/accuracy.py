@@ -1,8 +1,8 @@
 """Final accuracy and time-to-accuracy, in the spirit of MLPerf Training's time-to-train.
 
 The clock runs from the first step to the end of the step (round) after which the first evaluation reached the
-target (``metrics/eval_step`` is the index of the step the evaluation followed). MLPerf counts evaluation inside
-the timed region; here training seconds are the sum of the steps' times (:func:`analysis.metrics.row_times`,
+target (``metrics/eval_step`` is the number, from 1, of the step the evaluation followed). MLPerf counts evaluation
+inside the timed region; here training seconds are the sum of the steps' times (:func:`analysis.metrics.row_times`,
 warm-up included: it is part of getting there) and evaluation is reported apart (``eval_and_io_s``), so a
 slower evaluation does not read as slower training. Bytes and samples are summed over the same steps. Decoupled
 runs (``ps`` async, ``ssp``) evaluate only at the end; their time to it is their training wall time.
@@ -32,7 +32,8 @@ NOT_REACHED = TimeToAccuracy(False, math.nan, math.nan, math.nan, math.nan)
 
 
 def evaluations(run: RunResults) -> tuple[np.ndarray, np.ndarray]:
-    """(step index each evaluation followed, test accuracy); empty arrays if the run never evaluated."""
+    """(number, from 1, of the step each evaluation followed, test accuracy); empty arrays if the run never
+    evaluated."""
     acc = run.data.get("metrics/test_accuracy")
     if acc is None or not acc.size:
         return np.zeros(0, dtype=int), np.zeros(0)
@@ -55,7 +56,7 @@ def time_to_accuracy(run: RunResults, target: float) -> TimeToAccuracy:
     k = crossing(steps, acc, target)
     if k is None:
         return NOT_REACHED
-    last = int(steps[k]) + 1  # rows 0..steps[k] were trained before this evaluation
+    last = int(steps[k])  # steps 1..steps[k] (rows 0..steps[k] - 1) were trained before this evaluation
     if schedule(run) == "decoupled":
         seconds = float(run.attrs.get("train_wall_s", math.nan))
     else:

@@ -38,7 +38,7 @@ def run_frame(run: RunResults, layers: bool = False):
     index = np.indices(shape).reshape(len(shape), -1)
     roles = list(run.attrs.get("roles") or ["peer"] * ranks)
     frame = {"run": run.name, "strategy": run.strategy, "rank": index[0], "role": np.array(roles)[index[0]]}
-    frame["step"] = index[1]
+    frame["step"] = index[1] + 1  # numbered from 1, as printed and as the file's step (round) scale
     if layers:
         frame["layer"] = np.array(names)[index[2]] if names else []
     for name in cols:

@@ -4,8 +4,9 @@ A report over hundreds of runs, or over one run of 256 ranks x 10,000 steps, mus
 never uses: :class:`RunResults` ``.data`` is a read-only mapping that opens the file and reads a dataset on first
 access (then keeps it), so a speedup table reads ``timing/step`` and nothing per layer; and the tables that do use
 per-layer series take their sums a block of rows at a time (:meth:`LazyDatasets.summed`, :meth:`~LazyDatasets.
-layer_means`), never holding one whole. Schema 1 and 2 files load alike; a file whose writer is running or was
-killed opens in SWMR read mode (:func:`open_results`).
+layer_means`), never holding one whole. Schema 1, 2 and 3 files load alike (:mod:`analysis.schema`: the names of
+schema 2, with step and round numbers counted from 1); a file whose writer is running or was killed opens in SWMR
+read mode (:func:`open_results`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-SUPPORTED_SCHEMAS = (1, 2)  # 2: appended row by row (bench.measure.appender), float32 timings, dimension scales
-SCALES = ("rank", "step", "round", "layer")  # schema 2's dimension scales: coordinates, not measurements
+from analysis import schema
+
+SUPPORTED_SCHEMAS = (1, 2, 3)  # 2: appended row by row, float32 timings; 3: named dimensions, counted from 1
 BLOCK_ROWS = 2048  # rows read at a time by the blockwise reductions
 
 
@@ -71,19 +73,28 @@ def open_results(path: str) -> h5py.File:
 
 class LazyDatasets(Mapping):
     """Dataset name -> array, read from ``path`` on first access. Names (and units) come from one walk of the
-    file's tree when it is loaded, which reads no data."""
+    file's tree when it is loaded, which reads no data. Names are the analysis' (:mod:`analysis.schema`; a schema 3
+    file's own name, such as ``timing/total``, is accepted too); step and round numbers are 1-based."""
 
-    def __init__(self, path: str, names: list[str], units: dict[str, str]):
-        self._path, self._names, self.units = path, names, units
+    def __init__(self, path: str, names: list[str], units: dict[str, str], version: int = schema.VERSION):
+        self._path, self._names, self.units, self.version = path, names, units, version
         self._cache: dict[str, np.ndarray] = {}
         self._reduced: dict[str, np.ndarray] = {}  # reductions read block by block (summed, layer_means)
 
+    def _stored(self, name: str) -> str:
+        return schema.file_name(name) if self.version >= 3 else name
+
+    def _known(self, name: str) -> str:
+        """The analysis' name for ``name`` (which may be the file's own)."""
+        return schema.memory_name(name, self.version)
+
     def __getitem__(self, name: str) -> np.ndarray:
+        name = self._known(name)
         if name not in self._cache:
             if name not in self.units:
                 raise KeyError(name)
             with open_results(self._path) as f:
-                self._cache[name] = _read(f[name])
+                self._cache[name] = schema.from_file(name, _read(f[self._stored(name)]), self.version)
         return self._cache[name]
 
     def __setitem__(self, name: str, value: np.ndarray) -> None:  # derived series (tests, readers of v1 names)
@@ -99,7 +110,7 @@ class LazyDatasets(Mapping):
         return len(self._names)
 
     def __contains__(self, name) -> bool:
-        return name in self.units
+        return self._known(name) in self.units
 
     def loaded(self) -> list[str]:
         """Names read whole so far (the report's laziness is tested with this)."""
@@ -108,6 +119,7 @@ class LazyDatasets(Mapping):
     def summed(self, name: str) -> np.ndarray:
         """(ranks, rows) float64: the series summed over its axes past the second (its layers), read BLOCK_ROWS
         rows at a time, so a (256 x 10,000 x 60) series costs (256 x 10,000) values, never itself whole. Cached."""
+        name = self._known(name)
         key = f"summed:{name}"
         if key not in self._reduced:
             if name in self._cache or name not in self.units:
@@ -119,11 +131,12 @@ class LazyDatasets(Mapping):
     def layer_means(self, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
         """(layers,) float64: the mean over ``ranks`` and rows ``>= warmup`` of a per-layer series, read in blocks
         (all rows when there are no more than ``warmup``, as ``analysis.metrics`` does)."""
+        name = self._known(name)
         if name in self._cache:
             arr = np.asarray(self[name], dtype=np.float64)
             return arr[ranks, warmup if arr.shape[1] > warmup else 0 :].mean(axis=(0, 1))
         with open_results(self._path) as f:
-            ds = f[name]
+            ds = f[self._stored(name)]
             first = warmup if ds.shape[1] > warmup else 0
             total, rows = np.zeros(ds.shape[2:], dtype=np.float64), ds.shape[1] - first
             for lo in range(first, ds.shape[1], BLOCK_ROWS):
@@ -132,7 +145,7 @@ class LazyDatasets(Mapping):
 
     def _summed_in_blocks(self, name: str) -> np.ndarray:
         with open_results(self._path) as f:
-            ds = f[name]
+            ds = f[self._stored(name)]
             out = np.empty(ds.shape[:2], dtype=np.float64)
             for lo in range(0, ds.shape[1], BLOCK_ROWS):
                 out[:, lo : lo + BLOCK_ROWS] = sum_layers(ds[:, lo : lo + BLOCK_ROWS])
@@ -183,12 +196,13 @@ def load(path: str | Path) -> RunResults:
         units: dict[str, str] = {}
 
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and name not in SCALES:
+            if isinstance(obj, h5py.Dataset) and not h5py.h5ds.is_scale(obj.id):  # scales: coordinates
+                name = schema.memory_name(name, version)
                 names.append(name)
                 units[name] = _decode(obj.attrs.get("units", ""))
 
         f.visititems(visit)
-    return RunResults(path, attrs, LazyDatasets(path, names, units))
+    return RunResults(path, attrs, LazyDatasets(path, names, units, version))
 
 
 def to_dataframe(paths, layers: bool = False):
@@ -197,3 +211,11 @@ def to_dataframe(paths, layers: bool = False):
     from analysis.frame import to_dataframe as frame
 
     return frame(paths, layers)
+
+
+def to_xarray(path):
+    """The run as an ``xarray.DataTree`` with named dimensions (``.sel(step=5)``): see :mod:`analysis.tree`
+    (xarray and h5netcdf are the optional extra ``pip install '.[analysis]'``)."""
+    from analysis.tree import to_xarray as tree
+
+    return tree(path)

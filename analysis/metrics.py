@@ -133,7 +133,7 @@ def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
     steps = int(cfg.get("local_steps") or 0)
     batches = steps if steps > 0 else int(cfg.get("local_epochs", 1)) * (n // b)
     per_client = b * batches * trained
-    r = d["fedavg/clients/round"].astype(int)
+    r = d["fedavg/clients/round"].astype(int) - 1  # round numbers count from 1, rows from 0
     keep = r < rounds
     return np.bincount(r[keep], weights=per_client[keep], minlength=rounds)[:rounds]
 
@@ -241,7 +241,8 @@ def comm_split(run: RunResults, warmup: int = 1) -> CommSplit:
 
 @dataclass
 class OverlapSplit:
-    """A cluster profiler's step breakdown (ALGORITHMS.md, Measuring), seconds per computing rank."""
+    """A cluster profiler's step breakdown (computing, exposed and overlapped communication, free time, as
+    PyTorch's profiler and Nsight Systems split a step), seconds per computing rank."""
 
     computing_s: float  # forward + backward + optimizer
     exposed_s: float  # communication not overlapped: the training thread waited for it

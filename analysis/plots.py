@@ -148,7 +148,8 @@ def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     for r in runs:
         s, a = evaluations(r)
         keep = np.isin(s, steps)
-        xs.append(x_of(r)[np.minimum(steps, r.data["timing/step"].shape[1] - 1)])
+        rows = np.clip(steps - 1, 0, r.data["timing/step"].shape[1] - 1)  # step numbers count from 1, rows from 0
+        xs.append(x_of(r)[rows])
         accs.append(a[keep])
     accs = np.array(accs)
     half = np.array([estimate(accs[:, i]).half for i in range(accs.shape[1])])
@@ -212,7 +213,7 @@ def fedavg_figure(runs, target: float | None = None):
     for i, g in enumerate(groups):
         if all(evaluations(r)[0].size for r in g.runs):
             steps, _, acc, _ = _mean_curve(g.runs, _cumulative_time)
-            ax1.plot(steps + 1, 100 * acc, marker="o", ms=3, label=labels[i], **group_style(i, len(groups)))
+            ax1.plot(steps, 100 * acc, marker="o", ms=3, label=labels[i], **group_style(i, len(groups)))
     if target is not None:
         ax1.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")
     ax1.set(xlabel="round", ylabel="test accuracy (%)", title="FedAvg: accuracy per round")

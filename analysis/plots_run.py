@@ -20,36 +20,82 @@ STEP_PARTS = (("wait", "tab:gray"), ("pack", "tab:purple"), ("compress", "tab:gr
 a round whose largest part is waiting for the model does not read as compute-bound."""
 
 
-def layer_bars(run, out: Path, warmup: int = 1) -> list[Path]:
-    return save(layer_figure(run, warmup), out, f"layers_{Path(run.path).stem}")
+def layer_bars(runs, out: Path, warmup: int = 1) -> list[Path]:
+    figs = []
+    for run, fig in zip(runs, layer_figures(runs, warmup)):
+        figs += save(fig, out, f"layers_{Path(run.path).stem}")
+    return figs
 
 
-def layer_figure(run, warmup: int = 1):
+def layer_figures(runs, warmup: int = 1) -> list:
+    """One figure per run. Runs of one model and row unit share one y scale (the tallest bar among them), so the
+    figures of a sweep compare by eye: a bar twice as tall is twice the time in every one of them."""
+    bars = [LayerBars.of(r, warmup) for r in runs]
+    tops: dict[tuple, float] = {}
+    for r, b in zip(runs, bars):
+        tops[_scale_key(r)] = max(tops.get(_scale_key(r), 0.0), b.top)
+    shared = {key: sum(_scale_key(r) == key for r in runs) for key in tops}
+    figs = []
+    for r, b in zip(runs, bars):
+        key = _scale_key(r)
+        fig = layer_figure(r, warmup, top=tops[key] if shared[key] > 1 else None, bars=b)
+        if shared[key] > 1:
+            note = f"y scale shared by the {shared[key]} layer figures of {key[0]} (per {key[1]}) in this report"
+            fig.text(0.01, 0.01, note, fontsize=7)
+        figs.append(fig)
+    return figs
+
+
+def _scale_key(run) -> tuple:
+    return (run.config.get("model"), row_unit(run))
+
+
+class LayerBars:
+    """Heights (ms per step or round, mean over computing ranks) of one run's bars: compute, communication and its
+    exposed part per layer, then the step's own parts (waiting, packing, compression) that belong to no layer."""
+
+    def __init__(self, names, comp, comm, exposed, parts):
+        self.names, self.comp, self.comm, self.exposed, self.parts = names, comp, comm, exposed, parts
+
+    @classmethod
+    def of(cls, run, warmup: int) -> LayerBars:
+        rows = layer_split(run, warmup)
+        totals = phase_totals(run.data, compute_ranks(run), warmup)
+        steps = max(1, run.data["timing/step"].shape[1] - warmup)
+        comp = np.array([r["forward_s"] + r["backward_s"] for r in rows]) * 1e3
+        comm = np.array([r["comm_s"] for r in rows]) * 1e3
+        exposed = None
+        if "timing/exposed" in run.data:  # overlapped: only the exposed part adds to the step
+            exposed = per_layer_mean(run.data, "timing/exposed", compute_ranks(run), warmup) * 1e3
+        parts = [(n, c, 1e3 * totals[n] / steps) for n, c in STEP_PARTS if totals.get(n, 0.0) > 0]
+        return cls([r["layer"] for r in rows], comp, comm, exposed, parts)
+
+    @property
+    def top(self) -> float:
+        """The tallest bar (an overlapped layer's hatched part counts: it is drawn)."""
+        return float(max(np.max(self.comp + self.comm, initial=0.0), max((h for *_, h in self.parts), default=0.0)))
+
+
+def layer_figure(run, warmup: int = 1, top: float | None = None, bars: LayerBars | None = None):
     """Stacked forward+backward and communication per layer (ms per step or round), then the step's own parts
-    (waiting on peers, packing, compression: mean over computing ranks) as separate bars after a gap."""
-    rows = layer_split(run, warmup)
-    totals = phase_totals(run.data, compute_ranks(run), warmup)
-    steps = max(1, run.data["timing/step"].shape[1] - warmup)
-    comp = np.array([r["forward_s"] + r["backward_s"] for r in rows]) * 1e3
-    comm = np.array([r["comm_s"] for r in rows]) * 1e3
-    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows) + 2) + 2.8, 4.2))
-    x = np.arange(len(rows))
-    ax.bar(x, comp, label="compute (forward + backward)", color="tab:blue")
-    if "timing/exposed" in run.data:  # overlapped: only the exposed part adds to the step
-        exposed = per_layer_mean(run.data, "timing/exposed", compute_ranks(run), warmup) * 1e3
-        ax.bar(x, exposed, bottom=comp, label="communication not overlapped", color="tab:red")
-        ax.bar(x, comm - exposed, bottom=comp + exposed, label="communication overlapped (hidden behind compute)",
-               color="none", edgecolor="tab:red", hatch="///", linewidth=0.5)  # fmt: skip
-        top = float(np.max(comp + np.maximum(comm, exposed), initial=0.0))
-        ax.set_ylim(0, 1.05 * top or 1.0)  # an empty hatched bar on top would pin the axis to it
+    (waiting on peers, packing, compression: mean over computing ranks) as separate bars after a gap. ``top``: the
+    y axis' upper end (shared with other figures), else this run's tallest bar."""
+    b = bars or LayerBars.of(run, warmup)
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(b.names) + 2) + 2.8, 4.2))
+    x = np.arange(len(b.names))
+    ax.bar(x, b.comp, label="compute (forward + backward)", color="tab:blue")
+    if b.exposed is not None:
+        ax.bar(x, b.exposed, bottom=b.comp, label="communication not overlapped", color="tab:red")
+        ax.bar(x, b.comm - b.exposed, bottom=b.comp + b.exposed, color="none", edgecolor="tab:red", hatch="///",
+               label="communication overlapped (hidden behind compute)", linewidth=0.5)  # fmt: skip
     else:
-        ax.bar(x, comm, bottom=comp, label="communication", color="tab:red")
-    parts = [(name, color) for name, color in STEP_PARTS if totals.get(name, 0.0) > 0]
-    px = len(rows) + 1 + np.arange(len(parts))  # one slot of gap after the layers
-    for xi, (name, color) in zip(px, parts):
-        ax.bar(xi, 1e3 * totals[name] / steps, color=color, label=f"{PART_LABELS[name]} (whole step, no layer)")
-    few = len(rows) <= 8
-    names = [r["layer"] for r in rows] + [PART_LABELS[name] for name, _ in parts]
+        ax.bar(x, b.comm, bottom=b.comp, label="communication", color="tab:red")
+    px = len(b.names) + 1 + np.arange(len(b.parts))  # one slot of gap after the layers
+    for xi, (name, color, height) in zip(px, b.parts):
+        ax.bar(xi, height, color=color, label=f"{PART_LABELS[name]} (whole step, no layer)")
+    ax.set_ylim(0, 1.05 * (top if top is not None else b.top) or 1.0)  # a hatched bar on top must not pin it
+    few = len(b.names) <= 8
+    names = b.names + [PART_LABELS[name] for name, *_ in b.parts]
     ax.set_xticks(list(x) + list(px), names, rotation=0 if few else 90, fontsize=9 if few else 7)
     unit = row_unit(run)
     ax.set_ylabel(f"ms per {unit}")

@@ -58,8 +58,10 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += plots.staleness_plot(runs, out)
     figs += compression_plots(runs, out, opts.target)
     figs += fedlama_plots(runs, out)
-    for run in per_run_selection(runs, opts):
-        figs += plots_run.layer_bars(run, out, opts.warmup) + plots_run.timeline_plot(run, out)
+    chosen = per_run_selection(runs, opts)
+    figs += plots_run.layer_bars(chosen, out, opts.warmup)  # one y scale per model across the chosen runs
+    for run in chosen:
+        figs += plots_run.timeline_plot(run, out)
     return figs
 
 

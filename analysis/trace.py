@@ -36,12 +36,13 @@ def trace_events(run: RunResults, first: int = 0, steps: int | None = None) -> l
             if dur <= 0:
                 continue  # a rank that never reached this step (decoupled strategies)
             ts = float(starts[rank, step])
-            events.append(_event(f"step {step}", "step", rank, 0, ts, dur, {"step": step}))
+            number = step + 1  # steps are numbered from 1, as printed and in the file's step scale
+            events.append(_event(f"step {number}", "step", rank, 0, ts, dur, {"step": number}))
             for phase, series, tid in PHASES:
                 begin = run.data[f"timeline/{phase}_start"][rank, step]
                 length = run.data[series][rank, step]
                 for layer in np.nonzero(length > 0)[0]:
-                    args = {"step": step, "layer": names[layer]}
+                    args = {"step": number, "layer": names[layer]}
                     events.append(_event(names[layer], phase, rank, tid, begin[layer], length[layer], args))
     return events
 

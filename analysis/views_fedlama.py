@@ -18,7 +18,8 @@ from analysis.views import POOL_NOTE, TTA_NOTE, tta_cells, tta_columns
 
 def averaged_share(data) -> float:
     """sum over rounds and layers of (averaged x dim_l) / (rounds x model size), from a run's datasets: FedLAMA's
-    communication ratio against FedAvg with the same T (our definition, ALGORITHMS.md); 1 for any other run."""
+        communication ratio against FedAvg with the same T (our definition: the share of parameter bytes averaged,
+    as the paper's section 4 compares communication cost); 1 for any other run."""
     averaged = data.get("fedlama/averaged")
     if averaged is None:
         return 1.0

@@ -245,10 +245,11 @@ class Config:
         "fedavg",
     )
     placement: str = opt(
-        "balanced",
+        "auto",
         "fedavg: which client rank trains a sampled client: spread every round over the client ranks by local steps "
-        "+ samples / B, longest first (balanced), or the rank holding its block (static)",
-        ("balanced", "static"),
+        "+ samples / B, longest first (balanced), or the rank holding its block (static); auto: static where a "
+        "client keeps state on its host (SCAFFOLD's control variate, an error-feedback memory), else balanced",
+        ("auto", "balanced", "static"),
         "fedavg",
     )
     upload_buffers: int = opt(
@@ -349,10 +350,31 @@ class Config:
         resolved = {"scaling": self.scaling, "eval_every": self.evaluation_interval}
         if self.strategy == "localsgd":
             resolved["local_steps"] = self.tau
+        if self.strategy == "fedavg":
+            resolved["placement"] = client_placement(self)
         return json.dumps(dataclasses.asdict(self) | resolved, sort_keys=True)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def client_state_on_host(cfg) -> str:
+    """fedavg: why a client's state must stay on the host that trains it ('' if nothing does)."""
+    from bench.compress import error_feedback_on, parse
+
+    if cfg.fl_algorithm == "scaffold":
+        return "SCAFFOLD keeps each client's control variate on the host that trains it"
+    if error_feedback_on(parse(cfg.compress), cfg.error_feedback):
+        return f"--compress {cfg.compress} keeps each client's error-feedback memory on the host that trains it"
+    return ""
+
+
+def client_placement(cfg) -> str:
+    """fedavg's placement: ``--placement`` as given; ``auto`` (the default) resolves to ``static`` where a client
+    keeps state on its host (:func:`client_state_on_host`), else ``balanced``. Stored resolved in the file."""
+    if cfg.placement != "auto":
+        return cfg.placement
+    return "static" if client_state_on_host(cfg) else "balanced"
 
 
 def read_toml(path: str, what: str) -> dict:
@@ -507,7 +529,7 @@ def check_fedavg_compress(cfg) -> None:
             f"--compress compresses each client's upload: --aggregation client (not {cfg.aggregation}, whose hosts "
             "send partial sums)"
         )
-    if error_feedback_on(parse(cfg.compress), cfg.error_feedback) and cfg.placement != "static":
+    if error_feedback_on(parse(cfg.compress), cfg.error_feedback) and client_placement(cfg) != "static":
         raise UsageError(
             f"--compress {cfg.compress} keeps an error-feedback memory per client on the host that trains it: use "
             "--placement static (clients stay on their host), or --error-feedback off"

@@ -1,11 +1,14 @@
 """Hand-made results files whose numbers are known, in every shape analysis must handle: peers, servers and
 workers, an aggregator with client hosts and per-client rows, unequal per-rank times, decoupled runs, threads per
-rank. Written with the suite's own writer (``bench.results.write``), so they are real schema-1 files."""
+rank. Written with the suite's own writer (``bench.measure.results.write``), so they are real files of the current
+schema; the arrays given here are as the bench keeps them (rows and evaluation steps indexed from 0), and the writer
+stores step and round numbers from 1."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from analysis import schema
 from analysis.load import load
 from bench.measure import results
 
@@ -74,7 +77,7 @@ def write_run(
         "threads_per_rank": threads,
         "created_utc": "2026-11-21T00:00:00",
     } | (attrs or {})
-    results.write(str(path), root, data)
+    results.write(str(path), root, data, row_unit="round" if strategy == "fedavg" else "step")
     return load(path)
 
 
@@ -101,11 +104,13 @@ def fedavg_run(path, hosts: int, rounds: int, clients: list[tuple], round_s, cfg
 
 
 def with_evals(run_path, steps, accuracy):
-    """Add an evaluation series to a written file and reload it."""
+    """Add an evaluation series to a written file and reload it. ``steps``: 0-based indices of the steps the
+    evaluations followed, as the bench keeps them (the file stores numbers from 1: ``schema.to_file``)."""
     import h5py
 
     with h5py.File(run_path, "a") as f:
-        f.create_dataset("metrics/eval_step", data=np.asarray(steps, dtype=np.int64)).attrs["units"] = "step"
+        name, numbers = schema.to_file("metrics/eval_step", np.asarray(steps, dtype=np.int64))
+        f.create_dataset(name, data=numbers).attrs["units"] = "step"
         f.create_dataset("metrics/test_accuracy", data=np.asarray(accuracy, dtype=np.float64)).attrs["units"] = "1"
     return load(run_path)
 

@@ -26,9 +26,8 @@ from bench.workload import data, models, partition
 def cohorts_from_file(path: str, rounds: int) -> list[list[int]]:
     """The clients that reported on time in each round (status 0), in round order, from ``fedavg/clients``."""
     with h5py.File(path) as f:
-        r, k, status = (f[f"fedavg/clients/{n}"][()] for n in ("round", "client", "status"))
-    first = r.min() if r.size else 0
-    return [sorted(int(c) for c in k[(r == first + i) & (status == 0)]) for i in range(rounds)]
+        r, k, status = (f[f"fedavg/clients/{n}"][()] for n in ("round_number", "client", "status"))  # from 1
+    return [sorted(int(c) for c in k[(r == 1 + i) & (status == 0)]) for i in range(rounds)]
 
 
 def flat(params) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The appending results writer (schema 2, results/README.md): rank 0 adds each flush's rows; it never rewrites.
+"""The appending results writer (schema 3, results/README.md): rank 0 adds each flush's rows; it never rewrites.
 
 The file is created at the first flush, every row series chunked and resizable along its row axis, and then put in
 HDF5's single-writer/multiple-reader (SWMR) mode. From then on a flush resizes the row series and writes only the
@@ -11,9 +11,10 @@ plain h5py: ``h5py.File(path, "r", swmr=True)``; for other tools ``h5clear -s FI
 
 Timings (units ``s``) are stored as float32: 24 significant bits, a resolution of 6e-8 of the value (0.06 us on
 a 1 s step), far below the jitter of the clocks that measured them; ``timeline/*`` (seconds since the run's
-start, up to hours) stay float64. Every row series carries dimension labels and scales (``rank``, ``step`` or
-``round``, ``layer``), so xarray/h5netcdf readers see named dimensions. ``--compression lzf|gzip`` compresses the
-chunks.
+start, up to hours) stay float64. Every dataset carries named dimensions backed by dimension scales (a row series:
+``rank``, ``step`` or ``round``, ``layer``; the others by :func:`analysis.schema.dimensions`), steps and rounds are
+numbered from 1, and no dataset is named like a dimension (:mod:`analysis.schema`: the renames happen here, at the
+file's edge), so xarray/h5netcdf readers see named dimensions. ``--compression lzf|gzip`` compresses the chunks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import json
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 2
+from analysis import schema
+
+SCHEMA_VERSION = schema.VERSION
+ROW_DIMENSIONS = ("step", "round")  # numbered from 1 (schema 3); every other scale is an index from 0
 GROWING = ("metrics/eval_step", "metrics/test_accuracy", "metrics/test_loss", "fedavg/clients/", "ps/updates/")
 """Datasets that only ever grow by appending (evaluations, per-client and per-update logs): a flush writes their
 new tail. Every other dataset that is not a row series is small (per rank, layer or partition) and written whole."""
@@ -49,6 +53,30 @@ def storable(array) -> np.ndarray:
 
 def _growing(name: str) -> bool:
     return any(name == g or (g.endswith("/") and name.startswith(g)) for g in GROWING)
+
+
+def scale_values(dim: str, lo: int, hi: int) -> np.ndarray:
+    """Coordinates lo..hi-1 of dimension ``dim``: step and round numbers count from 1, indices from 0."""
+    return np.arange(lo, hi, dtype=np.int64) + (1 if dim in ROW_DIMENSIONS else 0)
+
+
+def attach_dimensions(ds: h5py.Dataset, dims: tuple[str, ...], holder: h5py.Group, growing: bool) -> None:
+    """Name each axis of ``ds`` and attach the dimension scale of that name in ``holder`` (created here at first
+    use; ``growing``: resizable, as the dataset's first axis is). A scale whose length differs is not attached."""
+    for axis, dim in enumerate(dims):
+        ds.dims[axis].label = dim
+        if dim not in holder:
+            n = ds.shape[axis]
+            maxshape = (None,) if growing and axis == 0 else None
+            holder.create_dataset(dim, data=scale_values(dim, 0, n), maxshape=maxshape).make_scale(dim)
+        if holder[dim].shape[0] == ds.shape[axis]:
+            ds.dims[axis].attach_scale(holder[dim])
+
+
+def scale_holder(f: h5py.File, name: str) -> h5py.Group:
+    """Where a dataset's scales live: the root, except micro's, whose sizes and sample counts differ per
+    implementation (their own group)."""
+    return f[name].parent if name.startswith("micro/") else f
 
 
 class Appender:
@@ -79,9 +107,9 @@ class Appender:
         if first_row + n > self.rows:
             self._grow(first_row + n)
         for name, (block, _) in rows.items():
-            self.f[name][ranks, first_row : first_row + block.shape[1]] = block
+            self.f[schema.file_name(name)][ranks, first_row : first_row + block.shape[1]] = block
         for name, (array, _) in datasets.items():
-            self._put(name, storable(array))
+            self._put(*schema.to_file(name, storable(array)))
         for key, value in attrs.items():
             self.f.attrs[key] = attr_value(value)
         self.f.flush()
@@ -96,24 +124,19 @@ class Appender:
         self.f = h5py.File(self.path, "w", libver="latest")
         self.created = True
         self.f.attrs["schema_version"] = SCHEMA_VERSION
-        self._scale("rank", np.arange(self.ranks), fixed=True)
-        self._scale(self.unit, np.arange(0), fixed=False)
+        self.f.create_dataset("rank", data=scale_values("rank", 0, self.ranks)).make_scale("rank")
+        self.f.create_dataset(self.unit, data=scale_values(self.unit, 0, 0), maxshape=(None,)).make_scale(self.unit)
         self._ensure(rows, datasets)
         self.f.swmr_mode = True
-
-    def _scale(self, name: str, values: np.ndarray, fixed: bool) -> h5py.Dataset:
-        ds = self.f.create_dataset(name, data=values.astype(np.int64), maxshape=(None,) if not fixed else None)
-        ds.make_scale(name)
-        return ds
 
     def _ensure(self, rows: dict, datasets: dict) -> None:
         """Create what this flush brings for the first time (all at the first flush, in practice; the layer scale,
         from ``layers/name``, before the series that use it)."""
         for name, (array, units) in datasets.items():
-            if name not in self.f:
+            if schema.file_name(name) not in self.f:
                 self._create_other(name, storable(array), units)
         for name, (block, units) in rows.items():
-            if name not in self.f:
+            if schema.file_name(name) not in self.f:
                 self._create_series(name, block, units)
 
     def _create_series(self, name: str, block: np.ndarray, units: str) -> None:
@@ -122,7 +145,7 @@ class Appender:
         per_rank = self.rows_per_flush * int(np.prod(inner, dtype=np.int64)) * dtype.itemsize
         chunk_ranks = int(min(self.ranks, max(1, CHUNK_BYTES // max(per_rank, 1))))
         ds = self.f.create_dataset(
-            name,
+            schema.file_name(name),
             shape=(self.ranks, self.rows, *inner),
             maxshape=(self.ranks, None, *inner),
             chunks=(chunk_ranks, self.rows_per_flush, *inner),
@@ -130,30 +153,26 @@ class Appender:
             compression=self.compression,
         )
         ds.attrs["units"] = units
-        self.series.append(name)
-        labels = ("rank", self.unit, "layer")
-        for axis, label in enumerate(labels[: ds.ndim]):
-            ds.dims[axis].label = label
-            if label != "layer":
-                ds.dims[axis].attach_scale(self.f[label])
-            elif "layer" in self.f and self.f["layer"].shape[0] == ds.shape[2]:
-                ds.dims[axis].attach_scale(self.f["layer"])
+        self.series.append(ds.name.lstrip("/"))
+        attach_dimensions(ds, schema.dimensions(name, ds.ndim, self.unit, row_series=True), self.f, growing=False)
 
     def _create_other(self, name: str, array: np.ndarray, units: str) -> None:
-        if _growing(name):
+        stored = schema.file_name(name)
+        growing = _growing(name)
+        if growing:
             shape = (0, *array.shape[1:])
-            ds = self.f.create_dataset(name, shape=shape, maxshape=(None, *array.shape[1:]), dtype=array.dtype)
+            ds = self.f.create_dataset(stored, shape=shape, maxshape=(None, *array.shape[1:]), dtype=array.dtype)
         else:
-            ds = self.f.create_dataset(name, data=array)
+            ds = self.f.create_dataset(stored, data=array)
         ds.attrs["units"] = units
-        if name == "layers/name" and "layer" not in self.f:
-            self._scale("layer", np.arange(len(array)), fixed=True)
+        dims = schema.dimensions(name, ds.ndim, self.unit, row_series=False)
+        attach_dimensions(ds, dims, scale_holder(self.f, stored), growing)
 
     def _grow(self, rows: int) -> None:
         """Every row series and the row scale to ``rows`` rows (new rows read as zero until written)."""
         scale = self.f[self.unit]
         scale.resize((rows,))
-        scale[self.rows : rows] = np.arange(self.rows, rows)
+        scale[self.rows : rows] = scale_values(self.unit, self.rows, rows)
         for name in self.series:
             self.f[name].resize(rows, axis=1)
         self.rows = rows
@@ -165,7 +184,17 @@ class Appender:
             if array.shape[0] > old:
                 ds.resize(array.shape[0], axis=0)
                 ds[old:] = array[old:]
+                self._grow_scale(ds.dims[0].label, array.shape[0])
         elif ds.shape == array.shape:
             ds[...] = array
         else:  # a fixed dataset whose size changed (not expected): replace it (SWMR allows no shape change)
             raise ValueError(f"{name}: shape {array.shape} differs from the file's {ds.shape}")
+
+    def _grow_scale(self, dim: str, n: int) -> None:
+        """A record dimension's scale (evaluation, participation, update) to ``n`` entries, attached to its
+        datasets once they all have them."""
+        scale = self.f[dim]
+        old = scale.shape[0]
+        if n > old:
+            scale.resize((n,))
+            scale[old:] = scale_values(dim, old, n)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis import schema
 from analysis.load import open_results
 from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
@@ -80,10 +81,11 @@ class RowCollector:
             # trust only the steps it declared complete (written after the rows, in the same flush)
             done = int(f.attrs.get("completed_steps", 0))
             lo, hi = int(self.copied[rank]), min(int(f["step"].shape[0]), done)
+            stored = {name: schema.file_name(name) for name in rec.series}  # the row file's own names
             blocks = {
-                name: (f[name][:, lo:hi], s.units)
+                name: (f[stored[name]][:, lo:hi], s.units)
                 for name, s in rec.series.items()
-                if name in f and f[name].shape[2:] == s.local.shape[1:]
+                if stored[name] in f and f[stored[name]].shape[2:] == s.local.shape[1:]
             }
         if hi > lo:
             results.write({}, blocks, lo, {}, ranks=slice(rank, rank + 1))

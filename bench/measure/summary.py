@@ -48,12 +48,12 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
     if per_worker:
         how = f"{steps / wall:.2f} steps/s per worker over {wall:.2f} s of training"
     else:
-        how = "measured steps after step 0: samples / their time, the slowest rank's per step"
+        how = "measured steps after step 1: samples / their time, the slowest rank's per step"
     print(
         f"  throughput      {measured.samples_per_s:10.1f} samples/s  ({how}; {side:.2f} s of evaluation and "
         "file writes left out)"
     )
-    print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 0)")
+    print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 1)")
     total = parts["step"] or 1.0
     overlapped = "timing/exposed" in data  # communication ran beside the backward pass (analysis.metrics)
     phases = ("exposed",) if overlapped else ("comm", "pack")

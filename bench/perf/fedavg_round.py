@@ -24,9 +24,9 @@ import sys
 import tempfile
 import time
 
-import h5py
 import numpy as np
 
+from analysis.load import load
 from bench.sweep import find_mpiexec
 
 WORKLOAD = ["--model", "cnn", "--dataset", "digits", "--partition", "dirichlet", "--alpha", "0.5"]
@@ -105,14 +105,14 @@ def fedavg_run(ranks: int, clients: int, fraction: float, rounds: int, variant: 
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"fedavg failed:\n{proc.stderr[-2000:]}")
-    with h5py.File(out) as f:
-        compute = (f["timing/forward"][1:].sum(axis=(0, 2)) + f["timing/backward"][1:].sum(axis=(0, 2)))[1:]
-        return {
-            "round": float(np.median(f["timing/step"][0, 1:])),
-            "receive": float(np.median(f["fedavg/aggregator_receive"][0, 1:])),
-            "bound": float(np.median(compute)) / (os.cpu_count() or 1),
-            "accuracy": float(f["metrics/test_accuracy"][-1]),
-        }
+    d = load(out).data  # the analysis' names, whatever the file's schema
+    compute = (d["timing/forward"][1:].sum(axis=(0, 2)) + d["timing/backward"][1:].sum(axis=(0, 2)))[1:]
+    return {
+        "round": float(np.median(d["timing/step"][0, 1:])),
+        "receive": float(np.median(d["fedavg/aggregator_receive"][0, 1:])),
+        "bound": float(np.median(compute)) / (os.cpu_count() or 1),
+        "accuracy": float(d["metrics/test_accuracy"][-1]),
+    }
 
 
 def serial_median(clients: int, fraction: float, rounds: int) -> None:

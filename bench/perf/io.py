@@ -1,4 +1,4 @@
-"""Results writing at cluster scale: the appending writer (schema 2) against the whole-file rewrite it replaced.
+"""Results writing at cluster scale: the appending writer (schema 2 on) against the whole-file rewrite it replaced.
 
     python -m bench.perf.io                                  # 256 ranks x 60 layers, S = 500, 2000, 10000
     python -m bench.perf.io --steps 500 2000 --old-max 2000  # the old writer only where its memory allows

@@ -83,7 +83,7 @@ def _work(ctx: RunContext, stepper: Stepper, progress, snapshot, t0: float) -> i
     cfg, strat, step = ctx.cfg, ctx.run.strategy, 0
     while True:
         ctx.rec.ensure(step + 1)
-        WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on the servers)")
+        WATCHDOG.arm(cfg.timeout, f"step {step + 1} (waiting on the servers)")
         ctx.stop.poll_file(cfg.stop_file)
         strat.request_stop(bool(ctx.stop) or ctx.divergence.row is not None)
         stepper.step(step, t0)

@@ -48,4 +48,4 @@ class Divergence:
         """Where it happened, in words (this rank's detail when it is the rank named)."""
         row, rank = self.agreed
         detail = f": {self.detail}" if rank == self.rank and self.detail else ""
-        return f"non-finite values at {unit} {row} on rank {rank}{detail}"
+        return f"non-finite values at {unit} {row + 1} on rank {rank}{detail}"  # numbered from 1, as printed

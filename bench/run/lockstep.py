@@ -29,7 +29,7 @@ def train_lockstep(ctx: RunContext) -> int:
     t0 = time.perf_counter()  # ranks leave the barrier together: a shared origin for timelines
     progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
     for step in range(cfg.steps):
-        WATCHDOG.arm(cfg.timeout, f"step {step} (waiting on peers)")
+        WATCHDOG.arm(cfg.timeout, f"step {step + 1} (waiting on peers)")
         stepper.step(step, t0)
         ctx.done = step + 1
         progress.update(loss=ctx.rec["metrics/loss"][step] if strategy.topology.computes else None)

@@ -35,7 +35,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
             inject_failure(cfg, ctx.comm, r)  # testing aid: a client rank that dies or never answers
         if mine:
             POINTS.mark(r, "receiving the model, training and uploading clients")
-            WATCHDOG.arm(cfg.timeout, f"round {r}: waiting for the aggregator's model")
+            WATCHDOG.arm(cfg.timeout, f"round {r + 1}: waiting for the aggregator's model")
             strategy.host_round(r, sampled, mine, rec)
             WATCHDOG.disarm()
         else:
@@ -74,10 +74,10 @@ def _write(ctx: RunContext, status: str, peak: list, rows=None) -> None:
 def abort_without(ctx: RunContext, lost: list[int], r: int) -> None:
     """Client ranks stopped answering (--on-client-timeout drop): keep the rounds so far, then end the job."""
     evaluate_global(ctx, r)
-    write_alone(ctx, f"failed: client ranks {lost} stopped answering in round {r}")
+    write_alone(ctx, f"failed: client ranks {lost} stopped answering in round {r + 1}")
     WATCHDOG.abort(
-        f"client ranks {lost} did not answer within {ctx.cfg.client_timeout or ctx.cfg.timeout:g} s in round {r}: "
-        f"their clients were counted as dropped, the results of rounds 0..{r} were written to {ctx.run.out}; "
+        f"client ranks {lost} did not answer within {ctx.cfg.client_timeout or ctx.cfg.timeout:g} s in round {r + 1}: "
+        f"their clients were counted as dropped, the results of rounds 1..{r + 1} were written to {ctx.run.out}; "
         "ending the job"
     )
 

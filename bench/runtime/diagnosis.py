@@ -139,7 +139,8 @@ class Points:
 
 
 def describe(found: dict[int, dict | None], unit: str = "step") -> str:
-    """Lines for the abort message: the ranks furthest behind, then each rank's point (or a count per point)."""
+    """Lines for the abort message: the ranks furthest behind, then each rank's point (or a count per point).
+    Rows are marked from 0; steps and rounds are printed numbered from 1 (0: before the first)."""
     answered = {r: p for r, p in found.items() if p is not None}
     silent = sorted(r for r, p in found.items() if p is None)
     key = {r: (p["row"], p["order"]) for r, p in answered.items()}
@@ -149,7 +150,7 @@ def describe(found: dict[int, dict | None], unit: str = "step") -> str:
         behind = sorted(r for r in answered if key[r] == low)
         where = answered[behind[0]]
         lines.append(
-            f"ranks furthest behind (the others wait for them): {behind} at {unit} {where['row']}, "
+            f"ranks furthest behind (the others wait for them): {behind} at {unit} {where['row'] + 1}, "
             f"'{where['label']}'" + (f"; no answer from ranks {silent}" if silent else "")
         )
     elif silent:
@@ -158,12 +159,12 @@ def describe(found: dict[int, dict | None], unit: str = "step") -> str:
         for r in sorted(answered):
             p = answered[r]
             state = f"watchdog armed for '{p['waiting']}'" if p["waiting"] else "watchdog not armed"
-            lines.append(f"  rank {r}: {unit} {p['row']}, '{p['label']}' for {p['for_s']:.1f} s; {state}")
+            lines.append(f"  rank {r}: {unit} {p['row'] + 1}, '{p['label']}' for {p['for_s']:.1f} s; {state}")
     else:
         counts: dict[tuple, int] = {}
         for p in answered.values():
             counts[(p["row"], p["label"])] = counts.get((p["row"], p["label"]), 0) + 1
-        lines += [f"  {n} ranks at {unit} {row}, '{label}'" for (row, label), n in sorted(counts.items())]
+        lines += [f"  {n} ranks at {unit} {row + 1}, '{label}'" for (row, label), n in sorted(counts.items())]
     return "\n".join(lines)
 
 

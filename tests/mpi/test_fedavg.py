@@ -93,7 +93,7 @@ def test_late_and_dropped_updates_are_recorded_and_excluded(shared_tmp):
         with h5py.File(cfg.out) as f:
             k = comm.size - 1
             ok &= bool((f["fedavg/clients/status"][()] == 2).all()) and f["fedavg/late"][0].sum() == 4 * k
-            ok &= f["fedavg/clients/round"].shape == (4 * k,) and f["fedavg/finished"][0].sum() == 0
+            ok &= f["fedavg/clients/round_number"].shape == (4 * k,) and f["fedavg/finished"][0].sum() == 0
         why = "late updates were averaged in or not recorded"
     assert all_agree(ok), why
     cfg = fed_cfg(shared_tmp, dropout=0.5, rounds=6, out=f"{shared_tmp}/drop.h5")
@@ -148,7 +148,7 @@ def test_host_and_tree_aggregation_equal_per_client_streaming(shared_tmp, aggreg
     ok = comm.rank != 0 or np.allclose(got[0], got[1], rtol=1e-5, atol=1e-6)
     if comm.rank == 0:
         with h5py.File(f"{shared_tmp}/{aggregation}.h5") as f, h5py.File(f"{shared_tmp}/client.h5") as g:
-            for name in ("client", "status", "samples", "rank"):
+            for name in ("client", "status", "samples", "host_rank"):
                 a = np.sort(f[f"fedavg/clients/{name}"][()])
                 ok &= np.array_equal(a, np.sort(g[f"fedavg/clients/{name}"][()]))
     assert all_agree(ok), f"{aggregation} aggregation differs from per-client streaming"

@@ -100,7 +100,7 @@ def test_exposed_time_lies_within_communication_within_the_step(shared_tmp, stra
     if comm.rank == 0:
         with h5py.File(cfg.out, "r") as f:
             exposed, spent = f["timing/exposed"][()].astype(np.float64), f["timing/comm"][()].astype(np.float64)
-            step = f["timing/step"][()].astype(np.float64)
+            step = f["timing/total"][()].astype(np.float64)
             ok = f["timing/exposed"].attrs["units"] == "s" and exposed.shape == spent.shape
             ok &= bool((exposed >= 0).all() and (exposed <= spent + 1e-7).all())
             ok &= bool((spent.sum(axis=2) <= step + 1e-6).all())

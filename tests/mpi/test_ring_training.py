@@ -117,6 +117,15 @@ def test_ring_equals_serial_oracle_and_replicas_stay_identical(shared_tmp, kw):
 
 
 @pytest.mark.mpi
+def _datasets(f):
+    """(name, dataset) of every dataset in the file that is not a dimension scale."""
+    found = []
+    f.visititems(
+        lambda n, o: found.append((n, o)) if isinstance(o, h5py.Dataset) and not h5py.h5ds.is_scale(o.id) else None
+    )
+    return found
+
+
 def test_results_file_has_documented_datasets(shared_tmp):
     comm = MPI.COMM_WORLD
     cfg = make_cfg(shared_tmp, steps=6, eval_every=3, flush_every=4, trace=True)
@@ -132,7 +141,7 @@ def test_results_file_has_documented_datasets(shared_tmp):
                 "timing/backward": (p, s, L),
                 "timing/comm": (p, s, L),
                 "timing/comm_bytes": (p, s, L),
-                "timing/step": (p, s),
+                "timing/total": (p, s),  # timing/step in memory; schema 3 names no dataset like a dimension
                 "timing/wait": (p, s),
                 "metrics/loss": (p, s),
                 "layers/name": (L,),
@@ -146,11 +155,16 @@ def test_results_file_has_documented_datasets(shared_tmp):
                     ok, why = False, f"{name}: {f[name].shape if name in f else 'missing'} != {shape}"
             if ok:
                 ok &= bool((f["timing/forward"][()] > 0).all() and (f["timing/backward"][()] > 0).all())
-                ok &= bool((f["timing/step"][()] > 0).all())
+                ok &= bool((f["timing/total"][()] > 0).all())
                 expect_comm = p > 1
                 ok &= bool((f["timing/comm"][()] > 0).all()) == expect_comm or not expect_comm
                 ok &= bool((f["timing/comm_bytes"][()].sum(axis=(1, 2)) > 0).all()) == expect_comm
                 ok &= f.attrs["completed_steps"] == s and f.attrs["status"] == "complete"
                 ok &= int(f.attrs["world_size"]) == p and f.attrs["strategy"] == "ring"
                 why = why or "timings or attributes wrong"
+            if ok:  # schema 3: steps numbered from 1, every dataset on named dimension scales
+                ok &= f["step"][()].tolist() == [1, 2, 3, 4, 5, 6] and f["metrics/eval_step"][()].tolist() == [3, 6]
+                unnamed = [n for n, d in _datasets(f) if any(len(dim) != 1 or not dim.label for dim in d.dims)]
+                ok &= not unnamed
+                why = why or f"step numbers, or datasets without a named dimension scale: {unnamed}"
     assert all_agree(ok), why

@@ -43,7 +43,7 @@ def test_script_writes_results_with_job_provenance(tmp_path, script, strategy, n
     with h5py.File(out) as f:
         assert f.attrs["strategy"] == strategy and f.attrs["world_size"] == 3
         assert f.attrs["slurm_job_id"] == job and "#SBATCH" in f.attrs["batch_script"]
-        assert f.attrs["status"] == "complete" and (f["timing/step"][()] > 0).any(axis=1).all()
+        assert f.attrs["status"] == "complete" and (f["timing/total"][()] > 0).any(axis=1).all()
         assert f.attrs["schema_version"] == SCHEMA_VERSION
         if strategy == "fedavg":  # the same 256 logical clients on 2 client ranks
             assert json.loads(f.attrs["config"])["clients"] == 256
@@ -79,7 +79,7 @@ def test_time_limit_warning_keeps_completed_steps(tmp_path):
     with h5py.File(out) as f:
         done = int(f.attrs["completed_steps"])
         assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "SIGUSR1"
-        assert done > 0 and f["timing/step"].shape == (2, done)
+        assert done > 0 and f["timing/total"].shape == (2, done)
 
 
 def test_srun_without_pmi_is_an_error(tmp_path):

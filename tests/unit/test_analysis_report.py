@@ -128,6 +128,7 @@ def test_to_dataframe_is_long_form(tmp_path):
     layers = to_dataframe([tmp_path / "a.h5"], layers=True)
     assert len(layers) == 2 * 3 * 2 and set(layers["layer"]) == {"l0", "l1"}
     assert set(frame["role"]) == {"peer"} and set(frame["config/lr"]) == {0.1} and "config/model" in frame.columns
+    assert sorted(set(frame["step"])) == [1, 2, 3]  # numbered from 1, as printed and in the file
 
 
 def test_to_dataframe_leaves_aggregator_series_empty_elsewhere_and_keeps_compression(tmp_path):

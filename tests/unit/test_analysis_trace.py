@@ -44,7 +44,7 @@ def test_trace_export_is_valid_json_with_every_event(tmp_path):
         "backward",
         "comm",
     }
-    first = next(e for e in events if e["cat"] == "comm" and e["pid"] == 1 and e["args"]["step"] == 2)
+    first = next(e for e in events if e["cat"] == "comm" and e["pid"] == 1 and e["args"]["step"] == 3)  # row 2
     assert first["ts"] == pytest.approx((5 + 0.4) * 1e6) and first["dur"] == pytest.approx(0.05e6)
     assert len([e for e in trace_events(run, first=1, steps=1) if e["ph"] == "X"]) == 2 * 7
 

@@ -463,6 +463,21 @@ def test_layer_figure_draws_the_steps_own_parts_on_the_same_scale(tmp_path):
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # beside, not over the bars
 
 
+def test_layer_figures_of_one_model_share_their_y_scale(tmp_path):
+    """Two mlp runs whose tallest bars are 30 ms (waiting) and 3 ms (communication 2 + compute 1) get one y axis
+    up to 1.05 x 30 ms, said on the figure; a cnn run alone keeps its own (1.05 x 1.5 ms). Catches: per-figure
+    autoscaling of a sweep's figures (equal bars looked unequal), or one scale across models."""
+    from analysis.plots_run import layer_figures
+
+    slow = ring_run(tmp_path / "a.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.002, wait_s=0.03)
+    fast = ring_run(tmp_path / "b.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.004)
+    other = ring_run(tmp_path / "c.h5", 2, 0.04, fwd_s=0.001, bwd_s=0.001, comm_s=0.001, cfg={"model": "cnn"})
+    figs = layer_figures([slow, fast, other])
+    tops = [fig.axes[0].get_ylim()[1] for fig in figs]
+    assert tops == pytest.approx([31.5, 31.5, 1.05 * 1.5])
+    assert "shared by the 2 layer figures of mlp" in figs[1].texts[0].get_text() and not figs[2].texts
+
+
 def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp_path):
     """A dense run with another partition is no baseline for a top-k run (they were paired unsaid); with the
     right baseline the figure has both curves and plain tick labels on the log axis (not 2x10^1)."""
@@ -818,7 +833,7 @@ def test_fedavg_samples_per_round_edges_by_hand():
     one epoch."""
     from analysis.metrics import fedavg_samples_per_round
 
-    rows = np.array([(0, 0, 1, 0), (0, 1, 20, 0), (1, 0, 1, 2), (3, 1, 20, 0)], dtype=np.float64)
+    rows = np.array([(1, 0, 1, 0), (1, 1, 20, 0), (2, 0, 1, 2), (4, 1, 20, 0)], dtype=np.float64)  # rounds from 1
     data = {f"fedavg/clients/{k}": rows[:, i] for i, k in enumerate(("round", "client", "samples", "status"))}
     data["timing/step"] = np.zeros((2, 3))
     run = in_memory_run({"config": {"batch_size": 8, "local_epochs": 2}}, data)
@@ -1099,7 +1114,7 @@ def test_table_names_warm_ups_and_the_worst_repeat(tmp_path):
     assert overlap_table([run], 1).name == "overlap"
     rounds = fed(tmp_path, "w.h5")
     with h5py.File(rounds.path, "a") as f:
-        f["timing/step"][0, :] = [9.0, 0.1, 0.1, 0.5]
+        f["timing/total"][0, :] = [9.0, 0.1, 0.1, 0.5]  # timing/step in memory
     median = fedavg_table([load(rounds.path)], 2).rows[0][14].mean
     assert median == pytest.approx(0.3) and fedavg_table([load(rounds.path)], 1).rows[0][14].mean == 0.1
     checks = [

@@ -1,4 +1,4 @@
-"""The appending results writer (schema 2): rows appended over many flushes equal one-shot arrays; what a flush
+"""The appending results writer (schema 3): rows appended over many flushes equal one-shot arrays; what a flush
 stores (float32 timings, dimension scales, growing logs); a writer killed between or during flushes leaves a
 readable file with every fully flushed row."""
 
@@ -50,7 +50,7 @@ def test_rows_appended_over_many_flushes_equal_one_shot_arrays(tmp_path):
     path = tmp_path / "r.h5"
     whole = _write_in_flushes(path, [5, 10, 13, 20, 21, 40])
     run = load(path)
-    assert run.attrs["schema_version"] == 2 and run.attrs["status"] == "complete" and run.attrs["config"]["steps"] == 99
+    assert run.attrs["schema_version"] == 3 and run.attrs["status"] == "complete" and run.attrs["config"]["steps"] == 99
     for name, expect in whole.items():
         got = run.data[name]
         assert got.shape == expect.shape, name
@@ -58,7 +58,7 @@ def test_rows_appended_over_many_flushes_equal_one_shot_arrays(tmp_path):
             np.testing.assert_allclose(got, expect, rtol=6e-8, atol=0)
         else:  # int64 bytes and float64 timeline are exact
             np.testing.assert_array_equal(got, expect)
-    np.testing.assert_array_equal(run.data["metrics/eval_step"], np.arange(8))
+    np.testing.assert_array_equal(run.data["metrics/eval_step"], [1, 2, 3, 4, 5, 6, 7, 8])  # given 0..7: from 1
     np.testing.assert_array_equal(run.data["timing/steps_done"], np.full(R, 40))
 
 
@@ -70,7 +70,11 @@ def test_what_the_file_stores(tmp_path):
         assert f["timing/comm_bytes"].dtype == np.int64
         assert [d.label for d in f["timing/forward"].dims] == ["rank", "step", "layer"]
         assert [d[0].name for d in f["timing/forward"].dims] == ["/rank", "/step", "/layer"]
-        np.testing.assert_array_equal(f["step"][()], np.arange(12))
+        np.testing.assert_array_equal(f["step"][()], np.arange(1, 13))  # step numbers count from 1
+        assert "timing/step" not in f and [d.label for d in f["timing/total"].dims] == ["rank", "step"]
+        np.testing.assert_array_equal(f["metrics/eval_step"][()], [1, 2])  # given 0, 1
+        assert f["metrics/eval_step"].dims[0][0].name == "/evaluation" and f["evaluation"].shape == (2,)
+        assert f["timing/steps_done"].dims[0][0].name == "/rank" and f["layers/name"].dims[0][0].name == "/layer"
         assert f["timing/forward"].chunks[1] == 5  # a flush of rows_per_flush rows writes whole chunks
 
 

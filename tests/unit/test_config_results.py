@@ -68,7 +68,7 @@ def test_config_json_has_all_defaults():
     assert set(FIELDS) <= set(cfg) and cfg["scaling"] == "weak"
 
 
-@pytest.mark.parametrize("schema", [1, 2])
+@pytest.mark.parametrize("schema", [1, 2, 3])
 def test_schema_round_trip(tmp_path, schema):
     """The Recorder's gathered blocks, written by the one-shot writer as a version-1 or -2 file, load alike."""
     rec = Recorder(MPI.COMM_SELF, steps=5)
@@ -155,3 +155,22 @@ def test_names_come_from_the_registries_and_testing_options_are_hidden():
     assert all(strategy_class(name).name == name for name in STRATEGIES)
     text = make_parser().format_help() + make_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "--fail-rank" not in text and "{ring,localsgd,ps,ssp,fedavg,ddp}" in text
+
+
+def test_placement_auto_keeps_client_state_on_its_host():
+    """The default placement resolves a conflict instead of failing: SCAFFOLD and error-feedback compression get
+    static (their per-client state lives on one host), plain fedavg and unbiased compression balanced; an explicit
+    balanced with such state is still refused; the file stores the resolved placement. Catches: auto resolved
+    to balanced for SCAFFOLD (the old "use --placement static" failure), or a given placement overridden."""
+    from bench.config import build, client_placement
+
+    base = {"strategy": "fedavg"}
+    assert client_placement(build(base)) == "balanced"
+    scaffold = build(base | {"fl_algorithm": "scaffold"})
+    assert client_placement(scaffold) == "static" and json.loads(scaffold.to_json())["placement"] == "static"
+    assert client_placement(build(base | {"compress": "topk:0.1"})) == "static"  # error feedback on (biased)
+    assert client_placement(build(base | {"compress": "fp16"})) == "balanced"  # unbiased: no memory
+    assert client_placement(build(base | {"compress": "topk:0.1", "error_feedback": "off"})) == "balanced"
+    assert client_placement(build(base | {"placement": "static"})) == "static"
+    with pytest.raises(UsageError, match="--placement static"):
+        build(base | {"fl_algorithm": "scaffold", "placement": "balanced"})

@@ -1,5 +1,5 @@
-"""FedLAMA's pure parts: the interval rule on hand-made discrepancies (ALGORITHMS.md), the streamed discrepancy
-against a direct computation, and the round plan."""
+"""FedLAMA's pure parts: the interval rule on hand-made discrepancies (Lee et al., arXiv 2110.10302, Algorithm 1),
+the streamed discrepancy against a direct computation, and the round plan."""
 
 import types
 

@@ -43,6 +43,6 @@ def test_divergence_code_orders_by_row_then_rank():
     agreed = min(d.code for d in seen)
     assert [d.agree(agreed) for d in seen] == [True] * 4
     assert seen[0].agreed == (5, 3) and seen[1].row == 7
-    assert seen[3].message("step") == "non-finite values at step 5 on rank 3: loss = nan"
-    assert seen[0].message("round") == "non-finite values at round 5 on rank 3"
+    assert seen[3].message("step") == "non-finite values at step 6 on rank 3: loss = nan"  # row 5: the 6th step
+    assert seen[0].message("round") == "non-finite values at round 6 on rank 3"
     assert not Divergence(0, 2).agree(NOT_DIVERGED)

@@ -3,6 +3,7 @@ define, or that our schedules cannot run, are refused with one message naming th
 
 from __future__ import annotations
 
+from bench.config import client_placement
 from bench.runtime.errors import UsageError
 
 
@@ -66,7 +67,7 @@ def _check_algorithm(cfg, rule) -> None:
     if cfg.fl_algorithm == "scaffold":
         if cfg.fedprox_mu > 0:
             raise UsageError("--fl-algorithm scaffold corrects drift with control variates: --fedprox-mu 0")
-        if cfg.placement != "static":
+        if client_placement(cfg) != "static":
             raise UsageError(
                 "--fl-algorithm scaffold keeps each client's control variate on the host that trains it: "
                 "--placement static"

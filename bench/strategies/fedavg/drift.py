@@ -1,5 +1,5 @@
 """Algorithms against client drift and objective inconsistency, as overrides of FedAvg's hooks
-(:mod:`bench.strategies.fedavg.algorithm`). Definitions: ../shared/ALGORITHMS.md.
+(:mod:`bench.strategies.fedavg.algorithm`). Definitions from the papers, equations cited below.
 
 **FedNova** (Wang, Liu, Liang, Joshi, Poor, NeurIPS 2020): client i reports its local step count tau_i and its
 normaliser ||a_i||_1 (:func:`fednova_normaliser`) in its header; the server takes

@@ -1,5 +1,6 @@
 """FedLAMA (Lee, Zhang, Avestimehr, "Layer-wise Adaptive Model Aggregation for Scalable Federated Learning", arXiv
-2110.10302, AAAI 2023), as overrides of FedAvg's hooks; definitions in ../shared/ALGORITHMS.md.
+2110.10302, AAAI 2023), as overrides of FedAvg's hooks: the paper's Algorithm 1 (layer-wise discrepancy and
+interval adjustment).
 
 Rounds are ``--local-steps`` tau' steps. Every layer l has an aggregation interval I_l in {1, PHI} rounds; layer l
 is averaged over the cohort at the end of round r when (r + 1) mod I_l == 0, and otherwise stays local on each

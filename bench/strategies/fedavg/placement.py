@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import heapq
 
+from bench.config import client_placement
+
 
 def client_cost(n: int, batch_size: int, local_epochs: int) -> float:
     """Local steps (E x full batches; a client smaller than B takes one batch of all its samples) + E n / B."""
@@ -39,8 +41,8 @@ def balanced(sampled, cost, ranks: list[int]) -> dict[int, int]:
 
 
 def place(sampled, sizes, topology, cfg) -> dict[int, int]:
-    """client -> rank training it this round (``cfg.placement``)."""
-    if cfg.placement == "balanced":
+    """client -> rank training it this round (``--placement``, resolved: :func:`bench.config.client_placement`)."""
+    if client_placement(cfg) == "balanced":
         cost = {int(k): client_cost(int(sizes[int(k)]), cfg.batch_size, cfg.local_epochs) for k in sampled}
         return balanced(sampled, cost, [r for r, c in sorted(topology.clients_of_rank.items()) if c])
     return {int(k): topology.host_of_client(int(k)) for k in sampled}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from analysis.load import load
 from analysis.metrics import oversubscription, per_row, step_stats
 from analysis.views_fedlama import averaged_share
+from bench.config import client_placement, client_state_on_host
 
 
 def _per_host(data, name: str) -> float:
@@ -30,6 +31,15 @@ def round_split(data) -> dict:
         series = data.get(f"fedavg/aggregator_{name}")
         out[f"aggregator_{name}"] = float(series[0].sum()) if series is not None else 0.0
     return out
+
+
+def placement_line(cfg) -> str:
+    """Which placement ran, and why when ``auto`` chose it (a default that resolved a conflict says so)."""
+    chosen = client_placement(cfg)
+    if cfg.placement != "auto":
+        return chosen
+    why = client_state_on_host(cfg)
+    return f"{chosen} (auto: {why})" if why else f"{chosen} (auto: no client state kept on a host)"
 
 
 def print_round_summary(loop, wall: float, status: str) -> None:
@@ -83,6 +93,7 @@ def print_round_summary(loop, wall: float, status: str) -> None:
         "tree": "partial sums combined pairwise by the client ranks, one to rank 0 (--aggregation tree)",
     }[cfg.aggregation]
     print(f"  aggregation     {how}")
+    print(f"  placement       {placement_line(cfg)}")
     print(
         f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "
         f"late {counts['late']}"

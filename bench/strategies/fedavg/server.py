@@ -92,7 +92,7 @@ class Aggregator:
         try:
             self.algorithm.server_update(self.values, self.mean, round_)
         except ValueError as exc:
-            print(f"syncbench: round {round_}: global model kept: {exc}", file=sys.stderr, flush=True)
+            print(f"syncbench: round {round_ + 1}: global model kept: {exc}", file=sys.stderr, flush=True)
 
     def _send_model(self, hosts: list[int]) -> list[tuple[int, MPI.Request]]:
         """The global model, layer by layer, to every host of the round, from a snapshot (non-blocking); then the
