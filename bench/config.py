@@ -315,7 +315,7 @@ class Config:
     timeout: float = opt(300.0, "abort the job if a rank waits on peers longer than this many seconds", group="system")
     quiet: bool = opt(False, "no progress bar", group="system")
     fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing", hidden=True)
-    fail_step: int = opt(0, "... at this step", group="testing", hidden=True)
+    fail_step: int = opt(0, "... at this row (a 0-based index: step 1 is 0)", group="testing", hidden=True)
     fail_mode: str = opt(
         "raise", "... by raising, or by blocking for ever in a receive", ("raise", "hang"), "testing", hidden=True
     )
@@ -342,6 +342,14 @@ class Config:
         return DEFAULT_EVAL_ROUNDS if ROWS.get(self.strategy) == "round" else DEFAULT_EVAL_STEPS
 
     @property
+    def exchange_compression(self):
+        """``--compress`` with ``--error-feedback``, parsed (:class:`bench.compress.Compression`; a fresh
+        compressor per call). Valid after :func:`validate`."""
+        from bench.compress import Compression
+
+        return Compression.of(self.compress, self.error_feedback)
+
+    @property
     def tau(self) -> int:
         """localsgd's local steps between averages: ``--local-steps``, 4 when not given."""
         return self.local_steps or DEFAULT_LOCALSGD_TAU
@@ -360,11 +368,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 def client_state_on_host(cfg) -> str:
     """fedavg: why a client's state must stay on the host that trains it ('' if nothing does)."""
-    from bench.compress import error_feedback_on, parse
-
     if cfg.fl_algorithm == "scaffold":
         return "SCAFFOLD keeps each client's control variate on the host that trains it"
-    if error_feedback_on(parse(cfg.compress), cfg.error_feedback):
+    if cfg.exchange_compression.error_feedback:
         return f"--compress {cfg.compress} keeps each client's error-feedback memory on the host that trains it"
     return ""
 
@@ -505,31 +511,25 @@ INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a val
 
 
 def check_compress(cfg) -> None:
-    from bench.compress import parse
-
     try:
-        parse(cfg.compress)
+        compression = cfg.exchange_compression
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if cfg.overlap:
         raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
+    if compression.needs_allreduce and cfg.strategy in ("ps", "ssp", "fedavg"):
+        raise UsageError(f"--compress {cfg.compress} needs all-reduces of its factors: ring or localsgd")
     if cfg.strategy == "fedavg":
         check_fedavg_compress(cfg)
-    if cfg.strategy in ("ps", "ssp") and cfg.compress.startswith("powersgd"):
-        raise UsageError("--compress powersgd needs all-reduces of its factors: ring or localsgd")
 
 
 def check_fedavg_compress(cfg) -> None:
-    from bench.compress import error_feedback_on, parse
-
-    if cfg.compress.startswith("powersgd"):
-        raise UsageError("--compress powersgd needs all-reduces of its factors: ring or localsgd")
     if cfg.aggregation != "client":
         raise UsageError(
             f"--compress compresses each client's upload: --aggregation client (not {cfg.aggregation}, whose hosts "
             "send partial sums)"
         )
-    if error_feedback_on(parse(cfg.compress), cfg.error_feedback) and client_placement(cfg) != "static":
+    if cfg.exchange_compression.error_feedback and client_placement(cfg) != "static":
         raise UsageError(
             f"--compress {cfg.compress} keeps an error-feedback memory per client on the host that trains it: use "
             "--placement static (clients stay on their host), or --error-feedback off"

@@ -8,6 +8,8 @@ Methods (``parse``): ``none``, ``fp16``, ``bf16``, ``topk:R``, ``randk:R`` (R: f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.compress.methods import BFloat16, Compressor, Float16, RandomK, TopK
 from bench.compress.quantize import QSGD, ScaledSign
 
@@ -45,3 +47,26 @@ def error_feedback_on(compressor: Compressor | None, setting: str) -> bool:
     if compressor is None:
         return False
     return compressor.biased if setting == "auto" else setting == "on"
+
+
+@dataclass(frozen=True)
+class Compression:
+    """``--compress`` and ``--error-feedback`` as typed values (``Config.compression``): strategies ask this, never
+    the option strings. ``method`` is a fresh compressor (PowerSGD keeps per-bucket state: one per consumer)."""
+
+    method: Compressor | None
+    error_feedback: bool
+
+    @classmethod
+    def of(cls, spec: str, feedback: str) -> Compression:
+        method = parse(spec)
+        return cls(method, error_feedback_on(method, feedback))
+
+    @property
+    def on(self) -> bool:
+        return self.method is not None
+
+    @property
+    def needs_allreduce(self) -> bool:
+        """Its exchange all-reduces low-rank factors (PowerSGD): only ring and localsgd have one."""
+        return self.method is not None and self.method.needs_allreduce

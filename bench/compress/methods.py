@@ -21,6 +21,7 @@ class Compressor:
     name = "none"
     summable = False  # the wire type adds: the ring reduces payloads in place (wire_dtype)
     biased = False  # E[decompress(compress(x))] != x: error feedback on by default
+    needs_allreduce = False  # exchanged through all-reduces of factors (PowerSGD), not all-gathers of pieces
     draws = False  # compress() needs the call's random generator
 
     def compress(self, x: np.ndarray, draw: np.random.Generator | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ from bench.workload.streams import Salt, stream
 
 
 class PowerSGD(Compressor):
-    name, biased = "powersgd", True
+    name, biased, needs_allreduce = "powersgd", True, True
 
     def __init__(self, rank: int):
         self.rank = rank

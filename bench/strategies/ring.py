@@ -8,7 +8,6 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
-from bench.compress import error_feedback_on, parse
 from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
@@ -41,11 +40,12 @@ class RingStrategy(Strategy):
 
     def compressed_averaging(self, cfg, anchored: bool = False, after=None) -> CompressedAveraging | None:
         """``--compress``: the averaging that replaces the plain one (None without compression)."""
-        method = parse(cfg.compress)
-        if method is None:
+        compression = cfg.exchange_compression
+        if not compression.on:
             return None
-        feedback = error_feedback_on(method, cfg.error_feedback)
-        return CompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed, anchored, after)
+        return CompressedAveraging(
+            self.staging, self.allreduce, compression.method, compression.error_feedback, cfg.seed, anchored, after
+        )
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)

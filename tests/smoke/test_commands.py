@@ -198,7 +198,7 @@ def test_exception_outside_main_aborts_the_job():
 def test_hung_rank_is_ended_by_the_watchdog(tmp_path):
     proc, seconds = run_with_failure(tmp_path, 2, 1, "--fail-mode", "hang", "--timeout", "5")
     assert proc.returncode != 0
-    assert "timed out after 5 s waiting in step 1" in proc.stderr, proc.stderr
+    assert "timed out after 5 s waiting in step 2" in proc.stderr, proc.stderr  # --fail-step 1: the 2nd step
     assert seconds < 60
 
 

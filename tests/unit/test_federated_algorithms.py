@@ -237,7 +237,7 @@ def test_local_steps_cycle_through_epochs():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"fl_algorithm": "scaffold"}, "--placement static"),
+        ({"fl_algorithm": "scaffold", "placement": "balanced"}, "--placement static"),
         ({"fl_algorithm": "scaffold", "placement": "static", "fedprox_mu": 0.1}, "--fedprox-mu 0"),
         ({"fl_algorithm": "fednova", "server_opt": "adam"}, "--server-opt avg"),
         ({"fl_algorithm": "fednova", "aggregation": "host"}, "--aggregation client"),

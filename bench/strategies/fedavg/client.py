@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.compress import error_feedback_on, parse
 from bench.compress.uploads import DeltaEncoder
 from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.choice import exchange_losses, local_loss
@@ -54,8 +53,10 @@ class ClientHost(Uploading):
         self._byte_share = np.array(sizes, dtype=np.float64) / self.model_size  # each layer's share of the model
         self.scratch = np.empty(self.model_size, dtype=np.float64) if cfg.aggregation == "tree" else None
         self.uploads = UploadBuffers(comm, sizes, cfg.upload_buffers, self.tag_ub) if cfg.upload_buffers else None
-        method = parse(cfg.compress)
-        self.encoder = DeltaEncoder(method, error_feedback_on(method, cfg.error_feedback), cfg.seed) if method else None
+        compression = cfg.exchange_compression
+        self.encoder = (
+            DeltaEncoder(compression.method, compression.error_feedback, cfg.seed) if compression.on else None
+        )
         self.attack, self.attackers = parse_byzantine(cfg.byzantine), set()
         self.round_sampled: list[int] = []  # every client sampled in the round (the attackers are drawn from them)
         self.extra: np.ndarray | None = None  # the last client's upload beside its model (SCAFFOLD's dc_i)

@@ -18,7 +18,6 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from bench.compress import parse
 from bench.compress.uploads import DeltaDecoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.choice import choose
@@ -51,7 +50,7 @@ class Aggregator:
         self.extra_snapshot = np.empty_like(self.values) if algorithm.extra_download else None
         self.round, self.plan, self.returned = 0, None, np.arange(len(layers))  # FedLAMA's plan of the round
         self.log: list[tuple] = []  # (round, client, host rank, n_k, status, train_s, injected_s, loss, arrival_s)
-        method = parse(cfg.compress)
+        method = cfg.exchange_compression.method
         self.decoder = DeltaDecoder(method) if method else None
 
     def layer(self, values: np.ndarray, i: int) -> np.ndarray:

@@ -11,7 +11,6 @@ import resource
 
 import numpy as np
 
-from bench.compress import error_feedback_on, parse
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
@@ -54,7 +53,7 @@ class FedAvgStrategy(Strategy):
             rec.add("fedlama/averaged", "1", L, dtype=np.int8)
             rec.add("fedlama/discrepancy", "1", L)
             rec.add("fedlama/interval", "rounds", L, dtype=np.int64)
-        if self.cfg.compress != "none":
+        if self.cfg.exchange_compression.on:
             rec.add("timing/compress", "s", L)
             rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
             rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
@@ -169,7 +168,7 @@ class FedAvgStrategy(Strategy):
             memory["control_variate_bytes_per_host"] = (
                 max(map(len, self.topology.clients_of_rank.values())) * model_bytes
             )
-        method = parse(cfg.compress)
-        if method is not None:  # error feedback: one model-sized memory per client a host has trained
-            memory |= {"compress": method.spec(), "error_feedback": error_feedback_on(method, cfg.error_feedback)}
+        compression = cfg.exchange_compression
+        if compression.on:  # error feedback: one model-sized memory per client a host has trained
+            memory |= {"compress": compression.method.spec(), "error_feedback": compression.error_feedback}
         return super().describe() | {k: getattr(cfg, k) for k in keys} | memory

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from bench.compress import parse
 from bench.compress.pieces import PieceDecoder
 from bench.strategies.ps.protocol import pull_tag, push_tag
 from bench.workload.optim import make_optimizer, set_lr
@@ -83,7 +82,7 @@ class Server:
         self._free: list[np.ndarray] = []
         self._mean = np.empty(self.numel, dtype=np.float32)
         self.updates: list[tuple[int, int, float]] = []  # (worker rank, worker step, staleness) per applied gradient
-        method = parse(cfg.compress)
+        method = cfg.exchange_compression.method
         self.decoder = PieceDecoder(method, self.slices) if method else None
 
     # ---- shared pieces ----------------------------------------------------------------------------------

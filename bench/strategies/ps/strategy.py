@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from bench.compress import error_feedback_on, parse
 from bench.compress.pieces import PieceEncoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
@@ -58,10 +57,10 @@ class PSStrategy(Strategy, DecoupledHooks):
                     cfg, self.comm, index, topo.workers, self.smap, initial, shapes, self.mode, cfg.staleness, budget
                 )
         else:
-            method = parse(cfg.compress)
+            compression = cfg.exchange_compression
             encoder = None
-            if method is not None:
-                encoder = PieceEncoder(method, error_feedback_on(method, cfg.error_feedback), cfg.seed, comm.rank)
+            if compression.on:
+                encoder = PieceEncoder(compression.method, compression.error_feedback, cfg.seed, comm.rank)
             headers = not self.lockstep
             self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers, encoder)
             self._push = self.worker.push_exchanges()
@@ -91,7 +90,7 @@ class PSStrategy(Strategy, DecoupledHooks):
     def declare(self, rec):
         L = (len(self.layers),)
         self.rec = rec
-        if self.cfg.compress != "none":  # every rank declares the same series; workers fill them
+        if self.cfg.exchange_compression.on:  # every rank declares the same series; workers fill them
             rec.add("timing/compress", "s", L)
             rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
             rec.add("compress/dense_bytes", "bytes", L, dtype=np.int64)
