@@ -46,12 +46,18 @@ FEDERATED_LABEL_OPTIONS = (
 """fedavg options that change what a run computes (not the defaults): they name the run in tables."""
 
 
+LABELLED_OPTIONS = ("overlap", "compress", "accumulate_steps", "ps_mode", *(k for k, _ in FEDERATED_LABEL_OPTIONS))
+"""Options :func:`strategy_label` already names (a legend that lists the swept options leaves them out)."""
+
+
 def strategy_label(run: RunResults) -> str:
     """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule),
     ``ring --compress topk:0.01`` apart from both, ``ring --accumulate-steps 4`` (a step is 4 micro-batches), and
     ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator krum:2 --byzantine 0.2:sign-flip`` apart from plain
     fedavg."""
     label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
+    if run.strategy == "ps" and run.config.get("ps_mode", "sync") != "sync":  # async and sync are other schedules
+        label += f" --ps-mode {run.config['ps_mode']}"
     method = run.config.get("compress", "none")  # pragma: no mutate (absent or None: no compression either way)
     if method and method != "none":
         label += f" --compress {method}"

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.accuracy import evaluations  # noqa: E402
 from analysis.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
-from analysis.metrics import bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
+from analysis.metrics import LABELLED_OPTIONS, bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
 from analysis.pivot import shown, swept_options  # noqa: E402
 from analysis.stats import estimate  # noqa: E402
 
@@ -46,7 +46,9 @@ def group_labels(groups) -> list[str]:
     by_strategy: dict[str, list] = {}
     for g in groups:
         by_strategy.setdefault(g.first.strategy, []).append(g.first)
-    swept = {s: [k for k in swept_options(runs) if k != "ranks"] for s, runs in by_strategy.items()}
+    swept = {
+        s: [k for k in swept_options(runs) if k not in ("ranks", *LABELLED_OPTIONS)] for s, runs in by_strategy.items()
+    }
     labels = []
     for g in groups:
         run = g.first

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from analysis.groups import repeat_groups
-from analysis.metrics import overlap_split, schedule, step_stats
+from analysis.metrics import overlap_split, schedule, step_stats, strategy_label
 from analysis.overlap_model import overlapped
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, _notes
@@ -38,7 +38,7 @@ def overlap_table(runs, warmup: int) -> Table:
     for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, g.first.strategy)):
         run = g.first
         rows.append(
-            [run.config.get("model"), run.world_size, run.strategy, "yes" if overlapped(run) else "no", g.n]
+            [run.config.get("model"), run.world_size, strategy_label(run), "yes" if overlapped(run) else "no", g.n]
             + [g.pooled(lambda r: step_stats(r, warmup).median_s)]
             + [g.pooled(_share(key, warmup)) for key in SHARES]
             + [g.pooled(lambda r: overlap_split(r, warmup).overlap_percent), g.oversubscribed, g.label]

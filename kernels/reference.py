@@ -94,7 +94,7 @@ def ring_elements_sent(n: int, p: int, index: int) -> int:
 def bucket_layers(layer_bytes: list[int], bucket_mb: float) -> list[tuple[int, ...]]:
     """Layer indices grouped, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
     DDP's gradient buckets; ``bucket_mb <= 0`` gives one bucket per layer. The training side's buckets
-    (``bench.strategies.staging.bucket_groups``) and the cost model's (``analysis.overlap_model``) both come from
+    (``bench.comm.staging.bucket_groups``) and the cost model's (``analysis.overlap_model``) both come from
     here."""
     order = list(reversed(range(len(layer_bytes))))
     if bucket_mb <= 0:

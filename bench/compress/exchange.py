@@ -8,8 +8,8 @@
   order (the same order on every rank, so replicas stay bit-identical), scale by 1/p;
 - PowerSGD: its two all-reduces of P and Q by our ring (:class:`bench.compress.powersgd.PowerSGDAverage`).
 
-Compressing and decompressing are timed by :data:`COMPRESSING` (a phase of their own: not communication, not
-compute); packing stays :data:`bench.strategies.staging.PACKING`.
+Compressing and decompressing are timed by :data:`bench.measure.clocks.COMPRESSING` (a phase of their own: not
+communication, not compute); packing by :data:`bench.measure.clocks.PACKING`.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import time
 
 import numpy as np
 
+from bench.comm.exchange import Exchange
+from bench.comm.staging import HostStaging
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor, payload_size
 from bench.compress.powersgd import PowerSGD, PowerSGDAverage
-from bench.strategies.base import Exchange
-from bench.strategies.staging import HostStaging, PackingClock
+from bench.measure.clocks import COMPRESSING
 from bench.workload.streams import Salt, stream
 from kernels.ring_allgatherv import RingAllgatherv
 from kernels.ring_allreduce import RingAllreduce
-
-COMPRESSING = PackingClock()  # seconds in compress / decompress, summed over the process
 
 
 class CompressedAveraging:

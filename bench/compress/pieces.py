@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.compress.exchange import COMPRESSING
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor, payload_size
+from bench.measure.clocks import COMPRESSING
 from bench.workload.streams import Salt, stream
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.compress.exchange import COMPRESSING
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor
+from bench.measure.clocks import COMPRESSING
 from bench.workload.streams import Salt, stream
 
 

@@ -121,7 +121,7 @@ class RunContext:
         self.stop.poll_file(self.cfg.stop_file)
         flags = np.array([-1 if self.stop else 0, self.divergence.code], dtype=np.int64)
         POINTS.mark(row, "agreeing on a stop")
-        WATCHDOG.arm(self.cfg.timeout, f"{self.unit} {row}: agreeing on a stop with every rank")
+        WATCHDOG.arm(self.cfg.timeout, f"{self.unit} {row + 1}: agreeing on a stop with every rank")
         comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MIN)
         return self.divergence.agree(int(flags[1])) or (bool(flags[0]) and not final)
 

@@ -11,12 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.compress.exchange import COMPRESSING
 from bench.measure.buckets import record_buckets
+from bench.measure.clocks import COMPRESSING, PACKING
 from bench.measure.timing import LayerTimer, make_clock
 from bench.run.context import RunContext, inject_failure
 from bench.runtime.diagnosis import POINTS
-from bench.strategies.staging import PACKING
 from bench.workload.stragglers import Straggler
 
 mark = POINTS.mark  # where this rank is, for the hang diagnosis (bench.runtime.diagnosis)

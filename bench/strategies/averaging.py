@@ -7,8 +7,8 @@ for small buffers), and unpack it scaled by 1/p.
 
 from __future__ import annotations
 
-from bench.strategies.base import Exchange
-from bench.strategies.staging import HostStaging
+from bench.comm.exchange import Exchange
+from bench.comm.staging import HostStaging
 from kernels.ring_allreduce import RingAllreduce
 
 

@@ -3,7 +3,7 @@
 Wait-free backpropagation (Zhang et al. 2017, Poseidon) as PyTorch DDP's reducer does it: a hook on every
 parameter's gradient accumulation counts its bucket down, and a bucket whose last gradient has landed is ready.
 One communication thread per rank all-reduces the buckets strictly in bucket index order, which is backward order
-(:func:`bench.strategies.staging.bucket_groups`): every rank must launch its buckets in the same order, as DDP
+(:func:`bench.comm.staging.bucket_groups`): every rank must launch its buckets in the same order, as DDP
 requires, because a bucket's messages are matched by its tag. It runs the very exchange the non-overlapped ring
 runs (pack, our ring or recursive-doubling kernel, scale by 1/p, unpack), so the parameters after k steps are
 bit-identical with and without overlap. The training thread waits for the last bucket after ``backward()`` and
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from bench.comm.staging import HostStaging
 from bench.measure.buckets import BucketTiming, byte_shares
 from bench.runtime.errors import UsageError
-from bench.strategies.staging import HostStaging
 from kernels.ring_allreduce import RingAllreduce
 from kernels.stepwise import allreduce_steps
 

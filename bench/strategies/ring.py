@@ -8,11 +8,11 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
+from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
-from bench.strategies.staging import HostStaging, bucket_groups
 from bench.workload.optim import make_optimizer, set_lr
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology

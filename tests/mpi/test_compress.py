@@ -7,9 +7,9 @@ import pytest
 import torch
 from mpi4py import MPI
 
+from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress import parse
 from bench.compress.exchange import CompressedAveraging
-from bench.strategies.staging import HostStaging, bucket_groups
 from bench.workload import models
 from bench.workload.streams import Salt, stream
 from kernels.ring_allgatherv import RingAllgatherv

@@ -331,7 +331,7 @@ def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
         "overlapped (% of step) | overlapped (% of step) | free (% of step) | overlap (%) | oversubscribed | runs |",
         "|:---|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|:---|:---|",
         "| mlp | 2 | ring | no | 1 | 100.00 | 0.0 | 0.0 | 0.0 | 100.0 | – | no | d.h5 |",
-        "| mlp | 2 | ring | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
+        "| mlp | 2 | ring --overlap | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
     ]
 
 
@@ -418,6 +418,23 @@ def test_accuracy_figure_labels_by_what_differs_and_bands_are_95_percent_interva
     assert band.max() == pytest.approx(60 + half, rel=1e-6) and band.min() == pytest.approx(30, rel=1e-6)
     assert fig.texts[0].get_text().startswith("bands: 95 % t CI over repeats")
     assert fig.axes[0].get_ylabel() == "test accuracy (%)" and fig.axes[1].get_xlabel() == "MiB moved (all ranks)"
+
+
+def test_legend_labels_name_an_option_once(tmp_path):
+    """A compressed and a dense ring with another lr: the compression is in the strategy label, so the swept
+    options add only lr (the label said 'ring --compress topk:0.01, compress=topk:0.01' before). Catches:
+    LABELLED_OPTIONS not left out, or the swept lr dropped."""
+    from analysis.groups import repeat_groups
+    from analysis.load import load
+    from analysis.plots import group_labels
+
+    ring_run(tmp_path / "a.h5", 2, 0.1, cfg={"lr": 0.2})
+    ring_run(tmp_path / "b.h5", 2, 0.1, cfg={"compress": "topk:0.01"})
+    groups = repeat_groups([load(tmp_path / "a.h5"), load(tmp_path / "b.h5")])
+    assert sorted(group_labels(groups)) == [
+        "ring --compress topk:0.01, lr=0.1, 2 ranks (1 run)",
+        "ring, lr=0.2, 2 ranks (1 run)",
+    ]
 
 
 def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tmp_path):
@@ -612,7 +629,7 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
     over = ring_run(tmp_path / "o.h5", 2, 0.1, comm_s=0.04, fwd_s=0.02, bwd_s=0.05, opt_s=0.01,
                     cfg={"overlap": True}, extra=exposed)  # fmt: skip
     assert overlap_table([over], 1).markdown().splitlines()[4:] == [
-        "| mlp | 2 | ring | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
+        "| mlp | 2 | ring --overlap | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
         "",
         "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
         "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
@@ -672,7 +689,7 @@ def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(t
     row = strategy_table([run, fed(tmp_path)], 1).rows
     assert len(row) == 1 and [round(row[0][i].mean, 4) for i in (6, 7, 8, 9)] == [0.79, 1.3333, 3.0, 2.0]
     line = strategy_table([run], 1).markdown().splitlines()[4]
-    assert line == "| mlp | 3 | ps | 1 | 200 | 0.0 | 0.790 | 1.33 | 3 | 2.000 | – | p.h5 |"
+    assert line == "| mlp | 3 | ps --ps-mode async | 1 | 200 | 0.0 | 0.790 | 1.33 | 3 | 2.000 | – | p.h5 |"
 
 
 def test_every_statistic_leaves_out_exactly_one_warm_up_step_by_default(tmp_path):

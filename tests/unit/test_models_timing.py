@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.comm.staging import bucket_groups
 from bench.measure.timing import CpuClock, LayerTimer
-from bench.strategies.staging import bucket_groups
 from bench.workload import models
 
 TOKENS = {"lstm"}  # models that read token sequences (1, 1, T), not images

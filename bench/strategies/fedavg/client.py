@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from mpi4py import MPI
 
+from bench.comm.staging import HostStaging
 from bench.compress.uploads import DeltaEncoder
 from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.choice import exchange_losses, local_loss
@@ -26,7 +27,6 @@ from bench.strategies.fedavg.partials import Report, tree_schedule
 from bench.strategies.fedavg.protocol import ClientStatus, client_header, model_tag, plan_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
-from bench.strategies.staging import HostStaging
 from bench.workload.models import load_flat
 from bench.workload.optim import make_optimizer, set_lr
 from kernels.tags import tag_upper_bound

@@ -11,6 +11,7 @@ import resource
 
 import numpy as np
 
+from bench.comm.staging import HostStaging
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
 from bench.strategies.fedavg.algorithm import algorithm_for
@@ -19,7 +20,6 @@ from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
 from bench.strategies.fedavg.server import Aggregator
-from bench.strategies.staging import HostStaging
 from bench.workload.models import flat_parameters
 from bench.workload.stragglers import parse_dist
 from kernels.topology import Topology

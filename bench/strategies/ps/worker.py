@@ -14,9 +14,10 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from bench.comm.exchange import Exchange
+from bench.comm.staging import HostStaging
 from bench.compress.pieces import PieceEncoder
 from bench.measure.buckets import BucketTiming
-from bench.strategies.base import Exchange
 from bench.strategies.ps.protocol import (
     HEADER_LEN,
     Kind,
@@ -27,7 +28,6 @@ from bench.strategies.ps.protocol import (
     to_server_tag,
     to_worker_tag,
 )
-from bench.strategies.staging import HostStaging
 from kernels.shard_map import ShardMap
 from kernels.tags import tag_upper_bound
 

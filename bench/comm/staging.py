@@ -1,38 +1,15 @@
 """Host buffers for MPI: each layer's (or bucket's) flattened gradients or parameters in one contiguous float32
-buffer, and the clock of the time spent copying into and out of them (packing), which is not communication."""
+buffer; the time spent copying into and out of them (packing, :data:`bench.measure.clocks.PACKING`) is not
+communication."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
 
+from bench.measure.clocks import PACKING
 from bench.workload.models import Layer
 from kernels.reference import bucket_layers
-
-
-class PackingClock:
-    """Seconds spent copying between model tensors and host buffers (pack, unpack, scaling), summed over every
-    :class:`HostStaging` of the process. The driver reads it around each exchange, so that this local copying is
-    recorded as its own phase (``timing/pack``) and not as communication: a 1-rank ``ring`` moves no bytes and
-    must report no communication time."""
-
-    def __init__(self):
-        self.seconds = 0.0
-
-    def timed(self, fn):
-        def run(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - t
-
-        return run
-
-
-PACKING = PackingClock()
 
 
 class HostStaging:
