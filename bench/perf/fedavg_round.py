@@ -171,9 +171,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--one-per-rank", type=int, default=0, help="also: this many ranks, one client per client rank")
+    p.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="run only these (default: all)")
     args = p.parse_args(argv)
+    variants = {k: VARIANTS[k] for k in args.variants} if args.variants else VARIANTS
     for ranks in args.ranks:
-        compare(ranks, args.clients, args.fraction, args.rounds, args.repeats, VARIANTS)
+        compare(ranks, args.clients, args.fraction, args.rounds, args.repeats, variants)
     if args.one_per_rank:
         n = args.one_per_rank
         chosen = {k: VARIANTS[k] for k in ("client, 2 upload buffers", "tree")}

@@ -91,6 +91,18 @@ def test_digits_is_real_bundled_data():
     assert len(np.unique(ds.x_train)) == 17  # the 17 grey levels 0..16 of the original images
 
 
+def test_digits_file_reader_equals_scikit_learns_loader():
+    """The arrays read from scikit-learn's digits.csv.gz without importing it equal load_digits' own (the library
+    is the oracle). Catches: the label column taken as a pixel, a row or column dropped, labels as floats."""
+    from sklearn.datasets import load_digits
+
+    pixels, labels = data.digits_arrays()
+    bunch = load_digits()
+    np.testing.assert_array_equal(pixels, bunch.data)
+    np.testing.assert_array_equal(labels, bunch.target)
+    assert labels.dtype.kind == "i"
+
+
 def test_leaf_synthetic_groups_and_labels():
     ds = data.leaf_synthetic(devices=6, alpha=1.0, beta=1.0, seed=0, test_fraction=0.1)
     assert ds.shape == (1, 1, 60) and ds.classes == 10
