@@ -145,7 +145,12 @@ def _trace(args) -> int:
         print(f"analysis: --first {args.first}: steps are numbered from 1", file=sys.stderr)
         return 2
     try:
-        n = write_trace(load(args.path), args.out, args.first - 1, args.steps or None)
+        run = load(args.path)
+        rows = run.data["timing/step"].shape[1] if "timing/step" in run.data else 0
+        if args.first > rows:
+            print(f"analysis: --first {args.first}: {args.path} has steps 1..{rows}", file=sys.stderr)
+            return 2
+        n = write_trace(run, args.out, args.first - 1, args.steps or None)
     except ResultsError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
         return 1

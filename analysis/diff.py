@@ -43,9 +43,13 @@ def compare(path_a: str, path_b: str, warmup: int = 1) -> int:
     except ResultsError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
         return 1
+    micro = [p for p, r in ((path_a, a), (path_b, b)) if r.attrs.get("kind") == "micro"]
+    if micro:
+        print(f"analysis: {micro[0]} is a microbenchmark file: compare takes two training runs", file=sys.stderr)
+        return 2
     print(f"a = {path_a}\nb = {path_b}\n")
     diffs = config_differences(a.config, b.config)
-    if a.strategy != b.strategy:
+    if a.strategy != b.strategy and "strategy" not in (key for key, *_ in diffs):  # listed once
         diffs.insert(0, ("strategy", a.strategy, b.strategy))
     print("config differences:" if diffs else "config: identical (apart from --out)")
     for key, va, vb in diffs:

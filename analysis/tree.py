@@ -19,15 +19,19 @@ from analysis.metrics import row_unit
 
 
 def to_xarray(path):
-    """The run in ``path`` as an ``xarray.DataTree`` (root attributes as the tree's attributes, JSON decoded)."""
+    """The run in ``path`` as an ``xarray.DataTree``; the root attributes as stored (dicts and lists as JSON
+    strings: ``analysis.load.load(path).attrs`` has them decoded). A file whose writer is running or was killed
+    opens in SWMR read mode, as ``analysis.load`` opens it, with every flushed row."""
     import xarray as xr
 
     run = load(path)
     if int(run.attrs["schema_version"]) >= 3:
         try:
             return xr.open_datatree(str(path), engine="h5netcdf")
-        except OSError as exc:  # a killed writer leaves the file marked open for writing
-            raise ResultsError(f"{path}: {exc} (a killed or running writer: `h5clear -s {path}` clears it)") from None
+        except OSError as exc:
+            if "already open for write" not in str(exc):
+                raise ResultsError(f"{path}: not readable as netCDF ({exc})") from None
+        return xr.open_datatree(str(path), engine="h5netcdf", driver_kwds={"swmr": True})
     return _converted(run, xr)
 
 

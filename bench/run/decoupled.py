@@ -62,7 +62,7 @@ def train_decoupled(ctx: RunContext) -> int:
         ctx.rec.ensure(max(done))
         ctx.done = max(done)
         ctx.steps_done = np.array(done, dtype=np.int64)
-        ctx.attrs["train_wall_s"] = wall
+        ctx.finish_timing(wall)  # before the last write, so the file has both (the summary's figures are final)
         for upto in range(cfg.flush_every, ctx.done, cfg.flush_every):  # a block at a time: rank 0 holds one
             ctx.gather(upto=upto)
             if comm.rank == 0:

@@ -160,6 +160,7 @@ def test_async_records_staleness_and_the_new_groups(shared_tmp):
             stale = f["ps/updates/staleness"][()]
             ok = stale.size >= 8 * W and f["ps/updates/staleness"].attrs["units"] == "updates"
             ok &= f.attrs["status"] == "complete" and int(f["timing/steps_done"][1:].sum()) >= 8 * W
+            ok &= f.attrs["train_wall_s"] > 0 and f.attrs["eval_and_io_s"] >= 0  # both written (the latter was not)
             for name in ("ps/push", "ps/pull", "ps/server_receive", "ps/server_apply", "ps/server_send"):
                 ok &= name in f and f[name].attrs["units"] == "s"
             ok &= f["ps/push"].shape[2] == L and f["ps/push"][1:].sum() > 0 and f["ps/server_receive"][0].sum() > 0

@@ -19,7 +19,8 @@ from analysis.report import ReportOptions, build_tables, figures
 from analysis.stats import Estimate
 from analysis.tables import EST, INT, NUM, Column, Table
 from analysis.views import speedup_table
-from tests.analysis_fixtures import ring_run, with_evals
+from bench.measure import results
+from tests.analysis_fixtures import ps_run, ring_run, with_evals
 
 
 def test_time_to_accuracy_at_the_first_crossing(tmp_path):
@@ -161,6 +162,23 @@ def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
     assert "lr" in out and "0.1" in out and "0.2" in out
     line = next(row for row in out.splitlines() if row.startswith("samples/s"))
     assert line.split()[-1] == "2.000"
+
+
+def test_compare_names_the_strategy_once_and_refuses_a_micro_file(tmp_path, capsys):
+    """A ring and a ps run whose configs both hold the strategy: one 'strategy' line (it printed two); a micro
+    file is refused with exit 2 and one line (it ended in a KeyError traceback)."""
+    ring_run(tmp_path / "a.h5", 2, 0.5, cfg={"strategy": "ring"})
+    ps_run(tmp_path / "b.h5", 1, 2, 0.5, cfg={"strategy": "ps"})
+    assert cli.main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:3] for line in out.splitlines() if line.strip().startswith("strategy")] == [
+        ["strategy", "ring", "->"]
+    ]
+    sizes = np.array([8, 64], dtype=np.int64)
+    micro = {"micro/allreduce/ours/size_bytes": (sizes, "bytes"), "micro/allreduce/ours/time_s": (np.ones((2, 1)), "s")}
+    results.write(str(tmp_path / "m.h5"), {"kind": "micro", "op": "allreduce", "world_size": 2}, micro)
+    assert cli.main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "m.h5")]) == 2
+    assert "microbenchmark file" in capsys.readouterr().err
 
 
 def test_analysis_imports_neither_mpi_nor_torch():

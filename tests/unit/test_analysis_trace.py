@@ -83,3 +83,19 @@ def test_the_cli_names_a_missing_path_and_exits_2(tmp_path, capsys):
     assert cli.main(["tables", str(tmp_path / "typo.h5")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"analysis: no such file or folder: {tmp_path / 'typo.h5'}"
+
+
+def test_trace_first_counts_from_one_and_is_checked(tmp_path, capsys):
+    """--first 2 exports steps 2..3 of a 3-step file (rows 1, 2); --first 0 and --first 4 are refused with exit 2
+    and one line (4 wrote an empty trace with exit 0)."""
+    from analysis import __main__ as cli
+
+    timeline_run(tmp_path / "t.h5")
+    out = tmp_path / "t.json"
+    assert cli.main(["trace", str(tmp_path / "t.h5"), "-o", str(out), "--first", "2"]) == 0
+    steps = {e["args"]["step"] for e in json.loads(out.read_text())["traceEvents"] if e["ph"] == "X"}
+    assert steps == {2, 3}
+    for first in ("0", "4"):
+        assert cli.main(["trace", str(tmp_path / "t.h5"), "-o", str(out), "--first", first]) == 2
+    err = capsys.readouterr().err
+    assert "steps are numbered from 1" in err and "has steps 1..3" in err

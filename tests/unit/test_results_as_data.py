@@ -108,6 +108,24 @@ def test_schema_2_and_3_files_of_one_run_load_alike(tmp_path):
         assert tree["metrics"]["eval_step"].values.tolist() == [4, 7]
 
 
+def test_a_file_being_written_opens_with_its_flushed_rows(tmp_path):
+    """A writer mid-run keeps the file marked open for writing; to_xarray (in another process, as a user's
+    notebook beside a running job) opens it anyway and sees the flushed rows. Catches: the plain open's error
+    passed on (it told the user to h5clear a file whose writer is running)."""
+    import subprocess
+    import sys
+
+    app = Appender(str(tmp_path / "live.h5"), R, "step", rows_per_flush=4)
+    rows = _ring_arrays(np.random.default_rng(2))
+    app.write({"status": "running", "strategy": "ring", "config": {}, "world_size": R}, rows, 0, _ring_extras())
+    code = "from analysis.load import to_xarray; import sys; t = to_xarray(sys.argv[1]); print(t['step'].size)"
+    try:
+        got = subprocess.run([sys.executable, "-c", code, str(tmp_path / "live.h5")], capture_output=True, text=True)
+    finally:
+        app.close()
+    assert got.returncode == 0 and got.stdout.split() == [str(S)], got.stderr
+
+
 def test_micro_files_have_named_dimensions(tmp_path):
     sizes = np.array([8, 64, 512], dtype=np.int64)
     data = {
