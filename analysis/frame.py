@@ -4,8 +4,9 @@ One row per (run, rank, step) with every per-step series as a column, or per (ru
 per-layer series (``layers=True``). Columns carry the units in their names (``timing/step [s]``); each row also
 has the rank's role and the run's config (``config/<option>``), so a frame groups by any option without the
 files. A series only the aggregator records (``fedavg/aggregator_*``) is NaN on the other ranks, not 0, so a mean
-over ranks is the aggregator's. pandas is an optional extra (``pip install '.[analysis]'``); the rest of analysis
-does not need it.
+over ranks is the aggregator's; in decoupled runs (``ps`` async, ``ssp``) a rank's rows past the steps it took
+(``timing/steps_done``) are NaN too (the file holds zeros there). pandas is an optional extra
+(``pip install '.[analysis]'``); the rest of analysis does not need it.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def run_frame(run: RunResults, layers: bool = False):
     frame["step"] = index[1] + 1  # numbered from 1, as printed and as the file's step (round) scale
     if layers:
         frame["layer"] = np.array(names)[index[2]] if names else []
+    done = np.asarray(run.data["timing/steps_done"]) if "timing/steps_done" in run.data else np.full(ranks, steps)
+    not_taken = np.arange(steps)[None, :] >= done[:, None]  # (ranks, steps): rows a rank never reached
     for name in cols:
         unit = run.units.get(name, "")
         values = np.asarray(run.data[name], dtype=np.float64).copy()
         if name.startswith(AGGREGATOR_ONLY):
             values[np.array(roles) != "aggregator"] = np.nan
+        values[not_taken] = np.nan
         frame[f"{name} [{unit}]" if unit else name] = values.reshape(-1)
     for key, value in sorted(run.config.items()):
         frame[f"config/{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value

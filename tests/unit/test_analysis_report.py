@@ -164,6 +164,20 @@ def test_compare_prints_config_and_metric_differences(tmp_path, capsys):
     assert line.split()[-1] == "2.000"
 
 
+def test_to_dataframe_has_no_values_past_the_steps_a_rank_took(tmp_path):
+    """A decoupled run whose worker 2 took 3 of the 5 rows: its rows 4 and 5 are NaN (the file's zeros made a
+    per-rank mean 3/5 of the truth), the others keep their values. Catches: the mask not applied, or off by one."""
+    import h5py
+
+    ps_run(tmp_path / "p.h5", 1, 2, 0.5, cfg={"ps_mode": "async"})
+    with h5py.File(tmp_path / "p.h5", "a") as f:
+        f["timing/steps_done"][...] = [5, 5, 3]
+    frame = to_dataframe([tmp_path / "p.h5"])
+    worker = frame[frame["rank"] == 2].set_index("step")["timing/step [s]"]
+    assert worker[[1, 2, 3]].notna().all() and worker[[4, 5]].isna().all()
+    assert frame[frame["rank"] == 1]["timing/step [s]"].notna().all()
+
+
 def test_compare_names_the_strategy_once_and_refuses_a_micro_file(tmp_path, capsys):
     """A ring and a ps run whose configs both hold the strategy: one 'strategy' line (it printed two); a micro
     file is refused with exit 2 and one line (it ended in a KeyError traceback)."""
