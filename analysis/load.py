@@ -86,7 +86,7 @@ class LazyDatasets(Mapping):
 
     def _known(self, name: str) -> str:
         """The analysis' name for ``name`` (which may be the file's own)."""
-        return schema.memory_name(name, self.version)
+        return schema.memory_name(name)
 
     def __getitem__(self, name: str) -> np.ndarray:
         name = self._known(name)
@@ -197,7 +197,7 @@ def load(path: str | Path) -> RunResults:
 
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset) and not h5py.h5ds.is_scale(obj.id):  # scales: coordinates
-                name = schema.memory_name(name, version)
+                name = schema.memory_name(name)
                 names.append(name)
                 units[name] = _decode(obj.attrs.get("units", ""))
 

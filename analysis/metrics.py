@@ -140,8 +140,7 @@ def fedavg_samples_per_round(run: RunResults) -> np.ndarray:
     batches = steps if steps > 0 else int(cfg.get("local_epochs", 1)) * (n // b)
     per_client = b * batches * trained
     r = d["fedavg/clients/round"].astype(int) - 1  # round numbers count from 1, rows from 0
-    keep = r < rounds
-    return np.bincount(r[keep], weights=per_client[keep], minlength=rounds)[:rounds]
+    return np.bincount(r, weights=per_client, minlength=rounds)[:rounds]  # rounds past the file's last: cut
 
 
 def samples_per_row(run: RunResults) -> np.ndarray:

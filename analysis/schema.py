@@ -48,9 +48,10 @@ def file_name(name: str) -> str:
     return FILE_NAMES.get(name, name)
 
 
-def memory_name(name: str, version: int) -> str:
-    """The name the analysis uses for a dataset called ``name`` in a file of schema ``version``."""
-    return MEMORY_NAMES.get(name, name) if version >= 3 else name
+def memory_name(name: str) -> str:
+    """The name the analysis uses for a dataset the file calls ``name`` (older files hold none of the schema 3
+    names, so this holds for every schema)."""
+    return MEMORY_NAMES.get(name, name)
 
 
 def to_file(name: str, array: np.ndarray) -> tuple[str, np.ndarray]:

@@ -189,3 +189,6 @@ def test_strategy_label_names_the_options_that_change_a_run():
     assert label("ring", overlap=True, compress="fp16") == "ring --overlap --compress fp16"
     assert label("ring", accumulate_steps=4) == "ring --accumulate-steps 4"
     assert label("ring", accumulate_steps=1) == "ring"
+    assert label("ps", ps_mode="async") == "ps --ps-mode async" and label("ps", ps_mode="sync") == "ps"
+    assert label("ps") == "ps"  # files without ps_mode ran sync
+    assert label("ssp", ps_mode="ssp") == "ssp"  # its own strategy name already says it

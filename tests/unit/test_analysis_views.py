@@ -850,7 +850,7 @@ def test_fedavg_samples_per_round_edges_by_hand():
     one epoch."""
     from analysis.metrics import fedavg_samples_per_round
 
-    rows = np.array([(1, 0, 1, 0), (1, 1, 20, 0), (2, 0, 1, 2), (4, 1, 20, 0)], dtype=np.float64)  # rounds from 1
+    rows = np.array([(1, 0, 1, 0), (1, 1, 21, 0), (2, 0, 1, 2), (4, 1, 21, 0)], dtype=np.float64)  # rounds from 1
     data = {f"fedavg/clients/{k}": rows[:, i] for i, k in enumerate(("round", "client", "samples", "status"))}
     data["timing/step"] = np.zeros((2, 3))
     run = in_memory_run({"config": {"batch_size": 8, "local_epochs": 2}}, data)
@@ -858,7 +858,9 @@ def test_fedavg_samples_per_round_edges_by_hand():
     one_step = in_memory_run({"config": {"batch_size": 8, "local_epochs": 2, "local_steps": 1}}, data)
     assert fedavg_samples_per_round(one_step).tolist() == [1 + 8, 1, 0.0]
     bare = in_memory_run({"config": {}}, data)
-    assert fedavg_samples_per_round(bare).tolist() == [1 + 20, 1, 0.0]
+    assert fedavg_samples_per_round(bare).tolist() == [1 + 21, 1, 0.0]  # B = 1: every sample (B = 2 would give 20)
+    within = {k: v[:3] for k, v in data.items() if k.startswith("fedavg/clients/")} | {"timing/step": np.zeros((2, 3))}
+    assert fedavg_samples_per_round(in_memory_run({"config": {}}, within)).tolist() == [22, 1, 0.0]  # round 3: none
 
 
 def test_fit_description_prints_every_digit_it_claims():

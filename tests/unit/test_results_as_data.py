@@ -126,6 +126,17 @@ def test_a_file_being_written_opens_with_its_flushed_rows(tmp_path):
     assert got.returncode == 0 and got.stdout.split() == [str(S)], got.stderr
 
 
+def test_a_dataset_without_declared_dimensions_is_named_in_the_error():
+    """A new dataset outside every declared group fails at the writer, naming itself and where to declare it."""
+    from analysis import schema
+
+    with pytest.raises(ValueError, match="newgroup/series: no dimensions declared for it in analysis/schema.py"):
+        schema.dimensions("newgroup/series", 1, "step", row_series=False)
+    assert schema.dimensions("metrics/eval_step", 1, "step", row_series=False) == ("evaluation",)
+    assert schema.dimensions("fedlama/interval", 3, "round", row_series=True) == ("rank", "round", "layer")
+    assert schema.dimensions("timing/steps_done", 1, "step", row_series=False) == ("rank",)
+
+
 def test_micro_files_have_named_dimensions(tmp_path):
     sizes = np.array([8, 64, 512], dtype=np.int64)
     data = {
