@@ -24,12 +24,16 @@ COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
 on the Topology)."""
 
 DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async"), ("ssp", "ssp")}
-"""(strategy, ps_mode) pairs whose workers run unsynchronised steps (registry: the one place that knows). ssp runs
-stored ps_mode "sync" before ``--ps-mode ssp`` existed."""
+"""Compatibility table for files written before the strategy recorded its schedule (root attribute ``schedule``):
+(strategy, ps_mode) pairs whose workers run unsynchronised steps. ssp runs stored ps_mode "sync" before
+``--ps-mode ssp`` existed."""
 
 
 def schedule(run: RunResults) -> str:
-    """``rounds`` (an aggregator: rows are rounds), ``decoupled`` or ``lockstep``."""
+    """``rounds`` (an aggregator: rows are rounds), ``decoupled`` or ``lockstep``: as the strategy declared it
+    (``Strategy.schedule``, stored in the file), or, for older files, from their roles and :data:`DECOUPLED`."""
+    if run.attrs.get("schedule"):
+        return str(run.attrs["schedule"])
     if "aggregator" in (run.attrs.get("roles") or []):
         return "rounds"
     if (run.strategy, run.config.get("ps_mode", "sync")) in DECOUPLED:  # pragma: no mutate (absent: not decoupled)

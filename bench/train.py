@@ -24,6 +24,7 @@ def train(cfg, comm: MPI.Comm) -> int:
         "config": json.loads(cfg.to_json()),
         "roles": comm.allgather(run.strategy.topology.role),
         "strategy_info": run.strategy.describe(),
+        "schedule": run.strategy.schedule,  # lockstep | decoupled | rounds: analysis reads it (no list of names)
         "per_rank_batch": run.batch,
         "compute_ranks": run.strategy.topology.partitions,
         "device": str(run.device),

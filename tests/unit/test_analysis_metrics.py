@@ -192,3 +192,19 @@ def test_strategy_label_names_the_options_that_change_a_run():
     assert label("ps", ps_mode="async") == "ps --ps-mode async" and label("ps", ps_mode="sync") == "ps"
     assert label("ps") == "ps"  # files without ps_mode ran sync
     assert label("ssp", ps_mode="ssp") == "ssp"  # its own strategy name already says it
+
+
+def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_table(tmp_path):
+    """A file that records its schedule is read by it, whatever its strategy's name (a new strategy needs no entry
+    in analysis); files without it fall back to roles and DECOUPLED: ps async and old ssp (ps_mode sync)
+    decoupled, ps sync lock-step, an aggregator's rounds. Catches: the attribute ignored, or the table lost."""
+    from analysis.metrics import schedule
+
+    assert schedule(ring_run(tmp_path / "n.h5", 2, 0.1, strategy="newway", attrs={"schedule": "decoupled"})) == (
+        "decoupled"
+    )
+    assert schedule(ps_run(tmp_path / "a.h5", 1, 2, 0.1, cfg={"ps_mode": "async"})) == "decoupled"
+    assert schedule(ps_run(tmp_path / "s.h5", 1, 2, 0.1)) == "lockstep"
+    old_ssp = write_run(tmp_path / "o.h5", ["server", "worker", "worker"], 0.1, strategy="ssp", cfg={"ps_mode": "sync"})
+    assert schedule(old_ssp) == "decoupled"  # ssp files once stored ps_mode sync
+    assert schedule(ring_run(tmp_path / "r.h5", 2, 0.1)) == "lockstep"
