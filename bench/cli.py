@@ -71,7 +71,14 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     sub.add_parser(  # listed for --help; `python -m bench sweep` is dispatched before MPI starts (bench/__main__.py)
         "sweep", help="expand a sweep spec (TOML) into runs and launch them, or write Slurm job arrays (no mpiexec)"
     )
-    micro = sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks")
+    _add_micro_options(sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks"))
+    _add_overhead_options(sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank"))
+    sub.add_parser("info", help="print MPI library, ranks, cores, threads per rank and versions")
+    return parser
+
+
+def _add_micro_options(micro: argparse.ArgumentParser) -> None:
+    """``micro``: which benchmark and implementations, the message sizes (OSU's -b/-e/-m/-f), the iterations."""
     micro.add_argument(
         "--op",
         default="allreduce",
@@ -127,7 +134,8 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
         "published OSU numbers); barrier = each round trip after a barrier, slowest rank (counts barrier skew)",
     )
 
-    over = sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank")
+
+def _add_overhead_options(over: argparse.ArgumentParser) -> None:
     over.add_argument(
         "--model", default="cnn", choices=FIELDS["model"].metadata["choices"], help="model (default: cnn)"
     )
@@ -137,9 +145,6 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     over.add_argument("--batch-size", type=int, default=32, help="mini-batch (default: 32)")
     over.add_argument("--steps", type=int, default=40, help="steps per variant, interleaved (default: 40)")
     over.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
-
-    sub.add_parser("info", help="print MPI library, ranks, cores, threads per rank and versions")
-    return parser
 
 
 def parse(argv: list[str], rank: int = 0):

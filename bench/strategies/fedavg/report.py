@@ -43,28 +43,11 @@ def placement_line(cfg) -> str:
 
 
 def print_round_summary(loop, wall: float, status: str) -> None:
+    """Rank 0's summary of a FedAvg run, from the results file just written (the report's definitions)."""
     cfg = loop.cfg
-    written = load(loop.run.out)  # from the results file just written
+    written = load(loop.run.out)
     data = written.data
-    rounds = data["timing/step"].shape[1]
-    split = round_split(data)
-    counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
-    local = f"T={cfg.local_steps}" if cfg.local_steps else f"E={cfg.local_epochs}"
-    variant = "".join(
-        f", {label} {value}"
-        for label, value, default in (
-            ("algorithm", cfg.fl_algorithm, "fedavg"),
-            ("aggregator", cfg.aggregator, "mean"),
-            ("byzantine", cfg.byzantine, ""),
-            ("selection", cfg.selection, "uniform"),
-        )
-        if value != default
-    )
-    print(
-        f"syncbench fedavg: {cfg.model} on {cfg.dataset}, {loop.comm.size} ranks, {cfg.clients} clients "
-        f"(C={cfg.fraction:g}, {local}, B={cfg.batch_size}{variant}), {rounds} rounds "
-        f"({status}{', ' + loop.stopped_by if loop.stopped_by else ''})"
-    )
+    print(_heading(loop, data["timing/step"].shape[1], status))
     if "fedlama/averaged" in data:
         print(f"  FedLAMA         {100 * averaged_share(data):.1f}% of the model averaged per round (FedAvg: 100%)")
     measured = step_stats(written, warmup=1)  # the report's definitions (analysis/README.md)
@@ -73,27 +56,10 @@ def print_round_summary(loop, wall: float, status: str) -> None:
         "training in all"
     )
     print(f"  throughput      {measured.samples_per_s:.1f} samples/s  (samples the clients trained / round time)")
-    total = split["round"] or 1.0
-    print(
-        f"  aggregator      send {100 * split['aggregator_send'] / total:.1f}%  "
-        f"receive {100 * split['aggregator_receive'] / total:.1f}%  "
-        f"aggregate {100 * split['aggregator_aggregate'] / total:.1f}%  "
-        + (f"select {100 * split['aggregator_select'] / total:.1f}%  " if split["aggregator_select"] else "")
-        + f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
-    )
-    print(
-        f"  client hosts    compute {split['compute']:.2f} s  upload {split['upload']:.2f} s  "
-        f"download {split['download']:.2f} s  waiting for the model {split['waiting']:.2f} s  "
-        f"injected {split['injected']:.2f} s  (mean per host rank, all rounds)"
-    )
-    buffers = cfg.upload_buffers * sum(layer.bytes for layer in loop.run.layers) / 2**20
-    how = {
-        "client": f"per client at rank 0 ({cfg.upload_buffers} upload buffers per host, {buffers:.2f} MiB)",
-        "host": "one partial sum per client rank (--aggregation host)",
-        "tree": "partial sums combined pairwise by the client ranks, one to rank 0 (--aggregation tree)",
-    }[cfg.aggregation]
-    print(f"  aggregation     {how}")
+    _print_time_split(round_split(data))
+    print(f"  aggregation     {_aggregation(cfg, loop.run.layers)}")
     print(f"  placement       {placement_line(cfg)}")
+    counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
     print(
         f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "
         f"late {counts['late']}"
@@ -111,6 +77,53 @@ def print_round_summary(loop, wall: float, status: str) -> None:
     if over:
         print(f"  note            {per_host} ranks share {loop.attrs.get('cores_per_host', 0)} cores: oversubscribed")
     print(f"  results         {loop.run.out}")
+
+
+def _heading(loop, rounds: int, status: str) -> str:
+    """The run in one line: workload, ranks, clients and the options that change what a round computes."""
+    cfg = loop.cfg
+    local = f"T={cfg.local_steps}" if cfg.local_steps else f"E={cfg.local_epochs}"
+    variant = "".join(
+        f", {label} {value}"
+        for label, value, default in (
+            ("algorithm", cfg.fl_algorithm, "fedavg"),
+            ("aggregator", cfg.aggregator, "mean"),
+            ("byzantine", cfg.byzantine, ""),
+            ("selection", cfg.selection, "uniform"),
+        )
+        if value != default
+    )
+    return (
+        f"syncbench fedavg: {cfg.model} on {cfg.dataset}, {loop.comm.size} ranks, {cfg.clients} clients "
+        f"(C={cfg.fraction:g}, {local}, B={cfg.batch_size}{variant}), {rounds} rounds "
+        f"({status}{', ' + loop.stopped_by if loop.stopped_by else ''})"
+    )
+
+
+def _print_time_split(split: dict) -> None:
+    """The aggregator's round as shares of its time; the client hosts' phases in seconds."""
+    total = split["round"] or 1.0
+    print(
+        f"  aggregator      send {100 * split['aggregator_send'] / total:.1f}%  "
+        f"receive {100 * split['aggregator_receive'] / total:.1f}%  "
+        f"aggregate {100 * split['aggregator_aggregate'] / total:.1f}%  "
+        + (f"select {100 * split['aggregator_select'] / total:.1f}%  " if split["aggregator_select"] else "")
+        + f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
+    )
+    print(
+        f"  client hosts    compute {split['compute']:.2f} s  upload {split['upload']:.2f} s  "
+        f"download {split['download']:.2f} s  waiting for the model {split['waiting']:.2f} s  "
+        f"injected {split['injected']:.2f} s  (mean per host rank, all rounds)"
+    )
+
+
+def _aggregation(cfg, layers) -> str:
+    buffers = cfg.upload_buffers * sum(layer.bytes for layer in layers) / 2**20
+    return {
+        "client": f"per client at rank 0 ({cfg.upload_buffers} upload buffers per host, {buffers:.2f} MiB)",
+        "host": "one partial sum per client rank (--aggregation host)",
+        "tree": "partial sums combined pairwise by the client ranks, one to rank 0 (--aggregation tree)",
+    }[cfg.aggregation]
 
 
 def byzantine_line(cfg, check: dict) -> str:
