@@ -49,7 +49,7 @@ def serial_round_times(clients: int, fraction: float, rounds: int) -> tuple[list
     import torch
 
     from bench.config import build
-    from bench.strategies.fedavg.algorithm import algorithm_for
+    from bench.strategies.fedavg.registry import algorithm_for
     from bench.workload import data, models, partition
 
     torch.set_num_threads(1)

@@ -285,8 +285,8 @@ def test_fednova_rounds_through_its_hooks_are_the_papers_update(mu):
     a_i != tau_i), folded through FedNova's hooks into one aggregate reset between rounds: x <- x - tau_eff
     sum_i p_i (x - y_i) / a_i (Wang et al. 2020, Eq. 7), tau_eff = sum_i p_i a_i, or sum_i p_i tau_i with FedProx's
     term (mu > 0, the authors' code)."""
-    from bench.strategies.fedavg.algorithm import algorithm_for
     from bench.strategies.fedavg.protocol import ClientStatus, client_header
+    from bench.strategies.fedavg.registry import algorithm_for
 
     alg = algorithm_for(fl_cfg(fl_algorithm="fednova", fedprox_mu=mu), 4)
     rng = np.random.default_rng(2)

@@ -187,9 +187,10 @@ def test_algorithm_for_composes_only_what_the_papers_define():
     """FedProx's client and FedOpt's server compose on FedAvg (class FedProxFedOpt); the other algorithms keep
     FedProx's objective only (the option checks refuse it where a paper does not define it), never FedOpt's server;
     a lone option is its own class. Every algorithm keeps the model size and the clients' sizes."""
-    from bench.strategies.fedavg.algorithm import FedOpt, FedProx, algorithm_for
+    from bench.strategies.fedavg.algorithm import FedOpt, FedProx
     from bench.strategies.fedavg.drift import FedNova, Scaffold
     from bench.strategies.fedavg.fedlama import FedLama
+    from bench.strategies.fedavg.registry import algorithm_for
 
     def make(**kw):
         base = dict(aggregator="mean", selection="uniform", fedprox_mu=0.0, server_opt="avg", server_lr=0.5,
@@ -309,3 +310,31 @@ def test_fedprox_term_is_squared_and_fedlama_starts_with_integer_intervals():
     assert float(prox.client_loss(torch.tensor(1.0), model, anchor)) == pytest.approx(1.0 + 0.5 * 0.2 * 8)
     lama = FedLama(cfg(fedlama_phi=2, local_steps=1), 4)
     assert lama.intervals.dtype == np.int64 and lama.round_plan(0)[0].dtype == bool
+
+
+def test_each_algorithm_declares_its_series_and_host_memory():
+    """The strategy asks the algorithm's class (no name tests): FedLAMA records its three per-layer series and keeps
+    one model per cohort client; SCAFFOLD keeps a control variate per client it trains (5 clients x 400 bytes);
+    FedAvg and FedNova neither. Catches: a fact lost in the move from the strategy's name tests."""
+    from bench.measure.recorder import Recorder
+    from bench.strategies.fedavg.registry import ALGORITHMS, algorithm_class
+
+    assert set(ALGORITHMS) == {"fedavg", "fednova", "scaffold", "fedlama"}
+    memory = {name: algorithm_class(cfg(fl_algorithm=name)).host_memory(400, 5) for name in ALGORITHMS}
+    assert memory == {
+        "fedavg": {},
+        "fednova": {},
+        "scaffold": {"control_variate_bytes_per_host": 2000},
+        "fedlama": {"kept_model_bytes_per_cohort_client": 400},
+    }
+    series = {}
+    for name in ALGORITHMS:
+        rec = Recorder(None, 4)
+        algorithm_class(cfg(fl_algorithm=name)).declare_series(rec, (3,))
+        series[name] = {n: (s.units, s.local.shape[1:]) for n, s in rec.series.items()}
+    assert series["fedavg"] == series["fednova"] == series["scaffold"] == {}
+    assert series["fedlama"] == {
+        "fedlama/averaged": ("1", (3,)),
+        "fedlama/discrepancy": ("1", (3,)),
+        "fedlama/interval": ("rounds", (3,)),
+    }

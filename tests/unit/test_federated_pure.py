@@ -82,7 +82,8 @@ def test_algorithms_override_one_hook_each_and_compose():
     import torch
 
     from bench.strategies.fedavg.aggregate import StreamingMean
-    from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx, algorithm_for
+    from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx
+    from bench.strategies.fedavg.registry import algorithm_for
 
     cfg = types.SimpleNamespace(
         fedprox_mu=0.0, server_opt="avg", server_lr=0.5, server_momentum=0.9, seed=0, fl_algorithm="fedavg",

@@ -30,6 +30,16 @@ class FedAvg:
     extra_upload = False  # SCAFFOLD: a model-sized vector sent after each client's model (its variate's change)
     plans_layers = False  # FedLAMA: the server says each round which layers it sends and which come back
 
+    # ---- facts known before the run (the strategy asks the class, not the name) ----------------------
+    @classmethod
+    def declare_series(cls, rec, layers: tuple[int]) -> None:
+        """The algorithm's own per-round series (rank 0's rows); plain FedAvg records none."""
+
+    @classmethod
+    def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:
+        """Memory the algorithm keeps beside the model on a client host, for ``strategy_info``; none here."""
+        return {}
+
     def __init__(self, cfg, size: int, client_sizes=()):
         self.cfg, self.size = cfg, size
         self.client_sizes = list(client_sizes)  # n_k of every client (size-proportional selection)
@@ -123,22 +133,3 @@ class FedOpt(FedAvg):
 
     def server_update(self, x: np.ndarray, aggregate, round_: int) -> None:
         self.optimizer.step(x, aggregate.mean())
-
-
-def algorithm_for(cfg, size: int, client_sizes=()) -> FedAvg:
-    """``--fl-algorithm``: SCAFFOLD or FedNova (:mod:`drift`; FedNova with FedProx's objective when
-    ``--fedprox-mu`` > 0), or FedAvg with FedProx's client objective (``--fedprox-mu`` > 0) and FedOpt's server
-    update (``--server-opt`` avgm or adam) where asked for; the two compose (each overrides a different hook).
-    Combinations the papers do not define are refused before the run (:mod:`checks`)."""
-    from bench.strategies.fedavg.drift import FedNova, Scaffold
-    from bench.strategies.fedavg.fedlama import FedLama
-
-    base = {"fedavg": FedAvg, "fednova": FedNova, "scaffold": Scaffold, "fedlama": FedLama}[cfg.fl_algorithm]
-    chosen = [cls for cls, on in ((FedProx, cfg.fedprox_mu > 0), (FedOpt, cfg.server_opt != "avg")) if on]
-    if base is not FedAvg:
-        chosen = chosen[:1] if chosen[:1] == [FedProx] else []
-    if not chosen:
-        return base(cfg, size, client_sizes)
-    bases = (*chosen, base) if base is not FedAvg else tuple(chosen)
-    cls = bases[0] if len(bases) == 1 else type("".join(c.__name__ for c in bases), bases, {})
-    return cls(cfg, size, client_sizes)

@@ -99,6 +99,10 @@ class VariateSum(StreamingMean):
 class Scaffold(FedAvg):
     extra_download = extra_upload = True
 
+    @classmethod
+    def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:
+        return {"control_variate_bytes_per_host": clients_per_host * model_bytes}  # c_i of each client it trains
+
     def __init__(self, cfg, size: int, client_sizes=()):
         super().__init__(cfg, size, client_sizes)
         self.c = np.zeros(size, dtype=np.float32)  # the server's variate (rank 0), or the host's copy of it

@@ -86,6 +86,17 @@ class DiscrepancySum(StreamingMean):
 class FedLama(FedAvg):
     plans_layers = True
 
+    @classmethod
+    def declare_series(cls, rec, layers: tuple[int]) -> None:
+        """Rank 0's rows, per layer per round: averaged or kept local, the discrepancy, the interval."""
+        rec.add("fedlama/averaged", "1", layers, dtype=np.int8)
+        rec.add("fedlama/discrepancy", "1", layers)
+        rec.add("fedlama/interval", "rounds", layers, dtype=np.int64)
+
+    @classmethod
+    def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:
+        return {"kept_model_bytes_per_cohort_client": model_bytes}  # kept on its host between rounds of a block
+
     def __init__(self, cfg, size: int, client_sizes=()):
         super().__init__(cfg, size, client_sizes)
         self.phi = cfg.fedlama_phi

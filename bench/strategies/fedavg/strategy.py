@@ -14,11 +14,11 @@ import numpy as np
 from bench.comm.staging import HostStaging
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
-from bench.strategies.fedavg.algorithm import algorithm_for
 from bench.strategies.fedavg.byzantine import attack_check, parse_byzantine
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
+from bench.strategies.fedavg.registry import algorithm_class, algorithm_for
 from bench.strategies.fedavg.server import Aggregator
 from bench.workload.models import flat_parameters
 from bench.workload.stragglers import parse_dist
@@ -49,10 +49,7 @@ class FedAvgStrategy(Strategy):
             rec.add(f"fedavg/aggregator_{name}", "s")
         for name in COUNTS:
             rec.add(f"fedavg/{name}", "clients", dtype=np.int64)
-        if self.cfg.fl_algorithm == "fedlama":  # rank 0's rows: per layer per round
-            rec.add("fedlama/averaged", "1", L, dtype=np.int8)
-            rec.add("fedlama/discrepancy", "1", L)
-            rec.add("fedlama/interval", "rounds", L, dtype=np.int64)
+        algorithm_class(self.cfg).declare_series(rec, L)
         if self.cfg.exchange_compression.on:
             rec.add("timing/compress", "s", L)
             rec.add("compress/sent_bytes", "bytes", L, dtype=np.int64)
@@ -162,12 +159,7 @@ class FedAvgStrategy(Strategy):
         cohort = max(1, int(round(cfg.fraction * cfg.clients)))
         if cfg.aggregator != "mean":  # the cohort's models, float64, on the aggregator
             memory["aggregator_memory_bytes"] = cohort * 2 * model_bytes
-        if cfg.fl_algorithm == "fedlama":  # a cohort client's model, kept on its host between rounds of a block
-            memory["kept_model_bytes_per_cohort_client"] = model_bytes
-        if cfg.fl_algorithm == "scaffold":  # one control variate per client, on the host that trains it
-            memory["control_variate_bytes_per_host"] = (
-                max(map(len, self.topology.clients_of_rank.values())) * model_bytes
-            )
+        memory |= algorithm_class(cfg).host_memory(model_bytes, max(map(len, self.topology.clients_of_rank.values())))
         compression = cfg.exchange_compression
         if compression.on:  # error feedback: one model-sized memory per client a host has trained
             memory |= {"compress": compression.method.spec(), "error_feedback": compression.error_feedback}
