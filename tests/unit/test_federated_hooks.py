@@ -331,10 +331,10 @@ def test_each_algorithm_declares_its_series_and_host_memory():
     for name in ALGORITHMS:
         rec = Recorder(None, 4)
         algorithm_class(cfg(fl_algorithm=name)).declare_series(rec, (3,))
-        series[name] = {n: (s.units, s.local.shape[1:]) for n, s in rec.series.items()}
+        series[name] = {n: (s.units, s.local.shape[1:], s.local.dtype) for n, s in rec.series.items()}
     assert series["fedavg"] == series["fednova"] == series["scaffold"] == {}
     assert series["fedlama"] == {
-        "fedlama/averaged": ("1", (3,)),
-        "fedlama/discrepancy": ("1", (3,)),
-        "fedlama/interval": ("rounds", (3,)),
+        "fedlama/averaged": ("1", (3,), np.int8),  # 0/1 per layer and round
+        "fedlama/discrepancy": ("1", (3,), np.float64),
+        "fedlama/interval": ("rounds", (3,), np.int64),
     }
