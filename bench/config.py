@@ -18,6 +18,7 @@ import tomllib
 from bench.runtime.errors import UsageError
 from bench.strategies import NAMES as STRATEGIES  # the registry, imported without torch or MPI
 from bench.strategies import PS_MODE_OF, ROWS
+from bench.strategies.fedavg.needs import NEEDS as FL_ALGORITHMS  # their names and needs, pure data
 
 PS_MODES = ("sync", "async", "ssp")
 MODELS = ("mlp", "cnn", "resnet20", "transformer", "logreg", "femnist-cnn", "lstm")
@@ -193,7 +194,7 @@ class Config:
         "fedavg",
         "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
         "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps)",
-        ("fedavg", "scaffold", "fednova", "fedlama"),
+        tuple(FL_ALGORITHMS),
         "fedavg",
     )
     fedlama_phi: int = opt(
@@ -368,8 +369,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 def client_state_on_host(cfg) -> str:
     """fedavg: why a client's state must stay on the host that trains it ('' if nothing does)."""
-    if cfg.fl_algorithm == "scaffold":
-        return "SCAFFOLD keeps each client's control variate on the host that trains it"
+    kept = FL_ALGORITHMS[cfg.fl_algorithm].state_on_host if cfg.fl_algorithm in FL_ALGORITHMS else ""
+    if kept:
+        return f"--fl-algorithm {cfg.fl_algorithm} {kept}"
     if cfg.exchange_compression.error_feedback:
         return f"--compress {cfg.compress} keeps each client's error-feedback memory on the host that trains it"
     return ""

@@ -249,6 +249,13 @@ def test_local_steps_cycle_through_epochs():
         ({"selection": "power-of-choice:1", "clients": 16, "fraction": 0.25}, "m <= D <= --clients"),
         ({"selection": "power-of-choice:8", "aggregation": "tree"}, "--aggregation client or host"),
         ({"selection": "best"}, "expected uniform, size or power-of-choice:D"),
+        # what each algorithm needs (bench/strategies/fedavg/needs.py), message by message
+        ({"fl_algorithm": "fedlama"}, "fedlama counts local work in steps: give --local-steps T"),
+        ({"fedlama_phi": 3}, "--fedlama-phi applies to --fl-algorithm fedlama"),
+        ({"fl_algorithm": "fedlama", "local_steps": 3, "byzantine": "0.2:sign-flip"}, "across rounds: no --byzantine"),
+        ({"fl_algorithm": "fedlama", "local_steps": 3, "selection": "size"}, "across rounds: --selection uniform"),
+        ({"fl_algorithm": "scaffold", "optimizer": "adam"}, r"fixed rate \(the variate's K eta\)"),
+        ({"fl_algorithm": "scaffold", "selection": "size"}, "averages uniformly over the cohort: --selection uniform"),
     ],
 )
 def test_federated_option_checks(options, message):

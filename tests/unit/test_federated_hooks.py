@@ -317,9 +317,10 @@ def test_each_algorithm_declares_its_series_and_host_memory():
     one model per cohort client; SCAFFOLD keeps a control variate per client it trains (5 clients x 400 bytes);
     FedAvg and FedNova neither. Catches: a fact lost in the move from the strategy's name tests."""
     from bench.measure.recorder import Recorder
+    from bench.strategies.fedavg.needs import NEEDS
     from bench.strategies.fedavg.registry import ALGORITHMS, algorithm_class
 
-    assert set(ALGORITHMS) == {"fedavg", "fednova", "scaffold", "fedlama"}
+    assert set(ALGORITHMS) == set(NEEDS) == {"fedavg", "fednova", "scaffold", "fedlama"}  # one entry each
     memory = {name: algorithm_class(cfg(fl_algorithm=name)).host_memory(400, 5) for name in ALGORITHMS}
     assert memory == {
         "fedavg": {},

@@ -3,8 +3,9 @@ define, or that our schedules cannot run, are refused with one message naming th
 
 from __future__ import annotations
 
-from bench.config import client_placement
+from bench.config import FIELDS, client_placement
 from bench.runtime.errors import UsageError
+from bench.strategies.fedavg.needs import NEEDS, needs
 
 
 def check_federated(cfg) -> None:
@@ -17,7 +18,7 @@ def check_federated(cfg) -> None:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     per_client = [
-        (cfg.fl_algorithm != "fedavg", f"--fl-algorithm {cfg.fl_algorithm}"),
+        (needs(cfg).each_update, f"--fl-algorithm {cfg.fl_algorithm}"),
         (rule.name != "mean", f"--aggregator {cfg.aggregator}"),
     ]
     for on, what in per_client:
@@ -48,42 +49,35 @@ def _check_selection(cfg) -> None:
 
 
 def _check_algorithm(cfg, rule) -> None:
-    if cfg.fedlama_phi != 2 and cfg.fl_algorithm != "fedlama":
-        raise UsageError("--fedlama-phi applies to --fl-algorithm fedlama")
-    if cfg.fl_algorithm == "fedavg":
+    """What the chosen algorithm needs from the other options (:data:`needs.NEEDS`: no algorithm named here)."""
+    for other, facts in NEEDS.items():
+        for option in facts.own_options:
+            if other != cfg.fl_algorithm and getattr(cfg, option) != FIELDS[option].default:
+                raise UsageError(f"--{option.replace('_', '-')} applies to --fl-algorithm {other}")
+    need = needs(cfg)
+    if not need.own_server_update:
         return
     name = f"--fl-algorithm {cfg.fl_algorithm}"
     if cfg.server_opt != "avg":
         raise UsageError(f"{name} has its own server update: --server-opt avg")
     if rule.name != "mean":
         raise UsageError(f"{name} folds every update into its own sums: --aggregator mean")
-    if cfg.fl_algorithm in ("scaffold", "fednova"):
-        fixed = cfg.optimizer == "sgd" and cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps
-        if not fixed:
-            raise UsageError(
-                f"{name}'s client maths assumes SGD at a fixed rate (the variate's K eta, FedNova's a_i): "
-                "--optimizer sgd, --lr-schedule constant, no --lr-warmup-steps"
-            )
-    if cfg.fl_algorithm == "scaffold":
-        if cfg.fedprox_mu > 0:
-            raise UsageError("--fl-algorithm scaffold corrects drift with control variates: --fedprox-mu 0")
-        if client_placement(cfg) != "static":
-            raise UsageError(
-                "--fl-algorithm scaffold keeps each client's control variate on the host that trains it: "
-                "--placement static"
-            )
-        if cfg.selection != "uniform":
-            raise UsageError("--fl-algorithm scaffold averages uniformly over the cohort: --selection uniform")
-    if cfg.fl_algorithm == "fedlama":
-        _check_fedlama(cfg)
-
-
-def _check_fedlama(cfg) -> None:
-    if cfg.local_steps <= 0:
-        raise UsageError("--fl-algorithm fedlama counts local work in steps: give --local-steps T (e.g. 10)")
-    for on, what in ((cfg.selection != "uniform", "--selection uniform"), (bool(cfg.byzantine), "no --byzantine")):
-        if on:
-            raise UsageError(f"--fl-algorithm fedlama keeps a cohort's local layers across rounds: {what}")
+    fixed = cfg.optimizer == "sgd" and cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps
+    if need.fixed_rate_sgd and not fixed:
+        raise UsageError(
+            f"{name}'s client maths assumes SGD at a fixed rate ({need.fixed_rate_sgd}): "
+            "--optimizer sgd, --lr-schedule constant, no --lr-warmup-steps"
+        )
+    refusals = (
+        (need.no_fedprox, cfg.fedprox_mu > 0, "--fedprox-mu 0"),
+        (need.state_on_host, client_placement(cfg) != "static", "--placement static"),
+        (need.local_steps, cfg.local_steps <= 0, "give --local-steps T (e.g. 10)"),
+        (need.uniform_selection, cfg.selection != "uniform", "--selection uniform"),
+        (need.no_byzantine, bool(cfg.byzantine), "no --byzantine"),
+    )
+    for reason, violated, way_out in refusals:
+        if reason and violated:
+            raise UsageError(f"{name} {reason}: {way_out}")
 
 
 def _check_cohort(cfg, rule) -> None:
