@@ -68,6 +68,12 @@ def from_file(name: str, array: np.ndarray, version: int) -> np.ndarray:
     return array
 
 
+def array_dimensions(name: str, ndim: int, row_unit: str) -> tuple[str, ...]:
+    """:func:`dimensions` of a dataset known only by its name and shape (a file written whole, an old file): every
+    array of two or more axes outside ``micro/`` is a row series (``micro/*/time_s`` is size x sample)."""
+    return dimensions(name, ndim, row_unit, row_series=ndim >= 2 and not name.startswith("micro/"))
+
+
 def dimensions(name: str, ndim: int, row_unit: str, row_series: bool) -> tuple[str, ...]:
     """The named dimensions of dataset ``name`` (in-memory name): a row series is (rank, step or round, layer);
     the others by their group (:data:`RECORD_DIMENSIONS`)."""

@@ -41,10 +41,7 @@ def _converted(run, xr):
     groups: dict[str, dict] = {}
     for name in run.data:
         array = np.asarray(run.data[name])
-        if name.startswith("micro/"):
-            dims = ("size", "sample")[: array.ndim]
-        else:
-            dims = schema.dimensions(name, array.ndim, unit, row_series=array.ndim >= 2)
+        dims = schema.array_dimensions(name, array.ndim, unit)
         group, _, leaf = schema.file_name(name).rpartition("/")
         var = xr.Variable(dims, array, {"units": run.units.get(name, "")})
         groups.setdefault(group, {})[leaf] = var

@@ -48,7 +48,6 @@ def write(
             ds = f.create_dataset(stored, data=array)
             ds.attrs["units"] = units
             if schema >= 3:
-                rows = array.ndim >= 2 and not name.startswith("micro/")
-                dims = _schema.dimensions(name, array.ndim, row_unit, row_series=rows)
+                dims = _schema.array_dimensions(name, array.ndim, row_unit)
                 attach_dimensions(ds, dims, scale_holder(f, stored), growing=False)
     os.replace(tmp, path)
