@@ -16,30 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.facts import applies, row_unit, schedule
 from analysis.load import RunResults, sum_layers
 from kernels.topology import COMPUTING_ROLES as TOPOLOGY_COMPUTING
 
 COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
 """Roles whose ranks train (forward, backward, local update); servers and the aggregator do not (one fact, kept
 on the Topology)."""
-
-DECOUPLED = {("ps", "async"), ("ssp", "sync"), ("ssp", "async"), ("ssp", "ssp")}
-"""Compatibility table for files written before the strategy recorded its schedule (root attribute ``schedule``):
-(strategy, ps_mode) pairs whose workers run unsynchronised steps. ssp runs stored ps_mode "sync" before
-``--ps-mode ssp`` existed."""
-
-
-def schedule(run: RunResults) -> str:
-    """``rounds`` (an aggregator: rows are rounds), ``decoupled`` or ``lockstep``: as the strategy declared it
-    (``Strategy.schedule``, stored in the file), or, for older files, from their roles and :data:`DECOUPLED`."""
-    if run.attrs.get("schedule"):
-        return str(run.attrs["schedule"])
-    if "aggregator" in (run.attrs.get("roles") or []):
-        return "rounds"
-    if (run.strategy, run.config.get("ps_mode", "sync")) in DECOUPLED:  # pragma: no mutate (absent: not decoupled)
-        return "decoupled"
-    return "lockstep"
-
 
 FEDERATED_LABEL_OPTIONS = (
     ("fl_algorithm", "fedavg"),
@@ -50,7 +33,16 @@ FEDERATED_LABEL_OPTIONS = (
 """fedavg options that change what a run computes (not the defaults): they name the run in tables."""
 
 
-LABELLED_OPTIONS = ("overlap", "compress", "accumulate_steps", "ps_mode", *(k for k, _ in FEDERATED_LABEL_OPTIONS))
+LABELLED_DEFAULTS = (
+    ("overlap", False),
+    ("ps_mode", "sync"),
+    ("compress", "none"),
+    ("accumulate_steps", 1),
+    *FEDERATED_LABEL_OPTIONS,
+)
+"""Options that name a run in tables where they apply and differ from their default (ps's async and ssp modes are
+other schedules; an accumulated step is N micro-batches)."""
+LABELLED_OPTIONS = tuple(key for key, _ in LABELLED_DEFAULTS)
 """Options :func:`strategy_label` already names (a legend that lists the swept options leaves them out)."""
 
 
@@ -58,24 +50,14 @@ def strategy_label(run: RunResults) -> str:
     """The strategy as tables name it: ``ring --overlap`` apart from ``ring`` (same strategy, other schedule),
     ``ring --compress topk:0.01`` apart from both, ``ring --accumulate-steps 4`` (a step is 4 micro-batches), and
     ``fedavg --fl-algorithm scaffold`` or ``fedavg --aggregator krum:2 --byzantine 0.2:sign-flip`` apart from plain
-    fedavg."""
-    label = f"{run.strategy} --overlap" if run.config.get("overlap") else run.strategy
-    if run.strategy == "ps" and run.config.get("ps_mode", "sync") != "sync":  # async and sync are other schedules
-        label += f" --ps-mode {run.config['ps_mode']}"
-    method = run.config.get("compress", "none")  # pragma: no mutate (absent or None: no compression either way)
-    if method and method != "none":
-        label += f" --compress {method}"
-    if int(run.config.get("accumulate_steps", 1)) > 1:
-        label += f" --accumulate-steps {run.config['accumulate_steps']}"
-    for key, default in FEDERATED_LABEL_OPTIONS:
+    fedavg: each option of :data:`LABELLED_DEFAULTS` that applies to the strategy and is not its default."""
+    label = run.strategy
+    for key, default in LABELLED_DEFAULTS:
         value = run.config.get(key, default)
-        if run.strategy == "fedavg" and value != default:
-            label += f" --{key.replace('_', '-')} {value}"
+        if value in (default, None) or not applies(run, key):
+            continue
+        label += f" --{key.replace('_', '-')}" + ("" if value is True else f" {value}")
     return label
-
-
-def row_unit(run: RunResults) -> str:
-    return "round" if schedule(run) == "rounds" else "step"
 
 
 def computing_ranks(roles: list[str] | None, world_size: int) -> np.ndarray:

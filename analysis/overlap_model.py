@@ -24,11 +24,6 @@ from analysis.metrics import compute_ranks, per_layer_mean
 from kernels.reference import bucket_layers
 
 
-def overlapped(run: RunResults) -> bool:
-    """The run's communication could run beside its backward pass (``ring --overlap`` or ``ddp``)."""
-    return run.strategy == "ddp" or bool(run.config.get("overlap"))
-
-
 def buckets_of(run: RunResults) -> list[list[int]]:
     """Layer indices of each bucket, in launch (backward) order: the buckets a ring run recorded; for ``ddp``,
     DDP's greedy rule on ``--bucket-mb`` over layers in backward order (its per-parameter split and 1 MiB first

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.accuracy import evaluations  # noqa: E402
+from analysis.facts import applies  # noqa: E402
 from analysis.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
 from analysis.metrics import LABELLED_OPTIONS, bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
 from analysis.pivot import shown, swept_options  # noqa: E402
@@ -251,7 +252,7 @@ def staleness_plot(runs, out: Path) -> list[Path]:
 
 def staleness_label(run) -> str:
     """ "ssp, s=2" (the bound means something only there), "ps async"; and the file."""
-    if run.strategy == "ssp":
+    if applies(run, "staleness"):
         return f"ssp, s={run.config.get('staleness')} ({run.name})"
     return f"{run.strategy} {run.config.get('ps_mode', '')} ({run.name})"
 

@@ -21,13 +21,13 @@ from analysis.plots import (
     legend_height,
     save,
 )
-from analysis.views_compress import COMPRESSED, _setting, method
+from analysis.views_compress import _setting, compressible, method
 
 
 def compression_plots(runs, out: Path, target: float | None = None) -> list[Path]:
     blocks: dict[tuple, list] = {}
     for g in repeat_groups(runs):
-        if g.first.strategy in COMPRESSED and not g.first.config.get("overlap"):
+        if compressible(g.first):
             if all(evaluations(r)[0].size for r in g.runs):
                 blocks.setdefault(_setting(g.first), []).append(g)
     paths = []

@@ -10,9 +10,10 @@ import numpy as np
 
 from analysis.compress_model import compress_wire, compressed_ring_time
 from analysis.costmodel import Fit, allreduce_time, p2p_time
+from analysis.facts import computing, exchange, overlapped
 from analysis.load import RunResults
 from analysis.metrics import compute_ranks, per_row, row_times
-from analysis.overlap_model import buckets_of, overlapped, predicted_exposed
+from analysis.overlap_model import buckets_of, predicted_exposed
 
 
 def exchanged_buffers(run: RunResults) -> np.ndarray:
@@ -50,21 +51,24 @@ def _fedavg(run, p, fit):
     return 2 * m * sum(p2p_time(n, fit) for n in layer_bytes)
 
 
-COMMUNICATION = {"ring": _ring, "ddp": _ring, "localsgd": _localsgd, "ps": _ps, "ssp": _ps, "fedavg": _fedavg}
-"""Modelled communication seconds per step (per round for fedavg) of each strategy on p ranks."""
+COMMUNICATION = {"allreduce": _ring, "periodic": _localsgd, "parameter_server": _ps, "federated": _fedavg}
+"""Modelled communication seconds per step (per round for fedavg) on p ranks, by how the strategy exchanges
+(:func:`analysis.facts.exchange`)."""
 
-COMPUTING = {"ps": lambda run, p: max(1, p - _servers(run)), "ssp": lambda run, p: max(1, p - _servers(run))}
-"""Computing ranks out of p, where not every rank computes (default: p; fedavg: p - 1)."""
+COMPUTING = {
+    "all": lambda run, p: p,
+    "workers": lambda run, p: max(1, p - _servers(run)),
+    "clients": lambda run, p: max(1, p - 1),
+}
+"""Computing ranks out of p, by which ranks train (:func:`analysis.facts.computing`)."""
 
 
 def computing_of(run: RunResults, p: int) -> int:
-    if "aggregator" in (run.attrs.get("roles") or []):
-        return max(1, p - 1)
-    return COMPUTING.get(run.strategy, lambda run, p: p)(run, p)
+    return COMPUTING[computing(run)](run, p)
 
 
 def comm_per_step(run: RunResults, p: int, fit: Fit) -> float:
-    return COMMUNICATION[run.strategy](run, p, fit)
+    return COMMUNICATION[exchange(run)](run, p, fit)
 
 
 def compute_per_step(run: RunResults, warmup: int = 1) -> float:

@@ -10,13 +10,11 @@ import math
 import numpy as np
 
 from analysis.accuracy import final_accuracy
+from analysis.facts import applies
 from analysis.groups import repeat_groups, workload
 from analysis.metrics import compute_ranks, per_row, phase_totals, step_stats
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
-
-COMPRESSED = ("ring", "localsgd", "ps", "ssp", "fedavg")  # strategies with --compress
-
 
 COMPRESSION_OPTIONS = ("compress", "error_feedback")
 
@@ -28,6 +26,11 @@ def _setting(run) -> tuple:
     rest = {k: v for k, v in workload(run).items() if k not in COMPRESSION_OPTIONS}
     key = json.dumps(rest, sort_keys=True, default=str)  # pragma: no mutate (config values are JSON already)
     return run.strategy, str(run.config.get("model")), run.world_size, key
+
+
+def compressible(run) -> bool:
+    """The run's strategy takes ``--compress`` (not with ``--overlap``, whose buckets leave uncompressed)."""
+    return applies(run, "compress") and not run.config.get("overlap")
 
 
 def method(run) -> str:
@@ -63,7 +66,7 @@ def residual(run) -> float:
 
 
 def compression_table(runs, warmup: int, target: float | None = None) -> Table:
-    groups = [g for g in repeat_groups(runs) if g.first.strategy in COMPRESSED and not g.first.config.get("overlap")]
+    groups = [g for g in repeat_groups(runs) if compressible(g.first)]
     compressed = {_setting(g.first) for g in groups if method(g.first) != "none"}
     groups = [g for g in groups if _setting(g.first) in compressed]
     cols = [Column("model"), Column("ranks", INT), Column("strategy"), Column("method"), Column("error feedback")]

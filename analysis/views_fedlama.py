@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from analysis.accuracy import final_accuracy
+from analysis.facts import schedule
 from analysis.groups import repeat_groups
 from analysis.metrics import strategy_label
 from analysis.tables import EST, INT, NUM, Column, Table
@@ -34,13 +35,18 @@ def _setting(run) -> tuple:
     return run.world_size, *(str(run.config.get(k)) for k in keys)
 
 
+def _layerwise(run) -> bool:
+    """The run averaged layers at their own intervals: it recorded FedLAMA's per-layer pattern."""
+    return "fedlama/averaged" in run.data
+
+
 def _steps(run) -> int:
     return int(run.config.get("local_steps") or 0)
 
 
 def fedlama_table(runs, target: float | None = None) -> Table:
-    groups = [g for g in repeat_groups(runs) if g.first.strategy == "fedavg" and _steps(g.first) > 0]
-    with_lama = {_setting(g.first) for g in groups if g.first.config.get("fl_algorithm") == "fedlama"}
+    groups = [g for g in repeat_groups(runs) if schedule(g.first) == "rounds" and _steps(g.first) > 0]
+    with_lama = {_setting(g.first) for g in groups if _layerwise(g.first)}
     groups = [g for g in groups if _setting(g.first) in with_lama]
     least = {}
     for g in groups:
@@ -52,7 +58,7 @@ def fedlama_table(runs, target: float | None = None) -> Table:
     rows = []
     for g in sorted(groups, key=lambda g: (_setting(g.first), _steps(g.first), strategy_label(g.first))):
         run = g.first
-        lama = run.config.get("fl_algorithm") == "fedlama"
+        lama = _layerwise(run)
         scale = least[_setting(run)] / _steps(run)
         rows.append(
             [run.config.get("model"), run.config.get("clients"), run.config.get("fraction"), run.world_size]

@@ -7,7 +7,7 @@ import numpy as np
 
 from analysis import costmodel
 from analysis.metrics import oversubscribed, schedule, strategy_label
-from analysis.prediction import COMMUNICATION, error_at_own_size, predict
+from analysis.prediction import error_at_own_size, predict
 from analysis.tables import FLAG, INT, NUM, Column, Table
 
 SCALE = [16, 64, 256, 1024, 4096]
@@ -51,7 +51,7 @@ def model_table(runs, fit: costmodel.Fit, scale: list[int], warmup: int) -> Tabl
         cols += [Column(f"p={p} step (ms)", NUM, 2, 1e3), Column(f"p={p} speedup", NUM, 1)]
     rows = []
     for run in runs:
-        if run.strategy not in COMMUNICATION or schedule(run) == "rounds":
+        if schedule(run) == "rounds":
             continue
         measured, predicted, err = error_at_own_size(run, fit, warmup)
         preds = predict(run, fit, [run.world_size, *scale], warmup)[1:]

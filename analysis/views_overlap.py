@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
+from analysis.facts import overlapped
 from analysis.groups import repeat_groups
 from analysis.metrics import overlap_split, schedule, step_stats, strategy_label
-from analysis.overlap_model import overlapped
 from analysis.tables import EST, FLAG, INT, Column, Table
 from analysis.views import OVER_NOTE, _notes
 

@@ -13,6 +13,7 @@ import sys
 
 from bench.config import FIELDS, build, load_toml
 from bench.runtime.errors import UsageError
+from bench.strategies import taking
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +46,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         group = groups.setdefault(meta["group"], parser.add_argument_group(f"{meta['group']} options"))
         flag = "--" + name.replace("_", "-")
         default = f.default if f.default != "" else "none"
-        where = f"; for {', '.join(meta['applies'])}" if meta["applies"] else ""
+        where = f"; for {', '.join(taking(meta['applies']))}" if meta["applies"] else ""
         help_text = f"{meta['help']} (default: {default}{where})".replace("%", "%%")
         if meta["hidden"]:
             help_text = argparse.SUPPRESS

@@ -8,6 +8,7 @@ the file it wrote.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import tomllib
 
 from bench.runtime.errors import UsageError
 from bench.strategies import NAMES as STRATEGIES  # the registry, imported without torch or MPI
-from bench.strategies import PS_MODE_OF, ROWS
+from bench.strategies import REGISTRY, facts, named_for_mode, taking
 from bench.strategies.fedavg.needs import NEEDS as FL_ALGORITHMS  # their names and needs, pure data
 
 PS_MODES = ("sync", "async", "ssp")
@@ -31,15 +32,15 @@ DEFAULT_EVAL_STEPS, DEFAULT_EVAL_ROUNDS = 50, 5
 DEFAULT_LOCALSGD_TAU = 4
 
 
-STEPPED = ("ring", "localsgd", "ps", "ssp", "ddp")  # strategies that count steps (fedavg counts rounds)
-LOCKSTEP = ("ring", "localsgd", "ps", "ddp")  # strategies whose steps can be lock-step (ps: --ps-mode sync)
+FAMILIES = frozenset().union(*(f.takes for f in REGISTRY.values()))
+"""Option families some strategy takes (:attr:`bench.strategies.Facts.takes`); an option outside them applies to all."""
 
 
-def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False, applies=()):
-    """A config field with its help text (``choices`` are checked in :func:`validate`). ``applies``: the
-    strategies it means something to (default: the strategy the group is named after, else all); given explicitly
-    to another strategy, it is a usage error."""
-    applies = tuple(applies) or ((group,) if group in STRATEGIES else ())  # a strategy's own group: it alone
+def opt(default, help: str, choices=None, group: str = "training", hidden: bool = False, applies: str = ""):
+    """A config field with its help text (``choices`` are checked in :func:`validate`). ``applies``: the option
+    family it belongs to (default: its group, where a strategy takes the group as a family, else none: every
+    strategy takes it); given explicitly to a strategy that does not take the family, it is a usage error."""
+    applies = applies or (group if group in FAMILIES else "")
     meta = {"help": help, "choices": choices, "group": group, "hidden": hidden, "applies": applies}
     return field(default=default, metadata=meta)
 
@@ -52,7 +53,7 @@ class Config:
     dataset: str = opt(
         "digits", "dataset (mnist, cifar10, cifar100, femnist, shakespeare read files from --data-dir)", DATASETS, "run"
     )
-    steps: int = opt(100, "optimizer steps to run (per rank)", group="run", applies=STEPPED)
+    steps: int = opt(100, "optimizer steps to run (per rank)", group="run", applies="steps")
     out: str = opt(
         "results/{strategy}_{model}_{dataset}_n{ranks}_s{seed}.h5",
         "results file; {strategy} {model} {dataset} {ranks} {job} {seed} are filled in (the seed by default, so "
@@ -63,14 +64,14 @@ class Config:
     # --- optimisation ---
     batch_size: int = opt(32, "per-rank mini-batch size (weak scaling: global batch grows with ranks)")
     global_batch_size: int = opt(
-        0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size", applies=STEPPED
+        0, "if > 0: global batch split over ranks (strong scaling); overrides --batch-size", applies="steps"
     )
     accumulate_steps: int = opt(
         1,
         "micro-batches per step: the mean gradient of N micro-batches of --batch-size before the exchange and the "
         "update, so a rank's batch per update is N x --batch-size (--global-batch-size: the update's batch over "
         "all ranks, split into N micro-batches on each)",
-        applies=("ring", "localsgd", "ps", "ssp", "ddp"),
+        applies="accumulation",
     )
     lr: float = opt(0.1, "learning rate (client learning rate for fedavg)")
     momentum: float = opt(0.0, "SGD momentum (also LARS's)")
@@ -93,21 +94,21 @@ class Config:
     bucket_mb: float = opt(
         0.0,
         "fuse consecutive layers into all-reduce buckets of this many MiB (0: per layer; ddp: DDP's 25 MiB)",
-        applies=("ring", "localsgd", "ddp"),
+        applies="buckets",
     )
     overlap: bool = opt(
         False,
         "ring: average each bucket's gradients while the rest of the backward pass runs (a communication thread, "
         "buckets in backward order, as DDP); ps (sync): push each layer's gradient as it is ready; records the "
         "exposed part of the communication",
-        applies=("ring", "ps"),
+        applies="overlap",
     )
     overlap_progress: str = opt(
         "thread",
         "ring --overlap: who moves the buckets' messages: a communication thread (thread), or the training thread "
         "from the gradient hooks, one message step at a time (hooks)",
         ("thread", "hooks"),
-        applies=("ring",),
+        applies="overlap_progress",
     )
     compress: str = opt(
         "none",
@@ -115,32 +116,28 @@ class Config:
         "(S levels), sign, powersgd:RANK (not fedavg); ring: gradients; localsgd: the parameters' change since the "
         "last average; ps, ssp: each worker's pushed gradient pieces; fedavg: each client's model delta (not the "
         "results file: that is --compression)",
-        applies=("ring", "localsgd", "ps", "ssp", "fedavg"),
+        applies="compress",
     )
     error_feedback: str = opt(
         "auto",
         "keep what compression dropped and add it to the next step's gradient (auto: on for topk, randk, sign, "
         "powersgd; fedavg: one memory per client on its host, so --placement static)",
         ("auto", "on", "off"),
-        applies=("ring", "localsgd", "ps", "ssp", "fedavg"),
+        applies="compress",
     )
     overlap_fault_rank: int = opt(
         -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
     )
     # --- stragglers ---
-    straggler: str = opt(
-        "", "slow ranks' compute: RANK:FACTOR[,RANK:FACTOR] (e.g. 1:3)", group="stragglers", applies=STEPPED
-    )
-    straggler_dist: str = opt(
-        "", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers", applies=STEPPED
-    )
+    straggler: str = opt("", "slow ranks' compute: RANK:FACTOR[,RANK:FACTOR] (e.g. 1:3)", group="stragglers")
+    straggler_dist: str = opt("", "random per-step slowdown of every rank: lognormal:SIGMA", group="stragglers")
     # --- localsgd ---
     local_steps: int = opt(
         0,
         "localsgd: local steps (tau) between parameter averages (default 4); fedavg: local SGD steps per client per "
         "round, cycling its data, instead of --local-epochs (default 0: use epochs)",
         group="localsgd",
-        applies=("localsgd", "fedavg"),
+        applies="local_steps",
     )
     warmup_steps: int = opt(
         0,
@@ -155,7 +152,6 @@ class Config:
         1,
         "ps/ssp: ranks 0..S-1 are parameter servers, the rest workers",
         group="parameter server",
-        applies=("ps", "ssp"),
     )
     ps_mode: str = opt(
         "sync",
@@ -163,13 +159,12 @@ class Config:
         "synchronous parallel, bound --staleness; the same as --strategy ssp)",
         PS_MODES,
         "parameter server",
-        applies=("ps", "ssp"),
     )
     staleness: int = opt(
         2,
         "ssp: a worker may be at most this many steps ahead of the slowest (0: BSP)",
         group="parameter server",
-        applies=("ssp",),
+        applies="staleness",
     )
     # --- federated averaging ---
     clients: int = opt(16, "fedavg: logical clients K, spread evenly over ranks 1..size-1", group="fedavg")
@@ -287,10 +282,10 @@ class Config:
         True,
         "time a barrier before each step's communication as 'wait' (rank skew), not as communication",
         group="measurement",
-        applies=LOCKSTEP,
+        applies="lockstep",
     )
     trace: bool = opt(
-        False, "record start times of every phase for timeline/trace export", group="measurement", applies=STEPPED
+        False, "record start times of every phase for timeline/trace export", group="measurement", applies="trace"
     )
     flush_every: int = opt(
         50,
@@ -340,7 +335,7 @@ class Config:
         fedavg, which runs tens of rounds, not hundreds of steps (time-to-accuracy needs points along the run)."""
         if self.eval_every >= 0:
             return self.eval_every
-        return DEFAULT_EVAL_ROUNDS if ROWS.get(self.strategy) == "round" else DEFAULT_EVAL_STEPS
+        return DEFAULT_EVAL_ROUNDS if facts(self.strategy).rows == "round" else DEFAULT_EVAL_STEPS
 
     @property
     def exchange_compression(self):
@@ -350,6 +345,42 @@ class Config:
 
         return Compression.of(self.compress, self.error_feedback)
 
+    def takes(self, family: str) -> bool:
+        """The strategy takes this option family (:attr:`bench.strategies.Facts.takes`)."""
+        return family in facts(self.strategy).takes
+
+    @functools.cached_property
+    def federated(self):
+        """fedavg's ``--aggregator``, ``--byzantine`` and ``--selection``, parsed once
+        (:class:`bench.strategies.fedavg.options.Federated`). Valid after :func:`validate`."""
+        from bench.strategies.fedavg.options import resolve
+
+        return resolve(self)
+
+    def strategy_attributes(self) -> dict:
+        """The root attributes that say what the run's strategy is (results/README.md): its schedule, row unit,
+        communication model, computing ranks, whether its gradients overlap the backward pass, and the options
+        that apply to it (analysis names and compares runs by those only)."""
+        declared = facts(self.strategy)
+        return {
+            "schedule": self.schedule,
+            "row_unit": declared.rows,
+            "exchange": declared.exchange,
+            "computing": declared.computing,
+            "overlapped": bool(declared.overlapped or self.overlap),
+            "options": sorted(name for name in FIELDS if self.varies(name)),
+        }
+
+    def varies(self, name: str) -> bool:
+        """The option applies to this strategy and is not fixed by it (``ssp`` fixes ``--ps-mode``)."""
+        family = FIELDS[name].metadata["applies"]
+        return (not family or self.takes(family)) and not (name == "ps_mode" and facts(self.strategy).ps_mode)
+
+    @property
+    def schedule(self) -> str:
+        """``lockstep``, ``decoupled`` or ``rounds``: the strategy's, with ``--ps-mode``."""
+        return facts(self.strategy).schedule_for(self.ps_mode)
+
     @property
     def tau(self) -> int:
         """localsgd's local steps between averages: ``--local-steps``, 4 when not given."""
@@ -357,9 +388,9 @@ class Config:
 
     def to_json(self) -> str:
         resolved = {"scaling": self.scaling, "eval_every": self.evaluation_interval}
-        if self.strategy == "localsgd":
+        if self.takes("localsgd"):
             resolved["local_steps"] = self.tau
-        if self.strategy == "fedavg":
+        if self.takes("fedavg"):
             resolved["placement"] = client_placement(self)
         return json.dumps(dataclasses.asdict(self) | resolved, sort_keys=True)
 
@@ -431,7 +462,7 @@ def build(values: dict) -> Config:
 def check_given_tau(cfg: Config, given) -> None:
     """localsgd's tau given as 0: 0 is only the "not given" default (tau 4), so an explicit 0 is refused like every
     other non-positive count instead of silently running with tau = 4."""
-    if cfg.strategy == "localsgd" and "local_steps" in given and cfg.local_steps <= 0:
+    if cfg.takes("localsgd") and "local_steps" in given and cfg.local_steps <= 0:
         raise UsageError(
             f"--local-steps must be positive for --strategy localsgd (the local steps between averages), got "
             f"{cfg.local_steps}; leave it out for the default {DEFAULT_LOCALSGD_TAU}"
@@ -441,23 +472,25 @@ def check_given_tau(cfg: Config, given) -> None:
 def normalize_ps_mode(cfg: Config, mode_given: bool) -> None:
     """``--strategy ssp`` is ``--strategy ps --ps-mode ssp``: one name for it (``ssp``, as results files have
     always called it) and one mode, whichever way it was asked for."""
-    fixed = PS_MODE_OF.get(cfg.strategy)
+    if cfg.strategy not in REGISTRY:
+        return  # validate() names the choices
+    fixed = facts(cfg.strategy).ps_mode
     if fixed:
         if mode_given and cfg.ps_mode != fixed:
             raise UsageError(
                 f"--strategy {cfg.strategy} is --strategy ps --ps-mode {fixed}; --ps-mode {cfg.ps_mode} contradicts it"
             )
         cfg.ps_mode = fixed
-    elif cfg.strategy in FIELDS["ps_mode"].metadata["applies"]:
-        cfg.strategy = {mode: name for name, mode in PS_MODE_OF.items()}.get(cfg.ps_mode, cfg.strategy)
+    elif cfg.takes("parameter server"):
+        cfg.strategy = named_for_mode(cfg.ps_mode) or cfg.strategy
 
 
 def check_applies(cfg: Config, given) -> None:
     """An option given explicitly to a strategy that ignores it is a usage error naming where it applies."""
     for name in given:
-        applies = FIELDS[name].metadata["applies"]
-        if applies and cfg.strategy not in applies:
-            where = ", ".join(applies)
+        family = FIELDS[name].metadata["applies"]
+        if family and not cfg.takes(family):
+            where = ", ".join(taking(family))
             raise UsageError(
                 f"--{name.replace('_', '-')} applies to --strategy {where}, not to --strategy {cfg.strategy}"
             )
@@ -517,11 +550,14 @@ def check_compress(cfg) -> None:
         compression = cfg.exchange_compression
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not compression.on:
+        return
     if cfg.overlap:
         raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
-    if compression.needs_allreduce and cfg.strategy in ("ps", "ssp", "fedavg"):
-        raise UsageError(f"--compress {cfg.compress} needs all-reduces of its factors: ring or localsgd")
-    if cfg.strategy == "fedavg":
+    if compression.needs_allreduce and not cfg.takes("allreduce_compression"):
+        where = " or ".join(taking("allreduce_compression"))
+        raise UsageError(f"--compress {cfg.compress} needs all-reduces of its factors: {where}")
+    if cfg.takes("fedavg"):
         check_fedavg_compress(cfg)
 
 
@@ -596,13 +632,13 @@ def _check_data(cfg: Config) -> None:
         raise UsageError("--aggregation tree cannot drop a silent client rank (its subtree waits for it): use abort")
     if cfg.overlap_progress != "thread" and not cfg.overlap:
         raise UsageError(f"--overlap-progress {cfg.overlap_progress} applies to --overlap runs only")
-    if cfg.overlap and cfg.strategy == "ps" and cfg.ps_mode != "sync":
+    if cfg.overlap and cfg.takes("overlap") and cfg.schedule != "lockstep":
         raise UsageError(
-            "--overlap with --strategy ps needs --ps-mode sync (the event-driven servers are not built for it)"
+            f"--overlap with --strategy {cfg.strategy} needs --ps-mode sync (the event-driven servers are not built "
+            "for it)"
         )
-    if cfg.compress != "none":
-        check_compress(cfg)
-    if cfg.strategy == "fedavg":
+    check_compress(cfg)
+    if cfg.takes("fedavg"):
         from bench.strategies.fedavg.checks import check_federated
 
         check_federated(cfg)

@@ -20,7 +20,6 @@ from kernels.topology import Topology
 
 class Strategy:
     name = "base"
-    schedule = "lockstep"  # lockstep | decoupled | rounds (bench.run.SCHEDULES)
     needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
     overlap = None
     """Set by a strategy whose gradients leave during ``backward()`` (``ring --overlap``, ``ddp``): an object with
@@ -36,6 +35,12 @@ class Strategy:
         self.device = device
         self.topology = self.make_topology(comm.rank, comm.size)
         self.comm = comm.Dup()  # strategy traffic never mixes with set-up or gather traffic
+
+    @property
+    def schedule(self) -> str:
+        """``lockstep``, ``decoupled`` or ``rounds`` (:mod:`bench.run`): declared in the strategy's
+        :class:`bench.strategies.Facts`, with ``--ps-mode``."""
+        return self.cfg.schedule
 
     # ---- layout -------------------------------------------------------------------------------------
     def make_topology(self, rank: int, size: int) -> Topology:

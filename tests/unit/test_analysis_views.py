@@ -974,7 +974,8 @@ def test_model_table_passes_its_warm_up_and_skips_rounds_without_stopping(tmp_pa
     of 1.0 s is measured with warm-up 1, not 2); the provenance table is named and titled for the report; ddp and
     --overlap runs count as overlapped, a plain ring does not."""
     from analysis.costmodel import Fit
-    from analysis.overlap_model import overlapped, predicted_exposed
+    from analysis.facts import overlapped
+    from analysis.overlap_model import predicted_exposed
     from analysis.views_model import model_table, provenance_table
     from tests.analysis_fixtures import write_run
 

@@ -12,6 +12,7 @@ from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.drift import NormalisedSum, fednova_normaliser
 from bench.strategies.fedavg.local import local_batches
 from bench.strategies.fedavg.sampling import highest_losses, sample_by_size, sample_candidates
+from tests.fl_config import fl_config
 
 
 def test_median_and_trimmed_mean_are_the_closed_forms():
@@ -200,7 +201,7 @@ def test_scaffold_client_and_server_hooks():
 
     from bench.strategies.fedavg.drift import Scaffold, VariateSum
 
-    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", lr=0.5, server_lr=1.0, clients=4)
+    cfg = fl_config(aggregator="mean", selection="uniform", lr=0.5, server_lr=1.0, clients=4)
     alg = Scaffold(cfg, 2)
     alg.c[:] = [1.0, 2.0]
     alg.client_variates[3] = np.array([0.5, 0.5], dtype=np.float32)
@@ -283,7 +284,7 @@ def test_cohort_aggregate_keeps_each_update_and_applies_the_rule():
 def fl_cfg(**kw):
     base = dict(aggregator="mean", selection="uniform", lr=0.1, server_lr=1.0, clients=5, fedprox_mu=0.0,
                 momentum=0.0, fl_algorithm="fedavg", server_opt="avg", seed=0, fraction=1.0)  # fmt: skip
-    return types.SimpleNamespace(**(base | kw))
+    return fl_config(**(base | kw))
 
 
 @pytest.mark.parametrize("mu", [0.0, 0.1])

@@ -15,12 +15,13 @@ from bench.strategies.fedavg.robust import CohortAggregate
 from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, sample_clients
 from bench.workload.streams import Salt, stream
 from kernels.topology import Role, Topology, TopologyError
+from tests.fl_config import fl_config
 
 
 def cfg(**kw):
     base = dict(aggregator="mean", selection="uniform", seed=3, clients=10, fraction=0.3, placement="static",
                 batch_size=4, local_epochs=2)  # fmt: skip
-    return types.SimpleNamespace(**(base | kw))
+    return fl_config(**(base | kw))
 
 
 def test_fedavg_configures_rounds_by_its_selection():
@@ -196,7 +197,7 @@ def test_algorithm_for_composes_only_what_the_papers_define():
         base = dict(aggregator="mean", selection="uniform", fedprox_mu=0.0, server_opt="avg", server_lr=0.5,
                     server_momentum=0.8, fl_algorithm="fedavg", fedlama_phi=2, seed=0, clients=3,
                     fraction=1.0)  # fmt: skip
-        return algorithm_for(types.SimpleNamespace(**(base | kw)), 4, [1, 2, 3])
+        return algorithm_for(fl_config(**(base | kw)), 4, [1, 2, 3])
 
     both = make(fedprox_mu=0.1, server_opt="adam")
     assert type(both).__name__ == "FedProxFedOpt" and isinstance(both, FedProx) and isinstance(both, FedOpt)
@@ -229,7 +230,7 @@ def test_fednova_weights_and_late_scaffold_variates_accumulate():
     nova.add_client(np.ones(2, np.float32), 3.0, 2.0, 2.0)
     nova.add_client(np.ones(2, np.float32), 5.0, 4.0, 4.0)
     assert nova.weight == 8.0 and nova.step(np.zeros(2, np.float32)).dtype == np.float32
-    alg = Scaffold(types.SimpleNamespace(aggregator="mean", selection="uniform", clients=4, lr=0.1, server_lr=1.0), 2)
+    alg = Scaffold(fl_config(aggregator="mean", selection="uniform", clients=4, lr=0.1, server_lr=1.0), 2)
     late = VariateSum(2)
     alg.fold_late(late, None, None, np.array([1.0, 2.0], np.float32))
     alg.fold_late(late, None, None, np.array([3.0, 4.0], np.float32))

@@ -6,6 +6,7 @@ import pytest
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
 from bench.strategies.fedavg.sampling import drops_out, sample_clients, speed_factor
 from kernels.reference import weighted_mean
+from tests.fl_config import fl_config, with_options
 
 
 def updates(k=7, size=50, seed=0):
@@ -77,7 +78,6 @@ def test_server_optimizers_closed_form():
 
 
 def test_algorithms_override_one_hook_each_and_compose():
-    import types
 
     import torch
 
@@ -85,20 +85,20 @@ def test_algorithms_override_one_hook_each_and_compose():
     from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx
     from bench.strategies.fedavg.registry import algorithm_for
 
-    cfg = types.SimpleNamespace(
+    cfg = fl_config(
         fedprox_mu=0.0, server_opt="avg", server_lr=0.5, server_momentum=0.9, seed=0, fl_algorithm="fedavg",
         aggregator="mean", selection="uniform",
     )  # fmt: skip
     assert type(algorithm_for(cfg, 3)) is FedAvg
-    prox = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2}), 3)
-    opt = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "server_opt": "avgm"}), 3)
-    both = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2, "server_opt": "avgm"}), 3)
+    prox = algorithm_for(with_options(cfg, **{"fedprox_mu": 0.2}), 3)
+    opt = algorithm_for(with_options(cfg, **{"server_opt": "avgm"}), 3)
+    both = algorithm_for(with_options(cfg, **{"fedprox_mu": 0.2, "server_opt": "avgm"}), 3)
     assert (
         isinstance(prox, FedProx) and isinstance(opt, FedOpt) and isinstance(both, FedProx) and isinstance(both, FedOpt)
     )
     from bench.strategies.fedavg.drift import FedNova
 
-    nova_prox = algorithm_for(types.SimpleNamespace(**{**vars(cfg), "fedprox_mu": 0.2, "fl_algorithm": "fednova"}), 3)
+    nova_prox = algorithm_for(with_options(cfg, **{"fedprox_mu": 0.2, "fl_algorithm": "fednova"}), 3)
     assert isinstance(nova_prox, FedNova) and isinstance(nova_prox, FedProx)  # FedNova's server, FedProx's clients
     model = torch.nn.Linear(2, 1, bias=False)
     anchor = prox.begin_client(model)

@@ -1,12 +1,11 @@
 """FedLAMA's pure parts: the interval rule on hand-made discrepancies (Lee et al., arXiv 2110.10302, Algorithm 1),
 the streamed discrepancy against a direct computation, and the round plan."""
 
-import types
-
 import numpy as np
 
 from bench.strategies.fedavg.fedlama import DiscrepancySum, FedLama, choose_intervals
 from bench.strategies.fedavg.sampling import sample_clients
+from tests.fl_config import fl_config
 
 
 def test_interval_rule_walks_by_discrepancy_until_the_size_share_is_overtaken():
@@ -45,7 +44,7 @@ def test_streamed_discrepancy_equals_the_direct_mean_squared_distance():
 
 
 def test_round_plan_and_cohort_blocks():
-    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=1, clients=20,
+    cfg = fl_config(aggregator="mean", selection="uniform", fedlama_phi=2, seed=1, clients=20,
                                 fraction=0.25, local_steps=4)  # fmt: skip
     alg = FedLama(cfg, 12, [5] * 20)
     alg.set_layers(np.array([0, 3, 10, 12]), [True, True, False])
@@ -64,7 +63,7 @@ def test_round_plan_and_cohort_blocks():
 def test_without_layers_the_whole_model_is_one_layer():
     """Before set_layers (e.g. bench.perf.fedavg_round): one layer of every entry, eligible, interval 1; after a
     block of PHI = 2 it gets PHI (the only eligible layer holds the whole discrepancy) and stays local in round 2."""
-    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
+    cfg = fl_config(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
                                 fraction=1.0, local_steps=1)  # fmt: skip
     alg = FedLama(cfg, 3, [1, 1])
     assert alg.last == {}
@@ -89,7 +88,7 @@ def test_server_rounds_match_the_paper_written_out_in_numpy():
     from tests.fedlama_reference import FedLamaReference
 
     offsets, eligible = [0, 3, 10, 12, 20], [True, True, False, True]
-    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=3, seed=0, clients=4,
+    cfg = fl_config(aggregator="mean", selection="uniform", fedlama_phi=3, seed=0, clients=4,
                                 fraction=1.0, local_steps=5)  # fmt: skip
     alg = FedLama(cfg, 20, [10, 20, 30, 40])
     alg.set_layers(np.array(offsets), eligible)
@@ -117,7 +116,7 @@ def test_server_rounds_match_the_paper_written_out_in_numpy():
 
 
 def test_set_layers_starts_every_interval_at_one_as_integers():
-    cfg = types.SimpleNamespace(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
+    cfg = fl_config(aggregator="mean", selection="uniform", fedlama_phi=2, seed=0, clients=2,
                                 fraction=1.0, local_steps=1)  # fmt: skip
     alg = FedLama(cfg, 10, [1, 1])
     alg.set_layers([0, 4, 10], [True, False])

@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
 from bench.strategies.fedavg.protocol import Head
-from bench.strategies.fedavg.robust import CohortAggregate, parse_aggregator
+from bench.strategies.fedavg.robust import CohortAggregate
 from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, sample_clients
 
 
@@ -43,13 +43,13 @@ class FedAvg:
     def __init__(self, cfg, size: int, client_sizes=()):
         self.cfg, self.size = cfg, size
         self.client_sizes = list(client_sizes)  # n_k of every client (size-proportional selection)
-        self.rule = parse_aggregator(cfg.aggregator)
+        self.rule, self.selection = cfg.federated.rule, cfg.federated.selection
         self.draws: dict[int, int] = {}  # pragma: no mutate (set by configure_round before any weight is read)
 
     # ---- server side --------------------------------------------------------------------------------
     def configure_round(self, round_: int) -> np.ndarray:
         """Sorted ids of the clients sampled in ``round_`` (seeded: every rank computes the same)."""
-        if self.cfg.selection == "size":
+        if self.selection.by_size:
             ids, counts = sample_by_size(self.cfg.seed, round_, self.client_sizes, self.cfg.fraction)
             self.draws = dict(zip(ids.tolist(), counts.tolist()))
             return ids
@@ -60,13 +60,12 @@ class FedAvg:
     @property
     def candidates(self) -> int:
         """Power-of-choice's D (``--selection power-of-choice:D``); 0 for the other selections."""
-        name, _, count = self.cfg.selection.partition(":")
-        return int(count) if name == "power-of-choice" else 0
+        return self.selection.candidates
 
     def weight(self, head: np.ndarray) -> float:
         """A reporting client's weight in the mean: n_k; the times it was drawn (size-proportional); 1 for
         power-of-choice (its draw already follows p_k)."""
-        if self.cfg.selection == "size":
+        if self.selection.by_size:
             return float(self.draws[int(head[Head.CLIENT])])
         if self.candidates:
             return 1.0
@@ -74,7 +73,7 @@ class FedAvg:
 
     def new_aggregate(self):
         """O(model) streaming mean, or the whole cohort for a robust rule (``--aggregator``)."""
-        return StreamingMean(self.size) if self.rule.name == "mean" else CohortAggregate(self.rule, self.size)
+        return StreamingMean(self.size) if self.rule.streamed else CohortAggregate(self.rule, self.size)
 
     def fold(self, aggregate, update: np.ndarray, head: np.ndarray, extra: np.ndarray | None = None) -> None:
         """Fold one client's model (its header: ``protocol.Head``) into the round's aggregate as it arrives."""

@@ -9,46 +9,33 @@ from bench.strategies.fedavg.needs import NEEDS, needs
 
 
 def check_federated(cfg) -> None:
-    from bench.strategies.fedavg.byzantine import parse_byzantine
-    from bench.strategies.fedavg.robust import parse_aggregator
-
     try:
-        rule = parse_aggregator(cfg.aggregator)
-        parse_byzantine(cfg.byzantine)
+        chosen = cfg.federated
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     per_client = [
         (needs(cfg).each_update, f"--fl-algorithm {cfg.fl_algorithm}"),
-        (rule.name != "mean", f"--aggregator {cfg.aggregator}"),
+        (not chosen.rule.streamed, f"--aggregator {cfg.aggregator}"),
     ]
     for on, what in per_client:
         if on and cfg.aggregation != "client":
             raise UsageError(f"{what} needs each client's update at the aggregator: --aggregation client")
-        if on and cfg.compress != "none":
+        if on and cfg.exchange_compression.on:
             raise UsageError(f"{what} does not run with --compress yet: the uploads are sent uncompressed")
-    _check_selection(cfg)
-    _check_algorithm(cfg, rule)
-    _check_cohort(cfg, rule)
+    _check_selection(cfg, chosen.selection)
+    _check_algorithm(cfg, chosen)
+    _check_cohort(cfg, chosen)
 
 
-def _check_selection(cfg) -> None:
-    name, _, count = cfg.selection.partition(":")
-    if name in ("uniform", "size") and not count:
-        return
-    m = max(1, int(round(cfg.fraction * cfg.clients)))
-    if name != "power-of-choice" or not count.isdigit() or not m <= int(count) <= cfg.clients:
-        raise UsageError(
-            f"--selection {cfg.selection!r}: expected uniform, size or power-of-choice:D with m <= D <= --clients "
-            f"(m = {m} clients per round here)"
-        )
-    if cfg.aggregation == "tree" or cfg.on_client_timeout == "drop":
+def _check_selection(cfg, selection) -> None:
+    if selection.candidates and (cfg.aggregation == "tree" or cfg.on_client_timeout == "drop"):
         raise UsageError(
             "--selection power-of-choice asks every candidate's host for its losses first: --aggregation client or "
             "host, and --on-client-timeout abort"
         )
 
 
-def _check_algorithm(cfg, rule) -> None:
+def _check_algorithm(cfg, chosen) -> None:
     """What the chosen algorithm needs from the other options (:data:`needs.NEEDS`: no algorithm named here)."""
     for other, facts in NEEDS.items():
         for option in facts.own_options:
@@ -60,7 +47,7 @@ def _check_algorithm(cfg, rule) -> None:
     name = f"--fl-algorithm {cfg.fl_algorithm}"
     if cfg.server_opt != "avg":
         raise UsageError(f"{name} has its own server update: --server-opt avg")
-    if rule.name != "mean":
+    if not chosen.rule.streamed:
         raise UsageError(f"{name} folds every update into its own sums: --aggregator mean")
     fixed = cfg.optimizer == "sgd" and cfg.lr_schedule == "constant" and not cfg.lr_warmup_steps
     if need.fixed_rate_sgd and not fixed:
@@ -72,22 +59,22 @@ def _check_algorithm(cfg, rule) -> None:
         (need.no_fedprox, cfg.fedprox_mu > 0, "--fedprox-mu 0"),
         (need.state_on_host, client_placement(cfg) != "static", "--placement static"),
         (need.local_steps, cfg.local_steps <= 0, "give --local-steps T (e.g. 10)"),
-        (need.uniform_selection, cfg.selection != "uniform", "--selection uniform"),
-        (need.no_byzantine, bool(cfg.byzantine), "no --byzantine"),
+        (need.uniform_selection, not chosen.selection.uniform, "--selection uniform"),
+        (need.no_byzantine, chosen.attack is not None, "no --byzantine"),
     )
     for reason, violated, way_out in refusals:
         if reason and violated:
             raise UsageError(f"{name} {reason}: {way_out}")
 
 
-def _check_cohort(cfg, rule) -> None:
+def _check_cohort(cfg, chosen) -> None:
     """A robust rule must be defined for the cohort a round samples (dropouts can still leave fewer: the round then
     keeps the global model, see :class:`bench.strategies.fedavg.robust.CohortAggregate`)."""
-    m = max(1, int(round(cfg.fraction * cfg.clients)))
-    if m < rule.least_cohort():
+    rule = chosen.rule
+    if chosen.cohort < rule.least_cohort():
         raise UsageError(
             f"--aggregator {cfg.aggregator} needs at least {rule.least_cohort()} clients per round "
-            f"(Krum: n > 2F + 2), but --clients {cfg.clients} --fraction {cfg.fraction} samples {m}"
+            f"(Krum: n > 2F + 2), but --clients {cfg.clients} --fraction {cfg.fraction} samples {chosen.cohort}"
         )
-    if cfg.selection == "size" and rule.name != "mean":
+    if chosen.selection.by_size and not rule.streamed:
         raise UsageError("--selection size weighs repeated draws in a mean: --aggregator mean")

@@ -18,7 +18,6 @@ from mpi4py import MPI
 
 from bench.comm.staging import HostStaging
 from bench.compress.uploads import DeltaEncoder
-from bench.strategies.fedavg.byzantine import parse_byzantine
 from bench.strategies.fedavg.choice import exchange_losses, local_loss
 from bench.strategies.fedavg.client_upload import Uploading
 from bench.strategies.fedavg.drift import fednova_normaliser
@@ -57,7 +56,7 @@ class ClientHost(Uploading):
         self.encoder = (
             DeltaEncoder(compression.method, compression.error_feedback, cfg.seed) if compression.on else None
         )
-        self.attack, self.attackers = parse_byzantine(cfg.byzantine), set()
+        self.attack, self.attackers = cfg.federated.attack, set()
         self.round_sampled: list[int] = []  # every client sampled in the round (the attackers are drawn from them)
         self.extra: np.ndarray | None = None  # the last client's upload beside its model (SCAFFOLD's dc_i)
         n_layers = len(self.layers)

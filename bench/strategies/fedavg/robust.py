@@ -30,6 +30,11 @@ class Rule:
     f: int = 0
     m: int = 1
 
+    @property
+    def streamed(self) -> bool:
+        """The weighted mean, folded one update at a time in O(model); the robust rules keep the whole cohort."""
+        return self.name == "mean"
+
     def tolerates(self, m: int) -> int:
         """Byzantine updates among ``m`` the rule is defined to withstand: none for the mean; fewer than half for
         the median ((m - 1) // 2, its breakdown point); floor(BETA m) for the trimmed mean (Yin et al. 2018,

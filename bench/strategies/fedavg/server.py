@@ -68,8 +68,7 @@ class Aggregator:
         counts = {"candidates": len(sampled), "finished": 0, "dropped": 0, "late": 0}
         if self.algorithm.candidates:  # power-of-choice: the hosts' losses first, then only the chosen train
             t = time.perf_counter()
-            m = max(1, int(round(self.cfg.fraction * self.cfg.clients)))
-            chosen = choose(self.comm, placement, m, self.tag_ub, timeout)
+            chosen = choose(self.comm, placement, self.cfg.federated.cohort, self.tag_ub, timeout)
             placement = {k: placement[k] for k in chosen}
             times["select"] = time.perf_counter() - t
         counts["sampled"] = len(placement)

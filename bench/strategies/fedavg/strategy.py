@@ -14,7 +14,7 @@ import numpy as np
 from bench.comm.staging import HostStaging
 from bench.measure.timing import LayerTimer, make_clock
 from bench.strategies.base import Strategy
-from bench.strategies.fedavg.byzantine import attack_check, parse_byzantine
+from bench.strategies.fedavg.byzantine import attack_check
 from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
@@ -30,7 +30,6 @@ COUNTS = ("candidates", "sampled", "finished", "dropped", "late")
 
 class FedAvgStrategy(Strategy):
     name = "fedavg"
-    schedule = "rounds"
     needs_full_batches = False  # a client smaller than --batch-size trains on one batch of all its samples
 
     def make_topology(self, rank, size):
@@ -130,7 +129,7 @@ class FedAvgStrategy(Strategy):
         log = client_log(self.aggregator.log)
         datasets = {f"fedavg/clients/{n}": (log[n], unit) for n, unit in CLIENT_RECORD_UNITS.items()}
         datasets["fedavg/peak_rss"] = (np.array(peak_rss, dtype=np.int64), "bytes")
-        attack = parse_byzantine(self.cfg.byzantine)
+        attack = self.cfg.federated.attack
         if attack is not None:  # which logged clients attacked (a pure function of seed, round and cohort)
             cohort = {r: self.algorithm.configure_round(r) for r in np.unique(log["round"]).astype(int)}
             flags = [
@@ -156,9 +155,8 @@ class FedAvgStrategy(Strategy):
                 "deadline", "fl_algorithm", "fedlama_phi", "aggregator", "byzantine", "selection")  # fmt: skip
         model_bytes = sum(layer.bytes for layer in self.layers)
         memory = {"upload_buffer_bytes_per_host": cfg.upload_buffers * model_bytes}
-        cohort = max(1, int(round(cfg.fraction * cfg.clients)))
-        if cfg.aggregator != "mean":  # the cohort's models, float64, on the aggregator
-            memory["aggregator_memory_bytes"] = cohort * 2 * model_bytes
+        if not cfg.federated.rule.streamed:  # the cohort's models, float64, on the aggregator
+            memory["aggregator_memory_bytes"] = cfg.federated.cohort * 2 * model_bytes
         memory |= algorithm_class(cfg).host_memory(model_bytes, max(map(len, self.topology.clients_of_rank.values())))
         compression = cfg.exchange_compression
         if compression.on:  # error feedback: one model-sized memory per client a host has trained

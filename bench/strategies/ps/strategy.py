@@ -79,10 +79,6 @@ class PSStrategy(Strategy, DecoupledHooks):
     def lockstep(self) -> bool:
         return self.mode == "sync"
 
-    @property
-    def schedule(self) -> str:
-        return "lockstep" if self.lockstep else "decoupled"
-
     def make_topology(self, rank, size):
         return Topology.parameter_server(rank, size, self.cfg.servers)
 
