@@ -188,12 +188,16 @@ class Config:
     fl_algorithm: str = opt(
         "fedavg",
         "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
-        "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps)",
+        "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps), "
+        "feddyn (dynamic regularisation, --feddyn-alpha; Acar et al. 2021)",
         tuple(FL_ALGORITHMS),
         "fedavg",
     )
     fedlama_phi: int = opt(
         2, "fedavg: FedLAMA's interval factor PHI (layers are averaged every round or every PHI rounds)", group="fedavg"
+    )
+    feddyn_alpha: float = opt(
+        0.01, "fedavg: FedDyn's regularisation weight alpha (Acar et al. 2021 use 0.1, 0.01, 0.001)", group="fedavg"
     )
     aggregator: str = opt(
         "mean",
@@ -512,6 +516,7 @@ POSITIVE = (
     "accumulate_steps",
     "trust_coefficient",
     "fedlama_phi",
+    "feddyn_alpha",
     "clients",
     "rounds",
     "local_epochs",

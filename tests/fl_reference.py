@@ -7,6 +7,9 @@ FedNova, SCAFFOLD or FedProx code; the data, model, partition and each client's 
   p_i = n_i / sum n_j, tau_eff = sum_i p_i tau_i.
 - SCAFFOLD (Karimireddy et al. 2020, Algorithm 1, option II): client steps y <- y - eta (g(y) - c_i + c); after K
   steps c_i+ = c_i - c + (x - y) / (K eta); server x <- x + eta_g mean_S (y_i - x), c <- c + (1/N) sum_S (c_i+ - c_i).
+- FedDyn (Acar et al. 2021, Algorithm 1): the client's gradient plus - g_k + alpha (w - x) (added to the gradient
+  here, not differentiated as the suite's client loss is); g_k <- g_k - alpha (y_k - x); server
+  h <- h - (alpha / N) sum_S (y_k - x), x <- mean_S y_k - h / alpha.
 
 The cohort of each round is read from the run's results file (``cohorts_from_file``), so the sampling is not
 re-derived here; clients train with torch's own SGD, as the suite's clients do.
@@ -43,7 +46,7 @@ def load(params, values: np.ndarray) -> None:
 
 
 def serial_rounds(cfg, cohorts: list[list[int]], algorithm: str = "fedavg") -> np.ndarray:
-    """The global model after ``len(cohorts)`` rounds of ``algorithm`` (fedavg, fednova or scaffold)."""
+    """The global model after ``len(cohorts)`` rounds of ``algorithm`` (fedavg, fednova, scaffold or feddyn)."""
     ds = data.load(cfg)
     model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
     parts = partition.make(cfg.partition, ds.y_train, cfg.clients, cfg.seed, alpha=cfg.alpha, groups=ds.groups)
@@ -69,6 +72,8 @@ def serial_rounds(cfg, cohorts: list[list[int]], algorithm: str = "fedavg") -> n
                 loss.backward()
                 if algorithm == "scaffold":
                     add_to_gradients(params, correction)
+                if algorithm == "feddyn":
+                    add_to_gradients(params, cfg.feddyn_alpha * (flat(params) - x) - c_client.get(k, np.zeros_like(x)))
                 opt.step()
                 steps += 1
             y_k = flat(params)
@@ -76,6 +81,9 @@ def serial_rounds(cfg, cohorts: list[list[int]], algorithm: str = "fedavg") -> n
                 new = c_client.get(k, np.zeros_like(x)) - c + (x - y_k) / (steps * cfg.lr)
                 ys.append((y_k, new - c_client.get(k, np.zeros_like(x))))
                 c_client[k] = new
+            elif algorithm == "feddyn":
+                c_client[k] = c_client.get(k, np.zeros_like(x)) - cfg.feddyn_alpha * (y_k - x)
+                ys.append(y_k)
             else:
                 ys.append(y_k)
             ns.append(float(len(y)))
@@ -99,6 +107,9 @@ def server_step(cfg, algorithm, x, c, ys, ns, taus):
     if algorithm == "fednova":
         tau_eff = float(p @ np.array(taus))
         return x - tau_eff * sum(pi * (x - y) / t for pi, y, t in zip(p, ys, taus)), c
+    if algorithm == "feddyn":
+        h = c - cfg.feddyn_alpha / cfg.clients * sum(y - x for y in ys)
+        return np.mean(ys, axis=0) - h / cfg.feddyn_alpha, h
     if algorithm == "scaffold":
         step = np.mean([y - x for y, _ in ys], axis=0)
         return x + cfg.server_lr * step, c + sum(dc for _, dc in ys) / cfg.clients

@@ -176,3 +176,31 @@ def test_power_of_choice_trains_the_candidates_with_the_highest_loss(shared_tmp)
             ok = trained == expected and int(f["fedavg/candidates"][0, 0]) == d
         ok &= np.allclose(got["client"], got["host"], rtol=1e-5, atol=1e-6)
     assert all_agree(ok), "power-of-choice did not train the highest-loss candidates"
+
+
+def test_feddyn_rounds_are_algorithm_one_and_h_the_mean_of_the_client_states(shared_tmp):
+    """Three rounds of FedDyn, half the clients sampled each round (so 1/m and 1/|P_t| differ), against Algorithm 1
+    of Acar et al. 2021 written out serially (tests/fl_reference.py, which adds the regulariser's gradient by hand
+    instead of differentiating it); then, with every update late, h = (1/m) sum_k g_k still (the hosts changed
+    g_k, so the server counts their moves)."""
+    comm = MPI.COMM_WORLD
+    base = two_clients_per_host(shared_tmp, rounds=3, local_epochs=2, placement="static", fraction=0.5)
+    cfg = dataclasses.replace(base, fl_algorithm="feddyn", feddyn_alpha=0.1, out=f"{shared_tmp}/d.h5")
+    got = global_model(cfg)
+    ok = True
+    if comm.rank == 0:
+        expected = serial_rounds(cfg, cohorts_from_file(cfg.out, cfg.rounds), "feddyn")
+        plain = serial_rounds(cfg, cohorts_from_file(cfg.out, cfg.rounds), "fedavg")
+        ok = np.allclose(got, expected, rtol=1e-4, atol=1e-5) and not np.allclose(got, plain, rtol=1e-4, atol=1e-5)
+    assert all_agree(ok), "FedDyn's rounds differ from the paper's Algorithm 1"
+    from .test_fedavg import run_fedavg
+
+    late = dataclasses.replace(cfg, rounds=2, deadline=1e-9, out=f"{shared_tmp}/dl.h5")
+    algorithm = run_fedavg(late).run.strategy.algorithm
+    states = comm.gather(dict(algorithm.client_grads), root=0)
+    ok = True
+    if comm.rank == 0:
+        every = {k: v for host in states for k, v in host.items()}
+        mean = sum(every.values()) / late.clients
+        ok = bool(every) and np.abs(mean).max() > 0 and np.allclose(algorithm.h, mean, atol=1e-6)
+    assert all_agree(ok), "FedDyn's h is not the mean of its clients' gradient states"

@@ -217,11 +217,11 @@ def test_scaffold_client_and_server_hooks():
     alg.fold(agg, y, None, dc)
     xs = x.copy()
     alg.server_update(xs, agg, 0)
-    alg.end_round(agg)
+    alg.end_round(agg, None)
     assert np.allclose(xs, y) and np.allclose(alg.c, [1.0 - 0.5 / 4, 2.0 - 2.5 / 4])
     late = VariateSum(2)  # a round whose one client was late: the model stays, its dc_i still moves c
     alg.fold_late(late, y, None, dc)
-    alg.end_round(late)
+    alg.end_round(late, None)
     assert late.weight == 0 and np.allclose(alg.c, [1.0 - 1.0 / 4, 2.0 - 5.0 / 4])
 
 
@@ -257,6 +257,11 @@ def test_local_steps_cycle_through_epochs():
         ({"fl_algorithm": "fedlama", "local_steps": 3, "selection": "size"}, "across rounds: --selection uniform"),
         ({"fl_algorithm": "scaffold", "optimizer": "adam"}, r"fixed rate \(the variate's K eta\)"),
         ({"fl_algorithm": "scaffold", "selection": "size"}, "averages uniformly over the cohort: --selection uniform"),
+        ({"feddyn_alpha": 0.1}, "--feddyn-alpha applies to --fl-algorithm feddyn"),
+        ({"fl_algorithm": "feddyn", "fedprox_mu": 0.1}, r"own proximal term \(alpha\): --fedprox-mu 0"),
+        ({"fl_algorithm": "feddyn", "placement": "balanced"}, "gradient state on the host that trains it"),
+        ({"fl_algorithm": "feddyn", "aggregator": "median"}, "--aggregation client|--aggregator mean"),
+        ({"fl_algorithm": "feddyn", "feddyn_alpha": 0.0}, "--feddyn-alpha must be positive"),
     ],
 )
 def test_federated_option_checks(options, message):
@@ -351,7 +356,75 @@ def test_scaffold_two_rounds_through_its_hooks_are_option_two():
             alg.fold(aggregate, y, None, dc)
         expected_x = x + 0.5 * np.mean([y - x for y in ys], axis=0)
         alg.server_update(x, aggregate, 0)
-        alg.end_round(aggregate)
+        alg.end_round(aggregate, x)
         c = c + sum(dcs) / 5
         assert np.allclose(x, expected_x, atol=1e-6) and np.allclose(alg.c, c, atol=1e-5)
         assert alg.c.dtype == np.float32 and alg.download_extra() is alg.c
+
+
+def test_feddyn_client_objective_has_the_papers_gradient():
+    """Acar et al. 2021, Algorithm 1: the client's objective L_k(theta) - <g_k, theta> + alpha/2 ||theta -
+    theta^{t-1}||^2 has gradient grad L_k - g_k + alpha (theta - theta^{t-1}). Checked with a loss whose gradient
+    is known (sum of parameters: ones), at a point moved off the anchor. Mutations caught: the linear term's sign,
+    alpha halved or dropped, the anchor taken after the move."""
+    import torch
+
+    from bench.strategies.fedavg.dynamic import FedDyn
+
+    alg = FedDyn(fl_cfg(fl_algorithm="feddyn", feddyn_alpha=0.3), 9)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal(9).astype(np.float32)
+    alg.client_grads[2] = g
+    anchor = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    state = alg.begin_client(model, 2)
+    step = rng.standard_normal(9).astype(np.float32)
+    with torch.no_grad():
+        at = 0
+        for p in model.parameters():
+            p += torch.from_numpy(step[at : at + p.numel()].reshape(p.shape))
+            at += p.numel()
+    loss = alg.client_loss(sum(p.sum() for p in model.parameters()), model, state)
+    loss.backward()
+    grads = np.concatenate([p.grad.numpy().ravel() for p in model.parameters()])
+    assert np.allclose(grads, 1.0 - g + 0.3 * step, atol=1e-5)
+    fresh = alg.begin_client(model, 7)  # a client never trained: g_k = 0, no linear term
+    assert all(part is None for part in fresh[1])
+    assert not np.allclose(anchor, np.concatenate([a.numpy().ravel() for a in fresh[0]]))  # anchored where it is
+
+
+def test_feddyn_rounds_through_its_hooks_are_algorithm_one():
+    """Two rounds over m = 5 clients, alpha = 0.2: g_k <- g_k - alpha (y_k - x) on the hosts; h <- h - (alpha/m)
+    sum_{P_t} (y_k - x); x <- mean_{P_t} y_k - h / alpha, written out in numpy. Round 2 has a late client (model
+    left out of the mean, its move into h) so that h = (1/m) sum_k g_k still holds. Mutations caught: 1/m as
+    1/|P_t|, the late move dropped, the mean weighted by n_k, h's sign."""
+    from bench.strategies.fedavg.dynamic import FedDyn
+    from bench.strategies.fedavg.protocol import ClientStatus, client_header
+
+    alg = FedDyn(fl_cfg(fl_algorithm="feddyn", feddyn_alpha=0.2), 6)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(6).astype(np.float32)
+    h, g = np.zeros(6), {}
+    aggregate = alg.new_aggregate()
+    for on_time, late in (([0, 2], []), ([2, 3], [4])):
+        aggregate.reset()
+        start, ys, moves = x.copy(), [], []
+        for k in on_time + late:
+            y = (x + rng.standard_normal(6)).astype(np.float32)
+            alg.end_client(k, None, x, y, 3)
+            g[k] = g.get(k, np.zeros(6)) - 0.2 * (y - x)
+            assert np.allclose(alg.client_grads[k], g[k], atol=1e-5)
+            head = client_header(k, ClientStatus.OK, 10.0 * (k + 1), 1.0, 0.0, 0.0, 3, 3.0)
+            (alg.fold_late if k in late else alg.fold)(aggregate, y, head)
+            moves.append(y - x)
+            ys += [] if k in late else [y]
+        h = h - 0.2 / 5 * sum(moves)
+        alg.server_update(x, aggregate, 0)
+        alg.end_round(aggregate, start)
+        assert np.allclose(x, np.mean(ys, axis=0) - h / 0.2, atol=1e-4)
+        assert np.allclose(alg.h, h, atol=1e-6) and np.allclose(alg.h, sum(g.values()) / 5, atol=1e-6)
+    every_late = alg.new_aggregate()
+    y = x + 1.0
+    alg.fold_late(every_late, y, None)
+    alg.end_round(every_late, x)  # no server update in such a round; h still moves
+    assert np.allclose(alg.h, h - 0.2 / 5 * (y - x), atol=1e-6)

@@ -234,7 +234,7 @@ def test_fednova_weights_and_late_scaffold_variates_accumulate():
     late = VariateSum(2)
     alg.fold_late(late, None, None, np.array([1.0, 2.0], np.float32))
     alg.fold_late(late, None, None, np.array([3.0, 4.0], np.float32))
-    alg.end_round(late)
+    alg.end_round(late, None)
     assert alg.c.tolist() == [1.0, 1.5] and late.weight == 0.0  # (1 + 3) / 4, (2 + 4) / 4; no model folded
 
 
@@ -321,20 +321,21 @@ def test_each_algorithm_declares_its_series_and_host_memory():
     from bench.strategies.fedavg.needs import NEEDS
     from bench.strategies.fedavg.registry import ALGORITHMS, algorithm_class
 
-    assert set(ALGORITHMS) == set(NEEDS) == {"fedavg", "fednova", "scaffold", "fedlama"}  # one entry each
+    assert set(ALGORITHMS) == set(NEEDS) == {"fedavg", "fednova", "scaffold", "fedlama", "feddyn"}  # one entry each
     memory = {name: algorithm_class(cfg(fl_algorithm=name)).host_memory(400, 5) for name in ALGORITHMS}
     assert memory == {
         "fedavg": {},
         "fednova": {},
         "scaffold": {"control_variate_bytes_per_host": 2000},
         "fedlama": {"kept_model_bytes_per_cohort_client": 400},
+        "feddyn": {"gradient_state_bytes_per_host": 2000},
     }
     series = {}
     for name in ALGORITHMS:
         rec = Recorder(None, 4)
         algorithm_class(cfg(fl_algorithm=name)).declare_series(rec, (3,))
         series[name] = {n: (s.units, s.local.shape[1:], s.local.dtype) for n, s in rec.series.items()}
-    assert series["fedavg"] == series["fednova"] == series["scaffold"] == {}
+    assert series["fedavg"] == series["fednova"] == series["scaffold"] == series["feddyn"] == {}
     assert series["fedlama"] == {
         "fedlama/averaged": ("1", (3,), np.int8),  # 0/1 per layer and round
         "fedlama/discrepancy": ("1", (3,), np.float64),

@@ -28,6 +28,7 @@ from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, 
 class FedAvg:
     extra_download = False  # SCAFFOLD: a model-sized vector sent after the model (the server control variate)
     extra_upload = False  # SCAFFOLD: a model-sized vector sent after each client's model (its variate's change)
+    updates_client_state = False  # FedDyn: end_client keeps per-client state on the host, with nothing to upload
     plans_layers = False  # FedLAMA: the server says each round which layers it sends and which come back
 
     # ---- facts known before the run (the strategy asks the class, not the name) ----------------------
@@ -87,9 +88,10 @@ class FedAvg:
         """The global model ``x`` (in place) from the round's aggregate."""
         x[:] = aggregate.mean()
 
-    def end_round(self, aggregate) -> None:
+    def end_round(self, aggregate, start: np.ndarray) -> None:
         """After the model's update, every round, even one whose models were all dropped or late: state the server
-        keeps beside the model (SCAFFOLD's variate). Nothing for FedAvg."""
+        keeps beside the model (SCAFFOLD's variate, FedDyn's h), from the round's aggregate and the global model
+        ``start`` the round began from. Nothing for FedAvg."""
 
     def download_extra(self) -> np.ndarray | None:
         return None

@@ -175,7 +175,7 @@ class ClientHost(Uploading):
             torch.cuda.synchronize()
         compute_s, steps = time.perf_counter() - t0, len(losses)
         self.extra = None
-        if self.algorithm.extra_upload or self.attackers:
+        if self.algorithm.extra_upload or self.algorithm.updates_client_state or self.attackers:
             self.extra = self._after_training(k, round_, state, steps)
         if self.algorithm.plans_layers:  # FedLAMA: keep the model while some layers stay local
             if self.averaged.all():

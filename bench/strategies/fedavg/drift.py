@@ -123,7 +123,7 @@ class Scaffold(FedAvg):
         mean = aggregate.mean()
         x += np.float32(self.cfg.server_lr) * (mean - x)
 
-    def end_round(self, aggregate) -> None:
+    def end_round(self, aggregate, start: np.ndarray) -> None:
         """c <- c + (1/N) sum dc_i, also in a round whose models were all late (their variates changed)."""
         self.c += aggregate.variates / self.cfg.clients  # float64 sums added into the float32 variate
 

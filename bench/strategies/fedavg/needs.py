@@ -36,6 +36,12 @@ NEEDS = {
         uniform_selection="keeps a cohort's local layers across rounds",
         no_byzantine="keeps a cohort's local layers across rounds",
     ),
+    "feddyn": Needs(
+        own_options=("feddyn_alpha",),
+        state_on_host="keeps each client's gradient state on the host that trains it",
+        no_fedprox="has its own proximal term (alpha)",
+        uniform_selection="averages uniformly over the cohort",
+    ),
 }
 
 

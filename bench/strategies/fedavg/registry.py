@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx
 from bench.strategies.fedavg.drift import FedNova, Scaffold
+from bench.strategies.fedavg.dynamic import FedDyn
 from bench.strategies.fedavg.fedlama import FedLama
 
-ALGORITHMS: dict[str, type[FedAvg]] = {"fedavg": FedAvg, "fednova": FedNova, "scaffold": Scaffold, "fedlama": FedLama}
+ALGORITHMS: dict[str, type[FedAvg]] = {
+    "fedavg": FedAvg,
+    "fednova": FedNova,
+    "scaffold": Scaffold,
+    "fedlama": FedLama,
+    "feddyn": FedDyn,
+}
 
 
 def algorithm_class(cfg) -> type[FedAvg]:

@@ -79,7 +79,7 @@ class Aggregator:
         MPI.Request.Waitall([req for h, req in sends if h not in lost])  # a silent rank never takes its model
         if self.mean.weight > 0:  # a round where every sampled client dropped leaves the model as it was
             self._server_update(round_)
-        self.algorithm.end_round(self.mean)
+        self.algorithm.end_round(self.mean, self.snapshot)
         times["aggregate"] += time.perf_counter() - t
         WATCHDOG.disarm()
         return times | counts | {"lost": lost}
