@@ -23,6 +23,8 @@ NOT_REPEAT = (
     "timeout",
     "threads",  # the option; the threads each rank ran are in the environment (below), which groups keep apart
     "stop_file",
+    "checkpoint_every",
+    "resume",
     "client_timeout",
     "on_client_timeout",
     "fail_rank",

@@ -299,6 +299,18 @@ class Config:
     compression: str = opt(
         "none", "compress the results file's chunks (lzf: fast; gzip: smaller)", ("none", "lzf", "gzip"), "measurement"
     )
+    checkpoint_every: int = opt(
+        0,
+        "write a checkpoint beside the results file (OUT.ckpt/) every N steps (fedavg: rounds); one is also written "
+        "at every stop request (signal or --stop-file); 0: only then (not ps async, ssp)",
+        group="checkpoints",
+    )
+    resume: bool = opt(
+        False,
+        "continue from the newest checkpoint beside --out into the same results file (rows after the checkpoint "
+        "are cut); same options and rank count",
+        group="checkpoints",
+    )
     stop_file: str = opt(
         "",
         "stop at the next agreed step once this file exists and write results (its text, e.g. SIGUSR1, is "
@@ -545,6 +557,7 @@ NON_NEGATIVE = (
     "upload_buffers",
     "local_steps",
     "lr_warmup_steps",
+    "checkpoint_every",
 )
 HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
@@ -589,6 +602,16 @@ def validate(cfg: Config) -> None:
             )
     _check_ranges(cfg)
     _check_data(cfg)
+    _check_checkpoints(cfg)
+
+
+def _check_checkpoints(cfg) -> None:
+    """Checkpoints need a schedule whose ranks agree on a row (lock-step steps, rounds)."""
+    if (cfg.resume or cfg.checkpoint_every) and cfg.schedule == "decoupled":
+        raise UsageError(
+            f"--checkpoint-every and --resume are for lock-step and round schedules: --strategy {cfg.strategy} "
+            f"(--ps-mode {cfg.ps_mode}) orders its updates by message timing and is not checkpointed yet"
+        )
 
 
 def _flag(name: str) -> str:

@@ -24,15 +24,18 @@ from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor, payload_size
 from bench.compress.powersgd import PowerSGD, PowerSGDAverage
 from bench.measure.clocks import COMPRESSING
+from bench.runtime.state import Stateful
 from bench.workload.streams import Salt, stream
 from kernels.ring_allgatherv import RingAllgatherv
 from kernels.ring_allreduce import RingAllreduce
 
 
-class CompressedAveraging:
+class CompressedAveraging(Stateful):
     """``ring``: the gradients of each bucket. ``localsgd`` (``anchored``): the parameters' change since the last
     average, x - x0, so that x <- x0 + mean(C(x_r - x0)) (without compression exactly mean(x_r)), and x0 <- x
     after the optional SlowMo update ``after(g)``."""
+
+    state_attributes = ("anchor", "feedback", "power")  # what a checkpoint keeps (bench.runtime.state)
 
     def __init__(self, staging: HostStaging, allreduce: RingAllreduce, compressor: Compressor, feedback: bool, seed,
                  anchored: bool = False, after=None):  # fmt: skip

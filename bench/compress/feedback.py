@@ -12,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from bench.compress.methods import Compressor
+from bench.runtime.state import Stateful
 
 
-class ErrorFeedback:
+class ErrorFeedback(Stateful):
+    state_attributes = ("memory",)  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(self, compressor: Compressor, enabled: bool):
         self.compressor, self.enabled = compressor, enabled
         self.memory: dict[object, np.ndarray] = {}

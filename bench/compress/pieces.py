@@ -12,10 +12,13 @@ import numpy as np
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor, payload_size
 from bench.measure.clocks import COMPRESSING
+from bench.runtime.state import Stateful
 from bench.workload.streams import Salt, stream
 
 
-class PieceEncoder:
+class PieceEncoder(Stateful):
+    state_attributes = ("feedback",)  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(self, compressor: Compressor, feedback: bool, seed: int, rank: int):
         self.compressor, self.seed, self.rank = compressor, seed, rank
         self.feedback = ErrorFeedback(compressor, feedback)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.compress.methods import Compressor
+from bench.runtime.state import Stateful
 from bench.workload.streams import Salt, stream
 
 
@@ -35,9 +36,11 @@ def _as_matrix(shape: tuple[int, ...], size: int) -> tuple[int, int] | None:
     return (shape[0], size // shape[0]) if len(shape) >= 2 else None  # pragma: no mutate (n x 1 never gains)
 
 
-class PowerSGDAverage:
+class PowerSGDAverage(Stateful):
     """One bucket's PowerSGD average. ``shapes``: its tensors' shapes in packing order; ``allreduce(buf, key)``
     sums a float32 buffer over the ranks in place."""
+
+    state_attributes = ("q", "memory")  # what a checkpoint keeps (bench.runtime.state)
 
     def __init__(self, rank: int, shapes: list[tuple[int, ...]], seed: int, key: int, error_feedback: bool):
         self.r, self.key, self.error_feedback = rank, key, error_feedback

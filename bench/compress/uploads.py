@@ -16,6 +16,7 @@ import numpy as np
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.methods import Compressor
 from bench.measure.clocks import COMPRESSING
+from bench.runtime.state import Stateful
 from bench.workload.streams import Salt, stream
 
 
@@ -30,8 +31,10 @@ def split(message: np.ndarray, layers: int) -> list[np.ndarray]:
     return [message[end - n : end] for n, end in zip(lengths, ends)]
 
 
-class DeltaEncoder:
+class DeltaEncoder(Stateful):
     """A client host's side: each trained client's delta, compressed layer by layer."""
+
+    state_attributes = ("feedback",)  # what a checkpoint keeps (bench.runtime.state)
 
     def __init__(self, compressor: Compressor, feedback: bool, seed: int):
         self.compressor, self.seed = compressor, seed

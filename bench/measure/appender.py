@@ -91,6 +91,30 @@ class Appender:
         self.rows = 0  # rows in the file
         self.series: list[str] = []  # the row series, in the file
         self.created = False
+        self.lengths: dict[str, int] = {}  # entries of each growing dataset in the file (a checkpoint records them)
+
+    def resume(self, rows: int, lengths: dict) -> None:
+        """Reopen a file a stopped run wrote and cut it back to a checkpoint: every row series and the row scale
+        to ``rows`` rows, each growing dataset to its length in ``lengths`` (what followed the checkpoint is
+        dropped); then append from there. Done before SWMR mode, which allows no shrinking."""
+        self.f = h5py.File(self.path, "a", libver="latest")
+        self.created, self.rows = True, rows
+        self.f[self.unit].resize((rows,))
+        self.series = []
+        for name, ds in self._datasets():
+            if ds.ndim >= 2 and ds.dims[1].label == self.unit:
+                ds.resize(rows, axis=1)
+                self.series.append(name)
+            elif name in lengths:
+                ds.resize(lengths[name], axis=0)
+                self.f[ds.dims[0].label].resize((lengths[name],))
+        self.lengths = dict(lengths)
+        self.f.swmr_mode = True
+
+    def _datasets(self) -> list:
+        found = []
+        self.f.visititems(lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+        return found
 
     # ---- one flush ---------------------------------------------------------------------------------------
     def write(self, attrs: dict, rows: dict, first_row: int, datasets: dict, ranks: slice = slice(None)) -> None:
@@ -185,6 +209,7 @@ class Appender:
                 ds.resize(array.shape[0], axis=0)
                 ds[old:] = array[old:]
                 self._grow_scale(ds.dims[0].label, array.shape[0])
+            self.lengths[name] = max(old, array.shape[0])
         elif ds.shape == array.shape:
             ds[...] = array
         else:  # a fixed dataset whose size changed (not expected): replace it (SWMR allows no shape change)

@@ -18,8 +18,10 @@ from mpi4py import MPI
 
 from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
+from bench.run.checkpoint import Checkpoints, read_manifest, restore, segment_record
 from bench.run.divergence import EXIT_DIVERGED, Divergence
 from bench.runtime.diagnosis import POINTS
+from bench.runtime.launch import agree
 from bench.runtime.watchdog import WATCHDOG
 from kernels.tags import Tag, tag_for
 
@@ -34,7 +36,7 @@ def declare_series(rec: Recorder, n_layers: int, trace: bool) -> None:
     rec.add("timing/comm", "s", L)
     rec.add("timing/comm_bytes", "bytes", L, dtype=np.int64)
     rec.add("timing/pack", "s", L)
-    for name in ("step", "wait", "data", "optimizer", "injected"):
+    for name in ("step", "wait", "data", "optimizer", "injected", "checkpoint"):
         rec.add(f"timing/{name}", "s")
     rec.add("metrics/loss", "1")
     if trace:
@@ -93,6 +95,37 @@ class RunContext:
         self.divergence = Divergence(MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size)
         self.pending: tuple[dict, int] = ({}, 0)  # rank 0: rows gathered and not yet written, and their first row
         self.appender: Appender | None = None
+        self.checkpoints = Checkpoints(self)
+        self.start = 0  # the first row this segment runs (a resumed run's checkpoint row)
+        self.earlier: list[dict] = []  # the segments before this one (a resumed run's)
+        self.segment = segment_record()
+
+    # ---- checkpoints and segments ----------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Collective, before the first row: with ``--resume``, load the newest checkpoint and continue from its
+        row (:mod:`bench.run.checkpoint`); the results file is cut back to it."""
+        if not self.cfg.resume:
+            return
+        manifest = agree(self.comm, read_manifest, self.cfg, self.comm.size)
+        agree(self.comm, restore, self, manifest)
+        self.start = self.done = self.rec.gathered = int(manifest["row"])
+        self.evals = [tuple(e) for e in manifest["evaluations"]]
+        self.earlier = manifest["segments"]
+        self.segment["start"] = self.start + 1
+        if self.comm.rank == 0:
+            self.results_file().resume(self.start, manifest["growing"])
+
+    def segments(self) -> list[dict]:
+        """Every segment of the run so far (provenance): this one ends at the rows done, with its status."""
+        now = self.segment | {"end": self.done, "status": self.status, "stopped_by": self.stopped_by}
+        return [*self.earlier, now]
+
+    def checkpoint(self, flush) -> None:
+        """Collective: every rank writes its piece (timed into ``timing/checkpoint``), the rows up to here are
+        flushed, then rank 0 names the checkpoint in the manifest."""
+        self.rec["timing/checkpoint"][self.done - 1] += self.checkpoints.write_pieces(self.done)
+        flush(self, "running" if not self.stopped_by else self.status)
+        self.checkpoints.commit(self.appender.lengths if self.appender else {})
 
     # ---- evaluation ------------------------------------------------------------------------------------
     def due_for_evaluation(self, last: bool, stop: bool) -> bool:
@@ -175,7 +208,9 @@ class RunContext:
             if stop_now:
                 self.mark_stopped()
                 return True
-            if not last and self.done % self.cfg.flush_every == 0:
+            if not last and self.checkpoints.due(self.done):
+                self.checkpoint(flush)
+            elif not last and self.done % self.cfg.flush_every == 0:
                 flush(self, "running")
         return False
 
@@ -184,7 +219,10 @@ class RunContext:
         wall = time.perf_counter() - t0
         progress.close()
         self.finish_timing(wall)
-        flush(self, self.status)
+        if self.stopped_by and not self.divergence.agreed and self.checkpoints.enabled:
+            self.checkpoint(flush)  # a stop request: the run can resume from here
+        else:
+            flush(self, self.status)
         return wall
 
     # ---- results -----------------------------------------------------------------------------------------
@@ -215,6 +253,7 @@ class RunContext:
             steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
         done = int(steps_done.max()) if steps_done.size else 0
         root = self.attrs | {"status": status, "completed_steps": done, "stopped_by": self.stopped_by}
+        root["segments"] = self.segments()
         run = run_datasets(self.run) | {"timing/steps_done": (np.asarray(steps_done, dtype=np.int64), f"{self.unit}s")}
         self.results_file().write(root | (attrs or {}), blocks, first, datasets | run | extra)
         if status != "running":

@@ -25,10 +25,11 @@ def flush(ctx: RunContext, status: str) -> None:
 def train_lockstep(ctx: RunContext) -> int:
     run, comm, cfg, strategy = ctx.run, ctx.comm, ctx.cfg, ctx.run.strategy
     stepper = Stepper(ctx)
+    ctx.resume()
     comm.Barrier()
     t0 = time.perf_counter()  # ranks leave the barrier together: a shared origin for timelines
     progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
-    for step in range(cfg.steps):
+    for step in range(ctx.start, cfg.steps):
         WATCHDOG.arm(cfg.timeout, f"step {step + 1} (waiting on peers)")
         stepper.step(step, t0)
         ctx.done = step + 1

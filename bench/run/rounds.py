@@ -85,10 +85,11 @@ def abort_without(ctx: RunContext, lost: list[int], r: int) -> None:
 def train_rounds(ctx: RunContext) -> int:
     run, comm, cfg, strategy = ctx.run, ctx.comm, ctx.cfg, ctx.run.strategy
     strategy.prepare(run)
+    ctx.resume()
     comm.Barrier()
     t0 = time.perf_counter()
     progress = Progress(cfg.rounds, enabled=comm.rank == 0 and not cfg.quiet, unit="round")
-    for r in range(cfg.rounds):
+    for r in range(ctx.start, cfg.rounds):
         lost = play_round(ctx, r)
         ctx.done = r + 1
         if lost:

@@ -14,12 +14,15 @@ import torch
 from mpi4py import MPI
 
 from bench.comm.exchange import Exchange
+from bench.runtime.state import Stateful
 from bench.workload.models import Layer
 from kernels.topology import Topology
 
 
-class Strategy:
+class Strategy(Stateful):
     name = "base"
+    state_attributes: tuple[str, ...] = ("model", "optimizer")
+    """What a checkpoint keeps on each rank (:mod:`bench.runtime.state`; attributes a rank lacks are skipped)."""
     needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
     overlap = None
     """Set by a strategy whose gradients leave during ``backward()`` (``ring --overlap``, ``ddp``): an object with

@@ -20,6 +20,7 @@ from kernels.topology import Topology
 
 class RingStrategy(Strategy):
     name = "ring"
+    state_attributes = ("model", "optimizer", "compressed")
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)

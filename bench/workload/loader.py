@@ -7,10 +7,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.runtime.state import Stateful
 from bench.workload.streams import stream
 
 
-class PartitionLoader:
+class PartitionLoader(Stateful):
+    state_attributes = ("epoch", "_pos")  # the epoch's order is drawn again from (seed, part, epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        pos = self._pos
+        if self.epoch >= 0:
+            self.epoch -= 1
+            self._new_epoch()
+        self._pos = pos
+
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, part: int, device: torch.device):
         if batch_size > len(y):
             raise ValueError(f"batch size {batch_size} is larger than the partition ({len(y)} samples)")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.runtime.state import Stateful
+
 
 class StreamingMean:
     def __init__(self, size: int):
@@ -42,7 +44,9 @@ class StreamingMean:
         return (self.total / self.weight).astype(np.float32)
 
 
-class ServerOptimizer:
+class ServerOptimizer(Stateful):
+    state_attributes = ("m", "v")  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(self, kind: str, size: int, lr: float = 1.0, beta1: float = 0.9, beta2: float = 0.99, tau=1e-3):
         self.kind, self.lr, self.beta1, self.beta2, self.tau = kind, lr, beta1, beta2, tau
         self.m = np.zeros(size, dtype=np.float32) if kind != "avg" else None

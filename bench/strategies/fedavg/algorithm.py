@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.runtime.state import Stateful
 from bench.strategies.fedavg.aggregate import ServerOptimizer, StreamingMean
 from bench.strategies.fedavg.protocol import Head
 from bench.strategies.fedavg.robust import CohortAggregate
 from bench.strategies.fedavg.sampling import sample_by_size, sample_candidates, sample_clients
 
 
-class FedAvg:
+class FedAvg(Stateful):
+    state_attributes: tuple[str, ...] = ()  # the server's and the hosts' state kept beside the model (none here)
     extra_download = False  # SCAFFOLD: a model-sized vector sent after the model (the server control variate)
     extra_upload = False  # SCAFFOLD: a model-sized vector sent after each client's model (its variate's change)
     updates_client_state = False  # FedDyn: end_client keeps per-client state on the host, with nothing to upload
@@ -128,6 +130,8 @@ class FedProx(FedAvg):
 
 
 class FedOpt(FedAvg):
+    state_attributes = ("optimizer",)  # the server optimizer's moments
+
     def __init__(self, cfg, size: int, client_sizes=()):
         super().__init__(cfg, size, client_sizes)
         self.optimizer = ServerOptimizer(cfg.server_opt, size, cfg.server_lr, cfg.server_momentum)

@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from bench.comm.staging import HostStaging
 from bench.compress.uploads import DeltaEncoder
+from bench.runtime.state import Stateful
 from bench.strategies.fedavg.choice import exchange_losses, local_loss
 from bench.strategies.fedavg.client_upload import Uploading
 from bench.strategies.fedavg.drift import fednova_normaliser
@@ -32,7 +33,9 @@ from kernels.tags import tag_upper_bound
 from kernels.waiting import probe
 
 
-class ClientHost(Uploading):
+class ClientHost(Uploading, Stateful):
+    state_attributes = ("kept", "encoder")  # FedLAMA's kept models, error-feedback memories per client
+
     def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float, algorithm):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
         self.algorithm = algorithm

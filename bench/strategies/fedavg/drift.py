@@ -98,6 +98,7 @@ class VariateSum(StreamingMean):
 
 class Scaffold(FedAvg):
     extra_download = extra_upload = True
+    state_attributes = ("c", "client_variates")  # the server's c (rank 0), each host's c_i
 
     @classmethod
     def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:

@@ -85,6 +85,7 @@ class DiscrepancySum(StreamingMean):
 
 class FedLama(FedAvg):
     plans_layers = True
+    state_attributes = ("intervals",)  # chosen at each block's end; the cohort's kept models are the hosts'
 
     @classmethod
     def declare_series(cls, rec, layers: tuple[int]) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from mpi4py import MPI
 
 from bench.compress.uploads import DeltaDecoder
+from bench.runtime.state import Stateful
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.choice import choose
 from bench.strategies.fedavg.partials import HEAD, Report, report_tag
@@ -37,7 +38,9 @@ from kernels.waiting import probe
 COUNTED_AS = {ClientStatus.OK: "finished", ClientStatus.DROPPED: "dropped", ClientStatus.LATE: "late"}
 
 
-class Aggregator:
+class Aggregator(Stateful):
+    state_attributes = ("values", "log_rows")  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(self, cfg, comm: MPI.Comm, layers, initial: np.ndarray, topology, algorithm):
         self.cfg, self.comm, self.topology, self.algorithm = cfg, comm, topology, algorithm
         self.tag_ub = tag_upper_bound(comm)
@@ -91,6 +94,15 @@ class Aggregator:
             self.algorithm.server_update(self.values, self.mean, round_)
         except ValueError as exc:
             print(f"syncbench: round {round_ + 1}: global model kept: {exc}", file=sys.stderr, flush=True)
+
+    @property
+    def log_rows(self) -> np.ndarray:
+        """The per-client log as one float64 array (a checkpoint's form of :attr:`log`)."""
+        return np.array(self.log, dtype=np.float64) if self.log else np.zeros((0, 0))
+
+    @log_rows.setter
+    def log_rows(self, rows: np.ndarray) -> None:
+        self.log = [tuple(row) for row in np.asarray(rows).tolist()]
 
     def _send_model(self, hosts: list[int]) -> list[tuple[int, MPI.Request]]:
         """The global model, layer by layer, to every host of the round, from a snapshot (non-blocking); then the

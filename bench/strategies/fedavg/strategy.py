@@ -29,6 +29,7 @@ COUNTS = ("candidates", "sampled", "finished", "dropped", "late")
 
 
 class FedAvgStrategy(Strategy):
+    state_attributes = ("aggregator", "host", "algorithm")  # the global model and the algorithm's state
     name = "fedavg"
     needs_full_batches = False  # a client smaller than --batch-size trains on one batch of all its samples
 

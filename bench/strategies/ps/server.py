@@ -28,6 +28,7 @@ import torch
 from mpi4py import MPI
 
 from bench.compress.pieces import PieceDecoder
+from bench.runtime.state import Stateful
 from bench.strategies.ps.protocol import pull_tag, push_tag
 from bench.workload.optim import make_optimizer, set_lr
 from kernels.shard_map import ShardMap
@@ -63,7 +64,9 @@ def tensor_views(values: np.ndarray, lo: int, shapes) -> list[tuple[slice, torch
     return views
 
 
-class Server:
+class Server(Stateful):
+    state_attributes = ("values", "applied", "optimizer")  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(
         self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray, shapes
     ):

@@ -31,6 +31,7 @@ SERVER_SERIES = ("server_receive", "server_apply", "server_send", "server_idle")
 
 
 class PSStrategy(Strategy, DecoupledHooks):
+    state_attributes = ("model", "server", "worker")  # a server's shard and optimizer; a worker's encoder
     name = "ps"
 
     def __init__(self, cfg, comm, model, layers, device):

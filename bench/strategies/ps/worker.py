@@ -18,6 +18,7 @@ from bench.comm.exchange import Exchange
 from bench.comm.staging import HostStaging
 from bench.compress.pieces import PieceEncoder
 from bench.measure.buckets import BucketTiming
+from bench.runtime.state import Stateful
 from bench.strategies.ps.protocol import (
     HEADER_LEN,
     Kind,
@@ -34,7 +35,9 @@ from kernels.tags import tag_upper_bound
 FLOAT_BYTES = 4
 
 
-class PSWorker:
+class PSWorker(Stateful):
+    state_attributes = ("encoder", "version")  # what a checkpoint keeps (bench.runtime.state)
+
     def __init__(self, comm: MPI.Comm, servers: tuple[int, ...], layers, device, smap: ShardMap, headers: bool,
                  encoder: PieceEncoder | None = None):  # fmt: skip
         self.comm, self.servers, self.headers, self.encoder = comm, servers, headers, encoder

@@ -1,0 +1,179 @@
+"""Checkpoints and resume (``--checkpoint-every N``, a stop request, ``--resume``).
+
+Beside the results file ``OUT`` lives ``OUT.ckpt/``: a folder ``row-N/`` per checkpoint holding one piece per rank
+(``rank-R.npz``: that rank's state as named arrays, :mod:`bench.runtime.state`: its strategy's state, its data
+loader's position, torch's random state), written by the rank that owns the state (no gather beyond what a rank
+holds), and ``manifest.json``, rank 0's small record naming the newest complete checkpoint: its row, the rank count,
+the configuration, the evaluations so far, how long each growing dataset of the results file was, and the run's
+segments. Writes are atomic (a temporary name, fsync, rename), and the manifest is replaced only after every
+piece is on disk and the results file holds every row up to the checkpoint: until then the previous checkpoint
+stays the valid one, whatever moment the job is killed.
+
+``--resume`` reads the manifest, loads each rank's piece into the freshly built run, cuts the results file back to
+the checkpoint's rows (rows written after it are dropped) and continues appending: on CPU the resumed run is bit
+for bit the run that was never stopped (tests/mpi/test_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis import schema
+from bench.runtime.errors import UsageError
+from bench.runtime.watchdog import WATCHDOG
+
+MANIFEST = "manifest.json"
+SCHEDULES = ("lockstep", "rounds")  # decoupled runs (ps async, ssp) order updates by message timing: not yet
+SAME_RUN_EXCEPT = ("resume", "checkpoint_every", "quiet", "timeout", "stop_file", "threads", "flush_every")
+"""Options a resumed run may change: they do not change what is computed."""
+
+
+def segment_record() -> dict:
+    """Where and when this segment of a run ran (its rows are filled in as it goes): provenance for a run that
+    was stopped and resumed, perhaps by Slurm's requeue on other nodes."""
+    env = os.environ
+    return {
+        "start": 1,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": os.uname().nodename,
+        "slurm_job_id": env.get("SLURM_JOB_ID", ""),
+        "slurm_restart_count": int(env.get("SLURM_RESTART_COUNT", "0") or 0),
+    }
+
+
+def folder(out: str) -> Path:
+    return Path(f"{out}.ckpt")
+
+
+def rank_state(run) -> dict[str, np.ndarray]:
+    """This rank's state: the strategy's, the loader's position, torch's random state."""
+    state = {f"strategy/{k}": v for k, v in run.strategy.state_dict().items()}
+    if run.loader is not None:
+        state |= {f"loader/{k}": v for k, v in run.loader.state_dict().items()}
+    state["rng/torch"] = torch.get_rng_state().numpy().copy()
+    return state
+
+
+def load_rank_state(run, state: dict) -> None:
+    def part(prefix: str) -> dict:
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+    run.strategy.load_state_dict(part("strategy/"))
+    if run.loader is not None:
+        run.loader.load_state_dict(part("loader/"))
+    torch.set_rng_state(torch.from_numpy(state["rng/torch"]))
+
+
+def _fsync_write(path: Path, write) -> None:
+    """Write through ``write(file)`` to a temporary name, fsync, rename over ``path`` (atomic on POSIX)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in SAME_RUN_EXCEPT}
+
+
+class Checkpoints:
+    """One run's checkpoints. Collective methods are called by every rank at the same row."""
+
+    def __init__(self, ctx):
+        self.ctx, self.cfg, self.comm = ctx, ctx.cfg, ctx.comm
+        self.dir = folder(ctx.run.out)
+        self.enabled = ctx.run.strategy.schedule in SCHEDULES
+        self.pending = -1  # a row whose pieces are written and whose manifest is not yet
+
+    def due(self, done: int) -> bool:
+        every = self.cfg.checkpoint_every
+        return self.enabled and bool(every) and done % every == 0
+
+    def write_pieces(self, row: int) -> float:
+        """Every rank: its piece of the checkpoint at ``row`` (rows done); returns the seconds it took."""
+        t = time.perf_counter()
+        where = self.dir / f"row-{row}"
+        where.mkdir(parents=True, exist_ok=True)
+        state = rank_state(self.ctx.run)
+        _fsync_write(where / f"rank-{self.comm.rank}.npz", lambda fh: np.savez(fh, **state))
+        self.pending = row
+        return time.perf_counter() - t
+
+    def commit(self, lengths: dict) -> None:
+        """Rank 0, after a flush that every rank entered having written its piece: name the checkpoint in the
+        manifest, then remove the older ones."""
+        if self.comm.rank != 0 or self.pending < 0:
+            return
+        ctx, row = self.ctx, self.pending
+        evaluations, lengths = scheduled_evaluations(ctx.evals, row, self.cfg.evaluation_interval, lengths)
+        manifest = {
+            "row": row,
+            "unit": ctx.unit,
+            "world_size": self.comm.size,
+            "strategy": self.cfg.strategy,
+            "config": json.loads(self.cfg.to_json()),
+            "pieces": [f"row-{row}/rank-{r}.npz" for r in range(self.comm.size)],
+            "evaluations": [list(e) for e in evaluations],
+            "growing": lengths,
+            "segments": ctx.segments(),
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _fsync_write(self.dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+        for old in self.dir.glob("row-*"):
+            if old.name != f"row-{row}":
+                shutil.rmtree(old, ignore_errors=True)
+        self.pending = -1
+
+
+EVALUATION_SERIES = ("metrics/eval_step", "metrics/test_accuracy", "metrics/test_loss")
+
+
+def scheduled_evaluations(evals: list, row: int, every: int, lengths: dict) -> tuple[list, dict]:
+    """The evaluations a run that was never stopped has at ``row``: an evaluation made only because the run stopped
+    there (not due every ``--eval-every``) is left out, of the list and of the file's lengths, so that the resumed
+    run's evaluations are the uninterrupted run's."""
+    if not evals or evals[-1][0] != row - 1 or (every and row % every == 0):
+        return list(evals), lengths
+    shorter = {schema.file_name(n): len(evals) - 1 for n in EVALUATION_SERIES}
+    return list(evals[:-1]), lengths | {k: v for k, v in shorter.items() if k in lengths}
+
+
+def read_manifest(cfg, size: int) -> dict:
+    """The newest complete checkpoint of ``--out`` for ``--resume``; a usage error if there is none or it belongs to
+    another run (another rank count, strategy or option that changes what is computed)."""
+    path = folder(cfg.out) / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"--resume: no checkpoint beside {cfg.out} ({path} does not exist)")
+    manifest = json.loads(path.read_text())
+    if manifest["world_size"] != size:
+        raise UsageError(
+            f"--resume: the checkpoint was written by {manifest['world_size']} ranks, this job has {size}; "
+            f"resume with {manifest['world_size']}"
+        )
+    ours, theirs = comparable(json.loads(cfg.to_json())), comparable(manifest["config"])
+    changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise UsageError(f"--resume: the checkpoint is of another run: {flags} differ")
+    rows = cfg.rounds if manifest["unit"] == "round" else cfg.steps
+    if manifest["row"] >= rows:
+        raise UsageError(f"--resume: the run in {cfg.out} is complete ({manifest['row']} {manifest['unit']}s)")
+    return manifest
+
+
+def restore(ctx, manifest: dict) -> None:
+    """Every rank: load its piece of the manifest's checkpoint into the run (under the watchdog: shared file
+    systems can stall)."""
+    piece = folder(ctx.run.out) / manifest["pieces"][ctx.comm.rank]
+    with WATCHDOG.guard(ctx.cfg.timeout, f"reading checkpoint {piece}"):
+        with np.load(piece) as stored:
+            load_rank_state(ctx.run, dict(stored))

@@ -1,0 +1,133 @@
+"""Checkpoint and resume (issue 29): a run stopped at row 10 and resumed with ``--resume`` ends bit for bit where
+the run that was never stopped ends: every rank's whole state (model, optimizer, compression memories, SlowMo
+buffers, server shards, FedAvg's server and per-client state) and the results file's loss and accuracy rows. The
+oracle is the uninterrupted run itself (the equivalence resume == no stop), for each stateful part."""
+
+import dataclasses
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from bench import setup
+from bench.run.trainer import Trainer
+from bench.runtime.signals import StopFlag
+
+from .conftest import all_agree
+from .test_ring_training import make_cfg
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
+
+ROWS = 23  # a stop at row 10 (the first agreed check), resumed to a row that is not a multiple of it
+LOCKSTEP = {
+    "ring-momentum": dict(strategy="ring", momentum=0.9),
+    "ring-topk-feedback": dict(strategy="ring", compress="topk:0.2"),
+    "ring-powersgd": dict(strategy="ring", compress="powersgd:1", model="cnn", synthetic_shape="1x8x8"),
+    "localsgd-slowmo": dict(strategy="localsgd", local_steps=3, outer_momentum=0.5, outer_lr=0.9, warmup_steps=2),
+    "ddp-adam": dict(strategy="ddp", optimizer="adam", lr=0.01),
+    "ps-sync-lamb": dict(strategy="ps", optimizer="lamb", compress="qsgd:4"),
+}
+FEDERATED = {
+    "fedavg-adam-server": dict(server_opt="adam", server_lr=0.05),
+    "scaffold": dict(fl_algorithm="scaffold", fraction=0.5),
+    "feddyn": dict(fl_algorithm="feddyn", feddyn_alpha=0.1, fraction=0.5),
+    "fedlama": dict(fl_algorithm="fedlama", local_steps=2, fedlama_phi=3, fraction=0.5, clients=6),  # mid-block at 10
+    "topk-feedback": dict(compress="topk:0.3"),
+}
+
+
+DDP_LAST_BITS = 1e-6
+"""ddp on 3 or more ranks resumes from the identical state, but its steps after the resume differ from the
+uninterrupted run's in the last bits (4.5e-8 measured on the mlp at 3 ranks; two uninterrupted runs are identical):
+torch's DDP sums in another order in its first iteration after construction (its bucket rebuild is the likely
+cause, not confirmed). Checked to this tolerance there; bit for bit at 1 and 2 ranks."""
+
+
+class StopNow(StopFlag):
+    """A stop request present from the start: the run stops at its first agreed check (row 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.signal_name = "test stop"
+
+
+def run(cfg, stop) -> Trainer:
+    comm = MPI.COMM_WORLD
+    built = setup.build(cfg, comm)
+    attrs = {"strategy": cfg.strategy, "config": {}, "world_size": comm.size, "roles": []}
+    loop = Trainer(built, comm, attrs, stop)
+    loop.train()
+    comm.Barrier()
+    return loop
+
+
+LOGGED = {"strategy/aggregator/log_rows": [0, 1, 2, 3, 4, 7]}
+"""State that records the run rather than drives it: compared in its measured-free columns (FedAvg's client log:
+round, client, host, n_k, status, loss, in round and client order; not the times nor the arrival order)."""
+
+
+def same_state(a: dict, b: dict, close: bool = False) -> bool:
+    def part(state, k):
+        if k not in LOGGED or not state[k].size:
+            return state[k]
+        rows = state[k][:, LOGGED[k]]
+        return rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # by round, then client: hosts report in any order
+
+    return a.keys() == b.keys() and all(equal(part(a, k), part(b, k), close) for k in a)
+
+
+def equal(x: np.ndarray, y: np.ndarray, close: bool = False) -> bool:
+    """Bit for bit (or within DDP_LAST_BITS); NaN equal to NaN (a server's loss rows are NaN in both runs)."""
+    floating = np.asarray(x).dtype.kind == "f"
+    if close and floating:
+        return x.shape == y.shape and np.allclose(x, y, rtol=DDP_LAST_BITS, atol=DDP_LAST_BITS, equal_nan=True)
+    return np.array_equal(x, y, equal_nan=floating)
+
+
+def rows_of(path: str) -> dict:
+    with h5py.File(path, "r") as f:
+        names = ("metrics/loss", "metrics/test_accuracy", "eval_step", "metrics/eval_step")
+        return {n: f[n][()] for n in names if n in f}
+
+
+def check_resume_is_the_uninterrupted_run(cfg, tmp, close: bool = False):
+    comm = MPI.COMM_WORLD
+    whole = run(dataclasses.replace(cfg, out=f"{tmp}/whole.h5"), StopFlag())
+    parted = dataclasses.replace(cfg, out=f"{tmp}/parted.h5", checkpoint_every=7)
+    first = run(parted, StopNow())
+    stopped_at = first.ctx.done
+    resumed = run(dataclasses.replace(parted, resume=True), StopFlag())
+    ok = stopped_at == 10 and resumed.ctx.done == ROWS
+    ok &= same_state(
+        *({f"strategy/{k}": v for k, v in t.run.strategy.state_dict().items()} for t in (whole, resumed)), close
+    )
+    if comm.rank == 0:
+        a, b = rows_of(f"{tmp}/whole.h5"), rows_of(f"{tmp}/parted.h5")
+        ok &= a.keys() == b.keys() and all(equal(a[k], b[k], close) for k in a)
+        with h5py.File(f"{tmp}/parted.h5", "r") as f:
+            ok &= f.attrs["status"] == "complete" and f["metrics/loss"].shape[1] == ROWS
+    return all_agree(ok)
+
+
+@pytest.mark.parametrize("name", list(LOCKSTEP))
+def test_a_resumed_step_run_is_the_run_never_stopped(shared_tmp, name):
+    kw = LOCKSTEP[name]
+    if kw["strategy"] == "ps" and MPI.COMM_WORLD.size < 2:
+        pytest.skip("a server and a worker")
+    close = kw["strategy"] == "ddp" and MPI.COMM_WORLD.size > 2  # see DDP_LAST_BITS
+    cfg = make_cfg(shared_tmp, **({"steps": ROWS, "eval_every": 4} | kw))
+    assert check_resume_is_the_uninterrupted_run(cfg, shared_tmp, close), f"{name}: the resumed run differs"
+
+
+@pytest.mark.parametrize("name", list(FEDERATED))
+def test_a_resumed_federated_run_is_the_run_never_stopped(shared_tmp, name):
+    if MPI.COMM_WORLD.size < 2:
+        pytest.skip("an aggregator and a client rank")
+    from .test_fedavg import fed_cfg
+
+    k = 2 * (MPI.COMM_WORLD.size - 1)
+    cfg = fed_cfg(
+        shared_tmp, **({"rounds": ROWS, "clients": k, "eval_every": 4, "placement": "static"} | FEDERATED[name])
+    )
+    assert check_resume_is_the_uninterrupted_run(cfg, shared_tmp), f"{name}: the resumed run differs"
