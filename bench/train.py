@@ -8,15 +8,24 @@ from mpi4py import MPI
 
 from bench import setup
 from bench.measure import provenance
+from bench.run.checkpoint import finished
 from bench.run.trainer import Trainer
 from bench.runtime.launch import agree, check_world_size, configure_threads
 from bench.runtime.signals import STOP
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies import facts
 
 
 def train(cfg, comm: MPI.Comm) -> int:
     agree(comm, check_world_size, comm)
     threads = agree(comm, configure_threads, comm, cfg.threads)
+    done = agree(comm, finished, cfg)
+    if done:
+        if comm.rank == 0:
+            print(
+                f"syncbench: the run in {cfg.out} is complete ({done} {facts(cfg.strategy).rows}s); nothing to resume"
+            )
+        return 0
     run = setup.build(cfg, comm)
     attrs = provenance.collect(comm, threads)
     attrs |= {

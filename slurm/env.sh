@@ -13,6 +13,13 @@
 #   THREADS        torch threads per rank                 default: $SLURM_CPUS_PER_TASK, else 1
 #   BENCH_TIMEOUT  bench --timeout: seconds a rank may wait on peers, and the grace to stop after the
 #                  time-limit warning (keep it below the --signal lead time)   default: 100
+#   RESUME         1: continue from the checkpoint beside the results file (bench train --resume)
+#                  default: 1 in a requeued job (SLURM_RESTART_COUNT > 0), else 0
+#   REQUEUE        1: a run stopped by the time-limit warning, with a checkpoint, requeues its job    default: 1
+#
+# Preemptible runs: the scripts ask for --requeue and --open-mode=append. On the time-limit warning the ranks
+# stop at the next agreed step and write a checkpoint (OUT.ckpt/); the job then requeues itself
+# (scontrol requeue), and the requeued job, with the same job id and so the same results file, resumes.
 set -euo pipefail
 
 SYNCBENCH_DIR=${SYNCBENCH_DIR:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -22,6 +29,8 @@ SRUN_MPI=${SRUN_MPI:-pmi2}
 RESULTS_DIR=${RESULTS_DIR:-$SYNCBENCH_DIR/results}
 THREADS=${THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}
+RESUME=${RESUME:-$([ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && echo 1 || echo 0)}
+REQUEUE=${REQUEUE:-1}
 export OMP_NUM_THREADS=$THREADS
 
 # Slurm's time-limit warning (--signal=B:USR1@T) reaches only this batch shell, and may come up to a minute
@@ -49,9 +58,32 @@ result_path() {
 # run_bench ARGS...: python -m bench ARGS on every task of the job (`train` also gets --stop-file, above; the
 # ranks then stop at the next agreed step and write their results). SIGTERM (scancel, the limit itself) is
 # forwarded to the launcher, which passes it to every rank.
+# out_of ARGS...: the last --out given (the results file), or nothing.
+out_of() {
+  local out="" prev=""
+  for arg in "$@"; do
+    [ "$prev" = --out ] && out=$arg
+    prev=$arg
+  done
+  printf '%s' "$out"
+}
+
+# requeue_if_stopped OUT: after a run the time-limit warning stopped, with a checkpoint: requeue this job, which
+# then resumes (RESUME defaults to 1 in a requeued job).
+requeue_if_stopped() {
+  if [ "$REQUEUE" = 1 ] && [ -f "$SYNCBENCH_STOP_FILE" ] && [ -f "$1.ckpt/manifest.json" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+    echo "+ scontrol requeue $SLURM_JOB_ID (stopped at the time-limit warning; the requeued job resumes)"
+    scontrol requeue "$SLURM_JOB_ID"
+  fi
+}
+
 run_bench() {
-  local cmd args=("$@")
-  [ "${1:-}" = train ] && args+=(--stop-file "$SYNCBENCH_STOP_FILE")
+  local cmd out args=("$@")
+  out=$(out_of "$@")
+  if [ "${1:-}" = train ]; then
+    args+=(--stop-file "$SYNCBENCH_STOP_FILE")
+    [ "$RESUME" = 1 ] && [ -f "$out.ckpt/manifest.json" ] && args+=(--resume)
+  fi
   case "$LAUNCHER" in
     srun) cmd=(srun --mpi="$SRUN_MPI" --kill-on-bad-exit=1 python -m bench "${args[@]}") ;;
     mpiexec) cmd=(mpiexec -n "${SLURM_NTASKS:?}" python -m bench "${args[@]}") ;;
@@ -67,5 +99,6 @@ run_bench() {
     wait "$pid" || rc=$?
   done
   trap - TERM
+  [ "${1:-}" = train ] && [ "$rc" = 0 ] && requeue_if_stopped "$out"
   return "$rc"
 }

@@ -4,6 +4,8 @@
 #SBATCH --time=01:00:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # Federated averaging with CLIENTS logical clients: rank 0 aggregates, the other tasks host the clients (257 tasks:
 # one client per rank). Fewer tasks run the same 256 clients, spread evenly over the ranks:

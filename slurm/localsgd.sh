@@ -4,6 +4,8 @@
 #SBATCH --time=00:30:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # Local SGD: LOCAL_STEPS local steps, then ring averaging of parameters (post-local SGD warm-up, SlowMo: see --help).
 #   mkdir -p logs && sbatch slurm/localsgd.sh                      # 8 tasks

@@ -4,6 +4,8 @@
 #SBATCH --time=00:30:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # Sharded parameter server: SERVERS tasks hold the parameters, the rest are workers; PS_MODE sync (BSP) or async.
 #   mkdir -p logs && sbatch slurm/ps.sh                            # 8 tasks, 1 server, sync

@@ -4,6 +4,8 @@
 #SBATCH --time=00:30:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # Synchronous data-parallel SGD with ring all-reduce.
 #   mkdir -p logs && sbatch slurm/ring.sh                      # 8 tasks

@@ -4,6 +4,8 @@
 #SBATCH --time=00:30:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --signal=B:USR1@120
+#SBATCH --requeue
+#SBATCH --open-mode=append
 #
 # Stale synchronous parallel: workers at most STALENESS steps ahead of the slowest; SERVERS tasks are servers.
 #   mkdir -p logs && sbatch slurm/ssp.sh                           # 8 tasks, s = 2

@@ -20,8 +20,10 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
@@ -153,7 +155,13 @@ def read_manifest(cfg, size: int) -> dict:
     path = folder(cfg.out) / MANIFEST
     if not path.is_file():
         raise UsageError(f"--resume: no checkpoint beside {cfg.out} ({path} does not exist)")
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        missing = [key for key in ("world_size", "row", "unit", "config", "pieces") if key not in manifest]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--resume: {path} is unreadable ({exc}); remove {folder(cfg.out)} to start afresh") from None
     if manifest["world_size"] != size:
         raise UsageError(
             f"--resume: the checkpoint was written by {manifest['world_size']} ranks, this job has {size}; "
@@ -175,5 +183,19 @@ def restore(ctx, manifest: dict) -> None:
     systems can stall)."""
     piece = folder(ctx.run.out) / manifest["pieces"][ctx.comm.rank]
     with WATCHDOG.guard(ctx.cfg.timeout, f"reading checkpoint {piece}"):
-        with np.load(piece) as stored:
-            load_rank_state(ctx.run, dict(stored))
+        try:
+            with np.load(piece) as stored:
+                load_rank_state(ctx.run, dict(stored))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise UsageError(f"--resume: checkpoint piece {piece} is unreadable ({exc})") from None
+
+
+def finished(cfg) -> int:
+    """``--resume`` of a run whose results file says it is complete: its rows done (0: not complete)."""
+    if not cfg.resume or not os.path.exists(cfg.out):
+        return 0
+    try:
+        with h5py.File(cfg.out, "r", swmr=True) as f:
+            return int(f.attrs.get("completed_steps", 0)) if f.attrs.get("status") == "complete" else 0
+    except OSError:
+        return 0

@@ -88,9 +88,7 @@ def restore(state: dict, name: str, template):
     if _is_module(template):
         import torch
 
-        template.load_state_dict(
-            {k: torch.from_numpy(v.copy(order="C")) for k, v in _children(state, name).items()}
-        )
+        template.load_state_dict({k: torch.from_numpy(v.copy(order="C")) for k, v in _children(state, name).items()})
         return template
     if template is not None and hasattr(template, "load_state_dict") and not _is_tensor(template):
         template.load_state_dict(_children(state, name))

@@ -6,9 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from bench.measure.appender import SCHEMA_VERSION
@@ -60,6 +62,79 @@ def test_sweep_submits_one_job_per_size(tmp_path):
     assert sizes == [1, 2]
 
 
+def finished(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r", swmr=True) as f:
+            return f.attrs.get("status") == "complete"
+    except OSError:
+        return False
+
+
+SETTLE_S = 5.0
+"""Seconds a requeued job stays pending before the test makes it eligible: its previous instance must finish
+cleaning up on the node first (a launch at once failed the job, seen on the local Slurm)."""
+
+
+def wait_releasing_requeued(job: str, deadline: float, warn_once_exists: Path) -> None:
+    """Wait for ``job`` to finish its results file. Once the file appears (the run's first flush), send the batch
+    shell the time-limit warning (USR1) that Slurm sends at ``--signal=B:USR1@T``, once: deterministic, where a
+    real time limit would race the machine's speed. Slurm holds a requeued job for about two minutes (its begin
+    time), which the test does not wait out: a pending job is released and made eligible at once."""
+    warned, seen, pending_since = False, [], time.monotonic()
+    while time.monotonic() < deadline:
+        show = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+        fields = dict(f.split("=", 1) for f in show.split() if "=" in f)
+        state = fields.get("JobState", "gone")
+        seen = seen if seen and seen[-1] == state else [*seen, state]
+        if state in ("COMPLETED", "gone") and finished(warn_once_exists):
+            return  # a requeued job is briefly in other states: done only when its file says so
+        if not warned and state == "RUNNING" and warn_once_exists.exists():
+            subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
+            warned = True
+        pending_since = pending_since if state == "PENDING" else time.monotonic()
+        if warned and state == "PENDING" and time.monotonic() - pending_since > SETTLE_S:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        time.sleep(0.2)
+    subprocess.run(["scancel", job], capture_output=True)
+    raise AssertionError(f"job {job} did not finish in time; its states: {' -> '.join(seen)}")
+
+
+def test_a_job_stopped_by_the_time_limit_warning_requeues_and_resumes_to_the_uninterrupted_result(tmp_path):
+    """--requeue in the script: the warning stops the run with a checkpoint, the job requeues itself, the requeued
+    job (same id, same results file) resumes; the finished file holds two segments, and its loss rows are bit for
+    bit those of the same run without Slurm or stops."""
+    steps = ["--steps", "8000", "--quiet", "--eval-every", "0", "--seed", "4"]
+    env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(tmp_path), MODEL="mlp")
+    cmd = ["sbatch", "--parsable", f"--output={tmp_path}/%x-%j.out", "--ntasks=2", "slurm/ring.sh", *steps]
+    job = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    out = tmp_path / f"ring_mlp_n2_{job}.h5"
+    wait_releasing_requeued(job, time.monotonic() + 240, out)
+    logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("*.out"))
+    whole = tmp_path / "whole.h5"
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    cmd = [
+        str(mpiexec),
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "bench",
+        "train",
+        "--model",
+        "mlp",
+        *steps,
+        "--out",
+        str(whole),
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    with h5py.File(out) as f, h5py.File(whole) as g:
+        segments = json.loads(f.attrs["segments"])
+        assert f.attrs["status"] == "complete" and len(segments) == 2, logs
+        assert segments[0]["stopped_by"] == "SIGUSR1" and segments[1]["slurm_restart_count"] == 1
+        assert np.array_equal(f["metrics/loss"][()], g["metrics/loss"][()])
+    assert "scontrol requeue" in logs
+
+
 def test_time_limit_warning_keeps_completed_steps(tmp_path):
     proc, logs = sbatch(
         tmp_path,
@@ -72,7 +147,7 @@ def test_time_limit_warning_keeps_completed_steps(tmp_path):
         "--quiet",
         "--eval-every",
         "0",
-        env={"MODEL": "mlp"},
+        env={"MODEL": "mlp", "REQUEUE": "0"},  # the requeue is the test above's
     )
     assert proc.returncode == 0, proc.stderr + logs
     (out,) = tmp_path.glob("ring_mlp_n2_*.h5")

@@ -129,7 +129,9 @@ def write_manifest(cfg, ranks: int, row: int, **config_changes) -> None:
     where = folder(cfg.out)
     where.mkdir()
     config = json.loads(cfg.to_json()) | config_changes
-    (where / MANIFEST).write_text(json.dumps({"row": row, "unit": "step", "world_size": ranks, "config": config}))
+    (where / MANIFEST).write_text(
+        json.dumps({"row": row, "unit": "step", "world_size": ranks, "config": config, "pieces": []})
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,8 +149,14 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path, ranks, row, changes, m
         read_manifest(cfg, 2)
 
 
-def test_resume_without_a_checkpoint_and_decoupled_runs_are_usage_errors(tmp_path):
+def test_resume_without_a_checkpoint_or_with_a_broken_one_and_decoupled_runs_are_usage_errors(tmp_path):
+    cfg = build({"out": str(tmp_path / "none.h5"), "resume": True})
     with pytest.raises(UsageError, match="no checkpoint beside"):
-        read_manifest(build({"out": str(tmp_path / "none.h5"), "resume": True}), 2)
+        read_manifest(cfg, 2)
+    folder(cfg.out).mkdir()
+    for text in ('{"row": 3', '{"row": 3, "unit": "step"}'):  # truncated; incomplete
+        (folder(cfg.out) / MANIFEST).write_text(text)
+        with pytest.raises(UsageError, match="is unreadable"):
+            read_manifest(cfg, 2)
     with pytest.raises(UsageError, match="not checkpointed yet"):
         build({"strategy": "ssp", "checkpoint_every": 5})
