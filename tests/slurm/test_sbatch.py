@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.measure.appender import SCHEMA_VERSION
-from tests.helpers import ROOT
+from tests.helpers import ROOT, bench
 
 pytestmark = pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch on PATH (start a local Slurm)")
 
@@ -111,22 +111,7 @@ def test_a_job_stopped_by_the_time_limit_warning_requeues_and_resumes_to_the_uni
     wait_releasing_requeued(job, time.monotonic() + 240, out)
     logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("*.out"))
     whole = tmp_path / "whole.h5"
-    mpiexec = Path(sys.executable).parent / "mpiexec"
-    cmd = [
-        str(mpiexec),
-        "-n",
-        "2",
-        sys.executable,
-        "-m",
-        "bench",
-        "train",
-        "--model",
-        "mlp",
-        *steps,
-        "--out",
-        str(whole),
-    ]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    assert bench(2, "train", "--model", "mlp", *steps, "--out", str(whole)).returncode == 0
     with h5py.File(out) as f, h5py.File(whole) as g:
         segments = json.loads(f.attrs["segments"])
         assert f.attrs["status"] == "complete" and len(segments) == 2, logs
