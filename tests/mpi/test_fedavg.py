@@ -67,7 +67,11 @@ def test_fedavg_equals_localsgd_tau1(shared_tmp):
             .detach()
             .numpy(),
         )
-        ok = moved and np.allclose(global_model, local, rtol=1e-4, atol=1e-5)
+        # Equal up to float32 sums in another order, which can flip a ReLU whose input is near zero: at 4 ranks
+        # (this machine, 2026-12-05) 35 of 49,610 entries differed by up to 3.2e-5, the median by 3.7e-9. A wrong
+        # average moves every entry; a flip moves a few.
+        close = np.isclose(global_model, local, rtol=1e-4, atol=1e-5)
+        ok = moved and close.mean() > 0.999 and np.abs(global_model - local).max() < 1e-3
         sub.Free()
     assert all_agree(ok), "fedavg (C=1, one local step, equal n_k) differs from localsgd tau=1"
 
