@@ -14,7 +14,7 @@
 #   BENCH_TIMEOUT  bench --timeout: seconds a rank may wait on peers, and the grace to stop after the
 #                  time-limit warning (keep it below the --signal lead time)   default: 100
 #   RESUME         1: continue from the checkpoint beside the results file (bench train --resume)
-#                  default: 1 in a requeued job (SLURM_RESTART_COUNT > 0), else 0
+#                  default: 0; always 1 in a requeued job (SLURM_RESTART_COUNT > 0)
 #   REQUEUE        1: a run stopped by the time-limit warning, with a checkpoint, requeues its job    default: 1
 #
 # Preemptible runs: the scripts ask for --requeue and --open-mode=append. On the time-limit warning the ranks
@@ -29,7 +29,8 @@ SRUN_MPI=${SRUN_MPI:-pmi2}
 RESULTS_DIR=${RESULTS_DIR:-$SYNCBENCH_DIR/results}
 THREADS=${THREADS:-${SLURM_CPUS_PER_TASK:-1}}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-100}
-RESUME=${RESUME:-$([ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && echo 1 || echo 0)}
+RESUME=${RESUME:-0}
+[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && RESUME=1  # a requeued job always continues its run
 REQUEUE=${REQUEUE:-1}
 export OMP_NUM_THREADS=$THREADS
 
@@ -63,6 +64,7 @@ out_of() {
   local out="" prev=""
   for arg in "$@"; do
     [ "$prev" = --out ] && out=$arg
+    case "$arg" in --out=*) out=${arg#--out=} ;; esac
     prev=$arg
   done
   printf '%s' "$out"
@@ -71,7 +73,8 @@ out_of() {
 # requeue_if_stopped OUT: after a run the time-limit warning stopped, with a checkpoint: requeue this job, which
 # then resumes (RESUME defaults to 1 in a requeued job).
 requeue_if_stopped() {
-  if [ "$REQUEUE" = 1 ] && [ -f "$SYNCBENCH_STOP_FILE" ] && [ -f "$1.ckpt/manifest.json" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+  if [ "$REQUEUE" = 1 ] && [ -f "$SYNCBENCH_STOP_FILE" ] && [ -f "$1.ckpt/manifest.json" ] && [ -n "${SLURM_JOB_ID:-}" ] \
+    && python -c 'import h5py, sys; sys.exit(h5py.File(sys.argv[1], "r").attrs.get("status") != "stopped")' "$1"; then
     echo "+ scontrol requeue $SLURM_JOB_ID (stopped at the time-limit warning; the requeued job resumes)"
     scontrol requeue "$SLURM_JOB_ID"
   fi

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from analysis import schema
+from bench.measure.h5flags import clear_write_flags
 
 SCHEMA_VERSION = schema.VERSION
 ROW_DIMENSIONS = ("step", "round")  # numbered from 1 (schema 3); every other scale is an index from 0
@@ -97,7 +98,11 @@ class Appender:
         """Reopen a file a stopped run wrote and cut it back to a checkpoint: every row series and the row scale
         to ``rows`` rows, each growing dataset to its length in ``lengths`` (what followed the checkpoint is
         dropped); then append from there. Done before SWMR mode, which allows no shrinking."""
-        self.f = h5py.File(self.path, "a", libver="latest")
+        try:
+            self.f = h5py.File(self.path, "a", libver="latest")
+        except OSError:  # a writer killed outright left the file marked as open for writing
+            clear_write_flags(self.path)
+            self.f = h5py.File(self.path, "a", libver="latest")
         self.created, self.rows = True, rows
         self.f[self.unit].resize((rows,))
         self.series = []

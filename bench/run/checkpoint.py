@@ -81,6 +81,11 @@ def _fsync_write(path: Path, write) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    folder_fd = os.open(path.parent, os.O_RDONLY)  # the rename itself on disk (a node crash, not only a kill)
+    try:
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
 
 
 def comparable(config: dict) -> dict:
@@ -95,6 +100,8 @@ class Checkpoints:
         self.dir = folder(ctx.run.out)
         self.enabled = ctx.run.strategy.schedule in SCHEDULES
         self.pending = -1  # a row whose pieces are written and whose manifest is not yet
+        if self.comm.rank == 0 and not self.cfg.resume and self.dir.exists():
+            shutil.rmtree(self.dir)  # an earlier run's checkpoint of this file: a fresh run replaces both
 
     def due(self, done: int) -> bool:
         every = self.cfg.checkpoint_every
@@ -126,12 +133,12 @@ class Checkpoints:
             "pieces": [f"row-{row}/rank-{r}.npz" for r in range(self.comm.size)],
             "evaluations": [list(e) for e in evaluations],
             "growing": lengths,
-            "segments": ctx.segments(),
+            "segments": ctx.segments("running" if not ctx.stopped_by else ctx.status),
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         _fsync_write(self.dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         for old in self.dir.glob("row-*"):
-            if old.name != f"row-{row}":
+            if int(old.name.split("-")[1]) < row:  # later rows may be another rank's next checkpoint, under way
                 shutil.rmtree(old, ignore_errors=True)
         self.pending = -1
 

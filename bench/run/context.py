@@ -21,6 +21,7 @@ from bench.measure.recorder import Recorder
 from bench.run.checkpoint import Checkpoints, read_manifest, restore, segment_record
 from bench.run.divergence import EXIT_DIVERGED, Divergence
 from bench.runtime.diagnosis import POINTS
+from bench.runtime.errors import UsageError
 from bench.runtime.launch import agree
 from bench.runtime.watchdog import WATCHDOG
 from kernels.tags import Tag, tag_for
@@ -112,12 +113,21 @@ class RunContext:
         self.evals = [tuple(e) for e in manifest["evaluations"]]
         self.earlier = manifest["segments"]
         self.segment["start"] = self.start + 1
-        if self.comm.rank == 0:
-            self.results_file().resume(self.start, manifest["growing"])
+        agree(self.comm, self._cut_results_file, manifest)
 
-    def segments(self) -> list[dict]:
-        """Every segment of the run so far (provenance): this one ends at the rows done, with its status."""
-        now = self.segment | {"end": self.done, "status": self.status, "stopped_by": self.stopped_by}
+    def _cut_results_file(self, manifest: dict) -> None:
+        """Rank 0: the results file back to the checkpoint's rows (a usage error if it cannot be reopened)."""
+        if self.comm.rank != 0:
+            return
+        try:
+            self.results_file().resume(self.start, manifest["growing"])
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--resume: cannot reopen {self.run.out} to continue it ({exc})") from None
+
+    def segments(self, status: str = "") -> list[dict]:
+        """Every segment of the run so far (provenance): this one ends at the rows done, with ``status`` (default:
+        the run's)."""
+        now = self.segment | {"end": self.done, "status": status or self.status, "stopped_by": self.stopped_by}
         return [*self.earlier, now]
 
     def checkpoint(self, flush) -> None:
@@ -253,7 +263,7 @@ class RunContext:
             steps_done = self.steps_done if self.steps_done is not None else np.full(self.comm.size, self.done)
         done = int(steps_done.max()) if steps_done.size else 0
         root = self.attrs | {"status": status, "completed_steps": done, "stopped_by": self.stopped_by}
-        root["segments"] = self.segments()
+        root["segments"] = self.segments(status)
         run = run_datasets(self.run) | {"timing/steps_done": (np.asarray(steps_done, dtype=np.int64), f"{self.unit}s")}
         self.results_file().write(root | (attrs or {}), blocks, first, datasets | run | extra)
         if status != "running":

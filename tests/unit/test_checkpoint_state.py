@@ -160,3 +160,34 @@ def test_resume_without_a_checkpoint_or_with_a_broken_one_and_decoupled_runs_are
             read_manifest(cfg, 2)
     with pytest.raises(UsageError, match="not checkpointed yet"):
         build({"strategy": "ssp", "checkpoint_every": 5})
+
+
+def test_lookup3_is_jenkins_hashlittle():
+    """The test vectors printed by lookup3.c's driver (Bob Jenkins, 2006): the checksum HDF5 puts on metadata."""
+    from bench.measure.h5flags import lookup3
+
+    text = b"Four score and seven years ago"
+    assert (lookup3(b""), lookup3(text), lookup3(text, 1)) == (0xDEADBEEF, 0x17770551, 0xCD628161)
+
+
+def test_a_file_whose_writer_was_killed_is_resumed(tmp_path):
+    """A writer killed outright (os._exit, no close) leaves the file marked open for writing, which HDF5 refuses to
+    open for appending; resume clears the mark (as h5clear -s) and cuts the file back. Mutation caught: the mark
+    left (h5py raises), a wrong checksum (HDF5 refuses the superblock)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "killed.h5"
+    script = (
+        "import os, numpy as np\nfrom bench.measure.appender import Appender\n"
+        f"a = Appender({str(path)!r}, 2, 'step', 2)\n"
+        "a.write({}, {'metrics/loss': (np.arange(8.0).reshape(2, 4), '1')}, 0, {})\nos._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    with pytest.raises(OSError):
+        h5py.File(path, "a")
+    writer = Appender(str(path), 2, "step", 2)
+    writer.resume(3, {})
+    writer.close()
+    with h5py.File(path, "r") as f:
+        assert f["metrics/loss"][()].tolist() == [[0, 1, 2], [4, 5, 6]]
