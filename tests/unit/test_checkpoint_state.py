@@ -55,6 +55,9 @@ def test_state_round_trips_into_the_objects_in_place():
     assert sorted(dst.per_client) == [3, 11] and dst.per_client[11].tolist() == [0.0, 1.0]
     assert sorted(dst.pairs) == [(4, 0), (4, 1)] and dst.pairs[(4, 1)].tolist() == [8.0]
     assert dst.absent is None and dst.inner.count == 2 and dst.buffers[0].tolist() == [4, 4]
+    src.array[:] = 0  # the state is a snapshot, not a view of the live buffers (mutation caught: copy=False)
+    src.tensor.zero_()
+    assert state["array"].tolist() == [1, 2, 3] and state["tensor"].tolist() == [0.5, 0.5]
 
 
 def test_optimizer_state_restores_the_next_step_bit_for_bit():
