@@ -609,8 +609,9 @@ def _check_checkpoints(cfg) -> None:
     """Checkpoints need a schedule whose ranks agree on a row (lock-step steps, rounds)."""
     if (cfg.resume or cfg.checkpoint_every) and cfg.schedule == "decoupled":
         raise UsageError(
-            f"--checkpoint-every and --resume are for lock-step and round schedules: --strategy {cfg.strategy} "
-            f"(--ps-mode {cfg.ps_mode}) orders its updates by message timing and is not checkpointed yet"
+            f"--checkpoint-every and --resume are for lock-step and round schedules: --strategy {cfg.strategy}"
+            f"{'' if facts(cfg.strategy).ps_mode else f' --ps-mode {cfg.ps_mode}'} orders its updates by message "
+            "timing and is not checkpointed yet"
         )
 
 

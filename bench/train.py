@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from mpi4py import MPI
 
@@ -13,19 +15,19 @@ from bench.run.trainer import Trainer
 from bench.runtime.launch import agree, check_world_size, configure_threads
 from bench.runtime.signals import STOP
 from bench.runtime.watchdog import WATCHDOG
-from bench.strategies import facts
 
 
 def train(cfg, comm: MPI.Comm) -> int:
     agree(comm, check_world_size, comm)
     threads = agree(comm, configure_threads, comm, cfg.threads)
-    done = agree(comm, finished, cfg)
-    if done:
+    ended = agree(comm, finished, cfg)
+    if ended:
         if comm.rank == 0:
-            print(
-                f"syncbench: the run in {cfg.out} is complete ({done} {facts(cfg.strategy).rows}s); nothing to resume"
-            )
+            print(f"syncbench: {ended}")
         return 0
+    if comm.rank == 0 and cfg.stop_file and os.path.exists(cfg.stop_file):
+        print(f"syncbench: warning: the stop file {cfg.stop_file} exists: the run stops at its first agreed step "
+              "(remove it to run on)", file=sys.stderr)  # fmt: skip
     run = setup.build(cfg, comm)
     attrs = provenance.collect(comm, threads)
     attrs |= {

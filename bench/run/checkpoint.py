@@ -30,6 +30,7 @@ import torch
 from analysis import schema
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies import facts
 
 MANIFEST = "manifest.json"
 SCHEDULES = ("lockstep", "rounds")  # decoupled runs (ps async, ssp) order updates by message timing: not yet
@@ -197,12 +198,32 @@ def restore(ctx, manifest: dict) -> None:
             raise UsageError(f"--resume: checkpoint piece {piece} is unreadable ({exc})") from None
 
 
-def finished(cfg) -> int:
-    """``--resume`` of a run whose results file says it is complete: its rows done (0: not complete)."""
+def finished(cfg) -> str:
+    """``--resume`` of a run whose results file says it ended (complete, or diverged: resuming would diverge
+    again): what to say instead of resuming ('' to resume)."""
     if not cfg.resume or not os.path.exists(cfg.out):
-        return 0
+        return ""
     try:
         with h5py.File(cfg.out, "r", swmr=True) as f:
-            return int(f.attrs.get("completed_steps", 0)) if f.attrs.get("status") == "complete" else 0
+            status, done, why = f.attrs.get("status"), int(f.attrs.get("completed_steps", 0)), f.attrs.get("stopped_by")
     except OSError:
-        return 0
+        return ""
+    if status == "complete":
+        return f"the run in {cfg.out} is complete ({done} {facts(cfg.strategy).rows}s); nothing to resume"
+    if status == "diverged":
+        return f"the run in {cfg.out} diverged ({why}); resuming would diverge again: nothing to resume"
+    return ""
+
+
+def check_results_file(out: str, manifest: dict) -> None:
+    """Before cutting the results file back: it must exist and be the checkpoint's run (same options, at least the
+    checkpoint's rows), or it is left as it is and the resume is a usage error."""
+    if not os.path.exists(out):
+        raise UsageError(f"--resume: the results file {out} is missing (its checkpoint is in {folder(out)})")
+    try:
+        with h5py.File(out, "r", swmr=True) as f:
+            config, rows = json.loads(f.attrs["config"]), int(f.attrs.get("completed_steps", 0))
+    except (OSError, KeyError, ValueError) as exc:
+        raise UsageError(f"--resume: cannot read the results file {out} ({exc})") from None
+    if comparable(config) != comparable(manifest["config"]) or rows < manifest["row"]:
+        raise UsageError(f"--resume: {out} is not the run of the checkpoint in {folder(out)} (other options or rows)")

@@ -18,7 +18,7 @@ from mpi4py import MPI
 
 from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
-from bench.run.checkpoint import Checkpoints, read_manifest, restore, segment_record
+from bench.run.checkpoint import Checkpoints, check_results_file, read_manifest, restore, segment_record
 from bench.run.divergence import EXIT_DIVERGED, Divergence
 from bench.runtime.diagnosis import POINTS
 from bench.runtime.errors import UsageError
@@ -119,9 +119,10 @@ class RunContext:
         """Rank 0: the results file back to the checkpoint's rows (a usage error if it cannot be reopened)."""
         if self.comm.rank != 0:
             return
+        check_results_file(self.run.out, manifest)
         try:
             self.results_file().resume(self.start, manifest["growing"])
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"--resume: cannot reopen {self.run.out} to continue it ({exc})") from None
 
     def segments(self, status: str = "") -> list[dict]:

@@ -4,6 +4,7 @@ buffers, server shards, FedAvg's server and per-client state) and the results fi
 oracle is the uninterrupted run itself (the equivalence resume == no stop), for each stateful part."""
 
 import dataclasses
+import json
 
 import h5py
 import numpy as np
@@ -55,7 +56,7 @@ class StopNow(StopFlag):
 def run(cfg, stop) -> Trainer:
     comm = MPI.COMM_WORLD
     built = setup.build(cfg, comm)
-    attrs = {"strategy": cfg.strategy, "config": {}, "world_size": comm.size, "roles": []}
+    attrs = {"strategy": cfg.strategy, "config": json.loads(cfg.to_json()), "world_size": comm.size, "roles": []}
     loop = Trainer(built, comm, attrs, stop)
     loop.train()
     comm.Barrier()

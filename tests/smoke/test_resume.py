@@ -44,3 +44,8 @@ def test_a_broken_checkpoint_is_one_message_and_touches_nothing(tmp_path):
     assert out.read_bytes() == before
     other = bench(2, *RUN, "--out", str(out), "--resume", "--lr", "0.3")
     assert other.returncode == 2 and "--lr differ" in other.stderr
+    lost = tmp_path / "lost.h5"
+    assert bench(2, *RUN, "--out", str(lost), "--stop-file", str(stop)).returncode == 0
+    lost.unlink()  # the results file gone, its checkpoint kept: one message, and no empty file created
+    gone = bench(2, *RUN, "--out", str(lost), "--resume")
+    assert gone.returncode == 2 and "is missing" in gone.stderr and not lost.exists(), gone.stderr
