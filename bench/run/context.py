@@ -114,6 +114,9 @@ class RunContext:
         self.earlier = manifest["segments"]
         self.segment["start"] = self.start + 1
         agree(self.comm, self._cut_results_file, manifest)
+        if self.comm.rank == 0 and not self.cfg.quiet:
+            print(f"syncbench: resuming {self.run.out} after {self.unit} {self.start} (checkpoint written "
+                  f"{manifest.get('written_utc', '?')})", flush=True)  # fmt: skip
 
     def _cut_results_file(self, manifest: dict) -> None:
         """Rank 0: the results file back to the checkpoint's rows (a usage error if it cannot be reopened)."""

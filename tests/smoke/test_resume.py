@@ -22,8 +22,9 @@ def test_stop_resume_and_the_checkpoint_debris_of_a_kill(tmp_path):
     debris.mkdir()
     (debris / "rank-0.npz").write_bytes(b"PK\x03\x04 truncated")
     (debris / ".rank-1.npz.tmp").write_bytes(b"")
-    resumed = bench(2, *RUN, "--out", str(parted), "--resume")
+    resumed = bench(2, *RUN[:-3], "--seed", "2", "--out", str(parted), "--resume")  # not --quiet: says where
     assert resumed.returncode == 0 and "30 steps (complete)" in resumed.stdout, resumed.stderr
+    assert f"resuming {parted} after step 10" in resumed.stdout
     with h5py.File(whole) as a, h5py.File(parted) as b:
         for name in ("metrics/loss", "metrics/test_accuracy", "metrics/eval_step"):
             assert np.array_equal(a[name][()], b[name][()]), name
