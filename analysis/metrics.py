@@ -53,7 +53,7 @@ def strategy_label(run: RunResults) -> str:
     fedavg: each option of :data:`LABELLED_DEFAULTS` that applies to the strategy and is not its default."""
     label = run.strategy
     for key, default in LABELLED_DEFAULTS:
-        value = run.config.get(key, default)
+        value = run.config.get(key)  # absent (older files) reads as the default: not named
         if value in (default, None) or not applies(run, key):
             continue
         label += f" --{key.replace('_', '-')}" + ("" if value is True else f" {value}")
