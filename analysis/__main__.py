@@ -15,10 +15,11 @@ tables go on with the files that are good.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
-from analysis.load import ResultsError, load
+from analysis.data.load import ResultsError, load
 from analysis.report import ReportOptions, build_tables
 
 
@@ -91,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options(args) -> ReportOptions:
-    from analysis.costmodel import Fit
+    from analysis.models.costmodel import Fit
 
     fit = Fit.given(args.alpha, args.beta) if getattr(args, "alpha", 0) > 0 and getattr(args, "beta", 0) > 0 else None
     figures_for = getattr(args, "figures_for", [])
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "trace":
         return _trace(args)
     if args.command == "compare":
-        from analysis.diff import compare
+        from analysis.views.diff import compare
 
         return compare(args.a, args.b, args.warmup)
     missing = [p for p in args.paths if not Path(p).exists()]
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _trace(args) -> int:
-    from analysis.trace import write_trace
+    from analysis.views.trace import write_trace
 
     if args.first < 1:
         print(f"analysis: --first {args.first}: steps are numbered from 1", file=sys.stderr)
@@ -159,7 +160,7 @@ def _trace(args) -> int:
 
 
 def _model(runs, micro, opts: ReportOptions, out: str) -> int:
-    from analysis.views_model import SCALE, fit_from_micro, model_table
+    from analysis.views.model import SCALE, fit_from_micro, model_table
 
     fit = opts.fit or fit_from_micro(micro)
     if fit is None:
@@ -176,4 +177,6 @@ def _model(runs, micro, opts: ReportOptions, out: str) -> int:
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "SIGPIPE"):  # `... | head` closes the pipe: end quietly, as other command-line tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())

@@ -6,19 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import plots, plots_run
-from analysis.costmodel import Fit
-from analysis.groups import speedups
-from analysis.pivot import pivot_tables
-from analysis.plots_compress import compression_plots
-from analysis.plots_fedlama import fedlama_plots
-from analysis.tables import Table
-from analysis.views import communication_table, layers_table, speedup_table, strategy_table
-from analysis.views_compress import compression_table
-from analysis.views_fedlama import fedlama_table
-from analysis.views_fl import fedavg_table
-from analysis.views_model import SCALE, fit_from_micro, model_table, provenance_table
-from analysis.views_overlap import overlap_table
+from analysis.figures import groups as plots
+from analysis.figures import run as plots_run
+from analysis.figures.compress import compression_plots
+from analysis.figures.fedlama import fedlama_plots
+from analysis.models.costmodel import Fit
+from analysis.stats.groups import speedups
+from analysis.views.compress import compression_table
+from analysis.views.core import communication_table, layers_table, speedup_table, strategy_table
+from analysis.views.fedlama import fedlama_table
+from analysis.views.fl import fedavg_table
+from analysis.views.model import SCALE, fit_from_micro, model_table, provenance_table
+from analysis.views.overlap import overlap_table
+from analysis.views.pivot import pivot_tables
+from analysis.views.tables import Table
 
 
 @dataclass

@@ -19,7 +19,9 @@ import tomllib
 from bench.runtime.errors import UsageError
 from bench.strategies import NAMES as STRATEGIES  # the registry, imported without torch or MPI
 from bench.strategies import REGISTRY, facts, named_for_mode, taking
+from bench.strategies.fedavg.checks import check_federated
 from bench.strategies.fedavg.needs import NEEDS as FL_ALGORITHMS  # their names and needs, pure data
+from bench.strategies.fedavg.needs import client_placement
 
 PS_MODES = ("sync", "async", "ssp")
 MODELS = ("mlp", "cnn", "resnet20", "transformer", "logreg", "femnist-cnn", "lstm")
@@ -414,24 +416,6 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
-def client_state_on_host(cfg) -> str:
-    """fedavg: why a client's state must stay on the host that trains it ('' if nothing does)."""
-    kept = FL_ALGORITHMS[cfg.fl_algorithm].state_on_host if cfg.fl_algorithm in FL_ALGORITHMS else ""
-    if kept:
-        return f"--fl-algorithm {cfg.fl_algorithm} {kept}"
-    if cfg.exchange_compression.error_feedback:
-        return f"--compress {cfg.compress} keeps each client's error-feedback memory on the host that trains it"
-    return ""
-
-
-def client_placement(cfg) -> str:
-    """fedavg's placement: ``--placement`` as given; ``auto`` (the default) resolves to ``static`` where a client
-    keeps state on its host (:func:`client_state_on_host`), else ``balanced``. Stored resolved in the file."""
-    if cfg.placement != "auto":
-        return cfg.placement
-    return "static" if client_state_on_host(cfg) else "balanced"
-
-
 def read_toml(path: str, what: str) -> dict:
     """A TOML file as a dict; a missing or malformed file is a usage error naming ``what`` it was for."""
     try:
@@ -668,8 +652,6 @@ def _check_data(cfg: Config) -> None:
         )
     check_compress(cfg)
     if cfg.takes("fedavg"):
-        from bench.strategies.fedavg.checks import check_federated
-
         check_federated(cfg)
     if cfg.device == "cuda" and cfg.overlap_progress == "hooks":
         raise UsageError(

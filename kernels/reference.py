@@ -19,7 +19,7 @@ at 8 ranks, the ring from 1 MiB (4 ranks) and 256 KiB (8 ranks)."""
 def allreduce_algorithm(nbytes: int, p: int, small_bytes: int = SMALL_BYTES) -> str:
     """The algorithm :class:`kernels.ring_allreduce.RingAllreduce` runs for a buffer of ``nbytes`` on ``p``
     ranks: ``"none"`` (one rank), ``"doubling"`` below ``small_bytes``, else ``"ring"``. The cost model
-    (``analysis/costmodel.py``) predicts each layer with the algorithm chosen here."""
+    (``analysis/models/costmodel.py``) predicts each layer with the algorithm chosen here."""
     if p < 2 or nbytes == 0:
         return "none"
     return "doubling" if nbytes < small_bytes else "ring"
@@ -94,7 +94,7 @@ def ring_elements_sent(n: int, p: int, index: int) -> int:
 def bucket_layers(layer_bytes: list[int], bucket_mb: float) -> list[tuple[int, ...]]:
     """Layer indices grouped, in backward order (last layer first), into buckets of at least ``bucket_mb`` MiB, like
     DDP's gradient buckets; ``bucket_mb <= 0`` gives one bucket per layer. The training side's buckets
-    (``bench.comm.staging.bucket_groups``) and the cost model's (``analysis.overlap_model``) both come from
+    (``bench.comm.staging.bucket_groups``) and the cost model's (``analysis.models.overlap``) both come from
     here."""
     order = list(reversed(range(len(layer_bytes))))
     if bucket_mb <= 0:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis import schema
-from analysis.load import load
+from analysis.data import schema
+from analysis.data.load import load
 from bench.measure import results
 
 BASE_CONFIG = {"model": "mlp", "dataset": "digits", "scaling": "weak", "lr": 0.1, "seed": 0, "steps": 5}

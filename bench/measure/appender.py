@@ -6,14 +6,14 @@ rows since the last one, and HDF5 orders its metadata writes so that the file on
 a reader beside the running writer, or after the writer was killed, mid-flush included (tested with SIGKILL). So
 rank 0 holds one flush's rows, not the run's, and a flush costs what its rows cost, however long the run.
 
-A killed writer leaves the file marked as open for writing. ``analysis.load`` then opens it in SWMR read mode (with
+A killed writer leaves the file marked as open for writing. ``analysis.data.load`` then opens it in SWMR read mode (with
 plain h5py: ``h5py.File(path, "r", swmr=True)``; for other tools ``h5clear -s FILE`` clears the mark).
 
 Timings (units ``s``) are stored as float32: 24 significant bits, a resolution of 6e-8 of the value (0.06 us on
 a 1 s step), far below the jitter of the clocks that measured them; ``timeline/*`` (seconds since the run's
 start, up to hours) stay float64. Every dataset carries named dimensions backed by dimension scales (a row series:
-``rank``, ``step`` or ``round``, ``layer``; the others by :func:`analysis.schema.dimensions`), steps and rounds are
-numbered from 1, and no dataset is named like a dimension (:mod:`analysis.schema`: the renames happen here, at the
+``rank``, ``step`` or ``round``, ``layer``; the others by :func:`analysis.data.schema.dimensions`), steps and rounds are
+numbered from 1, and no dataset is named like a dimension (:mod:`analysis.data.schema`: the renames happen here, at the
 file's edge), so xarray/h5netcdf readers see named dimensions. ``--compression lzf|gzip`` compresses the chunks.
 """
 
@@ -24,7 +24,7 @@ import json
 import h5py
 import numpy as np
 
-from analysis import schema
+from analysis.data import schema
 from bench.measure.h5flags import clear_write_flags
 
 SCHEMA_VERSION = schema.VERSION

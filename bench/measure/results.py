@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from analysis import schema as _schema
+from analysis.data import schema as _schema
 from bench.measure.appender import SCHEMA_VERSION, attach_dimensions, attr_value, scale_holder, storable
 
 

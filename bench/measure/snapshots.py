@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import schema
-from analysis.load import open_results
+from analysis.data import schema
+from analysis.data.load import open_results
 from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder
 

@@ -3,15 +3,15 @@
 Shares are of the step time summed over steps after the first (mean over computing ranks; the first step pays
 one-time costs: allocator warm-up, lazy initialisation), so they add up to 100% with "other" holding what no
 phase claims (activations outside layers, loss, zero_grad, Python overhead). The phases and both ratios are
-defined once, in :mod:`analysis.metrics`, which the report uses too.
+defined once, in :mod:`analysis.stats.metrics`, which the report uses too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from analysis.load import load
-from analysis.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals, step_stats
+from analysis.data.load import load
+from analysis.stats.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals, step_stats
 
 LABELS = {
     "comm": "communication",
@@ -23,13 +23,13 @@ LABELS = {
 
 def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, per_worker=None) -> None:
     """``wall``: seconds of the training loop without evaluation and results writing. Throughput and the median
-    step are :func:`analysis.metrics.step_stats` of the file, as every table prints them. ``per_worker``: the
+    step are :func:`analysis.stats.metrics.step_stats` of the file, as every table prints them. ``per_worker``: the
     steps each worker took, where they
     differ (async, ssp: ``--steps`` is a budget of steps x workers, so fast workers take more); the header and the
     step rate then give the mean per worker and the range, not the fastest worker's count. Shares count computing
     ranks only (not servers). The numbers come from the results file just written, read as the analysis reads it."""
     written = load(run.out)
-    data = written.data  # per-layer series summed block by block (analysis.metrics.per_row)
+    data = written.data  # per-layer series summed block by block (analysis.stats.metrics.per_row)
     measured = step_stats(written, warmup=1)  # the report's definitions (analysis/README.md)
     ranks = computing_ranks(attrs.get("roles"), int(attrs["world_size"]))
     steps = data["timing/step"].shape[1]
@@ -55,7 +55,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
     )
     print(f"  median step     {median * 1e3:10.2f} ms  (slowest rank per step, after step 1)")
     total = parts["step"] or 1.0
-    overlapped = "timing/exposed" in data  # communication ran beside the backward pass (analysis.metrics)
+    overlapped = "timing/exposed" in data  # communication ran beside the backward pass (analysis.stats.metrics)
     phases = ("exposed",) if overlapped else ("comm", "pack")
     phases += ("compress",) if "timing/compress" in data else ()
     shares = "  ".join(

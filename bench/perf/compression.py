@@ -6,7 +6,7 @@ For each workload (``ring`` on cnn/digits and on resnet20/synthetic at ``--ranks
 C = 0.1, on ``--fedavg-ranks`` 8, ``--placement static``): every ``--compress`` method (error feedback as
 ``auto``: on for top-k, random-k, sign and PowerSGD; fedavg has no PowerSGD), same data, batch, seed and steps
 (rounds), each its own ``mpiexec`` job, run one after another.
-Printed (read from the results files through :mod:`analysis.views_compress`, as the report reads them): bytes a
+Printed (read from the results files through :mod:`analysis.views.compress`, as the report reads them): bytes a
 rank sent per step and as a share of the dense ring's, median step, compression's share of the step, final test
 accuracy. Goals (issue 16): ``topk:0.01`` <= 2.5 % of dense bytes and, with error feedback, within 2 accuracy
 points of dense on digits at equal steps; ``fp16`` exactly half; ``powersgd:2`` on resnet20 <= 10 % of dense.
@@ -20,10 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analysis.accuracy import final_accuracy
-from analysis.load import load
-from analysis.metrics import oversubscribed, step_stats
-from analysis.views_compress import bytes_per_step, compress_share, dense_ratio
+from analysis.data.load import load
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.metrics import oversubscribed, step_stats
+from analysis.views.compress import bytes_per_step, compress_share, dense_ratio
 from bench.sweep import find_mpiexec
 
 METHODS = ["none", "fp16", "bf16", "topk:0.01", "randk:0.01", "qsgd:16", "sign", "powersgd:2"]

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from analysis.load import load
+from analysis.data.load import load
 from bench.sweep import find_mpiexec
 
 WORKLOAD = ["--model", "cnn", "--dataset", "digits", "--partition", "dirichlet", "--alpha", "0.5"]

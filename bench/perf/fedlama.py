@@ -1,7 +1,7 @@
 """FedLAMA against FedAvg at equal local steps, in the shape of the paper's Table 1 (Lee et al. 2023), at a size this
 machine runs: FedAvg(T) for R rounds, FedAvg(2T) for R / 2 rounds, FedLAMA(T, PHI) for R rounds, each over
 ``--seeds`` seeds, each its own ``mpiexec`` job, one after another; then the table of
-:mod:`analysis.views_fedlama` (mean +- 95 % CI over the seeds), as ``python -m analysis report`` prints it.
+:mod:`analysis.views.fedlama` (mean +- 95 % CI over the seeds), as ``python -m analysis report`` prints it.
 
     python -m bench.perf.fedlama [--ranks 3] [--clients 64] [--rounds 40] [--local-steps 10] [--phi 2] [--keep DIR]
 
@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analysis.load import load
-from analysis.views_fedlama import fedlama_table
+from analysis.data.load import load
+from analysis.views.fedlama import fedlama_table
 from bench.sweep import find_mpiexec
 
 WORKLOAD = ["--strategy", "fedavg", "--model", "cnn", "--dataset", "digits", "--partition", "dirichlet"]

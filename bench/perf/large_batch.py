@@ -26,9 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analysis.accuracy import final_accuracy
-from analysis.load import load
-from analysis.metrics import step_stats
+from analysis.data.load import load
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.metrics import step_stats
 from bench.sweep import find_mpiexec
 
 

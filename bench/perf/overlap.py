@@ -8,7 +8,7 @@ hooks) and ``ddp`` (gloo), same ``--bucket-mb`` (DDP's first bucket is 1 MiB wha
 data, batch and seed, each its own ``mpiexec`` job, interleaved over ``--repeats`` so a drifting machine slows all
 alike. Printed per configuration (median over repeats): median step (slowest rank per step, step 0 left out), the
 communication the training thread waited for as a share of the step, and the overlap percentage (HTA: overlapped /
-all communication), read from the results files through :mod:`analysis.metrics`, as the report reads them.
+all communication), read from the results files through :mod:`analysis.stats.metrics`, as the report reads them.
 Goal (issue 15): ``ring --overlap`` step <= ``ring`` step and <= ``ddp`` step at 2 ranks on both models.
 On ``--device cuda`` the hooks variant is left out (it runs on CPU only) and ddp uses NCCL where every rank has a
 GPU of its own, gloo otherwise (the results file's ``strategy_info`` says which).
@@ -23,8 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from analysis.load import load
-from analysis.metrics import overlap_split, oversubscribed, step_stats
+from analysis.data.load import load
+from analysis.stats.metrics import overlap_split, oversubscribed, step_stats
 from bench.sweep import find_mpiexec
 
 VARIANTS = {"ring": ["--strategy", "ring"], "ring --overlap": ["--strategy", "ring", "--overlap"]}

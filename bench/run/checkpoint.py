@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 
-from analysis import schema
+from analysis.data import schema
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies import facts

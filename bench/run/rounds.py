@@ -14,9 +14,11 @@ import time
 import numpy as np
 
 from bench.measure.progress import Progress
+from bench.measure.round_summary import print_round_summary
 from bench.run.context import RunContext, evaluate, inject_failure
 from bench.runtime.diagnosis import POINTS
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies.fedavg.needs import placement_line
 
 
 def play_round(ctx: RunContext, r: int) -> list[int]:
@@ -103,7 +105,5 @@ def train_rounds(ctx: RunContext) -> int:
             break
     wall = ctx.close(t0, progress, flush)
     if comm.rank == 0:
-        from bench.strategies.fedavg.report import print_round_summary
-
-        print_round_summary(ctx, wall - ctx.side_s, ctx.status)
+        print_round_summary(ctx, wall - ctx.side_s, ctx.status, placement_line(cfg))
     return ctx.finish()

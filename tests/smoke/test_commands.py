@@ -32,8 +32,8 @@ def test_train_each_model(tmp_path, model, dataset):
     with h5py.File(out) as f:
         assert f.attrs["completed_steps"] == 4 and f["timing/forward"].shape[:2] == (2, 4)
     # one definition: the run's summary prints the samples/s the analysis computes from the file
-    from analysis.load import load
-    from analysis.metrics import step_stats
+    from analysis.data.load import load
+    from analysis.stats.metrics import step_stats
 
     printed = next(line for line in proc.stdout.splitlines() if "throughput" in line).split()[1]
     assert printed == f"{step_stats(load(out), 1).samples_per_s:.1f}", proc.stdout

@@ -91,8 +91,8 @@ def test_fedavg_throughput_is_the_clients_samples_over_round_time(tmp_path):
     b floor(n_k / b) samples by each client that trained) over the aggregator's round times, after warm-up."""
     import numpy as np
 
-    from analysis.load import load
-    from analysis.metrics import step_stats
+    from analysis.data.load import load
+    from analysis.stats.metrics import step_stats
 
     out = tmp_path / "f.h5"
     args = ["--clients", "12", "--fraction", "0.5", "--rounds", "4", "--local-epochs", "2", "--batch-size", "16"]
@@ -112,8 +112,8 @@ def test_fedavg_throughput_is_the_clients_samples_over_round_time(tmp_path):
 
 
 def test_one_rank_reports_no_communication(tmp_path):
-    from analysis.load import load
-    from analysis.metrics import comm_split
+    from analysis.data.load import load
+    from analysis.stats.metrics import comm_split
 
     out = tmp_path / "one.h5"
     proc = bench(1, "train", "--strategy", "ring", "--model", "mlp", "--steps", "5", "--quiet", "--out", str(out))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from analysis.load import open_results
+from analysis.data.load import open_results
 from tests.helpers import ROOT, mpiexec
 from tests.smoke.test_commands import rank_pids
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from analysis.__main__ import load_all
-from analysis.pivot import pivot_tables, swept_options
+from analysis.views.pivot import pivot_tables, swept_options
 from tests.helpers import ROOT
 
 SPEC = """

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from analysis import costmodel, prediction
-from analysis.load import load
-from analysis.views_model import fit_from_micro, model_table
+from analysis.data.load import load
+from analysis.models import costmodel, prediction
+from analysis.views.model import fit_from_micro, model_table
 from bench.measure import results
 from kernels.reference import SMALL_BYTES
 from tests.analysis_fixtures import ps_run, ring_run
@@ -143,7 +143,7 @@ def test_compressed_ring_is_modelled_from_its_recorded_wire_plan(tmp_path):
 def test_unphysical_fits_and_oversubscribed_micro_runs_are_marked(tmp_path):
     """A negative per-byte time is no bandwidth (it printed "inf GB/s"); a fit from a microbenchmark with more busy
     threads than cores is the host's, and says so."""
-    from analysis.costmodel import AlgorithmFit, Fit
+    from analysis.models.costmodel import AlgorithmFit, Fit
 
     bad = AlgorithmFit(2e-6, -1e-10, 0.0, 0.0, 8, 1 << 20, 6, 0.1)
     good = AlgorithmFit(2e-6, 1e-10, 0.0, 0.0, 8, 1 << 20, 6, 0.1)
@@ -163,7 +163,7 @@ def test_unphysical_fits_and_oversubscribed_micro_runs_are_marked(tmp_path):
 
 
 def test_sizes_print_in_binary_units():
-    from analysis.costmodel import _size
+    from analysis.models.costmodel import _size
 
     assert [_size(n) for n in (8, 1023, 1024, 1536, 2**20, 3 * 2**20, math.inf)] == [
         "8 B", "1023 B", "1 KiB", "1.5 KiB", "1 MiB", "3 MiB", "inf"]  # fmt: skip
@@ -193,8 +193,8 @@ def test_predictions_of_each_strategy_by_hand(tmp_path):
     per step; ps with 2 servers at p = 5 (3 workers): 2 x 3 x 2 x (alpha + 2000 beta); fedavg: computing ranks
     p - 1. The prediction's fields: step = compute + communication, share = communication / step, speedup in
     computing ranks against the first rank count."""
-    from analysis.costmodel import Fit
-    from analysis.prediction import comm_per_step, computing_of, error_at_own_size, predict
+    from analysis.models.costmodel import Fit
+    from analysis.models.prediction import comm_per_step, computing_of, error_at_own_size, predict
     from tests.analysis_fixtures import fedavg_run, ps_run, write_run
 
     fit = Fit.given(1e-5, 1e-9)
@@ -259,7 +259,7 @@ def test_fit_description_and_model_notes_as_printed():
     assert measured.describe()[1].endswith("range 8 B-64 KiB, 3 sizes, median fit error 0.0 %")
     assert costmodel.Fit({}).describe() == []
     assert fit.for_message(100).alpha == 2e-6 and fit.params("none").beta == 1e-10
-    from analysis.views_model import costmodel_notes
+    from analysis.views.model import costmodel_notes
 
     notes = costmodel_notes(fit)
     assert notes[:3] == fit.describe() and len(notes) == 8
@@ -304,8 +304,8 @@ def test_cost_model_edges_by_hand(tmp_path):
     series; two sizes are enough for a fit; the first unusable file does not stop the search; all-reduce time uses
     each algorithm's own fit; a custom switch size decides which sizes each algorithm fits; a fit of large
     messages only has no doubling part; the message size picks the fit by the kernels' switch."""
-    from analysis.costmodel import AlgorithmFit, Fit, allreduce_time
-    from analysis.stats import estimate
+    from analysis.models.costmodel import AlgorithmFit, Fit, allreduce_time
+    from analysis.stats.intervals import estimate
 
     assert estimate([1.0, 3.0]).half == pytest.approx(12.7062047 * math.sqrt(2.0) / math.sqrt(2.0), rel=1e-6)
     assert fit_from_micro([micro_file(tmp_path / "w1.h5", 2, wrong_ours=1)]).source.endswith(
@@ -335,16 +335,16 @@ def test_cost_model_edges_by_hand(tmp_path):
 def test_cost_model_notes_and_warnings_in_full():
     """Read as a reviewer reads them: what a prediction adds up, how overlapped and compressed runs are modelled,
     and the two warnings (an oversubscribed microbenchmark; an unphysical fit)."""
-    from analysis.costmodel import AlgorithmFit, Fit
-    from analysis.views_model import costmodel_notes
+    from analysis.models.costmodel import AlgorithmFit, Fit
+    from analysis.views.model import costmodel_notes
 
     assert costmodel_notes(Fit.given(1e-6, 1e-9))[3:6] == [
         "predicted = measured time outside communication and waiting + modelled communication, each buffer with the "
-        "algorithm our kernel runs at that p and size (analysis/costmodel.py); speedup: weak scaling against the "
-        "run's own size, in computing ranks",
+        "algorithm our kernel runs at that p and size (analysis/models/costmodel.py); speedup: weak scaling "
+        "against the run's own size, in computing ranks",
         "overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket schedule leaves after the "
-        "measured backward pass (analysis/overlap_model.py; assumes the communication has a core of its own)",
-        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/compress_model.py); compression "
+        "measured backward pass (analysis/models/overlap.py; assumes the communication has a core of its own)",
+        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/models/compress.py); compression "
         "time stays in the measured part and is not scaled with p",
     ]
     bad = Fit({"ring": AlgorithmFit(1e-6, -1e-9, 0, 0, 8, 16, 2, 0)})

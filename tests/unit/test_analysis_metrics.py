@@ -1,12 +1,12 @@
-"""analysis.metrics and analysis.groups on hand-made files with servers, an aggregator, unequal per-rank times,
-decoupled runs and threads per rank: each test names the wrong definition it is there to catch."""
+"""analysis.stats.metrics and analysis.stats.groups on hand-made files with servers, an aggregator, unequal per-rank
+times, decoupled runs and threads per rank: each test names the wrong definition it is there to catch."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from analysis.groups import repeat_groups, speedups
-from analysis.metrics import (
+from analysis.stats.groups import repeat_groups, speedups
+from analysis.stats.metrics import (
     comm_split,
     compute_ranks,
     layer_split,
@@ -153,8 +153,8 @@ def test_runs_measured_under_other_conditions_are_kept_apart_and_impossible_effi
     """A 1-rank baseline with 2 threads per rank against 2 ranks of 1 thread (the 45x speedup seen by a user): not
     one scaling group, and the table says why; an oversubscribed run is kept apart likewise. Within one
     environment, an efficiency above 105 % is marked with a dagger and a footnote."""
-    from analysis.groups import kept_apart
-    from analysis.views import speedup_table
+    from analysis.stats.groups import kept_apart
+    from analysis.views.core import speedup_table
 
     runs = [ring_run(tmp_path / "one.h5", 1, 1.0, threads=2), ring_run(tmp_path / "two.h5", 2, 0.5)]
     assert len({r["group"] for r in speedups(runs)}) == 2 and all(r["speedup"] is None for r in speedups(runs))
@@ -175,8 +175,8 @@ def test_runs_measured_under_other_conditions_are_kept_apart_and_impossible_effi
 
 
 def test_strategy_label_names_the_options_that_change_a_run():
-    from analysis.load import RunResults
-    from analysis.metrics import strategy_label
+    from analysis.data.load import RunResults
+    from analysis.stats.metrics import strategy_label
 
     def label(strategy, **config):
         return strategy_label(RunResults("f.h5", {"strategy": strategy, "config": config}))
@@ -198,7 +198,7 @@ def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_tabl
     """A file that records its schedule is read by it, whatever its strategy's name (a new strategy needs no entry
     in analysis); files without it fall back to roles and DECOUPLED: ps async and old ssp (ps_mode sync)
     decoupled, ps sync lock-step, an aggregator's rounds. Catches: the attribute ignored, or the table lost."""
-    from analysis.metrics import schedule
+    from analysis.stats.metrics import schedule
 
     assert schedule(ring_run(tmp_path / "n.h5", 2, 0.1, strategy="newway", attrs={"schedule": "decoupled"})) == (
         "decoupled"

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from analysis import __main__ as cli
-from analysis.accuracy import time_to_accuracy
-from analysis.load import load, to_dataframe
-from analysis.plots_run import timeline_plot
+from analysis.data.frame import to_dataframe
+from analysis.data.load import load
+from analysis.figures.run import timeline_plot
 from analysis.report import ReportOptions, build_tables, figures
-from analysis.stats import Estimate
-from analysis.tables import EST, INT, NUM, Column, Table
-from analysis.views import speedup_table
+from analysis.stats.accuracy import time_to_accuracy
+from analysis.stats.intervals import Estimate
+from analysis.views.core import speedup_table
+from analysis.views.tables import EST, INT, NUM, Column, Table
 from bench.measure import results
 from tests.analysis_fixtures import ps_run, ring_run, with_evals
 
@@ -66,9 +67,9 @@ def test_speedup_table_reads_no_per_layer_array(tmp_path):
 def test_every_table_reduces_per_layer_series_block_by_block(tmp_path, monkeypatch):
     """The whole report's tables read no per-layer array whole (a 256 x 10,000 x 60 series would be 1.2 GB as
     float64): they take blockwise sums, and those equal the eager ones (blocks of 3 rows over 8 steps)."""
-    import analysis.load
+    import analysis.data.load
 
-    monkeypatch.setattr(analysis.load, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(analysis.data.load, "BLOCK_ROWS", 3)
     ring_run(tmp_path / "a.h5", 2, 0.5, steps=8)
     lazy = load(tmp_path / "a.h5")
     tables = build_tables([lazy], ReportOptions())
@@ -215,7 +216,7 @@ def test_the_report_names_runs_that_did_not_complete(tmp_path):
 def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
     """Rows for the compressed runs and their dense baseline (same model and ranks), the share of dense bytes
     from compress/dense_bytes; nothing when no run compressed."""
-    from analysis.views_compress import compression_table
+    from analysis.views.compress import compression_table
     from tests.analysis_fixtures import compressed_pair
 
     dense, topk = compressed_pair(tmp_path)
@@ -230,7 +231,7 @@ def test_compression_table_sets_methods_against_the_dense_ring(tmp_path):
 def test_compression_figure_per_block_with_compressed_runs(tmp_path):
     """One figure (PNG and PDF) for the strategy/model/ranks block holding a compressed run, none for a block
     without one; its right panel is on a log scale of MiB moved."""
-    from analysis.plots_compress import compression_plots
+    from analysis.figures.compress import compression_plots
 
     ring_run(tmp_path / "d.h5", 2, 0.1)
     ring_run(tmp_path / "t.h5", 2, 0.1, cfg={"compress": "topk:0.01"})
@@ -243,7 +244,7 @@ def test_compression_figure_per_block_with_compressed_runs(tmp_path):
 
 
 def test_pivot_shows_an_empty_option_as_none():
-    from analysis.pivot import _shown
+    from analysis.views.pivot import _shown
 
     assert _shown('""') == "none" and _shown("null") == "none"
     assert _shown('"0.1:sign-flip"') == "0.1:sign-flip" and _shown("0") == 0

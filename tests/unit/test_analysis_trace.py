@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from analysis import __main__ as cli
-from analysis.load import ResultsError, load
-from analysis.trace import trace_events, write_trace
+from analysis.data.load import ResultsError, load
+from analysis.views.trace import trace_events, write_trace
 from bench.measure import results
 
 
@@ -70,7 +70,7 @@ def test_other_schema_and_non_hdf5_named_once(tmp_path, capsys):
 
 
 def test_a_missing_path_says_no_such_file(tmp_path):
-    from analysis.load import ResultsError, load
+    from analysis.data.load import ResultsError, load
 
     with pytest.raises(ResultsError, match=r"missing\.h5: no such file$"):
         load(tmp_path / "missing.h5")

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from analysis.costmodel import fit_p2p, p2p_time
-from analysis.views import layers_table
-from analysis.views_fl import aggregator_share, fedavg_table
-from analysis.views_model import provenance_table
+from analysis.models.costmodel import fit_p2p, p2p_time
+from analysis.views.core import layers_table
+from analysis.views.fl import aggregator_share, fedavg_table
+from analysis.views.model import provenance_table
 from tests.analysis_fixtures import compressed_pair, fedavg_run, ring_run
 
 
@@ -65,7 +65,7 @@ def test_aggregator_share_is_its_part_of_the_measured_round_time(tmp_path):
     run = fed(tmp_path)
     with h5py.File(run.path, "a") as f:
         f["fedavg/aggregator_receive"][0, :] = 0.02
-    from analysis.load import load
+    from analysis.data.load import load
 
     run = load(run.path)
     assert aggregator_share(run, "receive", warmup=1) == pytest.approx(0.2)
@@ -123,7 +123,7 @@ def test_estimate_is_the_mean_with_its_95_percent_t_interval():
     """Three repeats 1, 2, 6: mean 3, s = sqrt(7), half-width t_{0.975, 2} s / sqrt(3) with t_{0.975, 2} =
     4.30265273 (tables of Student's t, 9 digits); None and NaN ("not reached") are left out of n; one value has no
     interval, none gives NaN."""
-    from analysis.stats import Estimate, estimate
+    from analysis.stats.intervals import Estimate, estimate
 
     e = estimate([1.0, None, 2.0, float("nan"), 6.0])
     half = 4.30265273 * np.sqrt(7.0) / np.sqrt(3.0)
@@ -143,7 +143,7 @@ def test_fedavg_table_warns_where_attackers_outnumber_the_rule(tmp_path):
     run = fed(tmp_path, "b.h5", aggregator="krum:1")
     import h5py
 
-    from analysis.load import load
+    from analysis.data.load import load
 
     with h5py.File(run.path, "a") as f:
         import json
@@ -159,8 +159,8 @@ def test_fedlama_pattern_numbers_rounds_from_one(tmp_path):
 
     import h5py
 
-    from analysis.load import load
-    from analysis.plots_fedlama import pattern_figure
+    from analysis.data.load import load
+    from analysis.figures.fedlama import pattern_figure
 
     run = fed(tmp_path, "l.h5", fl_algorithm="fedlama", fedlama_phi=2, local_steps=2)
     with h5py.File(run.path, "a") as f:
@@ -183,7 +183,7 @@ def test_provenance_table_renders_each_kind_and_blank_where_a_file_has_no_record
     bare = ring_run(tmp_path / "b.h5", 1, 0.1)
     import h5py
 
-    from analysis.load import load
+    from analysis.data.load import load
 
     with h5py.File(bare.path, "a") as f:
         del f.attrs["created_utc"]
@@ -196,7 +196,7 @@ def test_provenance_table_renders_each_kind_and_blank_where_a_file_has_no_record
 def lama_file(tmp_path, name, averaged, local_steps, algorithm="fedlama", numel=(30, 10)):
     import h5py
 
-    from analysis.load import load
+    from analysis.data.load import load
 
     run = fed(tmp_path, name, fl_algorithm=algorithm, fedlama_phi=2, local_steps=local_steps)
     with h5py.File(run.path, "a") as f:
@@ -211,7 +211,7 @@ def test_fedlama_table_shares_and_communication_against_fedavg_at_its_smallest_t
     the second in every one: (2 x 30 + 4 x 10) / (4 x 40) = 62.5 %; against FedAvg with T = 2 at equal local steps
     that is 62.5 % x 2 / 4 = 31.25 %. FedAvg itself: 100 % and, with T = 2, 100 %. A FedAvg run that counted epochs
     (T = 0) and a setting with no FedLAMA run are left out."""
-    from analysis.views_fedlama import averaged_share, fedlama_table
+    from analysis.views.fedlama import averaged_share, fedlama_table
 
     lama = lama_file(tmp_path, "lama.h5", [[0, 1], [1, 1], [0, 1], [1, 1]], 4)
     plain = lama_file(tmp_path, "avg.h5", None, 2, algorithm="fedavg")
@@ -230,7 +230,7 @@ def test_fedlama_table_shares_and_communication_against_fedavg_at_its_smallest_t
 
 
 def test_comm_to_compute_divides_by_forward_and_backward_only():
-    from analysis.metrics import comm_to_compute
+    from analysis.stats.metrics import comm_to_compute
 
     assert comm_to_compute({"comm": 3.0, "forward": 1.0, "backward": 2.0, "optimizer": 50.0}) == 1.0
     assert comm_to_compute({"comm": 3.0, "forward": 0.0, "backward": 0.0}) == 0.0
@@ -241,9 +241,9 @@ def test_fedavg_round_model_is_two_transfers_of_the_model_per_sampled_client(tmp
     per-round sampled counts (3, 5, 5 -> 5)."""
     import h5py
 
-    from analysis.costmodel import Fit
-    from analysis.load import load
-    from analysis.prediction import comm_per_step
+    from analysis.data.load import load
+    from analysis.models.costmodel import Fit
+    from analysis.models.prediction import comm_per_step
 
     run = fed(tmp_path, "m.h5")
     with h5py.File(run.path, "a") as f:
@@ -259,7 +259,7 @@ def test_speedup_communication_and_strategy_tables_as_a_reader_sees_them(tmp_pat
     2 ranks at 0.25 s with 0.05 s of communication (80 samples/s: speedup 1.6, efficiency 80 %; 4 measured steps:
     1 s overall, 0.2 s communication, 0.6 s forward + backward: 20 %); the 2-rank run reaches 80 % at step 5
     (index 4), after 100 + 4 x 0.25 = 101 s and 5 steps x 2 ranks x 2 layers x 1000 B = 0.019 MiB."""
-    from analysis.views import communication_table, speedup_table, strategy_table
+    from analysis.views.core import communication_table, speedup_table, strategy_table
     from tests.analysis_fixtures import with_evals
 
     one = ring_run(tmp_path / "r1.h5", 1, 0.2, fwd_s=0.05, bwd_s=0.1)
@@ -306,8 +306,8 @@ def test_compression_and_overlap_tables_as_a_reader_sees_them(tmp_path):
     0.01 s of compression in a 0.1 s step = 20 %. Overlap: forward 0.02 + backward 0.05 + optimizer 0.01 = 80 % of
     a 0.1 s step computing, 0.01 s exposed (10 %), 0.04 - 0.01 = 0.03 s overlapped (30 %, 75 % of the
     communication), free 0.1 - 0.08 - 0.01 = 10 %."""
-    from analysis.views_compress import compression_table
-    from analysis.views_overlap import overlap_table
+    from analysis.views.compress import compression_table
+    from analysis.views.overlap import overlap_table
 
     dense, topk = compressed_pair(tmp_path)
     lines = compression_table([dense, topk], 1).markdown().splitlines()
@@ -341,7 +341,7 @@ def test_fedavg_table_as_a_reader_sees_it(tmp_path):
     dropped 0 + 1 + 0 + 1, late 1."""
     import h5py
 
-    from analysis.load import load
+    from analysis.data.load import load
 
     run = fed(tmp_path)
     with h5py.File(run.path, "a") as f:
@@ -364,8 +364,8 @@ def test_model_table_as_a_reader_sees_it(tmp_path):
     """alpha 10 us, beta 1 ns/B; 2 layers of 4000 B (doubling below 128 KiB: 1 step at p = 2, 2 at p = 4): the
     measured 0.1 s step less 0.02 s of communication + 2 x 14 us = 80.03 ms (-20.0 %); at p = 4, 80.06 ms and a
     weak-scaling speedup of 2 x 80.028 / 80.056 = 2.0."""
-    from analysis.costmodel import Fit
-    from analysis.views_model import model_table
+    from analysis.models.costmodel import Fit
+    from analysis.views.model import model_table
 
     run = ring_run(tmp_path / "r.h5", 2, 0.1, comm_s=0.02)
     lines = model_table([run], Fit.given(1e-5, 1e-9), [4], 1).markdown().splitlines()
@@ -383,8 +383,8 @@ def test_model_table_as_a_reader_sees_it(tmp_path):
 def test_speedup_figure_reaches_every_efficiency_and_marks_the_impossible(tmp_path):
     """Efficiency 250 % (2 x 10 / 0.4 s against 10 / 1 s on 2 ranks): the efficiency axis goes past it (it was cut
     at 1.2), the point carries a dagger and the caption says what it means; the bars are labelled as 95 % t CIs."""
-    from analysis.groups import speedups
-    from analysis.plots import speedup_figure
+    from analysis.figures.groups import speedup_figure
+    from analysis.stats.groups import speedups
 
     rows = speedups([ring_run(tmp_path / "a.h5", 1, 1.0), ring_run(tmp_path / "b.h5", 2, 0.4)], 1)
     fig = speedup_figure(rows)
@@ -402,7 +402,7 @@ def test_accuracy_figure_labels_by_what_differs_and_bands_are_95_percent_interva
     """Three repeats of one ring run (accuracies 0.5, 0.6, 0.7 at the last evaluation: mean 0.6, half-width
     t(0.975, 2) x 0.1 / sqrt(3) = 0.2484) and a localsgd run: legend labels name the strategy and its options and
     the rank count in words, not every config key that differs between strategies; the band is that interval."""
-    from analysis.plots import accuracy_figure
+    from analysis.figures.groups import accuracy_figure
     from tests.analysis_fixtures import with_evals, write_run
 
     for seed in range(3):
@@ -424,9 +424,9 @@ def test_legend_labels_name_an_option_once(tmp_path):
     """A compressed and a dense ring with another lr: the compression is in the strategy label, so the swept
     options add only lr (the label said 'ring --compress topk:0.01, compress=topk:0.01' before). Catches:
     LABELLED_OPTIONS not left out, or the swept lr dropped."""
-    from analysis.groups import repeat_groups
-    from analysis.load import load
-    from analysis.plots import group_labels
+    from analysis.data.load import load
+    from analysis.figures.groups import group_labels
+    from analysis.stats.groups import repeat_groups
 
     ring_run(tmp_path / "a.h5", 2, 0.1, cfg={"lr": 0.2})
     ring_run(tmp_path / "b.h5", 2, 0.1, cfg={"compress": "topk:0.01"})
@@ -440,7 +440,7 @@ def test_legend_labels_name_an_option_once(tmp_path):
 def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tmp_path):
     """ssp counts clocks, async updates: one panel each; async carries no staleness bound in its label, ssp says
     s = 2 once (it read "ssp ssp")."""
-    from analysis.plots import staleness_figure
+    from analysis.figures.groups import staleness_figure
     from tests.analysis_fixtures import ps_run
 
     def with_staleness(name, mode, unit, values):
@@ -450,7 +450,7 @@ def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tm
     ssp = with_staleness("s.h5", "ssp", "clocks", [0, 1, 1, 2])
     import h5py
 
-    from analysis.load import load
+    from analysis.data.load import load
 
     with h5py.File(ssp.path, "a") as f:
         f.attrs["strategy"] = "ssp"
@@ -468,7 +468,7 @@ def test_layer_figure_draws_the_steps_own_parts_on_the_same_scale(tmp_path):
     """Per step: 2 layers of 0.5 ms compute and 1 ms communication, and 30 ms waiting (a FedAvg host waiting for
     the model, say): the waiting bar stands beside the layers at 30 ms (it was only in the title, so the bars read
     compute-bound); packing absent, so not drawn; an x label; no tick label below 7 pt."""
-    from analysis.plots_run import layer_figure
+    from analysis.figures.run import layer_figure
 
     run = ring_run(tmp_path / "w.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.002, wait_s=0.03)
     fig = layer_figure(run, 1)
@@ -484,7 +484,7 @@ def test_layer_figures_of_one_model_share_their_y_scale(tmp_path):
     """Two mlp runs whose tallest bars are 30 ms (waiting) and 3 ms (communication 2 + compute 1) get one y axis
     up to 1.05 x 30 ms, said on the figure; a cnn run alone keeps its own (1.05 x 1.5 ms). Catches: per-figure
     autoscaling of a sweep's figures (equal bars looked unequal), or one scale across models."""
-    from analysis.plots_run import layer_figures
+    from analysis.figures.run import layer_figures
 
     slow = ring_run(tmp_path / "a.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.002, wait_s=0.03)
     fast = ring_run(tmp_path / "b.h5", 2, 0.04, fwd_s=0.0005, bwd_s=0.0005, comm_s=0.004)
@@ -498,8 +498,8 @@ def test_layer_figures_of_one_model_share_their_y_scale(tmp_path):
 def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp_path):
     """A dense run with another partition is no baseline for a top-k run (they were paired unsaid); with the
     right baseline the figure has both curves and plain tick labels on the log axis (not 2x10^1)."""
-    from analysis.plots_compress import block_figure, compression_plots
-    from analysis.views_compress import _setting
+    from analysis.figures.compress import block_figure, compression_plots
+    from analysis.views.compress import _setting
     from tests.analysis_fixtures import with_evals
 
     ring_run(tmp_path / "d.h5", 2, 0.1, cfg={"partition": "dirichlet"})
@@ -509,7 +509,7 @@ def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp
     ring_run(tmp_path / "b.h5", 2, 0.1)
     base = with_evals(tmp_path / "b.h5", [1, 4], [0.5, 0.8])
     assert _setting(base) == _setting(topk)
-    from analysis.groups import repeat_groups
+    from analysis.stats.groups import repeat_groups
 
     fig = block_figure(_setting(base), repeat_groups([base, topk]), None)
     fig.canvas.draw()
@@ -519,7 +519,7 @@ def test_compression_figure_pairs_only_runs_that_differ_by_their_compression(tmp
 
 
 def test_fedavg_figure_says_whose_clients_it_shows_and_keeps_its_legend_off_the_bars(tmp_path):
-    from analysis.plots import fedavg_figure
+    from analysis.figures.groups import fedavg_figure
     from tests.analysis_fixtures import with_evals
 
     a, b = fed(tmp_path, "a.h5"), fed(tmp_path, "b.h5", local_epochs=2)
@@ -538,7 +538,7 @@ def test_fedlama_table_whole_as_a_reader_sees_it(tmp_path):
     """With a 65 % target: FedLAMA reaches 70 % at round 4 (index 3) after 100 + 3 x 0.1 = 100.3 s and 3 ranks x
     2 layers x 1000 B x 4 rounds = 0.023 MiB; 31.25 % prints as 31.2 (one decimal); FedAvg's 60 % never reaches
     it. A run of another dataset is another setting: it has no FedLAMA run and is left out."""
-    from analysis.views_fedlama import fedlama_table
+    from analysis.views.fedlama import fedlama_table
     from tests.analysis_fixtures import with_evals
 
     lama = lama_file(tmp_path, "lama.h5", [[0, 1], [1, 1], [0, 1], [1, 1]], 4)
@@ -570,7 +570,7 @@ def test_fedlama_table_whole_as_a_reader_sees_it(tmp_path):
 @pytest.mark.parametrize("key, value", [("model", "cnn"), ("dataset", "mnist"), ("clients", 9), ("fraction", 0.5),
                                         ("partition", "dirichlet"), ("alpha", 0.1)])  # fmt: skip
 def test_a_fedlama_setting_is_every_option_that_shapes_the_comparison(tmp_path, key, value):
-    from analysis.views_fedlama import _setting, averaged_share
+    from analysis.views.fedlama import _setting, averaged_share
 
     base = fed(tmp_path, "a.h5", local_steps=2)
     assert _setting(base) != _setting(fed(tmp_path, "b.h5", local_steps=2, **{key: value}))
@@ -583,7 +583,7 @@ def test_a_fedlama_setting_is_every_option_that_shapes_the_comparison(tmp_path, 
 def test_compression_table_whole_as_a_reader_sees_it(tmp_path):
     """With a 70 % target: the dense run reaches 80 % at step 5 (index 4), after 100 + 4 x 0.1 = 100.4 s and
     2 ranks x 2 layers x 1000 B x 5 steps = 0.019 MiB; top-k's 60 % never does."""
-    from analysis.views_compress import compression_table
+    from analysis.views.compress import compression_table
     from tests.analysis_fixtures import with_evals
 
     compressed_pair(tmp_path)
@@ -622,7 +622,7 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
     100 + 2 x 0.1 = 100.2 s and 3 ranks x 2 layers x 1000 B x 3 rounds = 0.017 MiB."""
     import h5py
 
-    from analysis.views_overlap import overlap_table
+    from analysis.views.overlap import overlap_table
     from tests.analysis_fixtures import with_evals
 
     exposed = {"timing/exposed": (np.full((2, 5), 0.01), "s")}
@@ -671,7 +671,7 @@ def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(t
     barrier wait (0.01 s x 19 measured steps) + replies held back (0.5 + 0.7 s per worker over all steps, mean
     0.6 s); final loss = mean over the last 10 % of steps (2 of 20: losses 1.0 and 3.0 on the workers, the
     server's zeros left out); a FedAvg run (rounds) is not in this table."""
-    from analysis.views import blocked_s, final_loss, staleness, strategy_table
+    from analysis.views.core import blocked_s, final_loss, staleness, strategy_table
     from tests.analysis_fixtures import ps_run
 
     loss = np.zeros((3, 20))
@@ -695,10 +695,10 @@ def test_strategy_table_reads_staleness_blocking_and_the_loss_tail_of_a_ps_run(t
 def test_every_statistic_leaves_out_exactly_one_warm_up_step_by_default(tmp_path):
     """Steps of 100 (warm-up), 0.4, 0.3, 0.1, 0.1 s with communication 0.2 s in step 1 only: left out by default is
     step 0 alone (the --warmup default of the CLI), so the defaults equal warmup=1 and differ from warmup=2."""
-    from analysis.costmodel import Fit
-    from analysis.groups import speedups
-    from analysis.metrics import comm_split, layer_split, overlap_split, phase_totals, row_times, step_stats
-    from analysis.prediction import compute_per_step, error_at_own_size, predict
+    from analysis.models.costmodel import Fit
+    from analysis.models.prediction import compute_per_step, error_at_own_size, predict
+    from analysis.stats.groups import speedups
+    from analysis.stats.metrics import comm_split, layer_split, overlap_split, phase_totals, row_times, step_stats
 
     step = np.array([[100.0, 0.4, 0.3, 0.1, 0.1]] * 2)
     comm = np.zeros((2, 5, 2))
@@ -729,8 +729,8 @@ def test_files_without_optional_records_read_as_documented(tmp_path):
     run with no per-rank batch trained 0 samples."""
     import h5py
 
-    from analysis.load import load
-    from analysis.metrics import (
+    from analysis.data.load import load
+    from analysis.stats.metrics import (
         computing_ranks,
         layer_split,
         oversubscription,
@@ -767,7 +767,7 @@ POOLED = "n = repeats pooled (runs differing only by seed); a ± b = mean ± hal
 
 def test_the_notes_under_speedup_communication_and_strategy_tables(tmp_path):
     """What each table says its numbers are, read as a reviewer reads it (the definitions of analysis/README)."""
-    from analysis.views import communication_table, speedup_table, strategy_table
+    from analysis.views.core import communication_table, speedup_table, strategy_table
 
     one, two = ring_run(tmp_path / "r1.h5", 1, 0.2), ring_run(tmp_path / "r2.h5", 2, 0.25, comm_s=0.05)
     assert speedup_table([one, two], 1).notes == [
@@ -800,7 +800,7 @@ def test_the_notes_under_speedup_communication_and_strategy_tables(tmp_path):
 
 def in_memory_run(attrs: dict, data: dict):
     """A RunResults over plain arrays (no file): the paths that a lazily read file does not take."""
-    from analysis.load import RunResults
+    from analysis.data.load import RunResults
 
     base = {"strategy": "ring", "config": {"model": "mlp"}, "world_size": 2, "roles": ["peer", "peer"],
             "per_rank_batch": 10}  # fmt: skip
@@ -811,7 +811,7 @@ def test_plain_arrays_reduce_like_lazy_files_and_quartiles_by_hand():
     """per_layer_mean over plain arrays: the mean over the given ranks and the rows after warm-up, per layer;
     step quartiles of 0.1, 0.2, 0.3, 0.4 s by linear interpolation (numpy's default, as the paper tables' IQR):
     0.175 and 0.325; a file with no steps has no step time and no throughput."""
-    from analysis.metrics import per_layer_mean, per_row, step_stats
+    from analysis.stats.metrics import per_layer_mean, per_row, step_stats
 
     comm = np.zeros((3, 3, 2))
     comm[1, 1:] = [[1.0, 2.0], [3.0, 4.0]]
@@ -832,7 +832,7 @@ def test_buckets_of_a_run_come_from_its_record_then_its_options():
     """The buckets a ring run recorded; else DDP's recorded --bucket-mb, else the config's, by the bucketing rule
     (a bucket closes once it holds at least --bucket-mb: layers 10 B + 1 MiB, then 1 MiB); else one bucket per
     layer, last first."""
-    from analysis.overlap_model import buckets_of
+    from analysis.models.overlap import buckets_of
 
     layers = {"layers/bytes": np.array([2**20, 2**20, 10])}
     recorded = in_memory_run({"strategy_info": {"buckets": [[2, 1], [0]]}}, layers)
@@ -848,7 +848,7 @@ def test_fedavg_samples_per_round_edges_by_hand():
     """A client of 1 sample trains one batch of 1; T = 1 local step is one batch; rows of rounds past the file's
     last are ignored; a round without clients trained 0; without B or E in the config: one sample per batch and
     one epoch."""
-    from analysis.metrics import fedavg_samples_per_round
+    from analysis.stats.metrics import fedavg_samples_per_round
 
     rows = np.array([(1, 0, 1, 0), (1, 1, 21, 0), (2, 0, 1, 2), (4, 1, 21, 0)], dtype=np.float64)  # rounds from 1
     data = {f"fedavg/clients/{k}": rows[:, i] for i, k in enumerate(("round", "client", "samples", "status"))}
@@ -866,7 +866,7 @@ def test_fedavg_samples_per_round_edges_by_hand():
 def test_fit_description_prints_every_digit_it_claims():
     """alpha 1.5 s (+- 0.5), beta 2.5 s/B (+- 0.25) in us and ns/B; a link of 1234.567 GB/s to three decimals; a
     50 % median fit error."""
-    from analysis.costmodel import AlgorithmFit, Fit
+    from analysis.models.costmodel import AlgorithmFit, Fit
 
     slow = AlgorithmFit(1.5, 2.5, 0.5, 0.25, 8, 1024, 3, 0.5)
     fast = AlgorithmFit(1e-6, 1 / 1.234567e12, 0.0, 0.0, 8, 1024, 3, 0.125)
@@ -889,8 +889,8 @@ def test_predictions_of_degenerate_and_sparse_files():
     """A run of zero-time steps with a zero-cost link: step 0, no share, no speedup (no division by zero); a
     one-step file measures its only step even with warm-up 1; localsgd without tau recorded: tau 1; ps without
     a server count: 1, and at p = 1 still one worker; fedavg without sampled counts: one client per round."""
-    from analysis.costmodel import Fit
-    from analysis.prediction import comm_per_step, compute_per_step, error_at_own_size, predict
+    from analysis.models.costmodel import Fit
+    from analysis.models.prediction import comm_per_step, compute_per_step, error_at_own_size, predict
 
     layers = {"layers/bytes": np.array([1000, 3000], dtype=np.int64), "layers/name": np.array(["a", "b"])}
     zeros = {"timing/step": np.zeros((2, 3)), "timing/comm": np.zeros((2, 3, 2)), "timing/wait": np.zeros((2, 3))}
@@ -918,8 +918,8 @@ def test_compression_and_overlap_helpers_at_their_edges():
     the server's row left out); the share of dense over the measured steps only; no dense record: 1; zero dense:
     NaN; compression over a zero step: NaN; the residual is the last row's, over computing ranks; an overlap
     share of a zero step: NaN."""
-    from analysis.views_compress import bytes_per_step, compress_share, dense_ratio, residual
-    from analysis.views_overlap import _share
+    from analysis.views.compress import bytes_per_step, compress_share, dense_ratio, residual
+    from analysis.views.overlap import _share
 
     roles = {"roles": ["server", "worker", "worker"], "strategy": "ps"}
     sent = np.zeros((3, 3, 1))
@@ -944,8 +944,8 @@ def test_compression_and_overlap_tables_choose_their_runs(tmp_path):
     """Compression: overlapped runs and strategies without --compress (ddp) stay out, error feedback off reads
     "off", blocks are ordered by model, and the warm-up passed reaches every column. Overlap: only lock-step runs,
     ordered by model."""
-    from analysis.views_compress import compression_table
-    from analysis.views_overlap import overlap_table
+    from analysis.views.compress import compression_table
+    from analysis.views.overlap import overlap_table
     from tests.analysis_fixtures import write_run
 
     off = {"strategy_info": {"compress": "sign", "error_feedback": False}}
@@ -973,10 +973,10 @@ def test_model_table_passes_its_warm_up_and_skips_rounds_without_stopping(tmp_pa
     """A FedAvg run first does not stop the table; the warm-up given reaches measured and predicted steps (step 1
     of 1.0 s is measured with warm-up 1, not 2); the provenance table is named and titled for the report; ddp and
     --overlap runs count as overlapped, a plain ring does not."""
-    from analysis.costmodel import Fit
-    from analysis.facts import overlapped
-    from analysis.overlap_model import predicted_exposed
-    from analysis.views_model import model_table, provenance_table
+    from analysis.data.facts import overlapped
+    from analysis.models.costmodel import Fit
+    from analysis.models.overlap import predicted_exposed
+    from analysis.views.model import model_table, provenance_table
     from tests.analysis_fixtures import write_run
 
     steps = np.array([[9.0, 1.0, 1.0, 0.1, 0.1]] * 2)
@@ -996,12 +996,12 @@ def test_model_table_passes_its_warm_up_and_skips_rounds_without_stopping(tmp_pa
 def test_every_ratio_of_an_all_zero_file_is_zero_or_nan_never_an_error():
     """A file whose rows are all zero (a run stopped before its first step finished): shares and rates are 0 or
     NaN as documented, not a ZeroDivisionError or inf."""
-    from analysis.metrics import comm_split, comm_to_compute, phase_totals, step_stats
-    from analysis.prediction import compute_per_step
-    from analysis.views import final_loss
-    from analysis.views_compress import bytes_per_step, compress_share
-    from analysis.views_fl import _mean_bytes, aggregator_share
-    from analysis.views_overlap import _share
+    from analysis.models.prediction import compute_per_step
+    from analysis.stats.metrics import comm_split, comm_to_compute, phase_totals, step_stats
+    from analysis.views.compress import bytes_per_step, compress_share
+    from analysis.views.core import final_loss
+    from analysis.views.fl import _mean_bytes, aggregator_share
+    from analysis.views.overlap import _share
 
     zeros = {name: np.zeros((2, 3)) for name in ("timing/step", "timing/wait", "metrics/loss", "timing/optimizer")}
     zeros |= {name: np.zeros((2, 3, 2)) for name in ("timing/comm", "timing/forward", "timing/backward",
@@ -1023,8 +1023,8 @@ def test_every_ratio_of_an_all_zero_file_is_zero_or_nan_never_an_error():
 def test_labels_defaults_and_sentinels_by_hand(tmp_path):
     """strategy_label names --accumulate-steps from 2 and a missing compress as none; the layer table shows 5
     layers by default; a step counts only the runs' computing ranks."""
-    from analysis.metrics import compute_ranks, strategy_label
-    from analysis.views import layers_table
+    from analysis.stats.metrics import compute_ranks, strategy_label
+    from analysis.views.core import layers_table
 
     assert strategy_label(in_memory_run({"config": {"accumulate_steps": 2}}, {})) == "ring --accumulate-steps 2"
     assert strategy_label(in_memory_run({"config": {}}, {})) == "ring"
@@ -1037,7 +1037,7 @@ def test_remaining_edges_of_metrics_and_partitions():
     """Threads per rank default to one (2 ranks x 1 on 3 cores is fine); a rank list without computing ranks is an
     empty integer index; shards of exactly as many samples as shards are allowed; shards cut the label order
     stably (ties in index order: each part is whole blocks of it); the partition draw is the seed's own stream."""
-    from analysis.metrics import computing_ranks, oversubscription
+    from analysis.stats.metrics import computing_ranks, oversubscription
     from bench.workload import partition
     from bench.workload.streams import Salt, stream
 
@@ -1056,10 +1056,10 @@ def test_remaining_edges_of_metrics_and_partitions():
 def test_every_table_passes_its_warm_up_to_its_columns(tmp_path):
     """Steps 9 (warm-up), 1.0, 1.0, 0.1, 0.1 s: with warm-up 3 the medians and throughputs are those of the last two
     steps alone, in every table that shows them (one definition, one warm-up)."""
-    from analysis.metrics import comm_split, overlap_split, step_stats
-    from analysis.views import communication_table, speedup_table, strategy_table
-    from analysis.views_compress import bytes_per_step, compression_table
-    from analysis.views_overlap import overlap_table
+    from analysis.stats.metrics import comm_split, overlap_split, step_stats
+    from analysis.views.compress import bytes_per_step, compression_table
+    from analysis.views.core import communication_table, speedup_table, strategy_table
+    from analysis.views.overlap import overlap_table
 
     steps = (np.array([[9.0, 1.0, 1.0, 0.1, 0.1]] * 2), "s")
     comm = np.zeros((2, 5, 2))
@@ -1093,8 +1093,8 @@ def test_sparse_files_and_sampling_streams_at_scale(tmp_path):
     one-round FedAvg file's bytes; decoupled rows without a batch record train 0; candidates and device speeds
     of 40 clients from their documented streams; the shard error names both counts; FedLAMA leaves T = 1 runs out
     only if no FedLAMA run shares their setting."""
-    from analysis.metrics import row_times, samples_per_row
-    from analysis.views_fl import _mean_bytes
+    from analysis.stats.metrics import row_times, samples_per_row
+    from analysis.views.fl import _mean_bytes
     from bench.strategies.fedavg.sampling import sample_candidates, speed_factor
     from bench.workload import partition
     from bench.workload.streams import Salt, stream
@@ -1123,11 +1123,11 @@ def test_table_names_warm_ups_and_the_worst_repeat(tmp_path):
     the worse attack check."""
     import h5py
 
-    from analysis.costmodel import Fit
-    from analysis.load import load
-    from analysis.views_fl import byzantine_note
-    from analysis.views_model import model_table
-    from analysis.views_overlap import overlap_table
+    from analysis.data.load import load
+    from analysis.models.costmodel import Fit
+    from analysis.views.fl import byzantine_note
+    from analysis.views.model import model_table
+    from analysis.views.overlap import overlap_table
 
     run = ring_run(tmp_path / "r.h5", 2, 0.1)
     assert model_table([run], Fit.given(1e-6, 1e-9), [4], 1).name == "model"
@@ -1148,7 +1148,7 @@ def test_table_names_warm_ups_and_the_worst_repeat(tmp_path):
 
             f.attrs["byzantine_check"] = json.dumps(check)
         paths.append(load(r.path))
-    from analysis.groups import repeat_groups
+    from analysis.stats.groups import repeat_groups
 
     (group,) = repeat_groups(paths)
     assert "in 3 of 4 rounds" in byzantine_note(group)

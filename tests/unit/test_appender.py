@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from analysis.load import load
+from analysis.data.load import load
 from bench.measure.appender import Appender
 
 R, L = 3, 4

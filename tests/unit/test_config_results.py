@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from analysis.load import ResultsError, load
+from analysis.data.load import ResultsError, load
 from bench import cli
 from bench.config import FIELDS, Config
 from bench.measure import results
@@ -162,7 +162,8 @@ def test_placement_auto_keeps_client_state_on_its_host():
     static (their per-client state lives on one host), plain fedavg and unbiased compression balanced; an explicit
     balanced with such state is still refused; the file stores the resolved placement. Catches: auto resolved
     to balanced for SCAFFOLD (the old "use --placement static" failure), or a given placement overridden."""
-    from bench.config import build, client_placement
+    from bench.config import build
+    from bench.strategies.fedavg.needs import client_placement
 
     base = {"strategy": "fedavg"}
     assert client_placement(build(base)) == "balanced"

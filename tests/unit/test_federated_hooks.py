@@ -142,8 +142,8 @@ def test_attacks_by_hand():
 def test_what_each_rule_tolerates_and_the_attack_check():
     """Median: fewer than half ((m - 1) // 2); trimmed: floor(BETA m); Krum: F; the mean: none. The check counts
     round(F m) attackers per sampled cohort against it."""
+    from bench.measure.round_summary import byzantine_line
     from bench.strategies.fedavg.byzantine import attack_check
-    from bench.strategies.fedavg.report import byzantine_line
     from bench.strategies.fedavg.robust import Rule
 
     assert [Rule("median").tolerates(m) for m in (1, 4, 5)] == [0, 1, 2]

@@ -1,14 +1,14 @@
 """Overlapped communication's timing (bench.measure.buckets) and the step breakdown the analysis derives from it
-(analysis.metrics.overlap_split, the report's overlap table), against closed forms."""
+(analysis.stats.metrics.overlap_split, the report's overlap table), against closed forms."""
 
 import numpy as np
 import pytest
 
-from analysis.costmodel import Fit, allreduce_time
-from analysis.metrics import compute_ranks, overlap_split, phase_totals
-from analysis.overlap_model import replay_exposed
-from analysis.prediction import predict
-from analysis.views_overlap import overlap_table
+from analysis.models.costmodel import Fit, allreduce_time
+from analysis.models.overlap import replay_exposed
+from analysis.models.prediction import predict
+from analysis.stats.metrics import compute_ranks, overlap_split, phase_totals
+from analysis.views.overlap import overlap_table
 from bench.measure.buckets import BucketTiming, exposed_comm, record_buckets, serialised
 from tests.analysis_fixtures import ring_run
 
@@ -129,7 +129,7 @@ def test_buckets_in_flight_together_count_the_wall_time_once():
 
 def test_tables_tell_an_overlapped_ring_from_the_ring(tmp_path):
     """The same strategy with another schedule gets its own name in every table (catches: two rows both "ring")."""
-    from analysis.views import communication_table, strategy_table
+    from analysis.views.core import communication_table, strategy_table
 
     plain = ring_run(tmp_path / "p.h5", 2, 1.0, comm_s=0.2, fwd_s=0.2, bwd_s=0.4, opt_s=0.1)
     runs = [plain, overlapped_run(tmp_path / "o.h5", 0.2)]

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from analysis.load import load, to_xarray
+from analysis.data.load import load
+from analysis.data.tree import to_xarray
 from bench.measure import results
 from bench.measure.appender import Appender
 
@@ -118,7 +119,7 @@ def test_a_file_being_written_opens_with_its_flushed_rows(tmp_path):
     app = Appender(str(tmp_path / "live.h5"), R, "step", rows_per_flush=4)
     rows = _ring_arrays(np.random.default_rng(2))
     app.write({"status": "running", "strategy": "ring", "config": {}, "world_size": R}, rows, 0, _ring_extras())
-    code = "from analysis.load import to_xarray; import sys; t = to_xarray(sys.argv[1]); print(t['step'].size)"
+    code = "from analysis.data.tree import to_xarray; import sys; t = to_xarray(sys.argv[1]); print(t['step'].size)"
     try:
         got = subprocess.run([sys.executable, "-c", code, str(tmp_path / "live.h5")], capture_output=True, text=True)
     finally:
@@ -128,9 +129,9 @@ def test_a_file_being_written_opens_with_its_flushed_rows(tmp_path):
 
 def test_a_dataset_without_declared_dimensions_is_named_in_the_error():
     """A new dataset outside every declared group fails at the writer, naming itself and where to declare it."""
-    from analysis import schema
+    from analysis.data import schema
 
-    with pytest.raises(ValueError, match="newgroup/series: no dimensions declared for it in analysis/schema.py"):
+    with pytest.raises(ValueError, match="newgroup/series: no dimensions declared for it in analysis/data/schema.py"):
         schema.dimensions("newgroup/series", 1, "step", row_series=False)
     assert schema.dimensions("metrics/eval_step", 1, "step", row_series=False) == ("evaluation",)
     assert schema.dimensions("fedlama/interval", 3, "round", row_series=True) == ("rank", "round", "layer")

@@ -4,7 +4,7 @@ recorders on COMM_SELF play the ranks of a 3-rank run)."""
 import numpy as np
 from mpi4py import MPI
 
-from analysis.load import load
+from analysis.data.load import load
 from bench.measure import snapshots
 from bench.measure.appender import Appender
 from bench.measure.recorder import Recorder

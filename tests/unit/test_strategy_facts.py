@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import facts as read
-from analysis.facts import BEFORE_FACTS
-from analysis.metrics import strategy_label
+from analysis.data import facts as read
+from analysis.data.facts import BEFORE_FACTS
+from analysis.stats.metrics import strategy_label
 from bench.config import build
 from bench.runtime.errors import UsageError
 from bench.strategies import NAMES

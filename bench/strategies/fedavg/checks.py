@@ -3,9 +3,10 @@ define, or that our schedules cannot run, are refused with one message naming th
 
 from __future__ import annotations
 
-from bench.config import FIELDS, client_placement
+import dataclasses
+
 from bench.runtime.errors import UsageError
-from bench.strategies.fedavg.needs import NEEDS, needs
+from bench.strategies.fedavg.needs import NEEDS, client_placement, needs
 
 
 def check_federated(cfg) -> None:
@@ -35,11 +36,16 @@ def _check_selection(cfg, selection) -> None:
         )
 
 
+def _default(cfg, option: str):
+    """The option's default, read from the config's own dataclass (this module is imported by config.py)."""
+    return {f.name: f.default for f in dataclasses.fields(cfg)}[option]
+
+
 def _check_algorithm(cfg, chosen) -> None:
     """What the chosen algorithm needs from the other options (:data:`needs.NEEDS`: no algorithm named here)."""
     for other, facts in NEEDS.items():
         for option in facts.own_options:
-            if other != cfg.fl_algorithm and getattr(cfg, option) != FIELDS[option].default:
+            if other != cfg.fl_algorithm and getattr(cfg, option) != _default(cfg, option):
                 raise UsageError(f"--{option.replace('_', '-')} applies to --fl-algorithm {other}")
     need = needs(cfg)
     if not need.own_server_update:

@@ -1,5 +1,5 @@
 """What each FL algorithm needs from the other options, as data: the option checks (:mod:`checks`) and the
-placement default (:func:`bench.config.client_placement`) read it before MPI starts, without importing the
+placement default (:func:`client_placement`) read it before MPI starts, without importing the
 algorithms (they import torch). One entry per ``--fl-algorithm`` name, as :mod:`registry` has one class each.
 A field holds the reason, as the refusal prints it; empty: no such need."""
 
@@ -47,3 +47,30 @@ NEEDS = {
 
 def needs(cfg) -> Needs:
     return NEEDS[cfg.fl_algorithm]
+
+
+def client_state_on_host(cfg) -> str:
+    """fedavg: why a client's state must stay on the host that trains it ('' if nothing does)."""
+    kept = NEEDS[cfg.fl_algorithm].state_on_host if cfg.fl_algorithm in NEEDS else ""
+    if kept:
+        return f"--fl-algorithm {cfg.fl_algorithm} {kept}"
+    if cfg.exchange_compression.error_feedback:
+        return f"--compress {cfg.compress} keeps each client's error-feedback memory on the host that trains it"
+    return ""
+
+
+def client_placement(cfg) -> str:
+    """fedavg's placement: ``--placement`` as given; ``auto`` (the default) resolves to ``static`` where a client
+    keeps state on its host (:func:`client_state_on_host`), else ``balanced``. Stored resolved in the file."""
+    if cfg.placement != "auto":
+        return cfg.placement
+    return "static" if client_state_on_host(cfg) else "balanced"
+
+
+def placement_line(cfg) -> str:
+    """Which placement ran, and why when ``auto`` chose it (a default that resolved a conflict says so)."""
+    chosen = client_placement(cfg)
+    if cfg.placement != "auto":
+        return chosen
+    why = client_state_on_host(cfg)
+    return f"{chosen} (auto: {why})" if why else f"{chosen} (auto: no client state kept on a host)"

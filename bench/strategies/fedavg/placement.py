@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 
-from bench.config import client_placement
+from bench.strategies.fedavg.needs import client_placement
 
 
 def client_cost(n: int, batch_size: int, local_epochs: int) -> float:
@@ -41,7 +41,7 @@ def balanced(sampled, cost, ranks: list[int]) -> dict[int, int]:
 
 
 def place(sampled, sizes, topology, cfg) -> dict[int, int]:
-    """client -> rank training it this round (``--placement``, resolved: :func:`bench.config.client_placement`)."""
+    """client -> rank training it this round (``--placement``, resolved: :func:`needs.client_placement`)."""
     if client_placement(cfg) == "balanced":
         cost = {int(k): client_cost(int(sizes[int(k)]), cfg.batch_size, cfg.local_epochs) for k in sampled}
         return balanced(sampled, cost, [r for r, c in sorted(topology.clients_of_rank.items()) if c])

@@ -2,8 +2,8 @@
 
 A column says what its numbers are (unit in the header, decimals, scale), so every cell of a column is printed
 the same way: fixed decimals, thousands separators, right-aligned, never scientific notation. CSV cells are plain
-numbers in the header's unit; a pooled value (:class:`analysis.stats.Estimate`) is two CSV columns, the mean and
-the 95 % CI half-width.
+numbers in the header's unit; a pooled value (:class:`analysis.stats.intervals.Estimate`) is two CSV columns, the mean
+and the 95 % CI half-width.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.stats import Estimate
+from analysis.stats.intervals import Estimate
 
 TEXT, INT, NUM, EST, FLAG = "text", "int", "num", "estimate", "flag"
 MISSING = "–"

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from analysis.load import RunResults, load
+from analysis.data.load import RunResults, load
 
 
 def _columns(run: RunResults, ndim: int) -> list[str]:

@@ -4,12 +4,12 @@ Schema 3 (issue 27) made the file load as data in tools that know dimensions (xa
 - **No dataset is named like a dimension.** xarray makes a variable named like a dimension that dimension's
   coordinate, so schema 2's ``timing/step`` (rank x step) became a 2-D coordinate and ``.sel(step=5)`` raised, and
   ``ps/updates/step`` or ``fedavg/clients/rank`` made whole files fail to open. Four datasets are renamed in the
-  file (:data:`FILE_NAMES`); in memory (``analysis.load``, the writers' recorders) they keep their old names, so
+  file (:data:`FILE_NAMES`); in memory (``analysis.data.load``, the writers' recorders) they keep their old names, so
   schema 1 and 2 files and schema 3 files read alike.
 - **Every dataset has named dimensions** (:func:`dimensions`), each backed by a dimension scale: no phony dims.
 - **Steps and rounds count from 1** in the file, as every printout and figure numbers them: the row scale is
   1..S, and the datasets in :data:`COUNTED_FROM_ONE` hold 1-based numbers. The bench keeps 0-based row indices in
-  memory and adds 1 on writing (:func:`to_file`); ``analysis.load`` adds 1 to schema 1 and 2 files' values, so in
+  memory and adds 1 on writing (:func:`to_file`); ``analysis.data.load`` adds 1 to schema 1 and 2 files' values, so in
   the analysis every step and round number is 1-based whatever the file's schema (:func:`from_file`).
 """
 
@@ -84,4 +84,4 @@ def dimensions(name: str, ndim: int, row_unit: str, row_series: bool) -> tuple[s
     for prefix, dim in RECORD_DIMENSIONS.items():
         if name.startswith(prefix):
             return (dim, "sample")[:ndim]
-    raise ValueError(f"{name}: no dimensions declared for it in analysis/schema.py")
+    raise ValueError(f"{name}: no dimensions declared for it in analysis/data/schema.py")

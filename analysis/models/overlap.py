@@ -3,8 +3,8 @@
 A bucket is ready when the backward pass has finished its last layer (measured per-layer backward times, in
 backward order: last layer first); one communication stream takes the buckets in order, each starting when it is
 ready and the previous bucket is done, and lasting the modelled all-reduce time of its bytes
-(:func:`analysis.costmodel.allreduce_time`, the algorithm our kernel picks). What the stream still has to do when the
-backward pass ends is exposed:
+(:func:`analysis.models.costmodel.allreduce_time`, the algorithm our kernel picks). What the stream still has to
+do when the backward pass ends is exposed:
 
     ready_g = sum of backward times of the layers up to g's last one;  start_g = max(ready_g, end_{g-1})
     end_g = start_g + T_allreduce(bytes_g, p);   exposed = max(0, end_last - backward total)
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.costmodel import Fit, allreduce_time
-from analysis.load import RunResults
-from analysis.metrics import compute_ranks, per_layer_mean
+from analysis.data.load import RunResults
+from analysis.models.costmodel import Fit, allreduce_time
+from analysis.stats.metrics import compute_ranks, per_layer_mean
 from kernels.reference import bucket_layers
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from analysis.load import RunResults
-from analysis.metrics import compute_ranks, oversubscribed, step_stats, strategy_label
-from analysis.stats import Estimate, estimate
+from analysis.data.load import RunResults
+from analysis.stats.intervals import Estimate, estimate
+from analysis.stats.metrics import compute_ranks, oversubscribed, step_stats, strategy_label
 
 NOT_REPEAT = (
     "out",

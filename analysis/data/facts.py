@@ -7,7 +7,7 @@ compatibility table keyed by strategy name.
 
 from __future__ import annotations
 
-from analysis.load import RunResults
+from analysis.data.load import RunResults
 
 _FEDERATED = ("fl_algorithm", "aggregator", "byzantine", "selection", "local_steps", "compress", "error_feedback")
 _STEPPED = ("steps", "accumulate_steps", "straggler", "straggler_dist", "trace")

@@ -9,12 +9,12 @@ import math
 
 import numpy as np
 
-from analysis.accuracy import final_accuracy
-from analysis.facts import schedule
-from analysis.groups import repeat_groups
-from analysis.metrics import strategy_label
-from analysis.tables import EST, INT, NUM, Column, Table
-from analysis.views import POOL_NOTE, TTA_NOTE, tta_cells, tta_columns
+from analysis.data.facts import schedule
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.groups import repeat_groups
+from analysis.stats.metrics import strategy_label
+from analysis.views.core import POOL_NOTE, TTA_NOTE, tta_cells, tta_columns
+from analysis.views.tables import EST, INT, NUM, Column, Table
 
 
 def averaged_share(data) -> float:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.facts import applies, row_unit, schedule
-from analysis.load import RunResults, sum_layers
+from analysis.data.facts import applies, row_unit, schedule
+from analysis.data.load import RunResults, sum_layers
 from kernels.topology import COMPUTING_ROLES as TOPOLOGY_COMPUTING
 
 COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
@@ -77,7 +77,7 @@ def _after_warmup(arr: np.ndarray, warmup: int) -> np.ndarray:
 
 def per_row(data: Mapping, name: str) -> np.ndarray:
     """(ranks, rows) float64: series ``name`` summed over its layers. A lazily loaded file reduces it a block of
-    rows at a time (:meth:`analysis.load.LazyDatasets.summed`), so a per-layer series is never read whole."""
+    rows at a time (:meth:`analysis.data.load.LazyDatasets.summed`), so a per-layer series is never read whole."""
     summed = getattr(data, "summed", None)
     if summed is not None:
         return summed(name)

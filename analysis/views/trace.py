@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from analysis.load import ResultsError, RunResults
+from analysis.data.load import ResultsError, RunResults
 
 PHASES = (("forward", "timing/forward", 1), ("backward", "timing/backward", 2), ("comm", "timing/comm", 3))
 

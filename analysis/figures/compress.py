@@ -9,9 +9,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FuncFormatter
 
-from analysis.accuracy import evaluations
-from analysis.groups import repeat_groups
-from analysis.plots import (
+from analysis.figures.groups import (
     _cumulative_mib,
     _cumulative_time,
     _marker_kw,
@@ -21,7 +19,9 @@ from analysis.plots import (
     legend_height,
     save,
 )
-from analysis.views_compress import _setting, compressible, method
+from analysis.stats.accuracy import evaluations
+from analysis.stats.groups import repeat_groups
+from analysis.views.compress import _setting, compressible, method
 
 
 def compression_plots(runs, out: Path, target: float | None = None) -> list[Path]:

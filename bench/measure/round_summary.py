@@ -1,11 +1,12 @@
-"""The summary rank 0 prints after a FedAvg run: rounds, accuracy, where round time went, clients, memory."""
+"""The summary rank 0 prints after a FedAvg run: rounds, accuracy, where round time went, clients, memory. Beside
+:mod:`bench.measure.summary` (the lock-step and decoupled one), reading the numbers from the results file just
+written, as the report reads them."""
 
 from __future__ import annotations
 
-from analysis.load import load
-from analysis.metrics import oversubscription, per_row, step_stats
-from analysis.views_fedlama import averaged_share
-from bench.config import client_placement, client_state_on_host
+from analysis.data.load import load
+from analysis.stats.metrics import oversubscription, per_row, step_stats
+from analysis.views.fedlama import averaged_share
 
 
 def _per_host(data, name: str) -> float:
@@ -33,17 +34,9 @@ def round_split(data) -> dict:
     return out
 
 
-def placement_line(cfg) -> str:
-    """Which placement ran, and why when ``auto`` chose it (a default that resolved a conflict says so)."""
-    chosen = client_placement(cfg)
-    if cfg.placement != "auto":
-        return chosen
-    why = client_state_on_host(cfg)
-    return f"{chosen} (auto: {why})" if why else f"{chosen} (auto: no client state kept on a host)"
-
-
-def print_round_summary(loop, wall: float, status: str) -> None:
-    """Rank 0's summary of a FedAvg run, from the results file just written (the report's definitions)."""
+def print_round_summary(loop, wall: float, status: str, placement: str) -> None:
+    """Rank 0's summary of a FedAvg run, from the results file just written (the report's definitions).
+    ``placement``: the placement line (:func:`bench.strategies.fedavg.needs.placement_line`)."""
     cfg = loop.cfg
     written = load(loop.run.out)
     data = written.data
@@ -58,7 +51,7 @@ def print_round_summary(loop, wall: float, status: str) -> None:
     print(f"  throughput      {measured.samples_per_s:.1f} samples/s  (samples the clients trained / round time)")
     _print_time_split(round_split(data))
     print(f"  aggregation     {_aggregation(cfg, loop.run.layers)}")
-    print(f"  placement       {placement_line(cfg)}")
+    print(f"  placement       {placement}")
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
     print(
         f"  clients         sampled {counts['sampled']}, finished {counts['finished']}, dropped {counts['dropped']}, "

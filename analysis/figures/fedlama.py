@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
-from analysis.plots import save
+from analysis.figures.groups import save
 
 
 def fedlama_plots(runs, out: Path) -> list[Path]:

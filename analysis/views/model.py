@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis import costmodel
-from analysis.metrics import oversubscribed, schedule, strategy_label
-from analysis.prediction import error_at_own_size, predict
-from analysis.tables import FLAG, INT, NUM, Column, Table
+from analysis.models import costmodel
+from analysis.models.prediction import error_at_own_size, predict
+from analysis.stats.metrics import oversubscribed, schedule, strategy_label
+from analysis.views.tables import FLAG, INT, NUM, Column, Table
 
 SCALE = [16, 64, 256, 1024, 4096]
 
@@ -69,11 +69,11 @@ def model_table(runs, fit: costmodel.Fit, scale: list[int], warmup: int) -> Tabl
 def costmodel_notes(fit: costmodel.Fit) -> list[str]:
     return fit.describe() + [
         "predicted = measured time outside communication and waiting + modelled communication, each buffer with "
-        "the algorithm our kernel runs at that p and size (analysis/costmodel.py); speedup: weak scaling against "
-        "the run's own size, in computing ranks",
+        "the algorithm our kernel runs at that p and size (analysis/models/costmodel.py); speedup: weak scaling "
+        "against the run's own size, in computing ranks",
         "overlapped runs (ring --overlap, ddp): + only the communication the replayed bucket schedule leaves after "
-        "the measured backward pass (analysis/overlap_model.py; assumes the communication has a core of its own)",
-        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/compress_model.py); "
+        "the measured backward pass (analysis/models/overlap.py; assumes the communication has a core of its own)",
+        "compressed runs (ring --compress): the wire sizes the run recorded (analysis/models/compress.py); "
         "compression time stays in the measured part and is not scaled with p",
         "oversubscribed runs: the model has no term for waiting for a core; their error is not the model's",
         "FedAvg rounds are not predicted at scale: a host's share of the clients changes with the rank count",

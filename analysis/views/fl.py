@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 
-from analysis.accuracy import final_accuracy
-from analysis.groups import repeat_groups
-from analysis.metrics import bytes_per_row, row_times, schedule, step_stats, strategy_label
-from analysis.tables import EST, INT, NUM, TEXT, Column, Table
-from analysis.views import POOL_NOTE, TTA_NOTE, WARMUP_NOTE, tta_cells, tta_columns
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.groups import repeat_groups
+from analysis.stats.metrics import bytes_per_row, row_times, schedule, step_stats, strategy_label
+from analysis.views.core import POOL_NOTE, TTA_NOTE, WARMUP_NOTE, tta_cells, tta_columns
+from analysis.views.tables import EST, INT, NUM, TEXT, Column, Table
 
 OPTIONS = (
     ("clients", "K", INT),

@@ -1,4 +1,4 @@
-"""The report's tables over repeat groups (:mod:`analysis.groups`): speedup, communication vs computation, the top
+"""The report's tables over repeat groups (:mod:`analysis.stats.groups`): speedup, communication vs computation, the top
 layers by communication, and the strategy comparison with time-to-accuracy. Each cell pooled over repeats is
 mean +- 95 % CI with n shown."""
 
@@ -8,11 +8,11 @@ import math
 
 import numpy as np
 
-from analysis.accuracy import final_accuracy, time_to_accuracy
-from analysis.groups import EFFICIENCY_LIMIT, Group, implausible, kept_apart, repeat_groups, speedups
-from analysis.metrics import comm_split, compute_ranks, layer_split, schedule, step_stats, strategy_label
-from analysis.stats import estimate
-from analysis.tables import EST, FLAG, INT, NUM, Column, Table
+from analysis.stats.accuracy import final_accuracy, time_to_accuracy
+from analysis.stats.groups import EFFICIENCY_LIMIT, Group, implausible, kept_apart, repeat_groups, speedups
+from analysis.stats.intervals import estimate
+from analysis.stats.metrics import comm_split, compute_ranks, layer_split, schedule, step_stats, strategy_label
+from analysis.views.tables import EST, FLAG, INT, NUM, Column, Table
 
 WARMUP_NOTE = "statistics leave out the first {} step(s) (round(s)) of each run as warm-up"
 POOL_NOTE = "n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval"

@@ -1,16 +1,16 @@
 """The overlap table: where a step's time goes when communication may run beside the backward pass, in the form
 cluster profilers print (computing | communication not overlapped | overlapped | free) with Holistic Trace
-Analysis's overlap percentage (definitions: :func:`analysis.metrics.overlap_split`)."""
+Analysis's overlap percentage (definitions: :func:`analysis.stats.metrics.overlap_split`)."""
 
 from __future__ import annotations
 
 import math
 
-from analysis.facts import overlapped
-from analysis.groups import repeat_groups
-from analysis.metrics import overlap_split, schedule, step_stats, strategy_label
-from analysis.tables import EST, FLAG, INT, Column, Table
-from analysis.views import OVER_NOTE, _notes
+from analysis.data.facts import overlapped
+from analysis.stats.groups import repeat_groups
+from analysis.stats.metrics import overlap_split, schedule, step_stats, strategy_label
+from analysis.views.core import OVER_NOTE, _notes
+from analysis.views.tables import EST, FLAG, INT, Column, Table
 
 SHARES = ("computing_s", "exposed_s", "overlapped_s", "free_s")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from analysis.metrics import compute_ranks, layer_split, per_layer_mean, phase_totals, row_unit, strategy_label
-from analysis.plots import plt, save
+from analysis.figures.groups import plt, save
+from analysis.stats.metrics import compute_ranks, layer_split, per_layer_mean, phase_totals, row_unit, strategy_label
 
 PHASE_COLORS = {"forward": "tab:blue", "backward": "tab:orange", "comm": "tab:red"}
 

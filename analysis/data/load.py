@@ -4,7 +4,7 @@ A report over hundreds of runs, or over one run of 256 ranks x 10,000 steps, mus
 never uses: :class:`RunResults` ``.data`` is a read-only mapping that opens the file and reads a dataset on first
 access (then keeps it), so a speedup table reads ``timing/step`` and nothing per layer; and the tables that do use
 per-layer series take their sums a block of rows at a time (:meth:`LazyDatasets.summed`, :meth:`~LazyDatasets.
-layer_means`), never holding one whole. Schema 1, 2 and 3 files load alike (:mod:`analysis.schema`: the names of
+layer_means`), never holding one whole. Schema 1, 2 and 3 files load alike (:mod:`analysis.data.schema`: the names of
 schema 2, with step and round numbers counted from 1); a file whose writer is running or was killed opens in SWMR
 read mode (:func:`open_results`).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from analysis import schema
+from analysis.data import schema
 
 SUPPORTED_SCHEMAS = (1, 2, 3)  # 2: appended row by row, float32 timings; 3: named dimensions, counted from 1
 BLOCK_ROWS = 2048  # rows read at a time by the blockwise reductions
@@ -73,7 +73,7 @@ def open_results(path: str) -> h5py.File:
 
 class LazyDatasets(Mapping):
     """Dataset name -> array, read from ``path`` on first access. Names (and units) come from one walk of the
-    file's tree when it is loaded, which reads no data. Names are the analysis' (:mod:`analysis.schema`; a schema 3
+    file's tree when it is loaded, which reads no data. Names are the analysis' (:mod:`analysis.data.schema`; a schema 3
     file's own name, such as ``timing/total``, is accepted too); step and round numbers are 1-based."""
 
     def __init__(self, path: str, names: list[str], units: dict[str, str], version: int = schema.VERSION):
@@ -130,7 +130,7 @@ class LazyDatasets(Mapping):
 
     def layer_means(self, name: str, ranks: np.ndarray, warmup: int) -> np.ndarray:
         """(layers,) float64: the mean over ``ranks`` and rows ``>= warmup`` of a per-layer series, read in blocks
-        (all rows when there are no more than ``warmup``, as ``analysis.metrics`` does)."""
+        (all rows when there are no more than ``warmup``, as ``analysis.stats.metrics`` does)."""
         name = self._known(name)
         if name in self._cache:
             arr = np.asarray(self[name], dtype=np.float64)
@@ -203,19 +203,3 @@ def load(path: str | Path) -> RunResults:
 
         f.visititems(visit)
     return RunResults(path, attrs, LazyDatasets(path, names, units, version))
-
-
-def to_dataframe(paths, layers: bool = False):
-    """Long-form pandas DataFrame (run, rank, step[, layer]) of the runs in ``paths``: see :mod:`analysis.frame`
-    (pandas is the optional extra ``pip install '.[analysis]'``)."""
-    from analysis.frame import to_dataframe as frame
-
-    return frame(paths, layers)
-
-
-def to_xarray(path):
-    """The run as an ``xarray.DataTree`` with named dimensions (``.sel(step=5)``): see :mod:`analysis.tree`
-    (xarray and h5netcdf are the optional extra ``pip install '.[analysis]'``)."""
-    from analysis.tree import to_xarray as tree
-
-    return tree(path)

@@ -1,6 +1,6 @@
 """Figures over groups of runs (matplotlib, Agg; each saved as PNG and PDF): speedup and efficiency against
 computing ranks with the ideal line, accuracy against training time and bytes (mean over repeats, target line),
-FedAvg accuracy and client outcomes per round, the staleness histogram. Per-run figures: :mod:`analysis.plots_run`.
+FedAvg accuracy and client outcomes per round, the staleness histogram. Per-run figures: :mod:`analysis.figures.run`.
 
 Oversubscribed runs are drawn with hollow markers (their times include waiting for a core).
 """
@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from analysis.accuracy import evaluations  # noqa: E402
-from analysis.facts import applies  # noqa: E402
-from analysis.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
-from analysis.metrics import LABELLED_OPTIONS, bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
-from analysis.pivot import shown, swept_options  # noqa: E402
-from analysis.stats import estimate  # noqa: E402
+from analysis.data.facts import applies  # noqa: E402
+from analysis.stats.accuracy import evaluations  # noqa: E402
+from analysis.stats.groups import EFFICIENCY_LIMIT, implausible, repeat_groups  # noqa: E402
+from analysis.stats.intervals import estimate  # noqa: E402
+from analysis.stats.metrics import LABELLED_OPTIONS, bytes_per_row, row_times, schedule, strategy_label  # noqa: E402
+from analysis.views.pivot import shown, swept_options  # noqa: E402
 
 
 def save(fig, out: Path, stem: str, tight: bool = True) -> list[Path]:
@@ -89,7 +89,7 @@ def legend_below(fig, axes, count: int) -> None:
 
 
 def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
-    """``rows`` from :func:`analysis.groups.speedups`; groups run at one rank count only have no speedup and
+    """``rows`` from :func:`analysis.stats.groups.speedups`; groups run at one rank count only have no speedup and
     are left out (named in the title's count)."""
     fig = speedup_figure(rows)
     return save(fig, out, "speedup", tight=False) if fig is not None else []
@@ -97,7 +97,7 @@ def speedup_plot(rows: list[dict], out: Path) -> list[Path]:
 
 def speedup_figure(rows: list[dict]):
     """The speedup and efficiency panels (None without a speedup). The efficiency axis reaches every point, and an
-    efficiency above :data:`analysis.groups.EFFICIENCY_LIMIT` is marked with a dagger, as in the table."""
+    efficiency above :data:`analysis.stats.groups.EFFICIENCY_LIMIT` is marked with a dagger, as in the table."""
     rows = [r for r in rows if r["speedup"] is not None]
     if not rows:
         return None
@@ -144,7 +144,7 @@ def speedup_figure(rows: list[dict]):
 
 def _mean_curve(runs, x_of) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean x, mean accuracy, half-width of the accuracy's 95 % t interval over the repeats, as the tables
-    pool them: :func:`analysis.stats.estimate`) at the evaluation steps all repeats share."""
+    pool them: :func:`analysis.stats.intervals.estimate`) at the evaluation steps all repeats share."""
     common = set.intersection(*(set(evaluations(r)[0].tolist()) for r in runs))
     steps = np.array(sorted(common), dtype=int)
     xs, accs = [], []

@@ -2,7 +2,7 @@
 (``strategy_info.compress_wire``, written by :meth:`bench.compress.exchange.CompressedAveraging.wire_plan`): the
 suite's own sizes, so the model needs no knowledge of the methods.
 
-- a buffer all-reduced by the ring (fp16/bf16 in their type; PowerSGD's P and Q): :func:`analysis.costmodel.
+- a buffer all-reduced by the ring (fp16/bf16 in their type; PowerSGD's P and Q): :func:`analysis.models.costmodel.
   allreduce_time`, as for uncompressed buffers;
 - a payload all-gathered by the point-to-point ring (top-k, random-k, QSGD, sign): p - 1 steps, each a length
   (8 bytes) and a payload message to the right neighbour: (p - 1) (2 alpha + beta (payload + 8)).
@@ -13,8 +13,8 @@ methods it grows with p (p payloads decompressed), which the model does not scal
 
 from __future__ import annotations
 
-from analysis.costmodel import Fit, allreduce_time, p2p_time
-from analysis.load import RunResults
+from analysis.data.load import RunResults
+from analysis.models.costmodel import Fit, allreduce_time, p2p_time
 
 
 def compress_wire(run: RunResults) -> list[dict] | None:

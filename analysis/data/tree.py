@@ -3,8 +3,8 @@ file's (``timing``, ``metrics``, ``fedavg/clients``...), whose variables have na
 or ``round``, ``layer``, ``evaluation``...) and whose ``.sel(step=5)`` selects step 5 (numbered from 1).
 
 A schema 3 file is opened lazily through h5netcdf (nothing is read until asked for): it is a valid netCDF-4 file
-(every dataset has dimension scales, none is named like a dimension: :mod:`analysis.schema`). Variables keep the
-file's names, so the whole-step time is ``tree["timing"]["total"]`` (``timing/step`` in :mod:`analysis.load`).
+(every dataset has dimension scales, none is named like a dimension: :mod:`analysis.data.schema`). Variables keep the
+file's names, so the whole-step time is ``tree["timing"]["total"]`` (``timing/step`` in :mod:`analysis.data.load`).
 Files of schemas 1 and 2 are converted in memory, with the same names, dimensions and numbers. xarray and h5netcdf
 are the optional extra ``pip install '.[analysis]'``.
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis import schema
-from analysis.load import ResultsError, load
-from analysis.metrics import row_unit
+from analysis.data import schema
+from analysis.data.facts import row_unit
+from analysis.data.load import ResultsError, load
 
 
 def to_xarray(path):
     """The run in ``path`` as an ``xarray.DataTree``; the root attributes as stored (dicts and lists as JSON
-    strings: ``analysis.load.load(path).attrs`` has them decoded). A file whose writer is running or was killed
-    opens in SWMR read mode, as ``analysis.load`` opens it, with every flushed row."""
+    strings: ``analysis.data.load.load(path).attrs`` has them decoded). A file whose writer is running or was killed
+    opens in SWMR read mode, as ``analysis.data.load`` opens it, with every flushed row."""
     import xarray as xr
 
     run = load(path)

@@ -7,10 +7,10 @@ import json
 import math
 import sys
 
-from analysis.accuracy import final_accuracy
-from analysis.load import ResultsError, load
-from analysis.metrics import bytes_per_row, comm_split, step_stats
-from analysis.views import final_loss
+from analysis.data.load import ResultsError, load
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.metrics import bytes_per_row, comm_split, step_stats
+from analysis.views.core import final_loss
 
 METRICS = (
     ("ranks", lambda r, w: r.world_size, "{:.0f}"),

@@ -2,10 +2,11 @@
 
 The clock runs from the first step to the end of the step (round) after which the first evaluation reached the
 target (``metrics/eval_step`` is the number, from 1, of the step the evaluation followed). MLPerf counts evaluation
-inside the timed region; here training seconds are the sum of the steps' times (:func:`analysis.metrics.row_times`,
-warm-up included: it is part of getting there) and evaluation is reported apart (``eval_and_io_s``), so a
-slower evaluation does not read as slower training. Bytes and samples are summed over the same steps. Decoupled
-runs (``ps`` async, ``ssp``) evaluate only at the end; their time to it is their training wall time.
+inside the timed region; here training seconds are the sum of the steps' times
+(:func:`analysis.stats.metrics.row_times`, warm-up included: it is part of getting there) and evaluation is
+reported apart (``eval_and_io_s``), so a slower evaluation does not read as slower training. Bytes and samples
+are summed over the same steps. Decoupled runs (``ps`` async, ``ssp``) evaluate only at the
+end; their time to it is their training wall time.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.load import RunResults
-from analysis.metrics import bytes_per_row, row_times, samples_per_row, schedule
+from analysis.data.load import RunResults
+from analysis.stats.metrics import bytes_per_row, row_times, samples_per_row, schedule
 
 
 @dataclass

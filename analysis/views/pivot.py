@@ -2,7 +2,7 @@
 values, cells a metric pooled over the repeats of that combination (mean +- 95 % CI, n).
 
 Swept options are found from the files, not from the spec: within runs of one strategy, model and dataset,
-every option of the experiment (:func:`analysis.groups.experiment`) that takes more than one value, plus the
+every option of the experiment (:func:`analysis.stats.groups.experiment`) that takes more than one value, plus the
 rank count when it varies. So a report over ``bench sweep`` output (or runs made by hand) pivots the same way.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import itertools
 import json
 
-from analysis.accuracy import final_accuracy, time_to_accuracy
-from analysis.groups import experiment
-from analysis.load import RunResults
-from analysis.metrics import row_unit
-from analysis.stats import estimate
-from analysis.tables import EST, Column, Table
+from analysis.data.load import RunResults
+from analysis.stats.accuracy import final_accuracy, time_to_accuracy
+from analysis.stats.groups import experiment
+from analysis.stats.intervals import estimate
+from analysis.stats.metrics import row_unit
+from analysis.views.tables import EST, Column, Table
 
 
 def workload_of(run: RunResults) -> dict:

@@ -9,12 +9,12 @@ import math
 
 import numpy as np
 
-from analysis.accuracy import final_accuracy
-from analysis.facts import applies
-from analysis.groups import repeat_groups, workload
-from analysis.metrics import compute_ranks, per_row, phase_totals, step_stats
-from analysis.tables import EST, FLAG, INT, Column, Table
-from analysis.views import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
+from analysis.data.facts import applies
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.groups import repeat_groups, workload
+from analysis.stats.metrics import compute_ranks, per_row, phase_totals, step_stats
+from analysis.views.core import OVER_NOTE, TTA_NOTE, _notes, tta_cells, tta_columns
+from analysis.views.tables import EST, FLAG, INT, Column, Table
 
 COMPRESSION_OPTIONS = ("compress", "error_feedback")
 

@@ -1,5 +1,5 @@
 """Predicted step time of a measured run at other rank counts, from its own non-communication time and the
-alpha-beta model of :mod:`analysis.costmodel` (formulas and sources there)."""
+alpha-beta model of :mod:`analysis.models.costmodel` (formulas and sources there)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.compress_model import compress_wire, compressed_ring_time
-from analysis.costmodel import Fit, allreduce_time, p2p_time
-from analysis.facts import computing, exchange, overlapped
-from analysis.load import RunResults
-from analysis.metrics import compute_ranks, per_row, row_times
-from analysis.overlap_model import buckets_of, predicted_exposed
+from analysis.data.facts import computing, exchange, overlapped
+from analysis.data.load import RunResults
+from analysis.models.compress import compress_wire, compressed_ring_time
+from analysis.models.costmodel import Fit, allreduce_time, p2p_time
+from analysis.models.overlap import buckets_of, predicted_exposed
+from analysis.stats.metrics import compute_ranks, per_row, row_times
 
 
 def exchanged_buffers(run: RunResults) -> np.ndarray:
-    """Bytes of each buffer one all-reduce step moves: the run's buckets (:func:`analysis.overlap_model.buckets_of`:
+    """Bytes of each buffer one all-reduce step moves: the run's buckets (:func:`analysis.models.overlap.buckets_of`:
     recorded in ``strategy_info.buckets``, else the bucketing rule on ``--bucket-mb``; one per layer at 0)."""
     layer_bytes = run.data["layers/bytes"].astype(np.float64)  # pragma: no mutate (sums of ints are exact too)
     return np.array([layer_bytes[list(g)].sum() for g in buckets_of(run)])
@@ -53,14 +53,14 @@ def _fedavg(run, p, fit):
 
 COMMUNICATION = {"allreduce": _ring, "periodic": _localsgd, "parameter_server": _ps, "federated": _fedavg}
 """Modelled communication seconds per step (per round for fedavg) on p ranks, by how the strategy exchanges
-(:func:`analysis.facts.exchange`)."""
+(:func:`analysis.data.facts.exchange`)."""
 
 COMPUTING = {
     "all": lambda run, p: p,
     "workers": lambda run, p: max(1, p - _servers(run)),
     "clients": lambda run, p: max(1, p - 1),
 }
-"""Computing ranks out of p, by which ranks train (:func:`analysis.facts.computing`)."""
+"""Computing ranks out of p, by which ranks train (:func:`analysis.data.facts.computing`)."""
 
 
 def computing_of(run: RunResults, p: int) -> int:
@@ -98,7 +98,7 @@ class Prediction:
 def predict(run: RunResults, fit: Fit, ranks: list[int], warmup: int = 1) -> list[Prediction]:
     """Step time, communication share and weak-scaling speedup (samples/s ratio, computing ranks) of ``run``'s
     strategy at each rank count; speedup is against the first rank count given. An overlapped run's step adds
-    only the communication its replayed bucket schedule leaves exposed (:mod:`analysis.overlap_model`)."""
+    only the communication its replayed bucket schedule leaves exposed (:mod:`analysis.models.overlap`)."""
     compute = compute_per_step(run, warmup)
     out = []
     for p in ranks:
