@@ -331,7 +331,12 @@ class Config:
     fail_rank: int = opt(-1, "testing: make this rank raise an exception ...", group="testing", hidden=True)
     fail_step: int = opt(0, "... at this row (a 0-based index: step 1 is 0)", group="testing", hidden=True)
     fail_mode: str = opt(
-        "raise", "... by raising, or by blocking for ever in a receive", ("raise", "hang"), "testing", hidden=True
+        "raise",
+        "... by raising, by blocking for ever in a receive, or by being killed (SIGKILL) halfway through writing its "
+        "checkpoint piece at that row",
+        ("raise", "hang", "kill-in-checkpoint"),
+        "testing",
+        hidden=True,
     )
 
     # ---- derived values ---------------------------------------------------------------------------

@@ -8,16 +8,18 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool, unit: str = "step"):
-        self.total, self.enabled, self.unit = total, enabled, unit
-        self.count = 0
+    def __init__(self, total: int, enabled: bool, unit: str = "step", start: int = 0):
+        """``start``: rows a resumed run already has (the bar continues from there; rate and ETA from this
+        segment's rows)."""
+        self.total, self.enabled, self.unit, self.start = total, enabled, unit, start
+        self.count = start
         self.bar = None
         self._t0 = time.perf_counter()
         self._next_line = max(1, total // 10)
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def update(self, **postfix) -> None:
         if not self.enabled:
@@ -29,7 +31,7 @@ class Progress:
             self.bar.set_postfix_str(text, refresh=False)
         elif self.count % self._next_line == 0 or self.count == self.total:
             elapsed = time.perf_counter() - self._t0
-            eta = elapsed / self.count * (self.total - self.count)
+            eta = elapsed / (self.count - self.start) * (self.total - self.count)
             sys.stderr.write(
                 f"[{self.count}/{self.total} {self.unit}s] {elapsed:.1f}s elapsed, ETA {eta:.1f}s {text}\n"
             )

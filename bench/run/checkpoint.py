@@ -16,9 +16,11 @@ for bit the run that was never stopped (tests/mpi/test_checkpoint.py).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 import time
 import zipfile
 from pathlib import Path
@@ -34,7 +36,10 @@ from bench.strategies import facts
 
 MANIFEST = "manifest.json"
 SCHEDULES = ("lockstep", "rounds")  # decoupled runs (ps async, ssp) order updates by message timing: not yet
-SAME_RUN_EXCEPT = ("resume", "checkpoint_every", "quiet", "timeout", "stop_file", "threads", "flush_every")
+SAME_RUN_EXCEPT = (
+    *("resume", "checkpoint_every", "quiet", "timeout", "stop_file", "threads", "flush_every"),
+    *("fail_rank", "fail_step", "fail_mode"),  # testing aids: where a run was made to fail
+)
 """Options a resumed run may change: they do not change what is computed."""
 
 
@@ -89,6 +94,18 @@ def _fsync_write(path: Path, write) -> None:
         os.close(folder_fd)
 
 
+def _killed_mid_write(path: Path, state: dict) -> None:
+    """Testing aid (--fail-mode kill-in-checkpoint): half of the piece reaches its temporary name, on disk, and the
+    process is killed as a node failure or the scheduler would kill it (SIGKILL: no handler runs)."""
+    whole = io.BytesIO()
+    np.savez(whole, **state)
+    with open(path.with_name(f".{path.name}.tmp"), "wb") as fh:  # the name _fsync_write writes to
+        fh.write(whole.getvalue()[: whole.tell() // 2])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in SAME_RUN_EXCEPT}
 
@@ -104,6 +121,10 @@ class Checkpoints:
         if self.comm.rank == 0 and not self.cfg.resume and self.dir.exists():
             shutil.rmtree(self.dir)  # an earlier run's checkpoint of this file: a fresh run replaces both
 
+    def _killed_here(self, row: int) -> bool:
+        cfg = self.cfg
+        return cfg.fail_mode == "kill-in-checkpoint" and self.comm.rank == cfg.fail_rank and row - 1 == cfg.fail_step
+
     def due(self, done: int) -> bool:
         every = self.cfg.checkpoint_every
         return self.enabled and bool(every) and done % every == 0
@@ -114,7 +135,10 @@ class Checkpoints:
         where = self.dir / f"row-{row}"
         where.mkdir(parents=True, exist_ok=True)
         state = rank_state(self.ctx.run)
-        _fsync_write(where / f"rank-{self.comm.rank}.npz", lambda fh: np.savez(fh, **state))
+        piece = where / f"rank-{self.comm.rank}.npz"
+        if self._killed_here(row):
+            _killed_mid_write(piece, state)
+        _fsync_write(piece, lambda fh: np.savez(fh, **state))
         self.pending = row
         return time.perf_counter() - t
 

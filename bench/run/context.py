@@ -72,6 +72,12 @@ def run_datasets(run) -> dict:
     }
 
 
+def failing_here(cfg, rank: int, row: int) -> bool:
+    """Testing aid: this rank fails in the loop at this row (--fail-rank, --fail-step; a kill in the checkpoint
+    write happens in :mod:`bench.run.checkpoint` instead)."""
+    return row == cfg.fail_step and rank == cfg.fail_rank and cfg.fail_mode != "kill-in-checkpoint"
+
+
 def inject_failure(cfg, comm: MPI.Comm, row: int) -> None:
     """Testing aid (--fail-rank): raise, or wait for a message nobody sends (only the watchdog ends it)."""
     if cfg.fail_mode == "hang":

@@ -28,7 +28,7 @@ def train_lockstep(ctx: RunContext) -> int:
     ctx.resume()
     comm.Barrier()
     t0 = time.perf_counter()  # ranks leave the barrier together: a shared origin for timelines
-    progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
+    progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step", start=ctx.start)
     for step in range(ctx.start, cfg.steps):
         WATCHDOG.arm(cfg.timeout, f"step {step + 1} (waiting on peers)")
         stepper.step(step, t0)

@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.measure.progress import Progress
 from bench.measure.round_summary import print_round_summary
-from bench.run.context import RunContext, evaluate, inject_failure
+from bench.run.context import RunContext, evaluate, failing_here, inject_failure
 from bench.runtime.diagnosis import POINTS
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.fedavg.needs import placement_line
@@ -33,7 +33,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
         ctx.divergence.note(r, *strategy.global_model_check(r))
     else:
         mine = strategy.my_sampled(sampled)
-        if r == cfg.fail_step and ctx.comm.rank == cfg.fail_rank:
+        if failing_here(cfg, ctx.comm.rank, r):
             inject_failure(cfg, ctx.comm, r)  # testing aid: a client rank that dies or never answers
         if mine:
             POINTS.mark(r, "receiving the model, training and uploading clients")
@@ -90,7 +90,7 @@ def train_rounds(ctx: RunContext) -> int:
     ctx.resume()
     comm.Barrier()
     t0 = time.perf_counter()
-    progress = Progress(cfg.rounds, enabled=comm.rank == 0 and not cfg.quiet, unit="round")
+    progress = Progress(cfg.rounds, enabled=comm.rank == 0 and not cfg.quiet, unit="round", start=ctx.start)
     for r in range(ctx.start, cfg.rounds):
         lost = play_round(ctx, r)
         ctx.done = r + 1

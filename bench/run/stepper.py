@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bench.measure.buckets import record_buckets
 from bench.measure.clocks import COMPRESSING, PACKING
 from bench.measure.timing import LayerTimer, make_clock
-from bench.run.context import RunContext, inject_failure
+from bench.run.context import RunContext, failing_here, inject_failure
 from bench.runtime.diagnosis import POINTS
 from bench.workload.stragglers import Straggler
 
@@ -134,7 +134,7 @@ class Stepper:
             return
         mark(step, "exchange before the step")
         self.exchange(step, strat.before_step(step), t0)
-        if step == cfg.fail_step and self.comm.rank == cfg.fail_rank:
+        if failing_here(cfg, self.comm.rank, step):
             inject_failure(cfg, self.comm, step)
         run.model.zero_grad(set_to_none=True)
         t_compute = time.perf_counter()
