@@ -65,7 +65,7 @@ def tensor_views(values: np.ndarray, lo: int, shapes) -> list[tuple[slice, torch
 
 
 class Server(Stateful):
-    state_attributes = ("values", "applied", "optimizer")  # what a checkpoint keeps (bench.runtime.state)
+    state_attributes = ("values", "applied", "optimizer", "update_log")  # what a checkpoint keeps
 
     def __init__(
         self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray, shapes
@@ -87,6 +87,16 @@ class Server(Stateful):
         self.updates: list[tuple[int, int, float]] = []  # (worker rank, worker step, staleness) per applied gradient
         method = cfg.exchange_compression.method
         self.decoder = PieceDecoder(method, self.slices) if method else None
+
+    @property
+    def update_log(self) -> np.ndarray:
+        """``updates`` as one array (worker rank, worker step, staleness) per row, for a checkpoint: the results
+        file's ``ps/updates/*`` are the whole run's log, so a resumed run carries the log of the rows before."""
+        return np.array(self.updates, dtype=np.float64).reshape(-1, 3)
+
+    @update_log.setter
+    def update_log(self, rows: np.ndarray) -> None:
+        self.updates = [(int(w), int(step), float(stale)) for w, step, stale in rows]
 
     # ---- shared pieces ----------------------------------------------------------------------------------
     def _buffer(self) -> np.ndarray:
