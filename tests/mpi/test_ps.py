@@ -167,3 +167,29 @@ def test_async_records_staleness_and_the_new_groups(shared_tmp):
             ok &= bool(np.isfinite(f["metrics/test_accuracy"][()]).all())
             why = f"staleness {stale.size} entries; steps {f['timing/steps_done'][()]}"
     assert all_agree(ok), why
+
+
+def applied_log(path: str) -> list[tuple[int, int, int]]:
+    with h5py.File(path) as f:
+        return list(zip(*(f[f"ps/updates/{k}"][()].tolist() for k in ("server", "worker", "step_number"))))
+
+
+def test_every_update_is_logged_once_across_flushes(shared_tmp):
+    """Each server logs one entry per worker per step; with 2 servers and a flush every 5 of 12 steps the file's
+    update log (appended at each flush) must hold each (server, worker, step) exactly once, in flush order.
+    Catches a log gathered whole in server order and appended past the file's length (server 0's later entries
+    lost, server 1's written twice)."""
+    comm = MPI.COMM_WORLD
+    servers = server_counts()[-1]
+    if comm.size - servers < 1:
+        pytest.skip("a server and a worker")
+    out = f"{shared_tmp}/flushed.h5"
+    run_to_end(make_cfg(shared_tmp, strategy="ps", servers=servers, steps=12, flush_every=5, out=out))
+    ok = True
+    if comm.rank == 0:
+        workers = range(servers, comm.size)
+        expected = [(s, w, n) for n in range(1, 13) for s in range(servers) for w in workers]
+        log = applied_log(out)
+        first_flush = log[: 5 * servers * len(workers)]
+        ok = sorted(log) == sorted(expected) and max(n for _, _, n in first_flush) == 5
+    assert all_agree(ok), "the update log lost or repeated entries across flushes"

@@ -65,7 +65,7 @@ def tensor_views(values: np.ndarray, lo: int, shapes) -> list[tuple[slice, torch
 
 
 class Server(Stateful):
-    state_attributes = ("values", "applied", "optimizer", "update_log")  # what a checkpoint keeps
+    state_attributes = ("values", "applied", "optimizer", "update_log", "epochs")  # what a checkpoint keeps
 
     def __init__(
         self, cfg, comm: MPI.Comm, index: int, workers: tuple[int, ...], smap: ShardMap, initial: np.ndarray, shapes
@@ -85,6 +85,7 @@ class Server(Stateful):
         self._free: list[np.ndarray] = []
         self._mean = np.empty(self.numel, dtype=np.float32)
         self.updates: list[tuple[int, int, float]] = []  # (worker rank, worker step, staleness) per applied gradient
+        self.epochs = np.zeros(1, dtype=np.int64)  # where each gather's entries begin in updates (log_for_gather)
         method = cfg.exchange_compression.method
         self.decoder = PieceDecoder(method, self.slices) if method else None
 
@@ -97,6 +98,20 @@ class Server(Stateful):
     @update_log.setter
     def update_log(self, rows: np.ndarray) -> None:
         self.updates = [(int(w), int(step), float(stale)) for w, step, stale in rows]
+
+    def log_for_gather(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole log, each entry with its epoch: the number of gathers before it was logged. Rank 0 orders
+        every server's entries by (epoch, server, position), so the entries a gather adds follow every entry an
+        earlier gather wrote (the results file appends them; a whole-log order by server would not)."""
+        log = self.update_log
+        epoch = np.searchsorted(self.epochs, np.arange(len(log)), side="right") - 1
+        self.epochs = np.append(self.epochs, len(log))
+        return log, epoch
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restored: the resumed segment's entries start a new epoch (after those the checkpoint's flush wrote)."""
+        super().load_state_dict(state)
+        self.epochs = np.append(self.epochs, len(self.updates))
 
     # ---- shared pieces ----------------------------------------------------------------------------------
     def _buffer(self) -> np.ndarray:

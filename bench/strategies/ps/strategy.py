@@ -169,11 +169,14 @@ class PSStrategy(Strategy, DecoupledHooks):
 
     def gather_datasets(self) -> dict:
         """Collective: every applied update's staleness, from the servers to rank 0."""
-        logs = self.comm.gather(self.server.updates if self.server else [], root=0)
+        empty = (np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+        logs = self.comm.gather(self.server.log_for_gather() if self.server else empty, root=0)
         if self.comm.rank != 0:
             return {}
-        rows = [(server, *u) for server, log in enumerate(logs) for u in log]
-        arr = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        server = np.concatenate([np.full(len(log), rank) for rank, (log, _) in enumerate(logs)]).astype(np.float64)
+        epoch = np.concatenate([e for _, e in logs])
+        order = np.lexsort((np.arange(epoch.size), server, epoch))  # by epoch, then server, then position
+        arr = np.column_stack([server, np.concatenate([log for log, _ in logs])])[order]
         units = "clocks" if self.mode != "async" else "updates"
         return {
             "ps/updates/server": (arr[:, 0].astype(np.int64), "rank"),
