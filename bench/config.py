@@ -595,12 +595,13 @@ def validate(cfg: Config) -> None:
 
 
 def _check_checkpoints(cfg) -> None:
-    """Checkpoints need a schedule whose ranks agree on a row (lock-step steps, rounds)."""
-    if (cfg.resume or cfg.checkpoint_every) and cfg.schedule == "decoupled":
+    """Checkpoints every N rows need a schedule whose ranks agree on a row (lock-step steps, rounds); decoupled
+    runs checkpoint when stopped (every worker has said goodbye)."""
+    if cfg.checkpoint_every and cfg.schedule == "decoupled":
         raise UsageError(
-            f"--checkpoint-every and --resume are for lock-step and round schedules: --strategy {cfg.strategy}"
-            f"{'' if facts(cfg.strategy).ps_mode else f' --ps-mode {cfg.ps_mode}'} orders its updates by message "
-            "timing and is not checkpointed yet"
+            f"--checkpoint-every is for lock-step and round schedules: --strategy {cfg.strategy}"
+            f"{'' if facts(cfg.strategy).ps_mode else f' --ps-mode {cfg.ps_mode}'} has no step all ranks reach "
+            "together; it checkpoints when stopped (SIGTERM, SIGUSR1 or the stop file) and resumes from there"
         )
 
 

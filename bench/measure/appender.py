@@ -116,6 +116,18 @@ class Appender:
         self.lengths = dict(lengths)
         self.f.swmr_mode = True
 
+    def rows_of(self, names: list[str], rows: list[int]) -> list[dict[str, np.ndarray]]:
+        """Per rank r, the first ``rows[r]`` rows of each row series in ``names`` (memory names) the file holds:
+        what a resumed decoupled run puts back into each rank's Recorder."""
+        found = [{} for _ in rows]
+        for name in names:
+            stored = schema.file_name(name)
+            if stored in self.f:
+                ds = self.f[stored]
+                for rank, n in enumerate(rows):
+                    found[rank][name] = ds[rank, :n]
+        return found
+
     def _datasets(self) -> list:
         found = []
         self.f.visititems(lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)

@@ -11,7 +11,9 @@ stays the valid one, whatever moment the job is killed.
 
 ``--resume`` reads the manifest, loads each rank's piece into the freshly built run, cuts the results file back to
 the checkpoint's rows (rows written after it are dropped) and continues appending: on CPU the resumed run is bit
-for bit the run that was never stopped (tests/mpi/test_checkpoint.py).
+for bit the run that was never stopped (tests/mpi/test_checkpoint.py). Decoupled runs (ps async, ssp) checkpoint
+only when stopped, with each rank's own row count in the manifest (``rows``); their resume is consistent, not bit
+for bit (:mod:`bench.run.decoupled`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from bench.runtime.watchdog import WATCHDOG
 from bench.strategies import facts
 
 MANIFEST = "manifest.json"
-SCHEDULES = ("lockstep", "rounds")  # decoupled runs (ps async, ssp) order updates by message timing: not yet
+SCHEDULES = ("lockstep", "rounds", "decoupled")  # decoupled runs (ps async, ssp): at a stop request only
 SAME_RUN_EXCEPT = (
     *("resume", "checkpoint_every", "quiet", "timeout", "stop_file", "threads", "flush_every"),
     *("fail_rank", "fail_step", "fail_mode"),  # testing aids: where a run was made to fail
@@ -142,13 +144,16 @@ class Checkpoints:
         self.pending = row
         return time.perf_counter() - t
 
-    def commit(self, lengths: dict) -> None:
+    def commit(self, lengths: dict, rows: list[int] | None = None) -> None:
         """Rank 0, after a flush that every rank entered having written its piece: name the checkpoint in the
-        manifest, then remove the older ones."""
+        manifest, then remove the older ones. ``rows``: each rank's rows where ranks took different numbers of
+        steps (decoupled runs; their one evaluation, at the stop, is not kept: the resumed run evaluates at its
+        end)."""
         if self.comm.rank != 0 or self.pending < 0:
             return
         ctx, row = self.ctx, self.pending
-        evaluations, lengths = scheduled_evaluations(ctx.evals, row, self.cfg.evaluation_interval, lengths)
+        every = 0 if rows is not None else self.cfg.evaluation_interval
+        evaluations, lengths = scheduled_evaluations(ctx.evals, row, every, lengths)
         manifest = {
             "row": row,
             "unit": ctx.unit,
@@ -156,6 +161,7 @@ class Checkpoints:
             "strategy": self.cfg.strategy,
             "config": json.loads(self.cfg.to_json()),
             "pieces": [f"row-{row}/rank-{r}.npz" for r in range(self.comm.size)],
+            "rows": [int(n) for n in rows] if rows is not None else [row] * self.comm.size,
             "evaluations": [list(e) for e in evaluations],
             "growing": lengths,
             "segments": ctx.segments("running" if not ctx.stopped_by else ctx.status),
@@ -205,7 +211,7 @@ def read_manifest(cfg, size: int) -> dict:
         flags = ", ".join("--" + k.replace("_", "-") for k in changed)
         raise UsageError(f"--resume: the checkpoint is of another run: {flags} differ")
     rows = cfg.rounds if manifest["unit"] == "round" else cfg.steps
-    if manifest["row"] >= rows:
+    if manifest["row"] >= rows and len(set(manifest.get("rows", [0]))) == 1:  # a decoupled run: its file says
         raise UsageError(f"--resume: the run in {cfg.out} is complete ({manifest['row']} {manifest['unit']}s)")
     return manifest
 

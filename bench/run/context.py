@@ -115,11 +115,14 @@ class RunContext:
             return
         manifest = agree(self.comm, read_manifest, self.cfg, self.comm.size)
         agree(self.comm, restore, self, manifest)
-        self.start = self.done = self.rec.gathered = int(manifest["row"])
+        self.start = self.done = int(manifest.get("rows", [manifest["row"]] * self.comm.size)[self.comm.rank])
+        self.rec.gathered = self.start if self.run.strategy.schedule != "decoupled" else 0
         self.evals = [tuple(e) for e in manifest["evaluations"]]
         self.earlier = manifest["segments"]
         self.segment["start"] = self.start + 1
         agree(self.comm, self._cut_results_file, manifest)
+        if self.run.strategy.schedule == "decoupled":
+            self._reload_rows(manifest["rows"])
         if self.comm.rank == 0 and not self.cfg.quiet:
             print(f"syncbench: resuming {self.run.out} after {self.unit} {self.start} (checkpoint written "
                   f"{manifest.get('written_utc', '?')})", flush=True)  # fmt: skip
@@ -130,9 +133,19 @@ class RunContext:
             return
         check_results_file(self.run.out, manifest)
         try:
-            self.results_file().resume(self.start, manifest["growing"])
+            self.results_file().resume(int(manifest["row"]), manifest["growing"])
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"--resume: cannot reopen {self.run.out} to continue it ({exc})") from None
+
+    def _reload_rows(self, rows: list[int]) -> None:
+        """Collective, decoupled runs: each rank's rows before the checkpoint back into its Recorder, from the
+        results file (ranks took different numbers of steps, so the run's last write rewrites every row of every
+        rank, as an uninterrupted run's does)."""
+        names = list(self.rec.series)
+        mine = self.comm.scatter(self.results_file().rows_of(names, rows) if self.comm.rank == 0 else None, root=0)
+        self.rec.ensure(rows[self.comm.rank])
+        for name, values in mine.items():
+            self.rec[name][: len(values)] = values
 
     def segments(self, status: str = "") -> list[dict]:
         """Every segment of the run so far (provenance): this one ends at the rows done, with ``status`` (default:

@@ -9,6 +9,13 @@ signal or stop file therefore ends the run in order as in the lock-step loop. Pe
 system instead of a collective (:mod:`bench.measure.snapshots`): every ``--flush-every`` of its own steps a
 rank appends its new rows to its row file, and rank 0 copies what is new into the results file, so a run killed
 outright keeps what the ranks had reported.
+
+A stop request is also the one moment a checkpoint can be taken (every worker has said goodbye: no gradient is
+in flight, every one received has been applied, or, in ssp, is held pending its clock): every rank writes its
+piece before ssp's incomplete clocks would be applied, and the resumed run (``--resume``) puts each rank's rows
+back, lets each worker go on when the staleness bound allows (:meth:`rejoin`) and continues each rank's step count
+and the servers' clocks, so the budget of ``--steps`` x workers updates is kept. Not bit for bit: which gradient
+meets which parameters depends on message timing, before and after the stop alike.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ from bench.runtime.watchdog import WATCHDOG
 def train_decoupled(ctx: RunContext) -> int:
     run, comm, cfg, strat, stop = ctx.run, ctx.comm, ctx.cfg, ctx.run.strategy, ctx.stop
     snapshots.remove(run.out, comm.rank)  # a killed earlier run's, which rank 0 must not mistake for this run's
+    ctx.resume()
     comm.Barrier()
     t0 = time.perf_counter()
-    progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step")
+    progress = Progress(cfg.steps, enabled=comm.rank == 0 and not cfg.quiet, unit="step", start=ctx.start)
 
     own = snapshots.RankRows(run.out, comm.rank, cfg.flush_every) if comm.rank else None
     collector = snapshots.RowCollector(run.out, comm.size) if comm.rank == 0 else None
@@ -56,6 +64,10 @@ def train_decoupled(ctx: RunContext) -> int:
     if ctx.divergence.agree(min(comm.allgather(ctx.divergence.code))):
         requested = [ctx.divergence.message(ctx.unit)]
     ctx.stopped_by = requested[0] if requested else ""
+    checkpointed = bool(requested) and not ctx.divergence.agreed and ctx.checkpoints.enabled
+    if checkpointed:  # every worker said goodbye: no update in flight, the servers' state is the run's
+        ctx.rec["timing/checkpoint"][ctx.done - 1] += ctx.checkpoints.write_pieces(max(done))
+    strat.finish_serving(checkpointed)
     with ctx.aside():
         strat.collect_model(cfg.timeout)
         ctx.evaluate_on(strat.topology.eval_rank, max(done) - 1)
@@ -68,6 +80,8 @@ def train_decoupled(ctx: RunContext) -> int:
             if comm.rank == 0:
                 ctx.write("running", {})
         flush(ctx, ctx.status)  # the last block and the strategy's datasets
+        if checkpointed:
+            ctx.checkpoints.commit(ctx.appender.lengths if ctx.appender else {}, rows=done)
         if own is not None:
             own.close()
         snapshots.remove(run.out, comm.rank)  # the results file now holds everything
@@ -80,7 +94,10 @@ def train_decoupled(ctx: RunContext) -> int:
 
 def _work(ctx: RunContext, stepper: Stepper, progress, snapshot, t0: float) -> int:
     """A worker: step until a server's reply says the run is over, then say goodbye; returns its steps."""
-    cfg, strat, step = ctx.cfg, ctx.run.strategy, 0
+    cfg, strat, step = ctx.cfg, ctx.run.strategy, ctx.start
+    if cfg.resume:
+        with WATCHDOG.guard(cfg.timeout, "rejoining the servers after the resume"):
+            strat.rejoin()
     while True:
         ctx.rec.ensure(step + 1)
         WATCHDOG.arm(cfg.timeout, f"step {step + 1} (waiting on the servers)")

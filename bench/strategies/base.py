@@ -123,6 +123,15 @@ class DecoupledHooks:
         """Server: copy its rows so far into the Recorder (for snapshots and at the end); their count."""
         raise NotImplementedError
 
+    def rejoin(self) -> None:
+        """Worker of a resumed run, before its first step: wait until the servers let it go on."""
+        raise NotImplementedError
+
+    def finish_serving(self, checkpointed: bool) -> None:
+        """Every rank, after the last goodbye: the updates still held back are applied (not when a checkpoint
+        keeps them for the resumed run)."""
+        raise NotImplementedError
+
     def collect_model(self, timeout: float) -> None:
         """Collective at the end: the final parameters to the evaluating rank."""
         raise NotImplementedError

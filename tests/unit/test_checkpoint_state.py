@@ -152,7 +152,7 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path, ranks, row, changes, m
         read_manifest(cfg, 2)
 
 
-def test_resume_without_a_checkpoint_or_with_a_broken_one_and_decoupled_runs_are_usage_errors(tmp_path):
+def test_resume_without_a_checkpoint_or_with_a_broken_one_and_decoupled_every_n_are_usage_errors(tmp_path):
     cfg = build({"out": str(tmp_path / "none.h5"), "resume": True})
     with pytest.raises(UsageError, match="no checkpoint beside"):
         read_manifest(cfg, 2)
@@ -161,8 +161,9 @@ def test_resume_without_a_checkpoint_or_with_a_broken_one_and_decoupled_runs_are
         (folder(cfg.out) / MANIFEST).write_text(text)
         with pytest.raises(UsageError, match="is unreadable"):
             read_manifest(cfg, 2)
-    with pytest.raises(UsageError, match="not checkpointed yet"):
+    with pytest.raises(UsageError, match="checkpoints when stopped"):
         build({"strategy": "ssp", "checkpoint_every": 5})
+    assert build({"strategy": "ssp", "resume": True}).resume  # a decoupled run resumes from its stop
 
 
 def test_lookup3_is_jenkins_hashlittle():

@@ -23,6 +23,8 @@ from kernels.waiting import wait_any
 
 
 class EventServer(Server):
+    state_attributes = (*Server.state_attributes, "clocks", "version", "pending", "row_times")
+
     def __init__(self, cfg, comm, index, workers, smap, initial, shapes, mode: str, staleness: int, budget: int):
         super().__init__(cfg, comm, index, workers, smap, initial, shapes)
         self.mode, self.bound, self.budget = mode, staleness, budget
@@ -38,6 +40,23 @@ class EventServer(Server):
         self.stopping = False
         self.rows: list[list[float]] = []  # per server step (W gradients): receive, apply, send, idle
         self.staleness_units = "updates" if mode == "async" else "clocks"
+        self.rejoining = False  # resumed from a checkpoint: every worker waits for a reply before its first step
+
+    @property
+    def row_times(self) -> np.ndarray:
+        """``rows`` as one array, for a checkpoint (a resumed server goes on filling its rows)."""
+        return np.array(self.rows, dtype=np.float64).reshape(-1, 4)
+
+    @row_times.setter
+    def row_times(self, rows: np.ndarray) -> None:
+        self.rows = [list(map(float, row)) for row in rows]
+
+    def load_state_dict(self, state: dict) -> None:
+        """A checkpoint taken when every worker had said goodbye: the clocks, the version and (ssp) the gradients
+        of clocks not every worker reached, which the resumed run commits when they are complete."""
+        super().load_state_dict(state)
+        self.pending = defaultdict(dict, self.pending)
+        self.rejoining = True
 
     def _row(self) -> list[float]:
         k = int(self.clocks.sum() - 1) // len(self.workers) if self.clocks.any() else 0
@@ -57,6 +76,10 @@ class EventServer(Server):
         heads = [np.empty(HEADER_LEN) for _ in self.workers]
         posted = [self._post(w, heads[w]) for w in range(W)]
         status = MPI.Status()
+        if self.rejoining:  # a resumed run: each worker waits for the bound to let it go on (PSWorker.rejoin)
+            self.deferred = dict.fromkeys(range(W), time.perf_counter())
+            self.rejoining = False
+            self._answer()
         while not done.all():
             missing = [w for w, d in zip(self.workers, done) if not d]
             WATCHDOG.arm(timeout, f"parameter server waiting for workers {missing}")
@@ -86,7 +109,6 @@ class EventServer(Server):
         WATCHDOG.arm(timeout, "parameter server completing its last replies")
         for reqs in self.replies:
             MPI.Request.Waitall(reqs)
-        self._apply_leftovers()
         WATCHDOG.disarm()
 
     def _post(self, w: int, head: np.ndarray) -> tuple[np.ndarray, list[MPI.Request]]:
@@ -132,8 +154,9 @@ class EventServer(Server):
         self.updates.extend((self.workers[w], clock, clock - grads[w][1]) for w in order)
         self._free.extend(grads[w][0] for w in order)
 
-    def _apply_leftovers(self) -> None:
-        """ssp: gradients of clocks not every worker reached (fast workers at the end): each counts 1/W."""
+    def apply_leftovers(self) -> None:
+        """ssp, at the end of a run: gradients of clocks not every worker reached (fast workers at the end), each
+        counted 1/W. Not at a stop that is checkpointed: the checkpoint keeps them pending for the resumed run."""
         for clock in sorted(self.pending):
             grads = self.pending.pop(clock)
             total = np.zeros(self.numel, dtype=np.float32)

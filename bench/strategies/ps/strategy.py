@@ -141,6 +141,16 @@ class PSStrategy(Strategy, DecoupledHooks):
     def say_goodbye(self, steps_done: int) -> None:
         self.worker.say_bye(steps_done)
 
+    def rejoin(self) -> None:
+        """A worker of a resumed decoupled run, before its first step (:meth:`PSWorker.rejoin`)."""
+        self.worker.rejoin()
+
+    def finish_serving(self, checkpointed: bool) -> None:
+        """A decoupled server after its last worker's goodbye: ssp's gradients of incomplete clocks are applied,
+        unless a checkpoint keeps them pending for the resumed run."""
+        if self.server is not None and not self.lockstep and not checkpointed:
+            self.server.apply_leftovers()
+
     def serve_events(self, stop_flag, timeout: float, on_row=None) -> int:
         """Decoupled server: serve until every worker has said goodbye; returns its number of rows."""
         self.server.serve(stop_flag, timeout, on_row)

@@ -127,6 +127,13 @@ class PSWorker(Stateful):
         self.staging.unpack(layer, grads=False)
         return sum(piece.numel for piece in self.by_layer[layer]) * FLOAT_BYTES  # received: a pull moves these
 
+    def rejoin(self) -> None:
+        """A resumed event-driven run: wait for each server's reply (the staleness bound may hold a worker that was
+        ahead) and pull the parameters as they are now, before the first step."""
+        self._receive_replies()
+        for layer in range(len(self.by_layer)):
+            self._pull_layer(layer)
+
     def say_bye(self, steps_done: int) -> None:
         for rank in self.servers:
             self.comm.Send(header(Kind.BYE, STEPS_DONE=steps_done), rank, to_server_tag(self.tag_ub))
