@@ -6,13 +6,15 @@ folder's pieces.
     python -m bench.perf.checkpoint [--ranks 2 4] [--cases ring-resnet20 fedavg-scaffold-256] [--rows 40]
 
 Per case: median row time (rows after the first), mean checkpoint time, their ratio (goal < 2), the largest piece
-(one rank's state) and all pieces of one checkpoint. Rank 0's memory during a checkpoint is not measured here.
+(one rank's state) and all pieces of one checkpoint; rank 0's peak resident memory at the last checkpoint and how
+much writing checkpoints raised it (from the manifest: goal O(model), independent of ranks and clients).
 Oversubscribed where ranks exceed cores: the table says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +33,11 @@ CASES = {
     "ring-transformer": ["--strategy", "ring", "--model", "transformer", "--dataset", "synthetic", "--momentum", "0.9"],
     "fedavg-scaffold-256": ["--strategy", "fedavg", "--fl-algorithm", "scaffold", "--clients", "256", "--fraction",
                             "0.05", "--model", "cnn", "--local-steps", "2"],
+    "fedavg-scaffold-4096": ["--strategy", "fedavg", "--fl-algorithm", "scaffold", "--clients", "4096", "--fraction",
+                             "0.003", "--model", "cnn", "--local-steps", "2"],
 }  # fmt: skip
+"""The 4,096-client case samples about as many clients per round (C = 0.003: 12) as the 256-client one (13): the
+rounds cost alike, the client state is 16 times larger."""
 
 
 def measure(name: str, ranks: int, rows: int, work: Path) -> dict:
@@ -46,13 +52,15 @@ def measure(name: str, ranks: int, rows: int, work: Path) -> dict:
         total = f["timing/total"][()].max(axis=0)
         ckpt = f["timing/checkpoint"][()].max(axis=0)
     written = ckpt[ckpt > 0]
+    memory = json.loads((out.parent / f"{out.name}.ckpt" / "manifest.json").read_text())["rank0_memory_mib"]
     pieces = sorted((out.parent / f"{out.name}.ckpt").glob("row-*/rank-*.npz"))
     sizes = [p.stat().st_size for p in pieces]
     return {
         "case": name, "ranks": ranks, "row_ms": 1e3 * float(np.median(total[1:])),
         "checkpoint_ms": 1e3 * float(written.mean()) if written.size else float("nan"),
         "checkpoints": int(written.size), "piece_max_mib": max(sizes, default=0) / 2**20,
-        "all_mib": sum(sizes) / 2**20, "wall_s": wall,
+        "all_mib": sum(sizes) / 2**20, "wall_s": wall, "rank0_rss_mib": memory["peak_rss"],
+        "rank0_raised_mib": memory["raised_by_checkpoints"],
     }  # fmt: skip
 
 
@@ -64,7 +72,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
     print(f"{'case':22} {'ranks':>5} {'row (ms)':>9} {'ckpt (ms)':>10} {'ckpt/row':>9} {'n':>3} "
-          f"{'piece MiB':>9} {'all MiB':>8}")  # fmt: skip
+          f"{'piece MiB':>9} {'all MiB':>8} {'r0 RSS MiB':>10} {'r0 +ckpt':>8}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             for ranks in args.ranks:
@@ -72,7 +80,8 @@ def main(argv=None) -> int:
                 note = "  (oversubscribed)" if ranks > cores else ""
                 print(f"{r['case']:22} {ranks:>5} {r['row_ms']:>9.2f} {r['checkpoint_ms']:>10.2f} "
                       f"{r['checkpoint_ms'] / r['row_ms']:>9.2f} {r['checkpoints']:>3} {r['piece_max_mib']:>9.2f} "
-                      f"{r['all_mib']:>8.2f}{note}", flush=True)  # fmt: skip
+                      f"{r['all_mib']:>8.2f} {r['rank0_rss_mib']:>10.1f} {r['rank0_raised_mib']:>8.1f}{note}",
+                      flush=True)  # fmt: skip
     return 0
 
 

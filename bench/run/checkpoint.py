@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import shutil
 import signal
 import time
@@ -56,6 +57,12 @@ def segment_record() -> dict:
         "slurm_job_id": env.get("SLURM_JOB_ID", ""),
         "slurm_restart_count": int(env.get("SLURM_RESTART_COUNT", "0") or 0),
     }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB): the manifest records rank 0's, and how much
+    its checkpoints raised it, so that a benchmark can check rank 0 stays O(model)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def folder(out: str) -> Path:
@@ -120,6 +127,7 @@ class Checkpoints:
         self.dir = folder(ctx.run.out)
         self.enabled = ctx.run.strategy.schedule in SCHEDULES
         self.pending = -1  # a row whose pieces are written and whose manifest is not yet
+        self.rss_growth_mib = 0.0  # the most a checkpoint raised this rank's peak memory (resident set)
         if self.comm.rank == 0 and not self.cfg.resume and self.dir.exists():
             shutil.rmtree(self.dir)  # an earlier run's checkpoint of this file: a fresh run replaces both
 
@@ -133,7 +141,7 @@ class Checkpoints:
 
     def write_pieces(self, row: int) -> float:
         """Every rank: its piece of the checkpoint at ``row`` (rows done); returns the seconds it took."""
-        t = time.perf_counter()
+        t, peak = time.perf_counter(), peak_rss_mib()
         where = self.dir / f"row-{row}"
         where.mkdir(parents=True, exist_ok=True)
         state = rank_state(self.ctx.run)
@@ -141,6 +149,7 @@ class Checkpoints:
         if self._killed_here(row):
             _killed_mid_write(piece, state)
         _fsync_write(piece, lambda fh: np.savez(fh, **state))
+        self.rss_growth_mib = max(self.rss_growth_mib, peak_rss_mib() - peak)
         self.pending = row
         return time.perf_counter() - t
 
@@ -166,6 +175,7 @@ class Checkpoints:
             "growing": lengths,
             "segments": ctx.segments("running" if not ctx.stopped_by else ctx.status),
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rank0_memory_mib": {"peak_rss": peak_rss_mib(), "raised_by_checkpoints": self.rss_growth_mib},
         }
         _fsync_write(self.dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
         for old in self.dir.glob("row-*"):
