@@ -27,6 +27,7 @@ class Tag(IntEnum):
     GATHERV = 13  # ring all-gather of variable-length payloads (compressed gradients): size, then payload
     BLOCKS = 14  # ring all-gather and reduce-scatter of equal blocks (kernels/collectives.py)
     BCAST = 15  # binomial-tree broadcast (kernels/collectives.py)
+    NODE = 16  # hierarchical all-reduce: messages between the ranks of one node (kernels/hierarchical.py)
 
 
 def tag_for(base: Tag, index: int = 0, tag_ub: int = 32767) -> int:

@@ -47,6 +47,18 @@ class Topology:
     servers: tuple[int, ...] = ()
     workers: tuple[int, ...] = ()
     clients_of_rank: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    nodes: tuple[int, ...] = ()  # the node of every world rank (() : all on one node); see virtual_nodes
+
+    # ---- nodes ----------------------------------------------------------------------------------------
+    @property
+    def node_groups(self) -> tuple[tuple[int, ...], ...]:
+        """The ring's ranks grouped by node, nodes in the order of their first ring rank, ranks in ring order."""
+        return node_groups(self.ring_ranks, self.nodes)
+
+    def sub_ring(self, ranks: tuple[int, ...]) -> Topology:
+        """This rank on a ring of some of the ranks (a node's ranks, one rank per node): the same fields
+        (``ring_index``, ``left``, ``right``) for the kernels that run on it."""
+        return Topology(rank=self.rank, size=self.size, role=self.role, ring_ranks=tuple(ranks), nodes=self.nodes)
 
     # ---- constructors -------------------------------------------------------------------------------
     @classmethod
@@ -170,7 +182,32 @@ class Topology:
             "servers": list(self.servers),
             "workers": list(self.workers),
             "clients_of_rank": {str(k): [v[0], v[-1] + 1] if v else [] for k, v in self.clients_of_rank.items()},
+            "nodes": list(self.nodes),
         }
+
+
+def virtual_nodes(size: int, ranks_per_node: int) -> tuple[int, ...]:
+    """``--ranks-per-node K``: consecutive ranks ``[jK, (j + 1)K)`` form node ``j`` (the last node may be
+    smaller), as a block distribution places ranks on nodes."""
+    if ranks_per_node < 1:
+        raise TopologyError(f"--ranks-per-node must be >= 1, got {ranks_per_node}")
+    return tuple(rank // ranks_per_node for rank in range(size))
+
+
+def node_groups(ranks: tuple[int, ...], nodes: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+    """``ranks`` grouped by their node in ``nodes`` (node of every world rank; empty: one node), nodes in the
+    order of their first rank in ``ranks``."""
+    groups: dict[int, list[int]] = {}
+    for rank in ranks:
+        groups.setdefault(nodes[rank] if nodes else 0, []).append(rank)
+    return tuple(tuple(g) for g in groups.values())
+
+
+def chunk_owner(chunk: int, node_size: int) -> int:
+    """Hierarchical all-reduce on nodes of unequal size: the buffer is cut into as many chunks as the largest
+    node has ranks, and the rank at local index ``chunk mod node_size`` of each node owns ``chunk`` (so a rank
+    of a smaller node owns several)."""
+    return chunk % node_size
 
 
 def block_bounds(n: int, parts: int, index: int) -> tuple[int, int]:

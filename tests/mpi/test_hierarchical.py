@@ -1,0 +1,84 @@
+"""Hierarchical all-reduce == MPI's own Allreduce under every node layout: 1-4 ranks per node (the last node
+smaller where the rank count does not divide), nodes that interleave (rank mod 2), one node, one rank per node;
+integer-valued data (exact in any summation order) compared bit for bit, real-valued data to float32 rounding;
+and the bytes each rank sends inside and across nodes against the closed forms in kernels/hierarchical.py."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from kernels.hierarchical import HierarchicalAllreduce
+from kernels.topology import Topology, virtual_nodes
+
+from .conftest import all_agree
+
+SIZES = [0, 1, 2, 3, 5, 7, 64, 1000, 12345, 40000]
+PATHS = {"hybrid": None, "large": 0, "small": 1 << 40}  # small_bytes: by size, always three stages, always leaders
+
+
+def layouts(size: int) -> dict[str, tuple[int, ...]]:
+    found = {f"{k} per node": virtual_nodes(size, k) for k in (1, 2, 3, 4)}
+    found["interleaved"] = tuple(r % 2 for r in range(size))
+    found["one node"] = ()
+    return found
+
+
+def kernel(comm, nodes, path):
+    topo = Topology.ring(comm.rank, comm.size)
+    topo = Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=nodes)
+    small = PATHS[path]
+    return HierarchicalAllreduce(comm, topo) if small is None else HierarchicalAllreduce(comm, topo, small)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_hierarchical_equals_mpi_under_every_layout(path, dtype):
+    comm = MPI.COMM_WORLD
+    ok, failed = True, []
+    for name, nodes in layouts(comm.size).items():
+        reduce = kernel(comm, nodes, path)
+        for n in SIZES:
+            rng = np.random.default_rng([n, comm.rank])
+            buf = rng.integers(-50, 50, n).astype(dtype)  # integer values: float sums exact in any order
+            expect = np.empty_like(buf)
+            comm.Allreduce(buf, expect, op=MPI.SUM)
+            same = reduce(buf, key=n) is buf and np.array_equal(buf, expect)
+            ok &= same
+            if not same:
+                failed.append((name, n))
+    assert all_agree(ok), f"rank {comm.rank}: differs from MPI_Allreduce at {failed[:5]}"
+
+
+@pytest.mark.mpi
+def test_hierarchical_real_values_agree_to_rounding():
+    comm = MPI.COMM_WORLD
+    ok = True
+    for nodes in layouts(comm.size).values():
+        buf = np.random.default_rng(comm.rank).standard_normal(40000).astype(np.float32)
+        expect = np.empty_like(buf)
+        comm.Allreduce(buf, expect, op=MPI.SUM)
+        kernel(comm, nodes, "hybrid")(buf)
+        ok &= np.allclose(buf, expect, rtol=1e-5, atol=1e-5 * comm.size)
+    assert all_agree(ok)
+
+
+@pytest.mark.mpi
+def test_bytes_inside_and_across_nodes_follow_the_closed_forms():
+    """Equal nodes of K ranks, N nodes, n divisible by everything: inside a node a rank sends 2 (K - 1) n / K
+    elements (reduce-scatter and all-gather of n / K each step), across nodes 2 (N - 1) n / (N K) (its chunk's
+    ring); the leaders' small path sends (K - 1) n inside (n from each other rank) and the leaders' doubling."""
+    comm = MPI.COMM_WORLD
+    ok = True
+    for K in (1, 2, 4):
+        if comm.size % K:
+            continue
+        N, n = comm.size // K, 2 * 3 * 4 * 5 * 7 * 64
+        reduce = kernel(comm, virtual_nodes(comm.size, K), "large")
+        inside, across = reduce.elements_by_link(n)
+        ok &= inside == 2 * (K - 1) * n // K and across == 2 * (N - 1) * n // (N * K)
+        first = comm.rank % K == 0
+        small = kernel(comm, virtual_nodes(comm.size, K), "small").elements_by_link(n)
+        ok &= small[0] == ((K - 1) * n if first else n if K > 1 else 0)
+        ok &= small[1] == 0 or first
+    assert all_agree(ok)
