@@ -95,6 +95,7 @@ def test_federated_topology_by_hand():
     assert agg.describe() == {
         "role": "aggregator", "ring_ranks": [1, 2, 3, 4], "servers": [0], "workers": [1, 2, 3, 4],
         "clients_of_rank": {"0": [], "1": [0, 3], "2": [3, 6], "3": [6, 8], "4": [8, 10]},
+        "nodes": [],
     }  # fmt: skip
     with pytest.raises(TopologyError, match="client 10 is not hosted by any rank"):
         agg.host_of_client(10)
