@@ -105,6 +105,20 @@ class Config:
         "exposed part of the communication",
         applies="overlap",
     )
+    allreduce: str = opt(
+        "flat",
+        "how ring and localsgd all-reduce: one ring over all ranks (flat), or node by node (hierarchical: "
+        "reduce-scatter inside each node, the chunks across nodes, all-gather inside; nodes from --ranks-per-node "
+        "or the machine)",
+        ("flat", "hierarchical"),
+        applies="allreduce",
+    )
+    ranks_per_node: int = opt(
+        0,
+        "declare virtual nodes of K consecutive ranks (an experiment on one host as if on several); 0: the real "
+        "nodes (ranks that share memory)",
+        group="system",
+    )
     overlap_progress: str = opt(
         "thread",
         "ring --overlap: who moves the buckets' messages: a communication thread (thread), or the training thread "
@@ -592,6 +606,17 @@ def validate(cfg: Config) -> None:
     _check_ranges(cfg)
     _check_data(cfg)
     _check_checkpoints(cfg)
+    _check_nodes(cfg)
+
+
+def _check_nodes(cfg) -> None:
+    if cfg.ranks_per_node < 0:
+        raise UsageError(f"--ranks-per-node must be >= 0 (0: the real nodes), got {cfg.ranks_per_node}")
+    if cfg.allreduce == "hierarchical" and cfg.overlap and cfg.overlap_progress == "hooks":
+        raise UsageError(
+            "--allreduce hierarchical with --overlap-progress hooks: the hooks step the flat ring one message at a "
+            "time; use --overlap-progress thread"
+        )
 
 
 def _check_checkpoints(cfg) -> None:

@@ -8,11 +8,12 @@ import socket
 from mpi4py import MPI
 
 from bench.measure import provenance
-from bench.runtime.launch import node_local, usable_cores
+from bench.runtime.launch import node_ids, node_local, usable_cores
 
 
 def info(comm: MPI.Comm) -> int:
     local = node_local(comm)[1]
+    nodes = list(node_ids(comm))
     hosts = comm.gather(socket.gethostname(), root=0)
     if comm.rank == 0:
         import torch
@@ -22,6 +23,9 @@ def info(comm: MPI.Comm) -> int:
         print(f"MPI standard     {'.'.join(map(str, MPI.Get_version()))}, thread level {MPI.Query_thread()}")
         print(f"ranks            {comm.size} on {len(set(hosts))} host(s): {', '.join(sorted(set(hosts)))}")
         print(f"cores            {cores} usable on this host, {local} rank(s) on it")
+        sizes = [nodes.count(n) for n in sorted(set(nodes))]
+        print(f"nodes            {len(sizes)} (ranks sharing memory), ranks per node {sizes}; bench train "
+              "--ranks-per-node K declares virtual ones")  # fmt: skip
         print(f"threads per rank {max(1, cores // local)} (default: cores / ranks on the node, at least 1)")
         if local > cores:
             print(f"note             {local} ranks share {cores} cores: timings are oversubscribed")

@@ -35,6 +35,7 @@ def train(cfg, comm: MPI.Comm) -> int:
         "config": json.loads(cfg.to_json()),
         "roles": comm.allgather(run.strategy.topology.role),
         "strategy_info": run.strategy.describe(),
+        "nodes": list(run.strategy.topology.nodes),  # the node of each rank (virtual with --ranks-per-node)
         **cfg.strategy_attributes(),  # analysis reads the strategy's facts from the file, not from lists of names
         "per_rank_batch": run.batch,
         "compute_ranks": run.strategy.topology.partitions,

@@ -38,10 +38,11 @@ LABELLED_DEFAULTS = (
     ("ps_mode", "sync"),
     ("compress", "none"),
     ("accumulate_steps", 1),
+    ("allreduce", "flat"),
     *FEDERATED_LABEL_OPTIONS,
 )
 """Options that name a run in tables where they apply and differ from their default (ps's async and ssp modes are
-other schedules; an accumulated step is N micro-batches)."""
+other schedules; an accumulated step is N micro-batches; a hierarchical all-reduce is another communication)."""
 LABELLED_OPTIONS = tuple(key for key, _ in LABELLED_DEFAULTS)
 """Options :func:`strategy_label` already names (a legend that lists the swept options leaves them out)."""
 

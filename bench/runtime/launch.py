@@ -96,6 +96,16 @@ def node_local(comm: MPI.Comm) -> tuple[int, int]:
     return where
 
 
+def node_ids(comm: MPI.Comm) -> tuple[int, ...]:
+    """Collective: the node of every rank (0, 1, ... in the order of each node's first rank), from
+    COMM_TYPE_SHARED: ranks that share memory are on one node."""
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    first = node.bcast(comm.rank, root=0)  # the node's lowest world rank names it
+    node.Free()
+    names: dict[int, int] = {}
+    return tuple(names.setdefault(f, len(names)) for f in comm.allgather(first))
+
+
 def configure_threads(comm: MPI.Comm, requested: int) -> int:
     """torch threads per rank: ``requested`` if > 0, else cores on this node / ranks on this node (at least 1).
     Ranks on the node are counted with ``COMM_TYPE_SHARED``; cores with the process's CPU affinity."""

@@ -9,14 +9,16 @@ schedule talks to :class:`bench.strategies.fedavg.strategy.FedAvgStrategy` throu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import torch
 from mpi4py import MPI
 
 from bench.comm.exchange import Exchange
+from bench.runtime.launch import node_ids
 from bench.runtime.state import Stateful
 from bench.workload.models import Layer
-from kernels.topology import Topology
+from kernels.topology import Topology, virtual_nodes
 
 
 class Strategy(Stateful):
@@ -36,7 +38,8 @@ class Strategy(Stateful):
         self.model = model
         self.layers = layers
         self.device = device
-        self.topology = self.make_topology(comm.rank, comm.size)
+        nodes = virtual_nodes(comm.size, cfg.ranks_per_node) if cfg.ranks_per_node else node_ids(comm)
+        self.topology = dataclasses.replace(self.make_topology(comm.rank, comm.size), nodes=nodes)
         self.comm = comm.Dup()  # strategy traffic never mixes with set-up or gather traffic
 
     @property

@@ -14,6 +14,7 @@ from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.workload.optim import make_optimizer, set_lr
+from kernels.hierarchical import HierarchicalAllreduce
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
 
@@ -24,7 +25,8 @@ class RingStrategy(Strategy):
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
-        self.allreduce = RingAllreduce(self.comm, self.topology)
+        kernel = HierarchicalAllreduce if cfg.allreduce == "hierarchical" else RingAllreduce
+        self.allreduce = kernel(self.comm, self.topology)
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)

@@ -82,3 +82,21 @@ def test_bytes_inside_and_across_nodes_follow_the_closed_forms():
         ok &= small[0] == ((K - 1) * n if first else n if K > 1 else 0)
         ok &= small[1] == 0 or first
     assert all_agree(ok)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["ring", "localsgd"])
+def test_training_with_hierarchical_allreduce_is_the_flat_run_to_rounding(shared_tmp, strategy):
+    """``--allreduce hierarchical`` (2 virtual ranks per node, the last node smaller at odd rank counts) trains
+    the same model as the flat ring: equal to float32 rounding after 8 steps (the sums only change order)."""
+    from .test_ring_training import make_cfg, trainer_for
+
+    finals, ok = [], True
+    for allreduce in ("flat", "hierarchical"):
+        cfg = make_cfg(shared_tmp, strategy=strategy, steps=8, allreduce=allreduce, ranks_per_node=2, local_steps=2)
+        trainer = trainer_for(cfg)
+        ok &= isinstance(trainer.run.strategy.allreduce, HierarchicalAllreduce) == (allreduce == "hierarchical")
+        trainer.train()
+        finals.append([p.detach().numpy().copy() for p in trainer.run.model.parameters()])
+    ok &= all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*finals))
+    assert all_agree(ok)

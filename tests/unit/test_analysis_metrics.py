@@ -192,6 +192,9 @@ def test_strategy_label_names_the_options_that_change_a_run():
     assert label("ps", ps_mode="async") == "ps --ps-mode async" and label("ps", ps_mode="sync") == "ps"
     assert label("ps") == "ps"  # files without ps_mode ran sync
     assert label("ssp", ps_mode="ssp") == "ssp"  # its own strategy name already says it
+    hierarchical = {"strategy": "ring", "config": {"allreduce": "hierarchical"}, "options": ["allreduce"]}
+    assert strategy_label(RunResults("f.h5", hierarchical)) == "ring --allreduce hierarchical"
+    assert label("ring", allreduce="hierarchical") == "ring"  # a file without options: ring took no --allreduce
 
 
 def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_table(tmp_path):

@@ -175,3 +175,18 @@ def test_placement_auto_keeps_client_state_on_its_host():
     assert client_placement(build(base | {"placement": "static"})) == "static"
     with pytest.raises(UsageError, match="--placement static"):
         build(base | {"fl_algorithm": "scaffold", "placement": "balanced"})
+
+
+def test_node_options_are_checked():
+    """--ranks-per-node is >= 0; --allreduce applies to ring and localsgd only, and not with the hooks that step
+    the flat ring one message at a time."""
+    from bench.config import build
+    from bench.runtime.errors import UsageError
+
+    assert build({"allreduce": "hierarchical", "ranks_per_node": 2}).allreduce == "hierarchical"
+    with pytest.raises(UsageError, match="--ranks-per-node must be >= 0"):
+        build({"ranks_per_node": -1})
+    with pytest.raises(UsageError, match="--overlap-progress thread"):
+        build({"allreduce": "hierarchical", "overlap": True, "overlap_progress": "hooks"})
+    with pytest.raises(UsageError, match="allreduce"):
+        build({"strategy": "ps", "allreduce": "hierarchical"})
