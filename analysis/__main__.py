@@ -63,7 +63,7 @@ def _common(p, out_help: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0].replace("\n", " "))
     sub = top.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="report.md with every table, the figures and the cost model")
     _common(report, "folder (default: report)")
@@ -94,7 +94,11 @@ def parser() -> argparse.ArgumentParser:
 def options(args) -> ReportOptions:
     from analysis.models.costmodel import Fit
 
-    fit = Fit.given(args.alpha, args.beta) if getattr(args, "alpha", 0) > 0 and getattr(args, "beta", 0) > 0 else None
+    alpha, beta = getattr(args, "alpha", 0), getattr(args, "beta", 0)
+    if (alpha > 0) != (beta > 0):
+        print("analysis: give both --alpha and --beta (a latency and a per-byte time), or neither", file=sys.stderr)
+        raise SystemExit(2)
+    fit = Fit.given(alpha, beta) if alpha > 0 else None
     figures_for = getattr(args, "figures_for", [])
     return ReportOptions(args.warmup, args.target_accuracy, fit, getattr(args, "per_run", 4), figures_for)
 

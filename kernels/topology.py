@@ -199,7 +199,7 @@ def node_groups(ranks: tuple[int, ...], nodes: tuple[int, ...]) -> tuple[tuple[i
     order of their first rank in ``ranks``."""
     groups: dict[int, list[int]] = {}
     for rank in ranks:
-        groups.setdefault(nodes[rank] if nodes else 0, []).append(rank)
+        groups.setdefault(nodes[rank] if nodes else 0, []).append(rank)  # pragma: no mutate (any one key)
     return tuple(tuple(g) for g in groups.values())
 
 

@@ -12,6 +12,7 @@ over ranks is the aggregator's; in decoupled runs (``ps`` async, ``ssp``) a rank
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -64,6 +65,6 @@ def to_dataframe(paths, layers: bool = False):
     """Long-form pandas DataFrame of every run in ``paths`` (results files; micro files are skipped)."""
     import pandas as pd
 
-    runs = [load(p) for p in paths]
+    runs = [load(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     frames = [run_frame(r, layers) for r in runs if r.attrs.get("kind") != "micro"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -80,8 +80,13 @@ class Fit:
                 "waiting for a core, so alpha and beta are the host's, not the network's"
             )
         for name, a in self.algorithms.items():
-            rng = f"{_size(a.lo_bytes)}-{_size(a.hi_bytes)}, {a.points} sizes" if a.points else "given"
+            rng = f"{_size(a.lo_bytes)}-{_size(a.hi_bytes)}, {a.points} sizes"
             bandwidth = f"{a.bandwidth / 1e9:.3f} GB/s" if a.physical else "no bandwidth: not physical"
+            if not a.points:  # given with --alpha/--beta: no fit, so no standard error and no fit error
+                lines.append(
+                    f"{name}: alpha = {a.alpha * 1e6:.2f} us, beta = {a.beta * 1e9:.4f} ns/B ({bandwidth}), given"
+                )
+                continue
             lines.append(
                 f"{name}: alpha = {a.alpha * 1e6:.2f} +- {a.alpha_se * 1e6:.2f} us, beta = {a.beta * 1e9:.4f} "
                 f"+- {a.beta_se * 1e9:.4f} ns/B ({bandwidth}), range {rng}, median fit error {100 * a.error:.1f} %"

@@ -15,7 +15,10 @@ from analysis.stats.metrics import comm_split, compute_ranks, layer_split, sched
 from analysis.views.tables import EST, FLAG, INT, NUM, Column, Table
 
 WARMUP_NOTE = "statistics leave out the first {} step(s) (round(s)) of each run as warm-up"
-POOL_NOTE = "n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval"
+POOL_NOTE = (
+    "n = repeats pooled (runs differing only by seed or by options that change nothing measured, analysis/README.md); "
+    "a ± b = mean ± half-width of the 95 % t interval"
+)
 OVER_NOTE = "oversubscribed: more busy threads than cores on a host; times include waiting for a core"
 
 

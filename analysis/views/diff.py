@@ -42,7 +42,7 @@ def compare(path_a: str, path_b: str, warmup: int = 1) -> int:
         a, b = load(path_a), load(path_b)
     except ResultsError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
-        return 1
+        return 2  # as report and tables exit on a file they cannot read
     micro = [p for p, r in ((path_a, a), (path_b, b)) if r.attrs.get("kind") == "micro"]
     if micro:
         print(f"analysis: {micro[0]} is a microbenchmark file: compare takes two training runs", file=sys.stderr)

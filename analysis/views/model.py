@@ -13,6 +13,11 @@ from analysis.views.tables import FLAG, INT, NUM, Column, Table
 SCALE = [16, 64, 256, 1024, 4096]
 
 
+def short_commit(commit: str) -> str:
+    """The commit's first 10 characters, keeping ``-dirty`` (a run from uncommitted code must say so)."""
+    return commit[:10] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def fit_from_micro(micro_runs) -> costmodel.Fit | None:
     """alpha-beta per algorithm from the first micro file with our all-reduce over several sizes (else MPI's,
     fitted as if it switched where ours does, else a ping-pong); an implementation with wrong results
@@ -85,7 +90,7 @@ def provenance_table(runs) -> Table:
     cols += [Column("seed", INT), Column("created (UTC)"), Column("commit"), Column("MPI"), Column("Slurm job")]
     rows = [
         [r.name, strategy_label(r), r.world_size, r.attrs.get("status"), r.attrs.get("completed_steps")]
-        + [r.config.get("seed"), r.attrs.get("created_utc", ""), str(r.attrs.get("git_commit", ""))[:10]]
+        + [r.config.get("seed"), r.attrs.get("created_utc", ""), short_commit(str(r.attrs.get("git_commit", "")))]
         + [str(r.attrs.get("mpi_library", ""))[:30], r.attrs.get("slurm_job_id", "")]
         for r in runs
     ]

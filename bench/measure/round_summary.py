@@ -7,6 +7,7 @@ from __future__ import annotations
 from analysis.data.load import load
 from analysis.stats.metrics import oversubscription, per_row, step_stats
 from analysis.views.fedlama import averaged_share
+from analysis.views.fl import aggregator_share
 
 
 def _per_host(data, name: str) -> float:
@@ -49,7 +50,7 @@ def print_round_summary(loop, wall: float, status: str, placement: str) -> None:
         "training in all"
     )
     print(f"  throughput      {measured.samples_per_s:.1f} samples/s  (samples the clients trained / round time)")
-    _print_time_split(round_split(data))
+    _print_time_split(round_split(data), written)
     print(f"  aggregation     {_aggregation(cfg, loop.run.layers)}")
     print(f"  placement       {placement}")
     counts = {k: int(data[f"fedavg/{k}"][0].sum()) for k in ("sampled", "finished", "dropped", "late")}
@@ -93,15 +94,18 @@ def _heading(loop, rounds: int, status: str) -> str:
     )
 
 
-def _print_time_split(split: dict) -> None:
-    """The aggregator's round as shares of its time; the client hosts' phases in seconds."""
-    total = split["round"] or 1.0
+def _print_time_split(split: dict, written) -> None:
+    """The aggregator's round as shares of its time (the FedAvg table's definition, rounds after the first);
+    the client hosts' phases in seconds."""
+
+    def share(name: str) -> float:
+        return 100 * aggregator_share(written, name, warmup=1)
+
     print(
-        f"  aggregator      send {100 * split['aggregator_send'] / total:.1f}%  "
-        f"receive {100 * split['aggregator_receive'] / total:.1f}%  "
-        f"aggregate {100 * split['aggregator_aggregate'] / total:.1f}%  "
-        + (f"select {100 * split['aggregator_select'] / total:.1f}%  " if split["aggregator_select"] else "")
-        + f"idle (clients training) {100 * split['aggregator_idle'] / total:.1f}%  of round time"
+        f"  aggregator      send {share('send'):.1f}%  receive {share('receive'):.1f}%  "
+        f"aggregate {share('aggregate'):.1f}%  "
+        + (f"select {share('select'):.1f}%  " if split["aggregator_select"] else "")
+        + f"idle (clients training) {share('idle'):.1f}%  of round time (rounds after the first)"
     )
     print(
         f"  client hosts    compute {split['compute']:.2f} s  upload {split['upload']:.2f} s  "

@@ -556,7 +556,7 @@ def test_fedlama_table_whole_as_a_reader_sees_it(tmp_path):
         "| mlp | 2 | 1.00 | 3 | fedavg --fl-algorithm fedlama | 4 | 2 | 1 | 4 | 62.5 | 31.2 | 70.00 | 4.0 | 100.30 "
         "| 0.02 |",
         "",
-        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- " + POOLED,
         "- averaged per round = sum over rounds and layers of (layer averaged x its parameters) / (rounds x model "
         "parameters): 100 % for FedAvg; communication vs FedAvg(T min) = that share x T min / T, the bytes per local "
         "step against FedAvg with the setting's smallest T (uploads; downloads follow the same pattern)",
@@ -601,7 +601,7 @@ def test_compression_table_whole_as_a_reader_sees_it(tmp_path):
         "| not reached | not reached | no |",
         "",
         "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
-        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- " + POOLED,
         "- sent = bytes a computing rank put on the wire per step (round), indices, norms and lengths included "
         "(fedavg: the model downloads too); of dense = compressed bytes / the float32 bytes they replace "
         "(compress/sent_bytes / compress/dense_bytes: the ring's buckets, fedavg's client uploads)",
@@ -632,7 +632,7 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
         "| mlp | 2 | ring --overlap | yes | 1 | 100.00 | 80.0 | 10.0 | 30.0 | 10.0 | 75.0 | no | o.h5 |",
         "",
         "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
-        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- " + POOLED,
         "- per computing rank, sums over measured steps as a share of the step time: computing = forward + backward "
         "+ optimizer; communication not overlapped = the part the training thread waited for; overlapped = "
         "communication that ran during the backward pass (not part of the step sum); free = step - computing - not "
@@ -655,7 +655,7 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
     )
     assert lines[6:] == [
         "- statistics leave out the first 1 step(s) (round(s)) of each run as warm-up",
-        "- n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval",
+        "- " + POOLED,
         "- round = the aggregator's time from sampling to the last update folded; samples/s = samples the sampled "
         "clients trained (E epochs or T steps of their batches) / round time; MiB per round = model downloads + "
         "uploads, all ranks",
@@ -762,7 +762,10 @@ def test_files_without_optional_records_read_as_documented(tmp_path):
 
 
 WARM = "statistics leave out the first 1 step(s) (round(s)) of each run as warm-up"
-POOLED = "n = repeats pooled (runs differing only by seed); a ± b = mean ± half-width of the 95 % t interval"
+POOLED = (
+    "n = repeats pooled (runs differing only by seed or by options that change nothing measured, analysis/README.md); "
+    "a ± b = mean ± half-width of the 95 % t interval"
+)
 
 
 def test_the_notes_under_speedup_communication_and_strategy_tables(tmp_path):

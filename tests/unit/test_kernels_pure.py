@@ -174,3 +174,41 @@ def test_block_bounds_by_hand_and_its_errors():
         block_bounds(10, 4, 4)
     with pytest.raises(ValueError, match="^block index -1 out of range for 4 parts$"):
         block_bounds(10, 4, -1)
+
+
+def test_virtual_nodes_are_blocks_of_consecutive_ranks():
+    from kernels.topology import virtual_nodes
+
+    assert virtual_nodes(5, 2) == (0, 0, 1, 1, 2)  # the last node smaller
+    assert virtual_nodes(4, 4) == (0, 0, 0, 0) and virtual_nodes(3, 8) == (0, 0, 0)
+    assert virtual_nodes(3, 1) == (0, 1, 2)
+    with pytest.raises(TopologyError, match="--ranks-per-node must be >= 1"):
+        virtual_nodes(4, 0)
+
+
+def test_node_groups_keep_ring_order_and_first_appearance():
+    from kernels.topology import node_groups
+
+    nodes = (0, 0, 1, 1, 0)  # rank 4 back on node 0
+    assert node_groups((1, 2, 3, 4), nodes) == ((1, 4), (2, 3))
+    assert node_groups((3, 2, 1), nodes) == ((3, 2), (1,))  # node 1 first: its rank leads the ring
+    assert node_groups((0, 1, 2), ()) == ((0, 1, 2),)  # no nodes known: one node
+
+
+def test_chunk_owners_cover_every_chunk_once_per_node():
+    """C chunks (the largest node's size); on a node of K ranks, local index c mod K owns chunk c: every chunk
+    has exactly one owner per node and a node's ranks own C / K chunks each, to within one."""
+    from kernels.topology import chunk_owner
+
+    assert [chunk_owner(c, 4) for c in range(4)] == [0, 1, 2, 3]
+    assert [chunk_owner(c, 3) for c in range(4)] == [0, 1, 2, 0]
+    assert [chunk_owner(c, 1) for c in range(4)] == [0, 0, 0, 0]
+
+
+def test_sub_ring_keeps_the_rank_and_the_nodes():
+    topo = Topology.ring(2, 6)
+    topo = Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=(0, 0, 1, 1, 2, 2))
+    sub = topo.sub_ring((0, 2, 4))
+    assert (sub.ring_index, sub.left, sub.right, sub.nodes) == (1, 0, 4, topo.nodes)
+    assert (sub.rank, sub.size, sub.role) == (topo.rank, topo.size, topo.role)
+    assert topo.node_groups == ((0, 1), (2, 3), (4, 5)) and topo.describe()["nodes"] == [0, 0, 1, 1, 2, 2]
