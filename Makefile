@@ -22,9 +22,9 @@ demo: venv
 	$(MPIEXEC) -n $(RANKS) $(PY) -m bench train $(DEMO_ARGS) --out results/demo_ring_n$(RANKS).h5
 
 test: venv
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit -q --durations=5
 	$(PY) tests/run_mpi.py --sizes 1,2,3,4 -q
-	$(PY) -m pytest tests/smoke tests/slurm -q -rs
+	$(PY) -m pytest tests/smoke tests/slurm -q -rs --durations=15
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q
