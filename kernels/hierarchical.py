@@ -94,17 +94,20 @@ class HierarchicalAllreduce:
 
     def _large(self, buf: np.ndarray, key: int, add, path_bytes: int | None) -> np.ndarray:
         blocks, pieces = self._blocks(buf.size)
-        work = np.empty_like(buf)
-        for (lo, hi), (a, b) in (p for mine in pieces for p in mine):
-            work[a:b] = buf[lo:hi]
+        in_order = len(self.node) == self.chunks  # a node of the largest size: chunk i is local rank i's, in place
+        work = buf if in_order else np.empty_like(buf)
+        if not in_order:
+            for (lo, hi), (a, b) in (p for mine in pieces for p in mine):
+                work[a:b] = buf[lo:hi]
         tag = tag_for(Tag.NODE, key, self._tag_ub)
         self._reduce_scatter(work, blocks, tag, add)
         for index, (_, (a, b)) in zip(self.owned, pieces[self.local]):
             chunk_bytes = None if path_bytes is None else path_bytes * (b - a) // buf.size
             self.inter[index](work[a:b], key * self.chunks + index, add, path_bytes=chunk_bytes)
         self._all_gather(work, blocks, tag)
-        for (lo, hi), (a, b) in (p for mine in pieces for p in mine):
-            buf[lo:hi] = work[a:b]
+        if not in_order:
+            for (lo, hi), (a, b) in (p for mine in pieces for p in mine):
+                buf[lo:hi] = work[a:b]
         return buf
 
     def _reduce_scatter(self, work: np.ndarray, blocks, tag: int, add) -> None:
