@@ -119,6 +119,13 @@ class Config:
         "nodes (ranks that share memory)",
         group="system",
     )
+    emulate_link: str = opt(
+        "",
+        "LATENCY_US,GBPS: messages between nodes (virtual ones too) take at least this latency + bytes / bandwidth, "
+        "each node's outgoing link shared by its ranks (an experiment on one host as if on a slower network)",
+        group="system",
+        applies="own messages",
+    )
     overlap_progress: str = opt(
         "thread",
         "ring --overlap: who moves the buckets' messages: a communication thread (thread), or the training thread "
@@ -610,6 +617,13 @@ def validate(cfg: Config) -> None:
 
 
 def _check_nodes(cfg) -> None:
+    from bench.comm.emulated_link import LinkSpec  # mpi4py's constants only, no MPI call
+
+    if cfg.emulate_link:
+        try:
+            LinkSpec.parse(cfg.emulate_link)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if cfg.ranks_per_node < 0:
         raise UsageError(f"--ranks-per-node must be >= 0 (0: the real nodes), got {cfg.ranks_per_node}")
     if cfg.allreduce == "hierarchical" and cfg.overlap and cfg.overlap_progress == "hooks":

@@ -16,7 +16,9 @@ STEPPED = frozenset({"steps", "stragglers", "accumulation", "trace"})
 """Option families of a strategy whose rows are steps (``--steps``, ``--global-batch-size``, stragglers,
 ``--accumulate-steps``, ``--trace``): every strategy but fedavg, whose rows are rounds."""
 
-COMPRESSIBLE = frozenset({"compress"})
+COMPRESSIBLE = frozenset({"compress", "own messages"})
+"""Strategies whose messages are the suite's own point-to-point ones (every one but ddp, whose are gloo's): their
+messages can be compressed (``--compress``) and paced over an emulated link (``--emulate-link``)."""
 
 
 @dataclass(frozen=True)

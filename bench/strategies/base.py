@@ -14,6 +14,7 @@ import dataclasses
 import torch
 from mpi4py import MPI
 
+from bench.comm.emulated_link import emulated
 from bench.comm.exchange import Exchange
 from bench.runtime.launch import node_ids
 from bench.runtime.state import Stateful
@@ -40,7 +41,8 @@ class Strategy(Stateful):
         self.device = device
         nodes = virtual_nodes(comm.size, cfg.ranks_per_node) if cfg.ranks_per_node else node_ids(comm)
         self.topology = dataclasses.replace(self.make_topology(comm.rank, comm.size), nodes=nodes)
-        self.comm = comm.Dup()  # strategy traffic never mixes with set-up or gather traffic
+        # strategy traffic never mixes with set-up or gather traffic; with --emulate-link it crosses nodes paced
+        self.comm = emulated(comm.Dup(), cfg.emulate_link, self.topology.nodes)
 
     @property
     def schedule(self) -> str:

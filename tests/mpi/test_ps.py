@@ -180,9 +180,9 @@ def test_every_update_is_logged_once_across_flushes(shared_tmp):
     Catches a log gathered whole in server order and appended past the file's length (server 0's later entries
     lost, server 1's written twice)."""
     comm = MPI.COMM_WORLD
-    servers = server_counts()[-1]
-    if comm.size - servers < 1:
+    if comm.size < 2:
         pytest.skip("a server and a worker")
+    servers = server_counts()[-1]
     out = f"{shared_tmp}/flushed.h5"
     run_to_end(make_cfg(shared_tmp, strategy="ps", servers=servers, steps=12, flush_every=5, out=out))
     ok = True

@@ -195,6 +195,8 @@ def test_strategy_label_names_the_options_that_change_a_run():
     hierarchical = {"strategy": "ring", "config": {"allreduce": "hierarchical"}, "options": ["allreduce"]}
     assert strategy_label(RunResults("f.h5", hierarchical)) == "ring --allreduce hierarchical"
     assert label("ring", allreduce="hierarchical") == "ring"  # a file without options: ring took no --allreduce
+    emulated = {"strategy": "ps", "config": {"emulate_link": "50,1"}, "options": ["emulate_link"]}
+    assert strategy_label(RunResults("f.h5", emulated)) == "ps --emulate-link 50,1"  # every table says so
 
 
 def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_table(tmp_path):

@@ -190,3 +190,20 @@ def test_node_options_are_checked():
         build({"allreduce": "hierarchical", "overlap": True, "overlap_progress": "hooks"})
     with pytest.raises(UsageError, match="allreduce"):
         build({"strategy": "ps", "allreduce": "hierarchical"})
+
+
+def test_emulated_link_option():
+    """--emulate-link LATENCY_US,GBPS: parsed to seconds and bytes per second; malformed or out of range is a
+    usage error; ddp's messages are gloo's, so it does not take the option."""
+    from bench.comm.emulated_link import LinkSpec
+    from bench.config import build
+    from bench.runtime.errors import UsageError
+
+    spec = LinkSpec.parse("50,10")
+    assert (spec.latency_s, spec.bytes_per_s, spec.seconds(1_250_000)) == pytest.approx((50e-6, 1.25e9, 1e-3))
+    assert build({"emulate_link": "50,10", "ranks_per_node": 2}).emulate_link == "50,10"
+    for bad in ("50", "a,b", "50,0", "-1,10", "50,inf"):
+        with pytest.raises(UsageError, match="--emulate-link"):
+            build({"emulate_link": bad})
+    with pytest.raises(UsageError, match="emulate-link"):
+        build({"strategy": "ddp", "emulate_link": "50,10"})
