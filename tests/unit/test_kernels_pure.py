@@ -212,3 +212,18 @@ def test_sub_ring_keeps_the_rank_and_the_nodes():
     assert (sub.ring_index, sub.left, sub.right, sub.nodes) == (1, 0, 4, topo.nodes)
     assert (sub.rank, sub.size, sub.role) == (topo.rank, topo.size, topo.role)
     assert topo.node_groups == ((0, 1), (2, 3), (4, 5)) and topo.describe()["nodes"] == [0, 0, 1, 1, 2, 2]
+
+
+def test_two_level_model_of_the_topology_benchmark_by_hand():
+    """Inter-node ms of one all-reduce, worked by hand for 2 nodes of 4 ranks, 50 us and 1 Gb/s (125e6 B/s):
+    4 MiB flat ring: 14 steps of (50 us + 4 MiB / 8 / 125e6 B/s) = 14 x 4.244304 ms; hierarchical: 2 steps of
+    (50 us + 4 MiB / 2 / 125e6) = 2 x 16.827216 ms; 8 B: one doubling round across, flat with 4 senders on the link
+    (50 us + 32 B / 125e6), hierarchical the first ranks' (50 us + 8 B / 125e6); one node: nothing crosses."""
+    from bench.perf.topology import model_seconds
+
+    n, L, B = 4 << 20, 50e-6, 125e6
+    assert model_seconds("flat", n, 2, 4, L, B) == pytest.approx(14 * 4.244304e-3)
+    assert model_seconds("hierarchical", n, 2, 4, L, B) == pytest.approx(2 * 16.827216e-3)
+    assert model_seconds("flat", 8, 2, 4, L, B) == pytest.approx(50e-6 + 32 / B)
+    assert model_seconds("hierarchical", 8, 2, 4, L, B) == pytest.approx(50e-6 + 8 / B)
+    assert model_seconds("flat", n, 1, 8, L, B) == 0.0
