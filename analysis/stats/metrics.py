@@ -292,6 +292,16 @@ def bytes_per_row(run: RunResults) -> np.ndarray:
     return per_row(run.data, "timing/comm_bytes").sum(axis=0)
 
 
+def across_share(run: RunResults, warmup: int = 1) -> float:
+    """Share of the bytes all ranks sent that went to ranks of other nodes (``timing/comm_bytes_across`` over
+    ``timing/comm_bytes``, rows after the warm-up); NaN where the file has no count (before it, or ddp)."""
+    if "timing/comm_bytes_across" not in run.data:
+        return math.nan
+    sent = _after_warmup(per_row(run.data, "timing/comm_bytes"), warmup).sum()
+    across = _after_warmup(per_row(run.data, "timing/comm_bytes_across"), warmup).sum()
+    return float(across / sent) if sent else math.nan
+
+
 def oversubscription(attrs: dict) -> tuple[bool, int]:
     """(oversubscribed, ranks on the busiest host) from a results file's root attributes: more busy threads on
     a host (ranks x threads per rank) than it has cores means times include waiting for a core, and a

@@ -88,21 +88,31 @@ def wait_until(deadline: float) -> None:
             time.sleep(left - 2e-4)
 
 
-class PacedComm:
-    """An MPI communicator whose sends to ranks of other nodes wait as the emulated link would make them; every
-    other call goes to the communicator itself."""
+class NodeComm:
+    """An MPI communicator that counts the bytes this rank sends to ranks of other nodes (``take_across``: the
+    results file's ``timing/comm_bytes_across``) and, with an emulated link, makes those sends wait as the link
+    would; every other call goes to the communicator itself."""
 
-    def __init__(self, comm, nodes: tuple[int, ...], spec: LinkSpec, links: SharedLinks):
+    def __init__(self, comm, nodes: tuple[int, ...], spec: LinkSpec | None = None, links: SharedLinks | None = None):
         self._comm, self._nodes, self._spec, self._links = comm, nodes, spec, links
-        self._mine = nodes[comm.rank]
+        self._mine = nodes[comm.rank] if nodes else 0
+        self._across = 0
 
     def __getattr__(self, name):
         return getattr(self._comm, name)
 
+    def take_across(self) -> int:
+        """Bytes sent to other nodes since the last call."""
+        across, self._across = self._across, 0
+        return across
+
     def _pace(self, buf, dest: int) -> None:
-        if dest < 0 or self._nodes[dest] == self._mine:
+        if dest < 0 or not self._nodes or self._nodes[dest] == self._mine:
             return
         nbytes = _nbytes(buf)
+        self._across += nbytes
+        if self._spec is None:
+            return
         occupied = self._spec.seconds(nbytes)
         start = self._links.reserve(self._mine, occupied)
         wait_until(start + occupied + self._spec.latency_s)
@@ -132,17 +142,17 @@ def _nbytes(buf) -> int:
     return int(getattr(buf, "nbytes", len(memoryview(buf).cast("B"))))
 
 
-def emulated(comm, spec: str, nodes: tuple[int, ...]):
-    """Collective: ``comm`` itself, or with ``--emulate-link`` a :class:`PacedComm` over it whose node links are
+def emulated(comm, spec: str, nodes: tuple[int, ...]) -> NodeComm:
+    """Collective: ``comm`` counting its bytes across nodes, and with ``--emulate-link`` pacing them, the node links
     shared through a file every rank of a host maps (removed once all have it open)."""
     if not spec:
-        return comm
+        return NodeComm(comm, nodes)
     path = comm.bcast(f"/dev/shm/syncbench-link-{os.getpid()}-{time.time_ns()}" if comm.rank == 0 else None, root=0)
     links = SharedLinks(path, max(nodes) + 1)
     comm.Barrier()
     if comm.rank == 0 or not os.path.exists(path):
         _remove(path)
-    return PacedComm(comm, nodes, LinkSpec.parse(spec), links)
+    return NodeComm(comm, nodes, LinkSpec.parse(spec), links)
 
 
 def _remove(path: str) -> None:

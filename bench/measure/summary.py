@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.data.load import load
-from analysis.stats.metrics import comm_to_compute, computing_ranks, oversubscription, phase_totals, step_stats
+from analysis.stats.metrics import (
+    across_share,
+    comm_to_compute,
+    computing_ranks,
+    oversubscription,
+    phase_totals,
+    step_stats,
+)
 
 LABELS = {
     "comm": "communication",
@@ -72,6 +79,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
     if evals:
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
+    _print_nodes(written, attrs)
     over, per_host = oversubscription(attrs)
     cores = attrs.get("cores_per_host", 0)
     if over:
@@ -80,3 +88,16 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
             "on a host: oversubscribed, so times include waiting for a core"
         )
     print(f"  results         {run.out}")
+
+
+def _print_nodes(written, attrs: dict) -> None:
+    """Where the run spans nodes (real, or --ranks-per-node): how many, the share of bytes sent across them, and
+    the emulated link if there was one."""
+    nodes = attrs.get("nodes") or []
+    if len(set(nodes)) < 2:
+        return
+    link = attrs.get("config", {}).get("emulate_link", "")
+    emulated = f"; emulated link {link.replace(',', ' us, ')} Gb/s" if link else ""
+    share = across_share(written)
+    crossed = f"{100 * share:.1f} % of the bytes sent went to other nodes" if share == share else "bytes not counted"
+    print(f"  nodes           {len(set(nodes))} ({crossed}{emulated})")

@@ -93,6 +93,8 @@ class RunContext:
         self.unit = POINTS.unit = unit
         self.rec = Recorder(comm, rows)
         declare_series(self.rec, len(run.layers), self.cfg.trace and unit == "step")
+        if self.cfg.takes("own messages"):  # the suite's own messages: their bytes to other nodes are counted
+            self.rec.add("timing/comm_bytes_across", "bytes", (len(run.layers),), dtype=np.int64)
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0  # rows completed
         self.stopped_by = ""
@@ -159,6 +161,20 @@ class RunContext:
         self.rec["timing/checkpoint"][self.done - 1] += self.checkpoints.write_pieces(self.done)
         flush(self, "running" if not self.stopped_by else self.status)
         self.checkpoints.commit(self.appender.lengths if self.appender else {})
+
+    def record_across(self, row: int) -> None:
+        """The bytes this rank sent to other nodes during the row (counted by the strategy's communicator), shared
+        among the layers as the row's bytes are (by layer size where it recorded none: a server's replies)."""
+        if "timing/comm_bytes_across" not in self.rec.series:
+            return
+        total = self.run.strategy.comm.take_across()
+        if not total:
+            return
+        sent = self.rec["timing/comm_bytes"][row].astype(np.float64)
+        weights = sent if sent.sum() else np.array([layer.bytes for layer in self.run.layers], dtype=np.float64)
+        shares = np.floor(total * weights / weights.sum()).astype(np.int64)
+        shares[int(np.argmax(weights))] += total - shares.sum()  # the rounding remainder: the row's total is exact
+        self.rec["timing/comm_bytes_across"][row] += shares
 
     # ---- evaluation ------------------------------------------------------------------------------------
     def due_for_evaluation(self, last: bool, stop: bool) -> bool:

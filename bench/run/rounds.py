@@ -43,6 +43,7 @@ def play_round(ctx: RunContext, r: int) -> list[int]:
         else:
             rec["metrics/loss"][r] = np.nan
     rec["timing/step"][r] = time.perf_counter() - t0
+    ctx.record_across(r)
     return lost
 
 

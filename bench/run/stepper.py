@@ -131,6 +131,7 @@ class Stepper:
             strat.serve_step(step)
             rec["metrics/loss"][step] = np.nan
             rec["timing/step"][step] = time.perf_counter() - t_start
+            self.ctx.record_across(step)
             return
         mark(step, "exchange before the step")
         self.exchange(step, strat.before_step(step), t0)
@@ -160,3 +161,4 @@ class Stepper:
         rec["metrics/loss"][step] = loss.item()
         self.ctx.divergence.note(step, rec["metrics/loss"][step])
         rec["timing/step"][step] = time.perf_counter() - t_start
+        self.ctx.record_across(step)

@@ -100,3 +100,29 @@ def test_training_with_hierarchical_allreduce_is_the_flat_run_to_rounding(shared
         finals.append([p.detach().numpy().copy() for p in trainer.run.model.parameters()])
     ok &= all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*finals))
     assert all_agree(ok)
+
+
+@pytest.mark.mpi
+def test_bytes_counted_across_nodes_are_the_kernels_own_accounting():
+    """The strategy communicator counts what each rank sends to other nodes (``timing/comm_bytes_across``): for
+    the hierarchical kernel it equals the kernel's own ``elements_by_link`` across nodes, and for the flat ring's
+    ring path every byte when its right neighbour is on another node, none otherwise."""
+    from bench.comm.emulated_link import emulated
+    from kernels.ring_allreduce import RingAllreduce
+
+    comm = MPI.COMM_WORLD
+    ok = True
+    for nodes in layouts(comm.size).values():
+        counted = emulated(comm, "", nodes or (0,) * comm.size)
+        topo = Topology.ring(comm.rank, comm.size)
+        topo = Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=nodes)
+        hier = HierarchicalAllreduce(counted, topo)
+        for n in (5, 40000, 300000):
+            buf = np.ones(n, dtype=np.float32)
+            hier(buf)
+            ok &= counted.take_across() == hier.elements_by_link(n)[1] * 4
+        flat = RingAllreduce(counted, topo, small_bytes=0)
+        flat(np.ones(40000, dtype=np.float32))
+        crossing = bool(nodes) and nodes[topo.right] != nodes[topo.rank]
+        ok &= counted.take_across() == (flat.elements_sent(40000) * 4 if crossing else 0)
+    assert all_agree(ok)
