@@ -35,11 +35,16 @@ def one_way_seconds(comm, peer: int, nbytes: int, reps: int = 3) -> float:
     return float(np.median(times))
 
 
-def test_a_ping_pong_across_the_link_takes_latency_plus_bytes_over_bandwidth():
+def first_ranks(n: int, why: str):
+    """A communicator of world ranks 0..n-1 (COMM_NULL on the others); the test is skipped below n ranks."""
     world = MPI.COMM_WORLD
-    if world.size < 2:
-        pytest.skip("two nodes")
-    pair = world.Split(0 if world.rank < 2 else MPI.UNDEFINED, world.rank)
+    if world.size < n:
+        pytest.skip(why)
+    return world.Split(0 if world.rank < n else MPI.UNDEFINED, world.rank)
+
+
+def test_a_ping_pong_across_the_link_takes_latency_plus_bytes_over_bandwidth():
+    world, pair = MPI.COMM_WORLD, first_ranks(2, "two nodes")
     ok = True
     if pair != MPI.COMM_NULL:
         spec = LinkSpec.parse(SPEC)
@@ -57,10 +62,7 @@ def test_a_ping_pong_across_the_link_takes_latency_plus_bytes_over_bandwidth():
 def test_a_nodes_ranks_share_its_outgoing_link():
     """Ranks 0 and 1 (node 0) each send 1 MiB to ranks 2 and 3 (node 1) at once: the link carries one after the
     other, so the later arrives about latency + 2 x bytes / bandwidth after the start."""
-    world = MPI.COMM_WORLD
-    if world.size < 4:
-        pytest.skip("two nodes of two ranks")
-    four = world.Split(0 if world.rank < 4 else MPI.UNDEFINED, world.rank)
+    world, four = MPI.COMM_WORLD, first_ranks(4, "two nodes of two ranks")
     ok = True
     if four != MPI.COMM_NULL:
         spec, nbytes = LinkSpec.parse(SPEC), 1 << 20
