@@ -10,6 +10,7 @@ from analysis.figures import groups as plots
 from analysis.figures import run as plots_run
 from analysis.figures.compress import compression_plots
 from analysis.figures.fedlama import fedlama_plots
+from analysis.figures.nodes import links_plot
 from analysis.models.costmodel import Fit
 from analysis.stats.groups import speedups
 from analysis.views.compress import compression_table
@@ -17,6 +18,7 @@ from analysis.views.core import communication_table, layers_table, speedup_table
 from analysis.views.fedlama import fedlama_table
 from analysis.views.fl import fedavg_table
 from analysis.views.model import SCALE, fit_from_micro, model_table, provenance_table
+from analysis.views.nodes import links_table
 from analysis.views.overlap import overlap_table
 from analysis.views.pivot import pivot_tables
 from analysis.views.tables import Table
@@ -37,6 +39,7 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
         speedup_table(runs, opts.warmup),
         communication_table(runs, opts.warmup),
         overlap_table(runs, opts.warmup),
+        links_table(runs, opts.warmup),
         compression_table(runs, opts.warmup, opts.target),
         strategy_table(runs, opts.warmup, opts.target),
         fedavg_table(runs, opts.warmup, opts.target),
@@ -59,6 +62,7 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += plots.staleness_plot(runs, out)
     figs += compression_plots(runs, out, opts.target)
     figs += fedlama_plots(runs, out)
+    figs += links_plot(runs, out, opts.warmup)
     chosen = per_run_selection(runs, opts)
     figs += plots_run.layer_bars(chosen, out, opts.warmup)  # one y scale per model across the chosen runs
     for run in chosen:

@@ -1155,3 +1155,23 @@ def test_table_names_warm_ups_and_the_worst_repeat(tmp_path):
 
     (group,) = repeat_groups(paths)
     assert "in 3 of 4 rounds" in byzantine_note(group)
+
+
+def test_links_table_and_figure_show_runs_on_several_nodes_only(tmp_path):
+    """Two ranks on two nodes, each sending 1,000 bytes per layer and step (2 layers): 4,000 bytes per step, i.e.
+    0.003815 MiB; rank 0 sends 500 per layer to the other node, rank 1 none: across = 1,000 / 4,000 = 25 %. A run
+    without nodes (one node, or written before them) has no row and no bar."""
+    from analysis.figures.nodes import links_plot
+    from analysis.views.nodes import links_table
+
+    across = np.zeros((2, 5, 2), dtype=np.int64)
+    across[0] = 500
+    spread = ring_run(tmp_path / "two.h5", 2, 0.1, attrs={"nodes": [0, 1]},
+                      extra={"timing/comm_bytes_across": (across, "bytes")})  # fmt: skip
+    single = ring_run(tmp_path / "one.h5", 2, 0.1, cfg={"seed": 9, "steps": 6})
+    table = links_table([spread, single], warmup=1)
+    assert len(table.rows) == 1 and table.rows[0][:3] == ["mlp", 2, 2]
+    mib, share = table.rows[0][5], table.rows[0][6]
+    assert mib.mean == pytest.approx(4000 / 2**20) and share.mean == pytest.approx(0.25)
+    assert [p.name for p in links_plot([spread, single], tmp_path / "figs")] == ["links.png", "links.pdf"]
+    assert links_plot([single], tmp_path / "none") == [] and links_table([single], 1).empty

@@ -1,0 +1,59 @@
+"""The links table: how much of what a run sent crossed a node boundary, for runs on several nodes (real ones, or
+the virtual nodes of ``--ranks-per-node``), beside the communication share of the step; runs over an emulated
+link (``--emulate-link``) are named so (:func:`analysis.stats.metrics.strategy_label`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.stats.groups import repeat_groups
+from analysis.stats.metrics import across_share, bytes_per_row, comm_split, step_stats, strategy_label
+from analysis.views.core import OVER_NOTE, _notes
+from analysis.views.tables import EST, FLAG, INT, Column, Table
+
+
+def node_count(run) -> int:
+    """Nodes the run's ranks were on (the root attribute ``nodes``; one for files written before it)."""
+    return len(set(run.attrs.get("nodes") or [0]))
+
+
+def spans_nodes(run) -> bool:
+    return node_count(run) > 1 and "timing/comm_bytes_across" in run.data
+
+
+def mib_per_row(run, warmup: int) -> float:
+    """MiB all ranks sent per measured step (round)."""
+    rows = bytes_per_row(run)[warmup:]
+    return float(np.mean(rows)) / 2**20 if rows.size else float("nan")
+
+
+def links_table(runs, warmup: int) -> Table:
+    """One row per repeat group of runs that spanned two nodes or more and counted their bytes across them."""
+    groups = [g for g in repeat_groups(runs) if spans_nodes(g.first)]
+    cols = [Column("model"), Column("ranks", INT), Column("nodes", INT), Column("strategy"), Column("n", INT)]
+    cols += [Column("MiB per step, all ranks", EST, 3), Column("across nodes (% of bytes)", EST, 1, 100)]
+    cols += [Column("communication (% of step)", EST, 1, 100), Column("step median (ms)", EST, 2, 1e3)]
+    cols += [Column("oversubscribed", FLAG), Column("runs")]
+    rows = []
+    for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, g.label)):
+        run = g.first
+        rows.append(
+            [run.config.get("model"), run.world_size, node_count(run), strategy_label(run), g.n]
+            + [g.pooled(lambda r: mib_per_row(r, warmup)), g.pooled(lambda r: across_share(r, warmup))]
+            + [g.pooled(lambda r: comm_split(r, warmup).share), g.pooled(lambda r: step_stats(r, warmup).median_s)]
+            + [g.oversubscribed, g.label]
+        )
+    return Table(
+        "links",
+        "Communication split by link: inside a node and across nodes",
+        cols,
+        rows,
+        _notes(
+            warmup,
+            "across nodes = bytes the ranks sent to ranks of other nodes / all bytes sent (timing/comm_bytes_across, "
+            "counted as the messages leave); nodes: the machine's, or --ranks-per-node's virtual ones",
+            "--emulate-link L,B in the strategy: messages between nodes were paced to L us + bytes / B Gb/s on one "
+            "host, a node's ranks sharing one outgoing link; other times are this host's",
+            OVER_NOTE,
+        ),
+    )
