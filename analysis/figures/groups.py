@@ -260,6 +260,7 @@ def staleness_label(run) -> str:
 def staleness_figure(runs):
     """One panel per unit: ssp and sync count staleness in clocks, async in updates; one x axis would mix them."""
     runs = [r for r in runs if "ps/updates/staleness" in r.data and r.data["ps/updates/staleness"].size]
+    runs = [r for r in runs if schedule(r) == "decoupled"]  # sync ps is 0 by construction: nothing to show
     if not runs:
         return None
     by_unit: dict[str, list] = {}

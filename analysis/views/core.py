@@ -118,7 +118,7 @@ def layers_table(runs, warmup: int, top: int = 5) -> Table:
             )
     return Table(
         "layers",
-        f"Top {top} layers by communication time",
+        f"Top {top} layers by communication time, per run",
         cols,
         rows,
         [f"mean over computing ranks, measured steps (after {warmup}) and repeats; bandwidth = bytes / comm time"],

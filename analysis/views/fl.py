@@ -69,9 +69,12 @@ def byzantine_note(g) -> str:
 
 
 def _option(run, key: str):
-    """An option's value for the table; T (``local_steps``) is shown only where the run counted steps, not epochs."""
+    """An option's value for the table; T (``local_steps``) only where the run counted steps, not epochs, and the
+    Dirichlet alpha only where the partition was Dirichlet (an iid run's default alpha means nothing)."""
     value = run.config.get(key)
-    return None if key == "local_steps" and not value else value
+    if key == "local_steps" and not value:
+        return None
+    return None if key == "alpha" and run.config.get("partition") != "dirichlet" else value
 
 
 def _mean_bytes(run, warmup: int) -> float:

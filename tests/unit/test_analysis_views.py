@@ -36,7 +36,7 @@ def test_layer_table_orders_layers_by_communication_and_reads_each_column(tmp_pa
     assert [c.scale for c in table.columns[3:]] == [1e3, 1.0, 1e-6, 1e3]
     # as a reader sees it: 3 ms and 1000 B per step is 0.333 MB/s; compute 4.5 ms over 3 layers
     assert table.markdown().splitlines() == [
-        "### Top 2 layers by communication time",
+        "### Top 2 layers by communication time, per run",
         "",
         "| run | strategy | layer | communication (ms/step) | bytes/step | bandwidth (MB/s) | compute (ms/step) |",
         "|:---|:---|:---|---:|---:|---:|---:|",
@@ -75,8 +75,14 @@ def test_aggregator_share_is_its_part_of_the_measured_round_time(tmp_path):
 
 def test_fedavg_table_shows_each_runs_options(tmp_path):
     """K, C, E, B, partition, alpha, mu and the server optimizer from the config; T only where the run counted
-    local steps."""
+    local steps, the Dirichlet alpha only where the partition was Dirichlet."""
     epochs, steps = fed(tmp_path, "e.h5"), fed(tmp_path, "s.h5", local_steps=3, fedprox_mu=0.1, server_opt="adam")
+    skewed = fed(tmp_path, "d.h5", partition="dirichlet", alpha=0.1, seed=5)
+    mixed = fedavg_table([epochs, skewed], warmup=1)
+    assert sorted(zip(column(mixed, "partition"), column(mixed, "Dirichlet alpha")), key=str) == [
+        ("dirichlet", 0.1),
+        ("iid", None),  # an iid run's default alpha means nothing
+    ]
     table = fedavg_table([epochs, steps], warmup=1)
     by = {name: column(table, name) for name in ("K", "C", "E", "T", "B", "partition", "mu", "server opt")}
     assert by["T"] == [None, 3] and by["K"] == [2, 2] and by["C"] == [1.0, 1.0] and by["E"] == [1, 1]
@@ -355,7 +361,7 @@ def test_fedavg_table_as_a_reader_sees_it(tmp_path):
         "| MiB per round | round median (ms) | samples/s | aggregator receiving (%) | test accuracy (%) | dropped "
         "| late | runs |",
         "|---:|:---|---:|---:|---:|---:|---:|:---|---:|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
-        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | – | 2.0 "
+        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | – | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | – | 2.0 "
         "| 1.0 | f.h5 |",
     ]
 
@@ -462,6 +468,7 @@ def test_staleness_figure_keeps_clocks_and_updates_apart_and_labels_each_mode(tm
     assert [t.get_text() for t in clocks.get_legend().get_texts()] == ["ssp, s=2 (s.h5)"]
     assert [t.get_text() for t in updates.get_legend().get_texts()] == ["ps async (a.h5)"]
     assert [round(b.get_height(), 6) for b in clocks.patches] == [25.0, 50.0, 25.0]
+    assert staleness_figure([with_staleness("y.h5", "sync", "clocks", [0, 0])]) is None  # 0 by construction
 
 
 def test_layer_figure_draws_the_steps_own_parts_on_the_same_scale(tmp_path):
@@ -650,7 +657,7 @@ def test_overlap_and_fedavg_tables_whole_as_a_reader_sees_them(tmp_path):
     lines = fedavg_table([run], 1, target=0.8).markdown().splitlines()
     assert lines[2].endswith("| late | rounds to 80 % | train s to 80 % | MiB to 80 % | runs |")
     assert lines[4] == (
-        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | 0.50 | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | 90.0 "
+        "| 3 | fedavg | 2 | 1.00 | 1 | – | 8 | iid | – | 0.00 | avg | 1 | 4 | 0.01 | 100.0 | 240 | 20.0 | 90.0 "
         "| 0.0 | 0.0 | 3.0 | 100.20 | 0.02 | f.h5 |"
     )
     assert lines[6:] == [
