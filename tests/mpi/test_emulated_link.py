@@ -11,16 +11,24 @@ from mpi4py import MPI
 
 from bench.comm.emulated_link import LinkSpec, emulated
 from kernels.topology import virtual_nodes
+from kernels.waiting import wait_any
 
 from .conftest import all_agree
 
 pytestmark = pytest.mark.mpi
 SPEC = "200,1"  # 200 us, 1 Gb/s
-HOST_SLACK_S = 1e-3
-"""MPI's own time on this host for one message (shared memory, 2 cores), added to the emulated one."""
+HOST_SLACK_S = 2e-3
+"""MPI's own time on this host for one message, added to the emulated one: copying 8 MiB through shared memory
+took about 3 ms of the 70 ms seen against 67.3 ms emulated (2 cores)."""
 
 
-def one_way_seconds(comm, peer: int, nbytes: int, reps: int = 3) -> float:
+def yielding_barrier(world) -> None:
+    """A barrier that gives the core away while it waits (MPICH's blocking one spins): ranks outside the timed
+    pair must not take a core from it on 2 cores."""
+    wait_any([world.Ibarrier()])
+
+
+def one_way_seconds(comm, peer: int, nbytes: int, reps: int = 5) -> float:
     buf = np.zeros(max(1, nbytes), dtype=np.uint8)
     times = []
     for _ in range(reps):
@@ -55,7 +63,7 @@ def test_a_ping_pong_across_the_link_takes_latency_plus_bytes_over_bandwidth():
             ok &= expected * 0.99 <= seen <= expected * 1.05 + HOST_SLACK_S
         local = emulated(pair, SPEC, (0, 0))  # both on one node: not paced
         ok &= one_way_seconds(local, 1 - pair.rank, 1 << 20) < spec.seconds(1 << 20) / 4
-    world.Barrier()
+    yielding_barrier(world)
     assert all_agree(ok), "the emulated link's one-way time is off the closed form"
 
 
@@ -77,5 +85,5 @@ def test_a_nodes_ranks_share_its_outgoing_link():
         arrived = four.allreduce(time.perf_counter() - t, op=MPI.MAX)
         expected = spec.latency_s + 2 * spec.seconds(nbytes)
         ok = expected * 0.99 <= arrived <= expected * 1.05 + HOST_SLACK_S
-    world.Barrier()
+    yielding_barrier(world)
     assert all_agree(ok), "the two senders did not share their node's link"
