@@ -217,14 +217,18 @@ def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_tabl
 
 def test_across_share_is_bytes_to_other_nodes_over_bytes_sent_after_the_warm_up(tmp_path):
     """Every rank sends 1,000 bytes per layer and step (2 layers, 5 steps): 2,000 per row. Across nodes: rank 0
-    500 per layer from step 1 on, rank 1 none, and the warm-up step 0 a huge 10^6 that must be left out. Share =
-    (4 steps x 2 layers x 500) / (2 ranks x 4 steps x 2,000) = 4,000 / 16,000 = 0.25. A file without the count
-    (before it, or ddp's): NaN, not 0 %."""
+    500 per layer from step 2 on and 250 in step 1, rank 1 none, and the warm-up step 0 a huge 10^6 that must be
+    left out. Share = (2 x 250 + 3 x 2 x 500) / (2 ranks x 4 steps x 2,000) = 3,500 / 16,000 = 0.21875 (leaving
+    out two steps instead would give 0.25). A file without the count (before it, or ddp's): NaN, not 0 %; bytes
+    across with none sent recorded: NaN, not infinity."""
     from analysis.stats.metrics import across_share
 
     across = np.zeros((2, 5, 2), dtype=np.int64)
     across[0, 1:] = 500
+    across[0, 1] = 250
     across[:, 0] = 1_000_000
     run = ring_run(tmp_path / "a.h5", 2, 0.1, extra={"timing/comm_bytes_across": (across, "bytes")})
-    assert across_share(run) == pytest.approx(0.25)
+    assert across_share(run) == pytest.approx(0.21875)
     assert np.isnan(across_share(ring_run(tmp_path / "b.h5", 2, 0.1)))
+    silent = {"timing/comm_bytes_across": (across, "bytes"), "timing/comm_bytes": (np.zeros_like(across), "bytes")}
+    assert np.isnan(across_share(ring_run(tmp_path / "c.h5", 2, 0.1, extra=silent)))
