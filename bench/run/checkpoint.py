@@ -41,6 +41,7 @@ MANIFEST = "manifest.json"
 SCHEDULES = ("lockstep", "rounds", "decoupled")  # decoupled runs (ps async, ssp): at a stop request only
 SAME_RUN_EXCEPT = (
     *("resume", "checkpoint_every", "quiet", "timeout", "stop_file", "threads", "flush_every"),
+    "out",  # a results file moved with its checkpoint folder (OUT.ckpt) resumes under its new name
     *("fail_rank", "fail_step", "fail_mode"),  # testing aids: where a run was made to fail
 )
 """Options a resumed run may change: they do not change what is computed."""

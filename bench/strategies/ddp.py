@@ -45,6 +45,7 @@ class DdpBuckets:
         self.clock = make_clock(device.type)
         self._layer_of = {id(p): (layer.index, p.numel() * p.element_size()) for layer in layers for p in layer.params}
         self._marks: list[tuple[dict[int, float], object, object, int]] = []  # (shares, launch, completion, sent)
+        self.silent = False
 
     def begin(self) -> None:
         self._marks = []
@@ -70,6 +71,8 @@ class DdpBuckets:
                 layer, nbytes = self._layer_of[id(p)]
                 layer_bytes[layer] = layer_bytes.get(layer, 0) + nbytes
             sent = ring_elements_sent(tensor.numel(), self.size, self.rank) * tensor.element_size()
+            if self.silent:  # the bucket layout's replay after a resume: no communication, nothing timed
+                return _completed(tensor)
             start = self.clock.mark()
 
             def done(fut):
@@ -81,8 +84,24 @@ class DdpBuckets:
         return allreduce
 
 
+def _completed(tensor: torch.Tensor) -> torch.futures.Future:
+    future = torch.futures.Future()
+    future.set_result(tensor)
+    return future
+
+
 class DdpStrategy(Strategy):
+    """DDP's first iteration after construction all-reduces every gradient in one bucket, in parameter order; it
+    then rebuilds its buckets in the order the gradients became ready (torch.nn.parallel.DistributedDataParallel,
+    ``_rebuild_buckets``). At 3+ ranks gloo's sum order depends on where an element lies in its bucket, so a run
+    resumed from a checkpoint would sum its first step otherwise than the run that was never stopped. A checkpoint
+    therefore keeps a two-sample input of the model's shape (``layout_input``), and a resumed DDP replays one
+    forward and backward on it without communication (model, buffers and random state restored): its buckets are
+    rebuilt before the first real step, as the uninterrupted run's were (tests/mpi/test_checkpoint.py: bit for bit
+    at 1-4 ranks)."""
+
     name = "ddp"
+    state_attributes = ("model", "optimizer", "layout_input")
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
@@ -96,12 +115,37 @@ class DdpStrategy(Strategy):
         self.overlap = DdpBuckets(layers, comm.rank, comm.size, device)
         self.ddp.register_comm_hook(None, self.overlap.hook(dist))
         self.optimizer = make_optimizer(model.parameters(), cfg)
+        self.layout_input: torch.Tensor | None = None
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
 
     def forward(self, x):
+        if self.layout_input is None:
+            self.layout_input = torch.zeros_like(x[:2])
         return self.ddp(x)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.layout_input is not None:
+            self._replay_bucket_layout(torch.as_tensor(self.layout_input).to(self.device))
+
+    def _replay_bucket_layout(self, x: torch.Tensor) -> None:
+        """One forward and backward without communication, leaving parameters, buffers, gradients and random state
+        as they were: DDP records the order its gradients become ready and rebuilds its buckets at the next
+        forward, as after the uninterrupted run's first step."""
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.overlap.silent = True
+            try:
+                self.ddp(x).float().sum().backward()
+            finally:
+                self.overlap.silent = False
+        with torch.no_grad():
+            for name, b in self.model.named_buffers():
+                b.copy_(buffers[name])
+        self.model.zero_grad(set_to_none=True)
 
     def accumulating(self):
         return self.ddp.no_sync()  # DDP's own accumulation: its hooks skip this backward's all-reduces

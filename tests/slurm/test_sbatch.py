@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -19,29 +20,73 @@ from tests.helpers import ROOT, bench
 pytestmark = pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch on PATH (start a local Slurm)")
 
 
-def sbatch(tmp_path, *args, env=None, timeout=300):
-    full_env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(tmp_path), **(env or {}))
-    cmd = ["sbatch", "--wait", f"--output={tmp_path}/%x-%j.out", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
-    logs = "\n".join(p.read_text(errors="replace") for p in Path(tmp_path).glob("*.out"))
-    return proc, logs
+@dataclass
+class Ended:
+    """What one job left: ``sbatch --wait``'s exit code and output, the job's own log, its folder."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    logs: str
+    folder: Path
 
 
-@pytest.mark.parametrize(
-    "script,strategy,name,extra",
-    [
-        ("slurm/ring.sh", "ring", "ring", ["--steps", "6"]),
-        ("slurm/localsgd.sh", "localsgd", "localsgd", ["--steps", "6"]),
-        ("slurm/ps.sh", "ps", "ps-sync", ["--steps", "6"]),
-        ("slurm/ssp.sh", "ssp", "ssp", ["--steps", "6"]),
-        ("slurm/fedavg_256.sh", "fedavg", "fedavg", ["--rounds", "2"]),
-    ],
-)
-def test_script_writes_results_with_job_provenance(tmp_path, script, strategy, name, extra):
-    proc, logs = sbatch(tmp_path, "--ntasks=3", script, *extra, "--quiet", env={"MODEL": "mlp"})
-    assert proc.returncode == 0, proc.stderr + logs
-    job = proc.stdout.split()[-1]
-    out = tmp_path / f"{name}_mlp_n3_{job}.h5"
+def submit(folder: Path, *args, env=None) -> subprocess.Popen:
+    """``sbatch --wait`` for one job writing into ``folder`` (RESULTS_DIR and its log), started, not waited for."""
+    full_env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(folder), **(env or {}))
+    cmd = ["sbatch", "--wait", f"--output={folder}/%x-%j.out", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ended(proc: subprocess.Popen, folder: Path, timeout: float = 300) -> Ended:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    logs = "\n".join(p.read_text(errors="replace") for p in folder.glob("*.out"))
+    return Ended(proc.returncode, out, err, logs, folder)
+
+
+SCRIPTS = {
+    "ring": ("slurm/ring.sh", "ring", ["--steps", "6"]),
+    "localsgd": ("slurm/localsgd.sh", "localsgd", ["--steps", "6"]),
+    "ps-sync": ("slurm/ps.sh", "ps", ["--steps", "6"]),
+    "ssp": ("slurm/ssp.sh", "ssp", ["--steps", "6"]),
+    "fedavg": ("slurm/fedavg_256.sh", "fedavg", ["--rounds", "2"]),
+}
+"""Each script of slurm/ as a user submits it (results named ``{name}_{model}_n{ranks}_{job}.h5``)."""
+
+
+@pytest.fixture(scope="module")
+def side_by_side(tmp_path_factory) -> dict[str, Ended]:
+    """Every job whose test reads only its outcome, submitted at once: the local Slurm advertises more CPUs than
+    the jobs ask for, so they run side by side and the module waits for them once (``sbatch --wait`` polls every
+    2 s; one after another they took 60 s here, together about 20 s). The requeue and time-limit tests keep
+    their own jobs: they act on a running job or depend on its speed."""
+    started = {}
+    for name, (script, _, extra) in SCRIPTS.items():
+        folder = tmp_path_factory.mktemp(name)
+        started[name] = submit(folder, "--ntasks=3", script, *extra, "--quiet", env={"MODEL": "mlp"}), folder
+    folder = tmp_path_factory.mktemp("nopmi")
+    wrap = f"srun --mpi=none {sys.executable} -m bench train --steps 2 --quiet --out {folder}/x.h5"
+    started["nopmi"] = submit(folder, "--ntasks=2", "--job-name=nopmi", f"--wrap={wrap}"), folder
+    folder = tmp_path_factory.mktemp("sweep")
+    env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(folder), MODEL="mlp", SIZES="1 2", WAIT="1")
+    env["SBATCH_ARGS"] = f"--output={folder}/%x-%j.out"
+    cmd = ["bash", "slurm/sweep.sh", "slurm/ring.sh", "--steps", "3", "--quiet"]
+    sweep = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started["sweep"] = sweep, folder
+    return {name: ended(proc, folder) for name, (proc, folder) in started.items()}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_script_writes_results_with_job_provenance(side_by_side, name):
+    job_ended = side_by_side[name]
+    strategy = SCRIPTS[name][1]
+    assert job_ended.returncode == 0, job_ended.stderr + job_ended.logs
+    job = job_ended.stdout.split()[-1]
+    out = job_ended.folder / f"{name}_mlp_n3_{job}.h5"
     with h5py.File(out) as f:
         assert f.attrs["strategy"] == strategy and f.attrs["world_size"] == 3
         assert f.attrs["slurm_job_id"] == job and "#SBATCH" in f.attrs["batch_script"]
@@ -52,14 +97,17 @@ def test_script_writes_results_with_job_provenance(tmp_path, script, strategy, n
             assert json.loads(f.attrs["clients_of_rank"])["2"] == list(range(128, 256))
 
 
-def test_sweep_submits_one_job_per_size(tmp_path):
-    env = dict(os.environ, VENV=sys.prefix, RESULTS_DIR=str(tmp_path), MODEL="mlp", SIZES="1 2", WAIT="1")
-    env["SBATCH_ARGS"] = f"--output={tmp_path}/%x-%j.out"
-    cmd = ["bash", "slurm/sweep.sh", "slurm/ring.sh", "--steps", "3", "--quiet"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    sizes = sorted(int(p.name.split("_n")[1].split("_")[0]) for p in tmp_path.glob("ring_mlp_n*.h5"))
+def test_sweep_submits_one_job_per_size(side_by_side):
+    swept = side_by_side["sweep"]
+    assert swept.returncode == 0, swept.stderr
+    sizes = sorted(int(p.name.split("_n")[1].split("_")[0]) for p in swept.folder.glob("ring_mlp_n*.h5"))
     assert sizes == [1, 2]
+
+
+def test_srun_without_pmi_is_an_error(side_by_side):
+    nopmi = side_by_side["nopmi"]
+    assert nopmi.returncode != 0
+    assert "srun --mpi=pmi2" in nopmi.logs and not (nopmi.folder / "x.h5").exists()
 
 
 def finished(path: Path) -> bool:
@@ -121,7 +169,7 @@ def test_a_job_stopped_by_the_time_limit_warning_requeues_and_resumes_to_the_uni
 
 
 def test_time_limit_warning_keeps_completed_steps(tmp_path):
-    proc, logs = sbatch(
+    proc = submit(
         tmp_path,
         "--ntasks=2",
         "--time=00:01:00",
@@ -134,16 +182,10 @@ def test_time_limit_warning_keeps_completed_steps(tmp_path):
         "0",
         env={"MODEL": "mlp", "REQUEUE": "0"},  # the requeue is the test above's
     )
-    assert proc.returncode == 0, proc.stderr + logs
+    job_ended = ended(proc, tmp_path)
+    assert job_ended.returncode == 0, job_ended.stderr + job_ended.logs
     (out,) = tmp_path.glob("ring_mlp_n2_*.h5")
     with h5py.File(out) as f:
         done = int(f.attrs["completed_steps"])
         assert f.attrs["status"] == "stopped" and f.attrs["stopped_by"] == "SIGUSR1"
         assert done > 0 and f["timing/total"].shape == (2, done)
-
-
-def test_srun_without_pmi_is_an_error(tmp_path):
-    wrap = f"srun --mpi=none {sys.executable} -m bench train --steps 2 --quiet --out {tmp_path}/x.h5"
-    proc, logs = sbatch(tmp_path, "--ntasks=2", "--job-name=nopmi", f"--wrap={wrap}")
-    assert proc.returncode != 0
-    assert "srun --mpi=pmi2" in logs and not (tmp_path / "x.h5").exists()
