@@ -12,6 +12,7 @@ read mode (:func:`open_results`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,14 +135,16 @@ class LazyDatasets(Mapping):
         name = self._known(name)
         if name in self._cache:
             arr = np.asarray(self[name], dtype=np.float64)
-            return arr[ranks, warmup if arr.shape[1] > warmup else 0 :].mean(axis=(0, 1))
+            return recorded_mean(arr[ranks, warmup if arr.shape[1] > warmup else 0 :], axis=(0, 1))
         with open_results(self._path) as f:
             ds = f[self._stored(name)]
             first = warmup if ds.shape[1] > warmup else 0
-            total, rows = np.zeros(ds.shape[2:], dtype=np.float64), ds.shape[1] - first
+            total, count = np.zeros(ds.shape[2:], dtype=np.float64), np.zeros(ds.shape[2:], dtype=np.int64)
             for lo in range(first, ds.shape[1], BLOCK_ROWS):
-                total += ds[:, lo : lo + BLOCK_ROWS][ranks].astype(np.float64).sum(axis=(0, 1))
-        return total / (len(ranks) * rows) if rows and len(ranks) else np.full(total.shape, np.nan)
+                block = ds[:, lo : lo + BLOCK_ROWS][ranks].astype(np.float64)
+                total += np.nansum(block, axis=(0, 1))  # NaN: a rank a resumed fedavg segment did not have
+                count += (~np.isnan(block)).sum(axis=(0, 1))
+        return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
     def _summed_in_blocks(self, name: str) -> np.ndarray:
         with open_results(self._path) as f:
@@ -150,6 +153,16 @@ class LazyDatasets(Mapping):
             for lo in range(0, ds.shape[1], BLOCK_ROWS):
                 out[:, lo : lo + BLOCK_ROWS] = sum_layers(ds[:, lo : lo + BLOCK_ROWS])
         return out
+
+
+def recorded_mean(values: np.ndarray, axis) -> np.ndarray:
+    """The mean over ``axis`` of the values that were recorded: a fedavg run resumed on another rank count has
+    NaN rows where a segment did not have the rank (results/README.md); elsewhere the plain mean."""
+    if not np.isnan(values).any():
+        return values.mean(axis=axis)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a cell no rank recorded stays NaN
+        return np.nanmean(values, axis=axis)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.data.facts import applies, row_unit, schedule
-from analysis.data.load import RunResults, sum_layers
+from analysis.data.load import RunResults, recorded_mean, sum_layers
 from kernels.topology import COMPUTING_ROLES as TOPOLOGY_COMPUTING
 
 COMPUTING_ROLES = tuple(role.value for role in TOPOLOGY_COMPUTING)
@@ -93,7 +93,7 @@ def per_layer_mean(data: Mapping, name: str, ranks: np.ndarray, warmup: int) -> 
     if means is not None:
         return means(name, ranks, warmup)
     values = np.asarray(data[name], dtype=np.float64)  # pragma: no mutate (the mean of ints is float too)
-    return _after_warmup(values[ranks], warmup).mean(axis=(0, 1))
+    return recorded_mean(_after_warmup(values[ranks], warmup), axis=(0, 1))
 
 
 def _measured(run: RunResults, name: str, warmup: int) -> np.ndarray:
@@ -199,7 +199,7 @@ def phase_totals(data: Mapping, ranks: np.ndarray, warmup: int = 1) -> dict[str,
         if not arr.size:  # pragma: no mutate (no rows: refused earlier)
             out[name] = 0.0
             continue
-        out[name] = float(arr.sum(axis=1).mean())
+        out[name] = float(recorded_mean(arr, axis=0).sum())  # per row over ranks, summed: ranks absent in a row skipped
     on_the_thread = sum(out[p] for p in PHASES) - out["comm"] + out["exposed"]
     if "timing/exposed" in data:
         on_the_thread -= out["pack"]  # packed on the communication thread

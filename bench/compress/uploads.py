@@ -35,6 +35,7 @@ class DeltaEncoder(Stateful):
     """A client host's side: each trained client's delta, compressed layer by layer."""
 
     state_attributes = ("feedback",)  # what a checkpoint keeps (bench.runtime.state)
+    per_client = ("feedback/memory",)  # keyed by (client, layer) (bench.run.replacement)
 
     def __init__(self, compressor: Compressor, feedback: bool, seed: int):
         self.compressor, self.seed = compressor, seed

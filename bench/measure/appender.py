@@ -84,8 +84,11 @@ class Appender:
     """Rank 0's results file. ``ranks``: rows of every row series are (ranks, n, *inner) blocks; ``unit``:
     ``step`` or ``round``; ``rows_per_flush`` sizes the chunks so that a flush writes whole chunks."""
 
-    def __init__(self, path: str, ranks: int, unit: str, rows_per_flush: int, compression: str = "none"):
+    def __init__(
+        self, path: str, ranks: int, unit: str, rows_per_flush: int, compression: str = "none", *, regrown=False
+    ):
         self.path, self.ranks, self.unit = path, ranks, unit
+        self.regrown = regrown  # the rank axis may grow on a resume (fedavg on more ranks); unwritten floats read NaN
         self.rows_per_flush = max(1, rows_per_flush)
         self.compression = None if compression == "none" else compression
         self.f: h5py.File | None = None
@@ -94,10 +97,12 @@ class Appender:
         self.created = False
         self.lengths: dict[str, int] = {}  # entries of each growing dataset in the file (a checkpoint records them)
 
-    def resume(self, rows: int, lengths: dict) -> None:
+    def resume(self, rows: int, lengths: dict, ranks: int | None = None) -> None:
         """Reopen a file a stopped run wrote and cut it back to a checkpoint: every row series and the row scale
         to ``rows`` rows, each growing dataset to its length in ``lengths`` (what followed the checkpoint is
-        dropped); then append from there. Done before SWMR mode, which allows no shrinking."""
+        dropped); then append from there. Done before SWMR mode, which allows no shrinking. ``ranks``: the
+        resumed run's, where it may differ (fedavg): the rank axis grows to it (rows a segment's ranks did not
+        write read NaN); with fewer ranks the axis stays, the ranks past them get no new rows."""
         try:
             self.f = h5py.File(self.path, "a", libver="latest")
         except OSError:  # a writer killed outright left the file marked as open for writing
@@ -106,6 +111,9 @@ class Appender:
         self.created, self.rows = True, rows
         self.f[self.unit].resize((rows,))
         self.series = []
+        self.ranks = max(ranks or 0, self.f["rank"].shape[0])
+        if self.ranks > self.f["rank"].shape[0]:
+            self._grow_ranks(self.ranks)
         for name, ds in self._datasets():
             if ds.ndim >= 2 and ds.dims[1].label == self.unit:
                 ds.resize(rows, axis=1)
@@ -134,7 +142,7 @@ class Appender:
         return found
 
     # ---- one flush ---------------------------------------------------------------------------------------
-    def write(self, attrs: dict, rows: dict, first_row: int, datasets: dict, ranks: slice = slice(None)) -> None:
+    def write(self, attrs: dict, rows: dict, first_row: int, datasets: dict, ranks: slice | None = None) -> None:
         """``rows``: name -> ((ranks, n, *inner) block, units), written to rows [first_row, first_row + n) of the
         ranks ``ranks`` (all by default); ``datasets``: name -> (array, units), the rest (see GROWING); ``attrs``:
         root attributes (dicts and lists as JSON). Then the file is flushed to disk."""
@@ -148,7 +156,8 @@ class Appender:
         if first_row + n > self.rows:
             self._grow(first_row + n)
         for name, (block, _) in rows.items():
-            self.f[schema.file_name(name)][ranks, first_row : first_row + block.shape[1]] = block
+            rows_of = ranks if ranks is not None else slice(0, block.shape[0])  # a resumed fedavg: fewer ranks
+            self.f[schema.file_name(name)][rows_of, first_row : first_row + block.shape[1]] = block
         for name, (array, _) in datasets.items():
             self._put(*schema.to_file(name, storable(array)))
         for key, value in attrs.items():
@@ -165,7 +174,9 @@ class Appender:
         self.f = h5py.File(self.path, "w", libver="latest")
         self.created = True
         self.f.attrs["schema_version"] = SCHEMA_VERSION
-        self.f.create_dataset("rank", data=scale_values("rank", 0, self.ranks)).make_scale("rank")
+        growing_ranks = (None,) if self.regrown else None
+        self.f.create_dataset("rank", data=scale_values("rank", 0, self.ranks), maxshape=growing_ranks)
+        self.f["rank"].make_scale("rank")
         self.f.create_dataset(self.unit, data=scale_values(self.unit, 0, 0), maxshape=(None,)).make_scale(self.unit)
         self._ensure(rows, datasets)
         self.f.swmr_mode = True
@@ -188,10 +199,11 @@ class Appender:
         ds = self.f.create_dataset(
             schema.file_name(name),
             shape=(self.ranks, self.rows, *inner),
-            maxshape=(self.ranks, None, *inner),
+            maxshape=(None if self.regrown else self.ranks, None, *inner),
             chunks=(chunk_ranks, self.rows_per_flush, *inner),
             dtype=dtype,
             compression=self.compression,
+            fillvalue=np.nan if self.regrown and dtype.kind == "f" else None,
         )
         ds.attrs["units"] = units
         self.series.append(ds.name.lstrip("/"))
@@ -203,6 +215,8 @@ class Appender:
         if growing:
             shape = (0, *array.shape[1:])
             ds = self.f.create_dataset(stored, shape=shape, maxshape=(None, *array.shape[1:]), dtype=array.dtype)
+        elif self.regrown and name in schema.PER_RANK:  # one value per rank: the rank axis may grow on a resume
+            ds = self.f.create_dataset(stored, data=array, maxshape=(None, *array.shape[1:]))
         else:
             ds = self.f.create_dataset(stored, data=array)
         ds.attrs["units"] = units
@@ -218,6 +232,18 @@ class Appender:
             self.f[name].resize(rows, axis=1)
         self.rows = rows
 
+    def _grow_ranks(self, ranks: int) -> None:
+        """The rank axis of every row series and the rank scale to ``ranks`` (a file written with ``regrown``)."""
+        scale = self.f["rank"]
+        if scale.maxshape[0] is not None:
+            raise ValueError(f"its rank axis is fixed at {scale.shape[0]} (written before resumes on more ranks)")
+        old = scale.shape[0]
+        scale.resize((ranks,))
+        scale[old:] = scale_values("rank", old, ranks)
+        for _, ds in self._datasets():
+            if ds.ndim >= 1 and ds.dims[0].label == "rank" and ds.name != "/rank":
+                ds.resize(ranks, axis=0)
+
     def _put(self, name: str, array: np.ndarray) -> None:
         ds = self.f[name]
         if _growing(name):
@@ -229,6 +255,10 @@ class Appender:
             self.lengths[name] = max(old, array.shape[0])
         elif ds.shape == array.shape:
             ds[...] = array
+        elif self.regrown and ds.dims[0].label == "rank" and ds.shape[1:] == array.shape[1:]:
+            if array.shape[0] > ds.shape[0]:
+                ds.resize(array.shape[0], axis=0)
+            ds[: array.shape[0]] = array  # a resumed fedavg on fewer ranks: the others' values stay
         else:  # a fixed dataset whose size changed (not expected): replace it (SWMR allows no shape change)
             raise ValueError(f"{name}: shape {array.shape} differs from the file's {ds.shape}")
 

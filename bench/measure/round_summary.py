@@ -4,16 +4,17 @@ written, as the report reads them."""
 
 from __future__ import annotations
 
-from analysis.data.load import load
+from analysis.data.load import load, recorded_mean
 from analysis.stats.metrics import oversubscription, per_row, step_stats
 from analysis.views.fedlama import averaged_share
 from analysis.views.fl import aggregator_share
 
 
 def _per_host(data, name: str) -> float:
-    """Mean over client hosts (ranks >= 1) of the series summed over rounds (and layers)."""
+    """Mean over client hosts (ranks >= 1) of the series summed over rounds (and layers): per round over the hosts
+    that recorded it (a run resumed on another rank count lacks some hosts in some rounds), summed."""
     arr = per_row(data, name)[1:]
-    return float(arr.sum(axis=1).mean()) if arr.size else 0.0
+    return float(recorded_mean(arr, axis=0).sum()) if arr.size else 0.0
 
 
 def round_split(data) -> dict:

@@ -18,6 +18,7 @@ for bit (:mod:`bench.run.decoupled`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from analysis.data import schema
+from bench.run.replacement import client_prefixes, donor_rank, placed_anew
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies import facts
@@ -47,12 +49,13 @@ SAME_RUN_EXCEPT = (
 """Options a resumed run may change: they do not change what is computed."""
 
 
-def segment_record() -> dict:
+def segment_record(ranks: int) -> dict:
     """Where and when this segment of a run ran (its rows are filled in as it goes): provenance for a run that
-    was stopped and resumed, perhaps by Slurm's requeue on other nodes."""
+    was stopped and resumed, perhaps by Slurm's requeue on other nodes (fedavg: perhaps on another rank count)."""
     env = os.environ
     return {
         "start": 1,
+        "world_size": ranks,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": os.uname().nodename,
         "slurm_job_id": env.get("SLURM_JOB_ID", ""),
@@ -211,7 +214,7 @@ def read_manifest(cfg, size: int) -> dict:
             raise KeyError(f"no {', '.join(missing)}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--resume: {path} is unreadable ({exc}); remove {folder(cfg.out)} to start afresh") from None
-    if manifest["world_size"] != size:
+    if manifest["world_size"] != size and not facts(cfg.strategy).logical_ranks:
         raise UsageError(
             f"--resume: the checkpoint was written by {manifest['world_size']} ranks, this job has {size}; "
             f"resume with {manifest['world_size']}"
@@ -230,11 +233,19 @@ def read_manifest(cfg, size: int) -> dict:
 def restore(ctx, manifest: dict) -> None:
     """Every rank: load its piece of the manifest's checkpoint into the run (under the watchdog: shared file
     systems can stall)."""
-    piece = folder(ctx.run.out) / manifest["pieces"][ctx.comm.rank]
-    with WATCHDOG.guard(ctx.cfg.timeout, f"reading checkpoint {piece}"):
+    pieces = [folder(ctx.run.out) / name for name in manifest["pieces"]]
+    rank, moved = ctx.comm.rank, len(pieces) != ctx.comm.size
+    piece = pieces[donor_rank(rank, len(pieces)) if moved else rank]
+    with WATCHDOG.guard(ctx.cfg.timeout, f"reading checkpoint {piece}"), contextlib.ExitStack() as stack:
         try:
-            with np.load(piece) as stored:
-                load_rank_state(ctx.run, dict(stored))
+            own = stack.enter_context(np.load(piece))
+            if moved:  # fedavg on another rank count: each client's state from the piece that held it
+                prefixes = client_prefixes(ctx.run.strategy, "strategy")
+                others = [stack.enter_context(np.load(p)) for p in pieces] if prefixes else []
+                mine = set(ctx.run.strategy.topology.clients_of_rank.get(rank, ()))
+                load_rank_state(ctx.run, placed_anew(own, others, prefixes, mine))
+            else:
+                load_rank_state(ctx.run, dict(own))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise UsageError(f"--resume: checkpoint piece {piece} is unreadable ({exc})") from None
 

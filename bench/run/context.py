@@ -24,6 +24,7 @@ from bench.runtime.diagnosis import POINTS
 from bench.runtime.errors import UsageError
 from bench.runtime.launch import agree
 from bench.runtime.watchdog import WATCHDOG
+from bench.strategies import facts
 from kernels.tags import Tag, tag_for
 
 STOP_CHECK_EVERY = 10  # rows (steps or rounds) between agreements on a pending stop signal
@@ -107,7 +108,7 @@ class RunContext:
         self.checkpoints = Checkpoints(self)
         self.start = 0  # the first row this segment runs (a resumed run's checkpoint row)
         self.earlier: list[dict] = []  # the segments before this one (a resumed run's)
-        self.segment = segment_record()
+        self.segment = segment_record(comm.size)
 
     # ---- checkpoints and segments ----------------------------------------------------------------------------
     def resume(self) -> None:
@@ -117,13 +118,14 @@ class RunContext:
             return
         manifest = agree(self.comm, read_manifest, self.cfg, self.comm.size)
         agree(self.comm, restore, self, manifest)
-        self.start = self.done = int(manifest.get("rows", [manifest["row"]] * self.comm.size)[self.comm.rank])
-        self.rec.gathered = self.start if self.run.strategy.schedule != "decoupled" else 0
+        decoupled = self.run.strategy.schedule == "decoupled"  # each rank its own rows (same rank count)
+        self.start = self.done = int(manifest["rows"][self.comm.rank] if decoupled else manifest["row"])
+        self.rec.gathered = self.start if not decoupled else 0
         self.evals = [tuple(e) for e in manifest["evaluations"]]
         self.earlier = manifest["segments"]
         self.segment["start"] = self.start + 1
         agree(self.comm, self._cut_results_file, manifest)
-        if self.run.strategy.schedule == "decoupled":
+        if decoupled:
             self._reload_rows(manifest["rows"])
         if self.comm.rank == 0 and not self.cfg.quiet:
             print(f"syncbench: resuming {self.run.out} after {self.unit} {self.start} (checkpoint written "
@@ -135,7 +137,7 @@ class RunContext:
             return
         check_results_file(self.run.out, manifest)
         try:
-            self.results_file().resume(int(manifest["row"]), manifest["growing"])
+            self.results_file().resume(int(manifest["row"]), manifest["growing"], self.comm.size)
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"--resume: cannot reopen {self.run.out} to continue it ({exc})") from None
 
@@ -312,5 +314,8 @@ class RunContext:
         """Rank 0's appending writer, created at the first write (:mod:`bench.measure.appender`)."""
         if self.appender is None:
             cfg = self.cfg
-            self.appender = Appender(self.run.out, self.comm.size, self.unit, cfg.flush_every, cfg.compression)
+            regrown = facts(cfg.strategy).logical_ranks  # a resume may bring more ranks
+            self.appender = Appender(
+                self.run.out, self.comm.size, self.unit, cfg.flush_every, cfg.compression, regrown=regrown
+            )
         return self.appender

@@ -44,6 +44,10 @@ class Facts:
     ps_mode: str = ""
     """A fixed ``--ps-mode`` (``--strategy ssp`` is ``--strategy ps --ps-mode ssp``); '' where the option chooses."""
 
+    logical_ranks: bool = False
+    """Its work is spread over logical units that any number of ranks can host (fedavg's clients): a checkpoint
+    resumes on another rank count (:mod:`bench.run.replacement`); the others need the rank count they stopped on."""
+
     def schedule_for(self, ps_mode: str) -> str:
         """The schedule a run has: a parameter server in async or ssp mode runs decoupled, in sync lock-step."""
         if "parameter server" in self.takes and ps_mode != "sync":  # ssp: bench.config fixes its mode
@@ -71,7 +75,7 @@ REGISTRY: dict[str, Facts] = {
     ),
     "fedavg": Facts(
         "bench.strategies.fedavg.strategy:FedAvgStrategy", "round", "rounds", "federated", "clients",
-        COMPRESSIBLE | {"fedavg", "local_steps"},
+        COMPRESSIBLE | {"fedavg", "local_steps"}, logical_ranks=True,
     ),
     "ddp": Facts(
         "bench.strategies.ddp:DdpStrategy", "step", "lockstep", "allreduce", "all", _STEP, overlapped=True

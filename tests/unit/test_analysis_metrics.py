@@ -232,3 +232,26 @@ def test_across_share_is_bytes_to_other_nodes_over_bytes_sent_after_the_warm_up(
     assert np.isnan(across_share(ring_run(tmp_path / "b.h5", 2, 0.1)))
     silent = {"timing/comm_bytes_across": (across, "bytes"), "timing/comm_bytes": (np.zeros_like(across), "bytes")}
     assert np.isnan(across_share(ring_run(tmp_path / "c.h5", 2, 0.1, extra=silent)))
+
+
+def test_ranks_a_resumed_segment_did_not_have_are_left_out_of_the_means(tmp_path):
+    """A fedavg run resumed on more ranks: the new host's rows before the resume are NaN (results/README.md). The
+    phase totals and the per-layer means are then the mean over the ranks that recorded each row, written out by
+    hand; the file read lazily (blockwise) and the arrays in memory agree."""
+    from analysis.data.load import load
+    from analysis.stats.metrics import per_layer_mean, phase_totals
+    from bench.measure.results import write
+
+    comm = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], [[np.nan, np.nan], [np.nan, np.nan], [7.0, 8.0]]])
+    data = {"timing/comm": comm, "timing/step": np.nansum(comm, axis=2) + 1.0}
+    ranks = np.array([0, 1])
+    # rows 1 and 2 (after warm-up 1): row 1 only rank 0 recorded (3 + 4), row 2 both ((5 + 6 + 7 + 8) / 2)
+    assert phase_totals(data, ranks, 1)["comm"] == pytest.approx(7.0 + 13.0)
+    by_hand = [(3.0 + 5.0 + 7.0) / 3, (4.0 + 6.0 + 8.0) / 3]  # layer means over the recorded cells
+    assert per_layer_mean(data, "timing/comm", ranks, 1).tolist() == pytest.approx(by_hand)
+    path = tmp_path / "nan.h5"
+    stored = {name: (values, "s") for name, values in data.items()}
+    write(str(path), {"strategy": "fedavg", "world_size": 2, "roles": ["aggregator", "client_host"]}, stored)
+    assert per_layer_mean(load(path).data, "timing/comm", ranks, 1).tolist() == pytest.approx(by_hand)
+    full = np.ones((2, 3, 2))
+    assert phase_totals({"timing/comm": full, "timing/step": full.sum(axis=2)}, ranks, 1)["comm"] == 4.0

@@ -35,6 +35,7 @@ from kernels.waiting import probe
 
 class ClientHost(Uploading, Stateful):
     state_attributes = ("kept", "encoder")  # FedLAMA's kept models, error-feedback memories per client
+    per_client = ("kept",)  # dicts keyed by client id (bench.run.replacement)
 
     def __init__(self, cfg, comm: MPI.Comm, run, clients: tuple[int, ...], timer, sigma: float, algorithm):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma

@@ -99,6 +99,7 @@ class VariateSum(StreamingMean):
 class Scaffold(FedAvg):
     extra_download = extra_upload = True
     state_attributes = ("c", "client_variates")  # the server's c (rank 0), each host's c_i
+    per_client = ("client_variates",)  # keyed by client id (bench.run.replacement)
 
     @classmethod
     def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:

@@ -53,6 +53,7 @@ def next_h(h: np.ndarray, moved: MovedSum, start: np.ndarray, alpha: float, clie
 class FedDyn(FedAvg):
     updates_client_state = True
     state_attributes = ("h", "client_grads")  # the server's h (rank 0), each host's g_k
+    per_client = ("client_grads",)  # keyed by client id (bench.run.replacement)
 
     @classmethod
     def host_memory(cls, model_bytes: int, clients_per_host: int) -> dict:
