@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.compress.methods import Compressor
+from bench.runtime.client_state import ClientDict
 from bench.runtime.state import Stateful
 
 
@@ -20,7 +21,7 @@ class ErrorFeedback(Stateful):
 
     def __init__(self, compressor: Compressor, enabled: bool):
         self.compressor, self.enabled = compressor, enabled
-        self.memory: dict[object, np.ndarray] = {}
+        self.memory: dict[object, np.ndarray] = ClientDict()  # per client or bucket; checkpointed incrementally
 
     def compress(self, x: np.ndarray, key, draw=None) -> np.ndarray:
         """The payload for ``x`` (bucket or client ``key``), the residual kept for the next call."""

@@ -34,7 +34,9 @@ import numpy as np
 import torch
 
 from analysis.data import schema
+from bench.run.pieces import Piece
 from bench.run.replacement import client_prefixes, donor_rank, placed_anew
+from bench.runtime.client_state import FULL_EVERY, writing_checkpoint
 from bench.runtime.errors import UsageError
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies import facts
@@ -131,6 +133,7 @@ class Checkpoints:
         self.dir = folder(ctx.run.out)
         self.enabled = ctx.run.strategy.schedule in SCHEDULES
         self.pending = -1  # a row whose pieces are written and whose manifest is not yet
+        self.written, self.base = 0, 0  # checkpoints this process wrote; the row of the last full one
         self.rss_growth_mib = 0.0  # the most a checkpoint raised this rank's peak memory (resident set)
         if self.comm.rank == 0 and not self.cfg.resume and self.dir.exists():
             shutil.rmtree(self.dir)  # an earlier run's checkpoint of this file: a fresh run replaces both
@@ -148,7 +151,11 @@ class Checkpoints:
         t, peak = time.perf_counter(), peak_rss_mib()
         where = self.dir / f"row-{row}"
         where.mkdir(parents=True, exist_ok=True)
-        state = rank_state(self.ctx.run)
+        full = self.written % FULL_EVERY == 0
+        with writing_checkpoint(row, full):  # per-client state: what changed since the last one (all if full)
+            state = rank_state(self.ctx.run)
+        self.written += 1
+        self.base = row if full else self.base
         piece = where / f"rank-{self.comm.rank}.npz"
         if self._killed_here(row):
             _killed_mid_write(piece, state)
@@ -174,6 +181,7 @@ class Checkpoints:
             "strategy": self.cfg.strategy,
             "config": json.loads(self.cfg.to_json()),
             "pieces": [f"row-{row}/rank-{r}.npz" for r in range(self.comm.size)],
+            "full_row": self.base,  # the pieces refer to rows back to it (per-client state written incrementally)
             "rows": [int(n) for n in rows] if rows is not None else [row] * self.comm.size,
             "evaluations": [list(e) for e in evaluations],
             "growing": lengths,
@@ -182,8 +190,8 @@ class Checkpoints:
             "rank0_memory_mib": {"peak_rss": peak_rss_mib(), "raised_by_checkpoints": self.rss_growth_mib},
         }
         _fsync_write(self.dir / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
-        for old in self.dir.glob("row-*"):
-            if int(old.name.split("-")[1]) < row:  # later rows may be another rank's next checkpoint, under way
+        for old in self.dir.glob("row-*"):  # back to the last full checkpoint, whose pieces later ones refer to
+            if int(old.name.split("-")[1]) < self.base:  # later rows: another rank's next checkpoint, under way
                 shutil.rmtree(old, ignore_errors=True)
         self.pending = -1
 
@@ -238,10 +246,10 @@ def restore(ctx, manifest: dict) -> None:
     piece = pieces[donor_rank(rank, len(pieces)) if moved else rank]
     with WATCHDOG.guard(ctx.cfg.timeout, f"reading checkpoint {piece}"), contextlib.ExitStack() as stack:
         try:
-            own = stack.enter_context(np.load(piece))
+            own = Piece(piece, stack)
             if moved:  # fedavg on another rank count: each client's state from the piece that held it
                 prefixes = client_prefixes(ctx.run.strategy, "strategy")
-                others = [stack.enter_context(np.load(p)) for p in pieces] if prefixes else []
+                others = [Piece(p, stack) for p in pieces] if prefixes else []
                 mine = set(ctx.run.strategy.topology.clients_of_rank.get(rank, ()))
                 load_rank_state(ctx.run, placed_anew(own, others, prefixes, mine))
             else:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.runtime.client_state import HELD, ClientDict, checkpoint_in_progress
+
 KEYS = "#keys"  # a dict's keys, so that entries absent from the template come back
 LENGTH = "#len"
 NONE = "#none"
@@ -47,23 +49,33 @@ def flatten(out: dict, name: str, value) -> None:
         keys = list(value)
         integer = all(isinstance(k, (int, tuple)) for k in keys)  # client ids, (client, layer) pairs
         out[f"{name}/{KEYS}"] = np.array(keys, dtype=np.int64 if integer else str)
-        for key in keys:
+        written = keys
+        if isinstance(value, ClientDict) and checkpoint_in_progress():  # only what changed, and where the rest is
+            written = value.to_write(*checkpoint_in_progress())
+            out[f"{name}/{HELD}"] = np.array([value.held[k] for k in keys], dtype=np.int64)
+        for key in written:
             flatten(out, f"{name}/{_key_name(key)}", value[key])
     elif isinstance(value, (list, tuple)):
         out[f"{name}/{LENGTH}"] = np.array(len(value))
         for i, item in enumerate(value):
             flatten(out, f"{name}/{i}", item)
     elif _is_tensor(value):
-        out[name] = value.detach().cpu().numpy().copy()
+        array = value.detach().cpu().numpy()
+        out[name] = array if checkpoint_in_progress() else array.copy()  # a checkpoint writes it at once
     elif isinstance(value, (bool, int, float)):
         out[name] = np.array(value)
         out[f"{name}/{NUMBER}"] = np.zeros(0)
     else:
-        out[name] = np.array(value, copy=True)
+        out[name] = np.asarray(value) if checkpoint_in_progress() else np.array(value, copy=True)
 
 
 def _key_name(key) -> str:
     return "-".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def stored_key_name(stored) -> str:
+    """The name of a dict entry whose key is ``stored`` (a row of a ``#keys`` array)."""
+    return _key_name(_key(stored))
 
 
 def _key(stored):
@@ -96,7 +108,8 @@ def restore(state: dict, name: str, template):
     if f"{name}/{KEYS}" in state:
         keys = [_key(k) for k in state[f"{name}/{KEYS}"]]
         old = template if isinstance(template, dict) else {}
-        return {k: restore(state, f"{name}/{_key_name(k)}", old.get(k)) for k in keys}
+        restored = {k: restore(state, f"{name}/{_key_name(k)}", old.get(k)) for k in keys}
+        return ClientDict(restored) if isinstance(template, ClientDict) else restored
     if f"{name}/{LENGTH}" in state:
         n = int(state[f"{name}/{LENGTH}"])
         old = list(template) if isinstance(template, (list, tuple)) else []

@@ -31,7 +31,7 @@ LOCKSTEP = {
 }
 FEDERATED = {
     "fedavg-adam-server": dict(server_opt="adam", server_lr=0.05),
-    "scaffold": dict(fl_algorithm="scaffold", fraction=0.5),
+    "scaffold": dict(fl_algorithm="scaffold", fraction=0.2, clients=12),  # most c_i resumed from row 7's pieces
     "feddyn": dict(fl_algorithm="feddyn", feddyn_alpha=0.1, fraction=0.5),
     "fedlama": dict(fl_algorithm="fedlama", local_steps=2, fedlama_phi=3, fraction=0.5, clients=6),  # mid-block at 10
     "topk-feedback": dict(compress="topk:0.3"),

@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from bench.comm.staging import HostStaging
 from bench.compress.uploads import DeltaEncoder
+from bench.runtime.client_state import ClientDict
 from bench.runtime.state import Stateful
 from bench.strategies.fedavg.choice import exchange_losses, local_loss
 from bench.strategies.fedavg.client_upload import Uploading
@@ -66,7 +67,7 @@ class ClientHost(Uploading, Stateful):
         n_layers = len(self.layers)
         self.fresh = np.ones(n_layers, dtype=bool)  # layers received this round (FedLAMA: the rest stay local)
         self.averaged = np.ones(n_layers, dtype=bool)  # layers uploaded at the round's end
-        self.kept: dict[int, np.ndarray] = {}  # FedLAMA: each cohort client's model between rounds of a block
+        self.kept: dict[int, np.ndarray] = ClientDict()  # FedLAMA: each cohort client's model between rounds of a block
         self._plan = np.empty(2 * n_layers, dtype=np.int8)
         self._param_layer = [i for i, layer in enumerate(self.layers) for _ in layer.params]
         self._fwd = np.zeros(len(self.layers))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.runtime.client_state import ClientDict
 from bench.strategies.fedavg.aggregate import StreamingMean
 from bench.strategies.fedavg.algorithm import FedAvg
 from bench.strategies.fedavg.protocol import Head
@@ -108,7 +109,9 @@ class Scaffold(FedAvg):
     def __init__(self, cfg, size: int, client_sizes=()):
         super().__init__(cfg, size, client_sizes)
         self.c = np.zeros(size, dtype=np.float32)  # the server's variate (rank 0), or the host's copy of it
-        self.client_variates: dict[int, np.ndarray] = {}  # c_i of the clients this host trained (zero if absent)
+        self.client_variates: dict[int, np.ndarray] = (
+            ClientDict()
+        )  # c_i of the clients this host trained (zero if absent)
 
     def new_aggregate(self):
         return VariateSum(self.size)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.runtime.client_state import ClientDict
 from bench.strategies.fedavg.aggregate import StreamingMean
 from bench.strategies.fedavg.algorithm import FedAvg
 
@@ -63,7 +64,7 @@ class FedDyn(FedAvg):
         super().__init__(cfg, size, client_sizes)
         self.alpha = float(cfg.feddyn_alpha)
         self.h = np.zeros(size, dtype=np.float32)  # the server's state (rank 0)
-        self.client_grads: dict[int, np.ndarray] = {}  # g_k of the clients this host trained (zero if absent)
+        self.client_grads: dict[int, np.ndarray] = ClientDict()  # g_k of the clients this host trained (zero if absent)
 
     # ---- server side ----------------------------------------------------------------------------------
     def new_aggregate(self):
