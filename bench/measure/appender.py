@@ -80,6 +80,9 @@ def scale_holder(f: h5py.File, name: str) -> h5py.Group:
     return f[name].parent if name.startswith("micro/") else f
 
 
+PER_RANK_ATTRIBUTES = ("roles", "hosts", "nodes")  # root attributes with one entry per rank
+
+
 class Appender:
     """Rank 0's results file. ``ranks``: rows of every row series are (ranks, n, *inner) blocks; ``unit``:
     ``step`` or ``round``; ``rows_per_flush`` sizes the chunks so that a flush writes whole chunks."""
@@ -109,11 +112,11 @@ class Appender:
             clear_write_flags(self.path)
             self.f = h5py.File(self.path, "a", libver="latest")
         self.created, self.rows = True, rows
+        self.ranks = max(ranks or 0, self.f["rank"].shape[0])
+        if self.ranks > self.f["rank"].shape[0]:  # first: a file it cannot grow is refused before any change
+            self._grow_ranks(self.ranks)
         self.f[self.unit].resize((rows,))
         self.series = []
-        self.ranks = max(ranks or 0, self.f["rank"].shape[0])
-        if self.ranks > self.f["rank"].shape[0]:
-            self._grow_ranks(self.ranks)
         for name, ds in self._datasets():
             if ds.ndim >= 2 and ds.dims[1].label == self.unit:
                 ds.resize(rows, axis=1)
@@ -161,8 +164,16 @@ class Appender:
         for name, (array, _) in datasets.items():
             self._put(*schema.to_file(name, storable(array)))
         for key, value in attrs.items():
-            self.f.attrs[key] = attr_value(value)
+            self.f.attrs[key] = attr_value(self._all_ranks(key, value))
         self.f.flush()
+
+    def _all_ranks(self, key: str, value):
+        """A per-rank root attribute (roles, hosts, nodes) for every rank of the file: a fedavg run resumed on
+        fewer ranks keeps the earlier segments' entries for the ranks it lacks (their rows are in the file)."""
+        if key not in PER_RANK_ATTRIBUTES or not isinstance(value, list) or len(value) >= self.ranks:
+            return value
+        before = json.loads(self.f.attrs.get(key, "[]"))
+        return value + before[len(value) : self.ranks]
 
     def close(self) -> None:
         if self.f is not None:

@@ -134,6 +134,7 @@ class Checkpoints:
         self.enabled = ctx.run.strategy.schedule in SCHEDULES
         self.pending = -1  # a row whose pieces are written and whose manifest is not yet
         self.written, self.base = 0, 0  # checkpoints this process wrote; the row of the last full one
+        self.last_row = -1  # the row of the last piece written (written again there: whole, as it replaces it)
         self.rss_growth_mib = 0.0  # the most a checkpoint raised this rank's peak memory (resident set)
         if self.comm.rank == 0 and not self.cfg.resume and self.dir.exists():
             shutil.rmtree(self.dir)  # an earlier run's checkpoint of this file: a fresh run replaces both
@@ -151,11 +152,12 @@ class Checkpoints:
         t, peak = time.perf_counter(), peak_rss_mib()
         where = self.dir / f"row-{row}"
         where.mkdir(parents=True, exist_ok=True)
-        full = self.written % FULL_EVERY == 0
+        full = self.written % FULL_EVERY == 0 or row == self.last_row  # a rewrite of a row's piece: whole
         with writing_checkpoint(row, full):  # per-client state: what changed since the last one (all if full)
             state = rank_state(self.ctx.run)
         self.written += 1
         self.base = row if full else self.base
+        self.last_row = row
         piece = where / f"rank-{self.comm.rank}.npz"
         if self._killed_here(row):
             _killed_mid_write(piece, state)

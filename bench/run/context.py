@@ -118,6 +118,7 @@ class RunContext:
             return
         manifest = agree(self.comm, read_manifest, self.cfg, self.comm.size)
         agree(self.comm, restore, self, manifest)
+        self.run.strategy.resumed()  # every rank loaded its piece: collectives are safe again
         decoupled = self.run.strategy.schedule == "decoupled"  # each rank its own rows (same rank count)
         self.start = self.done = int(manifest["rows"][self.comm.rank] if decoupled else manifest["row"])
         self.rec.gathered = self.start if not decoupled else 0

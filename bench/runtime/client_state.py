@@ -47,6 +47,20 @@ class ClientDict(dict):
         self.held.pop(key, None)
         return super().pop(key, *default)
 
+    def popitem(self):
+        key, value = super().popitem()
+        self.changed.discard(key)
+        self.held.pop(key, None)
+        return key, value
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def copy(self):
+        """A plain dict of the same entries (a snapshot: it tracks nothing)."""
+        return dict(self)
+
     def setdefault(self, key, default=None):
         if key not in self:
             self[key] = default

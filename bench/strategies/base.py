@@ -73,6 +73,10 @@ class Strategy(Stateful):
         """The model's output (``ddp`` runs it through its wrapper)."""
         return self.model(x)
 
+    def resumed(self) -> None:
+        """Collective, after every rank loaded its checkpoint piece: work a resumed run does before its first row
+        (``ddp`` rebuilds DDP's buckets); nothing by default."""
+
     def accumulating(self):
         """Context for a micro-batch's forward and backward that is not the step's last (``--accumulate-steps``):
         gradients accumulate, nothing is communicated. Our overlapped buckets are idle unless ``overlap.begin()``

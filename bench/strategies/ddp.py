@@ -125,8 +125,9 @@ class DdpStrategy(Strategy):
             self.layout_input = torch.zeros_like(x[:2])
         return self.ddp(x)
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def resumed(self) -> None:
+        """Collective, once every rank has loaded its piece (the replay's forward broadcasts DDP's buffers: a rank
+        that failed to load must not leave the others waiting in it)."""
         if self.layout_input is not None:
             self._replay_bucket_layout(torch.as_tensor(self.layout_input).to(self.device))
 

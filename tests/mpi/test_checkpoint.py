@@ -5,6 +5,7 @@ oracle is the uninterrupted run itself (the equivalence resume == no stop), for 
 
 import dataclasses
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -117,14 +118,18 @@ def rows_of(path: str) -> dict:
     return found
 
 
-def check_resume_is_the_uninterrupted_run(cfg, tmp):
+def check_resume_is_the_uninterrupted_run(cfg, tmp, every: int = 7, kept: list | None = None):
+    """``kept``: the checkpoint folders expected after the stop (default: not checked)."""
     comm = MPI.COMM_WORLD
     whole = run(dataclasses.replace(cfg, out=f"{tmp}/whole.h5"), StopFlag())
-    parted = dataclasses.replace(cfg, out=f"{tmp}/parted.h5", checkpoint_every=7)
+    parted = dataclasses.replace(cfg, out=f"{tmp}/parted.h5", checkpoint_every=every)
     first = run(parted, StopNow())
     stopped_at = first.ctx.done
+    folders = sorted(p.name for p in Path(f"{parted.out}.ckpt").glob("row-*"))
+    if kept is not None and folders != kept and comm.rank == 0:
+        print(f"rank 0: checkpoint folders {folders}, expected {kept}", flush=True)
     resumed = run(dataclasses.replace(parted, resume=True), StopFlag())
-    ok = stopped_at == 10 and resumed.ctx.done == ROWS
+    ok = stopped_at == 10 and resumed.ctx.done == ROWS and (kept is None or folders == kept)
     ok &= same_state(*({f"strategy/{k}": v for k, v in t.run.strategy.state_dict().items()} for t in (whole, resumed)))
     if comm.rank == 0:
         a, b = rows_of(f"{tmp}/whole.h5"), rows_of(f"{tmp}/parted.h5")
@@ -159,6 +164,20 @@ def test_a_resumed_federated_run_is_the_run_never_stopped(shared_tmp, name):
         shared_tmp, **({"rounds": ROWS, "clients": k, "eval_every": 4, "placement": "static"} | FEDERATED[name])
     )
     assert check_resume_is_the_uninterrupted_run(cfg, shared_tmp), f"{name}: the resumed run differs"
+
+
+def test_incremental_checkpoints_keep_the_folders_back_to_the_last_full_one(shared_tmp):
+    """A checkpoint every round (SCAFFOLD, 3 of 12 clients a round): the 1st and the 9th are full, the others hold
+    the control variates changed since the one before and name the earlier pieces for the rest; after the stop at
+    row 10 the folders of rows 9 and 10 are all that is left, and the run resumed from them is the run never
+    stopped, bit for bit (bench/runtime/client_state.py: FULL_EVERY = 8)."""
+    if MPI.COMM_WORLD.size != 2:
+        pytest.skip("one aggregator and one client host suffice")
+    from .test_fedavg import fed_cfg
+
+    algorithm = dict(fl_algorithm="scaffold", clients=12, fraction=0.25, placement="static")
+    cfg = fed_cfg(shared_tmp, rounds=ROWS, eval_every=4, **algorithm)
+    assert check_resume_is_the_uninterrupted_run(cfg, shared_tmp, every=1, kept=["row-10", "row-9"])
 
 
 class StopOnFirstWorker(StopFlag):

@@ -116,3 +116,41 @@ def test_a_killed_writer_leaves_every_flushed_row_readable(tmp_path, compression
         complete = fwd.shape[1] - fwd.shape[1] % 10
         k = np.arange(complete // 10).repeat(10)
         np.testing.assert_allclose(fwd[:, :flushed].min(axis=(0, 2)), k[:flushed], atol=2e-3)
+
+
+def _segment(path, ranks: int, first: int, rows: int, roles: list[str], regrown=True, resume_at=None):
+    """One segment of a fedavg-like run: ``rows`` rows of ``ranks`` ranks from row ``first`` (values rank + row)."""
+    app = Appender(str(path), ranks, "round", 4, regrown=regrown)
+    if resume_at is not None:
+        app.resume(resume_at, {}, ranks)
+    block = np.add.outer(np.arange(ranks), np.arange(first, first + rows)).astype(np.float32)
+    counts = np.ones((ranks, rows), dtype=np.int64)
+    app.write({"roles": roles}, {"timing/step": (block, "s"), "fedavg/sampled": (counts, "clients")}, first, {})
+    app.close()
+
+
+def test_a_resumed_fedavg_file_grows_its_rank_axis_and_marks_what_no_rank_wrote(tmp_path):
+    """3 ranks for rows 0-3, then 2 ranks for rows 4-5, then 4 ranks for rows 6-7: the rank axis is the largest;
+    float rows a segment did not write read NaN, integer ones 0; roles list every rank of the axis."""
+    path = tmp_path / "f.h5"
+    _segment(path, 3, 0, 4, ["aggregator", "client_host", "client_host"])
+    _segment(path, 2, 4, 2, ["aggregator", "client_host"], resume_at=4)
+    _segment(path, 4, 6, 2, ["aggregator"] + ["client_host"] * 3, resume_at=6)
+    with h5py.File(path, "r") as f:
+        step, sampled = f["timing/total"][()], f["fedavg/sampled"][()]
+        assert step.shape == (4, 8) and f["rank"][()].tolist() == [0, 1, 2, 3]
+        assert np.isnan(step[2, 4:6]).all() and np.isnan(step[3, :6]).all()
+        assert step[2, :4].tolist() == [2.0, 3.0, 4.0, 5.0] and step[3, 6:].tolist() == [9.0, 10.0]
+        assert sampled[3, :6].tolist() == [0] * 6 and sampled[3, 6:].tolist() == [1, 1]
+    _segment(path, 2, 8, 1, ["aggregator", "client_host"], resume_at=8)
+    with h5py.File(path, "r") as f:
+        assert len(__import__("json").loads(f.attrs["roles"])) == 4  # the last segment's 2, then the earlier ones
+
+
+def test_a_file_whose_rank_axis_is_fixed_is_refused_before_it_is_touched(tmp_path):
+    path = tmp_path / "old.h5"
+    _segment(path, 2, 0, 4, ["aggregator", "client_host"], regrown=False)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="rank axis is fixed"):
+        Appender(str(path), 3, "round", 4).resume(2, {}, 3)
+    assert path.read_bytes() == before

@@ -81,5 +81,10 @@ def test_every_way_of_changing_an_entry_is_seen():
     d.setdefault(2, 99)  # present: not a change
     del d[1]
     assert d.to_write(8, full=False) == [] and d.held == {2: 4, 3: 4}
+    d |= {5: 5}
+    assert d.changed == {5}
+    key, _ = d.popitem()
+    assert key == 5 and d.changed == set() and 5 not in d.held
+    assert type(d.copy()) is dict and d.copy() == {2: 2, 3: 3}
     d.clear()
     assert d.held == {} and d.changed == set()
