@@ -22,7 +22,10 @@ class UploadBuffers:
     def __init__(self, comm: MPI.Comm, layer_sizes: list[int], slots: int, tag_ub: int):
         self.comm, self.tag_ub = comm, tag_ub
         self.offsets = np.cumsum([0, *layer_sizes])
-        self.models = [np.empty(self.offsets[-1], dtype=np.float32) for _ in range(slots)]
+        # zeros, not empty: a FedLAMA upload fills only the layers it averages, and the streaming sum folds the
+        # whole buffer (the other layers' sums are unused, but uninitialised memory made them NaN at times: a
+        # RuntimeWarning seen once in CI, and a sum that depended on what the memory held)
+        self.models = [np.zeros(self.offsets[-1], dtype=np.float32) for _ in range(slots)]
         self.heads = [np.empty(HEADER_LEN, dtype=np.float64) for _ in range(slots)]
         self.requests: list[list[MPI.Request]] = [[] for _ in range(slots)]
         self.messages: list[np.ndarray | None] = [None] * slots  # a compressed upload in flight from the slot
