@@ -53,6 +53,3 @@ class Piece(Mapping):
 
     def __len__(self) -> int:
         return len(self.names)
-
-    def __contains__(self, name) -> bool:
-        return name in self.elsewhere or (name in self.own.files and not str(name).endswith(f"/{HELD}"))

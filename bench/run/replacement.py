@@ -27,7 +27,7 @@ from bench.runtime.state import KEYS
 def client_prefixes(obj, name: str) -> list[str]:
     """The flattened names (as in a checkpoint piece) of every per-client dict in ``obj``'s state and its parts'."""
     found = [f"{name}/{path}" for path in getattr(obj, "per_client", ())]
-    for attr in getattr(obj, "state_attributes", ()):
+    for attr in obj.state_attributes:
         part = getattr(obj, attr, None)
         if hasattr(part, "state_attributes"):
             found += client_prefixes(part, f"{name}/{attr}")

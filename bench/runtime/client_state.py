@@ -37,22 +37,6 @@ class ClientDict(dict):
         super().__setitem__(key, value)
         self.changed.add(key)
 
-    def __delitem__(self, key):
-        super().__delitem__(key)
-        self.changed.discard(key)
-        self.held.pop(key, None)
-
-    def pop(self, key, *default):
-        self.changed.discard(key)
-        self.held.pop(key, None)
-        return super().pop(key, *default)
-
-    def popitem(self):
-        key, value = super().popitem()
-        self.changed.discard(key)
-        self.held.pop(key, None)
-        return key, value
-
     def __ior__(self, other):
         self.update(other)
         return self
@@ -77,7 +61,7 @@ class ClientDict(dict):
 
     def to_write(self, row: int, full: bool) -> list:
         """The keys whose entries a checkpoint at ``row`` writes (all if ``full``); from then on they are held
-        there."""
+        there. Keys removed since (``del``, ``pop``, ``popitem``) drop out here, so those need no bookkeeping."""
         fresh = list(self) if full else [k for k in self if k in self.changed or k not in self.held]
         self.held = {k: self.held[k] for k in self if k in self.held} | {k: row for k in fresh}
         self.changed.clear()

@@ -12,10 +12,12 @@ from bench.runtime.state import Stateful, restore
 
 
 class Host(Stateful):
-    state_attributes = ("variates", "memory")
+    state_attributes = ("model", "variates", "memory")
 
     def __init__(self):
+        self.model = np.arange(3.0)  # rank-wide state beside the per-client dicts
         self.variates = ClientDict({k: np.full(3, float(k)) for k in range(4)})
+        self.variates[0] = 0.5  # a Python number: stored as "variates/0" and "variates/0/#py", a nested name
         self.memory = ClientDict({(k, layer): np.full(2, 10.0 * k + layer) for k in (0, 1) for layer in (0, 1)})
 
 
@@ -55,7 +57,7 @@ def test_a_full_checkpoint_writes_everything_and_a_quiet_one_nothing():
         host.state_dict()
     with writing_checkpoint(6, full=False):
         quiet = host.state_dict()
-    assert not [k for k in quiet if "#" not in k]  # nothing changed since row 3
+    assert [k for k in quiet if "#" not in k] == ["model"]  # no client changed since row 3: rank-wide state only
     assert quiet["variates/#held"].tolist() == [3, 3, 3, 3]
     with writing_checkpoint(9, full=True):
         again = host.state_dict()
@@ -75,16 +77,22 @@ def test_flattening_outside_a_checkpoint_has_no_side_effect_and_restore_keeps_th
 def test_every_way_of_changing_an_entry_is_seen():
     d = ClientDict()
     d[1] = 1
-    d.setdefault(2, 2)
+    assert d.setdefault(2, 2) == 2 and d[2] == 2
     d.update({3: 3})
     assert d.to_write(4, full=False) == [1, 2, 3] and d.changed == set()
+    named = ClientDict()
+    named.update(x=1)
+    assert named == {"x": 1} and named.changed == {"x"}
     d.setdefault(2, 99)  # present: not a change
     del d[1]
     assert d.to_write(8, full=False) == [] and d.held == {2: 4, 3: 4}
     d |= {5: 5}
     assert d.changed == {5}
     key, _ = d.popitem()
-    assert key == 5 and d.changed == set() and 5 not in d.held
-    assert type(d.copy()) is dict and d.copy() == {2: 2, 3: 3}
+    assert key == 5 and d.to_write(9, full=False) == [] and d.held == {2: 4, 3: 4}  # a removed key drops out
+    d.pop(2)
+    assert d.to_write(10, full=True) == [3] and d.held == {3: 10}
+    assert type(d.copy()) is dict and d.copy() == {3: 3}
+    assert ClientDict(a=1) == {"a": 1} and ClientDict(a=1).changed == {"a"}
     d.clear()
     assert d.held == {} and d.changed == set()

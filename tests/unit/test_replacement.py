@@ -17,6 +17,7 @@ def piece(rank: int, clients: list[int]) -> dict:
     out[f"{MEM}/#keys"] = np.array([(k, layer) for k in clients for layer in (0, 1)], dtype=np.int64)
     for k in clients:
         out[f"{VAR}/{k}"] = np.full(3, 10.0 * k)
+        out[f"{VAR}/{k}/#py"] = np.zeros(0)  # a nested name under the entry (a Python number's marker)
         for layer in (0, 1):
             out[f"{MEM}/{k}-{layer}"] = np.full(1, 100.0 * k + layer)
     return out
@@ -27,19 +28,22 @@ OLD += [piece(1, [0, 1, 2]), piece(2, [3, 4, 5])]
 
 
 def test_a_new_host_gets_its_clients_from_every_old_piece_and_nothing_else():
-    got = placed_anew(OLD[2], OLD, [VAR, MEM], {2, 3})
-    assert got[f"{VAR}/#keys"].tolist() == [2, 3]
+    got = placed_anew(OLD[2], [OLD[2], OLD[1], OLD[0]], [VAR, MEM], {2, 3})  # client 3's piece first
+    assert got[f"{VAR}/#keys"].tolist() == [2, 3]  # in client order whatever the pieces' order
     assert got[f"{MEM}/#keys"].tolist() == [[2, 0], [2, 1], [3, 0], [3, 1]]
     assert got[f"{VAR}/2"].tolist() == [20.0] * 3 and got[f"{VAR}/3"].tolist() == [30.0] * 3
     assert got[f"{MEM}/2-1"].tolist() == [201.0] and got[f"{MEM}/3-0"].tolist() == [300.0]
     per_client = {k for k in got if k.startswith((f"{VAR}/", f"{MEM}/")) and not k.endswith("#keys")}
-    assert per_client == {f"{VAR}/2", f"{VAR}/3", f"{MEM}/2-0", f"{MEM}/2-1", f"{MEM}/3-0", f"{MEM}/3-1"}
+    assert per_client == {f"{VAR}/2", f"{VAR}/3", f"{VAR}/2/#py", f"{VAR}/3/#py"} | {
+        f"{MEM}/2-0", f"{MEM}/2-1", f"{MEM}/3-0", f"{MEM}/3-1"}  # fmt: skip
+    assert got[f"{MEM}/#keys"].tolist() == [[2, 0], [2, 1], [3, 0], [3, 1]]
     assert got["strategy/host/model/w"].tolist() == [2.0, 2.0] and got["rng/torch"].tolist() == [2]  # the donor's
 
 
 def test_the_aggregator_and_a_host_without_clients_get_empty_dicts():
     got = placed_anew(OLD[0], OLD, [VAR], set())
-    assert got[f"{VAR}/#keys"].size == 0 and not [k for k in got if k.startswith(f"{VAR}/") and "#" not in k]
+    assert got[f"{VAR}/#keys"].size == 0 and got[f"{VAR}/#keys"].dtype == np.int64
+    assert not [k for k in got if k.startswith(f"{VAR}/") and not k.endswith("#keys")]
     assert got["strategy/aggregator/values/0"].tolist() == [0.0, 0.0]
 
 
