@@ -2,6 +2,7 @@
 stores (float32 timings, dimension scales, growing logs); a writer killed between or during flushes leaves a
 readable file with every fully flushed row."""
 
+import json
 import os
 import signal
 import subprocess
@@ -144,7 +145,7 @@ def test_a_resumed_fedavg_file_grows_its_rank_axis_and_marks_what_no_rank_wrote(
         assert sampled[3, :6].tolist() == [0] * 6 and sampled[3, 6:].tolist() == [1, 1]
     _segment(path, 2, 8, 1, ["aggregator", "client_host"], resume_at=8)
     with h5py.File(path, "r") as f:
-        assert len(__import__("json").loads(f.attrs["roles"])) == 4  # the last segment's 2, then the earlier ones
+        assert len(json.loads(f.attrs["roles"])) == 4  # the last segment's 2, then the earlier ones
 
 
 def test_a_file_whose_rank_axis_is_fixed_is_refused_before_it_is_touched(tmp_path):
