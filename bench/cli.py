@@ -88,6 +88,7 @@ def _add_micro_options(micro: argparse.ArgumentParser) -> None:
             "ring",
             "naive",
             "latency",
+            "links",
             "bw",
             "ps-pushpull",
             "fedavg-round",
@@ -128,10 +129,16 @@ def _add_micro_options(micro: argparse.ArgumentParser) -> None:
     micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")
     micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
     micro.add_argument(
+        "--ranks-per-node", type=int, default=0, help="links: virtual nodes of K consecutive ranks (0: the real nodes)"
+    )
+    micro.add_argument(
+        "--emulate-link", default="", help="links: pace messages between nodes as train --emulate-link LATENCY_US,GBPS"
+    )
+    micro.add_argument(
         "--latency-method",
         choices=("osu", "barrier"),
         default="osu",
-        help="latency: osu = round trips back to back, timed on rank 0 (osu_latency's method, comparable with "
+        help="latency, links: osu = round trips back to back, timed on rank 0 (osu_latency's method, comparable with "
         "published OSU numbers); barrier = each round trip after a barrier, slowest rank (counts barrier skew)",
     )
 

@@ -109,8 +109,9 @@ class Config:
         "flat",
         "how ring and localsgd all-reduce: one ring over all ranks (flat), or node by node (hierarchical: "
         "reduce-scatter inside each node, the chunks across nodes, all-gather inside; nodes from --ranks-per-node "
-        "or the machine)",
-        ("flat", "hierarchical"),
+        "or the machine), or per bucket whichever a two-level cost model prices lower, its two links measured at "
+        "set-up (auto)",
+        ("flat", "hierarchical", "auto"),
         applies="allreduce",
     )
     ranks_per_node: int = opt(
@@ -626,10 +627,10 @@ def _check_nodes(cfg) -> None:
             raise UsageError(str(exc)) from None
     if cfg.ranks_per_node < 0:
         raise UsageError(f"--ranks-per-node must be >= 0 (0: the real nodes), got {cfg.ranks_per_node}")
-    if cfg.allreduce == "hierarchical" and cfg.overlap and cfg.overlap_progress == "hooks":
+    if cfg.allreduce != "flat" and cfg.overlap and cfg.overlap_progress == "hooks":
         raise UsageError(
-            "--allreduce hierarchical with --overlap-progress hooks: the hooks step the flat ring one message at a "
-            "time; use --overlap-progress thread"
+            f"--allreduce {cfg.allreduce} with --overlap-progress hooks: the hooks step the flat ring one message at "
+            "a time; use --overlap-progress thread"
         )
 
 

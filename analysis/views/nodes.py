@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.models.two_level import fit_links, predictions
 from analysis.stats.groups import repeat_groups
 from analysis.stats.metrics import across_share, bytes_per_row, comm_split, step_stats, strategy_label
 from analysis.views.core import OVER_NOTE, _notes
-from analysis.views.tables import EST, FLAG, INT, Column, Table
+from analysis.views.tables import EST, FLAG, INT, NUM, Column, Table
 
 
 def node_count(run) -> int:
@@ -57,3 +58,34 @@ def links_table(runs, warmup: int) -> Table:
             OVER_NOTE,
         ),
     )
+
+
+TWO_LEVEL_SIZES = (8, 4096, 1 << 20, 16 << 20)
+WEAK_RANKS = (64, 512, 4096)
+
+
+def two_level_table(micro_runs) -> Table:
+    """The two-level model of the first ``micro --op links`` file: flat and hierarchical all-reduce per size on
+    2 nodes of the file's K, then in weak scaling (more nodes of K ranks, to 64, 512 and 4,096 ranks)."""
+    fit = next((f for f in map(fit_links, micro_runs) if f is not None), None)
+    cols = [Column("bytes", INT), Column("nodes", INT), Column("ranks per node", INT), Column("ranks", INT)]
+    cols += [Column("flat (ms)", NUM, 3, 1e3), Column("hierarchical (ms)", NUM, 3, 1e3)]
+    cols += [Column("hierarchical / flat", NUM, 2), Column("auto takes")]
+    rows = []
+    if fit is not None:
+        K = max(fit.per_node, 2)
+        layouts = [(n, 2) for n in TWO_LEVEL_SIZES] + [(16 << 20, max(r // K, 2)) for r in WEAK_RANKS]
+        for nbytes, nodes in layouts:
+            flat, hier = predictions(fit, nodes, K, nbytes)
+            auto = "hierarchical" if hier < flat else "flat"
+            rows.append([nbytes, nodes, K, nodes * K, flat, hier, hier / flat if flat else float("nan"), auto])
+    notes = []
+    if fit is not None:
+        notes = [
+            f"fitted from {fit.source}: inside a node alpha {fit.inside.alpha * 1e6:.2f} us, "
+            f"{fit.inside.bandwidth / 1e9:.2f} GB/s; across nodes alpha {fit.across.alpha * 1e6:.2f} us, "
+            f"{fit.across.bandwidth / 1e9:.3f} GB/s (ping-pong one-way times, weighted least squares)",
+            "priced by kernels/cost.py, the model --allreduce auto decides with: a node's ranks share its link; "
+            "the last rows are weak scaling of a 16 MiB buffer to more nodes of the same size",
+        ]
+    return Table("two_level", "Two-level cost model: flat vs hierarchical all-reduce", cols, rows, notes)

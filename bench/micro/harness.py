@@ -18,6 +18,7 @@ from bench.measure import provenance, results
 from bench.micro.blocks import BLOCK_OPS, bench_blocks, block_sizes, bus_factor
 from bench.micro.checks import WrongCounts
 from bench.micro.compressed import COMPRESSED_IMPLS, bench_compressed_allreduce
+from bench.micro.links import bench_links
 from bench.micro.operations import (
     OP_IMPLS,
     bench_allreduce,
@@ -117,7 +118,7 @@ def micro(args, comm: MPI.Comm) -> int:
         sizes = block_sizes(sizes, comm.size)
 
     def timer(ops, size, reset=None):
-        if op == "latency" and args.latency_method == "osu":
+        if op in ("latency", "links") and args.latency_method == "osu":
             n = iterations(size, args.iters, args.min_iters)
             return {name: time_back_to_back(comm, fn, args.warmup, n) for name, fn in ops.items()}
         return time_ops(comm, ops, args.warmup, iterations(size, args.iters, args.min_iters), reset)
@@ -132,17 +133,19 @@ def micro(args, comm: MPI.Comm) -> int:
             data = bench_blocks(comm, op, sizes, impls, timer, checks)
         elif op == "fedavg-round":
             data = bench_fedavg_round(comm, sizes, impls, timer, checks)
+        elif op == "links":
+            data = bench_links(comm, sizes, timer, checks, args.ranks_per_node, args.emulate_link)
         else:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer, checks)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
     if comm.rank == 0:
-        method = args.latency_method if op == "latency" else "barrier"
+        method = args.latency_method if op in ("latency", "links") else "barrier"
         report(op, sizes, data, comm.size, wire, args.compress, args.full, checks.counts, method)
         print(verdict(checks))
         if args.out:
             keys = ("op", "min", "max", "step_factor", "iters", "min_iters", "warmup", "pickle", "compress")
-            keys += ("latency_method",)
+            keys += ("latency_method", "ranks_per_node", "emulate_link")
             info["config"] = {k: getattr(args, k) for k in keys} | {"impl": ",".join(impls)}
             write(args.out, op, sizes, data, comm.size, info, wire, checks.counts)
     return 1 if checks.total() else 0

@@ -9,6 +9,7 @@ Each returns {implementation: [samples per size]} and checks its result on every
   ``all_reduce`` on the gloo backend), ``pickle`` (mpi4py's lowercase ``allreduce``: the object is pickled),
   ``hd`` (recursive halving/doubling, power-of-two ranks: where the ring's step count costs, see BENCHMARKS.md).
 - ``latency``: ping-pong between ranks 0 and 1, one-way = round trip / 2 (OSU ``osu_latency``).
+- ``links``: ping-pong inside a node and across nodes (:mod:`bench.micro.links`).
 - ``bw``: a window of 64 non-blocking sends from rank 0 to 1, then a 1-byte acknowledgement; bandwidth = window
   x size / time (OSU ``osu_bw``).
 - ``ps-pushpull``: one parameter-server round trip: every worker (ranks 1..p-1) pushes ``size`` bytes to the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from bench.comm.calibrate import ping_pong
 from bench.micro.checks import mismatches, strict_or
 from bench.runtime.errors import UsageError
 from kernels.halving_doubling import HalvingDoublingAllreduce
@@ -35,6 +37,7 @@ from kernels.waiting import probe
 OP_IMPLS = {
     "allreduce": ("ours", "naive", "mpi", "gloo", "pickle", "hd"),
     "latency": ("ours",),
+    "links": ("inside", "across"),
     "bw": ("ours",),
     "ps-pushpull": ("ours",),
     "fedavg-round": ("ours", "mpi"),
@@ -99,7 +102,7 @@ def bench_allreduce(comm, sizes, impls, timer, checks=None) -> dict:
     return out
 
 
-def _pattern(size: int, k: int = 0) -> np.ndarray:
+def payload(size: int, k: int = 0) -> np.ndarray:
     """A payload no zeroed buffer equals (values 1..251), different for each message ``k`` of a window."""
     return ((np.arange(size) + k) % 251 + 1).astype(np.uint8)
 
@@ -112,15 +115,8 @@ def bench_latency(comm, sizes, timer, checks=None) -> dict:
         raise UsageError("micro --op latency needs at least 2 ranks")
     tag, res, checks = tag_for(Tag.MICRO), [], strict_or(checks, comm)
     for size in sizes:
-        send, recv = _pattern(size), np.zeros(size, dtype=np.uint8)
-
-        def op(send=send, recv=recv):
-            if comm.rank == 0:
-                comm.Send(send, 1, tag)
-                comm.Recv(recv, 1, tag)
-            elif comm.rank == 1:
-                comm.Recv(recv, 0, tag)
-                comm.Send(recv, 0, tag)
+        send, recv = payload(size), np.zeros(size, dtype=np.uint8)
+        op = ping_pong(comm, 0, 1, send, recv, tag)
 
         def reset(_name, recv=recv):
             recv[:] = 0
@@ -142,7 +138,7 @@ def bench_bw(comm, sizes, timer, checks=None, drop: int | None = None) -> dict:
     checks = strict_or(checks, comm)
     res = []
     for size in sizes:
-        sent = [_pattern(size, k) for k in range(WINDOW)]
+        sent = [payload(size, k) for k in range(WINDOW)]
         if drop is not None:
             sent[drop] = sent[drop][:0]
         recv = [np.zeros(size, dtype=np.uint8) for _ in range(WINDOW)]
@@ -162,7 +158,7 @@ def bench_bw(comm, sizes, timer, checks=None, drop: int | None = None) -> dict:
         res.append(timer({"ours": op}, size * WINDOW, reset)["ours"] / WINDOW)  # seconds per message
         reset("ours")
         op()
-        wrong = sum(mismatches(b, _pattern(size, k)) for k, b in enumerate(recv)) if comm.rank == 1 else 0
+        wrong = sum(mismatches(b, payload(size, k)) for k, b in enumerate(recv)) if comm.rank == 1 else 0
         checks.record("ours", wrong, f"bw of {size} bytes")
     return {"ours": res}
 

@@ -8,12 +8,14 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
+from bench.comm.calibrate import measure_links
 from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.workload.optim import make_optimizer, set_lr
+from kernels.chosen import ModelChosenAllreduce
 from kernels.hierarchical import HierarchicalAllreduce
 from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
@@ -25,8 +27,7 @@ class RingStrategy(Strategy):
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
-        kernel = HierarchicalAllreduce if cfg.allreduce == "hierarchical" else RingAllreduce
-        self.allreduce = kernel(self.comm, self.topology)
+        self.allreduce = self.make_allreduce(cfg.allreduce)
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
@@ -40,6 +41,17 @@ class RingStrategy(Strategy):
             else:
                 send = RingBucketAverage(self.staging, self.allreduce)
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+
+    def make_allreduce(self, how: str):
+        """``--allreduce``: the flat ring, the hierarchical kernel, or per buffer the one the two-level model
+        prices lower on the links measured now (a collective: every rank builds its strategy here)."""
+        if how == "hierarchical":
+            return HierarchicalAllreduce(self.comm, self.topology)
+        if how == "auto":
+            self.links = measure_links(self.comm, self.topology.node_groups)
+            self.comm.take_across()  # the calibration's bytes are not the run's
+            return ModelChosenAllreduce(self.comm, self.topology, *self.links)
+        return RingAllreduce(self.comm, self.topology)
 
     def compressed_averaging(self, cfg, anchored: bool = False, after=None) -> CompressedAveraging | None:
         """``--compress``: the averaging that replaces the plain one (None without compression)."""
@@ -70,6 +82,10 @@ class RingStrategy(Strategy):
 
     def describe(self):
         info = {"buckets": [list(g) for g in self.staging.groups]}
+        if isinstance(self.allreduce, ModelChosenAllreduce):  # what auto measured, and took for each bucket
+            inside, across = self.links
+            info["allreduce_links"] = {"inside": [inside.alpha, inside.beta], "across": [across.alpha, across.beta]}
+            info["allreduce_chosen"] = [self.allreduce.choice(b.nbytes) for b in self.staging.numpy]
         if self.compressed is not None:
             info |= {"compress": self.compressed.compressor.spec(), "error_feedback": self.compressed.feedback.enabled}
             info |= {"compress_wire": self.compressed.wire_plan()}

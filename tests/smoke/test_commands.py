@@ -62,15 +62,18 @@ def test_harness_bias_script_runs():
 
 
 def test_topology_benchmark_prints_flat_hierarchical_and_the_model():
-    """bench.perf.topology end to end at 2 ranks on 2 virtual nodes over an emulated 50 us, 1 Gb/s link: a row per
-    size with both kernels' times and the model's inter-node ms (the model's own arithmetic: unit tests)."""
+    """bench.perf.topology end to end at 2 ranks on 2 virtual nodes over an emulated 50 us, 1 Gb/s link: the links
+    measured as --allreduce auto measures them, then a row per size with both kernels' times, auto's time and choice
+    and the model's (the model's own arithmetic: unit tests)."""
     cmd = [sys.executable, "-m", "bench.perf.topology", "--ranks", "2", "--per-node", "1", "--links", "50,1"]
     proc = subprocess.run([*cmd, "--sizes", "8", "65536", "--reps", "1"], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    rows = [line.split() for line in proc.stdout.splitlines()[1:] if not line.startswith("#")]
     assert [r[:3] for r in rows] == [["2x1", "50,1", "8"], ["2x1", "50,1", "65536"]], proc.stdout
     assert all(float(r[3]) >= 0.05 and float(r[4]) >= 0.05 for r in rows), proc.stdout  # at least the latency
+    assert all(float(r[6]) >= 0.05 and r[7] in ("flat", "hierarchical") for r in rows), proc.stdout
+    assert "measured inside" in proc.stdout and "across" in proc.stdout
 
 
 def test_perf_script_prints_every_goal_with_a_verdict():

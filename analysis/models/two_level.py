@@ -1,0 +1,51 @@
+"""The two-level cost model fitted from a ``micro --op links`` file: alpha and beta for the link inside a node and
+for the link across nodes, each a weighted least-squares fit of the ping-pong's one-way times (Hockney 1994;
+:func:`analysis.models.costmodel.fit_p2p`), priced through :mod:`kernels.cost` (the model ``--allreduce auto``
+decides with) for the flat and the hierarchical all-reduce on N nodes of K ranks, at the file's own layout and in
+weak scaling (more nodes of the same K, the same bytes per rank) up to 4,096 ranks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.models.costmodel import AlgorithmFit, fit_p2p
+from kernels.cost import Link, flat_seconds, hierarchical_seconds
+
+LINKS = ("inside", "across")
+
+
+@dataclass
+class TwoLevelFit:
+    inside: AlgorithmFit
+    across: AlgorithmFit
+    source: str  # the file and its layout
+    per_node: int  # K of the file's layout
+
+    def links(self) -> tuple[Link, Link]:
+        return Link(self.inside.alpha, self.inside.beta), Link(self.across.alpha, self.across.beta)
+
+
+def fit_links(run) -> TwoLevelFit | None:
+    """Both links' fits from a micro file that timed them over two sizes or more, else None."""
+    fits = {}
+    for link in LINKS:
+        key = f"micro/links/{link}/time_s"
+        if key not in run.data or run.data[key].shape[0] < 2:
+            return None
+        sizes = run.data[f"micro/links/{link}/size_bytes"]
+        fits[link] = fit_p2p(sizes, np.nanmedian(run.data[key], axis=1)).params("ring")
+    config = run.attrs.get("config") or {}
+    per_node = int(config.get("ranks_per_node") or 0) or 1
+    how = f", emulated link {config['emulate_link']}" if config.get("emulate_link") else ""
+    return TwoLevelFit(fits["inside"], fits["across"], f"{run.name} ({run.world_size} ranks{how})", per_node)
+
+
+def predictions(fit: TwoLevelFit, nodes: int, per_node: int, nbytes: float) -> tuple[float, float]:
+    """(flat, hierarchical) seconds of one all-reduce of ``nbytes`` on ``nodes`` nodes of ``per_node`` ranks."""
+    inside, across = fit.links()
+    return (
+        flat_seconds(nbytes, nodes, per_node, inside, across),
+        hierarchical_seconds(nbytes, nodes, per_node, inside, across),
+    )

@@ -1,0 +1,92 @@
+"""``--allreduce auto``: per buffer the kernel the two-level model prices lower. Whatever it takes, the sum is MPI's
+own Allreduce (bit for bit on integer data) under every node layout, every rank takes the same kernel for the same
+buffer, and a training run with it is the flat run to float32 rounding, recording the links it measured."""
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from bench.comm.calibrate import measure_links
+from kernels.chosen import ModelChosenAllreduce
+from kernels.cost import Link
+from kernels.hierarchical import HierarchicalAllreduce
+from kernels.ring_allreduce import RingAllreduce
+from kernels.topology import Topology
+
+from .conftest import all_agree
+from .test_hierarchical import SIZES, layouts
+
+LINKS = {  # (inside, across): a slow network, where large buffers go hierarchical; one link for both
+    "slow network": (Link(1e-6, 1e-10), Link(1e-4, 1e-8)),
+    "uniform": (Link(1e-6, 1e-10), Link(1e-6, 1e-10)),
+}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("links", list(LINKS))
+def test_chosen_kernel_equals_mpi_and_every_rank_chooses_alike(links):
+    comm = MPI.COMM_WORLD
+    ok, failed = True, []
+    for name, nodes in layouts(comm.size).items():
+        topo = Topology.ring(comm.rank, comm.size)
+        reduce = ModelChosenAllreduce(comm, Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=nodes),
+                                      *LINKS[links], small_bytes=1024)  # fmt: skip
+        for n in [*SIZES, 300000]:
+            buf = np.random.default_rng([n, comm.rank]).integers(-50, 50, n).astype(np.float32)
+            expect = np.empty_like(buf)
+            comm.Allreduce(buf, expect, op=MPI.SUM)
+            same = reduce(buf, key=n) is buf and np.array_equal(buf, expect)
+            ok &= same
+            if not same:
+                failed.append((name, n))
+        ok &= len(set(map(str, comm.allgather(sorted(reduce.choices.items()))))) == 1
+    assert all_agree(ok), f"rank {comm.rank}: differs from MPI_Allreduce at {failed[:5]}"
+
+
+@pytest.mark.mpi
+def test_on_a_slow_network_large_buffers_go_hierarchical_and_small_ones_flat():
+    """The decision on 2 nodes of 2 ranks, priced by hand (inside 1 us + 0.1 ns/B, across 100 us + 10 ns/B):
+    8 MiB flat ring 6 (1e-4 + 2 MiB x 1e-8) = 0.1264 s against hierarchical 2 (1e-6 + 4 MiB x 1e-10) +
+    2 (1e-4 + 4 MiB x 1e-8) = 0.0849 s; 8 B flat doubling (1e-4 + 2 x 8e-8) + (1e-6 + 8e-10) = 101.2 us against
+    the leaders' path 2 (1e-6 + 8e-10) + (1e-4 + 8e-8) = 102.1 us."""
+    comm = MPI.COMM_WORLD
+    if comm.size != 4:
+        pytest.skip("2 nodes of 2 ranks")
+    topo = Topology.ring(comm.rank, comm.size)
+    reduce = ModelChosenAllreduce(comm, Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=(0, 0, 1, 1)),
+                                  *LINKS["slow network"])  # fmt: skip
+    ok = isinstance(reduce.kernel_for(8 << 20), HierarchicalAllreduce)
+    ok &= isinstance(reduce.kernel_for(8), RingAllreduce)
+    assert all_agree(ok), reduce.choices
+
+
+@pytest.mark.mpi
+def test_measured_links_are_physical_and_the_same_on_every_rank():
+    comm = MPI.COMM_WORLD
+    nodes = tuple(r // 2 for r in range(comm.size))
+    groups = [tuple(r for r in range(comm.size) if nodes[r] == k) for k in sorted(set(nodes))]
+    inside, across = measure_links(comm, groups)
+    ok = all(x >= 0 for x in (inside.alpha, inside.beta, across.alpha, across.beta))
+    ok &= (inside.alpha > 0) == (comm.size >= 2) and (across.alpha > 0) == (comm.size >= 3)
+    ok &= len(set(comm.allgather((inside, across)))) == 1
+    assert all_agree(ok), (inside, across)
+
+
+@pytest.mark.mpi
+def test_training_with_auto_is_the_flat_run_and_records_its_links(shared_tmp):
+    from .test_ring_training import make_cfg, trainer_for
+
+    finals, ok = [], True
+    for allreduce in ("flat", "auto"):
+        cfg = make_cfg(shared_tmp, steps=6, allreduce=allreduce, ranks_per_node=2, emulate_link="50,1")
+        trainer = trainer_for(cfg)
+        ok &= isinstance(trainer.run.strategy.allreduce, ModelChosenAllreduce) == (allreduce == "auto")
+        trainer.train()
+        finals.append([p.detach().numpy().copy() for p in trainer.run.model.parameters()])
+    ok &= all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*finals))
+    info = trainer.run.strategy.describe()
+    ok &= set(info["allreduce_links"]) == {"inside", "across"}
+    ok &= info["allreduce_chosen"] and set(info["allreduce_chosen"]) <= {"flat", "hierarchical"}
+    if MPI.COMM_WORLD.size >= 3:  # two nodes: the emulated link's 50 us is measured across (at least, never under)
+        ok &= info["allreduce_links"]["across"][0] >= 40e-6
+    assert all_agree(ok), info

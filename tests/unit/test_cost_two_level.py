@@ -1,0 +1,61 @@
+"""The two-level cost of the all-reduce kernels (kernels/cost.py) on hand-computed cases, its one-node case against
+the classic ring and doubling formulas (Thakur, Rabenseifner & Gropp 2005), and the calibration's two-point fit."""
+
+import math
+
+import pytest
+
+from bench.comm.calibrate import fit
+from kernels.cost import FREE, Link, cheaper, flat_seconds, hierarchical_seconds
+
+INSIDE = Link(1e-6, 1e-10)  # 1 us, 10 GB/s
+ACROSS = Link(1e-5, 1e-9)  # 10 us, 1 GB/s
+MIB8 = 8 * 2**20
+
+
+def test_flat_ring_on_two_nodes_of_four_crosses_in_every_step():
+    # 2 (p - 1) (alpha_e + n / p beta_e), p = 8
+    assert flat_seconds(MIB8, 2, 4, INSIDE, ACROSS) == pytest.approx(14 * (1e-5 + MIB8 / 8 * 1e-9))
+
+
+def test_hierarchical_large_is_two_inside_phases_and_node_rings_sharing_the_link():
+    inside = 2 * 3 * (1e-6 + MIB8 / 4 * 1e-10)  # reduce-scatter + all-gather of n / K pieces, K = 4
+    across = 2 * 1 * (1e-5 + MIB8 / 2 * 1e-9)  # 4 chunk rings of N = 2 through one link: n / N per step
+    assert hierarchical_seconds(MIB8, 2, 4, INSIDE, ACROSS) == pytest.approx(inside + across)
+
+
+def test_small_buffers_flat_doubling_against_the_leaders_path():
+    # flat: log2 8 = 3 rounds, the last across with all 4 ranks of a node sending 8 B at once
+    flat = 1 * (1e-5 + 4 * 8 * 1e-9) + 2 * (1e-6 + 8 * 1e-10)
+    assert flat_seconds(8, 2, 4, INSIDE, ACROSS) == pytest.approx(flat)
+    # hierarchical: 3 sends to the first rank and 3 back, one doubling round between the 2 first ranks
+    hier = 6 * (1e-6 + 8 * 1e-10) + 1 * (1e-5 + 8 * 1e-9)
+    assert hierarchical_seconds(8, 2, 4, INSIDE, ACROSS) == pytest.approx(hier)
+    assert cheaper(8, 2, 4, INSIDE, ACROSS) == "flat" and cheaper(MIB8, 2, 4, INSIDE, ACROSS) == "hierarchical"
+
+
+@pytest.mark.parametrize("p", [2, 3, 4, 8])
+def test_one_node_is_the_classic_single_link_model(p):
+    link = Link(2e-6, 3e-10)
+    n = 4 * 2**20
+    assert flat_seconds(n, 1, p, link, ACROSS) == pytest.approx(2 * (p - 1) * (2e-6 + n / p * 3e-10))
+    steps = int(math.log2(p)) if p & (p - 1) == 0 else int(math.log2(p)) + 2
+    assert flat_seconds(64, 1, p, link, ACROSS) == pytest.approx(steps * (2e-6 + 64 * 3e-10))
+
+
+def test_nothing_to_reduce_costs_nothing_and_a_free_inside_link_leaves_the_network_time():
+    assert flat_seconds(MIB8, 1, 1, INSIDE, ACROSS) == 0 == hierarchical_seconds(0, 2, 4, INSIDE, ACROSS)
+    assert hierarchical_seconds(MIB8, 2, 4, FREE, ACROSS) == pytest.approx(2 * (1e-5 + MIB8 / 2 * 1e-9))
+
+
+def test_chunks_below_the_switch_take_doubling_between_nodes():
+    n = 192 * 1024  # chunks of 96 KiB (< 128 KiB) among N = 4 nodes: doubling, 2 rounds of the whole n per link
+    expect = 2 * 1 * (1e-6 + n / 2 * 1e-10) + 2 * (1e-5 + n * 1e-9)
+    assert hierarchical_seconds(n, 4, 2, INSIDE, ACROSS) == pytest.approx(expect)
+
+
+def test_calibration_fit_goes_through_both_points_and_never_negative():
+    link = fit((8, 10e-6 + 8e-9), (2**20, 10e-6 + 2**20 * 1e-9))
+    assert link.alpha == pytest.approx(10e-6) and link.beta == pytest.approx(1e-9)
+    noisy = fit((8, 5e-6), (2**20, 4e-6))  # the large message measured faster: no negative bandwidth
+    assert noisy.beta == 0.0 and noisy.alpha == pytest.approx(5e-6)

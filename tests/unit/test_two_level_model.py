@@ -1,0 +1,48 @@
+"""The two-level model fitted from a ``micro --op links`` file (written by the micro command's own writer with times
+made from known links) and its table, against the flat and hierarchical all-reduce priced by hand."""
+
+import pytest
+
+from analysis.data.load import load
+from analysis.models.two_level import fit_links
+from analysis.views.nodes import two_level_table
+from bench.micro.harness import write
+
+SIZES = [8, 1024, 65536, 1 << 20, 8 << 20]
+INSIDE = (2e-6, 2e-10)  # alpha s, beta s/byte (5 GB/s)
+ACROSS = (50e-6, 8e-9)  # 1 Gb/s
+
+
+def links_file(path, per_node: int = 4):
+    samples = {name: [[a + n * b] * 3 for n in SIZES] for name, (a, b) in (("inside", INSIDE), ("across", ACROSS))}
+    info = {"config": {"op": "links", "ranks_per_node": per_node, "emulate_link": "50,1"}}
+    write(str(path), "links", SIZES, samples, 8, info)
+    return load(path)
+
+
+def test_fit_recovers_both_links(tmp_path):
+    fit = fit_links(links_file(tmp_path / "l.h5"))
+    assert (fit.inside.alpha, fit.inside.beta) == pytest.approx(INSIDE, rel=1e-6)
+    assert (fit.across.alpha, fit.across.beta) == pytest.approx(ACROSS, rel=1e-6)
+    assert fit.per_node == 4 and "emulated link 50,1" in fit.source
+
+
+def test_table_prices_flat_and_hierarchical_as_by_hand(tmp_path):
+    table = two_level_table([links_file(tmp_path / "l.h5")])
+    row = next(r for r in table.rows if r[0] == 16 << 20 and r[1] == 2)
+    n = 16 << 20  # 2 nodes of 4: flat ring 2 (p - 1) steps across; hierarchical: 2 (K - 1) inside + 2 (N - 1) across
+    flat = 14 * (50e-6 + n / 8 * 8e-9)
+    hier = 6 * (2e-6 + n / 4 * 2e-10) + 2 * (50e-6 + n / 2 * 8e-9)
+    assert row[2:6] == [4, 8, pytest.approx(flat), pytest.approx(hier)]
+    assert row[6] == pytest.approx(hier / flat) and row[7] == "hierarchical"
+    small = next(r for r in table.rows if r[0] == 8)
+    # 8 B: flat doubling 3 rounds, 1 across with 4 senders; leaders: 3 + 3 inside, 1 across
+    assert small[4] == pytest.approx((50e-6 + 4 * 8 * 8e-9) + 2 * (2e-6 + 8 * 2e-10))
+    assert small[5] == pytest.approx(6 * (2e-6 + 8 * 2e-10) + (50e-6 + 8 * 8e-9)) and small[7] == "flat"
+    weak = [r for r in table.rows if r[0] == 16 << 20]
+    assert [r[3] for r in weak] == [8, 64, 512, 4096] and "emulated link 50,1" in table.notes[0]
+
+
+def test_no_links_file_no_table(tmp_path):
+    write(str(tmp_path / "m.h5"), "latency", SIZES, {"ours": [[1e-6]] * len(SIZES)}, 2, {})
+    assert two_level_table([load(tmp_path / "m.h5")]).empty
