@@ -55,8 +55,8 @@ def flat_seconds(n: float, nodes: int, per_node: int, inside: Link, across: Link
         return 0.0
     if algorithm == "ring":
         return 2 * (p - 1) * (across if nodes > 1 else inside).time(n / p)
-    rounds_across = math.ceil(math.log2(nodes)) if nodes > 1 else 0
-    rounds_inside = max(doubling_steps(p) - rounds_across, 0)
+    rounds_across = math.ceil(math.log2(nodes))  # 0 on one node; never more than doubling_steps(p)
+    rounds_inside = doubling_steps(p) - rounds_across
     return rounds_across * across.time(n, per_node) + rounds_inside * inside.time(n)
 
 

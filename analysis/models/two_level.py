@@ -21,7 +21,7 @@ class TwoLevelFit:
     inside: AlgorithmFit
     across: AlgorithmFit
     source: str  # the file and its layout
-    per_node: int  # K of the file's layout
+    per_node: int  # K of the file's layout (--ranks-per-node; 2 where the file measured the machine's nodes)
 
     def links(self) -> tuple[Link, Link]:
         return Link(self.inside.alpha, self.inside.beta), Link(self.across.alpha, self.across.beta)
@@ -35,9 +35,9 @@ def fit_links(run) -> TwoLevelFit | None:
         if key not in run.data or run.data[key].shape[0] < 2:
             return None
         sizes = run.data[f"micro/links/{link}/size_bytes"]
-        fits[link] = fit_p2p(sizes, np.nanmedian(run.data[key], axis=1)).params("ring")
+        fits[link] = fit_p2p(sizes, np.nanmedian(run.data[key], axis=1)).algorithms["ring"]  # one fit for any size
     config = run.attrs.get("config") or {}
-    per_node = int(config.get("ranks_per_node") or 0) or 1
+    per_node = int(config.get("ranks_per_node") or 2)  # the machine's nodes: their size is not in the file
     how = f", emulated link {config['emulate_link']}" if config.get("emulate_link") else ""
     return TwoLevelFit(fits["inside"], fits["across"], f"{run.name} ({run.world_size} ranks{how})", per_node)
 

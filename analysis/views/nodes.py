@@ -73,7 +73,7 @@ def two_level_table(micro_runs) -> Table:
     cols += [Column("hierarchical / flat", NUM, 2), Column("auto takes")]
     rows = []
     if fit is not None:
-        K = max(fit.per_node, 2)
+        K = fit.per_node
         layouts = [(n, 2) for n in TWO_LEVEL_SIZES] + [(16 << 20, max(r // K, 2)) for r in WEAK_RANKS]
         for nbytes, nodes in layouts:
             flat, hier = predictions(fit, nodes, K, nbytes)

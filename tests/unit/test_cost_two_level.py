@@ -45,6 +45,7 @@ def test_one_node_is_the_classic_single_link_model(p):
 
 def test_nothing_to_reduce_costs_nothing_and_a_free_inside_link_leaves_the_network_time():
     assert flat_seconds(MIB8, 1, 1, INSIDE, ACROSS) == 0 == hierarchical_seconds(0, 2, 4, INSIDE, ACROSS)
+    assert flat_seconds(0, 2, 4, INSIDE, ACROSS) == 0
     assert hierarchical_seconds(MIB8, 2, 4, FREE, ACROSS) == pytest.approx(2 * (1e-5 + MIB8 / 2 * 1e-9))
 
 
@@ -52,6 +53,42 @@ def test_chunks_below_the_switch_take_doubling_between_nodes():
     n = 192 * 1024  # chunks of 96 KiB (< 128 KiB) among N = 4 nodes: doubling, 2 rounds of the whole n per link
     expect = 2 * 1 * (1e-6 + n / 2 * 1e-10) + 2 * (1e-5 + n * 1e-9)
     assert hierarchical_seconds(n, 4, 2, INSIDE, ACROSS) == pytest.approx(expect)
+
+
+def test_one_rank_per_node_and_one_node_of_several():
+    n = 8 * 2**20
+    # 2 nodes of 1 rank: the flat ring's 2 steps and the hierarchical kernel's node ring are the same messages
+    assert flat_seconds(n, 2, 1, INSIDE, ACROSS) == pytest.approx(2 * (1e-5 + n / 2 * 1e-9))
+    assert hierarchical_seconds(n, 2, 1, INSIDE, ACROSS) == pytest.approx(2 * (1e-5 + n / 2 * 1e-9))
+    assert flat_seconds(8, 2, 1, INSIDE, ACROSS) == pytest.approx(1e-5 + 8 * 1e-9)  # one doubling round, across
+    # one node of 4: the hierarchical kernel is its reduce-scatter and all-gather, nothing across
+    assert hierarchical_seconds(n, 1, 4, INSIDE, ACROSS) == pytest.approx(6 * (1e-6 + n / 4 * 1e-10))
+    # 4 nodes of 2, 4 MiB chunks: a ring of 4 between nodes, 2 (N - 1) steps of n / N through each link
+    assert hierarchical_seconds(n, 4, 2, INSIDE, ACROSS) == pytest.approx(
+        2 * (1e-6 + n / 2 * 1e-10) + 6 * (1e-5 + n / 4 * 1e-9)
+    )
+
+
+def test_the_switch_size_is_the_kernels_own():
+    small = 128 * 1024  # at the switch the kernels take their large path: so does the model
+    assert hierarchical_seconds(small, 2, 2, INSIDE, ACROSS) == pytest.approx(
+        2 * (1e-6 + small / 2 * 1e-10) + 1 * (1e-5 + small * 1e-9)  # 64 KiB chunks: doubling between the 2 nodes
+    )
+    # 1 KiB on 2 nodes of 2: below the default switch flat doubling wins (13.15 us: one round across with both
+    # ranks sending, one inside) over the leaders' path (13.23 us); with the switch at 1 KiB the flat ring's 6
+    # steps across (61.5 us) lose to the large hierarchical path (13.13 us)
+    assert cheaper(1024, 2, 2, INSIDE, ACROSS) == "flat"
+    assert cheaper(1024, 2, 2, INSIDE, ACROSS, small=1024) == "hierarchical"
+    assert flat_seconds(1024, 2, 2, INSIDE, ACROSS, small=1024) == pytest.approx(6 * (1e-5 + 256 * 1e-9))
+    # 2 nodes of 4, switch at 1 KiB: the large hierarchical path (17.2 us) beats the flat ring (141.8 us); priced
+    # with the default switch, flat doubling (16.3 us) would have won
+    assert cheaper(1024, 2, 4, INSIDE, ACROSS, small=1024) == "hierarchical"
+    # 8 nodes of 1, switch at 1 KiB: both kernels are the same ring of 8 (141.8 us): a tie is flat
+    assert cheaper(1024, 8, 1, INSIDE, ACROSS, small=1024) == "flat"
+    # 4 KiB chunks over the 1 KiB switch: a ring of 2 between the nodes, not doubling
+    assert hierarchical_seconds(8192, 2, 2, INSIDE, ACROSS, small=1024) == pytest.approx(
+        2 * (1e-6 + 4096 * 1e-10) + 2 * (1e-5 + 4096 * 1e-9)
+    )
 
 
 def test_calibration_fit_goes_through_both_points_and_never_negative():

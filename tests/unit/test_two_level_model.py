@@ -13,10 +13,11 @@ INSIDE = (2e-6, 2e-10)  # alpha s, beta s/byte (5 GB/s)
 ACROSS = (50e-6, 8e-9)  # 1 Gb/s
 
 
-def links_file(path, per_node: int = 4):
-    samples = {name: [[a + n * b] * 3 for n in SIZES] for name, (a, b) in (("inside", INSIDE), ("across", ACROSS))}
-    info = {"config": {"op": "links", "ranks_per_node": per_node, "emulate_link": "50,1"}}
-    write(str(path), "links", SIZES, samples, 8, info)
+def links_file(path, per_node: int = 4, emulate: str = "50,1", sizes=SIZES, samples: int = 3):
+    links = (("inside", INSIDE), ("across", ACROSS))
+    data = {name: [[a + n * b] * samples for n in sizes] for name, (a, b) in links}
+    config = {"op": "links", "ranks_per_node": per_node, "emulate_link": emulate}
+    write(str(path), "links", sizes, data, 8, {"config": config})
     return load(path)
 
 
@@ -41,6 +42,13 @@ def test_table_prices_flat_and_hierarchical_as_by_hand(tmp_path):
     assert small[5] == pytest.approx(6 * (2e-6 + 8 * 2e-10) + (50e-6 + 8 * 8e-9)) and small[7] == "flat"
     weak = [r for r in table.rows if r[0] == 16 << 20]
     assert [r[3] for r in weak] == [8, 64, 512, 4096] and "emulated link 50,1" in table.notes[0]
+
+
+def test_two_sizes_fit_one_does_not_and_the_source_says_what_was_measured(tmp_path):
+    two = fit_links(links_file(tmp_path / "two.h5", per_node=0, emulate="", sizes=[8, 4096], samples=1))
+    assert two is not None and two.per_node == 2 and two.source.endswith(" (8 ranks)"), two.source
+    assert two.across.alpha == pytest.approx(ACROSS[0], rel=1e-6)
+    assert fit_links(links_file(tmp_path / "one.h5", sizes=[4096])) is None
 
 
 def test_no_links_file_no_table(tmp_path):
