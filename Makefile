@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e '.[bench,mpich,test]'
-	$(PY) -m compileall -q -j 0 -x '/tests?/|/testing/_internal/|/site-packages/(pip|setuptools)/' \
+	$(PY) -m compileall -q -j 0 -x '/site-packages/.*/tests?/|/testing/_internal/|/site-packages/(pip|setuptools)/' \
 	  $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') > /dev/null || true
 	touch $@
 

@@ -19,7 +19,7 @@ class ModelChosenAllreduce:
     in bytes, the kernel taken (for the results file)."""
 
     def __init__(self, comm: MPI.Comm, topology: Topology, inside: Link, across: Link, small_bytes: int = SMALL_BYTES):
-        self.topology = topology
+        self.comm, self.topology = comm, topology
         self.kernels = {
             "flat": RingAllreduce(comm, topology, small_bytes),
             "hierarchical": HierarchicalAllreduce(comm, topology, small_bytes),
@@ -30,8 +30,9 @@ class ModelChosenAllreduce:
         self.choices: dict[int, str] = {}
 
     def choice(self, nbytes: int) -> str:
-        """``flat`` or ``hierarchical``: what the model prices lower for ``nbytes`` (on its path: compressed wire
-        bytes), decided once per size."""
+        """``flat`` or ``hierarchical``: what the model prices lower for ``nbytes``, decided once per size. A
+        compressed bucket passes its dense float32 size (``path_bytes``, as the kernels choose their own path):
+        its kernel is chosen as for the uncompressed bucket."""
         if nbytes not in self.choices:
             layout = (self.nodes, self.per_node, self.inside, self.across, self.small_bytes)
             self.choices[nbytes] = cheaper(nbytes, *layout)

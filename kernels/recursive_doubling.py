@@ -15,32 +15,9 @@ import numpy as np
 from mpi4py import MPI
 
 from kernels.buffers import ScratchPool
+from kernels.reference import doubling_plan
 from kernels.tags import Tag, tag_for, tag_upper_bound
 from kernels.topology import Topology
-
-
-def doubling_plan(index: int, p: int) -> tuple[int | None, list[int], str]:
-    """For ring position ``index`` of ``p``: (virtual rank or None if it sits out, partner positions per round,
-    role in the fold: ``"give"`` (hands its buffer over and waits), ``"take"`` (adds a neighbour's buffer
-    first) or ``""``)."""
-    p2 = 1 << (p.bit_length() - 1)
-    r = p - p2
-    if index < 2 * r:
-        if index % 2 == 0:
-            return None, [], "give"
-        vrank, role = index // 2, "take"
-    else:
-        vrank, role = index - r, ""
-
-    def real(v: int) -> int:
-        return 2 * v + 1 if v < r else v + r
-
-    partners = []
-    mask = 1
-    while mask < p2:
-        partners.append(real(vrank ^ mask))
-        mask <<= 1
-    return vrank, partners, role
 
 
 class RecursiveDoublingAllreduce:

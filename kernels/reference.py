@@ -35,6 +35,30 @@ def doubling_steps(p: int) -> int:
     return (p2.bit_length() - 1) + (2 if p2 != p else 0)
 
 
+def doubling_plan(index: int, p: int) -> tuple[int | None, list[int], str]:
+    """For ring position ``index`` of ``p``: (virtual rank or None if it sits out, partner positions per round,
+    role in the fold: ``"give"`` (hands its buffer over and waits), ``"take"`` (adds a neighbour's buffer
+    first) or ``""``)."""
+    p2 = 1 << (p.bit_length() - 1)
+    r = p - p2
+    if index < 2 * r:
+        if index % 2 == 0:
+            return None, [], "give"
+        vrank, role = index // 2, "take"
+    else:
+        vrank, role = index - r, ""
+
+    def real(v: int) -> int:
+        return 2 * v + 1 if v < r else v + r
+
+    partners = []
+    mask = 1
+    while mask < p2:
+        partners.append(real(vrank ^ mask))
+        mask <<= 1
+    return vrank, partners, role
+
+
 def ring_chunks(n: int, p: int) -> list[tuple[int, int]]:
     """Half-open bounds of the ``p`` chunks a length-``n`` buffer is cut into for a ring all-reduce.
     Chunks differ in size by at most one element; when ``n < p`` the last ``p - n`` chunks are empty."""

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 from mpi4py import MPI
 
-from kernels.recursive_doubling import doubling_plan
-from kernels.reference import all_gather_schedule, reduce_scatter_schedule, ring_chunks
+from kernels.reference import all_gather_schedule, doubling_plan, reduce_scatter_schedule, ring_chunks
 from kernels.ring_allreduce import RingAllreduce
 from kernels.tags import Tag, tag_for, tag_upper_bound
 

@@ -134,7 +134,8 @@ def micro(args, comm: MPI.Comm) -> int:
         elif op == "fedavg-round":
             data = bench_fedavg_round(comm, sizes, impls, timer, checks)
         elif op == "links":
-            data = bench_links(comm, sizes, timer, checks, args.ranks_per_node, args.emulate_link)
+            osu = args.latency_method == "osu"
+            data = bench_links(comm, sizes, timer, checks, args.ranks_per_node, args.emulate_link, osu)
         else:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer, checks)

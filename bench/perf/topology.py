@@ -39,6 +39,8 @@ def model_seconds(kernel: str, n: int, N: int, K: int, latency: float, bandwidth
 
 def worker(per_node: int, link: str, sizes: list[int], reps: int) -> None:
     """Inside the mpiexec job: both kernels on each size; rank 0 prints one JSON line per size."""
+    from dataclasses import astuple
+
     from mpi4py import MPI
 
     from bench.comm.calibrate import measure_links
@@ -57,7 +59,7 @@ def worker(per_node: int, link: str, sizes: list[int], reps: int) -> None:
     auto = ModelChosenAllreduce(comm, topo, inside, across)
     kernels = {"flat": RingAllreduce(comm, topo), "hierarchical": HierarchicalAllreduce(comm, topo), "auto": auto}
     if world.rank == 0:
-        print(json.dumps({"inside": [inside.alpha, inside.beta], "across": [across.alpha, across.beta]}), flush=True)
+        print(json.dumps({"inside": astuple(inside), "across": astuple(across)}), flush=True)
     for n in sizes:
         buf = np.ones(max(1, n // 4), dtype=np.float32)
         times: dict[str, list[float]] = {k: [] for k in kernels}
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
 
 
 def _link(link: Link) -> str:
-    return f"{link.alpha * 1e6:.1f} us + {link.beta * 1e9:.3f} ns/B"
+    shared = "" if link.shared_beta is None else f" ({link.shared_beta * 1e9:.3f} shared)"
+    return f"{link.alpha * 1e6:.1f} us + {link.beta * 1e9:.3f} ns/B{shared}"
 
 
 def _row(r: dict, N: int, K: int, links: tuple[Link, Link], link: str, latency: float, bandwidth: float) -> str:

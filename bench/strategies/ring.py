@@ -8,6 +8,8 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
+from dataclasses import astuple
+
 from bench.comm.calibrate import measure_links
 from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
@@ -84,7 +86,7 @@ class RingStrategy(Strategy):
         info = {"buckets": [list(g) for g in self.staging.groups]}
         if isinstance(self.allreduce, ModelChosenAllreduce):  # what auto measured, and took for each bucket
             inside, across = self.links
-            info["allreduce_links"] = {"inside": [inside.alpha, inside.beta], "across": [across.alpha, across.beta]}
+            info["allreduce_links"] = {"inside": astuple(inside), "across": astuple(across)}
             info["allreduce_chosen"] = [self.allreduce.choice(b.nbytes) for b in self.staging.numpy]
         if self.compressed is not None:
             info |= {"compress": self.compressed.compressor.spec(), "error_feedback": self.compressed.feedback.enabled}

@@ -73,6 +73,19 @@ def test_measured_links_are_physical_and_the_same_on_every_rank():
 
 
 @pytest.mark.mpi
+def test_auto_with_a_compressed_ring_trains_as_the_flat_one(shared_tmp):
+    """Compressed averaging all-gathers on the kernel's communicator: auto must offer it (a review found it did not)."""
+    from .test_ring_training import make_cfg, trainer_for
+
+    finals = []
+    for allreduce in ("flat", "auto"):
+        trainer = trainer_for(make_cfg(shared_tmp, steps=4, allreduce=allreduce, ranks_per_node=2, compress="fp16"))
+        trainer.train()
+        finals.append([p.detach().numpy().copy() for p in trainer.run.model.parameters()])
+    assert all_agree(all(np.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(*finals)))
+
+
+@pytest.mark.mpi
 def test_training_with_auto_is_the_flat_run_and_records_its_links(shared_tmp):
     from .test_ring_training import make_cfg, trainer_for
 
@@ -90,3 +103,20 @@ def test_training_with_auto_is_the_flat_run_and_records_its_links(shared_tmp):
     if MPI.COMM_WORLD.size >= 3:  # two nodes: the emulated link's 50 us is measured across (at least, never under)
         ok &= info["allreduce_links"]["across"][0] >= 40e-6
     assert all_agree(ok), info
+
+
+@pytest.mark.mpi
+def test_ranks_of_a_node_sending_at_once_share_the_emulated_wire():
+    """2 nodes of 2 over an emulated 200 us, 1 Gb/s link (8 ns per byte on the wire): the across link's shared part,
+    from 2 senders against 1 (bursts of 1 MiB), is the wire's (half of it at least: on 2 busy cores the senders may
+    leave the barrier apart), and never more than the link's whole time per byte."""
+    from bench.comm.emulated_link import emulated
+
+    comm = MPI.COMM_WORLD
+    if comm.size != 4:
+        pytest.skip("2 nodes of 2 ranks")
+    nodes = (0, 0, 1, 1)
+    _, across = measure_links(emulated(comm.Dup(), "200,1", nodes), [(0, 1), (2, 3)])
+    ok = across.shared_beta is not None and 4e-9 <= across.shared_beta <= across.beta
+    ok &= 7.5e-9 <= across.beta and 190e-6 <= across.alpha  # paced: 8 ns/B, 200 us (less fit noise)
+    assert all_agree(ok), across

