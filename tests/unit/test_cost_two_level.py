@@ -6,7 +6,7 @@ import math
 import pytest
 
 from bench.comm.calibrate import fit
-from kernels.cost import FREE, Link, cheaper, flat_seconds, hierarchical_seconds
+from kernels.cost import FREE, Link, cheaper, doubling_rounds, flat_seconds, hierarchical_seconds
 
 INSIDE = Link(1e-6, 1e-10)  # 1 us, 10 GB/s
 ACROSS = Link(1e-5, 1e-9)  # 10 us, 1 GB/s
@@ -109,9 +109,20 @@ def test_doubling_on_nodes_of_three_crosses_in_every_round():
     assert cheaper(8, 2, 3, INSIDE, ACROSS) == "hierarchical"
 
 
+def test_doubling_rounds_follow_the_kernels_schedule():
+    """6 positions on nodes (0, 0, 1, 1, 1, 1): the fold 0 -> 1, 2 -> 3 stays inside; the exchanges 1 <-> 3, 4 <-> 5
+    and 1 <-> 4, 3 <-> 5 each send one message from either node across beside inside ones; the hand-back stays
+    inside. One position, or none: no rounds."""
+    assert doubling_rounds((0, 0, 1, 1, 1, 1)) == [(0, True), (1, True), (1, True), (0, True)]
+    assert doubling_rounds((0, 0, 1, 1)) == [(0, True), (2, False)]  # both ranks of a node send across at once
+    assert doubling_rounds((0,)) == [] and doubling_rounds(()) == []
+
+
 def test_a_ring_step_takes_its_slowest_message():
     slow_inside, fast_across = Link(1e-5, 1e-9), Link(1e-6, 1e-10)  # e.g. a noisy calibration on one host
     assert flat_seconds(MIB8, 2, 4, slow_inside, fast_across) == pytest.approx(14 * (1e-5 + MIB8 / 8 * 1e-9))
+    # one rank per node: every doubling message crosses, none is priced on the (slower) inside link
+    assert flat_seconds(8, 4, 1, slow_inside, fast_across) == pytest.approx(2 * (1e-6 + 8 * 1e-10))
 
 
 def test_calibration_fit_goes_through_both_points_and_never_negative():
