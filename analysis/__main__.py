@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     micro: list = []
     runs = load_all(args.paths, micro)
-    if not runs:
+    if not runs and not (micro and args.command in ("model", "report")):  # microbenchmarks alone: their models
         print(f"analysis: no readable results files in {' '.join(args.paths)}", file=sys.stderr)
         return 1
     opts = options(args)
@@ -165,7 +165,15 @@ def _trace(args) -> int:
 
 def _model(runs, micro, opts: ReportOptions, out: str) -> int:
     from analysis.views.model import SCALE, fit_from_micro, model_table
+    from analysis.views.nodes import two_level_table
 
+    two_level = two_level_table(micro)  # from a ``micro --op links`` file, if one was given
+    if not two_level.empty:
+        print(two_level.markdown())
+        if out:
+            two_level.save(Path(out))
+        if not runs:
+            return 0
     fit = opts.fit or fit_from_micro(micro)
     if fit is None:
         print(

@@ -128,6 +128,11 @@ def _add_micro_options(micro: argparse.ArgumentParser) -> None:
     micro.add_argument("--min-iters", type=int, default=5, help="timed iterations at least, any size (default: 5)")
     micro.add_argument("--warmup", type=int, default=5, help="discarded iterations before timing (default: 5)")
     micro.add_argument("--out", default="", help="also write samples to this HDF5 file (default: none)")
+    _add_micro_link_options(micro)
+
+
+def _add_micro_link_options(micro: argparse.ArgumentParser) -> None:
+    """``micro``: where the ranks are (links) and how a round trip is timed (latency, links)."""
     micro.add_argument(
         "--ranks-per-node", type=int, default=0, help="links: virtual nodes of K consecutive ranks (0: the real nodes)"
     )

@@ -14,7 +14,7 @@ from kernels.ring_allreduce import RingAllreduce
 from kernels.topology import Topology
 
 from .conftest import all_agree
-from .test_hierarchical import SIZES, layouts
+from .test_hierarchical import SIZES, layouts, sizes_differing_from_mpi
 
 LINKS = {  # (inside, across): a slow network, where large buffers go hierarchical; one link for both
     "slow network": (Link(1e-6, 1e-10), Link(1e-4, 1e-8)),
@@ -31,14 +31,9 @@ def test_chosen_kernel_equals_mpi_and_every_rank_chooses_alike(links):
         topo = Topology.ring(comm.rank, comm.size)
         reduce = ModelChosenAllreduce(comm, Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=nodes),
                                       *LINKS[links], small_bytes=1024)  # fmt: skip
-        for n in [*SIZES, 300000]:
-            buf = np.random.default_rng([n, comm.rank]).integers(-50, 50, n).astype(np.float32)
-            expect = np.empty_like(buf)
-            comm.Allreduce(buf, expect, op=MPI.SUM)
-            same = reduce(buf, key=n) is buf and np.array_equal(buf, expect)
-            ok &= same
-            if not same:
-                failed.append((name, n))
+        wrong = sizes_differing_from_mpi(comm, reduce, [*SIZES, 300000])
+        ok &= not wrong
+        failed += [(name, n) for n in wrong]
         ok &= len(set(map(str, comm.allgather(sorted(reduce.choices.items()))))) == 1
     assert all_agree(ok), f"rank {comm.rank}: differs from MPI_Allreduce at {failed[:5]}"
 

@@ -54,3 +54,14 @@ def test_two_sizes_fit_one_does_not_and_the_source_says_what_was_measured(tmp_pa
 def test_no_links_file_no_table(tmp_path):
     write(str(tmp_path / "m.h5"), "latency", SIZES, {"ours": [[1e-6]] * len(SIZES)}, 2, {})
     assert two_level_table([load(tmp_path / "m.h5")]).empty
+
+
+def test_a_links_file_alone_is_enough_for_model_and_report(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    links_file(tmp_path / "l.h5")
+    assert main(["model", str(tmp_path / "l.h5")]) == 0
+    assert "Two-level cost model" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "l.h5"), "-o", str(tmp_path / "rep")]) == 0
+    assert "Two-level cost model" in (tmp_path / "rep" / "report.md").read_text()
+    assert main(["tables", str(tmp_path / "l.h5")]) == 1  # tables are of training runs: none here
