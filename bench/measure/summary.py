@@ -80,6 +80,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
     _print_nodes(written, attrs)
+    _print_allreduce_choice(attrs.get("strategy_info") or {})
     over, per_host = oversubscription(attrs)
     cores = attrs.get("cores_per_host", 0)
     if over:
@@ -101,3 +102,19 @@ def _print_nodes(written, attrs: dict) -> None:
     share = across_share(written)
     crossed = f"{100 * share:.1f} % of the bytes sent went to other nodes" if share == share else "bytes not counted"
     print(f"  nodes           {len(set(nodes))} ({crossed}{emulated})")
+
+
+def _print_allreduce_choice(info: dict) -> None:
+    """``--allreduce auto``: how many buckets took the hierarchical kernel, and the links measured at set-up."""
+    chosen = info.get("allreduce_chosen")
+    if not chosen:
+        return
+
+    def link(measured) -> str:
+        alpha, beta = measured[0], measured[1]
+        return f"{alpha * 1e6:.1f} us + {beta * 1e9:.3f} ns/B"
+
+    links = info["allreduce_links"]
+    took = f"hierarchical for {chosen.count('hierarchical')} of {len(chosen)} buckets"
+    print(f"  allreduce auto  {took} (links measured at set-up: inside a node {link(links['inside'])}, across nodes "
+          f"{link(links['across'])})")  # fmt: skip

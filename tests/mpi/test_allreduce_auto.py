@@ -115,3 +115,20 @@ def test_ranks_of_a_node_sending_at_once_share_the_emulated_wire():
     ok = across.shared_beta is not None and 4e-9 <= across.shared_beta <= across.beta
     ok &= 7.5e-9 <= across.beta and 190e-6 <= across.alpha  # paced: 8 ns/B, 200 us (less fit noise)
     assert all_agree(ok), across
+
+
+@pytest.mark.mpi
+def test_the_summary_says_what_auto_took_and_measured(shared_tmp):
+    from .commands import train_in_job
+
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("a link to measure")
+    args = ["--model", "mlp", "--steps", "2", "--eval-every", "0", "--bucket-mb", "0", "--ranks-per-node", "2"]
+    ran = train_in_job(*args, "--allreduce", "auto", "--out", f"{shared_tmp}/a.h5")
+    codes, errs = ran.everyone()
+    ok = codes == [0] * comm.size
+    if comm.rank == 0:
+        line = next((x for x in ran.out.splitlines() if x.startswith("  allreduce auto")), "")
+        ok &= " of 3 buckets (links measured at set-up: inside a node " in line and "across nodes" in line
+    assert all_agree(ok), (codes, errs, ran.out if comm.rank == 0 else "")
