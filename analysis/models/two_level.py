@@ -21,7 +21,7 @@ class TwoLevelFit:
     inside: AlgorithmFit
     across: AlgorithmFit
     source: str  # the file and its layout
-    per_node: int  # K of the file's layout (--ranks-per-node; 2 where the file measured the machine's nodes)
+    per_node: int  # K of the file's layout: its largest node (2 for a file that did not record its nodes)
 
     def links(self) -> tuple[Link, Link]:
         return Link(self.inside.alpha, self.inside.beta), Link(self.across.alpha, self.across.beta)
@@ -37,7 +37,8 @@ def fit_links(run) -> TwoLevelFit | None:
         sizes = run.data[f"micro/links/{link}/size_bytes"]
         fits[link] = fit_p2p(sizes, np.nanmedian(run.data[key], axis=1)).algorithms["ring"]  # one fit for any size
     config = run.attrs.get("config") or {}
-    per_node = int(config.get("ranks_per_node") or 2)  # the machine's nodes: their size is not in the file
+    nodes = list(run.attrs.get("nodes") or [])  # the layout measured (files from before it: --ranks-per-node, or 2)
+    per_node = max(nodes.count(k) for k in set(nodes)) if nodes else int(config.get("ranks_per_node") or 2)
     how = f", emulated link {config['emulate_link']}" if config.get("emulate_link") else ""
     return TwoLevelFit(fits["inside"], fits["across"], f"{run.name} ({run.world_size} ranks{how})", per_node)
 

@@ -18,7 +18,7 @@ from bench.measure import provenance, results
 from bench.micro.blocks import BLOCK_OPS, bench_blocks, block_sizes, bus_factor
 from bench.micro.checks import WrongCounts
 from bench.micro.compressed import COMPRESSED_IMPLS, bench_compressed_allreduce
-from bench.micro.links import bench_links
+from bench.micro.links import bench_links, layout
 from bench.micro.operations import (
     OP_IMPLS,
     bench_allreduce,
@@ -140,6 +140,8 @@ def micro(args, comm: MPI.Comm) -> int:
             run = {"latency": bench_latency, "bw": bench_bw, "ps-pushpull": bench_ps_pushpull}[op]
             data = run(comm, sizes, timer, checks)
     info = provenance.collect(comm) if args.out else {}  # collective; after timing: its imports disturb nothing
+    if op == "links":
+        info["nodes"] = list(layout(comm, args.ranks_per_node))  # collective too: the layout the links came from
     if comm.rank == 0:
         method = args.latency_method if op in ("latency", "links") else "barrier"
         report(op, sizes, data, comm.size, wire, args.compress, args.full, checks.counts, method)

@@ -18,6 +18,11 @@ from kernels.tags import Tag, tag_for
 from kernels.topology import node_groups, virtual_nodes
 
 
+def layout(comm, ranks_per_node: int) -> tuple[int, ...]:
+    """Collective: the node of every rank, virtual (``--ranks-per-node``) or the machine's; recorded in the file."""
+    return virtual_nodes(comm.size, ranks_per_node) if ranks_per_node else node_ids(comm)
+
+
 def measuring_pairs(comm, ranks_per_node: int, emulate: str, rank_0_times: bool):
     """Collective: the node of every rank and the pairs that measure each link; bad options are one message."""
     if ranks_per_node < 0:
@@ -27,7 +32,7 @@ def measuring_pairs(comm, ranks_per_node: int, emulate: str, rank_0_times: bool)
             LinkSpec.parse(emulate)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    nodes = virtual_nodes(comm.size, ranks_per_node) if ranks_per_node else node_ids(comm)
+    nodes = layout(comm, ranks_per_node)
     pairs = link_pairs(node_groups(tuple(range(comm.size)), nodes))
     if len(pairs) < 2:
         raise UsageError(

@@ -51,6 +51,19 @@ def test_two_sizes_fit_one_does_not_and_the_source_says_what_was_measured(tmp_pa
     assert fit_links(links_file(tmp_path / "one.h5", sizes=[4096])) is None
 
 
+def test_the_recorded_layout_gives_the_ranks_per_node(tmp_path):
+    links = {"inside": [[1e-6]] * 2, "across": [[1e-5]] * 2}
+    write(
+        str(tmp_path / "n.h5"),
+        "links",
+        [8, 4096],
+        links,
+        7,
+        {"config": {"ranks_per_node": 0}, "nodes": [0, 0, 0, 1, 1, 1, 2]},
+    )
+    assert fit_links(load(tmp_path / "n.h5")).per_node == 3  # the machine's nodes, recorded: the largest has 3
+
+
 def test_no_links_file_no_table(tmp_path):
     write(str(tmp_path / "m.h5"), "latency", SIZES, {"ours": [[1e-6]] * len(SIZES)}, 2, {})
     assert two_level_table([load(tmp_path / "m.h5")]).empty
