@@ -114,6 +114,22 @@ class Config:
         ("flat", "hierarchical", "auto"),
         applies="allreduce",
     )
+    buckets_in_flight: int = opt(
+        2,
+        "ring, localsgd: buckets whose copies between the device and MPI's buffers are under way at once (a GPU's "
+        "copy of bucket k+1 to the host while bucket k is reduced); 1: one bucket at a time",
+        group="system",
+        applies="staging",
+    )
+    gpu_path: str = opt(
+        "auto",
+        "ring, localsgd: how buffers reach MPI: staged through pinned host memory (host), or handed to MPI on the "
+        "device (device: needs a CUDA-aware MPI; on --device cpu, the tensors themselves instead of numpy copies); "
+        "auto: device where the MPI library says it is CUDA-aware, else host",
+        ("auto", "host", "device"),
+        group="system",
+        applies="staging",
+    )
     ranks_per_node: int = opt(
         0,
         "declare virtual nodes of K consecutive ranks (an experiment on one host as if on several); 0: the real "
@@ -535,6 +551,7 @@ def _as_bool(value) -> bool:
 
 
 POSITIVE = (
+    "buckets_in_flight",
     "steps",
     "accumulate_steps",
     "trust_coefficient",
@@ -618,8 +635,12 @@ def validate(cfg: Config) -> None:
 
 
 def _check_nodes(cfg) -> None:
+    from bench.comm.cuda_aware import device_path_blocker
     from bench.comm.emulated_link import LinkSpec  # mpi4py's constants only, no MPI call
 
+    blocker = device_path_blocker(cfg) if cfg.gpu_path == "device" and cfg.takes("staging") else ""
+    if blocker:
+        raise UsageError(f"--gpu-path device: {blocker}")
     if cfg.emulate_link:
         try:
             LinkSpec.parse(cfg.emulate_link)

@@ -7,6 +7,7 @@ import socket
 
 from mpi4py import MPI
 
+from bench.comm.cuda_aware import query_cuda_support
 from bench.measure import provenance
 from bench.runtime.launch import node_ids, node_local, usable_cores
 
@@ -30,6 +31,9 @@ def info(comm: MPI.Comm) -> int:
         if local > cores:
             print(f"note             {local} ranks share {cores} cores: timings are oversubscribed")
         print(f"cuda             {torch.cuda.is_available()} ({torch.cuda.device_count()} devices)")
+        aware = query_cuda_support()
+        answer = {True: "yes", False: "no", None: "unknown"}[aware.answer]
+        print(f"CUDA-aware MPI   {answer} ({aware.source}; --gpu-path auto hands device buffers to MPI only on yes)")
         for key, value in provenance.versions().items():
             print(f"{key:16s} {value}")
         print(f"git commit       {provenance.git_commit()}")

@@ -59,7 +59,7 @@ class RecursiveDoublingAllreduce:
             comm.Send(buf, neighbour, tag)
             comm.Recv(buf, neighbour, tag)
             return buf
-        incoming = self._scratch.get(buf.dtype, n)
+        incoming = self._scratch.like(buf, n)
         if role == "take":
             comm.Recv(incoming, neighbour, tag)
             add(buf, incoming, out=buf)

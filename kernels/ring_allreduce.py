@@ -4,8 +4,9 @@ Ring: a reduce-scatter of ``p - 1`` ``Sendrecv`` steps followed by an all-gather
 moving one ``n / p`` chunk to the right neighbour, so every rank sends ``2 (p - 1) n / p`` elements: the
 bandwidth-optimal schedule (Patarasuk & Yuan 2009). Cost model: ``2 (p - 1) alpha + 2 ((p - 1) / p) n beta``.
 
-Both kernels reduce in place on a contiguous 1-D numpy buffer (sum; the caller divides for a mean) and use
-the buffer API only: no pickling. They are correct for any ring size (1, 2, odd, non-power-of-two), for
+Both kernels reduce in place on a contiguous 1-D numpy buffer (sum; the caller divides for a mean) and use the
+buffer API only: no pickling. The ring also takes a buffer that behaves as one (:func:`kernels.buffers.check_buffer`:
+device memory handed to a CUDA-aware MPI). They are correct for any ring size (1, 2, odd, non-power-of-two), for
 buffers shorter than the ring, and for empty buffers.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from kernels.buffers import ScratchPool
+from kernels.buffers import ScratchPool, check_buffer
 from kernels.recursive_doubling import RecursiveDoublingAllreduce
 from kernels.reference import SMALL_BYTES, all_gather_schedule, reduce_scatter_schedule, ring_chunks, ring_elements_sent
 from kernels.tags import Tag, tag_for, tag_upper_bound
@@ -46,7 +47,7 @@ class RingAllreduce:
         reduction: numpy's, or a compressed wire type's (bf16 adds through float32). ``path_bytes``: choose the
         algorithm as for a buffer of this size (a compressed buffer takes its dense buffer's path, so that fp16
         sends exactly half)."""
-        _check_buffer(buf)
+        check_buffer(buf)
         if (buf.nbytes if path_bytes is None else path_bytes) < self.small_bytes:
             return self._small(buf, key, add)
         topo = self.topology
@@ -56,7 +57,7 @@ class RingAllreduce:
             return buf
         idx, left, right = topo.ring_index, topo.left, topo.right
         chunks = ring_chunks(n, p)
-        scratch = self._scratch.get(buf.dtype, chunks[0][1] - chunks[0][0])
+        scratch = self._scratch.like(buf, chunks[0][1] - chunks[0][0])
         tag = tag_for(Tag.RING, key, self._tag_ub)
         sendrecv = self.comm.Sendrecv
         for step in range(p - 1):

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 from mpi4py import MPI
 
+from kernels.buffers import empty_like
 from kernels.reference import all_gather_schedule, doubling_plan, reduce_scatter_schedule, ring_chunks
 from kernels.ring_allreduce import RingAllreduce
 from kernels.tags import Tag, tag_for, tag_upper_bound
@@ -35,7 +36,7 @@ def _ring_steps(kernel: RingAllreduce, buf: np.ndarray, key: int) -> Steps:
     topo, comm = kernel.topology, kernel.comm
     p, idx, left, right = topo.ring_size, topo.ring_index, topo.left, topo.right
     chunks = ring_chunks(buf.size, p)
-    scratch = np.empty(chunks[0][1] - chunks[0][0], dtype=buf.dtype)
+    scratch = empty_like(buf, chunks[0][1] - chunks[0][0])
     tag = tag_for(Tag.RING, key, tag_upper_bound(comm))
     for step in range(p - 1):
         send_c, recv_c = reduce_scatter_schedule(idx, p, step)
@@ -61,7 +62,7 @@ def _doubling_steps(kernel: RingAllreduce, buf: np.ndarray, key: int) -> Steps:
         yield [comm.Isend(buf, neighbour, tag)]
         yield [comm.Irecv(buf, neighbour, tag)]
         return
-    incoming = np.empty_like(buf)
+    incoming = empty_like(buf, buf.size)
     if role == "take":
         yield [comm.Irecv(incoming, neighbour, tag)]
         np.add(buf, incoming, out=buf)

@@ -1,12 +1,13 @@
-"""Host buffers for MPI: each layer's (or bucket's) flattened gradients or parameters in one contiguous float32
-buffer; the time spent copying into and out of them (packing, :data:`bench.measure.clocks.PACKING`) is not
-communication."""
+"""Buffers for MPI: each layer's (or bucket's) flattened gradients or parameters in one contiguous float32
+buffer, in host memory (or, for a CUDA-aware MPI, ``--gpu-path device``, in the model's device memory); the time
+spent copying into and out of them (packing, :data:`bench.measure.clocks.PACKING`) is not communication."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from bench.comm.device_buffers import TensorBuffer
 from bench.measure.clocks import PACKING
 from bench.workload.models import Layer
 from kernels.reference import bucket_layers
@@ -19,17 +20,30 @@ class HostStaging:
     is already one contiguous vector (no concatenation before folding it). On CPU the numpy buffer shares memory
     with a torch tensor, so packing is one ``torch.cat(out=...)``. On
     CUDA the torch tensor is pinned host memory and the copy is a device-to-host transfer (MPI here is not
-    assumed CUDA-aware).
+    assumed CUDA-aware). ``in_place`` (``--gpu-path device``): the buffers are on ``device`` and the kernels get
+    them as :class:`bench.comm.device_buffers.TensorBuffer` s, which MPI reads where they are.
     """
 
-    def __init__(self, layers: list[Layer], device: torch.device, groups: list[tuple[int, ...]] | None = None):
-        self.layers = layers
+    def __init__(self, layers: list[Layer], device: torch.device, groups: list[tuple[int, ...]] | None = None,
+                 in_place: bool = False):  # fmt: skip
+        self.layers, self.device, self.in_place = layers, device, in_place
         self.groups = groups or [(layer.index,) for layer in layers]
         sizes = [sum(layers[i].numel for i in g) for g in self.groups]
-        whole = torch.empty(sum(sizes), dtype=torch.float32, pin_memory=device.type == "cuda")
-        self.flat: np.ndarray = whole.numpy()  # every group's buffer, back to back in group order (FedAvg folds it)
+        if in_place:
+            whole = torch.empty(sum(sizes), dtype=torch.float32, device=device)
+        else:
+            whole = torch.empty(sum(sizes), dtype=torch.float32, pin_memory=device.type == "cuda")
         self.host: list[torch.Tensor] = list(torch.split(whole, sizes))  # views: packing a group fills ``flat``
-        self.numpy: list[np.ndarray] = [t.numpy() for t in self.host]
+        if in_place:
+            self.flat = TensorBuffer(whole)
+            self.numpy = [TensorBuffer(t) for t in self.host]
+        else:
+            self.flat: np.ndarray = whole.numpy()  # every group's buffer, back to back in group order (FedAvg folds)
+            self.numpy: list[np.ndarray] = [t.numpy() for t in self.host]
+
+    def tensors(self, g: int, grads: bool) -> list[torch.Tensor]:
+        """Group g's gradients (``grads``) or parameters, flattened views, in packing order."""
+        return self._tensors(self.groups[g], grads)
 
     def _tensors(self, group: tuple[int, ...], grads: bool) -> list[torch.Tensor]:
         out = []
@@ -42,7 +56,7 @@ class HostStaging:
     @PACKING.timed
     def pack(self, g: int, grads: bool = True) -> np.ndarray:
         parts = self._tensors(self.groups[g], grads)
-        if self.host[g].device.type == "cpu" and parts and parts[0].device.type == "cpu":
+        if parts and self.host[g].device == parts[0].device:
             torch.cat(parts, out=self.host[g])
         else:
             self.host[g].copy_(torch.cat(parts), non_blocking=False)

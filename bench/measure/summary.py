@@ -81,6 +81,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
     _print_nodes(written, attrs)
     _print_allreduce_choice(attrs.get("strategy_info") or {})
+    _print_staging(attrs.get("strategy_info") or {}, attrs.get("config", {}).get("device", "cpu"))
     over, per_host = oversubscription(attrs)
     cores = attrs.get("cores_per_host", 0)
     if over:
@@ -102,6 +103,19 @@ def _print_nodes(written, attrs: dict) -> None:
     share = across_share(written)
     crossed = f"{100 * share:.1f} % of the bytes sent went to other nodes" if share == share else "bytes not counted"
     print(f"  nodes           {len(set(nodes))} ({crossed}{emulated})")
+
+
+def _print_staging(info: dict, device: str) -> None:
+    """How buffers reached MPI (``--gpu-path``), where there was a choice: on a GPU, or when asked for the device
+    path on CPU."""
+    staging = info.get("staging")
+    if staging is None or (device != "cuda" and staging == "host"):
+        return
+    how = "MPI reads the device buffers" if staging == "device" else "copied through pinned host buffers"
+    if device != "cuda":
+        how = "MPI reads the tensors themselves" if staging == "device" else "numpy host buffers"
+    aware = f"; CUDA-aware MPI: {info['cuda_aware_mpi']} ({info['cuda_aware_source']})" if device == "cuda" else ""
+    print(f"  staging         {staging} ({how}; {info['buckets_in_flight']} buckets in flight{aware})")
 
 
 def _print_allreduce_choice(info: dict) -> None:

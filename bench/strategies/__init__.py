@@ -59,11 +59,11 @@ _STEP = STEPPED | {"lockstep", "buckets"}
 REGISTRY: dict[str, Facts] = {
     "ring": Facts(
         "bench.strategies.ring:RingStrategy", "step", "lockstep", "allreduce", "all",
-        _STEP | COMPRESSIBLE | {"overlap", "overlap_progress", "allreduce_compression", "allreduce"},
+        _STEP | COMPRESSIBLE | {"overlap", "overlap_progress", "allreduce_compression", "allreduce", "staging"},
     ),
     "localsgd": Facts(
         "bench.strategies.localsgd:LocalSGDStrategy", "step", "lockstep", "periodic", "all",
-        _STEP | COMPRESSIBLE | {"localsgd", "local_steps", "allreduce_compression", "allreduce"},
+        _STEP | COMPRESSIBLE | {"localsgd", "local_steps", "allreduce_compression", "allreduce", "staging"},
     ),
     "ps": Facts(
         "bench.strategies.ps.strategy:PSStrategy", "step", "lockstep", "parameter_server", "workers",

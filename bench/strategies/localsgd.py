@@ -40,7 +40,7 @@ class LocalSGDStrategy(RingStrategy):
             self.slow = [self.staging.pack(g, grads=False).copy() for g in range(len(self.staging.groups))]
             self.velocity = [torch.zeros_like(h) for h in self.staging.host]
             after = self._outer_update
-        self._exchanges = average_exchanges(self.staging, self.allreduce, grads=False, after=after)
+        self._exchanges = average_exchanges(self.staging, self.allreduce, False, self.pipeline(), after)
         self.compressed = self.compressed_averaging(cfg, anchored=True, after=after)  # the change since x0
         if self.compressed is not None:
             self._exchanges = self.compressed.exchanges()

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from bench.comm.pipeline import BucketPipeline
 from bench.comm.staging import HostStaging
 from bench.measure.buckets import BucketTiming, byte_shares
 from bench.runtime.errors import UsageError
@@ -123,6 +124,8 @@ class OverlappedBuckets(BucketReadiness):
         self.send, self.series = send, series  # series: a per-layer series that also gets the communication time
         self._gates = CudaGates(device, len(groups)) if device is not None and device.type == "cuda" else None
         self._ready = [threading.Event() for _ in groups]
+        if isinstance(send, RingBucketAverage):  # its pipeline copies ahead the buckets whose gradients landed
+            send.watch(lambda h: self._ready[h].is_set(), self._gates.wait if self._gates is not None else None)
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._serve, name="syncbench-comm", daemon=True)
@@ -170,24 +173,30 @@ class OverlappedBuckets(BucketReadiness):
 
 class RingBucketAverage:
     """The non-overlapped ring's exchange of one bucket (bench.strategies.averaging: pack, sum over the ring, scale
-    by 1/p, unpack), split where the overlapped schedules need it and timed in parts."""
+    by 1/p, unpack), split where the overlapped schedules need it and timed in parts. Its copies go through
+    ``pipeline``, whose order is the schedule's; :meth:`watch` tells it which buckets may be copied ahead."""
 
-    def __init__(self, staging: HostStaging, allreduce: RingAllreduce):
-        self.staging, self.allreduce = staging, allreduce
+    def __init__(self, staging: HostStaging, allreduce: RingAllreduce, pipeline: BucketPipeline):
+        self.staging, self.allreduce, self.pipeline = staging, allreduce, pipeline
         layers = staging.layers
         self.shares = [byte_shares({i: layers[i].bytes for i in g}) for g in staging.groups]
+        self._ready, self._before_copy = None, None
+
+    def watch(self, ready, before_copy=None) -> None:
+        """``ready(h)``: whether bucket h's gradients have all landed; ``before_copy(h)``: its gate (CUDA)."""
+        self._ready, self._before_copy = ready, before_copy
 
     def pack(self, g: int) -> tuple[np.ndarray, float, float]:
         """(the packed buffer, when packing started, when it ended)."""
         start = time.perf_counter()
-        buf = self.staging.pack(g, grads=True)
+        buf = self.pipeline.fetch(g, True, self._ready, self._before_copy)
         return buf, start, time.perf_counter()
 
     def complete(self, g: int, buf: np.ndarray, start: float, comm_start: float) -> BucketTiming:
         """After the sum: the mean back into the gradients; the bucket's timing."""
         comm_end = time.perf_counter()
         self.staging.scale(g, 1.0 / self.allreduce.topology.ring_size)
-        self.staging.unpack(g, grads=True)
+        self.pipeline.store(g, True)
         sent = self.allreduce.elements_sent(buf.size, buf.itemsize) * buf.itemsize
         return BucketTiming(self.shares[g], start, comm_start, comm_end, time.perf_counter(), sent)
 
@@ -206,10 +215,12 @@ class HookDrivenBuckets(BucketReadiness):
 
     series = None
 
-    def __init__(self, staging: HostStaging, allreduce: RingAllreduce, reversed_order: bool = False):
+    def __init__(self, average: RingBucketAverage, reversed_order: bool = False):
+        staging = average.staging
         super().__init__(staging.layers, staging.groups, reversed_order)
-        self.average = RingBucketAverage(staging, allreduce)
+        self.average = average
         self._ready = [False] * len(staging.groups)
+        average.watch(lambda h: self._ready[h])
         self._next, self._current = 0, None
 
     def _bucket_ready(self, g: int, ready: bool) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import astuple
 
 from bench.comm.calibrate import measure_links
+from bench.comm.cuda_aware import GpuPath
+from bench.comm.pipeline import BucketPipeline, make_copies
 from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
 from bench.strategies.averaging import average_exchanges
@@ -30,19 +32,26 @@ class RingStrategy(Strategy):
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
         self.allreduce = self.make_allreduce(cfg.allreduce)
-        self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb))
+        self.gpu_path = GpuPath.choose(cfg, device)
+        self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb), self.gpu_path.in_place)
         self.optimizer = make_optimizer(model.parameters(), cfg)
-        self._exchanges = average_exchanges(self.staging, self.allreduce, grads=True)
+        self._exchanges = average_exchanges(self.staging, self.allreduce, True, self.pipeline())
         self.compressed = self.compressed_averaging(cfg)
         if self.compressed is not None:
             self._exchanges = self.compressed.exchanges()
         if cfg.overlap:
             fault = comm.rank == cfg.overlap_fault_rank
+            order = list(range(len(self.staging.groups)))[:: -1 if fault else 1]  # the overlap's launch order
+            send = RingBucketAverage(self.staging, self.allreduce, self.pipeline(order))
             if cfg.overlap_progress == "hooks":
-                self.overlap = HookDrivenBuckets(self.staging, self.allreduce, fault)
+                self.overlap = HookDrivenBuckets(send, fault)
             else:
-                send = RingBucketAverage(self.staging, self.allreduce)
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+
+    def pipeline(self, order: list[int] | None = None) -> BucketPipeline:
+        """The copies of the staged buckets, ``--buckets-in-flight`` of them ahead (:mod:`bench.comm.pipeline`)."""
+        copies = make_copies(self.staging, self.device, self.gpu_path.in_place)
+        return BucketPipeline(self.staging, copies, self.cfg.buckets_in_flight, order)
 
     def make_allreduce(self, how: str):
         """``--allreduce``: the flat ring, the hierarchical kernel, or per buffer the one the two-level model
@@ -83,7 +92,7 @@ class RingStrategy(Strategy):
             self.compressed.declare(rec)
 
     def describe(self):
-        info = {"buckets": [list(g) for g in self.staging.groups]}
+        info = {"buckets": [list(g) for g in self.staging.groups]} | self.gpu_path.describe(self.cfg)
         if isinstance(self.allreduce, ModelChosenAllreduce):  # what auto measured, and took for each bucket
             inside, across = self.links
             info["allreduce_links"] = {"inside": astuple(inside), "across": astuple(across)}
