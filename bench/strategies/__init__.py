@@ -67,11 +67,11 @@ REGISTRY: dict[str, Facts] = {
     ),
     "ps": Facts(
         "bench.strategies.ps.strategy:PSStrategy", "step", "lockstep", "parameter_server", "workers",
-        STEPPED | COMPRESSIBLE | {"lockstep", "overlap", "parameter server"},
+        STEPPED | COMPRESSIBLE | {"lockstep", "overlap", "parameter server", "staging"},
     ),
     "ssp": Facts(
         "bench.strategies.ps.strategy:SSPStrategy", "step", "decoupled", "parameter_server", "workers",
-        STEPPED | COMPRESSIBLE | {"parameter server", "staleness"}, ps_mode="ssp",
+        STEPPED | COMPRESSIBLE | {"parameter server", "staleness", "staging"}, ps_mode="ssp",
     ),
     "fedavg": Facts(
         "bench.strategies.fedavg.strategy:FedAvgStrategy", "round", "rounds", "federated", "clients",

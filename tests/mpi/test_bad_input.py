@@ -28,6 +28,9 @@ CASES = [  # (ranks, options, message): the messages that name a rank count need
     (3, ["--strategy", "fedavg", "--clients", "5000", "--partition", "iid"], "left a partition empty"),
     (2, ["--model", "cnn", *TINY, "--compress", "topk:5"], "expected one of none, fp16"),
     (2, ["--device", "cuda", *TINY], "no CUDA device"),
+    (2, [*TINY, "--gpu-path", "device", "--compress", "fp16"], "--gpu-path device: --compress compresses host"),
+    (2, [*TINY, "--gpu-path", "device", "--allreduce", "hierarchical"], "--gpu-path device: --allreduce hier"),
+    (2, [*TINY, "--buckets-in-flight", "0"], "--buckets-in-flight must be positive"),
 ]
 KRUM = ["--strategy", "fedavg", "--clients", "12", "--fraction", "0.75", "--rounds", "3", "--aggregator", "krum:4"]
 CASES.append((3, KRUM, "needs at least 11 clients per round"))

@@ -50,3 +50,19 @@ def test_buckets_in_flight_on_cuda_give_the_one_at_a_time_parameters(shared_tmp,
     plain = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=1, **kw))
     other = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=in_flight, overlap=overlap, **kw))
     assert all_agree(np.array_equal(plain, other)), f"{in_flight} in flight (overlap {overlap}) differs on cuda"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("in_flight, path", PATHS[1:])
+@pytest.mark.parametrize("overlap", [False, True])
+def test_parameter_server_workers_train_the_plain_schedules_parameters(shared_tmp, overlap, in_flight, path):
+    """Pushes copied ahead in push order, pulls copied back in layer order (the event-driven modes run the same
+    worker code, PSWorker, at their own pace)."""
+    from mpi4py import MPI
+
+    if MPI.COMM_WORLD.size < 2:
+        pytest.skip("ps needs a server and a worker")
+    kw = dict(model="cnn", momentum=0.9, steps=4, strategy="ps", overlap=overlap)
+    plain = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=1, gpu_path="host", **kw))
+    other = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=in_flight, gpu_path=path, **kw))
+    assert all_agree(np.array_equal(plain, other)), f"ps (overlap {overlap}) {path}, {in_flight} in flight, differs"

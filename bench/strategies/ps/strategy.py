@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from bench.comm.cuda_aware import GpuPath
 from bench.compress.pieces import PieceEncoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
@@ -38,6 +39,7 @@ class PSStrategy(Strategy, DecoupledHooks):
         super().__init__(cfg, comm, model, layers, device)
         topo = self.topology
         self.mode = self.policy()
+        self.gpu_path = GpuPath.choose(cfg, device)  # the workers' (every rank chooses alike: the file says it)
         shapes = [tuple(p.shape) for layer in layers for p in layer.params]  # the flat order of flat_parameters
         whole = [int(np.prod(shape, dtype=np.int64)) for shape in shapes] if cfg.optimizer in LAYERWISE else None
         try:
@@ -63,13 +65,18 @@ class PSStrategy(Strategy, DecoupledHooks):
             if compression.on:
                 encoder = PieceEncoder(compression.method, compression.error_feedback, cfg.seed, comm.rank)
             headers = not self.lockstep
-            self.worker = PSWorker(self.comm, topo.servers, layers, device, self.smap, headers, encoder)
+            backward_order = [(i,) for i in reversed(range(len(layers)))]
+            fault = comm.rank == cfg.overlap_fault_rank
+            launch = [g[0] for g in backward_order][:: -1 if fault else 1]  # the overlap's push order
+            push_order = launch if cfg.overlap else None
+            self.worker = PSWorker(
+                self.comm, topo.servers, layers, device, self.smap, headers, encoder, self.gpu_path,
+                cfg.buckets_in_flight, push_order,
+            )  # fmt: skip
             self._push = self.worker.push_exchanges()
             self._pull = self.worker.pull_exchanges()
             if cfg.overlap:  # each layer's push leaves as its gradient is ready, last layer first
-                backward_order = [(i,) for i in reversed(range(len(layers)))]
                 send = lambda g: self.worker.push_timed(backward_order[g][0])  # noqa: E731
-                fault = comm.rank == cfg.overlap_fault_rank
                 self.overlap = OverlappedBuckets(layers, backward_order, send, fault, "ps/push", device)
         self.series: dict[str, np.ndarray] = {}
 
@@ -197,13 +204,17 @@ class PSStrategy(Strategy, DecoupledHooks):
 
     def describe(self):
         cfg = self.cfg
-        return super().describe() | {
-            "mode": self.mode,
-            "servers": cfg.servers,
-            "staleness_bound": cfg.staleness if self.mode == "ssp" else (0 if self.lockstep else -1),
-            "update_budget": cfg.steps * len(self.topology.workers),
-            "shard_map": self.smap.describe(),
-        }
+        return (
+            super().describe()
+            | {
+                "mode": self.mode,
+                "servers": cfg.servers,
+                "staleness_bound": cfg.staleness if self.mode == "ssp" else (0 if self.lockstep else -1),
+                "update_budget": cfg.steps * len(self.topology.workers),
+                "shard_map": self.smap.describe(),
+            }
+            | self.gpu_path.describe(cfg)
+        )
 
 
 class SSPStrategy(PSStrategy):

@@ -14,7 +14,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
+from bench.comm.cuda_aware import GpuPath
 from bench.comm.exchange import Exchange
+from bench.comm.pipeline import BucketPipeline, make_copies
 from bench.comm.staging import HostStaging
 from bench.compress.pieces import PieceEncoder
 from bench.measure.buckets import BucketTiming
@@ -35,14 +37,24 @@ from kernels.tags import tag_upper_bound
 FLOAT_BYTES = 4
 
 
+def _NOT_YET(layer: int) -> bool:  # noqa: N802 - a constant predicate
+    return False
+
+
 class PSWorker(Stateful):
     state_attributes = ("encoder", "version")  # what a checkpoint keeps (bench.runtime.state)
 
     def __init__(self, comm: MPI.Comm, servers: tuple[int, ...], layers, device, smap: ShardMap, headers: bool,
-                 encoder: PieceEncoder | None = None):  # fmt: skip
+                 encoder: PieceEncoder | None = None, path: GpuPath | None = None, in_flight: int = 1,
+                 push_order: list[int] | None = None):  # fmt: skip
         self.comm, self.servers, self.headers, self.encoder = comm, servers, headers, encoder
         self.rec = None  # the Recorder, for the compression series (set by the strategy)
-        self.staging = HostStaging(layers, device)  # one buffer per layer, layer order
+        in_place = path is not None and path.in_place
+        self.staging = HostStaging(layers, device, in_place=in_place)  # one buffer per layer, layer order
+        # the pushes copy ``in_flight`` layers ahead (in push order); the pulls copy back in layer order
+        copies = make_copies(self.staging, device, in_place)
+        self.pushes = BucketPipeline(self.staging, copies, in_flight, push_order)
+        self.pulls = BucketPipeline(self.staging, copies, in_flight)
         self.by_layer = [smap.pieces_of_layer(i) for i in range(len(layers))]
         self.tag_ub = tag_upper_bound(comm)
         self.version = np.zeros(len(servers))  # server version of the parameters last pulled from each server
@@ -61,12 +73,13 @@ class PSWorker(Stateful):
         self._header_sent = [False] * len(self.servers)
 
     def _push_layer(self, layer: int) -> int:
-        return self._send_pieces(layer, self.staging.pack(layer, grads=True))
+        return self._send_pieces(layer, self.pushes.fetch(layer, True))
 
     def push_timed(self, layer: int) -> BucketTiming:
-        """``ps --overlap``: one layer's push from the communication thread, packing and sending timed apart."""
+        """``ps --overlap``: one layer's push from the communication thread, packing and sending timed apart. No
+        layer is copied ahead of its turn (the thread does not know which gradients have landed)."""
         start = time.perf_counter()
-        buf = self.staging.pack(layer, grads=True)
+        buf = self.pushes.fetch(layer, True, ready=_NOT_YET)
         comm_start = time.perf_counter()
         sent = self._send_pieces(layer, buf)
         end = time.perf_counter()
@@ -124,7 +137,7 @@ class PSWorker(Stateful):
         buf = self.staging.numpy[layer]
         for piece in self.by_layer[layer]:
             self.comm.Recv(buf[piece.lo : piece.hi], self.servers[piece.server], pull_tag(piece.index, self.tag_ub))
-        self.staging.unpack(layer, grads=False)
+        self.pulls.store(layer, False)
         return sum(piece.numel for piece in self.by_layer[layer]) * FLOAT_BYTES  # received: a pull moves these
 
     def rejoin(self) -> None:
