@@ -165,6 +165,13 @@ class Config:
         ("auto", "on", "off"),
         applies="compress",
     )
+    compress_on: str = opt(
+        "auto",
+        "ring --compress: compress on the host after copying the gradients there (host), or on the model's device "
+        "so that only the payload crosses (device; not powersgd); auto: device on --device cuda",
+        ("auto", "host", "device"),
+        applies="compress_on",
+    )
     overlap_fault_rank: int = opt(
         -1, "testing: this rank launches its overlapped buckets in reversed order", group="testing", hidden=True
     )
@@ -597,6 +604,8 @@ def check_compress(cfg) -> None:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not compression.on:
+        if cfg.compress_on != "auto":
+            raise UsageError(f"--compress-on {cfg.compress_on} applies with --compress METHOD")
         return
     if cfg.overlap:
         raise UsageError("--compress does not run with --overlap yet: the overlapped buckets are sent uncompressed")
@@ -605,6 +614,12 @@ def check_compress(cfg) -> None:
         raise UsageError(f"--compress {cfg.compress} needs all-reduces of its factors: {where}")
     if cfg.takes("fedavg"):
         check_fedavg_compress(cfg)
+    if cfg.compress_on == "device":
+        from bench.compress.where import compress_on_device_blocker  # with bench.compress, as cfg.compression
+
+        blocker = compress_on_device_blocker(cfg, compression)
+        if blocker:
+            raise UsageError(f"--compress-on device: {blocker}")
 
 
 def check_fedavg_compress(cfg) -> None:

@@ -30,6 +30,16 @@ class Compressor:
     def decompress(self, payload: np.ndarray, n: int) -> np.ndarray:
         raise NotImplementedError
 
+    # On the model's device (``--compress-on device``): the same wire format from a float32 tensor, so that only
+    # the payload crosses to the host. A method without its own falls back to the host's (a copy each way).
+    def compress_tensor(self, x: torch.Tensor, draw: np.random.Generator | None = None) -> torch.Tensor:
+        return torch.from_numpy(self.compress(x.cpu().numpy(), draw)).to(x.device)
+
+    def decompress_tensor(self, payload: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.decompress(payload.cpu().numpy(), n)).to(payload.device)
+
+    on_device = False  # compress_tensor runs on the tensor's device (not through the host fallback)
+
     def spec(self) -> str:
         return self.name
 
@@ -55,6 +65,14 @@ class Float16(Compressor):
 
     def decompress(self, payload, n):
         return _torch(payload.view(np.float16)).float().numpy()
+
+    on_device = True
+
+    def compress_tensor(self, x, draw=None):
+        return x.to(torch.float16).view(torch.uint8)
+
+    def decompress_tensor(self, payload, n):
+        return payload.view(torch.float16).float()
 
     @staticmethod
     def add(target: np.ndarray, incoming: np.ndarray, out: np.ndarray) -> None:
@@ -85,6 +103,14 @@ class BFloat16(Compressor):
     def decompress(self, payload, n):
         return self.from_bits(payload.view(np.uint16))  # pragma: no mutate (from_bits views the bytes as int16 itself)
 
+    on_device = True
+
+    def compress_tensor(self, x, draw=None):
+        return x.to(torch.bfloat16).view(torch.uint8)
+
+    def decompress_tensor(self, payload, n):
+        return payload.view(torch.bfloat16).float()
+
     @staticmethod
     def add(target: np.ndarray, incoming: np.ndarray, out: np.ndarray) -> None:
         # int16, not the arrays' uint16: torch < 2.3 has no uint16 to reinterpret (with it, view(None) is the same)
@@ -107,6 +133,18 @@ def kept(ratio: float, n: int) -> int:
 def sparse_payload(index: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Wire format of top-k and random-k: k int32 indices (ascending), then k float32 values."""
     return np.concatenate([index.astype(np.int32).view(np.uint8), values.astype(np.float32).view(np.uint8)])
+
+
+def sparse_payload_tensor(index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """:func:`sparse_payload` on a device: the same bytes."""
+    return torch.cat([index.to(torch.int32).view(torch.uint8), values.to(torch.float32).view(torch.uint8)])
+
+
+def sparse_vector_tensor(payload: torch.Tensor, n: int) -> torch.Tensor:
+    k = payload.numel() // 8
+    out = torch.zeros(n, dtype=torch.float32, device=payload.device)
+    out[payload[: 4 * k].view(torch.int32).long()] = payload[4 * k :].view(torch.float32)
+    return out
 
 
 def sparse_vector(payload: np.ndarray, n: int) -> np.ndarray:
@@ -139,6 +177,16 @@ class TopK(Compressor):
     def decompress(self, payload, n):
         return sparse_vector(payload, n)
 
+    on_device = True
+
+    def compress_tensor(self, x, draw=None):
+        k = kept(self.ratio, x.numel())
+        index = torch.topk(x.abs(), k, sorted=False).indices.sort().values
+        return sparse_payload_tensor(index, x[index])
+
+    def decompress_tensor(self, payload, n):
+        return sparse_vector_tensor(payload, n)
+
 
 class RandomK(TopK):
     """k = ceil(R n) entries drawn uniformly without replacement, sent unscaled (so biased; with error feedback,
@@ -153,3 +201,9 @@ class RandomK(TopK):
         k = kept(self.ratio, x.size)
         index = np.sort(draw.choice(x.size, size=k, replace=False))  # pragma: no mutate (replace=None is False)
         return sparse_payload(index, x[index])
+
+    def compress_tensor(self, x, draw=None):
+        """The host's draw (the same stream, so the same entries); only the k indices cross to the device."""
+        k = kept(self.ratio, x.numel())
+        index = torch.from_numpy(np.sort(draw.choice(x.numel(), size=k, replace=False))).to(x.device)
+        return sparse_payload_tensor(index, x[index])

@@ -59,7 +59,8 @@ _STEP = STEPPED | {"lockstep", "buckets"}
 REGISTRY: dict[str, Facts] = {
     "ring": Facts(
         "bench.strategies.ring:RingStrategy", "step", "lockstep", "allreduce", "all",
-        _STEP | COMPRESSIBLE | {"overlap", "overlap_progress", "allreduce_compression", "allreduce", "staging"},
+        _STEP | COMPRESSIBLE
+        | {"overlap", "overlap_progress", "allreduce_compression", "allreduce", "staging", "compress_on"},
     ),
     "localsgd": Facts(
         "bench.strategies.localsgd:LocalSGDStrategy", "step", "lockstep", "periodic", "all",

@@ -15,6 +15,8 @@ from bench.comm.cuda_aware import GpuPath
 from bench.comm.pipeline import BucketPipeline, make_copies
 from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
+from bench.compress.on_device import DeviceCompressedAveraging
+from bench.compress.where import compress_place
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
@@ -69,9 +71,10 @@ class RingStrategy(Strategy):
         compression = cfg.exchange_compression
         if not compression.on:
             return None
-        return CompressedAveraging(
-            self.staging, self.allreduce, compression.method, compression.error_feedback, cfg.seed, anchored, after
-        )
+        method, feedback = compression.method, compression.error_feedback
+        if not anchored and compress_place(cfg, compression, self.device.type) == "device":
+            return DeviceCompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed, self.device)
+        return CompressedAveraging(self.staging, self.allreduce, method, feedback, cfg.seed, anchored, after)
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
@@ -99,5 +102,6 @@ class RingStrategy(Strategy):
             info["allreduce_chosen"] = [self.allreduce.choice(b.nbytes) for b in self.staging.numpy]
         if self.compressed is not None:
             info |= {"compress": self.compressed.compressor.spec(), "error_feedback": self.compressed.feedback.enabled}
+            info |= {"compress_on": "device" if isinstance(self.compressed, DeviceCompressedAveraging) else "host"}
             info |= {"compress_wire": self.compressed.wire_plan()}
         return super().describe() | info

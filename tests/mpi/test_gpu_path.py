@@ -66,3 +66,31 @@ def test_parameter_server_workers_train_the_plain_schedules_parameters(shared_tm
     plain = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=1, gpu_path="host", **kw))
     other = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=in_flight, gpu_path=path, **kw))
     assert all_agree(np.array_equal(plain, other)), f"ps (overlap {overlap}) {path}, {in_flight} in flight, differs"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    "method, feedback", [("fp16", "auto"), ("fp16", "on"), ("bf16", "auto"), ("topk:0.1", "auto"),
+                         ("randk:0.2", "auto"), ("sign", "auto"), ("sign", "off")],
+)  # fmt: skip
+def test_compressing_on_the_device_gives_the_hosts_parameters(shared_tmp, method, feedback):
+    """--compress-on device on CPU tensors: the same wire bytes, sums in the same order, error-feedback memories
+    updated alike, so the same parameters bit for bit (QSGD's device draws are another sample: tested apart)."""
+    kw = dict(model="cnn", momentum=0.9, bucket_mb=0.002, steps=4, compress=method, error_feedback=feedback)
+    host = trained_parameters(make_cfg(shared_tmp, compress_on="host", **kw))
+    device = trained_parameters(make_cfg(shared_tmp, compress_on="device", **kw))
+    assert all_agree(np.array_equal(host, device)), f"{method} on the device differs from the host's"
+
+
+@pytest.mark.mpi
+def test_qsgd_on_the_device_keeps_the_replicas_identical_and_near_the_host_run(shared_tmp):
+    """Its own draws, so not the host's parameters: every rank ends with the same ones (the payloads are summed in
+    the same ring order everywhere), and 4 steps of unbiased quantisation stay near the host run's."""
+    from mpi4py import MPI
+
+    kw = dict(model="cnn", bucket_mb=0.002, steps=4, compress="qsgd:64")
+    host = trained_parameters(make_cfg(shared_tmp, compress_on="host", **kw))
+    device = trained_parameters(make_cfg(shared_tmp, compress_on="device", **kw))
+    replicas = MPI.COMM_WORLD.allgather(device.tobytes())
+    assert all_agree(all(r == replicas[0] for r in replicas)), "qsgd on the device: the replicas differ"
+    assert all_agree(np.abs(host - device).max() < 0.05 and not np.array_equal(host, device))

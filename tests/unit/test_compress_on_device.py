@@ -1,0 +1,81 @@
+"""Each method's tensor form (``compress_tensor``, ``decompress_tensor``; --compress-on device) against its host
+form: the same wire bytes, read back to the same vector by the host's decompress, on CPU tensors. QSGD draws its
+own randomness on the device: checked against its definition (Alistarh et al. 2017) instead."""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.compress import parse
+from bench.compress.on_device import DeviceErrorFeedback
+from bench.compress.feedback import ErrorFeedback
+
+SIZES = [1, 7, 8, 9, 513, 4097]
+EXACT = ["fp16", "bf16", "topk:0.1", "topk:1", "randk:0.2", "sign"]
+
+
+@pytest.mark.parametrize("spec", EXACT)
+@pytest.mark.parametrize("n", SIZES)
+def test_the_device_writes_the_hosts_wire_bytes(spec, n):
+    """Mutations caught: top-k indices left unsorted, packbits' bit order reversed, the sign of zero, bf16 read
+    as fp16, a payload part dropped."""
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    x[::5] = 0.0  # sign(0) is +, and ties in top-k's magnitudes
+    method = parse(spec)
+    host = method.compress(x, np.random.default_rng(9))
+    device = method.compress_tensor(torch.from_numpy(x.copy()), np.random.default_rng(9))
+    assert device.dtype == torch.uint8 and method.on_device
+    if spec.startswith("topk") and spec != "topk:1":  # tied magnitudes: either of the tied entries is the top-k
+        np.testing.assert_array_equal(np.abs(method.decompress(device.numpy(), n)), np.abs(method.decompress(host, n)))
+    else:
+        np.testing.assert_array_equal(device.numpy(), host)
+    back = method.decompress_tensor(torch.from_numpy(host.copy()), n)
+    np.testing.assert_array_equal(back.numpy(), method.decompress(host, n))
+
+
+def test_sign_packs_bits_as_numpy_does():
+    x = torch.tensor([1.0, -1.0, -2.0, 0.0, 3.0, -0.5, 1.0, 1.0, -1.0, 2.0])
+    payload = parse("sign").compress_tensor(x).numpy()
+    assert payload[4:].tolist() == [0b10011011, 0b01000000]
+    assert payload[:4].view(np.float32)[0] == np.float32(12.5 / 10)
+
+
+@pytest.mark.parametrize("levels", [1, 4, 127, 128])
+def test_qsgd_on_the_device_is_unbiased_and_bounded(levels):
+    """E[Q(v)] = v (their Lemma 3.1 (i)): over N = 2000 draws each entry's mean is within 3 step / sqrt(N) of v_i
+    (step = ||v|| / s; Hoeffding: a miss has probability <= 2 exp(-18) per entry); |level| <= s; the wire is the
+    host's (it decodes with the host's decompress, the level type by s); an all-zero bucket sends level 0."""
+    n = 700
+    x = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    x[512:] = 0.0  # the second bucket is all zero
+    method = parse(f"qsgd:{levels}")
+    t = torch.from_numpy(x)
+    draws = np.random.default_rng(2)
+    samples = np.stack([method.decompress(method.compress_tensor(t, draws).numpy(), n) for _ in range(2000)])
+    payload = method.compress_tensor(t, draws).numpy()
+    level = payload[8:].view(method.level_dtype)
+    assert payload.size == 8 + n * np.dtype(method.level_dtype).itemsize
+    assert np.abs(level).max() <= levels and not level[512:].any()
+    step = np.linalg.norm(x[:512]) / levels
+    assert np.all(np.abs(samples.mean(axis=0, dtype=np.float64) - x) <= 3 * step / np.sqrt(len(samples)))
+
+
+def test_error_feedback_on_the_device_keeps_what_the_host_keeps():
+    """The telescoping identity of bench.compress.feedback, memories as tensors, equal to the host's memories."""
+    method = parse("topk:0.05")
+    host, device = ErrorFeedback(method, True), DeviceErrorFeedback(method, True)
+    gen = np.random.default_rng(3)
+    sent = np.zeros(300, np.float32)
+    xs = [gen.standard_normal(300).astype(np.float32) for _ in range(5)]
+    for x in xs:
+        h = host.compress(x, 0)
+        d = device.compress(torch.from_numpy(x.copy()), 0)
+        np.testing.assert_array_equal(d.numpy(), h)
+        sent += method.decompress(h, 300)
+    np.testing.assert_array_equal(device.memory[0].numpy(), host.memory[0])
+    np.testing.assert_allclose(sent + host.memory[0], np.sum(xs, axis=0), rtol=1e-5, atol=1e-5)
+    assert device.residual_norm() == pytest.approx(host.residual_norm(), rel=1e-6)
+    restored = DeviceErrorFeedback(method, True)
+    restored.memory[0] = host.memory[0].copy()  # as a checkpoint restores it: numpy
+    x = xs[0]
+    np.testing.assert_array_equal(restored.compress(torch.from_numpy(x.copy()), 0).numpy(), host.compress(x, 0))
