@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench.compress import parse
-from bench.compress.on_device import DeviceErrorFeedback
 from bench.compress.feedback import ErrorFeedback
+from bench.compress.on_device import DeviceErrorFeedback
 
 SIZES = [1, 7, 8, 9, 513, 4097]
 EXACT = ["fp16", "bf16", "topk:0.1", "topk:1", "randk:0.2", "sign"]
