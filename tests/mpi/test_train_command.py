@@ -156,3 +156,19 @@ def test_robust_run_records_its_attackers(shared_tmp):
             assert f.attrs["status"] == "complete"
 
     on_rank_0(check)
+
+
+def test_ps_overlap_writes_its_file_with_the_workers_exposed_time(shared_tmp):
+    """ps --overlap to the end: its servers declare the exposed-time series their workers fill (the gather matches
+    series by order; a series only workers declared aborted the run at its first flush). Recorded: the staging."""
+    out = f"{shared_tmp}/ps_overlap.h5"
+    ran_on(3, "--strategy", "ps", "--overlap", "--model", "mlp", *TINY, "--buckets-in-flight", "3", "--out", out)
+
+    def check():
+        with h5py.File(out) as f:
+            exposed = f["timing/exposed"][()]  # (ranks, steps, layers): rank 0 is the server
+            info = json.loads(f.attrs["strategy_info"])
+            assert f.attrs["status"] == "complete" and not exposed[0].any() and exposed[1:].sum() > 0
+            assert (info["staging"], info["buckets_in_flight"]) == ("host", 3), info
+
+    on_rank_0(check)

@@ -129,3 +129,12 @@ def test_mpi_moves_a_tensor_buffer_where_it_is():
     recv = TensorBuffer(torch.zeros(8))
     MPI.COMM_SELF.Sendrecv(send[2:6], 0, 7, recv[1:5], 0, 7)
     np.testing.assert_array_equal(recv.numpy(), [0, 2, 3, 4, 5, 0, 0, 0])
+
+
+def test_the_gpu_benchmarks_plain_loop_times_a_training_step():
+    """bench/perf/gpu.py's no-harness baseline: a positive median over the measured steps, and it trains (the
+    parameters move)."""
+    from bench.perf.gpu import plain_loop_step
+
+    args = types.SimpleNamespace(device="cpu", steps=3)
+    assert 0 < plain_loop_step("transformer", 4, args) < 10

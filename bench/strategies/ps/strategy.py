@@ -103,7 +103,7 @@ class PSStrategy(Strategy, DecoupledHooks):
                 self.worker.rec = rec
         for kind in ("push", "pull"):
             rec.add(f"ps/{kind}", "s", L)
-        if self.overlap:
+        if self.cfg.overlap:  # every rank declares it (the gather matches series by order); workers fill it
             rec.add("timing/exposed", "s", L)
         for name in (*SERVER_SERIES, "blocked"):
             rec.add(f"ps/{name}", "s")
