@@ -116,16 +116,18 @@ class Config:
     )
     buckets_in_flight: int = opt(
         2,
-        "ring, localsgd: buckets whose copies between the device and MPI's buffers are under way at once (a GPU's "
-        "copy of bucket k+1 to the host while bucket k is reduced); 1: one bucket at a time",
+        "ring, localsgd, ps: buckets whose copies between the device and MPI's buffers are under way at once (a "
+        "GPU's copy of bucket k+1 to the host while bucket k is reduced); 1: one bucket at a time. On CPU a copy is "
+        "done when issued, so it changes nothing; --compress and ps --overlap move one bucket at a time",
         group="system",
         applies="staging",
     )
     gpu_path: str = opt(
         "auto",
-        "ring, localsgd: how buffers reach MPI: staged through pinned host memory (host), or handed to MPI on the "
-        "device (device: needs a CUDA-aware MPI; on --device cpu, the tensors themselves instead of numpy copies); "
-        "auto: device where the MPI library says it is CUDA-aware, else host",
+        "ring, localsgd, ps: how buffers reach MPI: staged through pinned host memory (host), or handed to MPI on "
+        "the device (device: needs a CUDA-aware MPI, taken at your word with a warning where the library says no; "
+        "on --device cpu, the tensors themselves instead of numpy copies); auto: device where the MPI library says "
+        "it is CUDA-aware, else host",
         ("auto", "host", "device"),
         group="system",
         applies="staging",
@@ -365,9 +367,7 @@ class Config:
         group="measurement",
     )
     # --- system ---
-    device: str = opt(
-        "cpu", "compute device; on cuda, gradients are staged through pinned host buffers", DEVICES, "system"
-    )
+    device: str = opt("cpu", "compute device; on cuda, buffers reach MPI as --gpu-path says", DEVICES, "system")
     threads: int = opt(
         0, "torch threads per rank (0: cores on the node / ranks on the node, at least 1)", group="system"
     )

@@ -67,7 +67,9 @@ def choose_path(requested: str, device_type: str, support: CudaSupport, blocker:
 
     On CPU the model's memory is host memory: ``device`` there hands MPI the tensors themselves instead of numpy
     copies (the path's code, testable without a GPU); ``auto`` stays on the numpy buffers. On CUDA ``auto`` takes
-    ``device`` only where the library says it is CUDA-aware; ``device`` is refused where it says it is not."""
+    ``device`` only where the library says it is CUDA-aware; ``device`` is taken at the user's word even where the
+    library says no (Open MPI 5 can answer 0 until its CUDA support has seen a device buffer, open-mpi/ompi#11070;
+    an Open MPI over a CUDA-capable UCX answers 0 too), with a warning (:meth:`GpuPath.warning`)."""
     if requested not in PATHS:
         raise UsageError(f"unknown gpu path '{requested}'; choose from: {', '.join(PATHS)}")
     if requested == "device" and blocker:
@@ -76,11 +78,6 @@ def choose_path(requested: str, device_type: str, support: CudaSupport, blocker:
         return "device" if requested == "device" else "host"
     if requested == "auto":
         return "device" if support.answer and not blocker else "host"
-    if support.answer is False:
-        raise UsageError(
-            f"--gpu-path device needs a CUDA-aware MPI, and this one says it is not ({support.source} returned 0): "
-            "use --gpu-path host (or auto), or build mpi4py against a CUDA-aware MPI (README, 'GPUs')"
-        )
     return "device"
 
 
@@ -104,11 +101,22 @@ class GpuPath:
             support = CudaSupport(None, "not asked (--device cpu)")
         return cls(choose_path(cfg.gpu_path, device.type, support, device_path_blocker(cfg)), support)
 
-    def describe(self, cfg) -> dict:
+    def warning(self, device_type: str) -> str:
+        """What rank 0 says before training when the device path was forced on a library that says no ('' else)."""
+        if self.in_place and device_type == "cuda" and self.support.answer is False:
+            return (
+                f"syncbench: warning: --gpu-path device, and the MPI library says it is not CUDA-aware "
+                f"({self.support.source} returned 0): if MPI cannot read GPU memory the run will crash; "
+                "--gpu-path host (or auto) stages through host memory"
+            )
+        return ""
+
+    def describe(self, cfg, in_flight: int | None = None) -> dict:
+        """``in_flight``: the buckets actually in flight where the exchange does not use the pipeline (1)."""
         return {
             "staging": self.staging,
             "gpu_path_requested": cfg.gpu_path,
             "cuda_aware_mpi": {True: "yes", False: "no", None: "unknown"}[self.support.answer],
             "cuda_aware_source": self.support.source,
-            "buckets_in_flight": cfg.buckets_in_flight,
+            "buckets_in_flight": cfg.buckets_in_flight if in_flight is None else in_flight,
         }

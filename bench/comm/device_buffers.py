@@ -6,7 +6,8 @@ answers those on a tensor (the addition through numpy's ``__array_ufunc__`` prot
 tensor's device) and hands mpi4py the memory itself through DLPack (and, on a GPU, the CUDA array interface), so a
 CUDA-aware MPI reads and writes device memory with no host copy. On CPU tensors the same path runs, which is how
 it is tested without a GPU: the sums are IEEE float32 additions of the same operands in the same order, so the
-results are bit-identical to the numpy path's.
+results are bit-identical to the numpy path's. On a GPU every addition is waited for before the kernel's next
+message (MPI reads device memory without regard to CUDA streams).
 """
 
 from __future__ import annotations
@@ -59,11 +60,17 @@ class TensorBuffer:
         return self.tensor.__cuda_array_interface__  # AttributeError on a CPU tensor: MPI takes DLPack then
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
-        """``np.add(a, b, out=c)`` on tensor buffers: ``torch.add`` on their device. Nothing else is supported."""
+        """``np.add(a, b, out=c)`` on tensor buffers: ``torch.add`` on their device, finished before it returns.
+        Nothing else is supported. On a GPU the add is queued on a stream, and MPI does not wait for streams
+        (mpi4py's CUDA-aware examples synchronise before every call): the kernels send the chunk just summed and
+        receive into the scratch just read, so the stream is synchronised here."""
         if ufunc is not np.add or method != "__call__" or out is None or kwargs:
             return NotImplemented
         a, b = (x.tensor for x in inputs)
-        torch.add(a, b, out=out[0].tensor)
+        target = out[0].tensor
+        torch.add(a, b, out=target)
+        if target.is_cuda:
+            torch.cuda.current_stream(target.device).synchronize()
         return out[0]
 
     def scratch(self, count: int) -> TensorBuffer:

@@ -139,7 +139,8 @@ def _nbytes(buf) -> int:
     """Bytes of a buffer argument as mpi4py takes it: an array, or [array, MPI datatype] and the like."""
     if isinstance(buf, (list, tuple)):
         buf = buf[0]
-    return int(getattr(buf, "nbytes", len(memoryview(buf).cast("B"))))
+    nbytes = getattr(buf, "nbytes", None)  # not getattr's default: a tensor buffer has no memoryview
+    return int(nbytes if nbytes is not None else len(memoryview(buf).cast("B")))
 
 
 def emulated(comm, spec: str, nodes: tuple[int, ...]) -> NodeComm:

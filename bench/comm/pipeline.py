@@ -105,8 +105,12 @@ class CudaCopies(HostCopies):
                 t.copy_(whole[offset : offset + t.numel()])
                 offset += t.numel()
 
+    @PACKING.timed
     def device_ready(self) -> None:
+        """The computing stream waits for the copies back, and so does this thread: the time until the buckets are
+        back in the model is packing (else it would show up in whatever the training thread waits for next)."""
         torch.cuda.default_stream(self.device).wait_stream(self.stream)
+        self.stream.synchronize()
 
 
 def make_copies(staging, device: torch.device, in_place: bool = False) -> HostCopies:

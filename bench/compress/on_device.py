@@ -37,7 +37,7 @@ class DeviceErrorFeedback(ErrorFeedback):
         return payload
 
     def residual_norm(self) -> float:
-        return float(np.sqrt(sum(float(torch.dot(m.reshape(-1), m.reshape(-1))) for m in self.memory.values())))
+        return float(np.sqrt(sum(_squared_norm(m) for m in self.memory.values())))
 
 
 class DeviceCompressedAveraging(CompressedAveraging):
@@ -60,20 +60,21 @@ class DeviceCompressedAveraging(CompressedAveraging):
         return sent
 
     def _summed_on_the_wire(self, g: int, bucket: torch.Tensor) -> int:
-        payload = COMPRESSING.timed(self.feedback.compress)(bucket * self.scale, g, self._draw(g))
+        payload = COMPRESSING.timed(_finished(self.feedback.compress))(bucket * self.scale, g, self._draw(g))
         host = PACKING.timed(_to_host)(payload)
         wire = host.view(self.compressor.wire_dtype)
         self.allreduce(wire, key=g, add=self.compressor.add, path_bytes=bucket.numel() * 4)
         summed = PACKING.timed(_to_device)(host, self.device)
-        bucket.copy_(COMPRESSING.timed(self.compressor.decompress_tensor)(summed, bucket.numel()))
+        bucket.copy_(COMPRESSING.timed(_finished(self.compressor.decompress_tensor))(summed, bucket.numel()))
         return self.allreduce.elements_sent(wire.size, wire.itemsize, path_bytes=bucket.numel() * 4) * wire.itemsize
 
     def _gathered(self, g: int, bucket: torch.Tensor) -> int:
-        payload = COMPRESSING.timed(self.feedback.compress)(bucket, g, self._draw(g))
+        payload = COMPRESSING.timed(_finished(self.feedback.compress))(bucket, g, self._draw(g))
         payloads, sent = self.gather(PACKING.timed(_to_host)(payload), key=g)
         total = torch.zeros_like(bucket)
         for each in payloads:  # ring order on every rank, as the host path adds them
-            total += COMPRESSING.timed(self.compressor.decompress_tensor)(_to_device(each, self.device), total.numel())
+            piece = _to_device(each, self.device)
+            total += COMPRESSING.timed(_finished(self.compressor.decompress_tensor))(piece, total.numel())
         bucket.copy_(total.mul_(self.scale))
         return sent
 
@@ -82,6 +83,26 @@ class DeviceCompressedAveraging(CompressedAveraging):
         for t in self.staging.tensors(g, True):
             t.copy_(bucket[offset : offset + t.numel()])
             offset += t.numel()
+
+
+def _squared_norm(memory) -> float:
+    """A memory on the device, or one restored from a checkpoint and not used since (numpy)."""
+    if isinstance(memory, np.ndarray):
+        return float(np.dot(memory, memory))
+    return float(torch.dot(memory.reshape(-1), memory.reshape(-1)))
+
+
+def _finished(fn):
+    """``fn`` whose GPU work is done when it returns, so that the clock timing it measures the work and not its
+    launch (compression's time is its own phase; the copy right after would otherwise absorb it)."""
+
+    def run(*args):
+        out = fn(*args)
+        if out.is_cuda:
+            torch.cuda.current_stream(out.device).synchronize()
+        return out
+
+    return run
 
 
 def _to_host(payload: torch.Tensor) -> np.ndarray:

@@ -34,17 +34,21 @@ class LocalSGDStrategy(RingStrategy):
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
+        self._synced = None
+
+    def make_exchanges(self) -> list:
+        """Parameters, not gradients, averaged after the update; SlowMo's outer step on the averaged buffer."""
+        cfg = self.cfg
         self.slowmo = not (cfg.outer_momentum == 0.0 and cfg.outer_lr == 1.0)
         after = None
         if self.slowmo:
             self.slow = [self.staging.pack(g, grads=False).copy() for g in range(len(self.staging.groups))]
             self.velocity = [torch.zeros_like(h) for h in self.staging.host]
             after = self._outer_update
-        self._exchanges = average_exchanges(self.staging, self.allreduce, False, self.pipeline(), after)
         self.compressed = self.compressed_averaging(cfg, anchored=True, after=after)  # the change since x0
         if self.compressed is not None:
-            self._exchanges = self.compressed.exchanges()
-        self._synced = None
+            return self.compressed.exchanges()
+        return average_exchanges(self.staging, self.allreduce, False, self.pipeline(), after)
 
     def declare(self, rec):
         super().declare(rec)

@@ -8,6 +8,7 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import astuple
 
 from bench.comm.calibrate import measure_links
@@ -35,12 +36,13 @@ class RingStrategy(Strategy):
         super().__init__(cfg, comm, model, layers, device)
         self.allreduce = self.make_allreduce(cfg.allreduce)
         self.gpu_path = GpuPath.choose(cfg, device)
+        warning = self.gpu_path.warning(device.type)
+        if warning and comm.rank == 0:
+            print(warning, file=sys.stderr, flush=True)
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb), self.gpu_path.in_place)
         self.optimizer = make_optimizer(model.parameters(), cfg)
-        self._exchanges = average_exchanges(self.staging, self.allreduce, True, self.pipeline())
-        self.compressed = self.compressed_averaging(cfg)
-        if self.compressed is not None:
-            self._exchanges = self.compressed.exchanges()
+        self.compressed = None
+        self._exchanges = self.make_exchanges()  # only what the run uses: each pipeline holds device buffers
         if cfg.overlap:
             fault = comm.rank == cfg.overlap_fault_rank
             order = list(range(len(self.staging.groups)))[:: -1 if fault else 1]  # the overlap's launch order
@@ -49,6 +51,13 @@ class RingStrategy(Strategy):
                 self.overlap = HookDrivenBuckets(send, fault)
             else:
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+
+    def make_exchanges(self) -> list:
+        """The exchanges after the backward pass: the compressed average, the plain one, or none (--overlap)."""
+        self.compressed = self.compressed_averaging(self.cfg)
+        if self.compressed is not None:
+            return self.compressed.exchanges()
+        return [] if self.cfg.overlap else average_exchanges(self.staging, self.allreduce, True, self.pipeline())
 
     def pipeline(self, order: list[int] | None = None) -> BucketPipeline:
         """The copies of the staged buckets, ``--buckets-in-flight`` of them ahead (:mod:`bench.comm.pipeline`)."""
@@ -95,7 +104,8 @@ class RingStrategy(Strategy):
             self.compressed.declare(rec)
 
     def describe(self):
-        info = {"buckets": [list(g) for g in self.staging.groups]} | self.gpu_path.describe(self.cfg)
+        in_flight = 1 if self.compressed is not None else None  # compressed buckets go one at a time
+        info = {"buckets": [list(g) for g in self.staging.groups]} | self.gpu_path.describe(self.cfg, in_flight)
         if isinstance(self.allreduce, ModelChosenAllreduce):  # what auto measured, and took for each bucket
             inside, across = self.links
             info["allreduce_links"] = {"inside": astuple(inside), "across": astuple(across)}

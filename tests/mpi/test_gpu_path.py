@@ -36,20 +36,79 @@ def test_overlapped_buckets_in_flight_train_the_plain_schedules_parameters(share
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("path", ["host", "device"])
+@pytest.mark.parametrize("strategy", ["ring", "ps"])
+def test_the_device_path_across_nodes_and_an_emulated_link(shared_tmp, strategy, path):
+    """Messages between (virtual) nodes are counted and paced by the node-aware communicator, which must take tensor
+    buffers too (it once sized them through memoryview, which a tensor buffer has not)."""
+    from mpi4py import MPI
+
+    if strategy == "ps" and MPI.COMM_WORLD.size < 2:
+        pytest.skip("ps needs a server and a worker")
+    kw = dict(model="cnn", steps=3, strategy=strategy, ranks_per_node=1, emulate_link="5,100")
+    plain = trained_parameters(make_cfg(shared_tmp, gpu_path="host", **kw))
+    other = trained_parameters(make_cfg(shared_tmp, gpu_path=path, buckets_in_flight=3, **kw))
+    assert all_agree(np.array_equal(plain, other)), f"{strategy} {path} across nodes differs"
+
+
+CUDA_RUNS = {  # each through the copy stream (CudaCopies) or the device's compression, against one at a time
+    "ring-overlap": dict(overlap=True),
+    "ring": {},
+    "localsgd": dict(strategy="localsgd", local_steps=2),
+    "ps": dict(strategy="ps"),
+}
+
+
+@pytest.mark.mpi
 @CUDA
-@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("run", list(CUDA_RUNS))
 @pytest.mark.parametrize("in_flight", [1, 4])
-def test_buckets_in_flight_on_cuda_give_the_one_at_a_time_parameters(shared_tmp, overlap, in_flight):
-    """The copy stream and its events: a copy read before its event, or an optimizer step before the copies back,
-    changes the parameters (resnet20's kernels are long enough to race)."""
+def test_buckets_in_flight_on_cuda_give_the_one_at_a_time_parameters(shared_tmp, run, in_flight):
+    """The copy stream and its events: a copy read before its event, or an optimizer step (or localsgd's next
+    forward) before the copies back, changes the parameters (resnet20's kernels are long enough to race)."""
+    import torch
+    from mpi4py import MPI
+
+    if run == "ps" and MPI.COMM_WORLD.size < 2:
+        pytest.skip("ps needs a server and a worker")
+    kw = dict(model="resnet20", synthetic_shape="3x32x32", batch_size=64, momentum=0.9, device="cuda")
+    kw |= dict(bucket_mb=0.05, steps=4, gpu_path="host") | CUDA_RUNS[run]
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    plain = trained_parameters(make_cfg(shared_tmp, **(kw | dict(buckets_in_flight=1, overlap=False))))
+    other = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=in_flight, **kw))
+    assert all_agree(np.array_equal(plain, other)), f"{run}, {in_flight} in flight, differs on cuda"
+
+
+@pytest.mark.mpi
+@CUDA
+@pytest.mark.parametrize("method", ["fp16", "topk:0.1", "sign"])
+def test_compressing_on_cuda_gives_the_hosts_parameters(shared_tmp, method):
+    """--compress-on device on the GPU: the same wire bytes as the host's, so the same parameters."""
     import torch
 
-    kw = dict(model="resnet20", synthetic_shape="3x32x32", batch_size=64, momentum=0.9, device="cuda")
-    kw |= dict(bucket_mb=0.05, steps=4, gpu_path="host")
+    kw = dict(model="resnet20", synthetic_shape="3x32x32", batch_size=32, device="cuda", steps=3, compress=method)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    plain = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=1, **kw))
-    other = trained_parameters(make_cfg(shared_tmp, buckets_in_flight=in_flight, overlap=overlap, **kw))
-    assert all_agree(np.array_equal(plain, other)), f"{in_flight} in flight (overlap {overlap}) differs on cuda"
+    host = trained_parameters(make_cfg(shared_tmp, compress_on="host", **kw))
+    device = trained_parameters(make_cfg(shared_tmp, compress_on="device", **kw))
+    assert all_agree(np.array_equal(host, device)), f"{method} compressed on cuda differs from the host's"
+
+
+@pytest.mark.mpi
+@CUDA
+def test_the_device_path_on_cuda_where_mpi_is_cuda_aware(shared_tmp):
+    """MPI reading GPU memory (each addition waited for before the next message): the host path's parameters.
+    Skipped where the MPI library is not CUDA-aware (the PyPI MPICH)."""
+    import torch
+
+    from bench.comm.cuda_aware import query_cuda_support
+
+    if not query_cuda_support().answer:
+        pytest.skip("this MPI library does not say it is CUDA-aware")
+    kw = dict(model="resnet20", synthetic_shape="3x32x32", batch_size=32, device="cuda", steps=3, bucket_mb=0.05)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    host = trained_parameters(make_cfg(shared_tmp, gpu_path="host", **kw))
+    device = trained_parameters(make_cfg(shared_tmp, gpu_path="device", **kw))
+    assert all_agree(np.array_equal(host, device)), "the device path on cuda differs from the host path"
 
 
 @pytest.mark.mpi

@@ -10,7 +10,7 @@ from bench.compress import parse
 from bench.compress.feedback import ErrorFeedback
 from bench.compress.on_device import DeviceErrorFeedback
 
-SIZES = [1, 7, 8, 9, 513, 4097]
+SIZES = [1, 7, 8, 9, 513, 4097]  # a bucket is never empty (a layer has parameters)
 EXACT = ["fp16", "bf16", "topk:0.1", "topk:1", "randk:0.2", "sign"]
 
 
@@ -76,6 +76,75 @@ def test_error_feedback_on_the_device_keeps_what_the_host_keeps():
     np.testing.assert_allclose(sent + host.memory[0], np.sum(xs, axis=0), rtol=1e-5, atol=1e-5)
     assert device.residual_norm() == pytest.approx(host.residual_norm(), rel=1e-6)
     restored = DeviceErrorFeedback(method, True)
-    restored.memory[0] = host.memory[0].copy()  # as a checkpoint restores it: numpy
+    restored.memory[0] = host.memory[0].copy()  # as a checkpoint restores them: numpy
+    restored.memory[1] = host.memory[0].copy()
     x = xs[0]
     np.testing.assert_array_equal(restored.compress(torch.from_numpy(x.copy()), 0).numpy(), host.compress(x, 0))
+    restored.residual_norm()  # bucket 1 still numpy (a resumed run recorded it before its first step: crashed)
+
+
+class ThreeRankRing:
+    """A stand-in for the ring and its all-gather, as if three ranks held the same bucket: the sum adds the buffer
+    to itself twice with the given reduction, the all-gather returns the payload three times. Host and device
+    averaging get the same stand-in, so their results must agree bit for bit."""
+
+    def __init__(self):
+        from mpi4py import MPI
+
+        self.calls = []  # (what, key, path_bytes, dtype): the host and device paths must make the same calls
+        from kernels.topology import Topology
+
+        self.topology, self.comm = Topology.ring(0, 3), MPI.COMM_SELF  # the comm only gives the all-gather its tags
+
+    def __call__(self, buf, key=0, add=np.add, path_bytes=None):
+        self.calls.append(("allreduce", key, path_bytes, buf.dtype))
+        once = buf.copy()
+        for _ in range(2):
+            add(buf, once, out=buf)
+        return buf
+
+    def elements_sent(self, n, itemsize=4, path_bytes=None):  # every argument shows in the count
+        return 2 * 2 * n // 3 + 1000 * itemsize + (path_bytes if path_bytes is not None else -7)
+
+    def gather(self, payload, key=0):
+        self.calls.append(("gather", key, None, payload.dtype))
+        return [payload.copy() for _ in range(3)], 2 * payload.nbytes
+
+
+@pytest.mark.parametrize("feedback", [True, False])
+@pytest.mark.parametrize("spec", ["fp16", "bf16", "topk:0.2", "randk:0.3", "sign"])
+def test_device_averaging_gives_the_host_averagings_gradients_and_records(spec, feedback):
+    """DeviceCompressedAveraging against CompressedAveraging over one stand-in ring: the gradients written back,
+    the bytes recorded and the error-feedback residual, step after step. Mutations caught: the 1/p scale dropped or
+    applied twice, the unpack skipped or shifted, a payload summed once, the error-feedback memory not kept."""
+    from bench.comm.staging import HostStaging
+    from bench.compress.exchange import CompressedAveraging
+    from bench.compress.on_device import DeviceCompressedAveraging
+    from bench.workload.models import build, layers_of
+
+    results = []
+    for kind in (CompressedAveraging, DeviceCompressedAveraging):
+        model = build("cnn", (1, 6, 6), 10, 3)
+        layers = layers_of(model)
+        staging = HostStaging(layers, torch.device("cpu"), [(3,), (2,), (1, 0)])
+        ring = ThreeRankRing()
+        extra = (torch.device("cpu"),) if kind is DeviceCompressedAveraging else ()
+        averaging = kind(staging, ring, parse(spec), feedback, 5, *extra)
+        averaging.gather = ring.gather
+        rec = {name: np.zeros((3, len(layers)), np.int64) for name in ("compress/sent_bytes", "compress/dense_bytes")}
+        rec["compress/residual_norm"] = np.zeros(3)
+        averaging.rec, averaging._shares = rec, [np.array([1.0]), np.array([1.0]), np.array([0.5, 0.5])]
+        gen = torch.Generator().manual_seed(0)
+        grads = []
+        for step in range(3):
+            averaging.step = step
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen)
+            sent = [averaging.average(g) for g in range(3)]
+            grads.append(np.concatenate([p.grad.numpy().ravel() for p in model.parameters()]))
+        results.append((np.stack(grads), sent, {k: v.copy() for k, v in rec.items()}, ring.calls))
+    (host, host_sent, host_rec, host_calls), (device, device_sent, device_rec, device_calls) = results
+    np.testing.assert_array_equal(device, host)
+    assert device_sent == host_sent and device_calls == host_calls
+    for name in host_rec:
+        np.testing.assert_allclose(device_rec[name], host_rec[name], rtol=1e-6)

@@ -3,6 +3,7 @@
 
 import ctypes
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,21 +36,29 @@ YES, NO, UNKNOWN = CudaSupport(True, "t"), CudaSupport(False, "t"), CudaSupport(
         ("device", "cuda", YES, "device"),
         ("device", "cuda", UNKNOWN, "device"),  # at the user's word: the library does not say
         ("device", "cpu", NO, "device"),  # CPU: the tensors themselves, no CUDA involved
+        ("device", "cuda", NO, "device"),  # at the user's word, with a warning (below)
     ],
 )
 def test_the_path_taken(requested, device, support, expected):
     assert choose_path(requested, device, support) == expected
 
 
-def test_device_is_refused_where_the_library_says_it_is_not_cuda_aware():
-    with pytest.raises(UsageError, match="needs a CUDA-aware MPI"):
-        choose_path("device", "cuda", NO)
+def test_device_is_taken_at_the_users_word_with_a_warning_where_the_library_says_no():
+    """Open MPI 5 may answer 0 before it has seen a device buffer: an explicit request wins, rank 0 warns."""
+    from bench.comm.cuda_aware import GpuPath
+
+    assert choose_path("device", "cuda", NO) == "device"
+    assert "says it is not CUDA-aware" in GpuPath("device", NO).warning("cuda")
+    assert GpuPath("device", YES).warning("cuda") == GpuPath("device", NO).warning("cpu") == ""
+    assert GpuPath("host", NO).warning("cuda") == ""
 
 
 def test_what_keeps_a_run_on_the_host():
     """auto falls back to host, device is refused, for each thing that still stages on the host."""
     assert device_path_blocker(Config(strategy="ring")) == ""
+    assert device_path_blocker(Config(strategy="localsgd")) == ""  # plain averaging: on the device
     for cfg, why in [
+        (Config(strategy="localsgd", outer_lr=0.5), "SlowMo"),
         (Config(strategy="ring", compress="fp16"), "--compress"),
         (Config(strategy="ring", allreduce="hierarchical"), "--allreduce hierarchical"),
         (Config(strategy="localsgd", outer_momentum=0.5), "SlowMo"),
@@ -84,6 +93,18 @@ def test_the_answer_agrees_with_mpichs_other_query():
     assert gpu_query(0, ctypes.byref(flag)) == 0
     assert support.answer is bool(flag.value)
     assert "MPIX_Query_cuda_support" in support.source
+
+
+def test_mpi4pys_own_query_is_asked_first_and_a_library_without_the_symbol_is_passed(monkeypatch, tmp_path):
+    """A later mpi4py's MPI.Query_cuda_support() is taken as it answers; without it, libraries are tried in turn
+    (a missing file, then one without the symbol, then libmpi). Mutation caught: stopping at the first miss."""
+    monkeypatch.setattr(MPI, "Query_cuda_support", lambda: 1, raising=False)
+    assert query_cuda_support([]) == CudaSupport(True, "mpi4py MPI.Query_cuda_support()")
+    monkeypatch.delattr(MPI, "Query_cuda_support")
+    libc = next(p for p in open("/proc/self/maps").read().split() if "/libc.so" in p or "/libc-" in p)
+    libraries = loaded_mpi_libraries()
+    found = query_cuda_support([str(tmp_path / "missing.so"), libc, *libraries])
+    assert found == query_cuda_support(libraries) and found.source.endswith(Path(libraries[0]).name)
 
 
 def test_no_symbol_means_unknown(tmp_path):
@@ -138,3 +159,40 @@ def test_the_gpu_benchmarks_plain_loop_times_a_training_step():
 
     args = types.SimpleNamespace(device="cpu", steps=3)
     assert 0 < plain_loop_step("transformer", 4, args) < 10
+
+
+def test_where_compression_runs():
+    """--compress-on auto: the device on CUDA where the method has a device form; PowerSGD stays on the host."""
+    from bench.compress.where import compress_place
+
+    def place(device, **kw):
+        cfg = Config(strategy="ring", **kw)
+        return compress_place(cfg, cfg.exchange_compression, device)
+
+    assert place("cuda", compress="fp16") == "device" and place("cpu", compress="fp16") == "host"
+    assert place("cuda", compress="powersgd:2") == "host"
+    assert place("cuda", compress="sign", compress_on="host") == "host"
+    assert place("cpu", compress="sign", compress_on="device") == "device"
+
+
+def test_the_path_recorded_for_a_cpu_run():
+    """What strategy_info says (results/README.md): the library is not asked on CPU; in_place follows the path."""
+    from bench.comm.cuda_aware import GpuPath
+    from bench.comm.pipeline import HostCopies, InPlaceCopies, make_copies
+    from bench.comm.staging import HostStaging
+    from bench.workload.models import build, layers_of
+
+    cfg = Config(strategy="ring", gpu_path="device", buckets_in_flight=3)
+    path = GpuPath.choose(cfg, torch.device("cpu"))
+    assert path.in_place and not GpuPath.choose(Config(strategy="ring"), torch.device("cpu")).in_place
+    assert path.describe(cfg) == {
+        "staging": "device",
+        "gpu_path_requested": "device",
+        "cuda_aware_mpi": "unknown",
+        "cuda_aware_source": "not asked (--device cpu)",
+        "buckets_in_flight": 3,
+    }
+    staging = HostStaging(layers_of(build("cnn", (1, 6, 6), 10, 3)), torch.device("cpu"), in_place=True)
+    assert isinstance(staging.numpy[0], TensorBuffer) and isinstance(staging.flat, TensorBuffer)
+    assert type(make_copies(staging, torch.device("cpu"))) is HostCopies
+    assert type(make_copies(staging, torch.device("cpu"), in_place=True)) is InPlaceCopies

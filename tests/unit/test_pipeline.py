@@ -24,22 +24,23 @@ class LateCopies(HostCopies):
 
     def to_host(self, g, grads):
         self.log.append(("to_host", g))
-        self.to_host_pending.append(g)
+        self.to_host_pending.append((g, grads))
 
     def host_ready(self, g):
-        assert g in self.to_host_pending, f"waited for bucket {g}'s copy, never issued"
+        grads = next((grads for h, grads in self.to_host_pending if h == g), None)
+        assert grads is not None, f"waited for bucket {g}'s copy, never issued"
         self.log.append(("host_ready", g))
-        self.to_host_pending.remove(g)
-        self.staging.pack(g, grads=True)
+        self.to_host_pending.remove((g, grads))
+        self.staging.pack(g, grads=grads)
 
     def to_device(self, g, grads):
         self.log.append(("to_device", g))
-        self.to_device_pending.append(g)
+        self.to_device_pending.append((g, grads))
 
     def device_ready(self):
         self.log.append(("device_ready", -1))
-        for g in self.to_device_pending:
-            self.staging.unpack(g, grads=True)
+        for g, grads in self.to_device_pending:
+            self.staging.unpack(g, grads=grads)
         self.to_device_pending.clear()
 
 
@@ -108,16 +109,31 @@ def test_a_bucket_not_ready_is_not_copied_ahead():
     staging = HostStaging(layers, torch.device("cpu"), [(3,), (2,), (1,), (0,)])
     copies = LateCopies(staging)
     pipeline = BucketPipeline(staging, copies, 4)
-    landed = {0, 1}
-    buf = pipeline.fetch(0, True, lambda h: h in landed)
+    landed, gated = {0, 1}, []
+    buf = pipeline.fetch(0, True, lambda h: h in landed, gated.append)
     assert [g for what, g in copies.log if what == "to_host"] == [0, 1]
     buf *= 3.0
     pipeline.store(0, True)
     landed |= {2, 3}
     for g in [1, 2, 3]:
-        pipeline.fetch(g, True, lambda h: h in landed)
+        pipeline.fetch(g, True, lambda h: h in landed, gated.append)
         pipeline.store(g, True)
     assert [g for what, g in copies.log if what == "to_host"] == [0, 1, 2, 3]
+    assert gated == [0, 1, 2, 3]  # each bucket's gate, once, before its copy (the overlap's CUDA event)
+
+
+def test_parameters_go_through_the_pipeline_as_parameters():
+    """localsgd averages parameters (grads=False) both ways. Mutation caught: the flag lost on the way to a copy."""
+    model, layers = model_with_grads(5)
+    staging = HostStaging(layers, torch.device("cpu"), [(3,), (2,), (1, 0)])
+    pipeline = BucketPipeline(staging, LateCopies(staging), 2)
+    params = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    gradients = grads(model)
+    for g in range(3):
+        pipeline.fetch(g, False)[:] *= 3.0
+        pipeline.store(g, False)
+    np.testing.assert_array_equal(np.concatenate([p.detach().numpy().ravel() for p in model.parameters()]), 3 * params)
+    np.testing.assert_array_equal(grads(model), gradients)
 
 
 def test_in_flight_below_one_is_refused():

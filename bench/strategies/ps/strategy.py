@@ -12,6 +12,8 @@ updates the parameters exactly as ``ring`` on W ranks does (one step on the mean
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from mpi4py import MPI
 
@@ -40,6 +42,8 @@ class PSStrategy(Strategy, DecoupledHooks):
         topo = self.topology
         self.mode = self.policy()
         self.gpu_path = GpuPath.choose(cfg, device)  # the workers' (every rank chooses alike: the file says it)
+        if self.gpu_path.warning(device.type) and comm.rank == 0:
+            print(self.gpu_path.warning(device.type), file=sys.stderr, flush=True)
         shapes = [tuple(p.shape) for layer in layers for p in layer.params]  # the flat order of flat_parameters
         whole = [int(np.prod(shape, dtype=np.int64)) for shape in shapes] if cfg.optimizer in LAYERWISE else None
         try:
@@ -213,7 +217,7 @@ class PSStrategy(Strategy, DecoupledHooks):
                 "update_budget": cfg.steps * len(self.topology.workers),
                 "shard_map": self.smap.describe(),
             }
-            | self.gpu_path.describe(cfg)
+            | self.gpu_path.describe(cfg, 1 if cfg.overlap else None)  # --overlap pushes copy no layer ahead
         )
 
 
