@@ -56,6 +56,11 @@ def test_qsgd_on_the_device_is_unbiased_and_bounded(levels):
     level = payload[8:].view(method.level_dtype)
     assert payload.size == 8 + n * np.dtype(method.level_dtype).itemsize
     assert np.abs(level).max() <= levels and not level[512:].any()
+    again = [method.compress_tensor(t, np.random.default_rng(7)).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(again[0], again[1])  # its draws come from the call's stream, nothing global
+    small = method.compress_tensor(t * 1e-3, np.random.default_rng(7)).numpy()  # a bucket norm below 1
+    assert np.abs(small[8:].view(method.level_dtype)).max() <= levels and small[:4].view(np.float32)[0] < 1
+    assert small[8:].view(method.level_dtype)[:512].any()  # quantised, not zeroed
     step = np.linalg.norm(x[:512]) / levels
     assert np.all(np.abs(samples.mean(axis=0, dtype=np.float64) - x) <= 3 * step / np.sqrt(len(samples)))
 

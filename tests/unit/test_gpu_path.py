@@ -192,6 +192,11 @@ def test_the_path_recorded_for_a_cpu_run():
         "cuda_aware_source": "not asked (--device cpu)",
         "buckets_in_flight": 3,
     }
+    assert GpuPath("host", YES).describe(cfg, 1)["buckets_in_flight"] == 1  # what was in flight, not asked
+    assert GpuPath("host", YES).describe(cfg)["cuda_aware_mpi"] == "yes"
+    assert GpuPath("host", NO).describe(cfg)["cuda_aware_mpi"] == "no"
+    with pytest.raises(UsageError, match="--compress"):
+        GpuPath.choose(Config(strategy="ring", gpu_path="device", compress="fp16"), torch.device("cpu"))
     staging = HostStaging(layers_of(build("cnn", (1, 6, 6), 10, 3)), torch.device("cpu"), in_place=True)
     assert isinstance(staging.numpy[0], TensorBuffer) and isinstance(staging.flat, TensorBuffer)
     assert type(make_copies(staging, torch.device("cpu"))) is HostCopies
