@@ -1,7 +1,7 @@
 """The suite's own communication on a GPU against DDP's, sized for a short device lease (issue 30).
 
     python -m bench.perf.gpu [--ranks 1 2] [--batches 32 128] [--models resnet20 transformer] [--steps 30]
-                             [--in-flight 1 2 4] [--device cuda] [--tests]
+                             [--variants ring ...] [--in-flight 1 2 4] [--device cuda] [--tests]
 
 For each model, per-rank batch and rank count (the ranks share the one GPU): ``ring``, ``ring --overlap``,
 ``ps --overlap`` (2 ranks and more: a server and workers) and ``ddp`` (NCCL where each rank has a GPU of its own,
@@ -106,7 +106,8 @@ def row(name: str, result: dict, ddp: float | None) -> str:
 
 def compare(model: str, batch: int, ranks: int, args, work: Path, extra: dict[str, list[str]]) -> None:
     results = {}
-    for name, options in (VARIANTS | extra).items():
+    chosen = {name: VARIANTS[name] for name in args.variants}
+    for name, options in (chosen | extra).items():
         if name.startswith("ps") and ranks < 2:
             continue  # a server and at least one worker
         results[name] = run_job(ranks, model, batch, options, args, work / f"{model}_{batch}_{ranks}_{len(results)}.h5")
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="VARIANT",
+                        help=f"which of: {', '.join(VARIANTS)} (default: all)")  # fmt: skip
     parser.add_argument("--in-flight", type=int, nargs="*", default=[1, 4], help="extra ring --overlap runs")
     parser.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     parser.add_argument("--job-timeout", type=int, default=90, help="seconds one job may take")
