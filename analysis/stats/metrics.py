@@ -302,6 +302,19 @@ def across_share(run: RunResults, warmup: int = 1) -> float:
     return float(across / sent) if sent else math.nan
 
 
+def across_time_share(run: RunResults, warmup: int = 1) -> float:
+    """Share of the communication time spent in calls that exchanged with other nodes (``timing/comm_across`` over
+    ``timing/comm``, rows after the warm-up, the ranks that recorded communication time: a parameter server's sends
+    are not in its ``timing/comm``); NaN where the file has no such series (before it, or ddp)."""
+    if "timing/comm_across" not in run.data:
+        return math.nan
+    comm = _after_warmup(per_row(run.data, "timing/comm"), warmup)
+    across = _after_warmup(per_row(run.data, "timing/comm_across"), warmup)
+    ranks = comm.sum(axis=1) > 0
+    total = comm[ranks].sum()
+    return float(across[ranks].sum() / total) if total else math.nan
+
+
 def oversubscription(attrs: dict) -> tuple[bool, int]:
     """(oversubscribed, ranks on the busiest host) from a results file's root attributes: more busy threads on
     a host (ranks x threads per rank) than it has cores means times include waiting for a core, and a

@@ -8,7 +8,14 @@ import numpy as np
 
 from analysis.models.two_level import fit_links, predictions
 from analysis.stats.groups import repeat_groups
-from analysis.stats.metrics import across_share, bytes_per_row, comm_split, step_stats, strategy_label
+from analysis.stats.metrics import (
+    across_share,
+    across_time_share,
+    bytes_per_row,
+    comm_split,
+    step_stats,
+    strategy_label,
+)
 from analysis.views.core import OVER_NOTE, _notes
 from analysis.views.tables import EST, FLAG, INT, NUM, Column, Table
 
@@ -33,6 +40,7 @@ def links_table(runs, warmup: int) -> Table:
     groups = [g for g in repeat_groups(runs) if spans_nodes(g.first)]
     cols = [Column("model"), Column("ranks", INT), Column("nodes", INT), Column("strategy"), Column("n", INT)]
     cols += [Column("MiB per step, all ranks", EST, 3), Column("across nodes (% of bytes)", EST, 1, 100)]
+    cols += [Column("across nodes (% of comm time)", EST, 1, 100)]
     cols += [Column("communication (% of step)", EST, 1, 100), Column("step median (ms)", EST, 2, 1e3)]
     cols += [Column("oversubscribed", FLAG), Column("runs")]
     rows = []
@@ -41,6 +49,7 @@ def links_table(runs, warmup: int) -> Table:
         rows.append(
             [run.config.get("model"), run.world_size, node_count(run), strategy_label(run), g.n]
             + [g.pooled(lambda r: mib_per_row(r, warmup)), g.pooled(lambda r: across_share(r, warmup))]
+            + [g.pooled(lambda r: across_time_share(r, warmup))]
             + [g.pooled(lambda r: comm_split(r, warmup).share), g.pooled(lambda r: step_stats(r, warmup).median_s)]
             + [g.oversubscribed, g.label]
         )
@@ -52,7 +61,9 @@ def links_table(runs, warmup: int) -> Table:
         _notes(
             warmup,
             "across nodes = bytes the ranks sent to ranks of other nodes / all bytes sent (timing/comm_bytes_across, "
-            "counted as the messages leave); nodes: the machine's, or --ranks-per-node's virtual ones",
+            "counted as the messages leave); across nodes (% of comm time) = time in calls that exchanged with other "
+            "nodes / communication time (timing/comm_across; blocking calls only, so a lower bound for non-blocking "
+            "schedules); nodes: the machine's, or --ranks-per-node's virtual ones",
             "--emulate-link L,B in the strategy: messages between nodes were paced to L us + bytes / B Gb/s on one "
             "host, a node's ranks sharing one outgoing link; other times are this host's",
             OVER_NOTE,

@@ -23,6 +23,7 @@ import mmap
 import os
 import struct
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mpi4py import MPI
@@ -90,13 +91,20 @@ def wait_until(deadline: float) -> None:
 
 class NodeComm:
     """An MPI communicator that counts the bytes this rank sends to ranks of other nodes (``take_across``: the
-    results file's ``timing/comm_bytes_across``) and, with an emulated link, makes those sends wait as the link
-    would; every other call goes to the communicator itself."""
+    results file's ``timing/comm_bytes_across``) and the time it spends in calls that exchange with them
+    (``take_across_seconds``: ``timing/comm_across``), and, with an emulated link, makes those sends wait as the
+    link would; every other call goes to the communicator itself.
+
+    The time is that of the calls this layer sees: ``Send``, ``Ssend``, ``Sendrecv`` (to or from another node) and
+    ``Recv`` (from another node), pacing included; ``Isend`` only for its own call (pacing blocks there), not for its
+    wait, which happens elsewhere. So for the kernels of ring and localsgd (blocking Sendrecv loops) it is their
+    inter-node time; for non-blocking schedules (the hook-driven overlap, parameter-server pulls) a lower bound."""
 
     def __init__(self, comm, nodes: tuple[int, ...], spec: LinkSpec | None = None, links: SharedLinks | None = None):
         self._comm, self._nodes, self._spec, self._links = comm, nodes, spec, links
         self._mine = nodes[comm.rank] if nodes else 0
         self._across = 0
+        self._across_s = 0.0
 
     def __getattr__(self, name):
         return getattr(self._comm, name)
@@ -106,8 +114,27 @@ class NodeComm:
         across, self._across = self._across, 0
         return across
 
+    def take_across_seconds(self) -> float:
+        """Seconds in calls that exchanged with other nodes since the last call."""
+        seconds, self._across_s = self._across_s, 0.0
+        return seconds
+
+    def _crosses(self, rank: int) -> bool:
+        return rank >= 0 and bool(self._nodes) and self._nodes[rank] != self._mine
+
+    @contextmanager
+    def _clock(self, crosses: bool):
+        if not crosses:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._across_s += time.perf_counter() - start
+
     def _pace(self, buf, dest: int) -> None:
-        if dest < 0 or not self._nodes or self._nodes[dest] == self._mine:
+        if not self._crosses(dest):
             return
         nbytes = _nbytes(buf)
         self._across += nbytes
@@ -118,21 +145,29 @@ class NodeComm:
         wait_until(start + occupied + self._spec.latency_s)
 
     def Send(self, buf, dest, tag=0):  # noqa: N802 (mpi4py's names)
-        self._pace(buf, dest)
-        return self._comm.Send(buf, dest, tag)
+        with self._clock(self._crosses(dest)):
+            self._pace(buf, dest)
+            return self._comm.Send(buf, dest, tag)
 
     def Ssend(self, buf, dest, tag=0):  # noqa: N802
-        self._pace(buf, dest)
-        return self._comm.Ssend(buf, dest, tag)
+        with self._clock(self._crosses(dest)):
+            self._pace(buf, dest)
+            return self._comm.Ssend(buf, dest, tag)
 
     def Isend(self, buf, dest, tag=0):  # noqa: N802
-        self._pace(buf, dest)
-        return self._comm.Isend(buf, dest, tag)
+        with self._clock(self._crosses(dest)):
+            self._pace(buf, dest)
+            return self._comm.Isend(buf, dest, tag)
+
+    def Recv(self, buf, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, status=None):  # noqa: N802
+        with self._clock(self._crosses(source)):
+            return self._comm.Recv(buf, source, tag, status)
 
     def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=MPI.ANY_SOURCE, recvtag=MPI.ANY_TAG,  # noqa: N802
                  status=None):  # fmt: skip
-        self._pace(sendbuf, dest)
-        return self._comm.Sendrecv(sendbuf, dest, sendtag, recvbuf, source, recvtag, status)
+        with self._clock(self._crosses(dest) or self._crosses(source)):
+            self._pace(sendbuf, dest)
+            return self._comm.Sendrecv(sendbuf, dest, sendtag, recvbuf, source, recvtag, status)
 
 
 def _nbytes(buf) -> int:

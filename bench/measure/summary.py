@@ -13,6 +13,7 @@ import numpy as np
 from analysis.data.load import load
 from analysis.stats.metrics import (
     across_share,
+    across_time_share,
     comm_to_compute,
     computing_ranks,
     oversubscription,
@@ -100,8 +101,10 @@ def _print_nodes(written, attrs: dict) -> None:
         return
     link = attrs.get("config", {}).get("emulate_link", "")
     emulated = f"; emulated link {link.replace(',', ' us, ')} Gb/s" if link else ""
-    share = across_share(written)
+    share, seconds = across_share(written), across_time_share(written)
     crossed = f"{100 * share:.1f} % of the bytes sent went to other nodes" if share == share else "bytes not counted"
+    if seconds == seconds:
+        crossed += f", {100 * seconds:.1f} % of the communication time was spent exchanging with them"
     print(f"  nodes           {len(set(nodes))} ({crossed}{emulated})")
 
 

@@ -96,6 +96,7 @@ class RunContext:
         declare_series(self.rec, len(run.layers), self.cfg.trace and unit == "step")
         if self.cfg.takes("own messages"):  # the suite's own messages: their bytes to other nodes are counted
             self.rec.add("timing/comm_bytes_across", "bytes", (len(run.layers),), dtype=np.int64)
+            self.rec.add("timing/comm_across", "s", (len(run.layers),))
         self.evals: list[tuple[int, float, float]] = []
         self.done = 0  # rows completed
         self.stopped_by = ""
@@ -166,18 +167,27 @@ class RunContext:
         self.checkpoints.commit(self.appender.lengths if self.appender else {})
 
     def record_across(self, row: int) -> None:
-        """The bytes this rank sent to other nodes during the row (counted by the strategy's communicator), shared
-        among the layers as the row's bytes are (by layer size where it recorded none: a server's replies)."""
+        """The bytes this rank sent to other nodes during the row, and the seconds it spent exchanging with them
+        (both counted by the strategy's communicator), shared among the layers as the row's bytes and
+        communication time are (by layer size where it recorded none: a server's replies)."""
         if "timing/comm_bytes_across" not in self.rec.series:
             return
-        total = self.run.strategy.comm.take_across()
-        if not total:
-            return
-        sent = self.rec["timing/comm_bytes"][row].astype(np.float64)
-        weights = sent if sent.sum() else np.array([layer.bytes for layer in self.run.layers], dtype=np.float64)
-        shares = np.floor(total * weights / weights.sum()).astype(np.int64)
-        shares[int(np.argmax(weights))] += total - shares.sum()  # the rounding remainder: the row's total is exact
-        self.rec["timing/comm_bytes_across"][row] += shares
+        comm = self.run.strategy.comm
+        total, seconds = comm.take_across(), comm.take_across_seconds()
+        if total:
+            weights = self._weights(row, "timing/comm_bytes")
+            shares = np.floor(total * weights).astype(np.int64)
+            shares[int(np.argmax(weights))] += total - shares.sum()  # the rounding remainder: the row's total exact
+            self.rec["timing/comm_bytes_across"][row] += shares
+        if seconds:
+            self.rec["timing/comm_across"][row] += seconds * self._weights(row, "timing/comm")
+
+    def _weights(self, row: int, series: str) -> np.ndarray:
+        """The row's per-layer shares of ``series`` (layer sizes' where it is all zero), summing to 1."""
+        values = self.rec[series][row].astype(np.float64)
+        if not values.sum():
+            values = np.array([layer.bytes for layer in self.run.layers], dtype=np.float64)
+        return values / values.sum()
 
     # ---- evaluation ------------------------------------------------------------------------------------
     def due_for_evaluation(self, last: bool, stop: bool) -> bool:

@@ -71,7 +71,8 @@ class RingStrategy(Strategy):
             return HierarchicalAllreduce(self.comm, self.topology)
         if how == "auto":
             self.links = measure_links(self.comm, self.topology.node_groups)
-            self.comm.take_across()  # the calibration's bytes are not the run's
+            self.comm.take_across()  # the calibration's bytes and time are not the run's
+            self.comm.take_across_seconds()
             return ModelChosenAllreduce(self.comm, self.topology, *self.links)
         return RingAllreduce(self.comm, self.topology)
 

@@ -129,3 +129,37 @@ def test_bytes_counted_across_nodes_are_the_kernels_own_accounting():
         crossing = bool(nodes) and nodes[topo.right] != nodes[topo.rank]
         ok &= counted.take_across() == (flat.elements_sent(40000) * 4 if crossing else 0)
     assert all_agree(ok)
+
+
+@pytest.mark.mpi
+def test_time_counted_across_nodes_is_the_flat_rings_exchanges_with_other_nodes():
+    """``timing/comm_across``'s source: the seconds a rank spends in calls that exchange with another node. Over an
+    emulated link of 3 ms latency, a ring step whose send or receive crosses a node boundary lasts at least 3 ms
+    (the crossing message is paced, and a receive waits for it), so a rank with a neighbour on another node counts
+    at least 2 (p - 1) x 3 ms, and no more than the call took; a rank whose neighbours share its node counts
+    nothing, and so does a run on one node. Mutations caught: timing the sends inside a node, timing only the
+    send side (the receiving rank would count nothing), not counting the pacing."""
+    import time
+
+    from bench.comm.emulated_link import emulated
+    from kernels.ring_allreduce import RingAllreduce
+
+    comm = MPI.COMM_WORLD
+    ok = True
+    for nodes in layouts(comm.size).values():
+        paced = emulated(comm, "3000,10" if nodes else "", nodes or (0,) * comm.size)
+        topo = Topology.ring(comm.rank, comm.size)
+        topo = Topology(topo.rank, topo.size, topo.role, topo.ring_ranks, nodes=nodes)
+        flat = RingAllreduce(paced, topo, small_bytes=0)
+        start = time.perf_counter()
+        flat(np.ones(4000, dtype=np.float32))
+        took = time.perf_counter() - start
+        seconds = paced.take_across_seconds()
+        paced.take_across()
+        me = topo.rank
+        crossing = bool(nodes) and (nodes[topo.right] != nodes[me] or nodes[topo.left] != nodes[me])
+        if crossing:
+            ok &= 2 * (comm.size - 1) * 3e-3 * 0.99 <= seconds <= took
+        else:
+            ok &= seconds == 0.0
+    assert all_agree(ok)
