@@ -165,13 +165,15 @@ def _trace(args) -> int:
 
 def _model(runs, micro, opts: ReportOptions, out: str) -> int:
     from analysis.views.model import SCALE, fit_from_micro, model_table
-    from analysis.views.nodes import two_level_table
+    from analysis.views.nodes import two_level_steps_table, two_level_table
 
     two_level = two_level_table(micro)  # from a ``micro --op links`` file, if one was given
     if not two_level.empty:
-        print(two_level.markdown())
-        if out:
-            two_level.save(Path(out))
+        for table in (two_level, two_level_steps_table(runs, micro, opts.warmup)):
+            if not table.empty:
+                print(table.markdown())
+                if out:
+                    table.save(Path(out))
         if not runs:
             return 0
     fit = opts.fit or fit_from_micro(micro)

@@ -18,7 +18,7 @@ from analysis.views.core import communication_table, layers_table, speedup_table
 from analysis.views.fedlama import fedlama_table
 from analysis.views.fl import fedavg_table
 from analysis.views.model import SCALE, fit_from_micro, model_table, provenance_table
-from analysis.views.nodes import links_table, two_level_table
+from analysis.views.nodes import links_table, two_level_steps_table, two_level_table
 from analysis.views.overlap import overlap_table
 from analysis.views.pivot import pivot_tables
 from analysis.views.tables import Table
@@ -92,6 +92,7 @@ def write_report(runs, micro_runs, out: Path, opts: ReportOptions) -> tuple[Path
     else:
         model_note = "No cost model: give a microbenchmark file (`bench micro --out`) or --alpha and --beta.\n"
     tables.append(two_level_table(micro_runs))
+    tables.append(two_level_steps_table(runs, micro_runs, opts.warmup))
     tables.append(provenance_table(runs))
     tables = [t for t in tables if not t.empty]
     figs = figures(runs, out / "figures", opts)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.models.costmodel import AlgorithmFit, fit_p2p
-from kernels.cost import Link, flat_seconds, hierarchical_seconds
+from kernels.cost import KERNELS, Link, flat_seconds, hierarchical_seconds
 
 LINKS = ("inside", "across")
 
@@ -50,3 +50,30 @@ def predictions(fit: TwoLevelFit, nodes: int, per_node: int, nbytes: float) -> t
         flat_seconds(nbytes, nodes, per_node, inside, across),
         hierarchical_seconds(nbytes, nodes, per_node, inside, across),
     )
+
+
+def layout(run) -> tuple[int, int]:
+    """(nodes, ranks on the largest node) of a run's recorded layout (one node for files written before it)."""
+    nodes = list(run.attrs.get("nodes") or [0] * run.world_size)
+    return len(set(nodes)), max(nodes.count(k) for k in set(nodes))
+
+
+def step_comm_seconds(run, fit: TwoLevelFit) -> float | None:
+    """Modelled communication seconds per step of a ``ring`` or ``localsgd`` run on its own layout over the two
+    links: each bucket all-reduced by the kernel it took (``--allreduce flat`` or ``hierarchical``, or what
+    ``auto`` recorded per bucket in ``strategy_info.allreduce_chosen``), localsgd's average every tau steps spread
+    over them. None for the others (their stages are not priced by link: parameter servers and FedAvg's uploads,
+    compressed exchanges, ddp's gloo)."""
+    from analysis.data.facts import exchange
+    from analysis.models.compress import compress_wire
+    from analysis.models.prediction import exchanged_buffers
+
+    if exchange(run) not in ("allreduce", "periodic") or compress_wire(run) or run.config.get("strategy") == "ddp":
+        return None
+    nodes, per_node = layout(run)
+    inside, across = fit.links()
+    buffers = exchanged_buffers(run)
+    chosen = (run.attrs.get("strategy_info") or {}).get("allreduce_chosen")
+    kernels = chosen or [run.config.get("allreduce") or "flat"] * len(buffers)
+    seconds = sum(KERNELS[k](n, nodes, per_node, inside, across) for k, n in zip(kernels, buffers))
+    return seconds / max(1, int(run.config.get("local_steps", 1))) if exchange(run) == "periodic" else seconds

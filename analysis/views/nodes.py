@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.models.two_level import fit_links, predictions
+from analysis.models.two_level import fit_links, predictions, step_comm_seconds
 from analysis.stats.groups import repeat_groups
 from analysis.stats.metrics import (
     across_share,
     across_time_share,
     bytes_per_row,
     comm_split,
+    compute_ranks,
+    per_row,
     step_stats,
     strategy_label,
 )
@@ -100,3 +102,35 @@ def two_level_table(micro_runs) -> Table:
             "the last rows are weak scaling of a 16 MiB buffer to more nodes of the same size",
         ]
     return Table("two_level", "Two-level cost model: flat vs hierarchical all-reduce", cols, rows, notes)
+
+
+def measured_comm_per_step(run, warmup: int) -> float:
+    """Mean over the computing ranks and measured steps of the communication time (``timing/comm``) per step."""
+    comm = per_row(run.data, "timing/comm")[compute_ranks(run)]
+    lo = warmup if comm.shape[1] > warmup else 0
+    return float(comm[:, lo:].mean()) if comm[:, lo:].size else float("nan")
+
+
+def two_level_steps_table(runs, micro_runs, warmup: int) -> Table:
+    """Each ring or localsgd run on two nodes or more: its communication per step, measured and modelled by the
+    two-level model of the first ``micro --op links`` file on the run's own layout and kernels
+    (:func:`analysis.models.two_level.step_comm_seconds`)."""
+    fit = next((f for f in map(fit_links, micro_runs) if f is not None), None)
+    cols = [Column("model"), Column("ranks", INT), Column("nodes", INT), Column("strategy"), Column("n", INT)]
+    cols += [Column("comm per step, measured (ms)", EST, 2, 1e3), Column("modelled (ms)", NUM, 2, 1e3)]
+    cols += [Column("model error (%)", NUM, 1, 100), Column("oversubscribed", FLAG), Column("runs")]
+    rows = []
+    groups = [g for g in repeat_groups(runs) if spans_nodes(g.first)] if fit is not None else []
+    for g in sorted(groups, key=lambda g: (str(g.first.config.get("model")), g.first.world_size, g.label)):
+        run, modelled = g.first, step_comm_seconds(g.first, fit)
+        if modelled is None:
+            continue
+        measured = g.pooled(lambda r: measured_comm_per_step(r, warmup))
+        error = (modelled - measured.mean) / measured.mean if measured.mean else float("nan")
+        rows.append([run.config.get("model"), run.world_size, node_count(run), strategy_label(run), g.n, measured]
+                    + [modelled, error, g.oversubscribed, g.label])  # fmt: skip
+    notes = [f"modelled: kernels/cost.py over the links fitted from {fit.source}, each bucket by the kernel the run "
+             "took, on the run's own nodes; localsgd's average spread over its tau steps; measured: timing/comm, "
+             "mean over computing ranks and steps"] if fit is not None else []  # fmt: skip
+    return Table("two_level_steps", "Two-level model against measured runs: communication per step", cols, rows,
+                 _notes(warmup, *notes, OVER_NOTE))  # fmt: skip

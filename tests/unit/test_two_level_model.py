@@ -1,6 +1,7 @@
 """The two-level model fitted from a ``micro --op links`` file (written by the micro command's own writer with times
 made from known links) and its table, against the flat and hierarchical all-reduce priced by hand."""
 
+import numpy as np
 import pytest
 
 from analysis.data.load import load
@@ -78,3 +79,42 @@ def test_a_links_file_alone_is_enough_for_model_and_report(tmp_path, capsys):
     assert main(["report", str(tmp_path / "l.h5"), "-o", str(tmp_path / "rep")]) == 0
     assert "Two-level cost model" in (tmp_path / "rep" / "report.md").read_text()
     assert main(["tables", str(tmp_path / "l.h5")]) == 1  # tables are of training runs: none here
+
+
+def fake_run(strategy="ring", exchange="allreduce", allreduce="flat", chosen=None, local_steps=None, wire=None):
+    """A ring-like run on 2 nodes of 2 ranks with two buckets: layer 1 (400 B, below the 128 KiB switch) first,
+    then layer 0 (4 MB)."""
+    import types
+
+    info = {"buckets": [[1], [0]]} | ({"allreduce_chosen": chosen} if chosen else {})
+    info |= {"compress_wire": wire} if wire else {}
+    config = {"strategy": strategy, "allreduce": allreduce} | ({"local_steps": local_steps} if local_steps else {})
+    attrs = {"exchange": exchange, "nodes": [0, 0, 1, 1], "strategy_info": info}
+    data = {"layers/bytes": np.array([4_000_000.0, 400.0])}
+    return types.SimpleNamespace(attrs=attrs, config=config, data=data, world_size=4)
+
+
+def test_a_runs_step_is_priced_bucket_by_bucket_on_its_own_layout_and_kernels():
+    """By hand (module docstring of kernels/cost.py), inside 1 us + 0.1 ns/B, across 50 us + 10 ns/B, 2 nodes x 2:
+    flat, 4 MB: 6 ring steps of 1 MB, each its slowest message (across): 6 (50e-6 + 1e-2) = 0.0603 s; 400 B: recursive
+    doubling, one round inside (1e-6 + 4e-8) and one across with both ranks of a node sending (50e-6 + 2 x 4e-6):
+    5.904e-5 s. Hierarchical, 4 MB: 2 (1e-6 + 2e-4) inside + 2 rings of 2 chunks of 1 MB through each node's link,
+    2 (50e-6 + 2 x 1e-2) = 0.040502 s; 400 B: to the first rank and back 2 (1e-6 + 4e-8), one doubling step
+    across (50e-6 + 4e-6): 5.608e-5 s. localsgd divides by tau; auto takes each bucket's recorded kernel.
+    Mutations caught: a kernel for the whole run instead of per bucket, the buckets' bytes swapped with their
+    kernels, tau not applied, a compressed or parameter-server run priced as a dense all-reduce."""
+    from analysis.models.costmodel import AlgorithmFit
+    from analysis.models.two_level import TwoLevelFit, step_comm_seconds
+
+    rest = (0.0, 0.0, 0.0, 0.0, 0, 0.0)  # standard errors, size range, points, error: not used in pricing
+    fit = TwoLevelFit(AlgorithmFit(1e-6, 1e-10, *rest), AlgorithmFit(50e-6, 1e-8, *rest), "hand", 2)
+    flat, hier = 0.0603 + 5.904e-5, 0.040502 + 5.608e-5
+    assert step_comm_seconds(fake_run(), fit) == pytest.approx(flat, rel=1e-9)
+    assert step_comm_seconds(fake_run(allreduce="hierarchical"), fit) == pytest.approx(hier, rel=1e-9)
+    mixed = fake_run(allreduce="auto", chosen=["hierarchical", "flat"])
+    assert step_comm_seconds(mixed, fit) == pytest.approx(5.608e-5 + 0.0603, rel=1e-9)
+    periodic = fake_run("localsgd", "periodic", local_steps=4)
+    assert step_comm_seconds(periodic, fit) == pytest.approx(flat / 4, rel=1e-9)
+    assert step_comm_seconds(fake_run(wire=[{"allreduce_bytes": [200]}]), fit) is None
+    assert step_comm_seconds(fake_run("ps", "parameter_server"), fit) is None
+    assert step_comm_seconds(fake_run("ddp"), fit) is None
