@@ -32,20 +32,30 @@ class Ran:
         return comm.allgather(self.code), comm.allgather(self.err)
 
 
-def _train(argv: list[str]) -> int:
-    from bench.train import train
-
+def _command(argv: list[str]) -> int:
     comm = MPI.COMM_WORLD
     args = agree(comm, parse, argv, comm.rank)
+    if args.command == "micro":
+        from bench.micro.harness import micro
+
+        return micro(args, comm)
+    from bench.train import train
+
     return train(args.cfg, comm)
 
 
-def train_in_job(*argv: str) -> Ran:
-    """Collective: ``bench train ARGV`` on every rank of this job. Signals and the launch stay the test's."""
+def command_in_job(*argv: str) -> Ran:
+    """Collective: ``bench ARGV`` (train or micro) on every rank of this job. Signals and the launch stay the
+    test's."""
     out, err = io.StringIO(), io.StringIO()
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = run_main(_train, ["train", *argv])
+            code = run_main(_command, list(argv))
     finally:
         WATCHDOG.disarm()  # a failed set-up leaves it armed; the process that would have exited runs on
     return Ran(code, out.getvalue(), err.getvalue())
+
+
+def train_in_job(*argv: str) -> Ran:
+    """Collective: ``bench train ARGV`` on every rank of this job."""
+    return command_in_job("train", *argv)
