@@ -174,3 +174,19 @@ def test_ps_overlap_writes_its_file_with_the_workers_exposed_time(shared_tmp):
             assert (info["staging"], info["buckets_in_flight"]) == ("host", 1), info  # --overlap: none copied ahead
 
     on_rank_0(check)
+
+
+def test_fedavg_messages_cross_nodes_through_the_strategys_communicator(shared_tmp):
+    """Each rank its own node: every byte the aggregator and the client hosts send crosses a node boundary, so
+    the bytes counted across nodes are all of them (FedAvg once sent on the world communicator, which neither
+    counted nor paced them: --emulate-link was accepted and did nothing)."""
+    out = f"{shared_tmp}/fedavg_nodes.h5"
+    ran_on(3, "--strategy", "fedavg", "--rounds", "2", "--clients", "4", "--model", "mlp", "--quiet",
+           "--ranks-per-node", "1", "--out", out)  # fmt: skip
+
+    def check():
+        with h5py.File(out) as f:
+            across, sent = f["timing/comm_bytes_across"][()].sum(), f["timing/comm_bytes"][()].sum()
+            assert json.loads(f.attrs["nodes"]) == [0, 1, 2] and across >= sent > 0, (across, sent)
+
+    on_rank_0(check)

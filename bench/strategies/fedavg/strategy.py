@@ -65,13 +65,15 @@ class FedAvgStrategy(Strategy):
         if self.algorithm.plans_layers:  # FedLAMA: layers as units; all-vector layers (biases, norms) stay at 1
             eligible = [any(p.dim() > 1 for p in layer.params) for layer in run.layers]
             self.algorithm.set_layers(np.cumsum([0] + [layer.numel for layer in run.layers]), eligible)
+        # their messages go through the strategy's communicator, which counts (and with --emulate-link paces) the
+        # bytes between nodes; on the world communicator they once escaped both
         if self.world.rank == 0:
-            self.aggregator = Aggregator(self.cfg, self.world, run.layers, initial, self.topology, self.algorithm)
+            self.aggregator = Aggregator(self.cfg, self.comm, run.layers, initial, self.topology, self.algorithm)
             self.staging = HostStaging(run.layers, run.device)
         else:
             timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
-            self.host = ClientHost(self.cfg, self.world, run, self.topology.my_clients, timer, sigma, self.algorithm)
+            self.host = ClientHost(self.cfg, self.comm, run, self.topology.my_clients, timer, sigma, self.algorithm)
 
     def sampled(self, round_: int) -> np.ndarray:
         """Configure the round: which clients take part (the algorithm's hook)."""
