@@ -289,7 +289,8 @@ class Config:
     aggregation: str = opt(
         "client",
         "fedavg: who folds the clients' models: the aggregator, one client at a time (client); each client rank "
-        "into one partial sum per round (host); the round's client ranks pairwise in a tree before rank 0 (tree)",
+        "into one partial sum per round (host); the round's client ranks pairwise in a tree before rank 0, inside each "
+        "node first, then between node leaders (tree)",
         ("client", "host", "tree"),
         "fedavg",
     )

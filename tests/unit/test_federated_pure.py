@@ -168,3 +168,41 @@ def test_balanced_placement_evens_out_small_clients_by_count():
     out = balanced(list(sizes), {k: client_cost(n, 32, 1) for k, n in sizes.items()}, [1, 2])
     counts = [sum(1 for r in out.values() if r == rank) for rank in (1, 2)]
     assert sorted(counts) == [8, 9]
+
+
+def test_node_tree_by_hand_on_three_nodes_of_two():
+    """Ranks 0-5 on nodes [0, 0, 1, 1, 2, 2], the aggregator rank 0, hosts 1-5. Inside nodes: 3 -> 2, 5 -> 4; the
+    leaders 1, 2, 4 in a binomial tree: 2 -> 1 (d = 1), 4 -> 1 (d = 2); 1 reports to the aggregator. Two models
+    cross nodes (2 -> 1, 4 -> 1); the tree over hosts in rank order crosses four times (2 -> 1, 4 -> 3, 3 -> 1,
+    5 -> 1). Mutations caught: the leaders' children before the node's own, a leader taken as the last host."""
+    from bench.strategies.fedavg.partials import node_tree
+
+    nodes, hosts = (0, 0, 1, 1, 2, 2), [1, 2, 3, 4, 5]
+    expected = {1: ([2, 4], None), 2: ([3], 1), 3: ([], 2), 4: ([5], 1), 5: ([], 4)}
+    assert {h: node_tree(h, hosts, nodes) for h in hosts} == expected
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_node_tree_is_one_tree_crossing_once_per_node_and_the_flat_tree_on_one_node(seed):
+    """Random layouts and round hosts: both ends agree on every edge, one root, every host reaches it, and a
+    model crosses a node boundary exactly once per node with hosts but the root's. On one node, or with no nodes
+    known, it is tree_schedule's tree over the hosts in rank order."""
+    from bench.strategies.fedavg.partials import node_tree, tree_schedule
+
+    gen = np.random.default_rng(seed)
+    ranks = int(gen.integers(3, 14))
+    nodes = tuple(sorted(int(n) for n in gen.integers(0, 4, ranks)))
+    hosts = sorted(int(h) for h in gen.choice(np.arange(1, ranks), size=int(gen.integers(1, ranks)), replace=False))
+    parent = {}
+    for h in hosts:
+        children, up = node_tree(h, hosts, nodes)
+        parent[h] = up
+        assert all(node_tree(c, hosts, nodes)[1] == h for c in children)
+    assert [h for h, p in parent.items() if p is None] == [hosts[0]]
+    assert all(list(_path(h, parent))[-1] == hosts[0] for h in hosts)
+    crossing = sum(nodes[h] != nodes[p] for h, p in parent.items() if p is not None)
+    assert crossing == len({nodes[h] for h in hosts}) - 1
+    for flat in ((0,) * ranks, ()):
+        for i, h in enumerate(hosts):
+            children, up = tree_schedule(i, len(hosts))
+            assert node_tree(h, hosts, flat) == ([hosts[c] for c in children], None if up is None else hosts[up])

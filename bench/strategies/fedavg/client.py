@@ -24,7 +24,7 @@ from bench.strategies.fedavg.choice import exchange_losses, local_loss
 from bench.strategies.fedavg.client_upload import Uploading
 from bench.strategies.fedavg.drift import fednova_normaliser
 from bench.strategies.fedavg.local import Trained, local_batches
-from bench.strategies.fedavg.partials import Report, tree_schedule
+from bench.strategies.fedavg.partials import Report, node_tree
 from bench.strategies.fedavg.protocol import ClientStatus, client_header, model_tag, plan_tag
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
@@ -42,6 +42,7 @@ class ClientHost(Uploading, Stateful):
         self.cfg, self.comm, self.run, self.timer, self.sigma = cfg, comm, run, timer, sigma
         self.algorithm = algorithm
         self.round_hosts: list[int] = []  # ranks hosting the round's sampled clients (the tree's members)
+        self.nodes: tuple[int, ...] = ()  # the node of every rank (the strategy's topology), for the tree
         self.layers = run.layers
         self.staging = HostStaging(run.layers, run.device)
         self.tag_ub = tag_upper_bound(comm)
@@ -267,13 +268,12 @@ class ClientHost(Uploading, Stateful):
         """Send the report to the aggregator; in a tree, first take in the reports of this host's children."""
         dest = 0
         if self.cfg.aggregation == "tree":
-            hosts = self.round_hosts
-            children, parent = tree_schedule(hosts.index(self.comm.rank), len(hosts))
+            children, parent = node_tree(self.comm.rank, self.round_hosts, self.nodes)
             t = time.perf_counter()
             for child in children:
-                report.receive_from(self.comm, hosts[child], self.tag_ub, self.scratch)
+                report.receive_from(self.comm, child, self.tag_ub, self.scratch)
             rec["timing/wait"][round_] += time.perf_counter() - t
-            dest = hosts[parent] if parent is not None else 0
+            dest = parent if parent is not None else 0
         t = time.perf_counter()
         MPI.Request.Waitall(report.send(self.comm, dest, self.tag_ub))
         self._share(rec, round_, time.perf_counter() - t)

@@ -1,7 +1,8 @@
 """Host-side and tree aggregation (``--aggregation host|tree``): a client rank folds its own sampled clients into
 one weighted partial sum and sends one report per round, as FedML Parrot's hierarchical aggregation does; with
 ``tree``, the round's hosts first combine their reports pairwise in ceil(log2 H) steps (our own point-to-point
-messages, no MPI_Reduce) and rank 0 receives one.
+messages, no MPI_Reduce), inside each node first and then between the nodes' leaders (:func:`node_tree`), and
+rank 0 receives one.
 
 A report is three messages on the FED_CONTROL tags 1-3: a header ``[records, weight]`` (float64), the per-client
 records (``REPORT_FIELDS``, float64) and the partial sum ``sum_k n_k w_k`` (float64, the model's size: twice the
@@ -68,3 +69,23 @@ def tree_schedule(index: int, count: int) -> tuple[list[int], int | None]:
             children.append(index + d)
         d *= 2
     return children, None
+
+
+def node_tree(rank: int, hosts: list[int], nodes: tuple[int, ...]) -> tuple[list[int], int | None]:
+    """The round's tree with node leaders: for host ``rank`` among the round's ``hosts`` (ranks, ascending), the
+    ranks it receives from, in order, and the rank it sends to (None: the aggregator). Inside each node a binomial
+    tree (:func:`tree_schedule`) over its hosts leads to its first host; the nodes' first hosts then form a binomial
+    tree in rank order, whose root reports to the aggregator. So a model crosses a node boundary once per node with
+    hosts but the root's (and once more from the root when the aggregator's node is another), where the tree over
+    all hosts in rank order crosses at its first level wherever a node's hosts are an odd count. On one node (or
+    ``nodes`` unknown, empty) it is that tree."""
+    if not nodes:
+        nodes = (0,) * (max(hosts) + 1)
+    mine = [h for h in hosts if nodes[h] == nodes[rank]]
+    inside, up = tree_schedule(mine.index(rank), len(mine))
+    children = [mine[c] for c in inside]
+    if up is not None:
+        return children, mine[up]
+    leaders = sorted({min(h for h in hosts if nodes[h] == nodes[g]) for g in hosts})
+    across, up = tree_schedule(leaders.index(rank), len(leaders))
+    return children + [leaders[c] for c in across], None if up is None else leaders[up]

@@ -74,6 +74,7 @@ class FedAvgStrategy(Strategy):
             timer = LayerTimer(run.layers, make_clock(run.device.type), root=run.model)
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
             self.host = ClientHost(self.cfg, self.comm, run, self.topology.my_clients, timer, sigma, self.algorithm)
+            self.host.nodes = self.topology.nodes
 
     def sampled(self, round_: int) -> np.ndarray:
         """Configure the round: which clients take part (the algorithm's hook)."""
