@@ -61,8 +61,9 @@ def layout(run) -> tuple[int, int]:
 def step_comm_seconds(run, fit: TwoLevelFit) -> float | None:
     """Modelled communication seconds per step of a ``ring`` or ``localsgd`` run on its own layout over the two
     links: each bucket all-reduced by the kernel it took (``--allreduce flat`` or ``hierarchical``, or what
-    ``auto`` recorded per bucket in ``strategy_info.allreduce_chosen``), localsgd's average every tau steps spread
-    over them. None for the others (their stages are not priced by link: parameter servers and FedAvg's uploads,
+    ``auto`` recorded per bucket in ``strategy_info.allreduce_chosen``), localsgd's averages spread over its steps
+    at the rate it recorded (``localsgd/synced``: every tau steps, each warm-up step and the last; 1 / tau in a
+    file without it). None for the others (their stages are not priced by link: parameter servers and FedAvg's uploads,
     compressed exchanges, ddp's gloo)."""
     from analysis.data.facts import exchange
     from analysis.models.compress import compress_wire
@@ -75,5 +76,12 @@ def step_comm_seconds(run, fit: TwoLevelFit) -> float | None:
     buffers = exchanged_buffers(run)
     chosen = (run.attrs.get("strategy_info") or {}).get("allreduce_chosen")
     kernels = chosen or [run.config.get("allreduce") or "flat"] * len(buffers)
+    if len(kernels) != len(buffers):  # a file whose recorded choices do not match its buckets: not priced
+        return None
     seconds = sum(KERNELS[k](n, nodes, per_node, inside, across) for k, n in zip(kernels, buffers))
-    return seconds / max(1, int(run.config.get("local_steps", 1))) if exchange(run) == "periodic" else seconds
+    if exchange(run) != "periodic":
+        return seconds
+    synced = run.data.get("localsgd/synced") if hasattr(run.data, "get") else None
+    if synced is not None and synced.size:
+        return seconds * float(np.mean(synced[0]))
+    return seconds / max(1, int(run.config.get("local_steps", 1)))

@@ -303,15 +303,19 @@ def across_share(run: RunResults, warmup: int = 1) -> float:
 
 
 def across_time_share(run: RunResults, warmup: int = 1) -> float:
-    """Share of the communication time spent in calls that exchanged with other nodes (``timing/comm_across`` over
-    ``timing/comm``, rows after the warm-up, the ranks that recorded communication time: a parameter server's sends
-    are not in its ``timing/comm``); NaN where the file has no such series (before it, or ddp)."""
+    """Share of the time spent communicating or waiting on peers (``timing/comm`` + ``timing/wait``) that went on
+    calls exchanging with other nodes (``timing/comm_across``), rows after the warm-up, over the ranks that recorded
+    communication time (a parameter server's or FedAvg aggregator's sends are not in its ``timing/comm``). Waiting
+    is in the denominator because the calls timed include blocking receives that a step records as waiting (a ps
+    worker's replies, a FedAvg tree's children's reports). NaN where the file has no such series (before it, or
+    ddp)."""
     if "timing/comm_across" not in run.data:
         return math.nan
     comm = _after_warmup(per_row(run.data, "timing/comm"), warmup)
+    busy = comm + _after_warmup(run.data["timing/wait"], warmup) if "timing/wait" in run.data else comm
     across = _after_warmup(per_row(run.data, "timing/comm_across"), warmup)
     ranks = comm.sum(axis=1) > 0
-    total = comm[ranks].sum()
+    total = busy[ranks].sum()
     return float(across[ranks].sum() / total) if total else math.nan
 
 

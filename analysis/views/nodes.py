@@ -42,7 +42,7 @@ def links_table(runs, warmup: int) -> Table:
     groups = [g for g in repeat_groups(runs) if spans_nodes(g.first)]
     cols = [Column("model"), Column("ranks", INT), Column("nodes", INT), Column("strategy"), Column("n", INT)]
     cols += [Column("MiB per step, all ranks", EST, 3), Column("across nodes (% of bytes)", EST, 1, 100)]
-    cols += [Column("across nodes (% of comm time)", EST, 1, 100)]
+    cols += [Column("across nodes (% of comm + wait time)", EST, 1, 100)]
     cols += [Column("communication (% of step)", EST, 1, 100), Column("step median (ms)", EST, 2, 1e3)]
     cols += [Column("oversubscribed", FLAG), Column("runs")]
     rows = []
@@ -63,9 +63,10 @@ def links_table(runs, warmup: int) -> Table:
         _notes(
             warmup,
             "across nodes = bytes the ranks sent to ranks of other nodes / all bytes sent (timing/comm_bytes_across, "
-            "counted as the messages leave); across nodes (% of comm time) = time in calls that exchanged with other "
-            "nodes / communication time (timing/comm_across; blocking calls only, so a lower bound for non-blocking "
-            "schedules); nodes: the machine's, or --ranks-per-node's virtual ones",
+            "counted as the messages leave); across nodes (% of comm + wait time) = time in blocking calls that "
+            "exchanged with other nodes / communication + waiting time (timing/comm_across over timing/comm + "
+            "timing/wait, the ranks that recorded communication: not a server's or the aggregator's); nodes: the "
+            "machine's, or --ranks-per-node's virtual ones",
             "--emulate-link L,B in the strategy: messages between nodes were paced to L us + bytes / B Gb/s on one "
             "host, a node's ranks sharing one outgoing link; other times are this host's",
             OVER_NOTE,

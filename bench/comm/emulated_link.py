@@ -96,9 +96,11 @@ class NodeComm:
     link would; every other call goes to the communicator itself.
 
     The time is that of the calls this layer sees: ``Send``, ``Ssend``, ``Sendrecv`` (to or from another node) and
-    ``Recv`` (from another node), pacing included; ``Isend`` only for its own call (pacing blocks there), not for its
-    wait, which happens elsewhere. So for the kernels of ring and localsgd (blocking Sendrecv loops) it is their
-    inter-node time; for non-blocking schedules (the hook-driven overlap, parameter-server pulls) a lower bound."""
+    ``Recv`` from a named rank on another node (not from any source), pacing included; ``Isend`` only for its own
+    call (pacing blocks there), and no ``Irecv`` or wait, which happen elsewhere. For the kernels of ring and
+    localsgd (blocking Sendrecv loops, ``--overlap``'s thread too) it is their inter-node time; the hook-driven
+    overlap's non-blocking steps are missed; a ps worker's wait for its servers' replies and a FedAvg tree's
+    receipt of its children's reports are counted here although the step records them as waiting."""
 
     def __init__(self, comm, nodes: tuple[int, ...], spec: LinkSpec | None = None, links: SharedLinks | None = None):
         self._comm, self._nodes, self._spec, self._links = comm, nodes, spec, links

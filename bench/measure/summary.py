@@ -104,7 +104,7 @@ def _print_nodes(written, attrs: dict) -> None:
     share, seconds = across_share(written), across_time_share(written)
     crossed = f"{100 * share:.1f} % of the bytes sent went to other nodes" if share == share else "bytes not counted"
     if seconds == seconds:
-        crossed += f", {100 * seconds:.1f} % of the communication time was spent exchanging with them"
+        crossed += f", {100 * seconds:.1f} % of the time communicating or waiting was spent exchanging with them"
     print(f"  nodes           {len(set(nodes))} ({crossed}{emulated})")
 
 

@@ -257,11 +257,12 @@ def test_ranks_a_resumed_segment_did_not_have_are_left_out_of_the_means(tmp_path
     assert phase_totals({"timing/comm": full, "timing/step": full.sum(axis=2)}, ranks, 1)["comm"] == 4.0
 
 
-def test_across_time_share_is_time_exchanging_with_other_nodes_over_communication_time(tmp_path):
-    """Per rank, row and layer: rank 0 communicates 0.1 s per layer per step, rank 1 0.3 s; across nodes rank 0
-    0.05 per layer from step 1 on, rank 1 0.3 (all of it); warm-up step 0 a huge 100 s left out. A third rank with
-    no communication time (a server, whose sends are not in timing/comm) but 1 s across per step must not count.
-    Share = (4 x 2 x 0.05 + 4 x 2 x 0.3) / (4 x 2 x 0.1 + 4 x 2 x 0.3) = 2.8 / 3.2 = 0.875."""
+def test_across_time_share_is_time_exchanging_with_other_nodes_over_communication_and_waiting(tmp_path):
+    """Per rank, row and layer: rank 0 communicates 0.1 s per layer per step, rank 1 0.3 s, and rank 1 waits on
+    peers 0.2 s per step (a blocking receive of replies, timed across too); across nodes rank 0 0.05 per layer from
+    step 1 on, rank 1 0.3; warm-up step 0 a huge 100 s left out. A third rank with no communication time (a server,
+    whose sends are not in timing/comm) but 1 s across per step must not count. Share = (4 x 2 x 0.05 + 4 x 2 x 0.3)
+    / (4 x 2 x 0.1 + 4 x 2 x 0.3 + 4 x 0.2) = 2.8 / 4.0 = 0.7 (without the waiting 0.875)."""
     from analysis.stats.metrics import across_time_share
 
     comm = np.zeros((3, 5, 2))
@@ -269,9 +270,11 @@ def test_across_time_share_is_time_exchanging_with_other_nodes_over_communicatio
     across = np.zeros((3, 5, 2))
     across[0, 1:], across[1, 1:], across[2, 1:] = 0.05, 0.3, 0.5
     across[:, 0] = 100.0
-    extra = {"timing/comm_across": (across, "s"), "timing/comm": (comm, "s")}
+    wait = np.zeros((3, 5))
+    wait[1] = 0.2
+    extra = {"timing/comm_across": (across, "s"), "timing/comm": (comm, "s"), "timing/wait": (wait, "s")}
     run = ring_run(tmp_path / "a.h5", 3, 0.1, extra=extra)
-    assert across_time_share(run) == pytest.approx(0.875)
+    assert across_time_share(run) == pytest.approx(0.7)
     assert np.isnan(across_time_share(ring_run(tmp_path / "b.h5", 3, 0.1)))
     silent = {"timing/comm_across": (across, "s"), "timing/comm": (np.zeros_like(comm), "s")}
     assert np.isnan(across_time_share(ring_run(tmp_path / "c.h5", 3, 0.1, extra=silent)))

@@ -191,13 +191,14 @@ def test_node_tree_is_one_tree_crossing_once_per_node_and_the_flat_tree_on_one_n
 
     gen = np.random.default_rng(seed)
     ranks = int(gen.integers(3, 14))
-    nodes = tuple(sorted(int(n) for n in gen.integers(0, 4, ranks)))
+    nodes = tuple(int(n) for n in gen.integers(0, 4, ranks))  # nodes need not hold consecutive ranks
     hosts = sorted(int(h) for h in gen.choice(np.arange(1, ranks), size=int(gen.integers(1, ranks)), replace=False))
     parent = {}
     for h in hosts:
         children, up = node_tree(h, hosts, nodes)
         parent[h] = up
         assert all(node_tree(c, hosts, nodes)[1] == h for c in children)
+    assert all(h in node_tree(p, hosts, nodes)[0] for h, p in parent.items() if p is not None)  # the other end
     assert [h for h, p in parent.items() if p is None] == [hosts[0]]
     assert all(list(_path(h, parent))[-1] == hosts[0] for h in hosts)
     crossing = sum(nodes[h] != nodes[p] for h, p in parent.items() if p is not None)

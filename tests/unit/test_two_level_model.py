@@ -114,7 +114,10 @@ def test_a_runs_step_is_priced_bucket_by_bucket_on_its_own_layout_and_kernels():
     mixed = fake_run(allreduce="auto", chosen=["hierarchical", "flat"])
     assert step_comm_seconds(mixed, fit) == pytest.approx(5.608e-5 + 0.0603, rel=1e-9)
     periodic = fake_run("localsgd", "periodic", local_steps=4)
-    assert step_comm_seconds(periodic, fit) == pytest.approx(flat / 4, rel=1e-9)
+    assert step_comm_seconds(periodic, fit) == pytest.approx(flat / 4, rel=1e-9)  # a file without localsgd/synced
+    periodic.data["localsgd/synced"] = np.array([[1, 0, 0, 0, 1, 0, 0, 1]] * 4)  # warm-up, tau and the last step
+    assert step_comm_seconds(periodic, fit) == pytest.approx(flat * 3 / 8, rel=1e-9)
+    assert step_comm_seconds(fake_run(allreduce="auto", chosen=["flat"]), fit) is None  # choices for 1 of 2
     assert step_comm_seconds(fake_run(wire=[{"allreduce_bytes": [200]}]), fit) is None
     assert step_comm_seconds(fake_run("ps", "parameter_server"), fit) is None
     assert step_comm_seconds(fake_run("ddp"), fit) is None
