@@ -20,7 +20,11 @@ def links_plot(runs, out: Path, warmup: int = 1) -> list[Path]:
     groups = [g for g in repeat_groups(runs) if spans_nodes(g.first)]
     if not groups:
         return []
-    labels = [f"{strategy_label(g.first)}\n{g.first.world_size} ranks, {node_count(g.first)} nodes" for g in groups]
+    labels = [  # the model too: two models' runs under one label would be drawn over each other on one bar
+        f"{g.first.config.get('model')}: {strategy_label(g.first)}\n{g.first.world_size} ranks, "
+        f"{node_count(g.first)} nodes"
+        for g in groups
+    ]
     total = [g.pooled(lambda r: mib_per_row(r, warmup)).mean for g in groups]
     across = [t * g.pooled(lambda r: across_share(r, warmup)).mean for t, g in zip(total, groups)]
     inside = [t - a for t, a in zip(total, across)]
