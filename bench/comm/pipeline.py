@@ -100,10 +100,7 @@ class CudaCopies(HostCopies):
         with torch.cuda.stream(self.stream):
             whole = self.device_buffers[g]
             whole.copy_(self.staging.host[g], non_blocking=True)
-            offset = 0
-            for t in self.staging.tensors(g, grads):
-                t.copy_(whole[offset : offset + t.numel()])
-                offset += t.numel()
+            self.staging.scatter(g, whole, grads)
 
     @PACKING.timed
     def device_ready(self) -> None:

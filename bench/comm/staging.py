@@ -69,11 +69,15 @@ class HostStaging:
 
     @PACKING.timed
     def unpack(self, g: int, grads: bool = True) -> None:
-        src = self.host[g]
+        self.scatter(g, self.host[g], grads)
+
+    def scatter(self, g: int, flat: torch.Tensor, grads: bool = True) -> None:
+        """Group g's tensors (gradients or parameters) set from ``flat``, one group's values back to back in
+        packing order (its host buffer, or a device copy of it)."""
         off = 0
         for t in self._tensors(self.groups[g], grads):
             n = t.numel()
-            t.copy_(src[off : off + n])
+            t.copy_(flat[off : off + n])
             off += n
 
 

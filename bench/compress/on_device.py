@@ -55,7 +55,7 @@ class DeviceCompressedAveraging(CompressedAveraging):
         bucket = self.buffers[g]
         PACKING.timed(torch.cat)(self.staging.tensors(g, True), out=bucket)
         sent = self._summed_on_the_wire(g, bucket) if self.compressor.summable else self._gathered(g, bucket)
-        PACKING.timed(self._unpack)(g, bucket)
+        PACKING.timed(self.staging.scatter)(g, bucket, True)
         self._record(g, sent)
         return sent
 
@@ -77,12 +77,6 @@ class DeviceCompressedAveraging(CompressedAveraging):
             total += COMPRESSING.timed(_finished(self.compressor.decompress_tensor))(piece, total.numel())
         bucket.copy_(total.mul_(self.scale))
         return sent
-
-    def _unpack(self, g: int, bucket: torch.Tensor) -> None:
-        offset = 0
-        for t in self.staging.tensors(g, True):
-            t.copy_(bucket[offset : offset + t.numel()])
-            offset += t.numel()
 
 
 def _squared_norm(memory) -> float:
