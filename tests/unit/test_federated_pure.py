@@ -184,9 +184,11 @@ def test_node_tree_by_hand_on_three_nodes_of_two():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_node_tree_is_one_tree_crossing_once_per_node_and_the_flat_tree_on_one_node(seed):
-    """Random layouts and round hosts: both ends agree on every edge, one root, every host reaches it, and a
-    model crosses a node boundary exactly once per node with hosts but the root's. On one node, or with no nodes
-    known, it is tree_schedule's tree over the hosts in rank order."""
+    """Random layouts and round hosts: both ends agree on every edge, one root (the first host on the aggregator's
+    node where it has one), every host reaches it, and a model crosses a node boundary, counting the root's report
+    to rank 0, exactly once per node with hosts other than rank 0's: the least possible. On one node, or with no
+    nodes known, it is tree_schedule's tree over the hosts in rank order. Mutation caught: leaders in plain rank
+    order (the aggregator's node crossed twice on interleaved layouts)."""
     from bench.strategies.fedavg.partials import node_tree, tree_schedule
 
     gen = np.random.default_rng(seed)
@@ -199,10 +201,12 @@ def test_node_tree_is_one_tree_crossing_once_per_node_and_the_flat_tree_on_one_n
         parent[h] = up
         assert all(node_tree(c, hosts, nodes)[1] == h for c in children)
     assert all(h in node_tree(p, hosts, nodes)[0] for h, p in parent.items() if p is not None)  # the other end
-    assert [h for h, p in parent.items() if p is None] == [hosts[0]]
-    assert all(list(_path(h, parent))[-1] == hosts[0] for h in hosts)
-    crossing = sum(nodes[h] != nodes[p] for h, p in parent.items() if p is not None)
-    assert crossing == len({nodes[h] for h in hosts}) - 1
+    on_aggregators_node = [h for h in hosts if nodes[h] == nodes[0]]
+    root = (on_aggregators_node or hosts)[0]
+    assert [h for h, p in parent.items() if p is None] == [root]
+    assert all(list(_path(h, parent))[-1] == root for h in hosts)
+    crossing = sum(nodes[h] != nodes[0 if p is None else p] for h, p in parent.items())  # the aggregator is rank 0
+    assert crossing == len({nodes[h] for h in hosts} - {nodes[0]})
     for flat in ((0,) * ranks, ()):
         for i, h in enumerate(hosts):
             children, up = tree_schedule(i, len(hosts))

@@ -208,7 +208,7 @@ class ClientHost(Uploading, Stateful):
         losses = {k: local_loss(self.run.model, *self.client_data(k), self.cfg.batch_size) for k in candidates}
         chosen, sent = exchange_losses(self.comm, losses, self.tag_ub)
         rec["fedavg/select"][round_] += time.perf_counter() - t
-        rec["timing/comm_bytes"][round_] += np.round(sent * self._byte_share).astype(np.int64)
+        self._count_bytes(rec, round_, sent)
         return chosen
 
     def _model_flat(self) -> np.ndarray:
@@ -277,4 +277,4 @@ class ClientHost(Uploading, Stateful):
         t = time.perf_counter()
         MPI.Request.Waitall(report.send(self.comm, dest, self.tag_ub))
         self._share(rec, round_, time.perf_counter() - t)
-        rec["timing/comm_bytes"][round_] += np.round(report.partial.total.nbytes * self._byte_share).astype(np.int64)
+        self._count_bytes(rec, round_, report.nbytes)

@@ -17,6 +17,7 @@ from bench.strategies.fedavg.protocol import Head, header_tag, update_tag
 class Uploading:
     def send(self, head: np.ndarray, rec, round_: int, with_model: bool) -> None:
         """A client's report: blocking (``--upload-buffers 0``) or posted from an upload buffer."""
+        self._count_bytes(rec, round_, head.nbytes)
         if self.uploads is None:
             self.comm.Send(head, 0, header_tag(self.tag_ub))
             if with_model:
@@ -41,6 +42,13 @@ class Uploading:
             rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
         self._share(rec, round_, waited + time.perf_counter() - packed)
         rec["timing/pack"][round_] += (packed - t) * self._byte_share
+
+    def _count_bytes(self, rec, round_: int, nbytes: int) -> None:
+        """Bytes sent that belong to no one layer (headers, records, a report's sum), shared by layer size with
+        the rounding remainder on the largest layer, so the row's total is exact."""
+        shares = np.floor(nbytes * self._byte_share).astype(np.int64)
+        shares[int(np.argmax(self._byte_share))] += nbytes - shares.sum()
+        rec["timing/comm_bytes"][round_] += shares
 
     def _share(self, rec, round_: int, seconds: float) -> None:
         """Upload time not tied to one layer (waiting for a free buffer, posting, draining), shared by bytes."""

@@ -40,6 +40,7 @@ class Report:
         head = np.array([len(self.records), self.partial.weight], dtype=np.float64)
         records = np.array(self.records, dtype=np.float64).reshape(-1, len(REPORT_FIELDS))
         self._keep = (head, records)  # alive until the sends complete
+        self.nbytes = head.nbytes + records.nbytes + self.partial.total.nbytes  # what the three messages carry
         return [
             comm.Isend(head, dest, report_tag(HEAD, tag_ub)),
             comm.Isend(records, dest, report_tag(RECORDS, tag_ub)),
@@ -75,10 +76,11 @@ def node_tree(rank: int, hosts: list[int], nodes: tuple[int, ...]) -> tuple[list
     """The round's tree with node leaders: for host ``rank`` among the round's ``hosts`` (ranks, ascending), the
     ranks it receives from, in order, and the rank it sends to (None: the aggregator). Inside each node a binomial
     tree (:func:`tree_schedule`) over its hosts leads to its first host; the nodes' first hosts then form a binomial
-    tree in rank order, whose root reports to the aggregator. So a model crosses a node boundary once per node with
-    hosts but the root's (and once more from the root when the aggregator's node is another), where the tree over
-    all hosts in rank order crosses at its first level wherever a node's hosts are an odd count. On one node (or
-    ``nodes`` unknown, empty) it is that tree."""
+    tree in rank order, except that the leader on the aggregator's node (rank 0's) comes first and is the root, which
+    reports to the aggregator. So a model crosses a node boundary once per node with hosts other than the
+    aggregator's (the least any tree can: each such node must send at least once), where the tree over all hosts in
+    rank order crosses at its first level wherever a node's hosts are an odd count. On one node (or ``nodes``
+    unknown, empty) it is that tree."""
     if not nodes:
         nodes = (0,) * (max(hosts) + 1)
     mine = [h for h in hosts if nodes[h] == nodes[rank]]
@@ -86,6 +88,8 @@ def node_tree(rank: int, hosts: list[int], nodes: tuple[int, ...]) -> tuple[list
     children = [mine[c] for c in inside]
     if up is not None:
         return children, mine[up]
-    leaders = sorted({min(h for h in hosts if nodes[h] == nodes[g]) for g in hosts})
+    leaders = sorted(
+        {min(h for h in hosts if nodes[h] == nodes[g]) for g in hosts}, key=lambda h: (nodes[h] != nodes[0], h)
+    )
     across, up = tree_schedule(leaders.index(rank), len(leaders))
     return children + [leaders[c] for c in across], None if up is None else leaders[up]
