@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     if args.command == "info":
         from bench.info import info
 
-        return info(comm)
+        return info(comm, args)
     if args.command == "micro":
         from bench.micro.harness import micro
 

@@ -238,7 +238,8 @@ class Config:
         "fedavg",
         "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
         "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps), "
-        "feddyn (dynamic regularisation, --feddyn-alpha; Acar et al. 2021)",
+        "feddyn (dynamic regularisation, --feddyn-alpha; Acar et al. 2021), partial (layer-wise partial training at "
+        "weaker tiers, --client-tiers; InclusiveFL, Liu et al. 2022)",
         tuple(FL_ALGORITHMS),
         "fedavg",
     )
@@ -311,6 +312,25 @@ class Config:
     client_speed: str = opt(
         "",
         "fedavg: per-client slowdown factors drawn once per client: lognormal:SIGMA",
+        group="fedavg",
+    )
+    client_tiers: str = opt(
+        "",
+        "fedavg: capacity tiers as shares of the clients, e.g. strong:0.5,weak:0.5 (strong, moderate, weak; a "
+        "seeded assignment, recorded); with --fl-algorithm partial a tier leaves its --tier-frozen leading layers "
+        "untrained (default: all strong)",
+        group="fedavg",
+    )
+    tier_frozen: str = opt(
+        "",
+        "fedavg: leading layers (of the model's layer list) each tier does not train, e.g. moderate:14,weak:26 "
+        "(resnet20's default: the first conv + 3 or 6 residual blocks, as InclusiveFL; other models need it)",
+        group="fedavg",
+    )
+    tier_speed: str = opt(
+        "",
+        "fedavg: a tier's compute takes this many times as long, e.g. weak:4 (composes with --client-speed and "
+        "counts for --deadline; default 1)",
         group="fedavg",
     )
     # --- data ---

@@ -12,7 +12,9 @@ from bench.measure import provenance
 from bench.runtime.launch import node_ids, node_local, usable_cores
 
 
-def info(comm: MPI.Comm) -> int:
+def info(comm: MPI.Comm, args=None) -> int:
+    if args is not None and args.model:
+        return model_layers(comm, args.model, args.shape, args.classes)
     local = node_local(comm)[1]
     nodes = list(node_ids(comm))
     hosts = comm.gather(socket.gethostname(), root=0)
@@ -40,4 +42,27 @@ def info(comm: MPI.Comm) -> int:
         job = os.environ.get("SLURM_JOB_ID")
         if job:
             print(f"slurm job        {job} ({os.environ.get('SLURM_JOB_NODELIST', '')})")
+    return 0
+
+
+def model_layers(comm: MPI.Comm, name: str, shape: str, classes: int) -> int:
+    """``info --model NAME``: the model's layers in the order the suite counts them (``--tier-frozen moderate:N``
+    leaves the first N untrained), each with its parameters and float32 bytes."""
+    from bench.runtime.errors import UsageError
+    from bench.workload.models import build, layers_of
+
+    try:
+        dims = tuple(int(d) for d in shape.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise UsageError(f"--shape {shape!r}: expected CxHxW, e.g. 3x32x32")
+    layers = layers_of(build(name, dims, classes, 0))
+    if comm.rank == 0:
+        total = sum(layer.numel for layer in layers)
+        print(f"model {name} on {shape} samples, {classes} classes: {len(layers)} layers, {total:,} parameters")
+        print(f"{'layer':>5}  {'name':24s} {'parameters':>12} {'bytes':>12}  {'share':>6}")
+        for layer in layers:
+            share = 100 * layer.numel / total
+            print(f"{layer.index:5d}  {layer.name:24s} {layer.numel:12,d} {layer.bytes:12,d}  {share:5.1f} %")
     return 0

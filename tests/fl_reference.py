@@ -114,3 +114,40 @@ def server_step(cfg, algorithm, x, c, ys, ns, taus):
         step = np.mean([y - x for y, _ in ys], axis=0)
         return x + cfg.server_lr * step, c + sum(dc for _, dc in ys) / cfg.clients
     return sum(pi * y for pi, y in zip(p, ys)), c
+
+
+def serial_partial(cfg, cohorts: list[list[int]], frozen_of: dict[int, int]) -> np.ndarray:
+    """InclusiveFL's layer-wise partial training (Liu et al., KDD 2022), plain SGD: client k trains from the global
+    model with its first ``frozen_of[k]`` layers (the suite's layer list) held at the global values (here: put back
+    after every step, not left out of autograd as the suite does), and the server sets each layer to the n_k-weighted
+    mean over the clients that trained it, y_{t+1} = sum_{S_y} n_k y_k / sum_{S_y} n_k, keeping the global layer
+    where no client did."""
+    ds = data.load(cfg)
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    parts = partition.make(cfg.partition, ds.y_train, cfg.clients, cfg.seed, alpha=cfg.alpha, groups=ds.groups)
+    layers = models.layers_of(model)
+    params = [p for layer in layers for p in layer.params]
+    bounds = np.cumsum([0] + [layer.numel for layer in layers])
+    x = flat(params)
+    for r, cohort in enumerate(cohorts):
+        sums, weights = np.zeros_like(x), np.zeros(len(layers))
+        for k in cohort:
+            load(params, x)
+            idx = parts[k]
+            xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            held = bounds[frozen_of[k]]  # the frozen prefix of the flat model
+            for order in local_batches(cfg, k, r, len(y)):
+                i = torch.from_numpy(order)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xs[i]), y[i]).backward()
+                opt.step()
+                load(params, np.concatenate([x[:held], flat(params)[held:]]))
+            y_k = flat(params)
+            for j in range(frozen_of[k], len(layers)):
+                sums[bounds[j] : bounds[j + 1]] += len(y) * y_k[bounds[j] : bounds[j + 1]]
+                weights[j] += len(y)
+        x = x.copy()
+        for j in np.flatnonzero(weights):
+            x[bounds[j] : bounds[j + 1]] = sums[bounds[j] : bounds[j + 1]] / weights[j]
+    return x

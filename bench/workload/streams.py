@@ -19,6 +19,7 @@ class Salt(IntEnum):
     STRAGGLER = 0x510  # random slowdowns (seed, rank or client, step)
     COMPRESS = 0xC0  # random-k indices and QSGD's stochastic rounding (seed, rank or client, step, bucket)
     BYZANTINE = 0xBAD  # FedAvg: which sampled clients attack (seed, round); their Gaussian noise (seed, round, client)
+    TIERS = 0x713  # FedAvg: which clients are strong, moderate or weak (seed)
 
 
 def stream(seed: int, *keys: int, salt: Salt | None = None) -> np.random.Generator:

@@ -48,6 +48,21 @@ class FedAvg(Stateful):
         self.client_sizes = list(client_sizes)  # n_k of every client (size-proportional selection)
         self.rule, self.selection = cfg.federated.rule, cfg.federated.selection
         self.draws: dict[int, int] = {}  # pragma: no mutate (set by configure_round before any weight is read)
+        tiers = cfg.federated.tiers
+        self.tier_of = tiers.assign(cfg.seed, cfg.clients) if tiers is not None else None  # --client-tiers
+        self.offsets = np.zeros(1, dtype=np.int64)  # the flat model's layer boundaries (set_model)
+
+    def set_model(self, offsets: np.ndarray) -> None:
+        """The flat model's layer boundaries (``offsets[i]:offsets[i + 1]`` is layer i), before the first round."""
+        self.offsets = offsets
+
+    def trained(self, k: int) -> np.ndarray | None:
+        """Bool mask of the layers client k trains and uploads; None: every layer (FedAvg)."""
+        return None
+
+    def compute_factor(self, k: int) -> float:
+        """How many times as long client k's compute takes as measured: its tier's ``--tier-speed`` (1 without)."""
+        return float(self.cfg.federated.tiers.speed[self.tier_of[k]]) if self.tier_of is not None else 1.0
 
     # ---- server side --------------------------------------------------------------------------------
     def configure_round(self, round_: int) -> np.ndarray:

@@ -68,6 +68,7 @@ class ClientHost(Uploading, Stateful):
         n_layers = len(self.layers)
         self.fresh = np.ones(n_layers, dtype=bool)  # layers received this round (FedLAMA: the rest stay local)
         self.averaged = np.ones(n_layers, dtype=bool)  # layers uploaded at the round's end
+        self.uploading = self.averaged  # the current client's: averaged, less what its tier leaves untrained
         self.kept: dict[int, np.ndarray] = ClientDict()  # FedLAMA: each cohort client's model between rounds of a block
         self._plan = np.empty(2 * n_layers, dtype=np.int8)
         self._param_layer = [i for i, layer in enumerate(self.layers) for _ in layer.params]
@@ -157,6 +158,9 @@ class ClientHost(Uploading, Stateful):
         then the algorithm's end-of-client hook (SCAFFOLD's variate) and, for a simulated attacker, its update."""
         cfg, model = self.cfg, self.run.model
         self._load_global(k)
+        trained = self.algorithm.trained(k)
+        self._train_only(trained)
+        self.uploading = self.averaged if trained is None else self.averaged & trained
         x, y = self.client_data(k)
         n = len(y)
         opt = self.optimizer
@@ -164,6 +168,7 @@ class ClientHost(Uploading, Stateful):
         set_lr(opt, cfg, round_, cfg.rounds)  # a client's rate follows the round
         state = self.algorithm.begin_client(model, k)
         losses = []
+        before = fwd_row.sum(), bwd_row.sum()
         t0 = time.perf_counter()
         for order in local_batches(cfg, k, round_, n):
             idx = torch.from_numpy(order).to(x.device)
@@ -189,7 +194,17 @@ class ClientHost(Uploading, Stateful):
             else:
                 self.kept[k] = self._model_flat()
         normaliser = fednova_normaliser(steps, cfg.momentum, cfg.lr * cfg.fedprox_mu)
-        return Trained(k, float(np.mean(losses)), compute_s, n, steps, normaliser)
+        phases = fwd_row.sum() - before[0], bwd_row.sum() - before[1]
+        return Trained(k, float(np.mean(losses)), compute_s, n, steps, normaliser, *map(float, phases))
+
+    def _train_only(self, trained: np.ndarray | None) -> None:
+        """Layers outside ``trained`` (a weaker tier's leading ones) stop requiring gradients: autograd builds no
+        graph through them, they get no gradient and the optimizer skips them (torch steps only parameters with
+        a gradient); None: every layer trains."""
+        for layer in self.layers:
+            wanted = trained is None or bool(trained[layer.index])
+            for p in layer.params:
+                p.requires_grad_(wanted)
 
     def _after_training(self, k: int, round_: int, state, steps: int) -> np.ndarray | None:
         """SCAFFOLD's variate change (from the honest model), then a simulated attacker's replaced update."""
@@ -233,10 +248,11 @@ class ClientHost(Uploading, Stateful):
                 if report is None:
                     self.send(client_header(k, ClientStatus.DROPPED), rec, round_, with_model=False)
                 else:
-                    report.records.append((k, self.comm.rank, 0, int(ClientStatus.DROPPED), 0, 0, 0, 0))
+                    report.records.append((k, self.comm.rank, 0, int(ClientStatus.DROPPED), 0, 0, 0, 0, 0, 0))
                 continue
             done = self.train(k, round_, rec["timing/forward"][round_], rec["timing/backward"][round_])
-            slow = (speed_factor(self.cfg.seed, k, self.sigma) - 1.0) * done.compute_s
+            factor = speed_factor(self.cfg.seed, k, self.sigma) * self.algorithm.compute_factor(k)
+            slow = (factor - 1.0) * done.compute_s
             if slow > 0:
                 time.sleep(slow)
                 rec["timing/injected"][round_] += slow
@@ -262,7 +278,7 @@ class ClientHost(Uploading, Stateful):
                 self.staging.pack(i, grads=False)  # fills self.staging.flat, the model as one vector
             rec["timing/pack"][round_] += (time.perf_counter() - t) * self._byte_share
             self.algorithm.fold(report.partial, self.staging.flat, done.header(slow))
-        report.records.append((k, self.comm.rank, n, int(state), compute_s, slow, loss, ready_s))
+        report.records.append((k, self.comm.rank, n, int(state), compute_s, slow, loss, ready_s, *done.phases))
 
     def deliver(self, report: Report, round_: int, rec) -> None:
         """Send the report to the aggregator; in a tree, first take in the reports of this host's children."""

@@ -31,7 +31,7 @@ class Uploading:
             self._share(rec, round_, waited + time.perf_counter() - t)
             return
         t = time.perf_counter()
-        layers = np.flatnonzero(self.averaged) if with_model else []
+        layers = np.flatnonzero(self.uploading) if with_model else []
         for i in layers:
             np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
             rec["timing/comm_bytes"][round_][i] += self.staging.numpy[i].nbytes
@@ -79,7 +79,7 @@ class Uploading:
             self.comm.Send(message, 0, update_tag(0, self.tag_ub))
             self._share(rec, round_, time.perf_counter() - t)
             return
-        for i in np.flatnonzero(self.averaged):
+        for i in np.flatnonzero(self.uploading):
             t = time.perf_counter()
             buf = self.staging.pack(i, grads=False)
             packed = time.perf_counter()

@@ -41,8 +41,15 @@ class Trained:
     samples: int  # n_k
     steps: int  # tau_i
     normaliser: float  # FedNova's ||a_i||_1
+    forward_s: float = 0.0  # of compute_s, the forward passes (layer hooks)
+    backward_s: float = 0.0  # of compute_s, the backward passes
+
+    @property
+    def phases(self) -> tuple[float, float]:
+        return self.forward_s, self.backward_s
 
     def header(self, slow_s: float) -> np.ndarray:
         return client_header(
-            self.client, ClientStatus.OK, self.samples, self.compute_s, slow_s, self.loss, self.steps, self.normaliser
-        )
+            self.client, ClientStatus.OK, self.samples, self.compute_s, slow_s, self.loss, self.steps, self.normaliser,
+            self.forward_s, self.backward_s,
+        )  # fmt: skip

@@ -42,6 +42,7 @@ NEEDS = {
         no_fedprox="has its own proximal term (alpha)",
         uniform_selection="averages uniformly over the cohort",
     ),
+    "partial": Needs(own_options=("tier_frozen",)),  # each layer averaged over the clients that trained it
 }
 
 

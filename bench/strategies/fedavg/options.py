@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bench.strategies.fedavg.byzantine import Attack, parse_byzantine
 from bench.strategies.fedavg.robust import Rule, parse_aggregator
+from bench.strategies.fedavg.tiers import Tiers, parse_tiers
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,17 @@ class Federated:
     attack: Attack | None
     selection: Selection
     cohort: int
+    tiers: Tiers | None = None  # --client-tiers (None: every client strong)
 
 
 def resolve(cfg) -> Federated:
-    """Parse ``--aggregator``, ``--byzantine`` and ``--selection`` (ValueError with the option's accepted forms)."""
+    """Parse ``--aggregator``, ``--byzantine``, ``--selection`` and the tiers (ValueError with the option's accepted
+    forms)."""
     cohort = cohort_size(cfg.clients, cfg.fraction)
     return Federated(
         parse_aggregator(cfg.aggregator),
         parse_byzantine(cfg.byzantine),
         parse_selection(cfg.selection, cfg.clients, cohort),
         cohort,
+        parse_tiers(cfg.client_tiers, cfg.tier_frozen, cfg.tier_speed, cfg.model),
     )

@@ -21,7 +21,8 @@ from mpi4py import MPI
 from bench.strategies.fedavg.aggregate import StreamingMean
 from kernels.tags import Tag, tag_for
 
-REPORT_FIELDS = ("client", "host", "samples", "status", "train_s", "injected_s", "loss", "ready_s")
+REPORT_FIELDS = ("client", "host", "samples", "status", "train_s", "injected_s", "loss", "ready_s", "forward_s",
+                 "backward_s")  # fmt: skip
 HEAD, RECORDS, SUM = 1, 2, 3  # FED_CONTROL tag indices (0 is a client's header in per-client aggregation)
 
 

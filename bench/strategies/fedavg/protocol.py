@@ -25,6 +25,8 @@ class Head(IntEnum):
     LOSS = 5  # mean local loss
     STEPS = 6  # local SGD steps taken (tau_i)
     NORMALISER = 7  # FedNova's ||a_i||_1 (the step count for plain SGD)
+    FORWARD_S = 8  # of TRAIN_S, the forward passes (the layers' hooks, as every strategy's timing/forward)
+    BACKWARD_S = 9  # of TRAIN_S, the backward passes
 
 
 HEADER_LEN = len(Head)
@@ -55,6 +57,8 @@ CLIENT_RECORD = np.dtype(
         ("injected_s", np.float64),
         ("loss", np.float64),
         ("arrival_s", np.float64),
+        ("forward_s", np.float64),
+        ("backward_s", np.float64),
     ]
 )
 """One sampled client in one round, as the aggregator saw it (float64 fields, as schema 1 stores them)."""
@@ -68,12 +72,15 @@ CLIENT_RECORD_UNITS = {
     "injected_s": "s",
     "loss": "1",
     "arrival_s": "s",
+    "forward_s": "s",
+    "backward_s": "s",
 }
 
 
 def client_header(client: int, status: ClientStatus, samples=0.0, train_s=0.0, injected_s=0.0, loss=0.0,
-                  steps=0, normaliser=0.0):  # fmt: skip
+                  steps=0, normaliser=0.0, forward_s=0.0, backward_s=0.0):  # fmt: skip
     head = np.zeros(HEADER_LEN, dtype=np.float64)
+    head[[Head.FORWARD_S, Head.BACKWARD_S]] = forward_s, backward_s
     head[[Head.CLIENT, Head.SAMPLES, Head.STATUS]] = client, samples, int(status)
     head[[Head.TRAIN_S, Head.INJECTED_S, Head.LOSS]] = train_s, injected_s, loss
     head[[Head.STEPS, Head.NORMALISER]] = steps, normaliser

@@ -8,6 +8,7 @@ from bench.strategies.fedavg.algorithm import FedAvg, FedOpt, FedProx
 from bench.strategies.fedavg.drift import FedNova, Scaffold
 from bench.strategies.fedavg.dynamic import FedDyn
 from bench.strategies.fedavg.fedlama import FedLama
+from bench.strategies.fedavg.partial import PartialTraining
 
 ALGORITHMS: dict[str, type[FedAvg]] = {
     "fedavg": FedAvg,
@@ -15,6 +16,7 @@ ALGORITHMS: dict[str, type[FedAvg]] = {
     "scaffold": Scaffold,
     "fedlama": FedLama,
     "feddyn": FedDyn,
+    "partial": PartialTraining,
 }
 
 

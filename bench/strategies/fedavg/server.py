@@ -138,7 +138,9 @@ class Aggregator(Stateful):
     def _silent(self, round_: int, waiting: dict, t0: float, counts: dict) -> list[int]:
         for k, host in waiting.items():
             counts["dropped"] += 1
-            self.log.append((round_, k, host, 0.0, ClientStatus.SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0))
+            self.log.append(
+                (round_, k, host, 0.0, ClientStatus.SILENT, 0.0, 0.0, np.nan, time.perf_counter() - t0, 0.0, 0.0)
+            )
         return sorted(set(waiting.values()))
 
     def _collect_clients(self, round_, waiting, t0, timeout, times, counts) -> list[int]:
@@ -155,7 +157,7 @@ class Aggregator(Stateful):
             k, n_k, state = int(head[Head.CLIENT]), float(head[Head.SAMPLES]), ClientStatus(int(head[Head.STATUS]))
             waiting.pop(k)
             if state == ClientStatus.OK:
-                self._receive_model(source, n_layers)
+                self._receive_model(source, n_layers, k)
                 t_recv = time.perf_counter()
                 times["receive"] += t_recv - arrival
                 if arrival - t0 > self.cfg.deadline:
@@ -166,14 +168,18 @@ class Aggregator(Stateful):
                     times["aggregate"] += time.perf_counter() - t_recv
             counts[COUNTED_AS[state]] += 1
             train = (head[Head.TRAIN_S], head[Head.INJECTED_S], head[Head.LOSS])
-            self.log.append((round_, k, source, n_k, state, *train, arrival - t0))
+            phases = head[[Head.FORWARD_S, Head.BACKWARD_S]]
+            self.log.append((round_, k, source, n_k, state, *train, arrival - t0, *phases))
         return []
 
-    def _receive_model(self, source: int, n_layers: int) -> None:
-        """A client's model into ``scratch``: layer by layer, or one compressed delta decoded onto the model the
-        round started from (the snapshot sent to the hosts)."""
+    def _receive_model(self, source: int, n_layers: int, k: int) -> None:
+        """Client k's model into ``scratch``: layer by layer (those it sends: FedLAMA's plan, its tier's trained
+        layers), or one compressed delta decoded onto the model the round started from (the snapshot sent to the
+        hosts)."""
         if self.decoder is None:
-            for i in self.returned if self.algorithm.plans_layers else range(n_layers):
+            layers = self.returned if self.algorithm.plans_layers else range(n_layers)
+            trained = self.algorithm.trained(k)
+            for i in layers if trained is None else [i for i in layers if trained[i]]:
                 self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
             if self.extra is not None:
                 self.comm.Recv(self.extra, source, update_tag(n_layers, self.tag_ub))
@@ -203,10 +209,10 @@ class Aggregator(Stateful):
             times["receive"] += arrival - t_msg
             self.mean.merge(report.partial.total, report.partial.weight)
             times["aggregate"] += time.perf_counter() - arrival
-            for client, host, n_k, state, train_s, injected_s, loss, _ready in report.records:
+            for client, host, n_k, state, train_s, injected_s, loss, _ready, fwd, bwd in report.records:
                 waiting.pop(int(client))
                 counts[COUNTED_AS[ClientStatus(int(state))]] += 1
                 self.log.append(
-                    (round_, int(client), int(host), n_k, int(state), train_s, injected_s, loss, arrival - t0)
+                    (round_, int(client), int(host), n_k, int(state), train_s, injected_s, loss, arrival - t0, fwd, bwd)
                 )
         return []

@@ -62,6 +62,7 @@ class FedAvgStrategy(Strategy):
         self.partition_sizes = [len(p) for p in run.parts]
         initial = flat_parameters(run.layers)
         self.algorithm = algorithm_for(self.cfg, initial.size, self.partition_sizes)
+        self.algorithm.set_model(np.cumsum([0] + [layer.numel for layer in run.layers]))
         if self.algorithm.plans_layers:  # FedLAMA: layers as units; all-vector layers (biases, norms) stay at 1
             eligible = [any(p.dim() > 1 for p in layer.params) for layer in run.layers]
             self.algorithm.set_layers(np.cumsum([0] + [layer.numel for layer in run.layers]), eligible)
@@ -141,13 +142,34 @@ class FedAvgStrategy(Strategy):
                 for r, c in zip(log["round"], log["client"])
             ]
             datasets["fedavg/clients/byzantine"] = (np.array(flags, dtype=np.int8), "1")
+        datasets |= self._tier_datasets(log)
         attrs = {
             "client_status_codes": {int(k): v for k, v in STATUS_NAMES.items()},
             "clients_of_rank": {str(k): list(v) for k, v in self.topology.clients_of_rank.items()},
         }
         if attack is not None:
             attrs["byzantine_check"] = attack_check(self.algorithm.rule, attack, self.cfg.seed, cohort)
+        if self.cfg.federated.tiers is not None:
+            tiers = self.cfg.federated.tiers.describe()  # and every client's tier, 0 strong, 1 moderate, 2 weak
+            attrs["client_tiers"] = tiers | {"tier_of_client": self.algorithm.tier_of.tolist()}
         return datasets, attrs
+
+    def _tier_datasets(self, log) -> dict:
+        """With ``--client-tiers``: per logged client its tier and the model bytes it uploaded (the layers it
+        trained; none where it dropped out)."""
+        tier_of = self.algorithm.tier_of
+        if tier_of is None:
+            return {}
+        sizes = np.array([layer.bytes for layer in self.layers], dtype=np.int64)
+        sent = []
+        for client, status in zip(log["client"].astype(int), log["status"]):
+            trained = self.algorithm.trained(client)
+            uploaded = status in (ClientStatus.OK, ClientStatus.LATE)
+            sent.append(int(sizes.sum() if trained is None else sizes[trained].sum()) if uploaded else 0)
+        return {
+            "fedavg/clients/tier": (tier_of[log["client"].astype(int)], "1"),
+            "fedavg/clients/upload_bytes": (np.array(sent, dtype=np.int64), "bytes"),
+        }
 
     @staticmethod
     def peak_rss() -> int:
