@@ -239,7 +239,8 @@ class Config:
         "fedavg: the federated algorithm: fedavg (with --fedprox-mu, --server-opt), scaffold (control variates, "
         "option II), fednova (normalized averaging), fedlama (layer-wise aggregation intervals; --local-steps), "
         "feddyn (dynamic regularisation, --feddyn-alpha; Acar et al. 2021), partial (layer-wise partial training at "
-        "weaker tiers, --client-tiers; InclusiveFL, Liu et al. 2022)",
+        "weaker tiers, --client-tiers; InclusiveFL, Liu et al. 2022), width (width-reduced sub-models at weaker tiers, "
+        "static HeteroFL, Diao et al. 2021)",
         tuple(FL_ALGORITHMS),
         "fedavg",
     )
@@ -331,6 +332,12 @@ class Config:
         "",
         "fedavg: a tier's compute takes this many times as long, e.g. weak:4 (composes with --client-speed and "
         "counts for --deadline; default 1)",
+        group="fedavg",
+    )
+    tier_width: str = opt(
+        "",
+        "fedavg: --fl-algorithm width: a tier's width ratio r, e.g. moderate:0.65,weak:0.4 (default: sqrt of the "
+        "share of parameters its --tier-frozen layers leave to train)",
         group="fedavg",
     )
     # --- data ---

@@ -151,3 +151,38 @@ def serial_partial(cfg, cohorts: list[list[int]], frozen_of: dict[int, int]) -> 
         for j in np.flatnonzero(weights):
             x[bounds[j] : bounds[j + 1]] = sums[bounds[j] : bounds[j + 1]] / weights[j]
     return x
+
+
+def serial_width(cfg, cohorts: list[list[int]], width_of: dict[int, float]) -> np.ndarray:
+    """Static HeteroFL (Diao et al. 2021), plain SGD: client k trains the model of width ratio ``width_of[k]``
+    loaded with the leading slices of the global parameters (torch slicing here), and the server sets every entry
+    to the n_k-weighted mean over the clients whose sub-model holds it, keeping the global entry where none does."""
+    ds = data.load(cfg)
+    full = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    parts = partition.make(cfg.partition, ds.y_train, cfg.clients, cfg.seed, alpha=cfg.alpha, groups=ds.groups)
+    x = [p.detach().double().clone() for layer in models.layers_of(full) for p in layer.params]
+    for r, cohort in enumerate(cohorts):
+        sums, weights = [torch.zeros_like(t) for t in x], [torch.zeros_like(t) for t in x]
+        for k in cohort:
+            width = width_of[k]
+            model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed, **({"width": width} if width < 1 else {}))
+            params = [p for layer in models.layers_of(model) for p in layer.params]
+            leading = [tuple(slice(0, n) for n in p.shape) for p in params]
+            with torch.no_grad():
+                for p, g, cut in zip(params, x, leading):
+                    p.copy_(g[cut].float())
+            idx = parts[k]
+            xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            for order in local_batches(cfg, k, r, len(y)):
+                i = torch.from_numpy(order)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xs[i]), y[i]).backward()
+                opt.step()
+            for p, total, weight, cut in zip(params, sums, weights, leading):
+                total[cut] += len(y) * p.detach().double()
+                weight[cut] += len(y)
+        for g, total, weight in zip(x, sums, weights):
+            held = weight > 0
+            g[held] = total[held] / weight[held]
+    return torch.cat([g.reshape(-1) for g in x]).numpy()

@@ -8,6 +8,7 @@ encoder classifier that reads image rows as tokens. All run on CPU and CUDA.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,10 +59,15 @@ def layers_of(model: nn.Module) -> list[Layer]:
     return out
 
 
+def scaled(channels: int, width: float) -> int:
+    """A hidden layer's units in a width-reduced model: the first ceil(r C) of C (HeteroFL, Diao et al. 2021)."""
+    return max(1, math.ceil(width * channels - 1e-9))
+
+
 class MLP(nn.Module):
-    def __init__(self, shape, classes, hidden=200):
+    def __init__(self, shape, classes, hidden=200, width=1.0):
         super().__init__()
-        dim = shape[0] * shape[1] * shape[2]
+        dim, hidden = shape[0] * shape[1] * shape[2], scaled(hidden, width)
         self.fc1, self.fc2, self.fc3 = nn.Linear(dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, classes)
 
     def forward(self, x):
@@ -73,14 +79,15 @@ class CNN(nn.Module):
     """Two 5x5 convolutions (32, 64 channels) each followed by 2x2 max-pooling, fc 512, fc classes (the FedAvg
     paper's CNN; with ``hidden`` 2048, LEAF's FEMNIST CNN)."""
 
-    def __init__(self, shape, classes, hidden=512):
+    def __init__(self, shape, classes, hidden=512, width=1.0):
         super().__init__()
         c, h, w = shape
         if h < 4 or w < 4:
             raise UsageError(f"model cnn needs images of at least 4x4, the data is {c}x{h}x{w}; use mlp or transformer")
-        self.conv1 = nn.Conv2d(c, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), hidden)
+        c1, c2, hidden = scaled(32, width), scaled(64, width), scaled(hidden, width)
+        self.conv1 = nn.Conv2d(c, c1, 5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2)
+        self.fc1 = nn.Linear(c2 * (h // 4) * (w // 4), hidden)
         self.fc2 = nn.Linear(hidden, classes)
 
     def forward(self, x):
@@ -108,18 +115,19 @@ class BasicBlock(nn.Module):
 
 
 class ResNet20(nn.Module):
-    def __init__(self, shape, classes, depth=20):
+    def __init__(self, shape, classes, depth=20, width=1.0):
         super().__init__()
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(shape[0], 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        blocks, cin = [], 16
-        for stage, cout in enumerate((16, 32, 64)):
+        stages = [scaled(c, width) for c in (16, 32, 64)]
+        self.conv1 = nn.Conv2d(shape[0], stages[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stages[0])
+        blocks, cin = [], stages[0]
+        for stage, cout in enumerate(stages):
             for i in range(n):
                 blocks.append(BasicBlock(cin, cout, 2 if stage > 0 and i == 0 else 1))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
-        self.fc = nn.Linear(64, classes)
+        self.fc = nn.Linear(stages[-1], classes)
 
     def forward(self, x):
         x = self.blocks(F.relu(self.bn1(self.conv1(x))))
@@ -186,15 +194,19 @@ MODEL_CLASSES = {
     "resnet20": ResNet20,
     "transformer": Transformer,
     "logreg": LogReg,
-    "femnist-cnn": lambda shape, classes: CNN(shape, classes, hidden=2048),
+    "femnist-cnn": lambda shape, classes, **kw: CNN(shape, classes, hidden=2048, **kw),
     "lstm": CharLSTM,
 }
+WIDTH_SCALABLE = ("mlp", "cnn", "resnet20", "femnist-cnn")  # take ``width``: every hidden layer's units scaled
 
 
-def build(name: str, shape: tuple[int, int, int], classes: int, seed: int) -> nn.Module:
-    """Build model ``name`` with weights drawn from ``seed`` (identical on every rank for the same seed)."""
+def build(name: str, shape: tuple[int, int, int], classes: int, seed: int, width: float = 1.0) -> nn.Module:
+    """Build model ``name`` with weights drawn from ``seed`` (identical on every rank for the same seed); ``width``
+    < 1: its width-reduced form (:data:`WIDTH_SCALABLE` only)."""
     if name not in MODEL_CLASSES:
         raise UsageError(f"unknown model '{name}'; choose from: {', '.join(MODEL_CLASSES)}")
+    if width != 1.0 and name not in WIDTH_SCALABLE:
+        raise UsageError(f"model {name} has no width-reduced form; those that do: {', '.join(WIDTH_SCALABLE)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODEL_CLASSES[name](shape, classes)
+        return MODEL_CLASSES[name](shape, classes, **({"width": width} if width != 1.0 else {}))

@@ -322,7 +322,7 @@ def test_each_algorithm_declares_its_series_and_host_memory():
     from bench.strategies.fedavg.needs import NEEDS
     from bench.strategies.fedavg.registry import ALGORITHMS, algorithm_class
 
-    assert set(ALGORITHMS) == set(NEEDS) == {"fedavg", "fednova", "scaffold", "fedlama", "feddyn"}  # one entry each
+    assert set(ALGORITHMS) == set(NEEDS) == {"fedavg", "fednova", "scaffold", "fedlama", "feddyn", "partial", "width"}
     memory = {name: algorithm_class(cfg(fl_algorithm=name)).host_memory(400, 5) for name in ALGORITHMS}
     assert memory == {
         "fedavg": {},
@@ -330,6 +330,8 @@ def test_each_algorithm_declares_its_series_and_host_memory():
         "scaffold": {"control_variate_bytes_per_host": 2000},
         "fedlama": {"kept_model_bytes_per_cohort_client": 400},
         "feddyn": {"gradient_state_bytes_per_host": 2000},
+        "partial": {},
+        "width": {},
     }
     series = {}
     for name in ALGORITHMS:
@@ -337,6 +339,7 @@ def test_each_algorithm_declares_its_series_and_host_memory():
         algorithm_class(cfg(fl_algorithm=name)).declare_series(rec, (3,))
         series[name] = {n: (s.units, s.local.shape[1:], s.local.dtype) for n, s in rec.series.items()}
     assert series["fedavg"] == series["fednova"] == series["scaffold"] == series["feddyn"] == {}
+    assert series["partial"] == series["width"] == {}
     assert series["fedlama"] == {
         "fedlama/averaged": ("1", (3,), np.int8),  # 0/1 per layer and round
         "fedlama/discrepancy": ("1", (3,), np.float64),

@@ -99,3 +99,14 @@ def test_info_lists_a_models_layers_as_tier_frozen_counts_them(capsys):
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
         ("0", "fc1", "13,000", "52,000"), ("1", "fc2", "40,200", "160,800"), ("2", "fc3", "2,010", "8,040")
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("width", ["weak:0", "weak:1.5", "strong:0.5", "weak:x"])
+def test_bad_tier_widths_are_refused(width):
+    with pytest.raises(ValueError, match="--tier-width"):
+        parse_tiers("strong:0.5,weak:0.5", "weak:1", "", "cnn", width)
+
+
+def test_given_tier_widths_are_kept_per_tier():
+    tiers = parse_tiers("strong:0.5,moderate:0.25,weak:0.25", "", "", "resnet20", "weak:0.4")
+    assert tiers.width == (0.0, 0.0, 0.4) and tiers.frozen == (0, 14, 26)

@@ -56,9 +56,28 @@ class FedAvg(Stateful):
         """The flat model's layer boundaries (``offsets[i]:offsets[i + 1]`` is layer i), before the first round."""
         self.offsets = offsets
 
+    widths: tuple[float, ...] = ()  # per tier, the width ratio of the sub-model it trains (empty: the full model)
+
+    def upload_offsets(self, k: int) -> np.ndarray | None:
+        """Boundaries of client k's uploaded layers in its model's flat layout; None: the full model's."""
+        return None
+
     def trained(self, k: int) -> np.ndarray | None:
         """Bool mask of the layers client k trains and uploads; None: every layer (FedAvg)."""
         return None
+
+    def uploaded_bytes(self, k: int, layer_bytes: np.ndarray) -> int:
+        """Bytes of model client k uploads (without compression): the layers it trains."""
+        trained = self.trained(k)
+        return int(layer_bytes.sum() if trained is None else layer_bytes[trained].sum())
+
+    def tier_facts(self) -> dict[int, dict]:
+        """Per tier, what the algorithm makes of it beyond the options (width ratios); none here."""
+        return {}
+
+    def tier(self, k: int) -> int | None:
+        """Client k's tier (0 strong, 1 moderate, 2 weak); None without ``--client-tiers``."""
+        return None if self.tier_of is None else int(self.tier_of[k])
 
     def compute_factor(self, k: int) -> float:
         """How many times as long client k's compute takes as measured: its tier's ``--tier-speed`` (1 without)."""

@@ -43,10 +43,13 @@ def _default(cfg, option: str):
 
 def _check_algorithm(cfg, chosen) -> None:
     """What the chosen algorithm needs from the other options (:data:`needs.NEEDS`: no algorithm named here)."""
-    for other, facts in NEEDS.items():
+    owners: dict[str, list[str]] = {}
+    for name, facts in NEEDS.items():
         for option in facts.own_options:
-            if other != cfg.fl_algorithm and getattr(cfg, option) != _default(cfg, option):
-                raise UsageError(f"--{option.replace('_', '-')} applies to --fl-algorithm {other}")
+            owners.setdefault(option, []).append(name)
+    for option, names in owners.items():
+        if cfg.fl_algorithm not in names and getattr(cfg, option) != _default(cfg, option):
+            raise UsageError(f"--{option.replace('_', '-')} applies to --fl-algorithm {' or '.join(names)}")
     need = needs(cfg)
     if not need.own_server_update:
         return

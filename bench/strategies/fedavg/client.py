@@ -26,6 +26,7 @@ from bench.strategies.fedavg.drift import fednova_normaliser
 from bench.strategies.fedavg.local import Trained, local_batches
 from bench.strategies.fedavg.partials import Report, node_tree
 from bench.strategies.fedavg.protocol import ClientStatus, client_header, model_tag, plan_tag
+from bench.strategies.fedavg.replica import Replica, replica_of
 from bench.strategies.fedavg.sampling import drops_out, speed_factor
 from bench.strategies.fedavg.uploads import UploadBuffers
 from bench.workload.models import load_flat
@@ -53,6 +54,9 @@ class ClientHost(Uploading, Stateful):
         self._params = [p for layer in self.layers for p in layer.params]
         self._global_views = self._views_of_global()
         self.optimizer = make_optimizer(run.model.parameters(), cfg)  # one per host, its state cleared for each client
+        self.model = run.model  # the current client's (the run's, or its tier's sub-model: _use)
+        self._full = Replica(run.model, run.layers, self.staging, self.optimizer, timer)
+        self._replica, self.replicas = self._full, {}  # per tier with a width-reduced sub-model
         sizes = [b.size for b in self.staging.numpy]
         self.model_size = sum(sizes)
         self._byte_share = np.array(sizes, dtype=np.float64) / self.model_size  # each layer's share of the model
@@ -95,10 +99,24 @@ class ClientHost(Uploading, Stateful):
         x, y = self.client_data(clients[0])
         n = min(len(y), self.cfg.batch_size)
         self.timer.start_backward()
-        F.cross_entropy(self.run.model(x[:n]), y[:n]).backward()
+        F.cross_entropy(self.model(x[:n]), y[:n]).backward()
         self.timer.collect(self._fwd, self._bwd)
-        torch.optim.SGD(self.run.model.parameters(), lr=0.0).step()  # the first optimizer step is slow too
-        self.run.model.zero_grad(set_to_none=True)
+        torch.optim.SGD(self.model.parameters(), lr=0.0).step()  # the first optimizer step is slow too
+        self.model.zero_grad(set_to_none=True)
+
+    def use_sub_models(self, subs: dict, clients) -> None:
+        """``--fl-algorithm width``: a replica per tier with a sub-model (``replica.sub_models``), warmed up."""
+        for tier, (model, indices) in subs.items():
+            self.replicas[tier] = replica_of(self.cfg, self.run, model, indices)
+            self._use(self.replicas[tier])
+            self._warm_up(clients)
+        self._use(self._full)
+
+    def _use(self, replica: Replica) -> None:
+        """Train the next client on ``replica``: its model, layers, staging, optimizer and timer."""
+        self._replica, self.model, self.layers = replica, replica.model, replica.layers
+        self.staging, self.optimizer, self.timer = replica.staging, replica.optimizer, replica.timer
+        self._params = replica.params
 
     def _views_of_global(self) -> list[torch.Tensor]:
         """Each parameter's slice of the global-model receive buffers, shaped like the parameter (on its device)."""
@@ -144,6 +162,9 @@ class ClientHost(Uploading, Stateful):
         buffers (they are this host's only copy of the global model for the round). FedLAMA: layers not received
         this round come from client k's own model of the previous round (or, if it has none, from the last values
         received for them: the block's start)."""
+        if self._replica.indices is not None:  # a width-reduced sub-model: the global model's leading slices
+            self._replica.load(np.concatenate(self.global_values))
+            return
         kept, off = self.kept.get(k), 0
         with torch.no_grad():
             for param, values, layer in zip(self._params, self._global_views, self._param_layer):
@@ -156,7 +177,9 @@ class ClientHost(Uploading, Stateful):
     def train(self, k: int, round_: int, fwd_row: np.ndarray, bwd_row: np.ndarray) -> Trained:
         """Client ``k``'s local training from the global model (:func:`local_batches`: E epochs, or T steps),
         then the algorithm's end-of-client hook (SCAFFOLD's variate) and, for a simulated attacker, its update."""
-        cfg, model = self.cfg, self.run.model
+        tier = self.algorithm.tier(k)
+        self._use(self.replicas.get(tier, self._full))
+        cfg, model = self.cfg, self.model
         self._load_global(k)
         trained = self.algorithm.trained(k)
         self._train_only(trained)
@@ -219,8 +242,9 @@ class ClientHost(Uploading, Stateful):
         """Power-of-choice: this host's candidates' losses on the global model to rank 0, and back the ids of
         those it must train (:mod:`choice`)."""
         t = time.perf_counter()
+        self._use(self._full)
         self._load_global(-1)
-        losses = {k: local_loss(self.run.model, *self.client_data(k), self.cfg.batch_size) for k in candidates}
+        losses = {k: local_loss(self.model, *self.client_data(k), self.cfg.batch_size) for k in candidates}
         chosen, sent = exchange_losses(self.comm, losses, self.tag_ub)
         rec["fedavg/select"][round_] += time.perf_counter() - t
         self._count_bytes(rec, round_, sent)

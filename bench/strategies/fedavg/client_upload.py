@@ -32,12 +32,13 @@ class Uploading:
             return
         t = time.perf_counter()
         layers = np.flatnonzero(self.uploading) if with_model else []
+        sizes = [b.size for b in self.staging.numpy]  # a width-reduced sub-model's are smaller than the buffer's
         for i in layers:
-            np.copyto(self.uploads.layer(slot, i), self.staging.pack(i, grads=False))
+            np.copyto(self.uploads.layer(slot, i)[: sizes[i]], self.staging.pack(i, grads=False))
             rec["timing/comm_bytes"][round_][i] += self.staging.numpy[i].nbytes
         packed = time.perf_counter()
         extra = self.extra if with_model else None
-        self.uploads.post(slot, head, layers, extra)
+        self.uploads.post(slot, head, layers, extra, sizes)
         if extra is not None:
             rec["timing/comm_bytes"][round_] += [b.nbytes for b in self.staging.numpy]
         self._share(rec, round_, waited + time.perf_counter() - packed)

@@ -43,6 +43,10 @@ NEEDS = {
         uniform_selection="averages uniformly over the cohort",
     ),
     "partial": Needs(own_options=("tier_frozen",)),  # each layer averaged over the clients that trained it
+    "width": Needs(  # each parameter entry averaged over the clients whose sub-model holds it
+        own_options=("tier_frozen", "tier_width"),  # a ratio: --tier-width, or sqrt of partial's parameter share
+        no_byzantine="trains sub-models of other shapes than the attacks corrupt",
+    ),
 }
 
 

@@ -66,5 +66,5 @@ def resolve(cfg) -> Federated:
         parse_byzantine(cfg.byzantine),
         parse_selection(cfg.selection, cfg.clients, cohort),
         cohort,
-        parse_tiers(cfg.client_tiers, cfg.tier_frozen, cfg.tier_speed, cfg.model),
+        parse_tiers(cfg.client_tiers, cfg.tier_frozen, cfg.tier_speed, cfg.model, cfg.tier_width),
     )

@@ -9,6 +9,7 @@ from bench.strategies.fedavg.drift import FedNova, Scaffold
 from bench.strategies.fedavg.dynamic import FedDyn
 from bench.strategies.fedavg.fedlama import FedLama
 from bench.strategies.fedavg.partial import PartialTraining
+from bench.strategies.fedavg.width import WidthReduction
 
 ALGORITHMS: dict[str, type[FedAvg]] = {
     "fedavg": FedAvg,
@@ -17,6 +18,7 @@ ALGORITHMS: dict[str, type[FedAvg]] = {
     "fedlama": FedLama,
     "feddyn": FedDyn,
     "partial": PartialTraining,
+    "width": WidthReduction,
 }
 
 

@@ -178,9 +178,10 @@ class Aggregator(Stateful):
         hosts)."""
         if self.decoder is None:
             layers = self.returned if self.algorithm.plans_layers else range(n_layers)
-            trained = self.algorithm.trained(k)
+            trained, offsets = self.algorithm.trained(k), self.algorithm.upload_offsets(k)
             for i in layers if trained is None else [i for i in layers if trained[i]]:
-                self.comm.Recv(self.layer(self.scratch, i), source, update_tag(i, self.tag_ub))
+                buf = self.layer(self.scratch, i) if offsets is None else self.scratch[offsets[i] : offsets[i + 1]]
+                self.comm.Recv(buf, source, update_tag(i, self.tag_ub))
             if self.extra is not None:
                 self.comm.Recv(self.extra, source, update_tag(n_layers, self.tag_ub))
             return

@@ -19,8 +19,9 @@ from bench.strategies.fedavg.client import ClientHost
 from bench.strategies.fedavg.placement import place
 from bench.strategies.fedavg.protocol import CLIENT_RECORD_UNITS, STATUS_NAMES, ClientStatus, client_log
 from bench.strategies.fedavg.registry import algorithm_class, algorithm_for
+from bench.strategies.fedavg.replica import sub_models
 from bench.strategies.fedavg.server import Aggregator
-from bench.workload.models import flat_parameters
+from bench.workload.models import flat_parameters, layers_of
 from bench.workload.stragglers import parse_dist
 from kernels.topology import Topology
 
@@ -63,6 +64,9 @@ class FedAvgStrategy(Strategy):
         initial = flat_parameters(run.layers)
         self.algorithm = algorithm_for(self.cfg, initial.size, self.partition_sizes)
         self.algorithm.set_model(np.cumsum([0] + [layer.numel for layer in run.layers]))
+        subs = sub_models(self.cfg, run, self.algorithm.widths)  # --fl-algorithm width: a tier's narrower model
+        for tier, (model, indices) in subs.items():
+            self.algorithm.set_sub_model(tier, indices, [layer.numel for layer in layers_of(model)])
         if self.algorithm.plans_layers:  # FedLAMA: layers as units; all-vector layers (biases, norms) stay at 1
             eligible = [any(p.dim() > 1 for p in layer.params) for layer in run.layers]
             self.algorithm.set_layers(np.cumsum([0] + [layer.numel for layer in run.layers]), eligible)
@@ -76,6 +80,7 @@ class FedAvgStrategy(Strategy):
             sigma = parse_dist(self.cfg.client_speed, "--client-speed")
             self.host = ClientHost(self.cfg, self.comm, run, self.topology.my_clients, timer, sigma, self.algorithm)
             self.host.nodes = self.topology.nodes
+            self.host.use_sub_models(subs, self.topology.my_clients)
 
     def sampled(self, round_: int) -> np.ndarray:
         """Configure the round: which clients take part (the algorithm's hook)."""
@@ -150,7 +155,7 @@ class FedAvgStrategy(Strategy):
         if attack is not None:
             attrs["byzantine_check"] = attack_check(self.algorithm.rule, attack, self.cfg.seed, cohort)
         if self.cfg.federated.tiers is not None:
-            tiers = self.cfg.federated.tiers.describe()  # and every client's tier, 0 strong, 1 moderate, 2 weak
+            tiers = self.cfg.federated.tiers.describe(self.algorithm.tier_facts())  # and every client's tier
             attrs["client_tiers"] = tiers | {"tier_of_client": self.algorithm.tier_of.tolist()}
         return datasets, attrs
 
@@ -161,11 +166,10 @@ class FedAvgStrategy(Strategy):
         if tier_of is None:
             return {}
         sizes = np.array([layer.bytes for layer in self.layers], dtype=np.int64)
-        sent = []
-        for client, status in zip(log["client"].astype(int), log["status"]):
-            trained = self.algorithm.trained(client)
-            uploaded = status in (ClientStatus.OK, ClientStatus.LATE)
-            sent.append(int(sizes.sum() if trained is None else sizes[trained].sum()) if uploaded else 0)
+        sent = [
+            self.algorithm.uploaded_bytes(client, sizes) if status in (ClientStatus.OK, ClientStatus.LATE) else 0
+            for client, status in zip(log["client"].astype(int), log["status"])
+        ]
         return {
             "fedavg/clients/tier": (tier_of[log["client"].astype(int)], "1"),
             "fedavg/clients/upload_bytes": (np.array(sent, dtype=np.int64), "bytes"),

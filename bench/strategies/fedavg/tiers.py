@@ -32,6 +32,7 @@ class Tiers:
     fractions: tuple[float, ...]  # in TIER_NAMES order, summing to 1
     frozen: tuple[int, ...]  # leading layers the tier does not train (strong: 0)
     speed: tuple[float, ...]  # a tier's compute takes this many times as long (1: as measured)
+    width: tuple[float, ...] = ()  # --tier-width: a tier's width ratio where given (0: derived from frozen)
 
     def assign(self, seed: int, clients: int) -> np.ndarray:
         """Each client's tier index (0 strong, 1 moderate, 2 weak), int8, length K."""
@@ -47,10 +48,12 @@ class Tiers:
         mask[: self.frozen[tier]] = False
         return mask
 
-    def describe(self) -> dict:
+    def describe(self, facts: dict[int, dict] | None = None) -> dict:
+        """Per tier name its options, with what the algorithm made of them (``facts``, by tier index)."""
+        facts = facts or {}
         return {
-            name: {"fraction": f, "frozen_layers": n, "speed": s}
-            for name, f, n, s in zip(TIER_NAMES, self.fractions, self.frozen, self.speed)
+            name: {"fraction": f, "frozen_layers": n, "speed": s} | facts.get(t, {})
+            for t, (name, f, n, s) in enumerate(zip(TIER_NAMES, self.fractions, self.frozen, self.speed))
         }
 
 
@@ -79,13 +82,14 @@ def _pairs(spec: str, option: str) -> dict[str, float]:
     return out
 
 
-def parse_tiers(tiers: str, frozen: str, speed: str, model: str) -> Tiers | None:
+def parse_tiers(tiers: str, frozen: str, speed: str, model: str, width: str = "") -> Tiers | None:
     """The three options as :class:`Tiers` (None without ``--client-tiers``); ValueError naming the accepted
     forms. ``--tier-frozen`` defaults to the model's InclusiveFL tiers where the suite knows them (resnet20);
     another model needs it for every tier with clients."""
     if not tiers:
-        if frozen or speed:
-            raise ValueError("--tier-frozen and --tier-speed describe the tiers of --client-tiers; give it too")
+        if frozen or speed or width:
+            raise ValueError("--tier-frozen, --tier-speed and --tier-width describe the tiers of --client-tiers; "
+                             "give it too")  # fmt: skip
         return None
     fractions = _pairs(tiers, "--client-tiers")
     share = [fractions.get(name, 0.0) for name in TIER_NAMES]
@@ -106,4 +110,8 @@ def parse_tiers(tiers: str, frozen: str, speed: str, model: str) -> Tiers | None
     factors = _pairs(speed, "--tier-speed")
     if any(f < 1 for f in factors.values()):
         raise ValueError(f"--tier-speed {speed!r}: factors >= 1 (a tier computes that many times slower)")
-    return Tiers(tuple(share), tuple(counts), tuple(factors.get(name, 1.0) for name in TIER_NAMES))
+    ratios = _pairs(width, "--tier-width")
+    if any(not 0 < r <= 1 for r in ratios.values()) or ratios.get("strong", 1.0) != 1.0:
+        raise ValueError(f"--tier-width {width!r}: ratios in (0, 1], strong 1")
+    return Tiers(tuple(share), tuple(counts), tuple(factors.get(name, 1.0) for name in TIER_NAMES),
+                 tuple(ratios.get(name, 0.0) for name in TIER_NAMES))  # fmt: skip

@@ -47,14 +47,16 @@ class UploadBuffers:
         self.requests[slot] = []
         return slot, time.perf_counter() - t
 
-    def post(self, slot: int, head: np.ndarray, layers, extra: np.ndarray | None = None) -> None:
-        """Send the header (and the slot's ``layers`` of the model, then ``extra``: SCAFFOLD's variate change, kept
-        alive by the slot) to the aggregator without waiting. No layers: a header alone (a dropped client)."""
+    def post(self, slot: int, head: np.ndarray, layers, extra: np.ndarray | None = None, sizes=None) -> None:
+        """Send the header (and the slot's ``layers`` of the model, each its first ``sizes[i]`` values where given:
+        a sub-model's, then ``extra``: SCAFFOLD's variate change, kept alive by the slot) to the aggregator without
+        waiting. No layers: a header alone (a dropped client)."""
         np.copyto(self.heads[slot], head)
         reqs = [self.comm.Isend(self.heads[slot], 0, header_tag(self.tag_ub))]
         if len(layers):
             n = len(self.offsets) - 1
-            reqs += [self.comm.Isend(self.layer(slot, i), 0, update_tag(i, self.tag_ub)) for i in layers]
+            bufs = [self.layer(slot, i)[: sizes[i]] if sizes else self.layer(slot, i) for i in layers]
+            reqs += [self.comm.Isend(buf, 0, update_tag(i, self.tag_ub)) for i, buf in zip(layers, bufs)]
             if extra is not None:
                 self.messages[slot] = extra
                 reqs.append(self.comm.Isend(extra, 0, update_tag(n, self.tag_ub)))

@@ -1,7 +1,8 @@
-"""Layer-wise partial training (``--fl-algorithm partial``, issue 32) against oracles at every rank count with a
-client rank: with every client strong it is FedAvg bit for bit; with strong, moderate and weak clients it is the
-InclusiveFL update written out serially (tests/fl_reference.serial_partial), on the cohorts and tiers the run
-recorded; and the file's per-client records say what each tier trained and sent."""
+"""Heterogeneous clients (issue 32) against oracles at every rank count with a client rank: layer-wise partial
+training (``--fl-algorithm partial``) and width-reduced sub-models (``width``) are FedAvg bit for bit with every
+client strong; with strong, moderate and weak clients they are the InclusiveFL and HeteroFL updates written out
+serially (tests/fl_reference.serial_partial, serial_width), on the cohorts and tiers the run recorded; and the
+file's per-client records say what each tier trained and sent."""
 
 import dataclasses
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from tests.fl_reference import cohorts_from_file, serial_partial
+from tests.fl_reference import cohorts_from_file, serial_partial, serial_width
 
 from .conftest import all_agree
 from .test_fedavg import global_model, several_clients_per_host
@@ -28,13 +29,14 @@ def partial_cfg(tmp, **kw):
     return dataclasses.replace(base, batch_size=8, rounds=2, momentum=0.9, **kw)
 
 
-def test_every_client_strong_is_fedavg_bit_for_bit(shared_tmp):
+@pytest.mark.parametrize("algorithm", ["partial", "width"])
+def test_every_client_strong_is_fedavg_bit_for_bit(shared_tmp, algorithm):
     """Mutations caught: a layer divided by another layer's weight, the mean's float64 sum taken in float32."""
     base = partial_cfg(shared_tmp)
     fedavg = global_model(dataclasses.replace(base, out=f"{shared_tmp}/a.h5"))
-    strong = dataclasses.replace(base, fl_algorithm="partial", client_tiers="strong:1", out=f"{shared_tmp}/p.h5")
-    partial = global_model(strong)
-    assert all_agree(MPI.COMM_WORLD.rank != 0 or np.array_equal(fedavg, partial)), "all-strong partial is not FedAvg"
+    strong = dataclasses.replace(base, fl_algorithm=algorithm, client_tiers="strong:1", out=f"{shared_tmp}/p.h5")
+    got = global_model(strong)
+    assert all_agree(MPI.COMM_WORLD.rank != 0 or np.array_equal(fedavg, got)), f"all-strong {algorithm} != FedAvg"
 
 
 def test_tiers_train_their_layers_as_the_serial_update(shared_tmp):
@@ -78,3 +80,26 @@ def test_the_file_records_each_clients_tier_phases_and_upload(shared_tmp):
         ok &= bool((got["forward_s"] > 0).all() and (got["forward_s"] + got["backward_s"] <= got["train_s"]).all())
         ok &= [tiers[n]["frozen_layers"] for n in ("strong", "moderate", "weak")] == [0, 1, 2]
     assert all_agree(ok), "the per-client tier records are wrong"
+
+
+def test_width_tiers_train_sub_models_as_the_serial_heterofl_update(shared_tmp):
+    """Two rounds against the serial HeteroFL update, each tier at the width ratio r = sqrt(p), p the share of mlp's
+    parameters its --tier-frozen layers leave to train (computed here from the layer sizes); and not FedAvg's model.
+    Mutations caught: a sub-model loaded from the wrong slices, entries averaged over clients that do not hold
+    them, entries nobody holds reset, r = p instead of sqrt(p)."""
+    base = partial_cfg(shared_tmp, fl_algorithm="width", **TIERS)
+    got = global_model(base)
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        with h5py.File(base.out) as f:
+            tiers = json.loads(f.attrs["client_tiers"])
+            layer_size = f["layers/bytes"][()] / 4
+        names = ("strong", "moderate", "weak")
+        widths = [np.sqrt(layer_size[FROZEN[n] :].sum() / layer_size.sum()) for n in names]
+        ok = np.allclose([tiers[n]["width"] for n in names], widths, rtol=1e-12)
+        width_of = {k: widths[t] for k, t in enumerate(tiers["tier_of_client"])}
+        expected = serial_width(base, cohorts_from_file(base.out, base.rounds), width_of)
+        ok &= np.allclose(got, expected, rtol=1e-5, atol=1e-6)
+        fedavg = serial_width(base, cohorts_from_file(base.out, base.rounds), dict.fromkeys(width_of, 1.0))
+        ok &= not np.allclose(got, fedavg, rtol=1e-3, atol=1e-4)
+    assert all_agree(ok), "width reduction differs from the serial HeteroFL update"
