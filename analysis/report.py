@@ -11,6 +11,7 @@ from analysis.figures import run as plots_run
 from analysis.figures.compress import compression_plots
 from analysis.figures.fedlama import fedlama_plots
 from analysis.figures.nodes import links_plot
+from analysis.figures.tiers import tiers_plots
 from analysis.models.costmodel import Fit
 from analysis.stats.groups import speedups
 from analysis.views.compress import compression_table
@@ -22,6 +23,7 @@ from analysis.views.nodes import links_table, two_level_steps_table, two_level_t
 from analysis.views.overlap import overlap_table
 from analysis.views.pivot import pivot_tables
 from analysis.views.tables import Table
+from analysis.views.tiers import tier_costs_table, tiers_table
 
 
 @dataclass
@@ -44,6 +46,8 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
         strategy_table(runs, opts.warmup, opts.target),
         fedavg_table(runs, opts.warmup, opts.target),
         fedlama_table(runs, opts.target),
+        tiers_table(runs),
+        tier_costs_table(runs),
         *pivot_tables(runs, opts.target),
     ]
     return [t for t in tables if not t.empty]
@@ -62,6 +66,7 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += plots.staleness_plot(runs, out)
     figs += compression_plots(runs, out, opts.target)
     figs += fedlama_plots(runs, out)
+    figs += tiers_plots(runs, out)
     figs += links_plot(runs, out, opts.warmup)
     chosen = per_run_selection(runs, opts)
     figs += plots_run.layer_bars(chosen, out, opts.warmup)  # one y scale per model across the chosen runs

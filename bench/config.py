@@ -334,6 +334,12 @@ class Config:
         "counts for --deadline; default 1)",
         group="fedavg",
     )
+    partition_over: int = opt(
+        0,
+        "fedavg: split the data as over N clients and give the run's K clients the first K parts (N >= K), so that "
+        "a client holds the same data whatever K and more clients bring more data (0: over K)",
+        group="fedavg",
+    )
     tier_width: str = opt(
         "",
         "fedavg: --fl-algorithm width: a tier's width ratio r, e.g. moderate:0.65,weak:0.4 (default: sqrt of the "
@@ -608,6 +614,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "global_batch_size",
+    "partition_over",
     "warmup_steps",
     "bucket_mb",
     "momentum",

@@ -116,16 +116,17 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
             f"the per-rank batch {batch} does not split into --accumulate-steps {cfg.accumulate_steps} equal "
             "micro-batches"
         )
+    over = max(n_parts, cfg.partition_over)  # fedavg --partition-over N: the first K of N parts
     try:
         parts = partition.make(
             cfg.partition,
             ds.y_train,
-            n_parts,
+            over,
             cfg.seed,
             alpha=cfg.alpha,
             shards_per_part=cfg.shards_per_part,
             groups=ds.groups,
-        )
+        )[:n_parts]
     except ValueError as exc:
         raise UsageError(f"--partition {cfg.partition}: {exc}") from None
     smallest = min(len(p) for p in parts)

@@ -99,6 +99,7 @@ def fedavg_run(path, hosts: int, rounds: int, clients: list[tuple], round_s, cfg
     extra |= {f"fedavg/{k}": (counts, "clients") for k in ("sampled", "finished", "dropped", "late")}
     for name in ("send", "receive", "aggregate", "idle"):
         extra[f"fedavg/aggregator_{name}"] = (np.zeros((hosts + 1, rounds)), "s")
+    extra |= kw.pop("extra", None) or {}  # more datasets: per-client columns aligned with ``clients``
     roles = ["aggregator"] + ["client_host"] * hosts
     return write_run(path, roles, round_s, strategy="fedavg", steps=rounds, cfg=cfg, extra=extra, **kw)
 

@@ -103,3 +103,31 @@ def test_width_tiers_train_sub_models_as_the_serial_heterofl_update(shared_tmp):
         fedavg = serial_width(base, cohorts_from_file(base.out, base.rounds), dict.fromkeys(width_of, 1.0))
         ok &= not np.allclose(got, fedavg, rtol=1e-3, atol=1e-4)
     assert all_agree(ok), "width reduction differs from the serial HeteroFL update"
+
+
+def test_partition_over_n_gives_the_first_k_parts_of_n(shared_tmp):
+    """--partition-over N with K clients: client k holds the data it holds in a run with N clients (its samples'
+    labels and count, from the run's own data and parts), so more clients bring more data."""
+    from bench import setup
+
+    base = partial_cfg(shared_tmp)
+    k = base.clients
+    few = setup.build(dataclasses.replace(base, partition_over=2 * k), MPI.COMM_WORLD)
+    many = setup.build(dataclasses.replace(base, clients=2 * k), MPI.COMM_WORLD)
+    ok = len(few.parts) == k and all(np.array_equal(a, b) for a, b in zip(few.parts, many.parts[:k]))
+    assert all_agree(ok), "--partition-over did not give the first K of N parts"
+
+
+def test_a_tiers_speed_factor_is_injected_on_its_clients_only(shared_tmp):
+    """--tier-speed weak:3: a weak client's compute is made to take 3 x as long, the added 2 x train_s recorded as
+    injected_s; strong clients get none (no --client-speed). Mutations caught: the factor applied to every tier,
+    the factor itself injected instead of factor - 1."""
+    base = partial_cfg(shared_tmp, fl_algorithm="partial", tier_speed="weak:3", **TIERS)
+    global_model(base)
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        with h5py.File(base.out) as f:
+            tier, train, injected = (f[f"fedavg/clients/{n}"][()] for n in ("tier", "train_s", "injected_s"))
+        ok = np.allclose(injected[tier == 2], 2 * train[tier == 2], rtol=1e-9) and not injected[tier != 2].any()
+        ok &= bool((tier == 2).any())
+    assert all_agree(ok), "the tier's speed factor was not injected as (factor - 1) x compute"

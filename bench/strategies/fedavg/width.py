@@ -88,12 +88,13 @@ class WidthReduction(FedAvg):
         return int(layer_bytes.sum()) if offsets is None else int(offsets[-1]) * np.dtype(np.float32).itemsize
 
     def tier_facts(self) -> dict[int, dict]:
-        """Each tier's width ratio and its sub-model's parameters (the full model's where the ratio is 1)."""
-        full = int(self.offsets[-1])
-        return {
-            t: {"width": r, "parameters": full if self.sub_offsets[t] is None else int(self.sub_offsets[t][-1])}
-            for t, r in enumerate(self.widths)
-        }
+        """Each tier's width ratio and its sub-model's parameters, in all and per layer (the full model's where the
+        ratio is 1)."""
+        facts = {}
+        for t, r in enumerate(self.widths):
+            offsets = self.offsets if self.sub_offsets[t] is None else self.sub_offsets[t]
+            facts[t] = {"width": r, "parameters": int(offsets[-1]), "layer_parameters": np.diff(offsets).tolist()}
+        return facts
 
     def new_aggregate(self):
         return EntrywiseMean(int(self.offsets[-1]))
