@@ -167,6 +167,15 @@ class Config:
         ("auto", "on", "off"),
         applies="compress",
     )
+    freeze: str = opt(
+        "",
+        "ring: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every --freeze-every "
+        "steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by at most a share "
+        "ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP. Frozen layers run "
+        "forward without a graph, take no optimizer step and are not all-reduced (default: none)",
+        applies="freeze",
+    )
+    freeze_every: int = opt(50, "ring --freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
     compress_on: str = opt(
         "auto",
         "ring --compress: compress on the host after copying the gradients there (host), or on the model's device "
@@ -439,6 +448,13 @@ class Config:
             return self.eval_every
         return DEFAULT_EVAL_ROUNDS if facts(self.strategy).rows == "round" else DEFAULT_EVAL_STEPS
 
+    @functools.cached_property
+    def freezing(self):
+        """``--freeze`` with ``--freeze-every``, parsed (:class:`bench.strategies.freezing.FreezeSpec`)."""
+        from bench.strategies.freezing import parse_freeze
+
+        return parse_freeze(self.freeze, self.freeze_every)
+
     @property
     def exchange_compression(self):
         """``--compress`` with ``--error-feedback``, parsed (:class:`bench.compress.Compression`; a fresh
@@ -633,6 +649,16 @@ HALF_OPEN = ("outer_momentum", "dropout", "server_momentum")  # in [0, 1)
 INFINITE_MEANS_NONE = ("deadline",)  # the only float options where inf is a value (no deadline)
 
 
+def check_freeze(cfg) -> None:
+    try:
+        spec = cfg.freezing
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if spec.on and (cfg.overlap or cfg.exchange_compression.on or cfg.allreduce != "flat"):
+        raise UsageError("--freeze runs with the plain exchange after the backward pass for now: no --overlap, "
+                         "--compress or --allreduce hierarchical|auto")  # fmt: skip
+
+
 def check_compress(cfg) -> None:
     try:
         compression = cfg.exchange_compression
@@ -768,6 +794,7 @@ def _check_data(cfg: Config) -> None:
             "for it)"
         )
     check_compress(cfg)
+    check_freeze(cfg)
     if cfg.takes("fedavg"):
         check_federated(cfg)
     if cfg.device == "cuda" and cfg.overlap_progress == "hooks":

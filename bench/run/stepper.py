@@ -156,6 +156,7 @@ class Stepper:
         if run.device.type == "cuda":
             torch.cuda.synchronize()
         rec["timing/optimizer"][step] = time.perf_counter() - t
+        strat.record(rec, step)
         mark(step, "exchange after the update")
         self.exchange(step, strat.after_update(step), t0)
         rec["metrics/loss"][step] = loss.item()

@@ -60,7 +60,7 @@ REGISTRY: dict[str, Facts] = {
     "ring": Facts(
         "bench.strategies.ring:RingStrategy", "step", "lockstep", "allreduce", "all",
         _STEP | COMPRESSIBLE
-        | {"overlap", "overlap_progress", "allreduce_compression", "allreduce", "staging", "compress_on"},
+        | {"overlap", "overlap_progress", "allreduce_compression", "allreduce", "staging", "compress_on", "freeze"},
     ),
     "localsgd": Facts(
         "bench.strategies.localsgd:LocalSGDStrategy", "step", "lockstep", "periodic", "all",

@@ -87,6 +87,9 @@ class Strategy(Stateful):
         """Apply the optimizer step."""
         raise NotImplementedError
 
+    def record(self, rec, step: int) -> None:
+        """After the update of row ``step``: the strategy's own per-step values into the Recorder (none)."""
+
     def after_update(self, step: int) -> list[Exchange]:
         """Communication after the update (e.g. parameter averaging). Default: none."""
         return []

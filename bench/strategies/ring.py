@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import astuple
 
+import numpy as np
+
 from bench.comm.calibrate import measure_links
 from bench.comm.cuda_aware import GpuPath
 from bench.comm.pipeline import BucketPipeline, make_copies
@@ -19,7 +21,9 @@ from bench.compress.exchange import CompressedAveraging
 from bench.compress.on_device import DeviceCompressedAveraging
 from bench.compress.where import compress_place
 from bench.strategies.averaging import average_exchanges
+from bench.runtime.errors import UsageError
 from bench.strategies.base import Strategy
+from bench.strategies.freezing import Freezer
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.workload.optim import make_optimizer, set_lr
 from kernels.chosen import ModelChosenAllreduce
@@ -30,7 +34,7 @@ from kernels.topology import Topology
 
 class RingStrategy(Strategy):
     name = "ring"
-    state_attributes = ("model", "optimizer", "compressed")
+    state_attributes = ("model", "optimizer", "compressed", "frozen_prefix")
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
@@ -42,6 +46,7 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb), self.gpu_path.in_place)
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.compressed = None
+        self.freezer = self.make_freezer(cfg.freezing, layers)
         self._exchanges = self.make_exchanges()  # only what the run uses: each pipeline holds device buffers
         if cfg.overlap:
             fault = comm.rank == cfg.overlap_fault_rank
@@ -51,6 +56,35 @@ class RingStrategy(Strategy):
                 self.overlap = HookDrivenBuckets(send, fault)
             else:
                 self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+
+    @staticmethod
+    def make_freezer(spec, layers) -> Freezer | None:
+        """``--freeze`` (:mod:`bench.strategies.freezing`); a fixed prefix must leave a layer to train."""
+        if not spec.on:
+            return None
+        if spec.mode == "fixed" and spec.layers >= len(layers):
+            raise UsageError(f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; "
+                             "leave at least one to train (`python -m bench info --model NAME` lists them)")  # fmt: skip
+        return Freezer(spec, layers)
+
+    @property
+    def frozen_prefix(self) -> int:
+        """Layers frozen so far (a checkpoint keeps it; restoring it freezes them again)."""
+        return self.freezer.frozen if self.freezer is not None else 0
+
+    @frozen_prefix.setter
+    def frozen_prefix(self, value) -> None:
+        if self.freezer is not None and int(value) > self.freezer.frozen:
+            self.freezer.freeze_to(int(value))
+            self._rebuild_buckets()
+
+    def _rebuild_buckets(self) -> None:
+        """The exchanges over the active layers only: buckets regrouped from the first active layer on, so frozen
+        layers are neither packed nor all-reduced."""
+        first = self.freezer.frozen
+        groups = [tuple(first + i for i in g) for g in bucket_groups(self.layers[first:], self.cfg.bucket_mb)]
+        self.staging = HostStaging(self.layers, self.device, groups, self.gpu_path.in_place)
+        self._exchanges = self.make_exchanges()
 
     def make_exchanges(self) -> list:
         """The exchanges after the backward pass: the compressed average, the plain one, or none (--overlap)."""
@@ -97,8 +131,22 @@ class RingStrategy(Strategy):
     def apply_update(self, step):
         set_lr(self.optimizer, self.cfg, step, self.cfg.steps)
         self.optimizer.step()
+        if self.freezer is not None:
+            self._frozen_during = self.freezer.frozen
+            if self.freezer.decide(step):  # from the gradients just applied
+                self._rebuild_buckets()
+
+    def record(self, rec, step: int) -> None:
+        """The layers frozen during the step, and at a freeze point the layers' gradient norms the rule read."""
+        if self.freezer is not None:
+            rec["freeze/frozen_layers"][step] = self._frozen_during
+            if self.freezer.norms_at == step:
+                rec["freeze/grad_norm"][step] = self.freezer.norms
 
     def declare(self, rec) -> None:
+        if self.freezer is not None:
+            rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
+            rec.add("freeze/grad_norm", "1", (len(self.layers),))
         if self.overlap:
             rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:

@@ -1,0 +1,121 @@
+"""Progressive layer freezing (``--freeze``; PipeTransformer's AutoFreeze: He et al., ICML 2021, "PipeTransformer:
+automated elastic pipelining for distributed training of large-scale models", Sec. 3.1, Eq. 1).
+
+As training goes on the input-side layers converge first; a frozen prefix leaves the backward pass, the optimizer and
+the gradient exchange. The rule, at each freeze point T >= 1 (every ``--freeze-every`` steps):
+
+  L_frozen(T) = min( floor(L_frozen(T-1) + alpha (L - L_frozen(T-1))),  argmin_l ||g_l(T)|| ),  L_frozen(0) = 0,
+
+with layers numbered 1..L in the model's layer list (``models.layers_of``), L_frozen the length of the frozen prefix,
+and the argmin over the active layers l in {L_frozen(T-1) + 1, ..., L} (the paper's set starts at L_frozen(T-1),
+whose layer is already frozen and has no gradient; we read it as the first active layer), the lowest l on ties:
+the prefix grows by at most a share alpha of the active layers (rounded down) and stops at (includes) the active
+layer whose gradient norm is smallest. It never shrinks. ``--freeze fixed:K@STEP`` freezes the first K layers after
+step STEP instead, for controlled experiments.
+
+The gradient norms are those of the gradients the optimizer applies: after ring's all-reduce, the same on every
+rank, so every rank takes the same decision without a message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class FreezeSpec:
+    """``--freeze auto:ALPHA`` (every ``every`` steps) or ``fixed:K@STEP``; ``mode`` "" when off."""
+
+    mode: str = ""
+    alpha: float = 0.0
+    every: int = 0
+    layers: int = 0  # fixed: K
+    at_step: int = 0  # fixed: after this step (1-based, as the summary counts steps)
+
+    @property
+    def on(self) -> bool:
+        return bool(self.mode)
+
+
+def parse_freeze(spec: str, every: int) -> FreezeSpec:
+    """``--freeze`` and ``--freeze-every`` as a :class:`FreezeSpec`; ValueError naming the accepted forms."""
+    if not spec:
+        return FreezeSpec()
+    kind, _, rest = spec.partition(":")
+    try:
+        if kind == "auto":
+            alpha = float(rest)
+            if 0 < alpha < 1 and every >= 1:
+                return FreezeSpec("auto", alpha=alpha, every=every)
+        elif kind == "fixed":
+            k, _, step = rest.partition("@")
+            if int(k) >= 1 and int(step) >= 1:
+                return FreezeSpec("fixed", layers=int(k), at_step=int(step))
+    except ValueError:
+        pass
+    raise ValueError(
+        f"--freeze {spec!r}: expected auto:ALPHA with ALPHA in (0, 1) and --freeze-every N >= 1, or fixed:K@STEP "
+        "(freeze the first K layers after step STEP)"
+    )
+
+
+def next_frozen(frozen: int, norms: np.ndarray, alpha: float) -> int:
+    """Eq. 1: the new length of the frozen prefix from the current one and the per-layer gradient norms (all L
+    layers; those of frozen layers are ignored)."""
+    layers = len(norms)
+    cap = math.floor(frozen + alpha * (layers - frozen))
+    smallest = frozen + 1 + int(np.argmin(norms[frozen:]))  # 1-based number of the active layer with least norm
+    return max(frozen, min(cap, smallest))
+
+
+def layer_norms(layers) -> np.ndarray:
+    """||g_l|| of each layer (all its parameters' gradients together; 0 where it has none), float64."""
+    out = np.zeros(len(layers))
+    for i, layer in enumerate(layers):
+        grads = [p.grad for p in layer.params if p.grad is not None]
+        if grads:
+            out[i] = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+    return out
+
+
+class Freezer:
+    """The run's frozen prefix: decides at the freeze points, and stops gradients through the frozen layers."""
+
+    def __init__(self, spec: FreezeSpec, layers):
+        self.spec, self.layers = spec, layers
+        self.frozen = 0
+        self.norms, self.norms_at = np.zeros(len(layers)), -1  # the last decision's gradient norms and its row
+
+    def due(self, step: int) -> bool:
+        """After 0-based row ``step``: is this a freeze point?"""
+        if self.spec.mode == "auto":
+            return (step + 1) % self.spec.every == 0 and self.frozen < len(self.layers) - 1
+        return self.spec.mode == "fixed" and step + 1 == self.spec.at_step
+
+    def decide(self, step: int) -> bool:
+        """At a freeze point, after the optimizer step: the new prefix (from the gradients just applied); True if
+        it grew (the caller rebuilds what depends on the active layers)."""
+        if not self.due(step):
+            return False
+        if self.spec.mode == "fixed":
+            target = self.spec.layers
+        else:
+            self.norms, self.norms_at = layer_norms(self.layers), step
+            target = next_frozen(self.frozen, self.norms, self.spec.alpha)
+        if target <= self.frozen:
+            return False
+        self.freeze_to(target)
+        return True
+
+    def freeze_to(self, count: int) -> None:
+        """Freeze the first ``count`` layers: their parameters stop requiring gradients (no graph through them, no
+        gradient, so no optimizer step) and lose the gradient they had."""
+        self.frozen = count
+        for layer in self.layers[:count]:
+            for p in layer.params:
+                p.requires_grad_(False)
+                p.grad = None

@@ -1,0 +1,132 @@
+"""Progressive layer freezing (``ring --freeze``, issue 33) against oracles at 1-4 ranks: until the freeze point a
+run with freezing is the run without it, bit for bit; afterwards it is a serial global-batch oracle that holds the
+same prefix at its values (not by autograd, as the suite does); frozen parameters do not move; the bytes each step
+sends fall by exactly the frozen layers' bytes; AutoFreeze's decisions follow Eq. 1 on the norms it recorded."""
+
+import dataclasses
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mpi4py import MPI
+
+from bench.workload import data, models, partition
+from bench.workload.loader import PartitionLoader
+
+from .conftest import all_agree
+from .test_ring_training import make_cfg, trainer_for
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
+
+
+def params(trainer) -> np.ndarray:
+    return np.concatenate([p.detach().numpy().ravel() for p in trainer.run.model.parameters()])
+
+
+def serial_frozen(cfg, ranks: int, frozen: int, after: int) -> np.ndarray:
+    """SGD with momentum on the concatenation of every rank's batch; from step ``after`` on, the first ``frozen``
+    layers are put back to their values at that step after every update (momentum and all)."""
+    ds = data.load(cfg)
+    parts = partition.make(cfg.partition, ds.y_train, ranks, cfg.seed, alpha=cfg.alpha)
+    loaders = [PartitionLoader(ds.x_train[p], ds.y_train[p], cfg.batch_size, cfg.seed, r, torch.device("cpu"))
+               for r, p in enumerate(parts)]  # fmt: skip
+    model = models.build(cfg.model, ds.shape, ds.classes, cfg.seed)
+    held = [p for layer in models.layers_of(model)[:frozen] for p in layer.params]
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    kept = None
+    for step in range(cfg.steps):
+        batches = [ld.next() for ld in loaders]
+        opt.zero_grad()
+        F.cross_entropy(model(torch.cat([b[0] for b in batches])), torch.cat([b[1] for b in batches])).backward()
+        opt.step()
+        if step + 1 == after:
+            kept = [p.detach().clone() for p in held]
+        if kept is not None:
+            with torch.no_grad():
+                for p, k in zip(held, kept):
+                    p.copy_(k)
+    return np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+
+
+def run_steps(cfg):
+    """Train step by step; returns the trainer, the loss of each step and the parameters after each."""
+    trainer = trainer_for(cfg)
+    after = []
+    for step in range(cfg.steps):
+        trainer.step(step, 0.0)
+        after.append(params(trainer))
+    return trainer, list(trainer.ctx.rec["metrics/loss"][: cfg.steps]), after
+
+
+def test_fixed_freeze_is_the_plain_run_until_then_and_the_serial_oracle_after(shared_tmp):
+    """cnn, momentum 0.9, fixed:2@4 over 8 steps. Mutations caught: freezing a step early or late (the first
+    4 + 1 losses differ), frozen layers still updated by momentum, the prefix one layer long, replicas that froze
+    differently."""
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    base = make_cfg(shared_tmp, model="cnn", momentum=0.9, steps=8, lr=0.05)
+    plain_trainer, plain_loss, plain_after = run_steps(base)
+    cfg = dataclasses.replace(base, freeze="fixed:2@4", out=f"{shared_tmp}/f.h5")
+    trainer, loss, after = run_steps(cfg)
+    layers = trainer.run.layers
+    cut = sum(layer.numel for layer in layers[:2])
+    ok = loss[:5] == plain_loss[:5] and loss[5:] != plain_loss[5:]  # step 5's loss is before its update
+    ok &= all(np.array_equal(a, b) for a, b in zip(after[:4], plain_after[:4]))
+    ok &= all(np.array_equal(a[:cut], after[3][:cut]) for a in after[4:])  # frozen from the freeze step on
+    ok &= not np.array_equal(after[-1][cut:], after[3][cut:])
+    digests = comm.allgather(after[-1].tobytes())
+    ok &= all(d == digests[0] for d in digests)
+    if comm.rank == 0:
+        ok &= np.allclose(after[-1], serial_frozen(cfg, comm.size, 2, 4), rtol=1e-4, atol=1e-5)
+    assert all_agree(ok), "freezing differs from the plain run before its step or the serial oracle after it"
+
+
+def test_bytes_per_step_fall_by_exactly_the_frozen_layers(shared_tmp):
+    """One bucket per layer (--bucket-mb 0): after the freeze a frozen layer sends nothing and an active layer
+    sends what it sent before; the step's total falls by the frozen layers' bytes before the freeze; frozen
+    layers take no backward time. Mutations caught: frozen layers still packed and reduced, buckets left as they
+    were (their bytes then counted in full)."""
+    torch.set_num_threads(1)
+    cfg = make_cfg(shared_tmp, model="cnn", steps=6, bucket_mb=0.0, freeze="fixed:2@3", out=f"{shared_tmp}/b.h5")
+    trainer_for(cfg).train()
+    MPI.COMM_WORLD.Barrier()
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        with h5py.File(cfg.out) as f:
+            sent, frozen = f["timing/comm_bytes"][()], f["freeze/frozen_layers"][()]
+            backward = f["timing/backward"][()]
+        before, after = sent[:, :3], sent[:, 3:]
+        ok = (frozen[:, :3] == 0).all() and (frozen[:, 3:] == 2).all()
+        ok &= (after[:, :, :2] == 0).all() and (after[:, :, 2:] == before[:, :1, 2:]).all()
+        ok &= (after.sum(axis=2) == before.sum(axis=2)[:, :1] - before[:, :1, :2].sum(axis=2)).all()
+        ok &= MPI.COMM_WORLD.size == 1 or before[:, :, :2].sum() > 0
+        ok &= (backward[:, 3:, :2] == 0).all()
+    assert all_agree(ok), "bytes per step did not fall by the frozen layers' bytes"
+
+
+def test_auto_freeze_follows_equation_1_on_the_norms_it_recorded(shared_tmp):
+    """auto:0.5 every 2 steps on mlp: at each freeze point the new prefix is Eq. 1 (written out here) of the
+    previous one and the recorded norms; every rank recorded the same; the prefix never shrinks."""
+    torch.set_num_threads(1)
+    cfg = make_cfg(shared_tmp, steps=8, freeze="auto:0.5", freeze_every=2, out=f"{shared_tmp}/a.h5")
+    trainer_for(cfg).train()
+    MPI.COMM_WORLD.Barrier()
+    ok = True
+    if MPI.COMM_WORLD.rank == 0:
+        with h5py.File(cfg.out) as f:
+            frozen, norms = f["freeze/frozen_layers"][()], f["freeze/grad_norm"][()]
+        ok = (frozen == frozen[0]).all() and (norms == norms[0]).all()
+        frozen, norms = frozen[0], norms[0]
+        ok &= (np.diff(frozen) >= 0).all()
+        for step in range(1, cfg.steps, 2):  # freeze points: after rows 1, 3, 5, 7
+            was = int(frozen[step])
+            active = list(range(was + 1, len(norms[step]) + 1))
+            least = min(active, key=lambda layer: (norms[step][layer - 1], layer))
+            expected = max(was, min(math.floor(was + 0.5 * (len(norms[step]) - was)), least))
+            if step + 1 < cfg.steps:
+                ok &= int(frozen[step + 1]) == expected
+        ok &= bool(norms[1].any()) and frozen[-1] >= 1  # it froze something
+    assert all_agree(ok), "AutoFreeze's decisions do not follow Eq. 1 on the recorded norms"

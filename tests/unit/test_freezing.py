@@ -1,0 +1,84 @@
+"""AutoFreeze's rule (bench/strategies/freezing.py) against PipeTransformer's Eq. 1 written out here and
+hand-computed cases; the option's forms; what freezing does to the parameters."""
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.strategies.freezing import Freezer, FreezeSpec, next_frozen, parse_freeze
+
+torch = pytest.importorskip("torch")
+
+
+def equation_1(frozen: int, norms, alpha: float) -> int:
+    """L_frozen(T) = min(floor(L_frozen(T-1) + alpha (L - L_frozen(T-1))), argmin over the active layers
+    l = L_frozen(T-1) + 1 .. L (1-based) of ||g_l||, the lowest l on ties), never below L_frozen(T-1)."""
+    layers = len(norms)
+    cap = math.floor(frozen + alpha * (layers - frozen))
+    active = list(range(frozen + 1, layers + 1))
+    least = min(norms[l - 1] for l in active)
+    smallest = next(l for l in active if norms[l - 1] == least)
+    return max(frozen, min(cap, smallest))
+
+
+@pytest.mark.parametrize(
+    "frozen, norms, alpha, expected",
+    [
+        (0, [5, 4, 1, 3, 2, 6, 7, 8, 9, 9], 0.5, 3),  # the minimum (layer 3) before the cap (5)
+        (0, [5, 4, 3, 3, 2, 6, 7, 0.1, 9, 9], 0.5, 5),  # the minimum (layer 8) after the cap: the cap
+        (0, [5, 1, 3, 3, 2, 1, 7, 8, 9, 9], 0.9, 2),  # a tie (layers 2 and 6): the lower
+        (4, [0, 0, 0, 0, 3, 2, 1, 1, 5, 5], 0.2, 5),  # frozen layers' zero norms ignored; cap floor(4 + 1.2) = 5
+        (4, [0, 0, 0, 0, 0.5, 2, 1, 1, 5, 5], 0.9, 5),  # the first active layer is the least: one more
+        (0, [3, 2, 1, 4, 5], 0.1, 0),  # floor(0.5) = 0: alpha too small to move on 5 layers
+        (2, [0, 0, 9, 8, 7, 6, 5, 4, 3, 2], 0.7, 7),  # the last layer least: the cap floor(2 + 5.6) = 7
+    ],
+)
+def test_rule_on_hand_made_norms(frozen, norms, alpha, expected):
+    """Mutations caught: the cap rounded up, the argmin over all layers (frozen zeros win), the 0-based index
+    taken as the prefix length (one layer short), the last minimum on ties."""
+    norms = np.asarray(norms, dtype=np.float64)
+    assert equation_1(frozen, norms, alpha) == expected
+    assert next_frozen(frozen, norms, alpha) == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rule_on_random_norms_for_alphas_from_0_1_to_0_9(seed):
+    gen = np.random.default_rng(seed)
+    layers = int(gen.integers(2, 40))
+    frozen = int(gen.integers(0, layers - 1))
+    norms = gen.choice([0.5, 1.0, 2.0, 3.0], size=layers)  # few values: ties are common
+    for alpha in (0.1, 0.3, 0.5, 0.7, 0.9):
+        got = next_frozen(frozen, norms, alpha)
+        assert got == equation_1(frozen, norms, alpha) and frozen <= got < layers
+
+
+@pytest.mark.parametrize("spec, every", [("auto:0", 10), ("auto:1", 10), ("auto:0.5", 0), ("fixed:0@3", 10),
+                                         ("fixed:2", 10), ("fixed:2@0", 10), ("half:2", 10), ("auto:x", 10)])  # fmt: skip
+def test_bad_freeze_options_are_refused(spec, every):
+    with pytest.raises(ValueError, match="--freeze"):
+        parse_freeze(spec, every)
+
+
+def test_good_freeze_options():
+    assert parse_freeze("auto:0.5", 20) == FreezeSpec("auto", alpha=0.5, every=20)
+    assert parse_freeze("fixed:3@100", 20) == FreezeSpec("fixed", layers=3, at_step=100)
+    assert not parse_freeze("", 20).on
+
+
+def test_freeze_points_and_what_freezing_does_to_parameters():
+    """auto every 3 steps: after rows 2, 5, 8 (0-based); fixed:2@4 after row 3 only. A frozen parameter stops
+    requiring a gradient and loses the one it had; the others keep theirs."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    auto = Freezer(FreezeSpec("auto", alpha=0.5, every=3), layers)
+    assert [s for s in range(9) if auto.due(s)] == [2, 5, 8]
+    fixed = Freezer(FreezeSpec("fixed", layers=2, at_step=4), layers)
+    assert [s for s in range(9) if fixed.due(s)] == [3]
+    for p in (p for layer in layers for p in layer.params):
+        p.grad = torch.ones_like(p)
+    assert fixed.decide(3) and fixed.frozen == 2 and not fixed.decide(4)
+    frozen = [p for layer in layers[:2] for p in layer.params]
+    assert all(not p.requires_grad and p.grad is None for p in frozen)
+    assert all(p.requires_grad and p.grad is not None for p in layers[2].params)
