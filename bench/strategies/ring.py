@@ -20,8 +20,8 @@ from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
 from bench.compress.on_device import DeviceCompressedAveraging
 from bench.compress.where import compress_place
-from bench.strategies.averaging import average_exchanges
 from bench.runtime.errors import UsageError
+from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
 from bench.strategies.freezing import Freezer
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
@@ -63,8 +63,10 @@ class RingStrategy(Strategy):
         if not spec.on:
             return None
         if spec.mode == "fixed" and spec.layers >= len(layers):
-            raise UsageError(f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; "
-                             "leave at least one to train (`python -m bench info --model NAME` lists them)")  # fmt: skip
+            raise UsageError(
+                f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; leave at least "
+                "one to train (`python -m bench info --model NAME` lists them)"
+            )
         return Freezer(spec, layers)
 
     @property
