@@ -10,6 +10,7 @@ from analysis.figures import groups as plots
 from analysis.figures import run as plots_run
 from analysis.figures.compress import compression_plots
 from analysis.figures.fedlama import fedlama_plots
+from analysis.figures.freezing import freezing_plots
 from analysis.figures.nodes import links_plot
 from analysis.figures.tiers import tiers_plots
 from analysis.models.costmodel import Fit
@@ -17,6 +18,7 @@ from analysis.stats.groups import speedups
 from analysis.views.compress import compression_table
 from analysis.views.core import communication_table, layers_table, speedup_table, strategy_table
 from analysis.views.fedlama import fedlama_table
+from analysis.views.freezing import freezing_table
 from analysis.views.fl import fedavg_table
 from analysis.views.model import SCALE, fit_from_micro, model_table, provenance_table
 from analysis.views.nodes import links_table, two_level_steps_table, two_level_table
@@ -47,6 +49,7 @@ def build_tables(runs, opts: ReportOptions) -> list[Table]:
         fedavg_table(runs, opts.warmup, opts.target),
         fedlama_table(runs, opts.target),
         tiers_table(runs),
+        freezing_table(runs, opts.warmup, opts.target),
         tier_costs_table(runs),
         *pivot_tables(runs, opts.target),
     ]
@@ -67,6 +70,7 @@ def figures(runs, out: Path, opts: ReportOptions) -> list[Path]:
     figs += compression_plots(runs, out, opts.target)
     figs += fedlama_plots(runs, out)
     figs += tiers_plots(runs, out)
+    figs += freezing_plots(runs, out)
     figs += links_plot(runs, out, opts.warmup)
     chosen = per_run_selection(runs, opts)
     figs += plots_run.layer_bars(chosen, out, opts.warmup)  # one y scale per model across the chosen runs

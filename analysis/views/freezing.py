@@ -1,0 +1,56 @@
+"""Progressive layer freezing (``ring --freeze``; PipeTransformer, He et al. 2021): runs with and without freezing of
+one setting side by side: step time, communication share, bytes per step, the frozen prefix at the end, accuracy
+and time to the target accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from analysis.stats.accuracy import final_accuracy
+from analysis.stats.groups import repeat_groups
+from analysis.stats.metrics import bytes_per_row, comm_split, step_stats
+from analysis.views.core import POOL_NOTE, TTA_NOTE, WARMUP_NOTE, tta_cells, tta_columns
+from analysis.views.tables import EST, INT, Column, Table
+
+
+def frozen(run) -> bool:
+    return "freeze/frozen_layers" in run.data
+
+
+def frozen_at_end(run) -> float:
+    """Layers frozen in the last step (rank 0's row: the same on every rank); 0 without freezing."""
+    series = run.data.get("freeze/frozen_layers")
+    return float(np.asarray(series)[0, -1]) if series is not None and np.asarray(series).size else 0.0
+
+
+def setting(run) -> tuple:
+    keys = ("strategy", "model", "dataset", "batch_size", "steps", "optimizer", "lr", "bucket_mb")
+    return (run.world_size, *(str(run.config.get(k)) for k in keys))
+
+
+def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
+    groups = repeat_groups(runs)
+    with_freezing = {setting(g.first) for g in groups if frozen(g.first)}
+    groups = [g for g in groups if setting(g.first) in with_freezing]
+    cols = [Column("model"), Column("ranks", INT), Column("freeze"), Column("n", INT)]
+    cols += [Column("step median (ms)", EST, 2, 1e3), Column("comm share (%)", EST, 1, 100)]
+    cols += [Column("MiB per step", EST, 3, 2**-20), Column("frozen at end", EST, 1)]
+    cols += [Column("test accuracy (%)", EST, 2, 100)] + tta_columns(target, "step")
+    rows = []
+    for g in sorted(groups, key=lambda g: (setting(g.first), str(g.first.config.get("freeze")))):
+        run = g.first
+        rows.append(
+            [run.config.get("model"), run.world_size, run.config.get("freeze") or "none", g.n]
+            + [g.pooled(lambda r: step_stats(r, warmup).median_s), g.pooled(lambda r: comm_split(r, warmup).share)]
+            + [g.pooled(lambda r: float(np.mean(bytes_per_row(r)[warmup:]))), g.pooled(frozen_at_end)]
+            + [g.pooled(final_accuracy)]
+            + tta_cells(g, target)
+        )
+    notes = [
+        WARMUP_NOTE.format(warmup),
+        POOL_NOTE,
+        "comm share = communication time / step time (mean over ranks of the sums over measured steps); MiB per "
+        "step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last step",
+    ]
+    return Table("freezing", "Progressive layer freezing against training without it", cols, rows,
+                 notes + ([TTA_NOTE] if target is not None else []))  # fmt: skip

@@ -1,0 +1,89 @@
+"""Progressive layer freezing against training without it (issue 33): ring on 2 and 4 ranks, the transformer and
+resnet20, with and without ``--freeze auto:ALPHA``, ``--seeds`` seeds each, every run its own ``mpiexec`` job; then,
+per setting, the table of :mod:`analysis.views.freezing` with the target accuracy set to the run without freezing's
+final accuracy minus 1 point, and the goal: time to that target with freezing <= 0.75 x without (transformer).
+
+    python -m bench.perf.freeze [--ranks 2,4] [--models transformer,resnet20] [--steps 300] [--seeds 3] [--keep DIR]
+
+Defaults: digits (8x8 images: the transformer reads 8 rows as tokens), batch 32 per rank, SGD lr 0.05 momentum
+0.9, an evaluation every 25 steps, ``--freeze auto:0.5 --freeze-every 50``. On this 2-core machine 4 ranks are
+oversubscribed: their times are not a speedup a cluster would see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from analysis.data.load import load
+from analysis.stats.accuracy import final_accuracy, time_to_accuracy
+from analysis.views.freezing import freezing_table, frozen, setting
+from bench.sweep import find_mpiexec
+
+
+def run(args, ranks: int, model: str, freeze: str, seed: int, work: Path) -> Path:
+    out = work / f"{model}_p{ranks}_{freeze.replace(':', '') or 'none'}_s{seed}.h5"
+    cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "train", "--strategy", "ring"]
+    cmd += ["--model", model, "--dataset", args.dataset, "--steps", str(args.steps), "--batch-size", "32"]
+    cmd += ["--lr", str(args.lr), "--momentum", "0.9", "--eval-every", str(args.eval_every), "--seed", str(seed)]
+    cmd += (["--freeze", freeze, "--freeze-every", str(args.freeze_every)] if freeze else []) + ["--quiet"]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"{out.name} failed:\n{proc.stderr[-3000:]}")
+    return out
+
+
+def report(runs) -> list[str]:
+    """Per setting: the table at target = the plain runs' mean final accuracy - 1 point, and the time ratio."""
+    lines = []
+    for key in sorted({setting(r) for r in runs}):
+        mine = [r for r in runs if setting(r) == key]
+        plain = [r for r in mine if not frozen(r)]
+        if not plain or len(plain) == len(mine):
+            continue
+        target = float(np.mean([final_accuracy(r) for r in plain])) - 0.01
+        lines.append(freezing_table(mine, 1, target).markdown())
+        seconds = {
+            kind: [time_to_accuracy(r, target).seconds for r in mine if frozen(r) == kind] for kind in (False, True)
+        }
+        ratio = np.nanmean(seconds[True]) / np.nanmean(seconds[False])
+        verdict = "met" if ratio <= 0.75 else "NOT met"
+        lines.append(f"{key[2]} on {key[0]} ranks: training seconds to {100 * target:.2f} % with freezing / without "
+                     f"= {ratio:.2f} (goal <= 0.75 on the transformer: {verdict})\n")  # fmt: skip
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ranks", type=lambda s: [int(r) for r in s.split(",")], default=[2, 4])
+    p.add_argument("--models", type=lambda s: s.split(","), default=["transformer", "resnet20"])
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--freeze", default="auto:0.5")
+    p.add_argument("--freeze-every", type=int, default=50)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--keep", default="", help="write the results files here (default: a temporary directory)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        files = []
+        for ranks in args.ranks:
+            for model in args.models:
+                for freeze in ("", args.freeze):
+                    for seed in range(args.seeds):
+                        files.append(run(args, ranks, model, freeze, seed, work))
+                        print(f"  ran {model} on {ranks} ranks, {freeze or 'no freezing'}, seed {seed}", flush=True)
+        print("\n".join(report([load(f) for f in files])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
