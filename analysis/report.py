@@ -18,8 +18,8 @@ from analysis.stats.groups import speedups
 from analysis.views.compress import compression_table
 from analysis.views.core import communication_table, layers_table, speedup_table, strategy_table
 from analysis.views.fedlama import fedlama_table
-from analysis.views.freezing import freezing_table
 from analysis.views.fl import fedavg_table
+from analysis.views.freezing import freezing_table
 from analysis.views.model import SCALE, fit_from_micro, model_table, provenance_table
 from analysis.views.nodes import links_table, two_level_steps_table, two_level_table
 from analysis.views.overlap import overlap_table
