@@ -85,3 +85,35 @@ def test_freeze_points_and_what_freezing_does_to_parameters():
     frozen = [p for layer in layers[:2] for p in layer.params]
     assert all(not p.requires_grad and p.grad is None for p in frozen)
     assert all(p.requires_grad and p.grad is not None for p in layers[2].params)
+
+
+def test_layer_norms_are_torchs_norm_of_each_layers_gradients():
+    """Against torch.linalg.vector_norm of a layer's gradients concatenated; a layer with no gradient: 0."""
+    from bench.strategies.freezing import layer_norms
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    gen = torch.Generator().manual_seed(0)
+    for layer in layers[1:]:
+        for p in layer.params:
+            p.grad = torch.randn(p.shape, generator=gen)
+    layers[0].params[0].grad = None
+    expected = [0.0] + [float(torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in layer.params])))
+                        for layer in layers[1:]]  # fmt: skip
+    assert layer_norms(layers) == pytest.approx(expected, rel=1e-6)
+
+
+def test_an_auto_decision_reads_the_norms_and_records_them():
+    """mlp (3 layers), alpha 0.9: cap floor(2.7) = 2; gradients of norm 3, 1, 2 -> the least is layer 2: freeze
+    2. The norms and the row are kept for the results file."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    for layer, norm in zip(layers, (3.0, 1.0, 2.0)):
+        count = sum(p.numel() for p in layer.params)
+        for p in layer.params:
+            p.grad = torch.full(p.shape, norm / count**0.5)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.9, every=2), layers)
+    assert not freezer.decide(0) and freezer.norms_at == -1
+    assert freezer.decide(1) and freezer.frozen == 2 and freezer.norms_at == 1
+    assert freezer.norms == pytest.approx([3.0, 1.0, 2.0], rel=1e-6)

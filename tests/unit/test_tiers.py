@@ -110,3 +110,32 @@ def test_bad_tier_widths_are_refused(width):
 def test_given_tier_widths_are_kept_per_tier():
     tiers = parse_tiers("strong:0.5,moderate:0.25,weak:0.25", "", "", "resnet20", "weak:0.4")
     assert tiers.width == (0.0, 0.0, 0.4) and tiers.frozen == (0, 14, 26)
+
+
+def test_partial_training_folds_each_layer_over_its_trainers():
+    """4 clients, 2 strong, 2 weak leaving layer 0 (2 entries) untrained; layer 1 has 1 entry. Strong a (n = 1),
+    weak b (n = 3): layer 0 = a's, layer 1 = (a + 3 b) / 4; the weak client's layer 0 values are never read. A
+    frozen count that leaves nothing to train is refused. Mutations caught: the mask ignored, weights per client
+    instead of per layer."""
+    from bench.runtime.errors import UsageError
+    from bench.strategies.fedavg.partial import PartialTraining
+    from bench.strategies.fedavg.protocol import client_header
+    from tests.fl_config import fl_config
+
+    cfg = fl_config(strategy="fedavg", fl_algorithm="partial", clients=4, client_tiers="strong:0.5,weak:0.5",
+                    tier_frozen="weak:1")  # fmt: skip
+    algorithm = PartialTraining(cfg, 3)
+    algorithm.set_model(np.array([0, 2, 3]))
+    strong, weak = (int(np.flatnonzero(algorithm.tier_of == t)[0]) for t in (0, 2))
+    assert algorithm.trained(strong).tolist() == [True, True] and algorithm.trained(weak).tolist() == [False, True]
+    assert algorithm.uploaded_bytes(weak, np.array([8, 4])) == 4
+    mean = algorithm.new_aggregate()
+    algorithm.fold(mean, np.array([1, 2, 3], dtype=np.float32), client_header(strong, 0, samples=1))
+    algorithm.fold(mean, np.array([np.nan, np.nan, 7], dtype=np.float32), client_header(weak, 0, samples=3))
+    x = np.zeros(3, dtype=np.float32)
+    algorithm.server_update(x, mean, 0)
+    assert x.tolist() == [1, 2, (3 + 21) / 4]
+    with pytest.raises(UsageError, match="leaves no layer to train"):
+        PartialTraining(fl_config(strategy="fedavg", fl_algorithm="partial", clients=4,
+                                  client_tiers="strong:0.5,weak:0.5", tier_frozen="weak:2"), 3).set_model(
+            np.array([0, 2, 3]))  # fmt: skip

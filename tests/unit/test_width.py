@@ -94,3 +94,39 @@ def test_a_tiers_width_is_given_or_the_root_of_its_parameter_share():
         algorithm = WidthReduction(cfg, 100)
         algorithm.set_model(offsets)
         assert np.allclose(algorithm.widths, (1.0, np.sqrt(0.9), weak), rtol=1e-12)
+
+
+def test_indices_of_no_parameters_and_of_mismatched_models():
+    assert sub_model_indices([], []).tolist() == []
+    with pytest.raises(ValueError):
+        sub_model_indices([(2, 2), (2,)], [(1, 1)])  # a sub-model with fewer parameters is not a sub-model
+
+
+def test_width_reduction_folds_each_tiers_sub_model_into_the_entries_it_holds():
+    """4 clients, 2 strong, 2 weak (tiers from the recorded assignment); a 3-entry layer and a 2-entry layer, the
+    weak sub-model holding entries 0 and 3. Strong a (n = 1), weak b (n = 3): entries 0 and 3 = (a + 3 b) / 4,
+    entries 1, 2, 4 = a's. Bytes uploaded: 20 (strong), 8 (weak). Mutations caught: a weak client folded over the
+    full model, its weight taken as 1, the sub-model's size read from the strong tier."""
+    from bench.strategies.fedavg.protocol import Head, client_header
+    from bench.strategies.fedavg.width import WidthReduction
+    from tests.fl_config import fl_config
+
+    cfg = fl_config(strategy="fedavg", fl_algorithm="width", clients=4, client_tiers="strong:0.5,weak:0.5",
+                    tier_frozen="weak:1", tier_width="weak:0.5")  # fmt: skip
+    algorithm = WidthReduction(cfg, 5)
+    algorithm.set_model(np.array([0, 3, 5]))
+    algorithm.set_sub_model(2, np.array([0, 3]), [1, 1])
+    strong, weak = (int(np.flatnonzero(algorithm.tier_of == t)[0]) for t in (0, 2))
+    assert algorithm.upload_offsets(strong) is None and algorithm.upload_offsets(weak).tolist() == [0, 1, 2]
+    layer_bytes = np.array([12, 8])
+    assert algorithm.uploaded_bytes(strong, layer_bytes) == 20 and algorithm.uploaded_bytes(weak, layer_bytes) == 8
+    a = np.array([1, 2, 3, 4, 5], dtype=np.float32)
+    b = np.array([10, 20, 0, 0, 0], dtype=np.float32)  # the sub-model's 2 entries first (the rest: scratch)
+    mean = algorithm.new_aggregate()
+    algorithm.fold(mean, a, client_header(strong, 0, samples=1))
+    algorithm.fold(mean, b, client_header(weak, 0, samples=3))
+    x = np.zeros(5, dtype=np.float32)
+    algorithm.server_update(x, mean, 0)
+    assert x.tolist() == [(1 + 30) / 4, 2, 3, (4 + 60) / 4, 5] and Head.SAMPLES == 1
+    facts = algorithm.tier_facts()
+    assert facts[2] == {"width": 0.5, "parameters": 2, "layer_parameters": [1, 1]} and facts[0]["parameters"] == 5
