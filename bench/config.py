@@ -654,9 +654,9 @@ def check_freeze(cfg) -> None:
         spec = cfg.freezing
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if spec.on and (cfg.overlap or cfg.exchange_compression.on or cfg.allreduce != "flat"):
-        raise UsageError("--freeze runs with the plain exchange after the backward pass for now: no --overlap, "
-                         "--compress or --allreduce hierarchical|auto")  # fmt: skip
+    if spec.on and (cfg.exchange_compression.on or cfg.allreduce != "flat"):
+        raise UsageError("--freeze runs with the plain ring's exchange for now: no --compress or --allreduce "
+                         "hierarchical|auto")  # fmt: skip
 
 
 def check_compress(cfg) -> None:

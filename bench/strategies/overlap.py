@@ -89,6 +89,12 @@ class BucketReadiness:
         self._pending[:] = self._params_per_bucket
         self._active = True
 
+    def close(self) -> None:
+        """Between steps, before the buckets are rebuilt (``--freeze``): the hooks come off the parameters."""
+        for handle in self._handles:
+            handle.remove()
+        self._active = False
+
 
 class CudaGates:
     """Per bucket, the event after which its gradients exist on the GPU (module docstring), and the communication
@@ -128,6 +134,7 @@ class OverlappedBuckets(BucketReadiness):
             send.watch(lambda h: self._ready[h].is_set(), self._gates.wait if self._gates is not None else None)
         self._done = threading.Event()
         self._error: BaseException | None = None
+        self._closing = False
         self._thread = threading.Thread(target=self._serve, name="syncbench-comm", daemon=True)
         self._thread.start()
 
@@ -160,10 +167,20 @@ class OverlappedBuckets(BucketReadiness):
             self._error = exc
             self._done.set()
 
+    def close(self) -> None:
+        """Between steps (the thread waits for the next step's first bucket): hooks off, the thread ended."""
+        super().close()
+        self._closing = True
+        for ready in self._ready:
+            ready.set()
+        self._thread.join()
+
     def _serve_buckets(self) -> None:
         while True:
             for g in self._order:
                 self._ready[g].wait()
+                if self._closing:
+                    return
                 self._ready[g].clear()
                 if self._gates is not None:
                     self._gates.wait(g)

@@ -49,13 +49,16 @@ class RingStrategy(Strategy):
         self.freezer = self.make_freezer(cfg.freezing, layers)
         self._exchanges = self.make_exchanges()  # only what the run uses: each pipeline holds device buffers
         if cfg.overlap:
-            fault = comm.rank == cfg.overlap_fault_rank
-            order = list(range(len(self.staging.groups)))[:: -1 if fault else 1]  # the overlap's launch order
-            send = RingBucketAverage(self.staging, self.allreduce, self.pipeline(order))
-            if cfg.overlap_progress == "hooks":
-                self.overlap = HookDrivenBuckets(send, fault)
-            else:
-                self.overlap = OverlappedBuckets(layers, self.staging.groups, send, fault, device=device)
+            self.overlap = self.make_overlap()
+
+    def make_overlap(self):
+        """``--overlap``: the buckets averaged during the backward pass, on a thread or from the hooks."""
+        fault = self.comm.rank == self.cfg.overlap_fault_rank
+        order = list(range(len(self.staging.groups)))[:: -1 if fault else 1]  # the overlap's launch order
+        send = RingBucketAverage(self.staging, self.allreduce, self.pipeline(order))
+        if self.cfg.overlap_progress == "hooks":
+            return HookDrivenBuckets(send, fault)
+        return OverlappedBuckets(self.layers, self.staging.groups, send, fault, device=self.device)
 
     @staticmethod
     def make_freezer(spec, layers) -> Freezer | None:
@@ -87,6 +90,9 @@ class RingStrategy(Strategy):
         groups = [tuple(first + i for i in g) for g in bucket_groups(self.layers[first:], self.cfg.bucket_mb)]
         self.staging = HostStaging(self.layers, self.device, groups, self.gpu_path.in_place)
         self._exchanges = self.make_exchanges()
+        if self.overlap is not None:
+            self.overlap.close()
+            self.overlap = self.make_overlap()
 
     def make_exchanges(self) -> list:
         """The exchanges after the backward pass: the compressed average, the plain one, or none (--overlap)."""
