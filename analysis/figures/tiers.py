@@ -8,11 +8,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from analysis.figures.groups import save
 from analysis.stats.accuracy import final_accuracy
 from analysis.stats.groups import repeat_groups
-from analysis.views.tiers import TIER_NAMES, method, tier_counts, tiered
+from analysis.views.tiers import TIER_NAMES, method, setting, tier_counts, tiered
 
 
 def tiers_plots(runs, out: Path) -> list[Path]:
@@ -23,33 +24,42 @@ def tiers_plots(runs, out: Path) -> list[Path]:
     shown = {}
     for run in sorted((r for g in groups for r in g.runs), key=lambda r: r.name):
         if tier_counts(run)[1] + tier_counts(run)[2]:
-            shown.setdefault((str(run.config.get("model")), method(run)), run)  # one run per model and method
-    for (model, name), run in sorted(shown.items()):
-        stem = "_".join(["tiers_layers", model, *re.findall(r"[a-z0-9]+", name.replace(".", ""))])
+            shown.setdefault((setting(run), method(run)), run)  # one run per setting and method (as labelled)
+    stems = set()
+    for (_, name), run in sorted(shown.items()):
+        stem = "_".join(
+            ["tiers_layers", str(run.config.get("model")), *re.findall(r"[a-z0-9]+", name.replace(".", ""))]
+        )
+        stem = stem if stem not in stems else f"{stem}_{Path(run.path).stem}"  # another setting, same method
+        stems.add(stem)
         paths += save(layers_figure(run), out, stem)
     return paths
 
 
 def accuracy_figure(groups):
-    """One line per (model, method): x = weak clients, y = final test accuracy (%), error bars = 95 % interval."""
+    """One line per setting, method and count of moderate clients: x = weak clients, y = final test accuracy (%),
+    error bars = 95 % interval (cut at 0 and 100 %); the setting's all-strong runs (FedAvg under every method) at 0."""
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     lines: dict[tuple, list] = {}
-    all_strong: dict[str, tuple] = {}  # per model: the runs without weaker clients, FedAvg under every method
+    all_strong: dict[tuple, tuple] = {}  # per setting: the runs without weaker clients
     for g in groups:
-        model, counts = str(g.first.config.get("model")), tier_counts(g.first)
+        key, counts = setting(g.first), tier_counts(g.first)
         if counts[1] + counts[2] == 0:
-            all_strong[model] = (0, g.pooled(final_accuracy))
+            all_strong[key] = (0, g.pooled(final_accuracy))
             continue
-        lines.setdefault((model, method(g.first)), []).append((counts[2], g.pooled(final_accuracy)))
-    for model, point in all_strong.items():
-        for key in [k for k in lines if k[0] == model] or [(model, "all strong")]:
-            lines.setdefault(key, []).append(point)
-    for (model, name), points in sorted(lines.items()):
+        lines.setdefault((key, method(g.first), counts[1]), []).append((counts[2], g.pooled(final_accuracy)))
+    for key, point in all_strong.items():
+        for line in [k for k in lines if k[0] == key and k[2] == 0] or [(key, "all strong", 0)]:
+            lines.setdefault(line, []).append(point)
+    for (key, name, moderate), points in sorted(lines.items()):
         points.sort(key=lambda p: p[0])
         x = [p[0] for p in points]
-        y = [100 * p[1].mean for p in points]
-        err = [100 * p[1].half if np.isfinite(p[1].half) else 0.0 for p in points]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model}, {name}")
+        y = np.array([100 * p[1].mean for p in points])
+        half = np.array([100 * p[1].half if np.isfinite(p[1].half) else 0.0 for p in points])
+        err = [y - np.clip(y - half, 0, 100), np.clip(y + half, 0, 100) - y]
+        label = f"{key[0]}, {name}" + (f", {moderate} moderate" if moderate else "")
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="weak clients (beside the strong ones)", ylabel="test accuracy (%)")
     ax.set_title("Accuracy against the number of weak clients\n(mean and 95 % interval over seeds; 0 weak: FedAvg)")
     ax.legend(fontsize=8)

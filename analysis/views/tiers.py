@@ -22,14 +22,19 @@ def tiered(run) -> bool:
 
 
 def method(run) -> str:
-    """The tiers' training method: partial, width (with the weakest tier's width ratio: runs differing by it are
-    told apart), or what the weaker tiers trained otherwise (the full model)."""
+    """The tiers' training method with what it gives each weaker tier that has clients (partial: its frozen
+    layers; width: its ratio r), so that runs differing by them are told apart; or the algorithm that trained the
+    full model at every tier."""
     name = str(run.config.get("fl_algorithm"))
+    if name not in METHODS:
+        return f"{name} (full model)"
+    facts = run.attrs["client_tiers"]
+    weaker = [t for t, n in zip(TIER_NAMES[1:], tier_counts(run)[1:]) if n]
     if name == "width":
-        facts = run.attrs["client_tiers"]
-        with_clients = [t for t, n in zip(TIER_NAMES, tier_counts(run)) if n]
-        return f"{METHODS[name]} (r = {facts[with_clients[-1]].get('width', 1.0):.2f})"
-    return METHODS.get(name, f"{name} (full model)")
+        parts = [f"{t} r = {facts[t].get('width', 1.0):.2f}" for t in weaker]
+    else:
+        parts = [f"{t} {facts[t]['frozen_layers']} frozen" for t in weaker]
+    return f"{METHODS[name]} ({', '.join(parts)})" if parts else METHODS[name]
 
 
 def tier_counts(run) -> list[int]:
@@ -42,6 +47,8 @@ def per_client_round(run, tier: int, name: str) -> float:
     """Mean of ``fedavg/clients/<name>`` over the trained (ok or late) rows of a tier's clients; NaN if none."""
     d = run.data
     rows = (np.asarray(d["fedavg/clients/tier"]) == tier) & np.isin(np.asarray(d["fedavg/clients/status"]), (0, 2))
+    if f"fedavg/clients/{name}" not in d:  # upload_bytes: only where each client's model went to rank 0 as it is
+        return math.nan
     values = np.asarray(d[f"fedavg/clients/{name}"], dtype=np.float64)[rows]
     return float(values.mean()) if values.size else math.nan
 
@@ -51,9 +58,18 @@ def backward_vs_strong(run, tier: int) -> float:
     return per_client_round(run, tier, "backward_s") / strong if strong > 0 else math.nan
 
 
-def _setting(run) -> tuple:
-    keys = ("model", "dataset", "partition", "alpha", "fraction", "rounds", "local_epochs", "local_steps")
-    return tuple(str(run.config.get(k)) for k in keys)
+SETTING = ("model", "dataset", "partition", "alpha", "partition_over", "fraction", "rounds", "local_epochs",
+           "local_steps", "tier_speed", "deadline", "dropout", "client_speed")  # fmt: skip
+
+
+def setting(run) -> tuple:
+    """What must match for runs to be compared along the number of weak clients."""
+    return tuple(str(run.config.get(k)) for k in SETTING)
+
+
+def order(g) -> tuple:
+    counts = tier_counts(g.first)
+    return setting(g.first), method(g.first), counts[2], counts[1], counts[0]
 
 
 def tiers_table(runs) -> Table:
@@ -61,14 +77,15 @@ def tiers_table(runs) -> Table:
     cols = [Column("model"), Column("method"), Column("strong", INT), Column("moderate", INT), Column("weak", INT)]
     cols += [Column("rounds", INT), Column("n", INT), Column("test accuracy (%)", EST, 2, 100)]
     cols += [Column("weak backward vs strong (%)", EST, 1, 100), Column("weak upload vs strong (%)", EST, 1, 100)]
-    order = sorted(groups, key=lambda g: (_setting(g.first), method(g.first), tier_counts(g.first)))
+    cols += [Column("runs")]
     rows = []
-    for g in order:
+    for g in sorted(groups, key=order):
         run, counts = g.first, tier_counts(g.first)
         rows.append(
             [run.config.get("model"), method(run), *counts, run.config.get("rounds"), g.n, g.pooled(final_accuracy)]
             + [g.pooled(lambda r: backward_vs_strong(r, 2))]
             + [g.pooled(lambda r: per_client_round(r, 2, "upload_bytes") / per_client_round(r, 0, "upload_bytes"))]
+            + [g.label]
         )
     notes = [
         POOL_NOTE,
@@ -76,7 +93,8 @@ def tiers_table(runs) -> Table:
         "(InclusiveFL); width reduction: it trains the first ceil(r C) units of every hidden layer (static "
         "HeteroFL); strong clients train the full model in both",
         "weak backward vs strong = a weak client's backward seconds per round / a strong client's (the layer hooks' "
-        "time, measured on this machine; --tier-speed slowdowns are not in it); upload likewise in bytes",
+        "time, measured on this machine; --tier-speed slowdowns are not in it); upload likewise in bytes (only "
+        "where each client's model went to rank 0 as it is: --aggregation client, no --compress)",
     ]
     return Table("tiers", "Heterogeneous clients: accuracy against the number of weak clients", cols, rows, notes)
 
@@ -88,15 +106,15 @@ def tier_costs_table(runs) -> Table:
     cols += [Column("frozen layers", INT), Column("width", NUM), Column("forward (ms)", EST, 2, 1e3)]
     cols += [Column("backward (ms)", EST, 2, 1e3), Column("uploaded (KiB)", EST, 1, 2**-10)]
     rows = []
-    for g in sorted(groups, key=lambda g: (_setting(g.first), method(g.first), tier_counts(g.first))):
+    for g in sorted(groups, key=order):
         run, counts = g.first, tier_counts(g.first)
-        facts = run.attrs["client_tiers"]
+        facts, narrowed = run.attrs["client_tiers"], str(run.config.get("fl_algorithm")) == "width"
         for t, name in enumerate(TIER_NAMES):
             if not counts[t]:
                 continue
             rows.append(
                 [run.config.get("model"), method(run), counts[2], name, counts[t], facts[name]["frozen_layers"]]
-                + [facts[name].get("width", 1.0)]
+                + [facts[name].get("width", 1.0) if narrowed else None]
                 + [g.pooled(lambda r, t=t, n=n: per_client_round(r, t, n)) for n in ("forward_s", "backward_s")]
                 + [g.pooled(lambda r, t=t: per_client_round(r, t, "upload_bytes"))]
             )

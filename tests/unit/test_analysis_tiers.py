@@ -53,7 +53,7 @@ def test_accuracy_table_by_hand(runs):
     caught: dropped rows counted, tiers counted per row instead of per client, the strong tier as denominator lost."""
     table = tiers_table(runs)
     rows = {r[1]: r for r in table.rows}
-    partial, width = rows["partial training"], rows["width reduction (r = 0.50)"]
+    partial, width = rows["partial training (weak 1 frozen)"], rows["width reduction (weak r = 0.50)"]
     assert partial[2:7] == [1, 0, 2, 2, 2] and width[6] == 1
     assert partial[7].mean == pytest.approx(0.75) and width[7].mean == pytest.approx(0.60)
     assert partial[8].mean == pytest.approx(0.4) and partial[9].mean == pytest.approx(0.25)
@@ -61,11 +61,12 @@ def test_accuracy_table_by_hand(runs):
 
 def test_cost_table_per_tier_by_hand(runs):
     table = tier_costs_table(runs)
-    partial = [r for r in table.rows if r[1] == "partial training"]
+    partial = [r for r in table.rows if r[1] == "partial training (weak 1 frozen)"]
     assert [(r[3], r[4], r[5]) for r in partial] == [("strong", 1, 0), ("weak", 2, 1)]
     assert partial[1][8].mean == pytest.approx(0.2) and partial[1][7].mean == pytest.approx(0.1)
     assert partial[1][9].mean == pytest.approx(200) and partial[0][9].mean == pytest.approx(800)
-    assert [r[6] for r in table.rows if r[1] == "width reduction (r = 0.50)"] == [1.0, 0.5]
+    assert [r[6] for r in table.rows if r[1] == "width reduction (weak r = 0.50)"] == [1.0, 0.5]
+    assert [r[6] for r in partial] == [None, None]  # no width ratio where the model was not narrowed
 
 
 def test_layer_shares_and_figures(runs, tmp_path):
@@ -74,5 +75,6 @@ def test_layer_shares_and_figures(runs, tmp_path):
     assert layer_shares(runs[2])[[0, 2]].tolist() == [[1.0, 1.0], [0.5, 0.25]]
     paths = tiers_plots(runs, tmp_path / "figures")
     assert {p.name for p in paths if p.suffix == ".png"} == {
-        "tiers_accuracy.png", "tiers_layers_mlp_partial_training.png", "tiers_layers_mlp_width_reduction_r_050.png"
+        "tiers_accuracy.png", "tiers_layers_mlp_partial_training_weak_1_frozen.png",
+        "tiers_layers_mlp_width_reduction_weak_r_050.png",
     }  # fmt: skip

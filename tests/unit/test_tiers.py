@@ -51,12 +51,22 @@ def test_resnet20_defaults_leave_the_first_conv_and_3_or_6_blocks_untrained():
         ("strong:0.5,weak:0.5", "weak:1.5", "", "cnn", "whole numbers"),
         ("strong:0.5,weak:0.5", "weak:1", "weak:0.5", "cnn", "factors >= 1"),
         ("", "weak:1", "", "cnn", "give it too"),
-        ("strong:0.5,strong:0.5", "", "", "cnn", "TIER:VALUE"),
+        ("strong:0.5,strong:0.5", "", "", "cnn", "strong given twice"),
+        ("strong:0.5,weak:0.5", "weak:1", "weak:inf", "cnn", "inf is not a finite number"),
+        ("strong:0.1,weak:0.9", "weak:1", "", "cnn", "strong gets none of the 3 clients"),
     ],
 )
 def test_bad_tier_options_say_what_is_expected(tiers, frozen, speed, model, says):
     with pytest.raises(ValueError, match=says):
-        parse_tiers(tiers, frozen, speed, model)
+        parse_tiers(tiers, frozen, speed, model, clients=3)
+
+
+def test_frozen_counts_only_where_the_algorithm_reads_them():
+    """An algorithm that trains the full model at every tier (FedAvg with tiers for their speed) needs no frozen
+    counts and records none, even on resnet20; width reduction needs none for a tier given its ratio."""
+    plain = parse_tiers("strong:0.5,weak:0.5", "", "weak:3", "resnet20", clients=4, uses_frozen=False)
+    assert plain.frozen == (0, 0, 0) and plain.speed == (1.0, 1.0, 3.0)
+    assert parse_tiers("strong:0.5,weak:0.5", "", "", "cnn", "weak:0.4", clients=4).frozen == (0, 0, 0)
 
 
 def test_layerwise_mean_is_the_inclusivefl_update():

@@ -23,6 +23,12 @@ def check_federated(cfg) -> None:
             raise UsageError(f"{what} needs each client's update at the aggregator: --aggregation client")
         if on and cfg.exchange_compression.on:
             raise UsageError(f"{what} does not run with --compress yet: the uploads are sent uncompressed")
+    if 0 < cfg.partition_over < cfg.clients:
+        raise UsageError(f"--partition-over {cfg.partition_over} is below --clients {cfg.clients}: the run's clients "
+                         "take the first K of N parts (N >= K)")  # fmt: skip
+    if needs(cfg).tier_layers and chosen.tiers is None:
+        raise UsageError(f"--fl-algorithm {cfg.fl_algorithm} trains the weaker tiers differently: give --client-tiers "
+                         "(strong:1 is FedAvg)")  # fmt: skip
     _check_selection(cfg, chosen.selection)
     _check_algorithm(cfg, chosen)
     _check_cohort(cfg, chosen)

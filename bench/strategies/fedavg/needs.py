@@ -19,6 +19,7 @@ class Needs:
     uniform_selection: str = ""
     local_steps: str = ""  # counts local work in steps
     no_byzantine: str = ""
+    tier_layers: bool = False  # reads the tiers' frozen layer counts (needs --client-tiers)
 
 
 NEEDS = {
@@ -42,9 +43,10 @@ NEEDS = {
         no_fedprox="has its own proximal term (alpha)",
         uniform_selection="averages uniformly over the cohort",
     ),
-    "partial": Needs(own_options=("tier_frozen",)),  # each layer averaged over the clients that trained it
+    "partial": Needs(own_options=("tier_frozen",), tier_layers=True),  # each layer averaged over its trainers
     "width": Needs(  # each parameter entry averaged over the clients whose sub-model holds it
         own_options=("tier_frozen", "tier_width"),  # a ratio: --tier-width, or sqrt of partial's parameter share
+        tier_layers=True,
         no_byzantine="trains sub-models of other shapes than the attacks corrupt",
     ),
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.strategies.fedavg.byzantine import Attack, parse_byzantine
+from bench.strategies.fedavg.needs import needs
 from bench.strategies.fedavg.robust import Rule, parse_aggregator
 from bench.strategies.fedavg.tiers import Tiers, parse_tiers
 
@@ -66,5 +67,13 @@ def resolve(cfg) -> Federated:
         parse_byzantine(cfg.byzantine),
         parse_selection(cfg.selection, cfg.clients, cohort),
         cohort,
-        parse_tiers(cfg.client_tiers, cfg.tier_frozen, cfg.tier_speed, cfg.model, cfg.tier_width),
+        parse_tiers(
+            cfg.client_tiers,
+            cfg.tier_frozen,
+            cfg.tier_speed,
+            cfg.model,
+            cfg.tier_width,
+            cfg.clients,
+            needs(cfg).tier_layers,
+        ),  # fmt: skip
     )

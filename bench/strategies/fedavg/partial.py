@@ -20,7 +20,7 @@ import numpy as np
 from bench.runtime.errors import UsageError
 from bench.strategies.fedavg.algorithm import FedAvg
 from bench.strategies.fedavg.protocol import Head
-from bench.strategies.fedavg.tiers import TIER_NAMES
+from bench.strategies.fedavg.tiers import TIER_NAMES, too_many_frozen
 
 
 class LayerwiseMean:
@@ -58,12 +58,8 @@ class PartialTraining(FedAvg):
         tiers, layers = self.cfg.federated.tiers, len(offsets) - 1
         if tiers is None:
             return
-        for name, frozen, share in zip(TIER_NAMES, tiers.frozen, tiers.fractions):
-            if share > 0 and frozen >= layers:
-                raise UsageError(
-                    f"--tier-frozen {name}:{frozen} leaves no layer to train: model {self.cfg.model} has {layers} "
-                    f"layers (`python -m bench info --model {self.cfg.model}` lists them)"
-                )
+        if too_many_frozen(tiers, layers, self.cfg.model):
+            raise UsageError(too_many_frozen(tiers, layers, self.cfg.model))
         self._masks = [tiers.trained(t, layers) for t in range(len(TIER_NAMES))]
 
     def trained(self, k: int) -> np.ndarray | None:

@@ -155,25 +155,26 @@ class FedAvgStrategy(Strategy):
         if attack is not None:
             attrs["byzantine_check"] = attack_check(self.algorithm.rule, attack, self.cfg.seed, cohort)
         if self.cfg.federated.tiers is not None:
-            tiers = self.cfg.federated.tiers.describe(self.algorithm.tier_facts())  # and every client's tier
+            tiers = self.cfg.federated.tiers.describe(self.cfg.clients, self.algorithm.tier_facts())
             attrs["client_tiers"] = tiers | {"tier_of_client": self.algorithm.tier_of.tolist()}
         return datasets, attrs
 
     def _tier_datasets(self, log) -> dict:
-        """With ``--client-tiers``: per logged client its tier and the model bytes it uploaded (the layers it
-        trained; none where it dropped out)."""
+        """With ``--client-tiers``: per logged client its tier and, where each client's model goes to rank 0 as it
+        is (``--aggregation client``, no ``--compress``), the model bytes it uploaded (the layers it trained; none
+        where it dropped out)."""
         tier_of = self.algorithm.tier_of
         if tier_of is None:
             return {}
+        tiers = {"fedavg/clients/tier": (tier_of[log["client"].astype(int)], "1")}
+        if self.cfg.aggregation != "client" or self.cfg.exchange_compression.on:
+            return tiers
         sizes = np.array([layer.bytes for layer in self.layers], dtype=np.int64)
         sent = [
             self.algorithm.uploaded_bytes(client, sizes) if status in (ClientStatus.OK, ClientStatus.LATE) else 0
             for client, status in zip(log["client"].astype(int), log["status"])
         ]
-        return {
-            "fedavg/clients/tier": (tier_of[log["client"].astype(int)], "1"),
-            "fedavg/clients/upload_bytes": (np.array(sent, dtype=np.int64), "bytes"),
-        }
+        return tiers | {"fedavg/clients/upload_bytes": (np.array(sent, dtype=np.int64), "bytes")}
 
     @staticmethod
     def peak_rss() -> int:

@@ -9,8 +9,8 @@ first 3 (moderate) or 6 (weak) residual blocks: in this suite's layer list (``mo
 conv1, bn1, conv2, bn2 per block) that is 2 + 4 x 3 = 14 and 2 + 4 x 6 = 26 leading layers, the defaults below.
 
 The assignment is seeded: a permutation of the K clients from (seed, salt TIERS), the first round(F_strong K) are
-strong, and so on (counts by largest remainder, so they sum to K). Every rank computes it; the results file records
-it (``fedavg/tiers``).
+strong, and so on (counts by largest remainder, so they sum to K; a tier given a share must get a client). Every
+rank computes it; the results file records it (root attribute ``client_tiers``, with each tier's realised count).
 """
 
 from __future__ import annotations
@@ -48,13 +48,24 @@ class Tiers:
         mask[: self.frozen[tier]] = False
         return mask
 
-    def describe(self, facts: dict[int, dict] | None = None) -> dict:
-        """Per tier name its options, with what the algorithm made of them (``facts``, by tier index)."""
-        facts = facts or {}
+    def describe(self, clients: int, facts: dict[int, dict] | None = None) -> dict:
+        """Per tier name its options and realised client count, with what the algorithm made of them (``facts``,
+        by tier index)."""
+        facts, counts = facts or {}, shares_of(self.fractions, clients)
         return {
-            name: {"fraction": f, "frozen_layers": n, "speed": s} | facts.get(t, {})
-            for t, (name, f, n, s) in enumerate(zip(TIER_NAMES, self.fractions, self.frozen, self.speed))
+            name: {"fraction": f, "clients": int(k), "frozen_layers": n, "speed": s} | facts.get(t, {})
+            for t, (name, f, k, n, s) in enumerate(zip(TIER_NAMES, self.fractions, counts, self.frozen, self.speed))
         }
+
+
+def too_many_frozen(tiers: Tiers, layers: int, model: str) -> str:
+    """Why the frozen counts do not fit a model of ``layers`` layers ("" if they do): a tier with clients that
+    reads its count (no ``--tier-width``) must leave a layer to train."""
+    for name, frozen, share, width in zip(TIER_NAMES, tiers.frozen, tiers.fractions, tiers.width or (0,) * 3):
+        if share > 0 and not width and frozen >= layers:
+            return (f"--tier-frozen {name}:{frozen} leaves no layer to train: model {model} has {layers} layers "
+                    f"(`python -m bench info --model {model}` lists them)")  # fmt: skip
+    return ""
 
 
 def shares_of(fractions, total: int) -> np.ndarray:
@@ -76,16 +87,22 @@ def _pairs(spec: str, option: str) -> dict[str, float]:
             number = float(value)
         except ValueError:
             number = None
-        if not sep or name not in TIER_NAMES or name in out or number is None or not np.isfinite(number):
+        if not sep or name not in TIER_NAMES or number is None:
             raise ValueError(f"{option} {spec!r}: expected TIER:VALUE pairs, tiers from {', '.join(TIER_NAMES)}")
+        if name in out or not np.isfinite(number):
+            raise ValueError(f"{option} {spec!r}: {name} given twice" if name in out else f"{option} {spec!r}: "
+                             f"{value} is not a finite number")  # fmt: skip
         out[name] = number
     return out
 
 
-def parse_tiers(tiers: str, frozen: str, speed: str, model: str, width: str = "") -> Tiers | None:
-    """The three options as :class:`Tiers` (None without ``--client-tiers``); ValueError naming the accepted
-    forms. ``--tier-frozen`` defaults to the model's InclusiveFL tiers where the suite knows them (resnet20);
-    another model needs it for every tier with clients."""
+def parse_tiers(tiers: str, frozen: str, speed: str, model: str, width: str = "", clients: int = 0,
+                uses_frozen: bool = True) -> Tiers | None:  # fmt: skip
+    """The tier options as :class:`Tiers` (None without ``--client-tiers``); ValueError naming the accepted forms.
+    ``uses_frozen``: the algorithm reads the frozen counts (partial training; width reduction for tiers without a
+    ``--tier-width``); they default to the model's InclusiveFL tiers where the suite knows them (resnet20), another
+    model needs them for every tier with clients. Otherwise every tier trains all layers (frozen 0). ``clients``:
+    K, to refuse a share that gives a tier no client."""
     if not tiers:
         if frozen or speed or width:
             raise ValueError("--tier-frozen, --tier-speed and --tier-width describe the tiers of --client-tiers; "
@@ -95,10 +112,18 @@ def parse_tiers(tiers: str, frozen: str, speed: str, model: str, width: str = ""
     share = [fractions.get(name, 0.0) for name in TIER_NAMES]
     if min(share) < 0 or not np.isclose(sum(share), 1.0):
         raise ValueError(f"--client-tiers {tiers!r}: the fractions must be >= 0 and sum to 1")
-    layers = DEFAULT_FROZEN.get(model, {}) | _pairs(frozen, "--tier-frozen")
+    if clients:
+        for name, f, n in zip(TIER_NAMES, share, shares_of(share, clients)):
+            if f > 0 and n == 0:
+                raise ValueError(f"--client-tiers {tiers!r}: {name} gets none of the {clients} clients")
+    ratios = _pairs(width, "--tier-width")
+    if any(not 0 < r <= 1 for r in ratios.values()) or ratios.get("strong", 1.0) != 1.0:
+        raise ValueError(f"--tier-width {width!r}: ratios in (0, 1], strong 1")
+    layers = (DEFAULT_FROZEN.get(model, {}) if uses_frozen else {}) | _pairs(frozen, "--tier-frozen")
     if "strong" in layers and layers["strong"] != 0:
         raise ValueError("--tier-frozen: a strong client trains every layer (strong:0)")
-    missing = [n for n, f in zip(TIER_NAMES[1:], share[1:]) if f > 0 and n not in layers]
+    wanted = [f > 0 and uses_frozen and name not in ratios for name, f in zip(TIER_NAMES, share)]
+    missing = [n for n, want in zip(TIER_NAMES[1:], wanted[1:]) if want and n not in layers]
     if missing:
         raise ValueError(
             f"--tier-frozen: how many leading layers do {' and '.join(missing)} clients leave untrained on model "
@@ -110,8 +135,5 @@ def parse_tiers(tiers: str, frozen: str, speed: str, model: str, width: str = ""
     factors = _pairs(speed, "--tier-speed")
     if any(f < 1 for f in factors.values()):
         raise ValueError(f"--tier-speed {speed!r}: factors >= 1 (a tier computes that many times slower)")
-    ratios = _pairs(width, "--tier-width")
-    if any(not 0 < r <= 1 for r in ratios.values()) or ratios.get("strong", 1.0) != 1.0:
-        raise ValueError(f"--tier-width {width!r}: ratios in (0, 1], strong 1")
     return Tiers(tuple(share), tuple(counts), tuple(factors.get(name, 1.0) for name in TIER_NAMES),
                  tuple(ratios.get(name, 0.0) for name in TIER_NAMES))  # fmt: skip

@@ -24,8 +24,10 @@ import math
 
 import numpy as np
 
+from bench.runtime.errors import UsageError
 from bench.strategies.fedavg.algorithm import FedAvg
 from bench.strategies.fedavg.protocol import Head
+from bench.strategies.fedavg.tiers import too_many_frozen
 
 
 def sub_model_indices(full_shapes: list[tuple[int, ...]], sub_shapes: list[tuple[int, ...]]) -> np.ndarray:
@@ -67,6 +69,8 @@ class WidthReduction(FedAvg):
     def set_model(self, offsets: np.ndarray) -> None:
         super().set_model(offsets)
         tiers = self.cfg.federated.tiers
+        if tiers is not None and too_many_frozen(tiers, len(offsets) - 1, self.cfg.model):
+            raise UsageError(too_many_frozen(tiers, len(offsets) - 1, self.cfg.model))
         trained = [] if tiers is None else [1 - offsets[n] / offsets[-1] for n in tiers.frozen]
         given = tiers.width if tiers is not None else ()
         self.widths = tuple(float(given[t] or np.sqrt(p)) for t, p in enumerate(trained))  # () without tiers
