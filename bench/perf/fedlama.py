@@ -13,14 +13,12 @@ within 1.5 accuracy points of FedAvg(T) at <= 70 % of its communication, and abo
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from analysis.data.load import load
 from analysis.views.fedlama import fedlama_table
-from bench.sweep import find_mpiexec
+from bench.perf.runs import add_repeat_options, results_dir, train
 
 WORKLOAD = ["--strategy", "fedavg", "--model", "cnn", "--dataset", "digits", "--partition", "dirichlet"]
 
@@ -38,15 +36,9 @@ def variants(rounds: int, steps: int, phi: int) -> dict[str, list[str]]:
 
 
 def run(args, name: str, options: list[str], seed: int, work: Path) -> Path:
-    out = work / f"{name}_s{seed}.h5"
-    cmd = [find_mpiexec(), "-n", str(args.ranks), sys.executable, "-m", "bench", "train", *WORKLOAD, *options]
-    cmd += ["--clients", str(args.clients), "--fraction", str(args.fraction), "--alpha", str(args.alpha)]
-    cmd += ["--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every), "--seed", str(seed)]
-    cmd += ["--quiet", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    return out
+    cmd = [*WORKLOAD, *options, "--clients", str(args.clients), "--fraction", str(args.fraction)]
+    cmd += ["--alpha", str(args.alpha), "--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every)]
+    return train(args.ranks, [*cmd, "--seed", str(seed)], work / f"{name}_s{seed}.h5")
 
 
 def main(argv=None) -> int:
@@ -59,13 +51,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=40, help="rounds of FedAvg(T) and FedLAMA (FedAvg(2T): half)")
     p.add_argument("--local-steps", type=int, default=10)
     p.add_argument("--phi", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--eval-every", type=int, default=10)
-    p.add_argument("--keep", default="", help="write the results files here (default: a temporary directory)")
+    add_repeat_options(p)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep or tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with results_dir(args.keep) as work:
         files = []
         for name, options in variants(args.rounds, args.local_steps, args.phi).items():
             for seed in range(args.seeds):

@@ -13,9 +13,7 @@ oversubscribed: their times are not a speedup a cluster would see.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +21,15 @@ import numpy as np
 from analysis.data.load import load
 from analysis.stats.accuracy import final_accuracy, time_to_accuracy
 from analysis.views.freezing import freezing_table, frozen, setting
-from bench.sweep import find_mpiexec
+from bench.perf.runs import add_repeat_options, results_dir, train
 
 
 def run(args, ranks: int, model: str, freeze: str, seed: int, work: Path) -> Path:
     out = work / f"{model}_p{ranks}_{freeze.replace(':', '') or 'none'}_s{seed}.h5"
-    cmd = [find_mpiexec(), "-n", str(ranks), sys.executable, "-m", "bench", "train", "--strategy", "ring"]
-    cmd += ["--model", model, "--dataset", args.dataset, "--steps", str(args.steps), "--batch-size", "32"]
-    cmd += ["--lr", str(args.lr), "--momentum", "0.9", "--eval-every", str(args.eval_every), "--seed", str(seed)]
-    cmd += (["--freeze", freeze, "--freeze-every", str(args.freeze_every)] if freeze else []) + ["--quiet"]
-    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"{out.name} failed:\n{proc.stderr[-3000:]}")
-    return out
+    cmd = ["--strategy", "ring", "--model", model, "--dataset", args.dataset, "--steps", str(args.steps)]
+    cmd += ["--batch-size", "32", "--lr", str(args.lr), "--momentum", "0.9", "--eval-every", str(args.eval_every)]
+    cmd += ["--freeze", freeze, "--freeze-every", str(args.freeze_every)] if freeze else []
+    return train(ranks, [*cmd, "--seed", str(seed)], out)
 
 
 def report(runs) -> list[str]:
@@ -73,12 +67,9 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--freeze", default="auto:0.5")
     p.add_argument("--freeze-every", type=int, default=50)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--keep", default="", help="write the results files here (default: a temporary directory)")
+    add_repeat_options(p)
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep or tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with results_dir(args.keep) as work:
         files = []
         for ranks in args.ranks:
             for model in args.models:

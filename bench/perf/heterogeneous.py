@@ -17,9 +17,7 @@ clients is one set of runs: both methods are FedAvg there.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ import numpy as np
 from analysis.data.load import load
 from analysis.stats.accuracy import final_accuracy
 from analysis.views.tiers import backward_vs_strong, tier_costs_table, tier_counts, tiers_table
-from bench.sweep import find_mpiexec
+from bench.perf.runs import add_repeat_options, results_dir, train
 
 FROZEN = {"cnn": "weak:2", "femnist-cnn": "weak:2", "mlp": "weak:2", "resnet20": ""}  # resnet20: the seed's default
 
@@ -45,17 +43,12 @@ def options(args, method: str, weak: int) -> list[str]:
 
 
 def run(args, name: str, opts: list[str], seed: int, work: Path) -> Path:
-    out = work / f"{name}_s{seed}.h5"
-    cmd = [find_mpiexec(), "-n", str(args.ranks), sys.executable, "-m", "bench", "train", "--strategy", "fedavg"]
-    cmd += ["--model", args.model, "--dataset", args.dataset, "--partition", "dirichlet", "--alpha", str(args.alpha)]
-    cmd += ["--partition-over", str(args.strong + max(args.weak)), "--fraction", "1", "--rounds", str(args.rounds)]
-    cmd += ["--batch-size", str(args.batch_size), "--lr", str(args.lr), "--local-epochs", str(args.local_epochs)]
-    cmd += ["--eval-every", "0", "--seed", str(seed)]
-    cmd += (["--data-dir", args.data_dir] if args.data_dir else []) + [*opts, "--quiet", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    return out
+    cmd = ["--strategy", "fedavg", "--model", args.model, "--dataset", args.dataset, "--partition", "dirichlet"]
+    cmd += ["--alpha", str(args.alpha), "--partition-over", str(args.strong + max(args.weak)), "--fraction", "1"]
+    cmd += ["--rounds", str(args.rounds), "--batch-size", str(args.batch_size), "--lr", str(args.lr)]
+    cmd += ["--local-epochs", str(args.local_epochs), "--eval-every", "0", "--seed", str(seed)]
+    cmd += (["--data-dir", args.data_dir] if args.data_dir else []) + opts
+    return train(args.ranks, cmd, work / f"{name}_s{seed}.h5")
 
 
 def goals(runs, weak_counts: list[int]) -> list[str]:
@@ -102,16 +95,13 @@ def parse(argv):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--local-epochs", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--keep", default="", help="write the results files here (default: a temporary directory)")
+    add_repeat_options(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep or tmp)
-        work.mkdir(parents=True, exist_ok=True)
+    with results_dir(args.keep) as work:
         files = []
         for weak in args.weak:
             for method in args.methods if weak else args.methods[:1]:
