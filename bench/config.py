@@ -176,6 +176,13 @@ class Config:
         applies="freeze",
     )
     freeze_every: int = opt(50, "ring --freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
+    freeze_unit: str = opt(
+        "layer",
+        "ring --freeze auto:ALPHA: what the rule counts and compares: each layer, or each block of layers (the name up "
+        "to its first number: blocks.3.conv1 is in blocks.3; a whole transformer block, as PipeTransformer)",
+        ("layer", "block"),
+        applies="freeze",
+    )
     compress_on: str = opt(
         "auto",
         "ring --compress: compress on the host after copying the gradients there (host), or on the model's device "
@@ -453,7 +460,7 @@ class Config:
         """``--freeze`` with ``--freeze-every``, parsed (:class:`bench.strategies.freezing.FreezeSpec`)."""
         from bench.strategies.freezing import parse_freeze
 
-        return parse_freeze(self.freeze, self.freeze_every)
+        return parse_freeze(self.freeze, self.freeze_every, self.freeze_unit)
 
     @property
     def exchange_compression(self):

@@ -28,7 +28,7 @@ def run(args, ranks: int, model: str, freeze: str, seed: int, work: Path) -> Pat
     out = work / f"{model}_p{ranks}_{freeze.replace(':', '') or 'none'}_s{seed}.h5"
     cmd = ["--strategy", "ring", "--model", model, "--dataset", args.dataset, "--steps", str(args.steps)]
     cmd += ["--batch-size", "32", "--lr", str(args.lr), "--momentum", "0.9", "--eval-every", str(args.eval_every)]
-    cmd += ["--freeze", freeze, "--freeze-every", str(args.freeze_every)] if freeze else []
+    cmd += ["--freeze", freeze, "--freeze-every", str(args.freeze_every), "--freeze-unit", args.unit] if freeze else []
     return train(ranks, [*cmd, "--seed", str(seed)], out)
 
 
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--freeze", default="auto:0.5")
     p.add_argument("--freeze-every", type=int, default=50)
+    p.add_argument("--unit", default="layer", choices=("layer", "block"), help="--freeze-unit (default: layer)")
     add_repeat_options(p)
     args = p.parse_args(argv)
     with results_dir(args.keep) as work:

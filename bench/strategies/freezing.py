@@ -33,6 +33,7 @@ class FreezeSpec:
     mode: str = ""
     alpha: float = 0.0
     every: int = 0
+    unit: str = "layer"  # auto: what the rule counts and compares, a layer or a block of them (block_units)
     layers: int = 0  # fixed: K
     at_step: int = 0  # fixed: after this step (1-based, as the summary counts steps)
 
@@ -41,8 +42,9 @@ class FreezeSpec:
         return bool(self.mode)
 
 
-def parse_freeze(spec: str, every: int) -> FreezeSpec:
-    """``--freeze`` and ``--freeze-every`` as a :class:`FreezeSpec`; ValueError naming the accepted forms."""
+def parse_freeze(spec: str, every: int, unit: str = "layer") -> FreezeSpec:
+    """``--freeze``, ``--freeze-every`` and ``--freeze-unit`` as a :class:`FreezeSpec`; ValueError naming the
+    accepted forms."""
     if not spec:
         return FreezeSpec()
     kind, _, rest = spec.partition(":")
@@ -50,16 +52,16 @@ def parse_freeze(spec: str, every: int) -> FreezeSpec:
         if kind == "auto":
             alpha = float(rest)
             if 0 < alpha < 1 and every >= 1:
-                return FreezeSpec("auto", alpha=alpha, every=every)
+                return FreezeSpec("auto", alpha=alpha, every=every, unit=unit)
         elif kind == "fixed":
             k, _, step = rest.partition("@")
-            if int(k) >= 1 and int(step) >= 1:
+            if int(k) >= 1 and int(step) >= 1 and unit == "layer":  # K counts layers
                 return FreezeSpec("fixed", layers=int(k), at_step=int(step))
     except ValueError:
         pass
     raise ValueError(
         f"--freeze {spec!r}: expected auto:ALPHA with ALPHA in (0, 1) and --freeze-every N >= 1, or fixed:K@STEP "
-        "(freeze the first K layers after step STEP)"
+        "(freeze the first K layers after step STEP; --freeze-unit applies to auto)"
     )
 
 
@@ -70,6 +72,24 @@ def next_frozen(frozen: int, norms: np.ndarray, alpha: float) -> int:
     cap = math.floor(frozen + alpha * (layers - frozen))
     smallest = frozen + 1 + int(np.argmin(norms[frozen:]))  # 1-based number of the active layer with least norm
     return max(frozen, min(cap, smallest))
+
+
+def block_units(names: list[str]) -> list[int]:
+    """How many consecutive layers each freezing unit holds when units are blocks: a layer's block is its name up
+    to its first numeric part ("blocks.3.conv1" -> "blocks.3"; "blocks.0.attn.qkv" -> "blocks.0"), or the whole
+    name ("conv1", "head"), as PipeTransformer freezes whole transformer blocks."""
+    keys = []
+    for name in names:
+        parts = name.split(".")
+        cut = next((i for i, part in enumerate(parts) if part.isdigit()), len(parts) - 1)
+        keys.append(".".join(parts[: cut + 1]))
+    sizes: list[int] = []
+    for i, key in enumerate(keys):
+        if i and key == keys[i - 1]:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    return sizes
 
 
 def layer_norms(layers) -> np.ndarray:
@@ -87,13 +107,15 @@ class Freezer:
 
     def __init__(self, spec: FreezeSpec, layers):
         self.spec, self.layers = spec, layers
-        self.frozen = 0
+        self.frozen = 0  # layers
         self.norms, self.norms_at = np.zeros(len(layers)), -1  # the last decision's gradient norms and its row
+        sizes = block_units([layer.name for layer in layers]) if spec.unit == "block" else [1] * len(layers)
+        self.bounds = np.cumsum([0, *sizes])  # unit u holds layers bounds[u]:bounds[u + 1]
 
     def due(self, step: int) -> bool:
         """After 0-based row ``step``: is this a freeze point?"""
         if self.spec.mode == "auto":
-            return (step + 1) % self.spec.every == 0 and self.frozen < len(self.layers) - 1
+            return (step + 1) % self.spec.every == 0 and self.frozen < self.bounds[-2]  # a unit left to freeze
         return self.spec.mode == "fixed" and step + 1 == self.spec.at_step
 
     def decide(self, step: int) -> bool:
@@ -105,7 +127,9 @@ class Freezer:
             target = self.spec.layers
         else:
             self.norms, self.norms_at = layer_norms(self.layers), step
-            target = next_frozen(self.frozen, self.norms, self.spec.alpha)
+            squares = np.add.reduceat(self.norms**2, self.bounds[:-1])  # per unit: its layers' gradients together
+            units = int(np.searchsorted(self.bounds, self.frozen))
+            target = int(self.bounds[next_frozen(units, np.sqrt(squares), self.spec.alpha)])
         if target <= self.frozen:
             return False
         self.freeze_to(target)

@@ -117,3 +117,41 @@ def test_an_auto_decision_reads_the_norms_and_records_them():
     assert not freezer.decide(0) and freezer.norms_at == -1
     assert freezer.decide(1) and freezer.frozen == 2 and freezer.norms_at == 1
     assert freezer.norms == pytest.approx([3.0, 1.0, 2.0], rel=1e-6)
+
+
+def test_block_units_by_hand():
+    """The transformer's 16 layers are 6 blocks (embed, pos, blocks.0 x 6, blocks.1 x 6, norm, head); resnet20's
+    39 are conv1, bn1, 9 residual blocks of 4, fc. Mutation caught: the block cut one part too late (attn kept
+    apart)."""
+    from bench.strategies.freezing import block_units
+    from bench.workload.models import build, layers_of
+
+    transformer = [layer.name for layer in layers_of(build("transformer", (1, 8, 8), 10, 0))]
+    assert block_units(transformer) == [1, 1, 6, 6, 1, 1]
+    resnet = [layer.name for layer in layers_of(build("resnet20", (3, 8, 8), 10, 0))]
+    assert block_units(resnet) == [1, 1] + [4] * 9 + [1]
+    assert block_units(["fc1", "fc2"]) == [1, 1]
+
+
+def test_an_auto_decision_over_blocks_freezes_whole_blocks():
+    """resnet20, alpha 0.5 over 12 units: cap floor(6) = 6 units. Every layer's gradient has norm 1 but those of
+    blocks.1 (layers 6-9: 0.05, then 0.1 each): units conv1, bn1, blocks.0, blocks.1, ... so the least is the 4th
+    (1-based): freeze conv1, bn1, blocks.0 and blocks.1 = 2 + 2 x 4 = 10 layers. A unit's norm joins its layers'
+    (blocks.1's is 0.18, conv1's 1); with per-layer units the same norms freeze through layer 7 (the 0.05)."""
+    from bench.workload.models import build, layers_of
+
+    def gradients():
+        layers = layers_of(build("resnet20", (3, 8, 8), 10, 0))
+        for i, layer in enumerate(layers):
+            norm = 0.05 if i == 6 else 0.1 if 6 < i < 10 else 1.0  # blocks.1's layers
+            count = sum(p.numel() for p in layer.params)
+            for p in layer.params:
+                p.grad = torch.full(p.shape, norm / count**0.5)
+        return layers
+
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1, unit="block"), gradients())
+    assert freezer.decide(0) and freezer.frozen == 10
+    per_layer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), gradients())
+    assert per_layer.decide(0) and per_layer.frozen == 7
+    with pytest.raises(ValueError, match="freeze-unit"):
+        parse_freeze("fixed:2@3", 10, "block")
