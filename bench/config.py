@@ -169,16 +169,17 @@ class Config:
     )
     freeze: str = opt(
         "",
-        "ring: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every --freeze-every "
-        "steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by at most a share "
-        "ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP. Frozen layers run "
-        "forward without a graph, take no optimizer step and are not all-reduced (default: none)",
+        "ring, localsgd: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every "
+        "--freeze-every steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by "
+        "at most a share ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP "
+        "(localsgd: both after the next average, on the norms averaged over the ranks). Frozen layers run forward "
+        "without a graph, take no optimizer step and are not averaged (default: none)",
         applies="freeze",
     )
-    freeze_every: int = opt(50, "ring --freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
+    freeze_every: int = opt(50, "--freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
     freeze_unit: str = opt(
         "layer",
-        "ring --freeze auto:ALPHA: what the rule counts and compares: each layer, or each block of layers (the name up "
+        "--freeze auto:ALPHA: what the rule counts and compares: each layer, or each block of layers (the name up "
         "to its first number: blocks.3.conv1 is in blocks.3; a whole transformer block, as PipeTransformer)",
         ("layer", "block"),
         applies="freeze",
@@ -664,6 +665,9 @@ def check_freeze(cfg) -> None:
     if spec.on and (cfg.exchange_compression.on or cfg.allreduce != "flat"):
         raise UsageError("--freeze runs with the plain ring's exchange for now: no --compress or --allreduce "
                          "hierarchical|auto")  # fmt: skip
+    if spec.on and cfg.takes("localsgd") and (cfg.outer_momentum != 0.0 or cfg.outer_lr != 1.0):
+        raise UsageError("--freeze with localsgd does not keep SlowMo's outer buffers across a freeze yet: "
+                         "--outer-momentum 0 --outer-lr 1")  # fmt: skip
 
 
 def check_compress(cfg) -> None:

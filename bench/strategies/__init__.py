@@ -64,7 +64,7 @@ REGISTRY: dict[str, Facts] = {
     ),
     "localsgd": Facts(
         "bench.strategies.localsgd:LocalSGDStrategy", "step", "lockstep", "periodic", "all",
-        _STEP | COMPRESSIBLE | {"localsgd", "local_steps", "allreduce_compression", "allreduce", "staging"},
+        _STEP | COMPRESSIBLE | {"localsgd", "local_steps", "allreduce_compression", "allreduce", "staging", "freeze"},
     ),
     "ps": Facts(
         "bench.strategies.ps.strategy:PSStrategy", "step", "lockstep", "parameter_server", "workers",

@@ -121,12 +121,16 @@ class Freezer:
     def decide(self, step: int) -> bool:
         """At a freeze point, after the optimizer step: the new prefix (from the gradients just applied); True if
         it grew (the caller rebuilds what depends on the active layers)."""
-        if not self.due(step):
-            return False
+        return self.due(step) and self.choose(step)
+
+    def choose(self, row: int, agree=None) -> bool:
+        """The decision itself, its norms recorded in ``row``; ``agree`` turns this rank's norms into the ones
+        every rank decides on (localsgd: their mean over the ranks; ring's gradients are already the same)."""
         if self.spec.mode == "fixed":
             target = self.spec.layers
         else:
-            self.norms, self.norms_at = layer_norms(self.layers), step
+            norms = layer_norms(self.layers)
+            self.norms, self.norms_at = (norms if agree is None else agree(norms)), row
             squares = np.add.reduceat(self.norms**2, self.bounds[:-1])  # per unit: its layers' gradients together
             units = int(np.searchsorted(self.bounds, self.frozen))
             target = int(self.bounds[next_frozen(units, np.sqrt(squares), self.spec.alpha)])

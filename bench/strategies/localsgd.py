@@ -12,6 +12,7 @@ With tau = 1 and plain SGD this is the same update as ``ring``: mean(x - lr g_r)
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from bench.strategies.averaging import average_exchanges
@@ -35,6 +36,26 @@ class LocalSGDStrategy(RingStrategy):
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
         self._synced = None
+        self._freeze_pending = False  # a freeze point passed: decide after the next average
+
+    def freeze_point(self, step: int) -> None:
+        """Each rank's gradients are its own: a freeze point is only noted here; the decision waits for the next
+        average of the parameters, so the frozen prefix is the same on every rank (``before_step``)."""
+        self._freeze_pending |= self.freezer.due(step)
+
+    def _freeze_after_average(self, step: int) -> None:
+        """Before row ``step``, if the step before it averaged the parameters: the pending decision, on the
+        layers' gradient norms averaged over the ranks (our ring, one small message), recorded in this row."""
+        if not (self._freeze_pending and step >= 1 and self._sync(step - 1)):
+            return
+        self._freeze_pending = False
+        size = self.comm.size
+
+        def agree(norms):
+            return self.allreduce(norms.astype(np.float64), key=len(self.layers) + 1) / size
+
+        if self.freezer.choose(step, agree):
+            self._rebuild_buckets()
 
     def make_exchanges(self) -> list:
         """Parameters, not gradients, averaged after the update; SlowMo's outer step on the averaged buffer."""
@@ -73,6 +94,8 @@ class LocalSGDStrategy(RingStrategy):
     def before_step(self, step):
         if self.compressed is not None:
             self.compressed.step = step  # the exchange after this step's update records into row ``step``
+        if self.freezer is not None:
+            self._freeze_after_average(step)
         return []
 
     def barrier_for_wait(self, step):

@@ -141,8 +141,13 @@ class RingStrategy(Strategy):
         self.optimizer.step()
         if self.freezer is not None:
             self._frozen_during = self.freezer.frozen
-            if self.freezer.decide(step):  # from the gradients just applied
-                self._rebuild_buckets()
+            self.freeze_point(step)
+
+    def freeze_point(self, step: int) -> None:
+        """After the update: at a freeze point, the decision from the gradients just applied (all-reduced: the
+        same on every rank), and the buckets over the layers left."""
+        if self.freezer.decide(step):
+            self._rebuild_buckets()
 
     def record(self, rec, step: int) -> None:
         """The layers frozen during the step, and at a freeze point the layers' gradient norms the rule read."""

@@ -145,3 +145,40 @@ def test_overlapped_buckets_are_rebuilt_and_give_the_plain_freezing_run(shared_t
     trainer, _, after = run_steps(overlapped)
     ok = np.array_equal(plain[-1], after[-1]) and trainer.run.strategy.freezer.frozen == 2
     assert all_agree(ok), f"--overlap ({progress}) with freezing differs from the plain freezing run"
+
+
+def test_localsgd_with_tau_1_freezes_as_ring_does(shared_tmp):
+    """Plain SGD, tau = 1: localsgd averages parameters after every step, which is ring's averaged gradient step
+    (to float rounding); with fixed:2@3 both freeze before step 4 (localsgd after that step's average), so the two
+    runs end within float32 rounding, frozen parameters equal. Mutations caught: localsgd deciding before the
+    average (a step early or late), its frozen layers still averaged or updated."""
+    torch.set_num_threads(1)
+    base = make_cfg(shared_tmp, model="cnn", steps=6, lr=0.05, freeze="fixed:2@3")
+    ring_trainer, _, ring_after = run_steps(base)
+    local = dataclasses.replace(base, strategy="localsgd", local_steps=1, out=f"{shared_tmp}/l.h5")
+    trainer, _, after = run_steps(local)
+    cut = sum(layer.numel for layer in trainer.run.layers[:2])
+    ok = np.allclose(after[-1], ring_after[-1], rtol=1e-5, atol=1e-6) and trainer.run.strategy.freezer.frozen == 2
+    ok &= np.array_equal(after[-1][:cut], after[2][:cut]) and not np.array_equal(after[1][:cut], after[2][:cut])
+    assert all_agree(ok), "localsgd (tau = 1) with freezing differs from ring with freezing"
+
+
+def test_localsgd_freezes_after_an_average_on_agreed_norms(shared_tmp):
+    """tau = 3, auto:0.9 every 2 steps: decisions wait for the averages (after rows 2, 5, 8); every rank freezes the
+    same prefix at the same row from the same recorded norms, and the replicas' frozen layers are identical and
+    stay so. Mutation caught: deciding on each rank's own norms (tried: the recorded norms differ)."""
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    cfg = make_cfg(shared_tmp, model="cnn", steps=10, lr=0.05, strategy="localsgd", local_steps=3,
+                   partition="dirichlet", freeze="auto:0.9", freeze_every=2, out=f"{shared_tmp}/la.h5")  # fmt: skip
+    trainer, _, after = run_steps(cfg)
+    frozen = trainer.ctx.rec["freeze/frozen_layers"][: cfg.steps].copy()
+    norms = trainer.ctx.rec["freeze/grad_norm"][: cfg.steps].copy()
+    rows = comm.allgather((frozen.tobytes(), norms.tobytes()))
+    ok = all(r == rows[0] for r in rows) and frozen[-1] >= 1 and norms.any()  # the same norms: agreed
+    changes = [s for s in range(1, cfg.steps) if frozen[s] != frozen[s - 1]]
+    ok &= all(s in (3, 6, 9) for s in changes)  # the row after an average
+    cut = sum(layer.numel for layer in trainer.run.layers[: int(frozen[-1])])
+    digests = comm.allgather(after[-1][:cut].tobytes())
+    ok &= all(d == digests[0] for d in digests)
+    assert all_agree(ok), "localsgd's freezing decisions differ between ranks or come before an average"

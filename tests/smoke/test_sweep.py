@@ -1,6 +1,7 @@
-"""``python -m bench sweep`` end to end: a 2 x 2 grid with 2 repeats launches 8 real runs (of 1 rank: what is
-tested is the sweep, and a launch costs about 3 s of CPU per rank here), resumes without re-running them, and
-``analysis report`` pivots them into 4 cells of n = 2. Bad specs fail before any launch."""
+"""``python -m bench sweep`` end to end: a 2 x 2 grid launches 4 real runs (of 1 rank: what is tested is the sweep,
+and a launch costs about 3 s of CPU per rank here), resumes without re-running them, and ``analysis report`` pivots
+them into 4 cells (pooling repeats into cells: tests/unit/test_analysis_report.py). Bad specs fail before any
+launch."""
 
 import subprocess
 import sys
@@ -15,7 +16,7 @@ SPEC = """
 [sweep]
 name = "tiny"
 ranks = 1
-repeats = 2
+repeats = 1
 out_dir = "{out}"
 
 [base]
@@ -42,15 +43,15 @@ def test_sweep_runs_the_grid_and_the_report_pivots_it(tmp_path):
     spec.write_text(SPEC.format(out=tmp_path / "out"))
     proc = sweep(spec)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[8/8]" in proc.stdout and "ETA" in proc.stdout
+    assert "[4/4]" in proc.stdout and "ETA" in proc.stdout
     runs = load_all([str(tmp_path / "out")])
-    assert len(runs) == 8 and {r.config["seed"] for r in runs} == {0, 1}
+    assert len(runs) == 4 and {r.config["seed"] for r in runs} == {0}
     assert swept_options(runs) == ["batch_size", "lr"]  # config order (alphabetical)
     table = pivot_tables(runs)[0]
     cells = [c for row in table.rows for c in row[1:]]
-    assert len(table.rows) == 2 and len(cells) == 4 and all(c.n == 2 for c in cells)
+    assert len(table.rows) == 2 and len(cells) == 4 and all(c.n == 1 for c in cells)
     again = sweep(spec)
-    assert again.returncode == 0 and again.stdout.count("already finished") == 8
+    assert again.returncode == 0 and again.stdout.count("already finished") == 4
     report = subprocess.run(
         [sys.executable, "-m", "analysis", "report", str(tmp_path / "out"), "-o", str(tmp_path / "rep")],
         capture_output=True, text=True, timeout=300, cwd=ROOT,

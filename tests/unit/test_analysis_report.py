@@ -248,3 +248,26 @@ def test_pivot_shows_an_empty_option_as_none():
 
     assert _shown('""') == "none" and _shown("null") == "none"
     assert _shown('"0.1:sign-flip"') == "0.1:sign-flip" and _shown("0") == 0
+
+
+def test_pivot_pools_repeats_into_cells(tmp_path):
+    """A 2 x 2 grid (lr x batch_size) with 2 seeds each: two rows of two cells, each the mean of its 2 seeds'
+    final accuracies (hand-set here), n = 2; the swept options in config order. (The sweep's smoke test launches
+    one seed per cell.) Mutations caught: seeds counted as a swept option, cells not pooled."""
+    from analysis.views.pivot import pivot_tables, swept_options
+    from tests.analysis_fixtures import ring_run, with_evals
+
+    runs = []
+    for lr in (0.05, 0.2):
+        for batch in (8, 16):
+            for seed in (0, 1):
+                cfg = {"lr": lr, "batch_size": batch, "seed": seed, "sweep": "tiny"}
+                path = tmp_path / f"r_{lr}_{batch}_{seed}.h5"
+                ring_run(path, 1, 1.0, cfg=cfg)
+                runs.append(with_evals(path, [4], [lr + batch / 100 + seed / 10]))
+    assert swept_options(runs) == ["batch_size", "lr"]
+    table = pivot_tables(runs)[0]
+    cells = [c for row in table.rows for c in row[1:]]
+    assert len(table.rows) == 2 and len(cells) == 4 and all(c.n == 2 for c in cells)
+    means = sorted(round(c.mean, 6) for c in cells if hasattr(c, "mean"))
+    assert means == sorted(round(lr + b / 100 + 0.05, 6) for lr in (0.05, 0.2) for b in (8, 16))
