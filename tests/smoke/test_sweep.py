@@ -78,7 +78,8 @@ def test_bad_specs_are_one_clear_error(tmp_path, text, message):
 
 def test_slurm_mode_writes_one_array_per_rank_count(tmp_path):
     spec = tmp_path / "tiny.toml"
-    spec.write_text(SPEC.format(out=tmp_path / "out").replace("ranks = 1", "ranks = [1, 2]"))
+    spec.write_text(SPEC.format(out=tmp_path / "out").replace("ranks = 1", "ranks = [1, 2]").replace(
+        "repeats = 1", "repeats = 2"))  # fmt: skip
     proc = sweep(spec, "--slurm")
     assert proc.returncode == 0, proc.stderr
     scripts = sorted((tmp_path / "out").glob("sweep_n*.sh"))
