@@ -155,3 +155,41 @@ def test_an_auto_decision_over_blocks_freezes_whole_blocks():
     assert per_layer.decide(0) and per_layer.frozen == 7
     with pytest.raises(ValueError, match="freeze-unit"):
         parse_freeze("fixed:2@3", 10, "block")
+
+
+def test_the_smallest_accepted_values():
+    assert parse_freeze("auto:0.5", 1).every == 1
+    assert parse_freeze("fixed:1@1", 1) == FreezeSpec("fixed", layers=1, at_step=1)
+    assert parse_freeze("auto:0.5", 7, "block").unit == "block"
+
+
+def test_a_block_norm_joins_its_layers_squares():
+    """resnet20 in blocks: conv1 and bn1 have norm 2.05, blocks.0's four layers 1.02 each (its norm sqrt(4 x
+    1.02^2) = 2.04, the least), every other layer 5: freeze conv1, bn1 and blocks.0 = 6 layers. Mutation caught:
+    the layers' norms doubled instead of squared (blocks.0 then 2.86: conv1 would be the least)."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("resnet20", (3, 8, 8), 10, 0))
+    for i, layer in enumerate(layers):
+        norm = 2.05 if i < 2 else 1.02 if i < 6 else 5.0
+        count = sum(p.numel() for p in layer.params)
+        for p in layer.params:
+            p.grad = torch.full(p.shape, norm / count**0.5)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1, unit="block"), layers)
+    assert freezer.decide(0) and freezer.frozen == 6
+
+
+def test_no_decision_once_only_the_last_unit_is_left_and_none_when_the_prefix_would_not_grow():
+    """mlp (3 layers): with 2 frozen no freeze point is due (the last layer always trains); a decision whose
+    target is the current prefix says False (nothing to rebuild)."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), layers)
+    freezer.freeze_to(2)
+    assert not freezer.due(0)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.1, every=1), layers)  # cap floor(0.3) = 0: no growth
+    for p in (p for layer in layers for p in layer.params):
+        p.requires_grad_(True)
+        p.grad = torch.ones_like(p)
+    assert freezer.due(0) and not freezer.choose(0) and freezer.frozen == 0
