@@ -173,7 +173,7 @@ class Config:
         "--freeze-every steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by "
         "at most a share ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP "
         "(localsgd: both after the next average, on the norms averaged over the ranks). Frozen layers run forward "
-        "without a graph, take no optimizer step and are not averaged (default: none)",
+        "without a graph, take no optimizer step and are not averaged",
         applies="freeze",
     )
     freeze_every: int = opt(50, "--freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
@@ -662,6 +662,17 @@ def check_freeze(cfg) -> None:
         spec = cfg.freezing
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for option in ("freeze_every", "freeze_unit"):
+        if getattr(cfg, option) != defaults[option] and spec.mode != "auto":
+            raise UsageError(f"{_flag(option)} applies to --freeze auto:ALPHA")
+    last = cfg.steps  # a decision after the last step changes nothing
+    if spec.mode == "fixed" and spec.at_step >= last:
+        raise UsageError(f"--freeze {cfg.freeze}: step {spec.at_step} is not before the last step ({last}): it "
+                         "would never freeze")  # fmt: skip
+    if spec.mode == "auto" and spec.every >= last:
+        raise UsageError(f"--freeze-every {spec.every}: no freeze point before the last step ({last}); choose "
+                         "fewer steps between decisions")  # fmt: skip
     if spec.on and (cfg.exchange_compression.on or cfg.allreduce != "flat"):
         raise UsageError("--freeze runs with the plain ring's exchange for now: no --compress or --allreduce "
                          "hierarchical|auto")  # fmt: skip

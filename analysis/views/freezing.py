@@ -24,23 +24,32 @@ def frozen_at_end(run) -> float:
 
 
 def setting(run) -> tuple:
-    keys = ("strategy", "model", "dataset", "batch_size", "steps", "optimizer", "lr", "bucket_mb")
+    keys = ("strategy", "model", "dataset", "batch_size", "steps", "optimizer", "lr", "momentum", "bucket_mb",
+            "local_steps", "warmup_steps", "overlap")  # fmt: skip
     return (run.world_size, *(str(run.config.get(k)) for k in keys))
+
+
+def freeze_label(run) -> str:
+    """``--freeze`` as the run took it: with auto, its decisions' cadence and unit."""
+    spec = str(run.config.get("freeze") or "none")
+    if spec.startswith("auto"):
+        return f"{spec} every {run.config.get('freeze_every')} ({run.config.get('freeze_unit', 'layer')}s)"
+    return spec
 
 
 def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
     groups = repeat_groups(runs)
     with_freezing = {setting(g.first) for g in groups if frozen(g.first)}
     groups = [g for g in groups if setting(g.first) in with_freezing]
-    cols = [Column("model"), Column("ranks", INT), Column("freeze"), Column("n", INT)]
+    cols = [Column("strategy"), Column("model"), Column("ranks", INT), Column("freeze"), Column("n", INT)]
     cols += [Column("step median (ms)", EST, 2, 1e3), Column("comm share (%)", EST, 1, 100)]
     cols += [Column("MiB per step", EST, 3, 2**-20), Column("frozen at end", EST, 1)]
     cols += [Column("test accuracy (%)", EST, 2, 100)] + tta_columns(target, "step")
     rows = []
-    for g in sorted(groups, key=lambda g: (setting(g.first), str(g.first.config.get("freeze")))):
+    for g in sorted(groups, key=lambda g: (setting(g.first), freeze_label(g.first))):
         run = g.first
         rows.append(
-            [run.config.get("model"), run.world_size, run.config.get("freeze") or "none", g.n]
+            [run.strategy, run.config.get("model"), run.world_size, freeze_label(run), g.n]
             + [g.pooled(lambda r: step_stats(r, warmup).median_s), g.pooled(lambda r: comm_split(r, warmup).share)]
             + [g.pooled(lambda r: float(np.mean(bytes_per_row(r)[warmup:]))), g.pooled(frozen_at_end)]
             + [g.pooled(final_accuracy)]

@@ -45,9 +45,13 @@ class FreezeSpec:
 def parse_freeze(spec: str, every: int, unit: str = "layer") -> FreezeSpec:
     """``--freeze``, ``--freeze-every`` and ``--freeze-unit`` as a :class:`FreezeSpec`; ValueError naming the
     accepted forms."""
-    if not spec:
+    if spec in ("", "none"):
         return FreezeSpec()
     kind, _, rest = spec.partition(":")
+    if kind == "fixed" and unit != "layer":
+        raise ValueError("--freeze-unit applies to --freeze auto:ALPHA (fixed:K counts layers)")
+    if kind == "auto" and every < 1:
+        raise ValueError(f"--freeze-every must be >= 1, got {every}")
     try:
         if kind == "auto":
             alpha = float(rest)
@@ -55,13 +59,13 @@ def parse_freeze(spec: str, every: int, unit: str = "layer") -> FreezeSpec:
                 return FreezeSpec("auto", alpha=alpha, every=every, unit=unit)
         elif kind == "fixed":
             k, _, step = rest.partition("@")
-            if int(k) >= 1 and int(step) >= 1 and unit == "layer":  # K counts layers
+            if int(k) >= 1 and int(step) >= 1:
                 return FreezeSpec("fixed", layers=int(k), at_step=int(step))
     except ValueError:
         pass
     raise ValueError(
         f"--freeze {spec!r}: expected auto:ALPHA with ALPHA in (0, 1) and --freeze-every N >= 1, or fixed:K@STEP "
-        "(freeze the first K layers after step STEP; --freeze-unit applies to auto)"
+        "(freeze the first K layers after step STEP), or none"
     )
 
 

@@ -31,7 +31,7 @@ class LocalSGDStrategy(RingStrategy):
     """Same ring, staging and local optimizer as ``ring``; averages parameters instead of gradients."""
 
     name = "localsgd"
-    state_attributes = ("model", "optimizer", "compressed", "slow", "velocity")  # SlowMo's buffers
+    state_attributes = ("model", "optimizer", "compressed", "slow", "velocity", "frozen_prefix", "_freeze_pending")
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)

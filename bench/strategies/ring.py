@@ -8,6 +8,7 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import astuple
 
@@ -70,7 +71,12 @@ class RingStrategy(Strategy):
                 f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; leave at least "
                 "one to train (`python -m bench info --model NAME` lists them)"
             )
-        return Freezer(spec, layers)
+        freezer = Freezer(spec, layers)
+        units = len(freezer.bounds) - 1
+        if spec.mode == "auto" and math.floor(spec.alpha * units) == 0:
+            raise UsageError(f"--freeze auto:{spec.alpha:g}: the cap floor(ALPHA x {units} {spec.unit}s) is 0, so "
+                             "nothing would ever freeze; a larger ALPHA")  # fmt: skip
+        return freezer
 
     @property
     def frozen_prefix(self) -> int:
@@ -159,7 +165,8 @@ class RingStrategy(Strategy):
     def declare(self, rec) -> None:
         if self.freezer is not None:
             rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
-            rec.add("freeze/grad_norm", "1", (len(self.layers),))
+            if self.freezer.spec.mode == "auto":
+                rec.add("freeze/grad_norm", "1", (len(self.layers),))
         if self.overlap:
             rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:

@@ -27,6 +27,8 @@ LOCKSTEP = {
     "ring-topk-feedback": dict(strategy="ring", compress="topk:0.2"),
     "ring-powersgd": dict(strategy="ring", compress="powersgd:1", model="cnn", synthetic_shape="1x8x8"),
     "localsgd-slowmo": dict(strategy="localsgd", local_steps=3, outer_momentum=0.5, outer_lr=0.9, warmup_steps=2),
+    # frozen before the stop (rows 6 and 9), pending at the stop's checkpoint, decided after it (rows 12, 15, ...)
+    "localsgd-freeze": dict(strategy="localsgd", local_steps=3, freeze="auto:0.9", freeze_every=4),
     "ddp-adam-batchnorm": dict(strategy="ddp", optimizer="adam", lr=0.01, model="resnet20", synthetic_shape="1x4x4"),
     "ps-sync-lamb": dict(strategy="ps", optimizer="lamb", compress="qsgd:4"),
 }

@@ -28,12 +28,12 @@ def test_freezing_table_by_hand(pair):
     """Measured steps 1-4: without freezing 4000 B per step; with it (4000 + 2000 x 3) / 4 = 2500 B; comm share
     0.2 s / 1 s and 0.1 / 1; 1 layer frozen at the end. Mutations caught: the warm-up step counted, the first
     rank's frozen count read from the first step."""
-    rows = {r[2]: r for r in freezing_table(list(pair), 1).rows}
+    rows = {r[3]: r for r in freezing_table(list(pair), 1).rows}
     assert set(rows) == {"none", "fixed:1@2"}
-    assert rows["none"][6].mean == pytest.approx(4000) and rows["fixed:1@2"][6].mean == pytest.approx(2500)
-    assert rows["none"][5].mean == pytest.approx(0.2) and rows["fixed:1@2"][5].mean == pytest.approx(0.1)
-    assert rows["fixed:1@2"][7].mean == 1 and rows["none"][7].mean == 0
-    assert rows["fixed:1@2"][8].mean == pytest.approx(0.75)
+    assert rows["none"][7].mean == pytest.approx(4000) and rows["fixed:1@2"][7].mean == pytest.approx(2500)
+    assert rows["none"][6].mean == pytest.approx(0.2) and rows["fixed:1@2"][6].mean == pytest.approx(0.1)
+    assert rows["fixed:1@2"][8].mean == 1 and rows["none"][8].mean == 0
+    assert rows["fixed:1@2"][9].mean == pytest.approx(0.75)
 
 
 def test_freezing_figure_and_share_per_step(pair, tmp_path):
