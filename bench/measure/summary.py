@@ -81,6 +81,7 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
         step, acc, loss = evals[-1]
         print(f"  test accuracy   {100 * acc:10.2f} %  (loss {loss:.4f}, after step {int(step) + 1})")
     _print_nodes(written, attrs)
+    print_freezing(data)
     _print_allreduce_choice(attrs.get("strategy_info") or {})
     _print_staging(attrs.get("strategy_info") or {}, attrs.get("config", {}).get("device", "cpu"))
     over, per_host = oversubscription(attrs)
@@ -91,6 +92,22 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
             "on a host: oversubscribed, so times include waiting for a core"
         )
     print(f"  results         {run.out}")
+
+
+def print_freezing(data) -> None:
+    """With ``--freeze``: how many layers were frozen at the end, from which step, and what that did to the bytes
+    all ranks sent per step (first against last step)."""
+    if "freeze/frozen_layers" not in data:
+        return
+    frozen = np.asarray(data["freeze/frozen_layers"])[0]
+    layers = np.asarray(data["timing/comm_bytes"]).shape[-1]
+    if not frozen.size or frozen[-1] == 0:
+        print("  freezing        no layer frozen (no decision grew the prefix)")
+        return
+    first = int(np.argmax(frozen > 0)) + 1
+    sent = np.asarray(data["timing/comm_bytes"]).sum(axis=(0, 2)) / 2**20
+    print(f"  freezing        {int(frozen[-1])} of {layers} layers frozen at the end, the first from step {first} "
+          f"(MiB sent per step, all ranks: {sent[0]:.3f} at step 1, {sent[-1]:.3f} at the last)")  # fmt: skip
 
 
 def _print_nodes(written, attrs: dict) -> None:

@@ -193,3 +193,24 @@ def test_no_decision_once_only_the_last_unit_is_left_and_none_when_the_prefix_wo
         p.requires_grad_(True)
         p.grad = torch.ones_like(p)
     assert freezer.due(0) and not freezer.choose(0) and freezer.frozen == 0
+
+
+def test_the_summary_says_what_was_frozen(capsys):
+    """Rank 0's rows: 0, 0, 2, 2 frozen of 3 layers; all ranks send 3 MiB at step 1 and 1 MiB at the last: the line
+    says 2 of 3 from step 3 and the two byte counts; a run that froze nothing says so."""
+    import numpy as np
+
+    from bench.measure.summary import print_freezing
+
+    sent = np.zeros((2, 4, 3))
+    sent[:, 0] = 2**19  # 2 ranks x 3 layers x 0.5 MiB
+    sent[:, -1, 2] = 2**19
+    print_freezing({"freeze/frozen_layers": np.array([[0, 0, 2, 2]] * 2), "timing/comm_bytes": sent})
+    out = capsys.readouterr().out
+    assert (
+        "2 of 3 layers frozen at the end, the first from step 3" in out and "3.000 at step 1, 1.000 at the last" in out
+    )
+    print_freezing({"freeze/frozen_layers": np.zeros((2, 4), int), "timing/comm_bytes": sent})
+    assert "no layer frozen" in capsys.readouterr().out
+    print_freezing({"timing/comm_bytes": sent})
+    assert capsys.readouterr().out == ""
