@@ -116,6 +116,21 @@ def server_step(cfg, algorithm, x, c, ys, ns, taus):
     return sum(pi * y for pi, y in zip(p, ys)), c
 
 
+def train_client(cfg, model, ds, idx, k: int, r: int, after_step=None) -> int:
+    """Client k's local work in round r with torch's SGD (its batches from ``local_batches``); ``after_step()``
+    runs after every update. Returns n_k."""
+    xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for order in local_batches(cfg, k, r, len(y)):
+        i = torch.from_numpy(order)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(xs[i]), y[i]).backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+    return len(y)
+
+
 def serial_partial(cfg, cohorts: list[list[int]], frozen_of: dict[int, int]) -> np.ndarray:
     """InclusiveFL's layer-wise partial training (Liu et al., KDD 2022), plain SGD: client k trains from the global
     model with its first ``frozen_of[k]`` layers (the suite's layer list) held at the global values (here: put back
@@ -133,20 +148,16 @@ def serial_partial(cfg, cohorts: list[list[int]], frozen_of: dict[int, int]) -> 
         sums, weights = np.zeros_like(x), np.zeros(len(layers))
         for k in cohort:
             load(params, x)
-            idx = parts[k]
-            xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
-            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-            held = bounds[frozen_of[k]]  # the frozen prefix of the flat model
-            for order in local_batches(cfg, k, r, len(y)):
-                i = torch.from_numpy(order)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xs[i]), y[i]).backward()
-                opt.step()
-                load(params, np.concatenate([x[:held], flat(params)[held:]]))
+            held = bounds[frozen_of[k]]  # the frozen prefix of the flat model, put back after every step
+
+            def hold(prefix=x[:held], cut=held):
+                load(params, np.concatenate([prefix, flat(params)[cut:]]))
+
+            n = train_client(cfg, model, ds, parts[k], k, r, hold)
             y_k = flat(params)
             for j in range(frozen_of[k], len(layers)):
-                sums[bounds[j] : bounds[j + 1]] += len(y) * y_k[bounds[j] : bounds[j + 1]]
-                weights[j] += len(y)
+                sums[bounds[j] : bounds[j + 1]] += n * y_k[bounds[j] : bounds[j + 1]]
+                weights[j] += n
         x = x.copy()
         for j in np.flatnonzero(weights):
             x[bounds[j] : bounds[j + 1]] = sums[bounds[j] : bounds[j + 1]] / weights[j]
@@ -171,17 +182,10 @@ def serial_width(cfg, cohorts: list[list[int]], width_of: dict[int, float]) -> n
             with torch.no_grad():
                 for p, g, cut in zip(params, x, leading):
                     p.copy_(g[cut].float())
-            idx = parts[k]
-            xs, y = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
-            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-            for order in local_batches(cfg, k, r, len(y)):
-                i = torch.from_numpy(order)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xs[i]), y[i]).backward()
-                opt.step()
+            n = train_client(cfg, model, ds, parts[k], k, r)
             for p, total, weight, cut in zip(params, sums, weights, leading):
-                total[cut] += len(y) * p.detach().double()
-                weight[cut] += len(y)
+                total[cut] += n * p.detach().double()
+                weight[cut] += n
         for g, total, weight in zip(x, sums, weights):
             held = weight > 0
             g[held] = total[held] / weight[held]

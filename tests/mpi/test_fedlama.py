@@ -9,12 +9,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mpi4py import MPI
 
-from bench.strategies.fedavg.local import local_batches
 from bench.workload import data, models, partition
 from tests.fedlama_reference import FedLamaReference
+from tests.fl_reference import train_client
 
 from .conftest import all_agree
 from .test_fedavg import fed_cfg, global_model
@@ -63,17 +62,10 @@ def serial_fedlama(cfg, cohorts: list[list[int]]):
                 for layer in np.flatnonzero(~np.array(fresh)):
                     start[offsets[layer] : offsets[layer + 1]] = kept[k][offsets[layer] : offsets[layer + 1]]
             models.load_flat(params, start)
-            idx = parts[k]
-            xs, ys = torch.from_numpy(np.ascontiguousarray(ds.x_train[idx])), torch.from_numpy(ds.y_train[idx])
-            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-            for order in local_batches(cfg, k, r, len(ys)):
-                i = torch.from_numpy(order)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xs[i]), ys[i]).backward()
-                opt.step()
+            n = train_client(cfg, model, ds, parts[k], k, r)
             kept[k] = _flat(params)
             models_.append(kept[k])
-            weights.append(float(len(ys)))
+            weights.append(float(n))
         ref.update(x, models_, weights, r)
     return x, np.array(averaged_by_round, dtype=np.int8), np.array(intervals_by_round)
 
