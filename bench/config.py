@@ -184,6 +184,18 @@ class Config:
         ("layer", "block"),
         applies="freeze",
     )
+    freeze_cache: bool = opt(
+        False,
+        "--freeze: keep the frozen leading stages' output per training sample in host memory and reuse it instead "
+        "of recomputing it (PipeTransformer's AutoCache); inside the cached stages BatchNorm uses its running "
+        "statistics, so that a sample's output does not depend on its batch",
+        applies="freeze",
+    )
+    freeze_cache_mb: float = opt(
+        1024.0,
+        "--freeze-cache: host memory per rank for kept activations (MiB); samples beyond it are recomputed",
+        applies="freeze",
+    )
     compress_on: str = opt(
         "auto",
         "ring --compress: compress on the host after copying the gradients there (host), or on the model's device "
@@ -638,6 +650,7 @@ POSITIVE = (
 )
 NON_NEGATIVE = (
     "global_batch_size",
+    "freeze_cache_mb",
     "partition_over",
     "warmup_steps",
     "bucket_mb",
@@ -666,6 +679,10 @@ def check_freeze(cfg) -> None:
     for option in ("freeze_every", "freeze_unit"):
         if getattr(cfg, option) != defaults[option] and spec.mode != "auto":
             raise UsageError(f"{_flag(option)} applies to --freeze auto:ALPHA")
+    if cfg.freeze_cache and not spec.on:
+        raise UsageError("--freeze-cache keeps a frozen prefix's activations: it needs --freeze")
+    if cfg.freeze_cache_mb != defaults["freeze_cache_mb"] and not cfg.freeze_cache:
+        raise UsageError("--freeze-cache-mb applies to --freeze-cache")
     last = cfg.steps  # a decision after the last step changes nothing
     if spec.mode == "fixed" and spec.at_step >= last:
         raise UsageError(f"--freeze {cfg.freeze}: step {spec.at_step} is not before the last step ({last}): it "

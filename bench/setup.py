@@ -146,6 +146,8 @@ def connect(cfg, comm: MPI.Comm, out: str, ds, model) -> Run:
     if part is not None:  # a rank that trains one part (fedavg's client hosts load their clients' parts)
         mine = parts[part]
         loader = PartitionLoader(ds.x_train[mine], ds.y_train[mine], micro, cfg.seed, part, device)
+        if cfg.freeze_cache:
+            strategy.freezer.keep_activations(model, loader, int(cfg.freeze_cache_mb * 2**20))
     return Run(cfg, ds, parts, model, layers, strategy, loader, device, out, batch)
 
 

@@ -33,7 +33,9 @@ def freeze_label(run) -> str:
     """``--freeze`` as the run took it: with auto, its decisions' cadence and unit."""
     spec = str(run.config.get("freeze") or "none")
     if spec.startswith("auto"):
-        return f"{spec} every {run.config.get('freeze_every')} ({run.config.get('freeze_unit', 'layer')}s)"
+        spec = f"{spec} every {run.config.get('freeze_every')} ({run.config.get('freeze_unit', 'layer')}s)"
+    if run.config.get("freeze_cache"):
+        spec += f" + cache ({float(run.config.get('freeze_cache_mb', 0)):g} MiB)"
     return spec
 
 

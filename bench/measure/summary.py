@@ -108,6 +108,10 @@ def print_freezing(data) -> None:
     sent = np.asarray(data["timing/comm_bytes"]).sum(axis=(0, 2)) / 2**20
     print(f"  freezing        {int(frozen[-1])} of {layers} layers frozen at the end, the first from step {first} "
           f"(MiB sent per step, all ranks: {sent[0]:.3f} at step 1, {sent[-1]:.3f} at the last)")  # fmt: skip
+    if "freeze/cache_hits" in data:
+        hits, held = np.asarray(data["freeze/cache_hits"]), np.asarray(data["freeze/cache_bytes"])
+        print(f"  freeze cache    {int(hits.sum())} samples' prefix output reused, all ranks ({int(hits[:, -1].sum())} "
+              f"at the last step); {held[:, -1].max() / 2**20:.2f} MiB held per rank at the end (most)")  # fmt: skip
 
 
 def _print_nodes(written, attrs: dict) -> None:

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.strategies.freeze_cache import ActivationCache
+from bench.workload.stages import stage_layer_counts
+
 
 @dataclass(frozen=True)
 class FreezeSpec:
@@ -109,6 +112,8 @@ def layer_norms(layers) -> np.ndarray:
 class Freezer:
     """The run's frozen prefix: decides at the freeze points, and stops gradients through the frozen layers."""
 
+    cache = None  # --freeze-cache: the frozen stages' outputs (:class:`bench.strategies.freeze_cache.ActivationCache`)
+
     def __init__(self, spec: FreezeSpec, layers):
         self.spec, self.layers = spec, layers
         self.frozen = 0  # layers
@@ -143,6 +148,13 @@ class Freezer:
         self.freeze_to(target)
         return True
 
+    def keep_activations(self, model, loader, bound_bytes: int) -> None:
+        """``--freeze-cache``: from now on, ``model``'s forward takes the frozen stages' output from a cache keyed by
+        ``loader``'s samples."""
+        self.cache = ActivationCache(stage_layer_counts(model.stages(), self.layers), loader, bound_bytes)
+        self.cache.frozen(self.frozen)
+        model.prefix_cache = self.cache
+
     def freeze_to(self, count: int) -> None:
         """Freeze the first ``count`` layers: their parameters stop requiring gradients (no graph through them, no
         gradient, so no optimizer step) and lose the gradient they had."""
@@ -151,3 +163,5 @@ class Freezer:
             for p in layer.params:
                 p.requires_grad_(False)
                 p.grad = None
+        if self.cache is not None:
+            self.cache.frozen(count)

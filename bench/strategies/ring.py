@@ -161,12 +161,18 @@ class RingStrategy(Strategy):
             rec["freeze/frozen_layers"][step] = self._frozen_during
             if self.freezer.norms_at == step:
                 rec["freeze/grad_norm"][step] = self.freezer.norms
+            if self.freezer.cache is not None:
+                rec["freeze/cache_hits"][step] = self.freezer.cache.take_hits()
+                rec["freeze/cache_bytes"][step] = self.freezer.cache.nbytes
 
     def declare(self, rec) -> None:
         if self.freezer is not None:
             rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
             if self.freezer.spec.mode == "auto":
                 rec.add("freeze/grad_norm", "1", (len(self.layers),))
+            if self.cfg.freeze_cache:
+                rec.add("freeze/cache_hits", "samples", dtype=np.int64)
+                rec.add("freeze/cache_bytes", "bytes", dtype=np.int64)
         if self.overlap:
             rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:

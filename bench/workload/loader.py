@@ -31,17 +31,21 @@ class PartitionLoader(Stateful):
         self.seed, self.part = seed, part
         self.epoch, self._pos = -1, 0
         self._order = np.empty(0, dtype=np.int64)
+        self._order_host = np.empty(0, dtype=np.int64)
+        self.samples = self._order_host  # the partition's indices of the batch last drawn (--freeze-cache keys)
         self.per_epoch = len(y) // batch_size
 
     def _new_epoch(self) -> None:
         self.epoch += 1
         rng = stream(self.seed, self.part, self.epoch)
-        self._order = torch.from_numpy(rng.permutation(len(self.y))).to(self.x.device)
+        self._order_host = rng.permutation(len(self.y))
+        self._order = torch.from_numpy(self._order_host).to(self.x.device)
         self._pos = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._pos + self.batch_size > len(self._order):
             self._new_epoch()
         idx = self._order[self._pos : self._pos + self.batch_size]
+        self.samples = self._order_host[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return self.x[idx], self.y[idx]

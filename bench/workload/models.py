@@ -18,6 +18,7 @@ from torch import nn
 
 from bench.runtime.errors import UsageError
 from bench.workload.models_leaf import CharLSTM, LogReg
+from bench.workload.stages import Stage, Staged
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,21 @@ def scaled(channels: int, width: float) -> int:
     return max(1, math.ceil(width * channels - 1e-9))
 
 
-class MLP(nn.Module):
+class MLP(Staged):
     def __init__(self, shape, classes, hidden=200, width=1.0):
         super().__init__()
         dim, hidden = shape[0] * shape[1] * shape[2], scaled(hidden, width)
         self.fc1, self.fc2, self.fc3 = nn.Linear(dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, classes)
 
-    def forward(self, x):
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc3(F.relu(self.fc2(x)))
+    def stages(self):
+        return [
+            Stage(lambda x: F.relu(self.fc1(x.flatten(1))), (self.fc1,)),
+            Stage(lambda x: F.relu(self.fc2(x)), (self.fc2,)),
+            Stage(self.fc3, (self.fc3,)),
+        ]
 
 
-class CNN(nn.Module):
+class CNN(Staged):
     """Two 5x5 convolutions (32, 64 channels) each followed by 2x2 max-pooling, fc 512, fc classes (the FedAvg
     paper's CNN; with ``hidden`` 2048, LEAF's FEMNIST CNN)."""
 
@@ -90,10 +94,13 @@ class CNN(nn.Module):
         self.fc1 = nn.Linear(c2 * (h // 4) * (w // 4), hidden)
         self.fc2 = nn.Linear(hidden, classes)
 
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+    def stages(self):
+        return [
+            Stage(lambda x: F.max_pool2d(F.relu(self.conv1(x)), 2), (self.conv1,)),
+            Stage(lambda x: F.max_pool2d(F.relu(self.conv2(x)), 2), (self.conv2,)),
+            Stage(lambda x: F.relu(self.fc1(x.flatten(1))), (self.fc1,)),
+            Stage(self.fc2, (self.fc2,)),
+        ]
 
 
 class BasicBlock(nn.Module):
@@ -114,7 +121,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + short)
 
 
-class ResNet20(nn.Module):
+class ResNet20(Staged):
     def __init__(self, shape, classes, depth=20, width=1.0):
         super().__init__()
         n = (depth - 2) // 6
@@ -129,9 +136,10 @@ class ResNet20(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(stages[-1], classes)
 
-    def forward(self, x):
-        x = self.blocks(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+    def stages(self):
+        stem = Stage(lambda x: F.relu(self.bn1(self.conv1(x))), (self.conv1, self.bn1))
+        head = Stage(lambda x: self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1)), (self.fc,))
+        return [stem, *(Stage(block, (block,)) for block in self.blocks), head]
 
 
 class PositionEmbedding(nn.Module):
@@ -169,7 +177,7 @@ class EncoderBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
-class Transformer(nn.Module):
+class Transformer(Staged):
     """Rows of the image are tokens (H tokens of C*W features); mean-pooled into a linear classifier."""
 
     def __init__(self, shape, classes, dim=64, heads=4, depth=2):
@@ -181,11 +189,13 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
 
-    def forward(self, x):
-        b, c, h, w = x.shape
-        tokens = x.permute(0, 2, 1, 3).reshape(b, h, c * w)
-        z = self.blocks(self.pos(self.embed(tokens)))
-        return self.head(self.norm(z).mean(dim=1))
+    def stages(self):
+        def embed(x):
+            b, c, h, w = x.shape
+            return self.embed(x.permute(0, 2, 1, 3).reshape(b, h, c * w))
+
+        head = Stage(lambda z: self.head(self.norm(z).mean(dim=1)), (self.norm, self.head))
+        return [Stage(embed, (self.embed,)), Stage(self.pos, (self.pos,)), *(Stage(b, (b,)) for b in self.blocks), head]
 
 
 MODEL_CLASSES = {

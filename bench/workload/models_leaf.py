@@ -15,18 +15,19 @@ from __future__ import annotations
 from torch import nn
 
 from bench.runtime.errors import UsageError
+from bench.workload.stages import Stage, Staged
 
 
-class LogReg(nn.Module):
+class LogReg(Staged):
     def __init__(self, shape, classes):
         super().__init__()
         self.linear = nn.Linear(shape[0] * shape[1] * shape[2], classes)
 
-    def forward(self, x):
-        return self.linear(x.flatten(1))
+    def stages(self):
+        return [Stage(lambda x: self.linear(x.flatten(1)), (self.linear,))]
 
 
-class CharLSTM(nn.Module):
+class CharLSTM(Staged):
     def __init__(self, shape, classes, embed=8, hidden=256):
         super().__init__()
         if shape[0] != 1 or shape[1] != 1:
@@ -39,8 +40,10 @@ class CharLSTM(nn.Module):
         self.lstm2 = nn.LSTM(hidden, hidden, batch_first=True)
         self.fc = nn.Linear(hidden, classes)
 
-    def forward(self, x):
-        tokens = x.flatten(1).long()
-        out, _ = self.lstm1(self.embedding(tokens))
-        out, _ = self.lstm2(out)
-        return self.fc(out[:, -1])
+    def stages(self):
+        return [
+            Stage(lambda x: self.embedding(x.flatten(1).long()), (self.embedding,)),
+            Stage(lambda x: self.lstm1(x)[0], (self.lstm1,)),
+            Stage(lambda x: self.lstm2(x)[0], (self.lstm2,)),
+            Stage(lambda x: self.fc(x[:, -1]), (self.fc,)),
+        ]

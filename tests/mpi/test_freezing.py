@@ -182,3 +182,33 @@ def test_localsgd_freezes_after_an_average_on_agreed_norms(shared_tmp):
     digests = comm.allgather(after[-1][:cut].tobytes())
     ok &= all(d == digests[0] for d in digests)
     assert all_agree(ok), "localsgd's freezing decisions differ between ranks or come before an average"
+
+
+@pytest.mark.parametrize("strategy", ["ring", "localsgd"])
+def test_a_cached_prefix_gives_the_recomputed_run_and_records_its_hits(shared_tmp, strategy):
+    """cnn, 32 training samples per rank (40 less the test fifth) in batches of 8 (4 steps an epoch), fixed:2@2 over
+    12 steps: with --freeze-cache the run equals the one without (losses and parameters, to float32 rounding; bit
+    for bit here), and so does one whose bound keeps 10 samples. Hits by hand: none in epoch 0 (rows 2-3 keep their
+    16 samples), those 16 in epoch 1, all 8 a step in epoch 2; memory 32 (10) samples x 64 channels x 1 x 1
+    float32. Mutations caught: activations served for the wrong samples, hits or memory not recorded, the cache
+    left on before the freeze."""
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    extra = dict(local_steps=2) if strategy == "localsgd" else {}
+    base = make_cfg(shared_tmp, model="cnn", momentum=0.9, steps=12, lr=0.05, synthetic_samples=40 * comm.size,
+                    strategy=strategy, freeze="fixed:2@2", out=f"{shared_tmp}/c0.h5", **extra)  # fmt: skip
+    _, plain_loss, plain = run_steps(base)
+    ok = True
+    for kept, mb in ((32, 1024.0), (10, 10 * 256 / 2**20)):
+        cfg = dataclasses.replace(base, freeze_cache=True, freeze_cache_mb=mb, out=f"{shared_tmp}/c{kept}.h5")
+        trainer, loss, after = run_steps(cfg)
+        rec = trainer.ctx.rec
+        hits, memory = rec["freeze/cache_hits"][: cfg.steps], rec["freeze/cache_bytes"][: cfg.steps]
+        ok &= np.allclose(loss, plain_loss, rtol=1e-6, atol=1e-7) and np.allclose(after[-1], plain[-1], rtol=1e-6,
+                                                                                   atol=1e-7)  # fmt: skip
+        if kept == 32:
+            ok &= hits[:4].sum() == 0 and hits[4:8].sum() == 16 and (hits[8:] == 8).all()
+        else:
+            ok &= hits[:4].sum() == 0 and hits[4:].sum() == 2 * 10
+        ok &= memory[-1] == kept * 64 * 4 and memory[0] == 0
+    assert all_agree(ok), f"{strategy} with --freeze-cache differs from the recomputed run or miscounts its hits"

@@ -210,6 +210,10 @@ def test_the_summary_says_what_was_frozen(capsys):
     assert (
         "2 of 3 layers frozen at the end, the first from step 3" in out and "3.000 at step 1, 1.000 at the last" in out
     )
+    hits, held = np.array([[0, 0, 3, 8], [0, 0, 2, 7]]), np.array([[0, 0, 2**20, 2**21], [0, 0, 2**20, 3 * 2**20]])
+    print_freezing({"freeze/frozen_layers": np.array([[0, 0, 2, 2]] * 2), "timing/comm_bytes": sent,
+                    "freeze/cache_hits": hits, "freeze/cache_bytes": held})  # fmt: skip
+    assert "20 samples' prefix output reused, all ranks (15 at the last step); 3.00 MiB held" in capsys.readouterr().out
     print_freezing({"freeze/frozen_layers": np.zeros((2, 4), int), "timing/comm_bytes": sent})
     assert "no layer frozen" in capsys.readouterr().out
     print_freezing({"timing/comm_bytes": sent})
