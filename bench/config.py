@@ -169,7 +169,7 @@ class Config:
     )
     freeze: str = opt(
         "",
-        "ring, localsgd: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every "
+        "ring, localsgd, ddp: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every "
         "--freeze-every steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by "
         "at most a share ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP "
         "(localsgd: both after the next average, on the norms averaged over the ranks). Frozen layers run forward "

@@ -47,9 +47,10 @@ def info(comm: MPI.Comm, args=None) -> int:
 
 def model_layers(comm: MPI.Comm, name: str, shape: str, classes: int) -> int:
     """``info --model NAME``: the model's layers in the order the suite counts them (``--tier-frozen moderate:N``
-    leaves the first N untrained), each with its parameters and float32 bytes."""
+    leaves the first N untrained), each with its parameters, float32 bytes and stage (``--freeze-cache``)."""
     from bench.runtime.errors import UsageError
     from bench.workload.models import build, layers_of
+    from bench.workload.stages import stage_layer_counts
 
     try:
         dims = tuple(int(d) for d in shape.lower().split("x"))
@@ -57,12 +58,17 @@ def model_layers(comm: MPI.Comm, name: str, shape: str, classes: int) -> int:
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
         raise UsageError(f"--shape {shape!r}: expected CxHxW, e.g. 3x32x32")
-    layers = layers_of(build(name, dims, classes, 0))
+    model = build(name, dims, classes, 0)
+    layers = layers_of(model)
+    counts = stage_layer_counts(model.stages(), layers)
+    stage_of = [s for s, count in enumerate(counts) for _ in range(count)]
     if comm.rank == 0:
         total = sum(layer.numel for layer in layers)
         print(f"model {name} on {shape} samples, {classes} classes: {len(layers)} layers, {total:,} parameters")
-        print(f"{'layer':>5}  {'name':24s} {'parameters':>12} {'bytes':>12}  {'share':>6}")
+        print(f"{'layer':>5}  {'name':24s} {'parameters':>12} {'bytes':>12}  {'share':>6}  stage")
         for layer in layers:
             share = 100 * layer.numel / total
-            print(f"{layer.index:5d}  {layer.name:24s} {layer.numel:12,d} {layer.bytes:12,d}  {share:5.1f} %")
+            print(f"{layer.index:5d}  {layer.name:24s} {layer.numel:12,d} {layer.bytes:12,d}  {share:5.1f} %  "
+                  f"{stage_of[layer.index]:5d}")  # fmt: skip
+        print("--freeze-cache keeps the output of the stages a frozen prefix holds whole (not the last stage)")
     return 0

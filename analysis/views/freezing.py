@@ -8,7 +8,7 @@ import numpy as np
 
 from analysis.stats.accuracy import final_accuracy
 from analysis.stats.groups import repeat_groups
-from analysis.stats.metrics import bytes_per_row, comm_split, step_stats
+from analysis.stats.metrics import bytes_per_row, comm_split, samples_per_row, step_stats
 from analysis.views.core import POOL_NOTE, TTA_NOTE, WARMUP_NOTE, tta_cells, tta_columns
 from analysis.views.tables import EST, INT, Column, Table
 
@@ -21,6 +21,16 @@ def frozen_at_end(run) -> float:
     """Layers frozen in the last step (rank 0's row: the same on every rank); 0 without freezing."""
     series = run.data.get("freeze/frozen_layers")
     return float(np.asarray(series)[0, -1]) if series is not None and np.asarray(series).size else 0.0
+
+
+def cache_share(run, warmup: int) -> float:
+    """The share of the samples trained after the warm-up whose frozen stages' output came from ``--freeze-cache``
+    (all computing ranks); NaN without the cache."""
+    hits = run.data.get("freeze/cache_hits")
+    if hits is None:
+        return float("nan")
+    samples = samples_per_row(run)[warmup:].sum()
+    return float(np.asarray(hits)[:, warmup:].sum() / samples) if samples else float("nan")
 
 
 def setting(run) -> tuple:
@@ -46,7 +56,8 @@ def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
     cols = [Column("strategy"), Column("model"), Column("ranks", INT), Column("freeze"), Column("n", INT)]
     cols += [Column("step median (ms)", EST, 2, 1e3), Column("comm share (%)", EST, 1, 100)]
     cols += [Column("MiB per step", EST, 3, 2**-20), Column("frozen at end", EST, 1)]
-    cols += [Column("test accuracy (%)", EST, 2, 100)] + tta_columns(target, "step")
+    cols += [Column("from cache (%)", EST, 1, 100), Column("test accuracy (%)", EST, 2, 100)]
+    cols += tta_columns(target, "step")
     rows = []
     for g in sorted(groups, key=lambda g: (setting(g.first), freeze_label(g.first))):
         run = g.first
@@ -54,14 +65,16 @@ def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
             [run.strategy, run.config.get("model"), run.world_size, freeze_label(run), g.n]
             + [g.pooled(lambda r: step_stats(r, warmup).median_s), g.pooled(lambda r: comm_split(r, warmup).share)]
             + [g.pooled(lambda r: float(np.mean(bytes_per_row(r)[warmup:]))), g.pooled(frozen_at_end)]
-            + [g.pooled(final_accuracy)]
+            + [g.pooled(lambda r: cache_share(r, warmup)), g.pooled(final_accuracy)]
             + tta_cells(g, target)
         )
     notes = [
         WARMUP_NOTE.format(warmup),
         POOL_NOTE,
         "comm share = communication time / step time (mean over ranks of the sums over measured steps); MiB per "
-        "step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last step",
+        "step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last "
+        "step; from cache = samples whose frozen stages' output --freeze-cache served, share of the samples trained "
+        "in the measured steps",
     ]
     return Table("freezing", "Progressive layer freezing against training without it", cols, rows,
                  notes + ([TTA_NOTE] if target is not None else []))  # fmt: skip

@@ -6,6 +6,7 @@ with freezing <= 0.75 x without (transformer).
 
     python -m bench.perf.freeze [--ranks 2,4] [--models transformer,resnet20] [--steps 300] [--seeds 3] [--cache]
                                 [--keep DIR]
+    python -m bench.perf.freeze --report DIR   # the tables again, from a --keep folder
 
 Defaults: digits (8x8 images: the transformer reads 8 rows as tokens), batch 32 per rank, SGD lr 0.05 momentum
 0.9, an evaluation every 25 steps, ``--freeze auto:0.5 --freeze-every 50``. On this 2-core machine 4 ranks are
@@ -22,6 +23,7 @@ import numpy as np
 
 from analysis.data.load import load
 from analysis.stats.accuracy import final_accuracy, time_to_accuracy
+from analysis.stats.metrics import step_stats
 from analysis.views.freezing import freeze_label, freezing_table, frozen, setting
 from bench.perf.runs import add_repeat_options, results_dir, train
 
@@ -33,6 +35,30 @@ def run(args, ranks: int, model: str, freeze: str, cache: bool, seed: int, work:
     cmd += ["--freeze", freeze, "--freeze-every", str(args.freeze_every), "--freeze-unit", args.unit] if freeze else []
     cmd += ["--freeze-cache"] if cache else []
     return train(ranks, [*cmd, "--seed", str(seed)], out)
+
+
+def late_phase(runs) -> list[str]:
+    """Per setting and way of freezing, over the last third of the steps (the prefix has stopped growing): forward
+    and step time (forward: summed over layers, mean over ranks and rows; step: the report's median, the slowest
+    rank's per row), and the share of samples the cache served; means over the seeds."""
+    lines = [
+        "| model | ranks | freeze | forward (ms) | step median (ms) | from cache (%) |",
+        "|:---|---:|:---|---:|---:|---:|",
+    ]
+    rows: dict = {}
+    for r in runs:
+        start = 2 * r.data["timing/total"].shape[1] // 3
+        late = slice(start, None)
+        hits = r.data.get("freeze/cache_hits")
+        share = np.asarray(hits)[:, late].mean() / r.attrs["per_rank_batch"] if hits is not None else np.nan
+        forward = np.asarray(r.data["timing/forward"])[:, late].sum(axis=2).mean()
+        step = step_stats(r, start).median_s  # the report's step median, over the late rows
+        rows.setdefault((r.config["model"], r.world_size, freeze_label(r)), []).append((forward, step, share))
+    for (model, ranks, label), values in sorted(rows.items()):
+        f, s, c = np.mean(values, axis=0)
+        lines.append(f"| {model} | {ranks} | {label} | {1e3 * f:.2f} | {1e3 * s:.2f} | "
+                     f"{'–' if np.isnan(c) else f'{100 * c:.1f}'} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def report(runs) -> list[str]:
@@ -74,8 +100,13 @@ def main(argv=None) -> int:
     p.add_argument("--freeze-every", type=int, default=50)
     p.add_argument("--unit", default="layer", choices=("layer", "block"), help="--freeze-unit (default: layer)")
     p.add_argument("--cache", action="store_true", help="also run --freeze with --freeze-cache")
+    p.add_argument("--report", metavar="DIR", help="no runs: report on the results files in DIR (a --keep folder)")
     add_repeat_options(p)
     args = p.parse_args(argv)
+    if args.report:
+        runs = [load(f) for f in sorted(Path(args.report).glob("*.h5"))]
+        print("\n".join(report(runs) + late_phase(runs)))
+        return 0
     with results_dir(args.keep) as work:
         files = []
         for ranks in args.ranks:
@@ -85,7 +116,8 @@ def main(argv=None) -> int:
                         files.append(run(args, ranks, model, freeze, cache, seed, work))
                         label = f"{freeze or 'no freezing'}{' + cache' * cache}"
                         print(f"  ran {model} on {ranks} ranks, {label}, seed {seed}", flush=True)
-        print("\n".join(report([load(f) for f in files])))
+        runs = [load(f) for f in files]
+        print("\n".join(report(runs) + late_phase(runs)))
     return 0
 
 

@@ -79,7 +79,8 @@ REGISTRY: dict[str, Facts] = {
         COMPRESSIBLE | {"fedavg", "local_steps"}, logical_ranks=True,
     ),
     "ddp": Facts(
-        "bench.strategies.ddp:DdpStrategy", "step", "lockstep", "allreduce", "all", _STEP, overlapped=True
+        "bench.strategies.ddp:DdpStrategy", "step", "lockstep", "allreduce", "all", _STEP | {"freeze"},
+        overlapped=True,
     ),
 }  # fmt: skip
 NAMES = tuple(REGISTRY)

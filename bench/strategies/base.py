@@ -27,6 +27,7 @@ class Strategy(Stateful):
     state_attributes: tuple[str, ...] = ("model", "optimizer")
     """What a checkpoint keeps on each rank (:mod:`bench.runtime.state`; attributes a rank lacks are skipped)."""
     needs_full_batches = True  # every computing rank's partition must hold one --batch-size batch
+    freezer = None  # ``--freeze`` (:class:`bench.strategies.freezing.Freezer`) where the strategy takes it
     overlap = None
     """Set by a strategy whose gradients leave during ``backward()`` (``ring --overlap``, ``ddp``): an object with
     ``begin()`` (before backward) and ``finish()`` (after it: waits, returns the step's

@@ -28,7 +28,9 @@ from bench.measure.timing import make_clock
 from bench.runtime.gloo import init_process_group
 from bench.runtime.launch import node_local
 from bench.strategies.base import Strategy
+from bench.strategies.freezing import make_freezer
 from bench.workload.optim import make_optimizer, set_lr
+from bench.workload.stages import without_cache
 from kernels.reference import ring_elements_sent
 from kernels.topology import Topology
 
@@ -101,21 +103,42 @@ class DdpStrategy(Strategy):
     at 1-4 ranks)."""
 
     name = "ddp"
-    state_attributes = ("model", "optimizer", "layout_input")
+    state_attributes = ("model", "optimizer", "layout_input", "steps_since_build", "frozen_prefix")
 
     def __init__(self, cfg, comm, model, layers, device):
         super().__init__(cfg, comm, model, layers, device)
-        from torch.nn.parallel import DistributedDataParallel
-
         self.backend = pick_backend(comm, device)
         dist = init_process_group(comm, cfg.timeout, self.backend)
         self.bucket_mb = cfg.bucket_mb or DDP_DEFAULT_BUCKET_MB
-        ids = [device] if device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(model, device_ids=ids, bucket_cap_mb=self.bucket_mb)
         self.overlap = DdpBuckets(layers, comm.rank, comm.size, device)
-        self.ddp.register_comm_hook(None, self.overlap.hook(dist))
+        self._dist = dist
+        self.ddp = self._wrap()
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.layout_input: torch.Tensor | None = None
+        self.steps_since_build = 0  # steps the current DDP wrapper took (its buckets are rebuilt after the first)
+        self.freezer = make_freezer(cfg.freezing, layers)
+        self._rewrap_on_resume = False
+
+    def _wrap(self):
+        """A DDP wrapper over the parameters that require gradients now (a collective: its constructor broadcasts
+        rank 0's parameters and buffers, equal on every rank here), with our timed communication hook."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device] if self.device.type == "cuda" else None
+        ddp = DistributedDataParallel(self.model, device_ids=ids, bucket_cap_mb=self.bucket_mb)
+        ddp.register_comm_hook(None, self.overlap.hook(self._dist))
+        return ddp
+
+    @property
+    def frozen_prefix(self) -> int:
+        """Layers frozen so far (a checkpoint keeps it; a resumed run freezes them again and rewraps)."""
+        return self.freezer.frozen if self.freezer is not None else 0
+
+    @frozen_prefix.setter
+    def frozen_prefix(self, value) -> None:
+        if self.freezer is not None and int(value) > self.freezer.frozen:
+            self.freezer.freeze_to(int(value))
+            self._rewrap_on_resume = True  # collective: in resumed(), once every rank has loaded
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)
@@ -128,7 +151,9 @@ class DdpStrategy(Strategy):
     def resumed(self) -> None:
         """Collective, once every rank has loaded its piece (the replay's forward broadcasts DDP's buffers: a rank
         that failed to load must not leave the others waiting in it)."""
-        if self.layout_input is not None:
+        if self._rewrap_on_resume:
+            self.ddp = self._wrap()
+        if self.layout_input is not None and self.steps_since_build > 0:
             self._replay_bucket_layout(torch.as_tensor(self.layout_input).to(self.device))
 
     def _replay_bucket_layout(self, x: torch.Tensor) -> None:
@@ -137,7 +162,7 @@ class DdpStrategy(Strategy):
         forward, as after the uninterrupted run's first step."""
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), without_cache(self.model):
             self.overlap.silent = True
             try:
                 self.ddp(x).float().sum().backward()
@@ -160,9 +185,29 @@ class DdpStrategy(Strategy):
     def apply_update(self, step):
         set_lr(self.optimizer, self.cfg, step, self.cfg.steps)
         self.optimizer.step()
+        self.steps_since_build += 1
+        if self.freezer is not None:
+            self._frozen_during = self.freezer.frozen
+            if self.freezer.decide(step):  # DDP's gradients are averaged: the same decision on every rank
+                self._rewrap()
+
+    def _rewrap(self) -> None:
+        """DDP's reducer waits for a gradient of every parameter it was built with, so a frozen layer needs a new
+        wrapper over the active ones (its buckets built in parameter order, then from the ready order after its
+        first step, as at the start of the run)."""
+        old, self.ddp = self.ddp, None
+        del old  # the reducer's autograd hooks go with it
+        self.ddp = self._wrap()
+        self.steps_since_build = 0
+
+    def record(self, rec, step: int) -> None:
+        if self.freezer is not None:
+            self.freezer.record(rec, step, self._frozen_during)
 
     def declare(self, rec) -> None:
         rec.add("timing/exposed", "s", (len(self.layers),))
+        if self.freezer is not None:
+            self.freezer.declare(rec)
 
     def describe(self):
         return super().describe() | {"backend": self.backend, "bucket_mb": self.bucket_mb}

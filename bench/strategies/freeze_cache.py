@@ -1,11 +1,15 @@
-"""Activation caching for a frozen prefix (``--freeze-cache``; PipeTransformer's AutoCache: He et al., ICML 2021,
-Sec. 3.3).
+"""Activation caching for a frozen prefix (``--freeze-cache``; PipeTransformer's AutoCache: He et al., ICML 2021, Sec.
+3.3).
 
 Once the leading stages of the model (:mod:`bench.workload.stages`) are all frozen, their output for a training
 sample no longer changes: it is computed once, when the sample is first drawn after the freeze, kept in host memory,
 and handed to the next stage every later time the sample is drawn. A sample that does not fit in the bound
-(``--freeze-cache-mb``) is recomputed each time. When the prefix grows past another stage boundary, the cache starts
-again at the new boundary.
+(``--freeze-cache-mb``) is recomputed each time. A batch with any sample not kept is computed whole (its kept rows
+then replaced by their kept values), never as a smaller batch of the missing rows: a convolution or matrix product
+may take another path for another batch size and round differently, and a resumed run, whose cache starts empty, must
+compute what the uninterrupted run served from its cache bit for bit (tests/mpi/test_checkpoint.py: they differed in
+the last bits at 3 ranks when only the missing rows were computed). When the prefix grows past another stage
+boundary, the cache starts again at the new boundary.
 
 What is cached must be a function of the sample alone. A BatchNorm layer in training mode normalises by the batch's
 statistics, so its output depends on the batch it was drawn in: inside the cached stages every module runs in eval
@@ -74,8 +78,8 @@ class ActivationCache:
         return hits
 
     def lookup(self, x: torch.Tensor, stages) -> tuple[torch.Tensor, int]:
-        """The output of the cached stages for batch ``x`` (kept rows where there are, computed for the rest) and the
-        index of the first stage still to run."""
+        """The output of the cached stages for batch ``x`` (the kept rows where all are kept; else the batch computed,
+        its kept rows replaced by their kept values) and the index of the first stage still to run."""
         b = self.boundary
         if b == 0:
             return x, 0
@@ -87,16 +91,14 @@ class ActivationCache:
         if hit.all():
             self.hits += len(samples)
             return self.store[torch.from_numpy(slot)].to(x.device), b
-        miss = np.flatnonzero(~hit)
-        computed = self._compute(x if not hit.any() else x[torch.from_numpy(miss).to(x.device)], stages[:b])
-        self._keep(samples[miss], computed)
-        if not hit.any():
-            return computed, b
-        out = torch.empty((len(x), *computed.shape[1:]), dtype=computed.dtype, device=computed.device)
-        out[torch.from_numpy(miss).to(x.device)] = computed
-        out[torch.from_numpy(np.flatnonzero(hit)).to(x.device)] = self.store[torch.from_numpy(slot[hit])].to(x.device)
-        self.hits += int(hit.sum())
-        return out, b
+        computed = self._compute(x, stages[:b])  # the whole batch: a row's values then never depend on how
+        miss = np.flatnonzero(~hit)  # many rows were computed with it (kernels may pick another path by batch size)
+        self._keep(samples[miss], computed[torch.from_numpy(miss).to(x.device)] if hit.any() else computed)
+        if hit.any():
+            rows = torch.from_numpy(np.flatnonzero(hit)).to(x.device)
+            computed[rows] = self.store[torch.from_numpy(slot[hit])].to(x.device)
+            self.hits += int(hit.sum())
+        return computed, b
 
     @staticmethod
     def _compute(x: torch.Tensor, stages) -> torch.Tensor:

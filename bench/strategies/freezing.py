@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.runtime.errors import UsageError
 from bench.strategies.freeze_cache import ActivationCache
 from bench.workload.stages import stage_layer_counts
 
@@ -109,6 +110,24 @@ def layer_norms(layers) -> np.ndarray:
     return out
 
 
+def make_freezer(spec: FreezeSpec, layers) -> Freezer | None:
+    """``--freeze`` for a strategy's layers (None when off); UsageError for a fixed prefix that leaves no layer to
+    train or an alpha whose cap is 0."""
+    if not spec.on:
+        return None
+    if spec.mode == "fixed" and spec.layers >= len(layers):
+        raise UsageError(
+            f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; leave at least "
+            "one to train (`python -m bench info --model NAME` lists them)"
+        )
+    freezer = Freezer(spec, layers)
+    units = len(freezer.bounds) - 1
+    if spec.mode == "auto" and math.floor(spec.alpha * units) == 0:
+        raise UsageError(f"--freeze auto:{spec.alpha:g}: the cap floor(ALPHA x {units} {spec.unit}s) is 0, so "
+                         "nothing would ever freeze; a larger ALPHA")  # fmt: skip
+    return freezer
+
+
 class Freezer:
     """The run's frozen prefix: decides at the freeze points, and stops gradients through the frozen layers."""
 
@@ -147,6 +166,25 @@ class Freezer:
             return False
         self.freeze_to(target)
         return True
+
+    def declare(self, rec) -> None:
+        """The series :meth:`record` fills."""
+        rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
+        if self.spec.mode == "auto":
+            rec.add("freeze/grad_norm", "1", (len(self.layers),))
+        if self.cache is not None:
+            rec.add("freeze/cache_hits", "samples", dtype=np.int64)
+            rec.add("freeze/cache_bytes", "bytes", dtype=np.int64)
+
+    def record(self, rec, step: int, frozen_during: int) -> None:
+        """Row ``step``: the layers frozen during the step, at a freeze point the gradient norms the rule read, and
+        with the cache its hits and memory."""
+        rec["freeze/frozen_layers"][step] = frozen_during
+        if self.norms_at == step:
+            rec["freeze/grad_norm"][step] = self.norms
+        if self.cache is not None:
+            rec["freeze/cache_hits"][step] = self.cache.take_hits()
+            rec["freeze/cache_bytes"][step] = self.cache.nbytes
 
     def keep_activations(self, model, loader, bound_bytes: int) -> None:
         """``--freeze-cache``: from now on, ``model``'s forward takes the frozen stages' output from a cache keyed by

@@ -8,11 +8,8 @@ equal per-rank batches this equals one process stepping on the concatenation of 
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import astuple
-
-import numpy as np
 
 from bench.comm.calibrate import measure_links
 from bench.comm.cuda_aware import GpuPath
@@ -21,10 +18,9 @@ from bench.comm.staging import HostStaging, bucket_groups
 from bench.compress.exchange import CompressedAveraging
 from bench.compress.on_device import DeviceCompressedAveraging
 from bench.compress.where import compress_place
-from bench.runtime.errors import UsageError
 from bench.strategies.averaging import average_exchanges
 from bench.strategies.base import Strategy
-from bench.strategies.freezing import Freezer
+from bench.strategies.freezing import make_freezer
 from bench.strategies.overlap import HookDrivenBuckets, OverlappedBuckets, RingBucketAverage
 from bench.workload.optim import make_optimizer, set_lr
 from kernels.chosen import ModelChosenAllreduce
@@ -47,7 +43,7 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb), self.gpu_path.in_place)
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.compressed = None
-        self.freezer = self.make_freezer(cfg.freezing, layers)
+        self.freezer = make_freezer(cfg.freezing, layers)
         self._exchanges = self.make_exchanges()  # only what the run uses: each pipeline holds device buffers
         if cfg.overlap:
             self.overlap = self.make_overlap()
@@ -60,23 +56,6 @@ class RingStrategy(Strategy):
         if self.cfg.overlap_progress == "hooks":
             return HookDrivenBuckets(send, fault)
         return OverlappedBuckets(self.layers, self.staging.groups, send, fault, device=self.device)
-
-    @staticmethod
-    def make_freezer(spec, layers) -> Freezer | None:
-        """``--freeze`` (:mod:`bench.strategies.freezing`); a fixed prefix must leave a layer to train."""
-        if not spec.on:
-            return None
-        if spec.mode == "fixed" and spec.layers >= len(layers):
-            raise UsageError(
-                f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; leave at least "
-                "one to train (`python -m bench info --model NAME` lists them)"
-            )
-        freezer = Freezer(spec, layers)
-        units = len(freezer.bounds) - 1
-        if spec.mode == "auto" and math.floor(spec.alpha * units) == 0:
-            raise UsageError(f"--freeze auto:{spec.alpha:g}: the cap floor(ALPHA x {units} {spec.unit}s) is 0, so "
-                             "nothing would ever freeze; a larger ALPHA")  # fmt: skip
-        return freezer
 
     @property
     def frozen_prefix(self) -> int:
@@ -156,23 +135,12 @@ class RingStrategy(Strategy):
             self._rebuild_buckets()
 
     def record(self, rec, step: int) -> None:
-        """The layers frozen during the step, and at a freeze point the layers' gradient norms the rule read."""
         if self.freezer is not None:
-            rec["freeze/frozen_layers"][step] = self._frozen_during
-            if self.freezer.norms_at == step:
-                rec["freeze/grad_norm"][step] = self.freezer.norms
-            if self.freezer.cache is not None:
-                rec["freeze/cache_hits"][step] = self.freezer.cache.take_hits()
-                rec["freeze/cache_bytes"][step] = self.freezer.cache.nbytes
+            self.freezer.record(rec, step, self._frozen_during)
 
     def declare(self, rec) -> None:
         if self.freezer is not None:
-            rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
-            if self.freezer.spec.mode == "auto":
-                rec.add("freeze/grad_norm", "1", (len(self.layers),))
-            if self.cfg.freeze_cache:
-                rec.add("freeze/cache_hits", "samples", dtype=np.int64)
-                rec.add("freeze/cache_bytes", "bytes", dtype=np.int64)
+            self.freezer.declare(rec)
         if self.overlap:
             rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:

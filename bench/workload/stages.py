@@ -9,6 +9,7 @@ stages in order, so the stages cannot drift from the forward pass they compose.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,17 @@ class Staged(nn.Module):
         for stage in stages[start:]:
             x = stage.run(x)
         return x
+
+
+@contextlib.contextmanager
+def without_cache(model: nn.Module):
+    """``model``'s forward computes every stage for the duration (an input that is not the batch just drawn)."""
+    cache = getattr(model, "prefix_cache", None)
+    model.prefix_cache = None
+    try:
+        yield
+    finally:
+        model.prefix_cache = cache
 
 
 def stage_layer_counts(stages: list[Stage], layers) -> list[int]:

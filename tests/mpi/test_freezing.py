@@ -212,3 +212,21 @@ def test_a_cached_prefix_gives_the_recomputed_run_and_records_its_hits(shared_tm
             ok &= hits[:4].sum() == 0 and hits[4:].sum() == 2 * 10
         ok &= memory[-1] == kept * 64 * 4 and memory[0] == 0
     assert all_agree(ok), f"{strategy} with --freeze-cache differs from the recomputed run or miscounts its hits"
+
+
+def test_ddp_freezes_as_ring_does(shared_tmp):
+    """cnn, momentum 0.9, fixed:2@3 over 6 steps: ddp (gloo's all-reduce inside backward, a new DDP wrapper at the
+    freeze) ends where ring with the same freeze ends, to float32 rounding (the two sum in different orders); its
+    frozen parameters hold from the freeze on and every replica is the same. Mutations caught: the wrapper kept
+    (DDP's reducer then waits for the frozen layers' gradients and fails the next step), the freeze a step late."""
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    base = make_cfg(shared_tmp, model="cnn", momentum=0.9, steps=6, lr=0.05, freeze="fixed:2@3")
+    _, _, ring_after = run_steps(base)
+    trainer, _, after = run_steps(dataclasses.replace(base, strategy="ddp", out=f"{shared_tmp}/d.h5"))
+    cut = sum(layer.numel for layer in trainer.run.layers[:2])
+    ok = np.allclose(after[-1], ring_after[-1], rtol=1e-5, atol=1e-6) and trainer.run.strategy.freezer.frozen == 2
+    ok &= np.array_equal(after[-1][:cut], after[2][:cut]) and not np.array_equal(after[1][:cut], after[2][:cut])
+    ok &= list(trainer.ctx.rec["freeze/frozen_layers"][: base.steps]) == [0, 0, 0, 2, 2, 2]
+    digests = comm.allgather(after[-1].tobytes())
+    assert all_agree(ok and all(d == digests[0] for d in digests)), "ddp with freezing differs from ring's"

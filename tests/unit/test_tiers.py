@@ -98,16 +98,18 @@ def test_layerwise_mean_is_the_inclusivefl_update():
 
 def test_info_lists_a_models_layers_as_tier_frozen_counts_them(capsys):
     """``python -m bench info --model mlp``: fc1 holds 64 x 200 + 200 = 13,000 parameters (52,000 bytes), fc2
-    200 x 200 + 200, fc3 200 x 10 + 10, in that order (hand-computed)."""
+    200 x 200 + 200, fc3 200 x 10 + 10, in that order (hand-computed), each its own stage."""
     pytest.importorskip("torch")
     from mpi4py import MPI
 
     from bench.info import model_layers
 
     assert model_layers(MPI.COMM_SELF, "mlp", "1x8x8", 10) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        ("0", "fc1", "13,000", "52,000"), ("1", "fc2", "40,200", "160,800"), ("2", "fc3", "2,010", "8,040")
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:-1]]
+    assert [(r[0], r[1], r[2], r[3], r[6]) for r in rows] == [
+        ("0", "fc1", "13,000", "52,000", "0"),
+        ("1", "fc2", "40,200", "160,800", "1"),
+        ("2", "fc3", "2,010", "8,040", "2"),
     ]  # fmt: skip
 
 
