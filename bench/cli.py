@@ -75,10 +75,12 @@ def make_parser(rank: int = 0) -> argparse.ArgumentParser:
     _add_micro_options(sub.add_parser("micro", help="point-to-point and all-reduce microbenchmarks"))
     _add_overhead_options(sub.add_parser("overhead", help="measure the cost of per-layer timing hooks on one rank"))
     info = sub.add_parser("info", help="print MPI library, ranks, cores, threads per rank and versions")
-    info.add_argument("--model", default="", help="instead: list this model's layers (the units of timing, "
-                      "communication and --tier-frozen), with their parameters and bytes")  # fmt: skip
+    info.add_argument("--model", default="", help="instead: list this model's layers (the units of timing and "
+                      "communication; --tier-frozen N and --freeze fixed:K count them from the first), with "
+                      "their parameters, bytes and stage (--freeze-cache keeps the output of stages frozen "
+                      "whole)")  # fmt: skip
     info.add_argument("--shape", default="1x8x8", help="--model: the sample shape CxHxW (default: digits' 1x8x8; "
-                      "CIFAR-10: 3x32x32)")  # fmt: skip
+                      "CIFAR-10: 3x32x32; lstm: 1x1x80)")  # fmt: skip
     info.add_argument("--classes", type=int, default=10, help="--model: the number of classes (default: 10)")
     return parser
 

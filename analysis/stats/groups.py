@@ -53,17 +53,33 @@ def environment(run: RunResults) -> dict:
 
 def workload(run: RunResults) -> dict:
     """The config items that shape a step's work (everything but NOT_WORKLOAD)."""
-    return {k: v for k, v in run.config.items() if k not in NOT_WORKLOAD}
+    return {k: v for k, v in in_effect(run.config).items() if k not in NOT_WORKLOAD}
 
 
 def workload_key(run: RunResults) -> str:
     return json.dumps([workload(run), environment(run)], sort_keys=True)
 
 
+SUB_OPTIONS = {
+    "freeze_every": "freeze",
+    "freeze_unit": "freeze",
+    "freeze_cache": "freeze",
+    "freeze_cache_mb": "freeze_cache",
+}
+"""Options that mean nothing while the option they refine is off (empty or false). bench refuses them set without
+it (bench/config.py, check_freeze), so a run without it holds their defaults: no value of the experiment, and left
+out of it (a run without --freeze is not "every 50 steps")."""
+
+
+def in_effect(config: dict) -> dict:
+    """``config`` without the SUB_OPTIONS whose option is off."""
+    return {k: v for k, v in config.items() if k not in SUB_OPTIONS or config.get(SUB_OPTIONS[k])}
+
+
 def experiment(run: RunResults) -> dict:
-    """What repeats share: every config item but NOT_REPEAT (the run length and evaluation points too, so that
-    pooled accuracies are taken at the same steps)."""
-    return {k: v for k, v in run.config.items() if k not in NOT_REPEAT}
+    """What repeats share: every config item in effect but NOT_REPEAT (the run length and evaluation points too, so
+    that pooled accuracies are taken at the same steps)."""
+    return {k: v for k, v in in_effect(run.config).items() if k not in NOT_REPEAT}
 
 
 def experiment_key(run: RunResults) -> str:

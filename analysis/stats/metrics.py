@@ -40,11 +40,13 @@ LABELLED_DEFAULTS = (
     ("accumulate_steps", 1),
     ("allreduce", "flat"),
     ("emulate_link", ""),
+    ("freeze", ""),
+    ("freeze_cache", False),
     *FEDERATED_LABEL_OPTIONS,
 )
 """Options that name a run in tables where they apply and differ from their default (ps's async and ssp modes are
 other schedules; an accumulated step is N micro-batches; a hierarchical all-reduce is another communication; a
-run over an emulated link says so in every table and legend)."""
+run over an emulated link says so in every table and legend; a run that freezes layers trains and sends less)."""
 LABELLED_OPTIONS = tuple(key for key, _ in LABELLED_DEFAULTS)
 """Options :func:`strategy_label` already names (a legend that lists the swept options leaves them out)."""
 

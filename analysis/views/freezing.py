@@ -34,8 +34,11 @@ def cache_share(run, warmup: int) -> float:
 
 
 def setting(run) -> tuple:
-    keys = ("strategy", "model", "dataset", "batch_size", "steps", "optimizer", "lr", "momentum", "bucket_mb",
-            "local_steps", "warmup_steps", "overlap")  # fmt: skip
+    """What a run with freezing and its baseline without share: the ranks and every option that shapes the
+    training (the workload, the data and its split, the batch, the optimizer and its schedule, the exchange)."""
+    keys = ("strategy", "model", "dataset", "synthetic_shape", "partition", "alpha", "batch_size", "global_batch_size",
+            "accumulate_steps", "steps", "optimizer", "lr", "lr_schedule", "lr_warmup_steps", "momentum",
+            "weight_decay", "bucket_mb", "local_steps", "warmup_steps", "overlap")  # fmt: skip
     return (run.world_size, *(str(run.config.get(k)) for k in keys))
 
 

@@ -96,7 +96,8 @@ def print_summary(run, evals, wall, status: str, stopped_by: str, attrs: dict, p
 
 def print_freezing(data) -> None:
     """With ``--freeze``: how many layers were frozen at the end, from which step, and what that did to the bytes
-    all ranks sent per step (first against last step)."""
+    all ranks sent per step (the first step that sent against the last that did: localsgd sends only when it
+    averages); with ``--freeze-cache``, the samples it served and the memory it held."""
     if "freeze/frozen_layers" not in data:
         return
     frozen = np.asarray(data["freeze/frozen_layers"])[0]
@@ -106,12 +107,19 @@ def print_freezing(data) -> None:
         return
     first = int(np.argmax(frozen > 0)) + 1
     sent = np.asarray(data["timing/comm_bytes"]).sum(axis=(0, 2)) / 2**20
-    print(f"  freezing        {int(frozen[-1])} of {layers} layers frozen at the end, the first from step {first} "
-          f"(MiB sent per step, all ranks: {sent[0]:.3f} at step 1, {sent[-1]:.3f} at the last)")  # fmt: skip
+    sending = np.flatnonzero(sent > 0)
+    bytes_part = ""
+    if sending.size:
+        a, b = sending[0], sending[-1]
+        bytes_part = (f" (MiB sent per step, all ranks: {sent[a]:.3f} at step {a + 1}, {sent[b]:.3f} at step "
+                      f"{b + 1})")  # fmt: skip
+    print(f"  freezing        {int(frozen[-1])} of {layers} layers frozen at the end, the first from step {first}"
+          f"{bytes_part}")  # fmt: skip
     if "freeze/cache_hits" in data:
         hits, held = np.asarray(data["freeze/cache_hits"]), np.asarray(data["freeze/cache_bytes"])
         print(f"  freeze cache    {int(hits.sum())} samples' prefix output reused, all ranks ({int(hits[:, -1].sum())} "
-              f"at the last step); {held[:, -1].max() / 2**20:.2f} MiB held per rank at the end (most)")  # fmt: skip
+              f"in the last step); {held[:, -1].max() / 2**20:.2f} MiB held at the end on the rank that held "
+              "most")  # fmt: skip
 
 
 def _print_nodes(written, attrs: dict) -> None:

@@ -42,8 +42,10 @@ def late_phase(runs) -> list[str]:
     and step time (forward: summed over layers, mean over ranks and rows; step: the report's median, the slowest
     rank's per row), and the share of samples the cache served; means over the seeds."""
     lines = [
-        "| model | ranks | freeze | forward (ms) | step median (ms) | from cache (%) |",
-        "|:---|---:|:---|---:|---:|---:|",
+        "### The last third of the steps (the prefix no longer grows)",
+        "",
+        "| strategy | model | ranks | freeze | forward (ms) | step median (ms) | from cache (%) |",
+        "|:---|:---|---:|:---|---:|---:|---:|",
     ]
     rows: dict = {}
     for r in runs:
@@ -53,10 +55,11 @@ def late_phase(runs) -> list[str]:
         share = np.asarray(hits)[:, late].mean() / r.attrs["per_rank_batch"] if hits is not None else np.nan
         forward = np.asarray(r.data["timing/forward"])[:, late].sum(axis=2).mean()
         step = step_stats(r, start).median_s  # the report's step median, over the late rows
-        rows.setdefault((r.config["model"], r.world_size, freeze_label(r)), []).append((forward, step, share))
-    for (model, ranks, label), values in sorted(rows.items()):
+        key = (r.strategy, r.config["model"], r.world_size, freeze_label(r))
+        rows.setdefault(key, []).append((forward, step, share))
+    for (strategy, model, ranks, label), values in sorted(rows.items()):
         f, s, c = np.mean(values, axis=0)
-        lines.append(f"| {model} | {ranks} | {label} | {1e3 * f:.2f} | {1e3 * s:.2f} | "
+        lines.append(f"| {strategy} | {model} | {ranks} | {label} | {1e3 * f:.2f} | {1e3 * s:.2f} | "
                      f"{'–' if np.isnan(c) else f'{100 * c:.1f}'} |")  # fmt: skip
     return [*lines, ""]
 
@@ -76,7 +79,9 @@ def report(runs) -> list[str]:
         reached = {label: [s for s in v if np.isfinite(s)] for label, v in seconds.items()}
         plain_s = reached.pop(freeze_label(plain[0]))
         for label, times in reached.items():
-            head = f"{key[2]} on {key[0]} ranks, {label}: training seconds to {100 * target:.1f} % with / without"
+            head = (
+                f"{key[1]} {key[2]} on {key[0]} ranks, {label}: training seconds to {100 * target:.1f} % with / without"
+            )
             if not times or not plain_s:
                 lines.append(f"{head}: not reached by {'these runs' if plain_s else 'any run'}")
                 continue

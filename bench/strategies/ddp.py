@@ -116,7 +116,7 @@ class DdpStrategy(Strategy):
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.layout_input: torch.Tensor | None = None
         self.steps_since_build = 0  # steps the current DDP wrapper took (its buckets are rebuilt after the first)
-        self.freezer = make_freezer(cfg.freezing, layers)
+        self.freezer = make_freezer(cfg.freezing, layers, cfg.steps)
         self._rewrap_on_resume = False
 
     def _wrap(self):

@@ -21,6 +21,7 @@ nothing else makes a sample's prefix output change between epochs.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import torch
@@ -62,7 +63,9 @@ class ActivationCache:
     @property
     def nbytes(self) -> int:
         """Host memory the kept activations take."""
-        return 0 if self.store is None else self.kept * self.store[0].numel() * self.store.element_size()
+        if self.store is None:
+            return 0
+        return self.kept * math.prod(self.store.shape[1:]) * self.store.element_size()
 
     def frozen(self, layers: int) -> None:
         """The frozen prefix is now ``layers`` long: cache the stages it covers whole (and start again if that moved

@@ -110,17 +110,19 @@ def layer_norms(layers) -> np.ndarray:
     return out
 
 
-def make_freezer(spec: FreezeSpec, layers) -> Freezer | None:
-    """``--freeze`` for a strategy's layers (None when off); UsageError for a fixed prefix that leaves no layer to
-    train or an alpha whose cap is 0."""
+def make_freezer(spec: FreezeSpec, layers, steps: int | None = None) -> Freezer | None:
+    """``--freeze`` for a strategy's layers and a run of ``steps`` (None when off); UsageError for a fixed prefix
+    that leaves no layer to train or an alpha whose cap is 0."""
     if not spec.on:
         return None
+    if len(layers) < 2:
+        raise UsageError(f"--freeze: the model has {len(layers)} layer; freezing needs one to freeze and one to train")
     if spec.mode == "fixed" and spec.layers >= len(layers):
         raise UsageError(
             f"--freeze fixed:{spec.layers}@{spec.at_step}: the model has {len(layers)} layers; leave at least "
             "one to train (`python -m bench info --model NAME` lists them)"
         )
-    freezer = Freezer(spec, layers)
+    freezer = Freezer(spec, layers, steps)
     units = len(freezer.bounds) - 1
     if spec.mode == "auto" and math.floor(spec.alpha * units) == 0:
         raise UsageError(f"--freeze auto:{spec.alpha:g}: the cap floor(ALPHA x {units} {spec.unit}s) is 0, so "
@@ -133,15 +135,18 @@ class Freezer:
 
     cache = None  # --freeze-cache: the frozen stages' outputs (:class:`bench.strategies.freeze_cache.ActivationCache`)
 
-    def __init__(self, spec: FreezeSpec, layers):
-        self.spec, self.layers = spec, layers
+    def __init__(self, spec: FreezeSpec, layers, steps: int | None = None):
+        self.spec, self.layers, self.steps = spec, layers, steps  # steps: the run's; no decision after the last
         self.frozen = 0  # layers
         self.norms, self.norms_at = np.zeros(len(layers)), -1  # the last decision's gradient norms and its row
         sizes = block_units([layer.name for layer in layers]) if spec.unit == "block" else [1] * len(layers)
         self.bounds = np.cumsum([0, *sizes])  # unit u holds layers bounds[u]:bounds[u + 1]
 
     def due(self, step: int) -> bool:
-        """After 0-based row ``step``: is this a freeze point?"""
+        """After 0-based row ``step``: is this a freeze point? (Never after the run's last step: nothing would
+        train with the new prefix.)"""
+        if self.steps is not None and step + 1 >= self.steps:
+            return False
         if self.spec.mode == "auto":
             return (step + 1) % self.spec.every == 0 and self.frozen < self.bounds[-2]  # a unit left to freeze
         return self.spec.mode == "fixed" and step + 1 == self.spec.at_step
@@ -189,7 +194,14 @@ class Freezer:
     def keep_activations(self, model, loader, bound_bytes: int) -> None:
         """``--freeze-cache``: from now on, ``model``'s forward takes the frozen stages' output from a cache keyed by
         ``loader``'s samples."""
-        self.cache = ActivationCache(stage_layer_counts(model.stages(), self.layers), loader, bound_bytes)
+        counts = stage_layer_counts(model.stages(), self.layers)
+        if self.spec.mode == "fixed" and self.spec.layers < counts[0]:
+            first = ", ".join(layer.name for layer in self.layers[: counts[0]])
+            spec = f"{self.spec.mode}:{self.spec.layers}@{self.spec.at_step}"
+            raise UsageError(f"--freeze-cache with --freeze {spec}: the model's first stage holds {counts[0]} layers "
+                             f"({first}), so no stage is ever frozen whole and nothing would be cached; freeze at "
+                             f"least {counts[0]} (`python -m bench info` lists the stages)")  # fmt: skip
+        self.cache = ActivationCache(counts, loader, bound_bytes)
         self.cache.frozen(self.frozen)
         model.prefix_cache = self.cache
 

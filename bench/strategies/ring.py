@@ -43,7 +43,7 @@ class RingStrategy(Strategy):
         self.staging = HostStaging(layers, device, bucket_groups(layers, cfg.bucket_mb), self.gpu_path.in_place)
         self.optimizer = make_optimizer(model.parameters(), cfg)
         self.compressed = None
-        self.freezer = make_freezer(cfg.freezing, layers)
+        self.freezer = make_freezer(cfg.freezing, layers, cfg.steps)
         self._exchanges = self.make_exchanges()  # only what the run uses: each pipeline holds device buffers
         if cfg.overlap:
             self.overlap = self.make_overlap()

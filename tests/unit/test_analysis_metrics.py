@@ -197,6 +197,9 @@ def test_strategy_label_names_the_options_that_change_a_run():
     assert label("ring", allreduce="hierarchical") == "ring"  # a file without options: ring took no --allreduce
     emulated = {"strategy": "ps", "config": {"emulate_link": "50,1"}, "options": ["emulate_link"]}
     assert strategy_label(RunResults("f.h5", emulated)) == "ps --emulate-link 50,1"  # every table says so
+    frozen = {"strategy": "ddp", "config": {"freeze": "auto:0.5", "freeze_cache": True, "freeze_every": 30},
+              "options": ["freeze", "freeze_cache", "freeze_every"]}  # fmt: skip
+    assert strategy_label(RunResults("f.h5", frozen)) == "ddp --freeze auto:0.5 --freeze-cache"
 
 
 def test_schedule_is_read_from_the_file_and_old_files_use_the_compatibility_table(tmp_path):

@@ -76,7 +76,7 @@ def test_the_stages_compose_the_forward_pass(name, by_hand):
 
 
 def freeze_with_cache(model, frozen: int, loader, bound_bytes: int) -> Freezer:
-    freezer = Freezer(FreezeSpec("fixed", layers=frozen, at_step=1), models.layers_of(model))
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), models.layers_of(model))
     freezer.keep_activations(model, loader, bound_bytes)
     freezer.freeze_to(frozen)
     return freezer
@@ -195,3 +195,41 @@ def test_a_cache_with_freezing_is_accepted():
     from bench.config import Config, validate
 
     validate(Config(strategy="localsgd", steps=10, freeze="fixed:1@2", freeze_cache=True, freeze_cache_mb=0.0))
+
+
+def test_hits_add_up_over_micro_batches_and_the_last_stage_is_never_cached():
+    """Two batches drawn (as --accumulate-steps draws them) before the hits are taken: both batches' hits count.
+    transformer (stages of 1, 1, 6, 6, 2 layers) with 15 of 16 layers frozen: the head's norm is frozen but not its
+    linear layer, so 4 stages are cached, not 5. Mutations caught: hits overwritten per batch, the last-stage bound
+    off by one."""
+    model = models.build("cnn", (1, 8, 8), 10, 0)
+    loader = loader_of((1, 8, 8), samples=12, batch=6)
+    cache = freeze_with_cache(model, 2, loader, 2**30).cache
+    for _ in range(2):
+        model(loader.next()[0])
+    cache.take_hits()
+    for _ in range(2):
+        model(loader.next()[0])
+    assert cache.take_hits() == 12
+    transformer = models.build("transformer", (1, 8, 8), 10, 0)
+    assert freeze_with_cache(transformer, 15, loader_of((1, 8, 8)), 2**30).cache.boundary == 4
+
+
+def test_a_cache_no_fixed_prefix_could_fill_is_refused_and_a_zero_bound_keeps_nothing():
+    """resnet20's first stage is conv1 + bn1: --freeze fixed:1 with --freeze-cache would never cache, so it is
+    refused naming the stage; fixed:2 is accepted. A bound of 0 B (or under one sample) keeps no row and serves no
+    hit, and its memory reads 0. Mutations caught: the refusal's bound off by one, the memory read from a row of an
+    empty store (an IndexError)."""
+    from bench.runtime.errors import UsageError
+
+    model = models.build("resnet20", (3, 8, 8), 10, 0)
+    layers = models.layers_of(model)
+    with pytest.raises(UsageError, match=r"first stage holds 2 layers \(conv1, bn1\)"):
+        Freezer(FreezeSpec("fixed", layers=1, at_step=1), layers).keep_activations(model, loader_of((3, 8, 8)), 1)
+    Freezer(FreezeSpec("fixed", layers=2, at_step=1), layers).keep_activations(model, loader_of((3, 8, 8)), 1)
+    model = models.build("cnn", (1, 8, 8), 10, 0)
+    loader = loader_of((1, 8, 8))
+    cache = freeze_with_cache(model, 2, loader, 0).cache
+    for _ in range(6):
+        model(loader.next()[0])
+    assert cache.kept == 0 and cache.take_hits() == 0 and cache.nbytes == 0

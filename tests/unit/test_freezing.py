@@ -207,14 +207,122 @@ def test_the_summary_says_what_was_frozen(capsys):
     sent[:, -1, 2] = 2**19
     print_freezing({"freeze/frozen_layers": np.array([[0, 0, 2, 2]] * 2), "timing/comm_bytes": sent})
     out = capsys.readouterr().out
-    assert (
-        "2 of 3 layers frozen at the end, the first from step 3" in out and "3.000 at step 1, 1.000 at the last" in out
-    )
+    assert "2 of 3 layers frozen at the end, the first from step 3" in out and "3.000 at step 1, 1.000 at step 4" in out
     hits, held = np.array([[0, 0, 3, 8], [0, 0, 2, 7]]), np.array([[0, 0, 2**20, 2**21], [0, 0, 2**20, 3 * 2**20]])
     print_freezing({"freeze/frozen_layers": np.array([[0, 0, 2, 2]] * 2), "timing/comm_bytes": sent,
                     "freeze/cache_hits": hits, "freeze/cache_bytes": held})  # fmt: skip
-    assert "20 samples' prefix output reused, all ranks (15 at the last step); 3.00 MiB held" in capsys.readouterr().out
+    assert (
+        "20 samples' prefix output reused, all ranks (15 in the last step); 3.00 MiB held at the end on the rank"
+        in (capsys.readouterr().out)
+    )
+    local = np.zeros((2, 4, 3))
+    local[:, 1] = 2**19  # localsgd: only rows 1 and 3 average
+    local[:, 3, 2] = 2**19
+    print_freezing({"freeze/frozen_layers": np.array([[0, 0, 2, 2]] * 2), "timing/comm_bytes": local})
+    assert "3.000 at step 2, 1.000 at step 4" in capsys.readouterr().out
     print_freezing({"freeze/frozen_layers": np.zeros((2, 4), int), "timing/comm_bytes": sent})
     assert "no layer frozen" in capsys.readouterr().out
     print_freezing({"timing/comm_bytes": sent})
     assert capsys.readouterr().out == ""
+
+
+def test_due_until_only_the_last_unit_is_left_in_a_longer_model():
+    """cnn (4 layers): due with 0, 1 or 2 frozen, not with 3. Mutation caught: the stop read at another unit bound
+    (bounds[2] or bounds[-3] instead of bounds[-2])."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("cnn", (1, 8, 8), 10, 0))
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), layers)
+    due = []
+    for count in (0, 1, 2, 3):
+        freezer.frozen = count
+        due.append(freezer.due(0))
+    assert due == [True, True, True, False]
+
+
+def test_a_decision_on_agreed_norms_and_a_block_norm_from_squares_not_cubes():
+    """cnn, alpha 0.9 (cap 3): this rank's own gradients are all ones, but ``agree`` hands back norms whose least is
+    layer 2 (1-based), so 2 layers freeze and the agreed norms are recorded. resnet20 in blocks (conv1 and bn1 are
+    units of their own): conv1 and bn1 at 1.8, blocks.0's four layers at 1.0 (block norm sqrt(4) = 2), the rest 9:
+    the least unit is conv1, so 1 layer freezes; cubes instead of squares (1.8^1.5 = 2.41 against 2) would pick
+    blocks.0 (6 layers). Mutations caught: ``agree`` ignored, the layers' norms cubed."""
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("cnn", (1, 8, 8), 10, 0))
+    for p in (p for layer in layers for p in layer.params):
+        p.grad = torch.ones_like(p)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.9, every=1), layers)
+    agreed = np.array([5.0, 0.5, 3.0, 4.0])
+    assert freezer.choose(7, lambda own: agreed) and freezer.frozen == 2
+    assert freezer.norms_at == 7 and freezer.norms.tolist() == agreed.tolist()
+
+    layers = layers_of(build("resnet20", (3, 8, 8), 10, 0))
+    for i, layer in enumerate(layers):
+        norm = 1.8 if i < 2 else 1.0 if i < 6 else 9.0
+        count = sum(p.numel() for p in layer.params)
+        for p in layer.params:
+            p.grad = torch.full(p.shape, norm / count**0.5)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1, unit="block"), layers)
+    assert freezer.choose(0) and freezer.frozen == 1
+
+
+def test_make_freezer_refuses_what_cannot_freeze_and_is_off_without_freeze():
+    """A fixed prefix of all 3 layers, and alpha 0.3 on 3 layers (cap floor(0.9) = 0), are refused; 2 of 3 and 0.34
+    (cap 1) are accepted. Mutations caught: the bound moved by one layer, the cap's floor taken as a ceiling."""
+    from bench.runtime.errors import UsageError
+    from bench.strategies.freezing import make_freezer
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    assert make_freezer(FreezeSpec(), layers) is None
+    with pytest.raises(UsageError, match="the model has 3 layers"):
+        make_freezer(FreezeSpec("fixed", layers=3, at_step=1), layers)
+    assert make_freezer(FreezeSpec("fixed", layers=2, at_step=1), layers).frozen == 0
+    with pytest.raises(UsageError, match=r"floor\(ALPHA x 3 layers\) is 0"):
+        make_freezer(FreezeSpec("auto", alpha=0.3, every=1), layers)
+    assert make_freezer(FreezeSpec("auto", alpha=0.34, every=1), layers) is not None
+    blocks = layers_of(build("resnet20", (3, 8, 8), 10, 0))  # conv1, bn1, 9 blocks, fc: 0.05 x 12 = 0.6
+    with pytest.raises(UsageError, match=r"12 blocks\) is 0"):
+        make_freezer(FreezeSpec("auto", alpha=0.05, every=1, unit="block"), blocks)
+
+
+def test_the_series_declared_and_recorded():
+    """auto with the cache: frozen layers (int), the norms at the decision's row only, the cache's hits (taken, so
+    the next row starts at 0) and bytes; fixed without the cache declares the frozen count alone. Mutations
+    caught: a series missing or misnamed, the norms written on every row, hits not taken."""
+    from mpi4py import MPI
+
+    from bench.measure.recorder import Recorder
+    from bench.strategies.freeze_cache import ActivationCache
+    from bench.workload.models import build, layers_of
+
+    layers = layers_of(build("mlp", (1, 8, 8), 10, 0))
+    rec = Recorder(MPI.COMM_SELF, 3)
+    freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), layers)
+    freezer.cache = ActivationCache([1, 1, 1], type("L", (), {"y": np.zeros(4)})(), 100)
+    freezer.declare(rec)
+    assert set(rec.series) == {"freeze/frozen_layers", "freeze/grad_norm", "freeze/cache_hits", "freeze/cache_bytes"}
+    assert rec["freeze/frozen_layers"].dtype == np.int64 and rec["freeze/grad_norm"].shape == (3, 3)
+    freezer.norms, freezer.norms_at = np.array([1.0, 2.0, 3.0]), 1
+    freezer.cache.hits = 5
+    for row in range(3):
+        freezer.record(rec, row, row)
+    assert rec["freeze/frozen_layers"].tolist() == [0, 1, 2]
+    assert rec["freeze/grad_norm"].tolist() == [[0, 0, 0], [1, 2, 3], [0, 0, 0]]
+    assert rec["freeze/cache_hits"].tolist() == [5, 0, 0] and rec["freeze/cache_bytes"].tolist() == [0, 0, 0]
+    plain = Recorder(MPI.COMM_SELF, 3)
+    Freezer(FreezeSpec("fixed", layers=1, at_step=1), layers).declare(plain)
+    assert list(plain.series) == ["freeze/frozen_layers"]
+
+
+def test_no_freeze_point_after_the_last_step_and_none_on_a_one_layer_model():
+    """A 10-step run, auto every 5: rows 4 (step 5) is a freeze point, row 9 (the last step) is not, though 10 is a
+    multiple of 5; a 1-layer model cannot freeze. Mutation caught: a decision (and a rebuild) after the last step."""
+    from bench.runtime.errors import UsageError
+    from bench.strategies.freezing import make_freezer
+    from bench.workload.models import build, layers_of
+
+    freezer = make_freezer(FreezeSpec("auto", alpha=0.5, every=5), layers_of(build("mlp", (1, 8, 8), 10, 0)), 10)
+    assert [row for row in range(10) if freezer.due(row)] == [4]
+    with pytest.raises(UsageError, match="has 1 layer;"):
+        make_freezer(FreezeSpec("auto", alpha=0.9, every=5), layers_of(build("logreg", (1, 8, 8), 10, 0)), 10)
