@@ -51,6 +51,22 @@ class Strategy(Stateful):
         :class:`bench.strategies.Facts`, with ``--ps-mode``."""
         return self.cfg.schedule
 
+    # ---- freezing (``--freeze``) ------------------------------------------------------------------------
+    @property
+    def frozen_prefix(self) -> int:
+        """Layers frozen so far: a checkpoint keeps it (name it in ``state_attributes``); restoring it freezes them
+        again and calls :meth:`refrozen`."""
+        return self.freezer.frozen if self.freezer is not None else 0
+
+    @frozen_prefix.setter
+    def frozen_prefix(self, value) -> None:
+        if self.freezer is not None and int(value) > self.freezer.frozen:
+            self.freezer.freeze_to(int(value))
+            self.refrozen()
+
+    def refrozen(self) -> None:
+        """After a checkpoint's frozen prefix was restored: rebuild what depends on the active layers."""
+
     # ---- layout -------------------------------------------------------------------------------------
     def make_topology(self, rank: int, size: int) -> Topology:
         """The rank layout; its layout queries (computes, partitions, data_part, eval_rank) are the Topology's."""

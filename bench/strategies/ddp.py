@@ -129,16 +129,8 @@ class DdpStrategy(Strategy):
         ddp.register_comm_hook(None, self.overlap.hook(self._dist))
         return ddp
 
-    @property
-    def frozen_prefix(self) -> int:
-        """Layers frozen so far (a checkpoint keeps it; a resumed run freezes them again and rewraps)."""
-        return self.freezer.frozen if self.freezer is not None else 0
-
-    @frozen_prefix.setter
-    def frozen_prefix(self, value) -> None:
-        if self.freezer is not None and int(value) > self.freezer.frozen:
-            self.freezer.freeze_to(int(value))
-            self._rewrap_on_resume = True  # collective: in resumed(), once every rank has loaded
+    def refrozen(self) -> None:
+        self._rewrap_on_resume = True  # a collective: in resumed(), once every rank has loaded its piece
 
     def make_topology(self, rank, size):
         return Topology.ring(rank, size)

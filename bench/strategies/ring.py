@@ -57,16 +57,8 @@ class RingStrategy(Strategy):
             return HookDrivenBuckets(send, fault)
         return OverlappedBuckets(self.layers, self.staging.groups, send, fault, device=self.device)
 
-    @property
-    def frozen_prefix(self) -> int:
-        """Layers frozen so far (a checkpoint keeps it; restoring it freezes them again)."""
-        return self.freezer.frozen if self.freezer is not None else 0
-
-    @frozen_prefix.setter
-    def frozen_prefix(self, value) -> None:
-        if self.freezer is not None and int(value) > self.freezer.frozen:
-            self.freezer.freeze_to(int(value))
-            self._rebuild_buckets()
+    def refrozen(self) -> None:
+        self._rebuild_buckets()
 
     def _rebuild_buckets(self) -> None:
         """The exchanges over the active layers only: buckets regrouped from the first active layer on, so frozen

@@ -9,11 +9,12 @@ from analysis.views.freezing import freezing_table
 from tests.analysis_fixtures import ring_run, with_evals
 
 
-@pytest.fixture
-def pair(tmp_path):
-    """2 ranks, 5 steps of 1 s (step 0: 100 s, warm-up), 2 layers. Without freezing each rank sends 1000 B per layer
-    and step (4000 B per step in all) and communicates 0.2 s per step; with freezing layer 0 stops after step 2."""
-    plain = ring_run(tmp_path / "plain.h5", 2, 1.0, comm_s=0.2, cfg={"steps": 5})
+def freezing_runs(tmp_path, cache: dict | None = None, plain_cfg: dict | None = None):
+    """2 ranks, 5 steps of 1 s (step 0: 100 s, warm-up), 2 layers, an evaluation at step 5 (80 % without freezing,
+    75 % with). Without freezing each rank sends 1000 B per layer and step (4000 B per step in all) and communicates
+    0.2 s per step; with freezing (fixed:1@2, ``cache`` options added to its config) layer 0 stops after step 2, a
+    batch of 32 per rank, cache hits per rank and step [0, 0, 0, 16, 32] and [0, 0, 8, 32, 32]."""
+    plain = ring_run(tmp_path / "plain.h5", 2, 1.0, comm_s=0.2, cfg={"steps": 5} | (plain_cfg or {}))
     sent = np.full((2, 5, 2), 1000, dtype=np.int64)
     sent[:, 2:, 0] = 0
     extra = {
@@ -22,10 +23,14 @@ def pair(tmp_path):
         "freeze/cache_hits": (np.array([[0, 0, 0, 16, 32], [0, 0, 8, 32, 32]], dtype=np.int64), "samples"),
         "freeze/cache_bytes": (np.zeros((2, 5), dtype=np.int64), "bytes"),
     }
-    cut = ring_run(
-        tmp_path / "cut.h5", 2, 1.0, comm_s=0.1, cfg={"steps": 5, "freeze": "fixed:1@2"}, extra=extra, batch=32
-    )
-    return with_evals(plain.path, [4], [0.8]), with_evals(cut.path, [4], [0.75])
+    cfg = {"steps": 5, "freeze": "fixed:1@2"} | (cache or {})
+    cut = ring_run(tmp_path / "cut.h5", 2, 1.0, comm_s=0.1, cfg=cfg, extra=extra, batch=32)
+    return [with_evals(plain.path, [4], [0.8]), with_evals(cut.path, [4], [0.75])]
+
+
+@pytest.fixture
+def pair(tmp_path):
+    return freezing_runs(tmp_path)
 
 
 def test_freezing_table_by_hand(pair):
@@ -50,20 +55,8 @@ def test_freezing_figure_and_share_per_step(pair, tmp_path):
 
 
 def cached_pair(tmp_path, plain_cfg=None):
-    """As ``pair``, the run with freezing also with --freeze-cache (64 MiB) and a batch of 32 per rank; hits per
-    rank and step [0, 0, 0, 16, 32] and [0, 0, 8, 32, 32]; an evaluation at step 5: 80 % without, 75 % with."""
-    plain = ring_run(tmp_path / "plain.h5", 2, 1.0, comm_s=0.2, cfg={"steps": 5} | (plain_cfg or {}))
-    sent = np.full((2, 5, 2), 1000, dtype=np.int64)
-    sent[:, 2:, 0] = 0
-    extra = {
-        "freeze/frozen_layers": (np.array([[0, 0, 1, 1, 1]] * 2, dtype=np.int64), "layers"),
-        "timing/comm_bytes": (sent, "bytes"),
-        "freeze/cache_hits": (np.array([[0, 0, 0, 16, 32], [0, 0, 8, 32, 32]], dtype=np.int64), "samples"),
-        "freeze/cache_bytes": (np.zeros((2, 5), dtype=np.int64), "bytes"),
-    }
-    cfg = {"steps": 5, "freeze": "fixed:1@2", "freeze_cache": True, "freeze_cache_mb": 64.0}
-    cut = ring_run(tmp_path / "cut.h5", 2, 1.0, comm_s=0.1, cfg=cfg, extra=extra, batch=32)
-    return [with_evals(plain.path, [4], [0.8]), with_evals(cut.path, [4], [0.75])]
+    """:func:`freezing_runs` with --freeze-cache (64 MiB)."""
+    return freezing_runs(tmp_path, {"freeze_cache": True, "freeze_cache_mb": 64.0}, plain_cfg)
 
 
 def test_the_whole_table_as_a_reader_sees_it(tmp_path):

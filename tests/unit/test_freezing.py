@@ -163,18 +163,26 @@ def test_the_smallest_accepted_values():
     assert parse_freeze("auto:0.5", 7, "block").unit == "block"
 
 
-def test_a_block_norm_joins_its_layers_squares():
-    """resnet20 in blocks: conv1 and bn1 have norm 2.05, blocks.0's four layers 1.02 each (its norm sqrt(4 x
-    1.02^2) = 2.04, the least), every other layer 5: freeze conv1, bn1 and blocks.0 = 6 layers. Mutation caught:
-    the layers' norms doubled instead of squared (blocks.0 then 2.86: conv1 would be the least)."""
+def resnet20_with_norms(stem: float, first_block: float, rest: float):
+    """resnet20's layers with gradients whose norm per layer is ``stem`` for conv1 and bn1, ``first_block`` for each
+    of blocks.0's four layers and ``rest`` for every other layer."""
     from bench.workload.models import build, layers_of
 
     layers = layers_of(build("resnet20", (3, 8, 8), 10, 0))
     for i, layer in enumerate(layers):
-        norm = 2.05 if i < 2 else 1.02 if i < 6 else 5.0
+        norm = stem if i < 2 else first_block if i < 6 else rest
         count = sum(p.numel() for p in layer.params)
         for p in layer.params:
             p.grad = torch.full(p.shape, norm / count**0.5)
+    return layers
+
+
+def test_a_block_norm_joins_its_layers_squares():
+    """resnet20 in blocks: conv1 and bn1 have norm 2.05, blocks.0's four layers 1.02 each (its norm sqrt(4 x
+    1.02^2) = 2.04, the least), every other layer 5: freeze conv1, bn1 and blocks.0 = 6 layers. Mutation caught:
+    the layers' norms doubled instead of squared (blocks.0 then 2.86: conv1 would be the least)."""
+
+    layers = resnet20_with_norms(2.05, 1.02, 5.0)
     freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1, unit="block"), layers)
     assert freezer.decide(0) and freezer.frozen == 6
 
@@ -256,12 +264,7 @@ def test_a_decision_on_agreed_norms_and_a_block_norm_from_squares_not_cubes():
     assert freezer.choose(7, lambda own: agreed) and freezer.frozen == 2
     assert freezer.norms_at == 7 and freezer.norms.tolist() == agreed.tolist()
 
-    layers = layers_of(build("resnet20", (3, 8, 8), 10, 0))
-    for i, layer in enumerate(layers):
-        norm = 1.8 if i < 2 else 1.0 if i < 6 else 9.0
-        count = sum(p.numel() for p in layer.params)
-        for p in layer.params:
-            p.grad = torch.full(p.shape, norm / count**0.5)
+    layers = resnet20_with_norms(1.8, 1.0, 9.0)
     freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1, unit="block"), layers)
     assert freezer.choose(0) and freezer.frozen == 1
 
