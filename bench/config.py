@@ -169,11 +169,12 @@ class Config:
     )
     freeze: str = opt(
         "",
-        "ring, localsgd, ddp: progressive layer freezing (PipeTransformer's AutoFreeze): auto:ALPHA freezes, every "
-        "--freeze-every steps, a prefix of layers up to the active layer with the smallest gradient norm, growing by "
-        "at most a share ALPHA of the active layers; fixed:K@STEP freezes the first K layers after step STEP "
-        "(localsgd: both after the next average, on the norms averaged over the ranks). Frozen layers run forward "
-        "without a graph, take no optimizer step and are not averaged",
+        "ring, localsgd, ddp, ps (sync, fixed only): progressive layer freezing (PipeTransformer's AutoFreeze): "
+        "auto:ALPHA freezes, every --freeze-every steps, a prefix of layers up to the active layer with the "
+        "smallest gradient norm, growing by at most a share ALPHA of the active layers; fixed:K@STEP freezes the "
+        "first K layers after step STEP (localsgd: both after the next average, on the norms averaged over the "
+        "ranks). Frozen layers run forward without a graph, take no optimizer step and are not averaged (ps: "
+        "neither pushed nor pulled)",
         applies="freeze",
     )
     freeze_every: int = opt(50, "--freeze auto:ALPHA: steps between freeze decisions", applies="freeze")
@@ -693,6 +694,10 @@ def check_freeze(cfg) -> None:
     if spec.on and (cfg.exchange_compression.on or cfg.allreduce != "flat"):
         raise UsageError("--freeze runs with the plain ring's exchange for now: no --compress or --allreduce "
                          "hierarchical|auto")  # fmt: skip
+    if spec.on and cfg.strategy == "ps" and (cfg.ps_mode != "sync" or spec.mode != "fixed"):
+        raise UsageError("ps takes --freeze fixed:K@STEP with --ps-mode sync only: auto needs the averaged "
+                         "gradient, which the servers hold in pieces, and async workers would push frozen layers "
+                         "after others froze them")  # fmt: skip
     if spec.on and cfg.takes("localsgd") and (cfg.outer_momentum != 0.0 or cfg.outer_lr != 1.0):
         raise UsageError("--freeze with localsgd does not keep SlowMo's outer buffers across a freeze yet: "
                          "--outer-momentum 0 --outer-lr 1")  # fmt: skip

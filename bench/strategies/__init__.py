@@ -68,7 +68,7 @@ REGISTRY: dict[str, Facts] = {
     ),
     "ps": Facts(
         "bench.strategies.ps.strategy:PSStrategy", "step", "lockstep", "parameter_server", "workers",
-        STEPPED | COMPRESSIBLE | {"lockstep", "overlap", "parameter server", "staging"},
+        STEPPED | COMPRESSIBLE | {"lockstep", "overlap", "parameter server", "staging", "freeze"},
     ),
     "ssp": Facts(
         "bench.strategies.ps.strategy:SSPStrategy", "step", "decoupled", "parameter_server", "workers",

@@ -199,7 +199,7 @@ class DdpStrategy(Strategy):
     def declare(self, rec) -> None:
         rec.add("timing/exposed", "s", (len(self.layers),))
         if self.freezer is not None:
-            self.freezer.declare(rec)
+            self.freezer.declare(rec, self.cfg.freeze_cache)
 
     def describe(self):
         return super().describe() | {"backend": self.backend, "bucket_mb": self.bucket_mb}

@@ -172,12 +172,13 @@ class Freezer:
         self.freeze_to(target)
         return True
 
-    def declare(self, rec) -> None:
-        """The series :meth:`record` fills."""
+    def declare(self, rec, cached: bool) -> None:
+        """The series :meth:`record` fills (``cached``: ``--freeze-cache``; every rank declares the same series,
+        whether or not it holds a cache)."""
         rec.add("freeze/frozen_layers", "layers", dtype=np.int64)
         if self.spec.mode == "auto":
             rec.add("freeze/grad_norm", "1", (len(self.layers),))
-        if self.cache is not None:
+        if cached:
             rec.add("freeze/cache_hits", "samples", dtype=np.int64)
             rec.add("freeze/cache_bytes", "bytes", dtype=np.int64)
 

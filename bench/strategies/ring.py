@@ -132,7 +132,7 @@ class RingStrategy(Strategy):
 
     def declare(self, rec) -> None:
         if self.freezer is not None:
-            self.freezer.declare(rec)
+            self.freezer.declare(rec, self.cfg.freeze_cache)
         if self.overlap:
             rec.add("timing/exposed", "s", (len(self.layers),))
         if self.compressed is not None:

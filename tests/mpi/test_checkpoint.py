@@ -41,6 +41,7 @@ LOCKSTEP = {
         freeze_cache=True,
     ),
     "ps-sync-lamb": dict(strategy="ps", optimizer="lamb", compress="qsgd:4"),
+    "ps-sync-freeze": dict(strategy="ps", momentum=0.9, freeze="fixed:1@6"),  # servers hold layer 0 from row 6
 }
 FEDERATED = {
     "fedavg-adam-server": dict(server_opt="adam", server_lr=0.05),

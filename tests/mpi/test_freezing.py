@@ -230,3 +230,33 @@ def test_ddp_freezes_as_ring_does(shared_tmp):
     ok &= list(trainer.ctx.rec["freeze/frozen_layers"][: base.steps]) == [0, 0, 0, 2, 2, 2]
     digests = comm.allgather(after[-1].tobytes())
     assert all_agree(ok and all(d == digests[0] for d in digests)), "ddp with freezing differs from ring's"
+
+
+def test_sync_ps_freezes_as_the_serial_oracle(shared_tmp):
+    """ps sync, 1 server and W = size - 1 workers, cnn, momentum 0.9, fixed:2@3 over 6 steps: each worker's model ends
+    where the serial global-batch oracle over W parts ends (to float32 rounding: the server steps its shard as one
+    flat tensor), its frozen layers as they were pulled after step 3; the frozen layers' pieces are neither pushed
+    nor pulled after the freeze (their bytes 0, the others' unchanged); every rank, servers too, records the frozen
+    count; the server's shard equals the workers' model. Mutations caught: frozen pieces still pushed or pulled, the
+    server's momentum moving frozen values (its shard then differs from the workers' frozen layers), the freeze a
+    step late, the workers' copy pipelines left walking the frozen layers (a pipeline starts its step at its first
+    layer: the pushes then carried step 3's gradients, 0.036 off)."""
+    torch.set_num_threads(1)
+    comm = MPI.COMM_WORLD
+    if comm.size < 2:
+        pytest.skip("a server and a worker")
+    cfg = make_cfg(shared_tmp, model="cnn", momentum=0.9, steps=6, lr=0.05, strategy="ps", servers=1,
+                   freeze="fixed:2@3", out=f"{shared_tmp}/ps.h5")  # fmt: skip
+    trainer, _, after = run_steps(cfg)
+    rec = trainer.ctx.rec
+    ok = list(rec["freeze/frozen_layers"][: cfg.steps]) == [0, 0, 0, 2, 2, 2]
+    if comm.rank >= 1:
+        cut = sum(layer.numel for layer in trainer.run.layers[:2])
+        sent = rec["timing/comm_bytes"][: cfg.steps]
+        ok &= (sent[3:, :2] == 0).all() and (sent[:3, :2] > 0).all() and (sent[3:, 2:] == sent[:1, 2:]).all()
+        ok &= np.array_equal(after[-1][:cut], after[2][:cut]) and not np.array_equal(after[1][:cut], after[2][:cut])
+        ok &= np.allclose(after[-1], serial_frozen(cfg, comm.size - 1, 2, 3), rtol=1e-6, atol=1e-7)  # equal here
+    pulled = comm.bcast(after[-1] if comm.rank == 1 else None, root=1)
+    if comm.rank == 0:  # the one server's shard is the whole model: what the workers hold, frozen layers included
+        ok &= np.array_equal(trainer.run.strategy.server.values, pulled)
+    assert all_agree(ok), "sync ps with freezing differs from the serial oracle or still moves frozen layers"

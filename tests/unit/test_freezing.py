@@ -303,7 +303,7 @@ def test_the_series_declared_and_recorded():
     rec = Recorder(MPI.COMM_SELF, 3)
     freezer = Freezer(FreezeSpec("auto", alpha=0.5, every=1), layers)
     freezer.cache = ActivationCache([1, 1, 1], type("L", (), {"y": np.zeros(4)})(), 100)
-    freezer.declare(rec)
+    freezer.declare(rec, True)
     assert set(rec.series) == {"freeze/frozen_layers", "freeze/grad_norm", "freeze/cache_hits", "freeze/cache_bytes"}
     assert rec["freeze/frozen_layers"].dtype == np.int64 and rec["freeze/grad_norm"].shape == (3, 3)
     freezer.norms, freezer.norms_at = np.array([1.0, 2.0, 3.0]), 1
@@ -314,7 +314,7 @@ def test_the_series_declared_and_recorded():
     assert rec["freeze/grad_norm"].tolist() == [[0, 0, 0], [1, 2, 3], [0, 0, 0]]
     assert rec["freeze/cache_hits"].tolist() == [5, 0, 0] and rec["freeze/cache_bytes"].tolist() == [0, 0, 0]
     plain = Recorder(MPI.COMM_SELF, 3)
-    Freezer(FreezeSpec("fixed", layers=1, at_step=1), layers).declare(plain)
+    Freezer(FreezeSpec("fixed", layers=1, at_step=1), layers).declare(plain, False)
     assert list(plain.series) == ["freeze/frozen_layers"]
 
 

@@ -79,7 +79,9 @@ class Server(Stateful):
         self.views = tensor_views(self.values, lo, shapes) if cfg.optimizer in LAYERWISE else [(slice(None), None)]
         self.params = [torch.nn.Parameter(self._tensor(self.values, sl, shape)) for sl, shape in self.views]
         self.optimizer = make_optimizer(self.params, cfg)
-        self.slices = [(p.index, slice(p.offset - lo, p.offset - lo + p.numel)) for p in smap.pieces_of_server(index)]
+        self.lo, self.pieces = lo, smap.pieces_of_server(index)
+        self.slices = [(p.index, self._slice(p)) for p in self.pieces]
+        self.held: list[tuple[slice, np.ndarray]] = []  # frozen pieces' values, put back after every update
         self.tag_ub = tag_upper_bound(comm)
         self.numel = hi - lo
         self._free: list[np.ndarray] = []
@@ -132,15 +134,30 @@ class Server(Stateful):
     def send_values(self, worker: int, values: np.ndarray) -> list[MPI.Request]:
         return [self.comm.Isend(values[sl], worker, pull_tag(i, self.tag_ub)) for i, sl in self.slices]
 
+    def freeze_layers(self, count: int) -> None:
+        """``--freeze``: the first ``count`` layers are frozen. Their pieces are no longer received nor sent, and
+        the update puts their values back (the shard steps as one flat tensor, whose momentum and weight decay would
+        move them)."""
+        frozen = [p for p in self.pieces if p.layer < count]
+        self.held = [(sl, self.values[sl].copy()) for sl in (self._slice(p) for p in frozen)]
+        self.slices = [(p.index, self._slice(p)) for p in self.pieces if p.layer >= count]
+
+    def _slice(self, piece) -> slice:
+        return slice(piece.offset - self.lo, piece.offset - self.lo + piece.numel)
+
     def _apply(self, grad: np.ndarray) -> None:
         """One update; the schedule counts a worker's steps (sync: one update per step; async, ssp: one per
         worker per step)."""
         per_step = 1 if self.cfg.ps_mode == "sync" else len(self.workers)
         set_lr(self.optimizer, self.cfg, self.applied // per_step, self.cfg.steps)
         self.applied += 1
+        for sl, _ in self.held:  # frozen pieces were not received: no stale or uninitialised values in the step
+            grad[sl] = 0.0
         for param, (sl, shape) in zip(self.params, self.views):
             param.grad = self._tensor(grad, sl, shape)
         self.optimizer.step()
+        for sl, kept in self.held:
+            self.values[sl] = kept
 
     @staticmethod
     def _tensor(flat: np.ndarray, sl: slice, shape) -> torch.Tensor:

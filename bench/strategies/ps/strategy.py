@@ -21,6 +21,7 @@ from bench.comm.cuda_aware import GpuPath
 from bench.compress.pieces import PieceEncoder
 from bench.runtime.watchdog import WATCHDOG
 from bench.strategies.base import DecoupledHooks, Strategy
+from bench.strategies.freezing import make_freezer
 from bench.strategies.overlap import OverlappedBuckets
 from bench.strategies.ps.events import EventServer
 from bench.strategies.ps.server import LAYERWISE, Server
@@ -34,7 +35,8 @@ SERVER_SERIES = ("server_receive", "server_apply", "server_send", "server_idle")
 
 
 class PSStrategy(Strategy, DecoupledHooks):
-    state_attributes = ("model", "server", "worker")  # a server's shard and optimizer; a worker's encoder
+    state_attributes = ("model", "server", "worker", "frozen_prefix")  # a server's shard and optimizer; a worker's
+    # encoder; the frozen layers (--freeze)
     name = "ps"
 
     def __init__(self, cfg, comm, model, layers, device):
@@ -69,20 +71,51 @@ class PSStrategy(Strategy, DecoupledHooks):
             if compression.on:
                 encoder = PieceEncoder(compression.method, compression.error_feedback, cfg.seed, comm.rank)
             headers = not self.lockstep
-            backward_order = [(i,) for i in reversed(range(len(layers)))]
             fault = comm.rank == cfg.overlap_fault_rank
-            launch = [g[0] for g in backward_order][:: -1 if fault else 1]  # the overlap's push order
+            launch = list(reversed(range(len(layers))))[:: -1 if fault else 1]  # the overlap's push order
             push_order = launch if cfg.overlap else None
             self.worker = PSWorker(
                 self.comm, topo.servers, layers, device, self.smap, headers, encoder, self.gpu_path,
                 cfg.buckets_in_flight, push_order,
             )  # fmt: skip
-            self._push = self.worker.push_exchanges()
-            self._pull = self.worker.pull_exchanges()
-            if cfg.overlap:  # each layer's push leaves as its gradient is ready, last layer first
-                send = lambda g: self.worker.push_timed(backward_order[g][0])  # noqa: E731
-                self.overlap = OverlappedBuckets(layers, backward_order, send, fault, "ps/push", device)
+            self._exchanges_from(0)
         self.series: dict[str, np.ndarray] = {}
+        self.freezer = make_freezer(cfg.freezing, layers, cfg.steps)
+
+    def _exchanges_from(self, first: int) -> None:
+        """A worker's pushes and pulls of the layers from ``first`` on (the others are frozen: ``--freeze``), and
+        with ``--overlap`` each of those layers' push as its gradient is ready, last layer first."""
+        self._push = [e for e in self.worker.push_exchanges() if e.layers[0] >= first]
+        self._pull = [e for e in self.worker.pull_exchanges() if not e.layers or e.layers[0] >= first]
+        if self.cfg.overlap:
+            if self.overlap is not None:
+                self.overlap.close()
+            backward_order = [(i,) for i in reversed(range(first, len(self.layers)))]
+            fault = self.world.rank == self.cfg.overlap_fault_rank
+            send = lambda g: self.worker.push_timed(backward_order[g][0])  # noqa: E731
+            self.overlap = OverlappedBuckets(self.layers, backward_order, send, fault, "ps/push", self.device)
+
+    # ---- freezing (--freeze fixed:K@STEP, sync) ---------------------------------------------------------------
+    def _freeze_before(self, step: int) -> None:
+        """At the start of row ``step``, on servers and workers alike: the freeze decided after row ``step - 1``
+        (a fixed step: no message needed). From then on the frozen layers are neither pushed nor pulled, and the
+        servers hold their values."""
+        if self.freezer is not None:
+            if step >= 1 and self.freezer.decide(step - 1):
+                self.refrozen()
+            self._frozen_during = self.freezer.frozen
+
+    def refrozen(self) -> None:
+        first = self.freezer.frozen
+        if self.server is not None:
+            self.server.freeze_layers(first)
+        if self.worker is not None:
+            self.worker.active_from(first)
+            self._exchanges_from(first)
+
+    def record(self, rec, step: int) -> None:
+        if self.freezer is not None:
+            self.freezer.record(rec, step, self._frozen_during)
 
     def policy(self) -> str:
         return self.cfg.ps_mode
@@ -112,11 +145,14 @@ class PSStrategy(Strategy, DecoupledHooks):
         for name in (*SERVER_SERIES, "blocked"):
             rec.add(f"ps/{name}", "s")
         rec.add("ps/clock_spread", "clocks")
+        if self.freezer is not None:
+            self.freezer.declare(rec, self.cfg.freeze_cache)
 
     # ---- worker hooks --------------------------------------------------------------------------------------
     def before_step(self, step):
         """The replies that let this step start: how far ahead of the slowest worker, and how long held back."""
         self.worker.begin_step(step)
+        self._freeze_before(step)
         if not self.lockstep:
             self.rec["ps/clock_spread"][step] = self.worker.clock_spread
             self.rec["ps/blocked"][step] = self.worker.blocked_s
@@ -137,6 +173,9 @@ class PSStrategy(Strategy, DecoupledHooks):
     # ---- server side -------------------------------------------------------------------------------------
     def serve_step(self, step):
         """Lock-step (sync) server: one step, its times into the recorder."""
+        self._freeze_before(step)
+        if self.freezer is not None:
+            self.record(self.rec, step)
         row = self.server.serve_step(step)
         for name, value in zip(SERVER_SERIES, row):
             self.rec[f"ps/{name}"][step] = value

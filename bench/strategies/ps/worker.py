@@ -52,10 +52,10 @@ class PSWorker(Stateful):
         in_place = path is not None and path.in_place
         self.staging = HostStaging(layers, device, in_place=in_place)  # one buffer per layer, layer order
         # the pushes copy ``in_flight`` layers ahead (in push order); the pulls copy back in layer order
-        copies = make_copies(self.staging, device, in_place)
-        self.pushes = BucketPipeline(self.staging, copies, in_flight, push_order)
-        self.pulls = BucketPipeline(self.staging, copies, in_flight)
+        self._copies, self._in_flight = make_copies(self.staging, device, in_place), in_flight
+        self._push_order = list(range(len(layers))) if push_order is None else list(push_order)
         self.by_layer = [smap.pieces_of_layer(i) for i in range(len(layers))]
+        self.active_from(0)
         self.tag_ub = tag_upper_bound(comm)
         self.version = np.zeros(len(servers))  # server version of the parameters last pulled from each server
         self.replies = np.zeros((len(servers), HEADER_LEN))
@@ -63,6 +63,13 @@ class PSWorker(Stateful):
         self.stop_request = False  # set by the driver from its stop flag; travels in the next push header
         self.stop_seen = False  # a server said: this was the last step
         self._header_sent = [False] * len(servers)
+
+    def active_from(self, first: int) -> None:
+        """Push and pull the layers from ``first`` on (``--freeze``: the others are frozen). The pipelines walk
+        those layers only: a pipeline starts its step at its order's first layer, which a frozen layer never is."""
+        order = [layer for layer in self._push_order if layer >= first]
+        self.pushes = BucketPipeline(self.staging, self._copies, self._in_flight, order)
+        self.pulls = BucketPipeline(self.staging, self._copies, self._in_flight, list(range(first, len(self.by_layer))))
 
     # ---- push ------------------------------------------------------------------------------------------
     def push_exchanges(self) -> list[Exchange]:
