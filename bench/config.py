@@ -684,6 +684,10 @@ def check_freeze(cfg) -> None:
         raise UsageError("--freeze-cache keeps a frozen prefix's activations: it needs --freeze")
     if cfg.freeze_cache_mb != defaults["freeze_cache_mb"] and not cfg.freeze_cache:
         raise UsageError("--freeze-cache-mb applies to --freeze-cache")
+    if spec.on and cfg.strategy == "ps" and (cfg.ps_mode != "sync" or spec.mode != "fixed"):
+        raise UsageError("ps takes --freeze fixed:K@STEP with --ps-mode sync only: auto needs the averaged "
+                         "gradient, which the servers hold in pieces, and async workers would push frozen layers "
+                         "after others froze them")  # fmt: skip
     last = cfg.steps  # a decision after the last step changes nothing
     if spec.mode == "fixed" and spec.at_step >= last:
         raise UsageError(f"--freeze {cfg.freeze}: step {spec.at_step} is not before the last step ({last}): it "
@@ -692,12 +696,8 @@ def check_freeze(cfg) -> None:
         raise UsageError(f"--freeze-every {spec.every}: no freeze point before the last step ({last}); choose "
                          "fewer steps between decisions")  # fmt: skip
     if spec.on and (cfg.exchange_compression.on or cfg.allreduce != "flat"):
-        raise UsageError("--freeze runs with the plain ring's exchange for now: no --compress or --allreduce "
-                         "hierarchical|auto")  # fmt: skip
-    if spec.on and cfg.strategy == "ps" and (cfg.ps_mode != "sync" or spec.mode != "fixed"):
-        raise UsageError("ps takes --freeze fixed:K@STEP with --ps-mode sync only: auto needs the averaged "
-                         "gradient, which the servers hold in pieces, and async workers would push frozen layers "
-                         "after others froze them")  # fmt: skip
+        raise UsageError("--freeze does not combine with --compress or --allreduce hierarchical|auto yet (the "
+                         "compressed or hierarchical exchanges are not rebuilt over the active layers)")  # fmt: skip
     if spec.on and cfg.takes("localsgd") and (cfg.outer_momentum != 0.0 or cfg.outer_lr != 1.0):
         raise UsageError("--freeze with localsgd does not keep SlowMo's outer buffers across a freeze yet: "
                          "--outer-momentum 0 --outer-lr 1")  # fmt: skip

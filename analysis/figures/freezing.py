@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from analysis.figures.groups import save
-from analysis.stats.metrics import bytes_per_row, per_row, samples_per_row
+from analysis.stats.metrics import bytes_per_row, compute_ranks, per_row, samples_per_row
 from analysis.views.freezing import freeze_label, frozen, setting
 
 
@@ -27,8 +27,10 @@ def freezing_plots(runs, out: Path) -> list[Path]:
 
 
 def comm_share_per_step(run) -> np.ndarray:
-    """Communication time / step time per step, mean over the ranks."""
-    comm, step = per_row(run.data, "timing/comm"), per_row(run.data, "timing/step")
+    """Communication time / step time per step, mean over the computing ranks (a parameter server's own time is
+    serving, not communicating: the table's share counts the same ranks)."""
+    ranks = compute_ranks(run)
+    comm, step = per_row(run.data, "timing/comm")[ranks], per_row(run.data, "timing/step")[ranks]
     return np.mean(np.divide(comm, step, out=np.zeros_like(comm), where=step > 0), axis=0)
 
 

@@ -38,7 +38,7 @@ def setting(run) -> tuple:
     training (the workload, the data and its split, the batch, the optimizer and its schedule, the exchange)."""
     keys = ("strategy", "model", "dataset", "synthetic_shape", "partition", "alpha", "batch_size", "global_batch_size",
             "accumulate_steps", "steps", "optimizer", "lr", "lr_schedule", "lr_warmup_steps", "momentum",
-            "weight_decay", "bucket_mb", "local_steps", "warmup_steps", "overlap")  # fmt: skip
+            "weight_decay", "bucket_mb", "local_steps", "warmup_steps", "overlap", "servers", "ps_mode")  # fmt: skip
     return (run.world_size, *(str(run.config.get(k)) for k in keys))
 
 
@@ -60,7 +60,7 @@ def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
     cols += [Column("step median (ms)", EST, 2, 1e3), Column("comm share (%)", EST, 1, 100)]
     cols += [Column("MiB per step", EST, 3, 2**-20), Column("frozen at end", EST, 1)]
     cols += [Column("from cache (%)", EST, 1, 100), Column("test accuracy (%)", EST, 2, 100)]
-    cols += tta_columns(target, "step")
+    cols += tta_columns(target, "step") + [Column("runs")]
     rows = []
     for g in sorted(groups, key=lambda g: (setting(g.first), freeze_label(g.first))):
         run = g.first
@@ -70,6 +70,7 @@ def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
             + [g.pooled(lambda r: float(np.mean(bytes_per_row(r)[warmup:]))), g.pooled(frozen_at_end)]
             + [g.pooled(lambda r: cache_share(r, warmup)), g.pooled(final_accuracy)]
             + tta_cells(g, target)
+            + [g.label]
         )
     notes = [
         WARMUP_NOTE.format(warmup),

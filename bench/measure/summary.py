@@ -103,7 +103,7 @@ def print_freezing(data) -> None:
     frozen = np.asarray(data["freeze/frozen_layers"])[0]
     layers = np.asarray(data["timing/comm_bytes"]).shape[-1]
     if not frozen.size or frozen[-1] == 0:
-        print("  freezing        no layer frozen (no decision grew the prefix)")
+        print("  freezing        no layer frozen (the run ended before a freeze point, or no decision grew the prefix)")
         return
     first = int(np.argmax(frozen > 0)) + 1
     sent = np.asarray(data["timing/comm_bytes"]).sum(axis=(0, 2)) / 2**20

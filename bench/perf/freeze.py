@@ -23,7 +23,7 @@ import numpy as np
 
 from analysis.data.load import load
 from analysis.stats.accuracy import final_accuracy, time_to_accuracy
-from analysis.stats.metrics import step_stats
+from analysis.stats.metrics import compute_ranks, step_stats
 from analysis.views.freezing import freeze_label, freezing_table, frozen, setting
 from bench.perf.runs import add_repeat_options, results_dir, train
 
@@ -39,28 +39,29 @@ def run(args, ranks: int, model: str, freeze: str, cache: bool, seed: int, work:
 
 def late_phase(runs) -> list[str]:
     """Per setting and way of freezing, over the last third of the steps (the prefix has stopped growing): forward
-    and step time (forward: summed over layers, mean over ranks and rows; step: the report's median, the slowest
-    rank's per row), and the share of samples the cache served; means over the seeds."""
+    and step time (forward: summed over layers, mean over computing ranks and rows; step: the report's median, the
+    slowest rank's per row), and the share of samples the cache served; means over the seeds."""
     lines = [
         "### The last third of the steps (the prefix no longer grows)",
         "",
-        "| strategy | model | ranks | freeze | forward (ms) | step median (ms) | from cache (%) |",
-        "|:---|:---|---:|:---|---:|---:|---:|",
+        "| strategy | model | ranks | freeze | n | forward (ms) | step median (ms) | from cache (%) | runs |",
+        "|:---|:---|---:|:---|---:|---:|---:|---:|:---|",
     ]
     rows: dict = {}
     for r in runs:
         start = 2 * r.data["timing/total"].shape[1] // 3
         late = slice(start, None)
+        ranks = compute_ranks(r)  # a parameter server neither computes nor caches
         hits = r.data.get("freeze/cache_hits")
-        share = np.asarray(hits)[:, late].mean() / r.attrs["per_rank_batch"] if hits is not None else np.nan
-        forward = np.asarray(r.data["timing/forward"])[:, late].sum(axis=2).mean()
+        share = np.asarray(hits)[ranks, late].mean() / r.attrs["per_rank_batch"] if hits is not None else np.nan
+        forward = np.asarray(r.data["timing/forward"])[ranks, late].sum(axis=2).mean()
         step = step_stats(r, start).median_s  # the report's step median, over the late rows
-        key = (r.strategy, r.config["model"], r.world_size, freeze_label(r))
-        rows.setdefault(key, []).append((forward, step, share))
-    for (strategy, model, ranks, label), values in sorted(rows.items()):
-        f, s, c = np.mean(values, axis=0)
-        lines.append(f"| {strategy} | {model} | {ranks} | {label} | {1e3 * f:.2f} | {1e3 * s:.2f} | "
-                     f"{'–' if np.isnan(c) else f'{100 * c:.1f}'} |")  # fmt: skip
+        rows.setdefault((setting(r), freeze_label(r)), []).append((forward, step, share, r.name))
+    for ((ranks, strategy, model, *_), label), values in sorted(rows.items()):
+        f, s, c = np.mean([v[:3] for v in values], axis=0)
+        runs = values[0][3] + (f" (+{len(values) - 1})" if len(values) > 1 else "")
+        lines.append(f"| {strategy} | {model} | {ranks} | {label} | {len(values)} | {1e3 * f:.2f} | {1e3 * s:.2f} | "
+                     f"{'–' if np.isnan(c) else f'{100 * c:.1f}'} | {runs} |")  # fmt: skip
     return [*lines, ""]
 
 

@@ -233,7 +233,9 @@ def read_manifest(cfg, size: int) -> dict:
     changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if changed:
         flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-        raise UsageError(f"--resume: the checkpoint is of another run: {flags} differ")
+        raise UsageError(
+            f"--resume: the checkpoint is of another run: {flags} {'differs' if len(changed) == 1 else 'differ'}"
+        )
     rows = cfg.rounds if manifest["unit"] == "round" else cfg.steps
     if manifest["row"] >= rows and len(set(manifest.get("rows", [0]))) == 1:  # a decoupled run: its file says
         raise UsageError(f"--resume: the run in {cfg.out} is complete ({manifest['row']} {manifest['unit']}s)")

@@ -65,15 +65,15 @@ def test_the_whole_table_as_a_reader_sees_it(tmp_path):
     renamed, moved or formatted otherwise, a note changed, the cache's label lost."""
     table = freezing_table(cached_pair(tmp_path), 1, 0.7).markdown()
     head = "| strategy | model | ranks | freeze | n | step median (ms) | comm share (%) | MiB per step | frozen at end"
-    head += " | from cache (%) | test accuracy (%) | steps to 70 % | train s to 70 % | MiB to 70 % |"
+    head += " | from cache (%) | test accuracy (%) | steps to 70 % | train s to 70 % | MiB to 70 % | runs |"
     assert table.splitlines()[:6] == [
         "### Progressive layer freezing against training without it",
         "",
         head,
-        "|:---|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|:---|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
         "| ring | mlp | 2 | fixed:1@2 + cache (64 MiB) | 1 | 1,000.00 | 10.0 | 0.002 | 1.0 | 46.9 | 75.00 | 5.0 "
-        "| 104.00 | 0.01 |",
-        "| ring | mlp | 2 | none | 1 | 1,000.00 | 20.0 | 0.004 | 0.0 | – | 80.00 | 5.0 | 104.00 | 0.02 |",
+        "| 104.00 | 0.01 | cut.h5 |",
+        "| ring | mlp | 2 | none | 1 | 1,000.00 | 20.0 | 0.004 | 0.0 | – | 80.00 | 5.0 | 104.00 | 0.02 | plain.h5 |",
     ]
     assert (
         "- comm share = communication time / step time (mean over ranks of the sums over measured steps); MiB per "
@@ -88,7 +88,7 @@ def test_the_whole_table_as_a_reader_sees_it(tmp_path):
     "key",
     ["strategy", "model", "dataset", "synthetic_shape", "partition", "alpha", "batch_size", "global_batch_size",
      "accumulate_steps", "steps", "optimizer", "lr", "lr_schedule", "lr_warmup_steps", "momentum", "weight_decay",
-     "bucket_mb", "local_steps", "warmup_steps", "overlap"],
+     "bucket_mb", "local_steps", "warmup_steps", "overlap", "servers", "ps_mode"],
 )  # fmt: skip
 def test_a_run_without_freezing_of_another_setting_is_left_out(tmp_path, key):
     """The run without freezing differs in one option that changes the workload: it is not the baseline of the run

@@ -179,7 +179,7 @@ def test_the_cache_is_built_on_the_loaders_partition():
         (dict(freeze="fixed:1@2", freeze_every=3), "--freeze-every applies to --freeze auto"),
         (dict(freeze="fixed:1@10"), "not before the last step"),
         (dict(freeze="auto:0.5", freeze_every=10), "no freeze point before the last step"),
-        (dict(freeze="fixed:1@2", compress="topk:0.1"), "no --compress"),
+        (dict(freeze="fixed:1@2", compress="topk:0.1"), "does not combine with --compress"),
         (dict(freeze="fixed:1@2", strategy="localsgd", outer_momentum=0.5), "SlowMo"),
         (dict(freeze="auto:0.5", freeze_every=3, strategy="ps"), "ps takes --freeze fixed:K@STEP"),
         (dict(freeze="fixed:1@2", strategy="ps", ps_mode="async"), "with --ps-mode sync only"),
