@@ -105,7 +105,10 @@ class Strategy(Stateful):
         raise NotImplementedError
 
     def record(self, rec, step: int) -> None:
-        """After the update of row ``step``: the strategy's own per-step values into the Recorder (none)."""
+        """After the update of row ``step``: the strategy's own per-step values into the Recorder (with
+        ``--freeze``, the freezer's series: ``_frozen_during`` is the prefix the step trained with)."""
+        if self.freezer is not None:
+            self.freezer.record(rec, step, self._frozen_during)
 
     def after_update(self, step: int) -> list[Exchange]:
         """Communication after the update (e.g. parameter averaging). Default: none."""

@@ -187,14 +187,9 @@ class DdpStrategy(Strategy):
         """DDP's reducer waits for a gradient of every parameter it was built with, so a frozen layer needs a new
         wrapper over the active ones (its buckets built in parameter order, then from the ready order after its
         first step, as at the start of the run)."""
-        old, self.ddp = self.ddp, None
-        del old  # the reducer's autograd hooks go with it
+        self.ddp = None  # the old reducer, and its autograd hooks, go before the new one is built
         self.ddp = self._wrap()
         self.steps_since_build = 0
-
-    def record(self, rec, step: int) -> None:
-        if self.freezer is not None:
-            self.freezer.record(rec, step, self._frozen_during)
 
     def declare(self, rec) -> None:
         rec.add("timing/exposed", "s", (len(self.layers),))

@@ -96,8 +96,9 @@ class ActivationCache:
             return self.store[torch.from_numpy(slot)].to(x.device), b
         computed = self._compute(x, stages[:b])  # the whole batch: a row's values then never depend on how
         miss = np.flatnonzero(~hit)  # many rows were computed with it (kernels may pick another path by batch size)
-        self._keep(samples[miss], computed[torch.from_numpy(miss).to(x.device)] if hit.any() else computed)
-        if hit.any():
+        some_kept = bool(hit.any())
+        self._keep(samples[miss], computed[torch.from_numpy(miss).to(x.device)] if some_kept else computed)
+        if some_kept:
             rows = torch.from_numpy(np.flatnonzero(hit)).to(x.device)
             computed[rows] = self.store[torch.from_numpy(slot[hit])].to(x.device)
             self.hits += int(hit.sum())

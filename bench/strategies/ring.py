@@ -126,10 +126,6 @@ class RingStrategy(Strategy):
         if self.freezer.decide(step):
             self._rebuild_buckets()
 
-    def record(self, rec, step: int) -> None:
-        if self.freezer is not None:
-            self.freezer.record(rec, step, self._frozen_during)
-
     def declare(self, rec) -> None:
         if self.freezer is not None:
             self.freezer.declare(rec, self.cfg.freeze_cache)

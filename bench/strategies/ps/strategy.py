@@ -113,10 +113,6 @@ class PSStrategy(Strategy, DecoupledHooks):
             self.worker.active_from(first)
             self._exchanges_from(first)
 
-    def record(self, rec, step: int) -> None:
-        if self.freezer is not None:
-            self.freezer.record(rec, step, self._frozen_during)
-
     def policy(self) -> str:
         return self.cfg.ps_mode
 
