@@ -186,7 +186,8 @@ def accuracy_figure(runs, target: float | None = None):
             steps, x, acc, half = _mean_curve(g.runs, x_of)
             ax.plot(x, 100 * acc, marker="o", ms=3, label=labels[i], **style, **_marker_kw(g.oversubscribed))
             if g.n > 1:
-                ax.fill_between(x, 100 * (acc - half), 100 * (acc + half), color=style["color"], alpha=0.12)
+                low, high = np.clip(acc - half, 0, 1), np.clip(acc + half, 0, 1)  # an accuracy lies in [0, 100] %
+                ax.fill_between(x, 100 * low, 100 * high, color=style["color"], alpha=0.12)
     for ax in axes:
         if target is not None:
             ax.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {100 * target:g} %")

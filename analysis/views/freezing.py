@@ -75,8 +75,8 @@ def freezing_table(runs, warmup: int, target: float | None = None) -> Table:
     notes = [
         WARMUP_NOTE.format(warmup),
         POOL_NOTE,
-        "comm share = communication time / step time (mean over ranks of the sums over measured steps); MiB per "
-        "step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last "
+        "comm share = communication time / step time (mean over computing ranks of the sums over measured steps); MiB "
+        "per step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last "
         "step; from cache = samples whose frozen stages' output --freeze-cache served, share of the samples trained "
         "in the measured steps",
     ]

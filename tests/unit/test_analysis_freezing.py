@@ -76,10 +76,10 @@ def test_the_whole_table_as_a_reader_sees_it(tmp_path):
         "| ring | mlp | 2 | none | 1 | 1,000.00 | 20.0 | 0.004 | 0.0 | – | 80.00 | 5.0 | 104.00 | 0.02 | plain.h5 |",
     ]
     assert (
-        "- comm share = communication time / step time (mean over ranks of the sums over measured steps); MiB per "
-        "step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the last "
-        "step; from cache = samples whose frozen stages' output --freeze-cache served, share of the samples trained "
-        "in the measured steps" in table.splitlines()
+        "- comm share = communication time / step time (mean over computing ranks of the sums over measured steps); "
+        "MiB per step = bytes all ranks sent, mean over measured steps; frozen at end = leading layers frozen in the "
+        "last step; from cache = samples whose frozen stages' output --freeze-cache served, share of the samples "
+        "trained in the measured steps" in table.splitlines()
     )
     assert table.count("- to target: steps (rounds) trained") == 1
 

@@ -1182,3 +1182,16 @@ def test_links_table_and_figure_show_runs_on_several_nodes_only(tmp_path):
     assert mib.mean == pytest.approx(4000 / 2**20) and share.mean == pytest.approx(0.25)
     assert [p.name for p in links_plot([spread, single], tmp_path / "figs")] == ["links.png", "links.pdf"]
     assert links_plot([single], tmp_path / "none") == [] and links_table([single], 1).empty
+
+
+def test_accuracy_bands_stop_at_100_and_0_percent(tmp_path):
+    """Three repeats ending at 0.9, 1.0 and 1.0 (mean 0.967, half-width t(0.975, 2) x 0.0577 / sqrt(3) = 0.143):
+    the band would reach 111 %; an accuracy cannot, so it stops at 100 %. Mutation caught: the band unclipped."""
+    from analysis.figures.groups import accuracy_figure
+    from tests.analysis_fixtures import with_evals
+
+    for seed in range(3):
+        ring_run(tmp_path / f"r{seed}.h5", 2, 0.1, cfg={"seed": seed})
+    runs = [with_evals(tmp_path / f"r{s}.h5", [1, 4], [0.3, a]) for s, a in enumerate((0.9, 1.0, 1.0))]
+    band = accuracy_figure(runs).axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.max() == pytest.approx(100.0) and band.min() >= 0.0
