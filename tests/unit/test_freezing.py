@@ -320,12 +320,17 @@ def test_the_series_declared_and_recorded():
 
 def test_no_freeze_point_after_the_last_step_and_none_on_a_one_layer_model():
     """A 10-step run, auto every 5: rows 4 (step 5) is a freeze point, row 9 (the last step) is not, though 10 is a
-    multiple of 5; a 1-layer model cannot freeze. Mutation caught: a decision (and a rebuild) after the last step."""
+    multiple of 5; every step of a 4-step run but the last; a 1-layer model cannot freeze, a 2-layer one can.
+    Mutations caught: a decision (and a rebuild) after the last step, or none after the one before it; the layer
+    bound off by one."""
     from bench.runtime.errors import UsageError
     from bench.strategies.freezing import make_freezer
     from bench.workload.models import build, layers_of
 
     freezer = make_freezer(FreezeSpec("auto", alpha=0.5, every=5), layers_of(build("mlp", (1, 8, 8), 10, 0)), 10)
     assert [row for row in range(10) if freezer.due(row)] == [4]
+    every_step = make_freezer(FreezeSpec("auto", alpha=0.5, every=1), layers_of(build("mlp", (1, 8, 8), 10, 0)), 4)
+    assert [row for row in range(4) if every_step.due(row)] == [0, 1, 2]  # not after row 3, the last
+    assert make_freezer(FreezeSpec("fixed", layers=1, at_step=1), layers_of(build("mlp", (1, 8, 8), 10, 0))[:2], 4)
     with pytest.raises(UsageError, match="has 1 layer;"):
         make_freezer(FreezeSpec("auto", alpha=0.9, every=5), layers_of(build("logreg", (1, 8, 8), 10, 0)), 10)
